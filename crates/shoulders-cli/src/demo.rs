@@ -1,0 +1,230 @@
+//! `shoulders demo`: builds a small but realistic ledger on the embedded defaults (SQLite, the
+//! built-in texts below), shows a refused record and an idempotent resubmission, exports the
+//! log and verifies the export from scratch.
+
+use anyhow::{bail, Context, Result};
+use rand_core::OsRng;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shoulders_ledger::{init, verify_export, DataDir, Ledger};
+use shoulders_record::{sign_record, ActorKey, Body, Kind, SignedRecord};
+use std::path::PathBuf;
+
+/// Public-domain verse (Shakespeare, Dickinson, Blake, Keats, Whitman) and a few instruction
+/// examples written for the demo; contributed as documents.
+const POEMS: &[(&str, &str, &str)] = &[
+    ("alice", "Sonnet 18", "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\nRough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date.\n"),
+    ("alice", "Hope", "Hope is the thing with feathers\nThat perches in the soul,\nAnd sings the tune without the words,\nAnd never stops at all.\n"),
+    ("bob", "The Tyger", "Tyger Tyger, burning bright,\nIn the forests of the night;\nWhat immortal hand or eye,\nCould frame thy fearful symmetry?\n"),
+    ("bob", "Endymion", "A thing of beauty is a joy for ever:\nIts loveliness increases; it will never\nPass into nothingness.\n"),
+    ("carol-lab", "Song of Myself", "I celebrate myself, and sing myself,\nAnd what I assume you shall assume,\nFor every atom belonging to me as good belongs to you.\n"),
+];
+
+const INSTRUCTIONS: &[&str] = &[
+    "Instruction: write a couplet about the sea.\nResponse: The grey sea turns and folds its hands of foam;\nit keeps no count of ships that don't come home.\n",
+    "Instruction: describe autumn in one line.\nResponse: The maples spend their gold and ask for nothing back.\n",
+];
+
+struct Demo {
+    ledger: Ledger,
+    keys: Vec<(&'static str, ActorKey)>,
+    ts_ms: u64,
+    seq: u32,
+}
+
+impl Demo {
+    fn key(&self, handle: &str) -> &ActorKey {
+        &self
+            .keys
+            .iter()
+            .find(|(h, _)| *h == handle)
+            .expect("demo actor")
+            .1
+    }
+
+    fn sign(&mut self, handle: &str, kind: Kind, body: Value) -> Result<SignedRecord> {
+        self.seq += 1;
+        self.ts_ms += 1000;
+        let body = Body::from_value(kind, body)?;
+        Ok(sign_record(
+            self.key(handle),
+            &format!("demo-{}", self.seq),
+            self.ts_ms,
+            body,
+        )?)
+    }
+
+    fn submit(&mut self, handle: &str, kind: Kind, body: Value, what: &str) -> Result<u64> {
+        let record = self.sign(handle, kind, body)?;
+        let appended = self.ledger.submit(record.bytes().to_vec())?;
+        println!(
+            "  #{:<3} {:<16} {handle:<10} {what}",
+            appended.index,
+            kind.as_str()
+        );
+        Ok(appended.index)
+    }
+}
+
+fn content(text: &str) -> (String, u64) {
+    (
+        format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
+        text.len() as u64,
+    )
+}
+
+pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
+    let dir = match data_dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!(
+            "shoulders-demo-{}-{}",
+            std::process::id(),
+            crate::random_id()
+        )),
+    };
+    let data = DataDir::new(&dir);
+    let verifier_key = init(&data, "demo.shoulders.local/log", &mut OsRng)?;
+    println!("ledger   {}", dir.display());
+    println!("verifier {verifier_key}\n");
+    let keys = ["alice", "bob", "carol-lab", "dave"]
+        .into_iter()
+        .map(|h| (h, ActorKey::generate(&mut OsRng)))
+        .collect();
+    let mut demo = Demo {
+        ledger: Ledger::open(&data)?,
+        keys,
+        ts_ms: crate::now_ms(),
+        seq: 0,
+    };
+
+    println!("appending records:");
+    for (handle, name) in [
+        ("alice", "Alice Example"),
+        ("bob", "Bob Example"),
+        ("carol-lab", "Carol Lab"),
+        ("dave", "Dave Tuner"),
+    ] {
+        demo.submit(
+            handle,
+            Kind::ActorRegister,
+            json!({ "handle": handle, "name": name }),
+            name,
+        )?;
+    }
+    demo.submit("carol-lab", Kind::DatasetCreate, json!({
+        "dataset_id": "carol-lab/public-domain-verse", "name": "Public-domain verse",
+        "description": "Poems whose copyright has expired, contributed line by line.", "access": "open"
+    }), "carol-lab/public-domain-verse (open)")?;
+    demo.submit(
+        "dave",
+        Kind::DatasetCreate,
+        json!({
+            "dataset_id": "dave/instructions", "name": "Instruction pairs", "access": "owner"
+        }),
+        "dave/instructions (owner only)",
+    )?;
+    for (handle, title, text) in POEMS {
+        let (hash, bytes) = content(text);
+        demo.submit(
+            handle,
+            Kind::DataContribute,
+            json!({
+                "dataset_id": "carol-lab/public-domain-verse", "content_hash": hash,
+                "byte_size": bytes, "token_count": bytes, "media_type": "text/plain", "title": title
+            }),
+            title,
+        )?;
+    }
+    for (i, text) in INSTRUCTIONS.iter().enumerate() {
+        let (hash, bytes) = content(text);
+        demo.submit(
+            "dave",
+            Kind::DataContribute,
+            json!({
+                "dataset_id": "dave/instructions", "content_hash": hash,
+                "byte_size": bytes, "token_count": bytes, "title": format!("pair {}", i + 1)
+            }),
+            &format!("instruction pair {}", i + 1),
+        )?;
+    }
+    let (weights, weights_len) = content("demo weights of carol-lab/verse-base");
+    demo.submit("carol-lab", Kind::ModelRegister, json!({
+        "model_id": "carol-lab/verse-base", "name": "Verse base",
+        "datasets": ["carol-lab/public-domain-verse"],
+        "artifacts": [{ "path": "model.safetensors", "size_bytes": weights_len, "sha256": weights,
+            "tensors": [{ "name": "embed.weight", "dtype": "F16", "shape": [256, 64], "sha256": weights }] }]
+    }), "carol-lab/verse-base (base model)")?;
+    demo.submit(
+        "dave",
+        Kind::ModelRegister,
+        json!({
+            "model_id": "dave/verse-instruct", "name": "Verse instruct",
+            "parents": [{ "model_id": "carol-lab/verse-base", "relation": "finetune" }],
+            "datasets": ["dave/instructions"]
+        }),
+        "dave/verse-instruct (finetune of carol-lab/verse-base)",
+    )?;
+    demo.submit(
+        "dave",
+        Kind::ModelRegister,
+        json!({
+            "model_id": "dave/verse-instruct-q4", "name": "Verse instruct, 4-bit",
+            "parents": [{ "model_id": "dave/verse-instruct", "relation": "quantized" }]
+        }),
+        "dave/verse-instruct-q4 (quantized)",
+    )?;
+
+    println!("\nchecks the ledger enforces:");
+    let (hash, bytes) = content("bob tries to add to a closed dataset");
+    let refused = demo.sign("bob", Kind::DataContribute, json!({
+        "dataset_id": "dave/instructions", "content_hash": hash, "byte_size": bytes, "token_count": bytes
+    }))?;
+    let size_before = demo.ledger.size();
+    match demo.ledger.submit(refused.bytes().to_vec()) {
+        Err(e) => println!("  refused  {}: {e}", e.code()),
+        Ok(_) => {
+            bail!("the demo expected bob's contribution to an owner-only dataset to be refused")
+        }
+    }
+    let again = demo.sign(
+        "alice",
+        Kind::DatasetCreate,
+        json!({
+            "dataset_id": "alice/notes", "name": "Alice's notes", "access": "owner"
+        }),
+    )?;
+    let first = demo.ledger.submit(again.bytes().to_vec())?;
+    let second = demo.ledger.submit(again.bytes().to_vec())?;
+    println!(
+        "  resubmitting record #{} returned #{} (duplicate: {})",
+        first.index, second.index, second.duplicate
+    );
+    if demo.ledger.size() != size_before + 1 {
+        bail!("a refused or duplicate record changed the log size");
+    }
+
+    let ancestry = demo
+        .ledger
+        .with_state(|s| s.ancestors("dave/verse-instruct-q4"));
+    println!(
+        "\nlineage of dave/verse-instruct-q4: {}",
+        ancestry.join(" <- ")
+    );
+
+    let export_path = dir.join("export.txt");
+    let mut file = std::fs::File::create(&export_path).context("create export")?;
+    demo.ledger.export(&mut file)?;
+    file.sync_all()?;
+    let checkpoint = demo.ledger.checkpoint()?;
+    drop(demo);
+    let bytes = std::fs::read(&export_path)?;
+    let (report, _) = verify_export(&bytes, &verifier_key)?;
+    print!("\ncheckpoint:\n{}", String::from_utf8_lossy(&checkpoint));
+    println!("\nverified {} from scratch: {} records, root {}, {} actors, {} datasets, {} contributions, {} models",
+        export_path.display(), report.tree_size, report.root_hash, report.actors, report.datasets, report.contributions, report.models);
+    println!(
+        "\ntry:  shoulders show --data-dir {} model dave/verse-instruct-q4",
+        dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! `shoulders`: the command line over the ledger engine.
+//!
+//! Output for scripts is JSON on stdout; errors go to stderr as `error[CODE]: message` with
+//! exit status 1 (2 for usage errors, from clap).
+
+mod demo;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use rand_core::{OsRng, RngCore};
+use shoulders_ledger::{init, verify_export, DataDir, Ledger, LedgerError, Reader, VerifyFailure};
+use shoulders_record::{sign_record, ActorKey, Body, Kind, RecordError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Largest body file `submit` reads, in bytes (the record limit bounds it anyway).
+const MAX_BODY_FILE_BYTES: u64 = shoulders_record::MAX_RECORD_BYTES as u64;
+/// Largest export `verify` reads into memory, in bytes.
+const MAX_EXPORT_FILE_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "shoulders",
+    version,
+    about = "A public, tamper-evident ledger for AI models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new ledger and log key; prints the verifier key.
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The log's name: first line of every checkpoint and the key name.
+        #[arg(long, default_value = "shoulders.local/log")]
+        origin: String,
+    },
+    /// Actor signing keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Sign a record body with an actor key and append it; prints index and leaf hash as JSON.
+    Submit {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// Record kind, e.g. actor.register, dataset.create, data.contribute, model.register.
+        #[arg(long)]
+        kind: String,
+        /// JSON file with the body.
+        #[arg(long)]
+        body: PathBuf,
+        /// Client id (idempotency key); random when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// Signer timestamp in ms since the epoch; now when omitted.
+        #[arg(long)]
+        ts_ms: Option<u64>,
+    },
+    /// Print the current signed checkpoint (byte-exact C2SP signed note).
+    Checkpoint {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Inclusion and consistency proofs as JSON.
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
+    /// Write the whole log (every record's exact bytes) and its checkpoint to a file.
+    Export {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replay an export from scratch and check it against the log's verifier key.
+    Verify {
+        /// Export file written by `shoulders export`.
+        file: PathBuf,
+        /// Verifier key `<name>+<hash>+<base64>`, or a path to a file holding it.
+        #[arg(long)]
+        key: String,
+    },
+    /// Print current derived state as JSON.
+    Show {
+        #[arg(long)]
+        data_dir: PathBuf,
+        what: ShowWhat,
+        id: String,
+    },
+    /// Build a demo ledger (actors, datasets, contributions, a base model, fine-tunes) and verify it.
+    Demo {
+        /// Where to create the ledger; a new temporary directory when omitted.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write a new actor signing key (file mode 0600); prints the public key.
+    New {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProofCommand {
+    /// Prove record INDEX is in the tree of SIZE (default: current size).
+    Inclusion {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        index: u64,
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Prove the tree of size OLD is a prefix of the tree of size NEW (default: current size).
+    Consistency {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        old: u64,
+        #[arg(long)]
+        new: Option<u64>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ShowWhat {
+    Actor,
+    Dataset,
+    Model,
+    /// By log index of its `data.contribute` record.
+    Contribution,
+}
+
+impl ShowWhat {
+    fn name(self) -> &'static str {
+        match self {
+            ShowWhat::Actor => "actor",
+            ShowWhat::Dataset => "dataset",
+            ShowWhat::Model => "model",
+            ShowWhat::Contribution => "contribution",
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error[{}]: {err:#}", error_code(&err));
+        std::process::exit(1);
+    }
+}
+
+/// The stable code of an error, found by walking the chain for a typed library error.
+fn error_code(err: &anyhow::Error) -> &'static str {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<LedgerError>() {
+            return e.code();
+        }
+        if let Some(e) = cause.downcast_ref::<RecordError>() {
+            return e.code();
+        }
+        if let Some(e) = cause.downcast_ref::<VerifyFailure>() {
+            return e.code;
+        }
+        if let Some(e) = cause.downcast_ref::<shoulders_log::LogError>() {
+            return e.code();
+        }
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return "E_IO";
+        }
+    }
+    "E_USAGE"
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if meta.len() > limit {
+        bail!(
+            "{what} {} is {} bytes; the limit is {limit}",
+            path.display(),
+            meta.len()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+fn load_key(path: &Path) -> Result<ActorKey> {
+    let text = String::from_utf8(read_limited(path, 4096, "key file")?)
+        .map_err(|_| LedgerError::KeyFile(format!("{} is not UTF-8", path.display())))?;
+    ActorKey::from_file_text(&text)
+        .map_err(|e| LedgerError::KeyFile(format!("{}: {e}", path.display())).into())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { data_dir, origin } => {
+            let vkey = init(&DataDir::new(&data_dir), &origin, &mut OsRng)?;
+            println!("{vkey}");
+        }
+        Command::Key {
+            command: KeyCommand::New { out },
+        } => {
+            let key = ActorKey::generate(&mut OsRng);
+            shoulders_ledger::write_new_file(&out, key.to_file_text().as_bytes(), 0o600)?;
+            print_json(&serde_json::json!({ "public_key": key.public(), "file": out }))?;
+        }
+        Command::Submit {
+            data_dir,
+            key,
+            kind,
+            body,
+            id,
+            ts_ms,
+        } => {
+            let key = load_key(&key)?;
+            let kind = Kind::parse(&kind)?;
+            let body_bytes = read_limited(&body, MAX_BODY_FILE_BYTES, "body file")?;
+            let value = shoulders_record::parse_integer_json(&body_bytes)?;
+            let body = Body::from_value(kind, value)?;
+            let id = id.unwrap_or_else(random_id);
+            let record = sign_record(&key, &id, ts_ms.unwrap_or_else(now_ms), body)?;
+            let ledger = Ledger::open(&DataDir::new(&data_dir))?;
+            let appended = ledger.submit(record.bytes().to_vec())?;
+            print_json(&appended)?;
+        }
+        Command::Checkpoint { data_dir } => {
+            let reader = Reader::open(&DataDir::new(&data_dir))?;
+            std::io::stdout().write_all(&reader.checkpoint()?)?;
+        }
+        Command::Proof { command } => match command {
+            ProofCommand::Inclusion {
+                data_dir,
+                index,
+                size,
+            } => {
+                let reader = Reader::open(&DataDir::new(&data_dir))?;
+                let proof = reader.inclusion_proof(index, size.unwrap_or(reader.size()))?;
+                print_json(&proof)?;
+            }
+            ProofCommand::Consistency { data_dir, old, new } => {
+                let reader = Reader::open(&DataDir::new(&data_dir))?;
+                let proof = reader.consistency_proof(old, new.unwrap_or(reader.size()))?;
+                print_json(&proof)?;
+            }
+        },
+        Command::Export { data_dir, out } => {
+            let reader = Reader::open(&DataDir::new(&data_dir))?;
+            let tmp = out.with_extension("partial");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            reader.export(reader.size(), &mut writer)?;
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &out)?;
+            print_json(&serde_json::json!({ "file": out, "tree_size": reader.size() }))?;
+        }
+        Command::Verify { file, key } => {
+            let key = if Path::new(&key).is_file() {
+                std::fs::read_to_string(&key).with_context(|| format!("cannot read {key}"))?
+            } else {
+                key
+            };
+            let bytes = read_limited(&file, MAX_EXPORT_FILE_BYTES, "export")?;
+            let (report, _) = verify_export(&bytes, key.trim())?;
+            print_json(&report)?;
+        }
+        Command::Show { data_dir, what, id } => {
+            let state = Reader::open(&DataDir::new(&data_dir))?.state()?;
+            let missing =
+                || LedgerError::NotFound(format!("no {} {id:?} in this ledger", what.name()));
+            let json = match what {
+                ShowWhat::Actor => serde_json::to_value(state.actor(&id).ok_or_else(missing)?)?,
+                ShowWhat::Dataset => serde_json::to_value(state.dataset(&id).ok_or_else(missing)?)?,
+                ShowWhat::Model => {
+                    let mut value = serde_json::to_value(state.model(&id).ok_or_else(missing)?)?;
+                    value["ancestors"] = serde_json::to_value(state.ancestors(&id))?;
+                    value
+                }
+                ShowWhat::Contribution => {
+                    let contribution = id.parse::<u64>().ok().and_then(|i| state.contribution(i));
+                    serde_json::to_value(contribution.ok_or_else(missing)?)?
+                }
+            };
+            print_json(&json)?;
+        }
+        Command::Demo { data_dir } => demo::run(data_dir)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The on-disk layout of a ledger directory.
+//!
+//! ```text
+//! D/ledger.sqlite   the log (records + stored Merkle hashes + metadata), WAL mode
+//! D/log.key         the log's signed-note signer key, mode 0600
+//! D/log.pub         the verifier key `<origin>+<hash>+<base64>`, public
+//! D/LOCK            advisory lock held by the single writer
+//! ```
+
+use crate::LedgerError;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.root.join("ledger.sqlite")
+    }
+
+    pub fn signer_key(&self) -> PathBuf {
+        self.root.join("log.key")
+    }
+
+    pub fn verifier_key(&self) -> PathBuf {
+        self.root.join("log.pub")
+    }
+
+    fn lock_file(&self) -> PathBuf {
+        self.root.join("LOCK")
+    }
+
+    pub fn exists(&self) -> bool {
+        self.database().exists()
+    }
+
+    pub(crate) fn require(&self) -> Result<(), LedgerError> {
+        if self.exists() {
+            Ok(())
+        } else {
+            Err(LedgerError::NotInitialised(self.root.display().to_string()))
+        }
+    }
+
+    /// Take the single-writer lock; released when the returned file is dropped (or the process
+    /// dies, which is what makes it safe after SIGKILL).
+    pub(crate) fn lock(&self) -> Result<File, LedgerError> {
+        let path = self.lock_file();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| LedgerError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(LedgerError::Locked(self.root.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(LedgerError::io(&path, e)),
+        }
+    }
+
+    pub(crate) fn read_text(&self, path: &Path) -> Result<String, LedgerError> {
+        std::fs::read_to_string(path).map_err(|e| LedgerError::io(path, e))
+    }
+}
+
+/// Write `text` to a new file with mode `mode`, fsync it and its directory. Refuses to overwrite.
+pub fn write_new_file(path: &Path, text: &[u8], mode: u32) -> Result<(), LedgerError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| LedgerError::io(path, e))?;
+    file.write_all(text).map_err(|e| LedgerError::io(path, e))?;
+    file.sync_all().map_err(|e| LedgerError::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| LedgerError::io(dir, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+use shoulders_log::LogError;
+use shoulders_record::RecordError;
+use shoulders_state::Reject;
+use shoulders_store::StoreError;
+
+/// Everything the engine can refuse or fail with. Each variant has a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Rejected(#[from] Reject),
+    #[error("client id {client_id:?} was already used by this signer for a different record (index {index}); choose a new id")]
+    IdConflict { client_id: String, index: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{0} already holds a ledger; use a new directory")]
+    AlreadyInitialised(String),
+    #[error("{0} holds no ledger; run `shoulders init --data-dir {0}` first")]
+    NotInitialised(String),
+    #[error("another shoulders process is writing to {0}; stop it or use read-only commands")]
+    Locked(String),
+    #[error("key file problem: {0}")]
+    KeyFile(String),
+    #[error("I/O error on {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("the stored log does not replay: record {index}: {reason}")]
+    Corrupt { index: u64, reason: String },
+    #[error("the ledger writer has stopped after a storage failure it could not recover from; restart the process")]
+    WriterStopped,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("too many records in one batch ({count}); the limit is {limit}")]
+    BatchTooLarge { count: usize, limit: usize },
+}
+
+impl LedgerError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            LedgerError::Rejected(r) => r.code(),
+            LedgerError::IdConflict { .. } => "E_ID_CONFLICT",
+            LedgerError::Store(e) => e.code(),
+            LedgerError::Log(e) => e.code(),
+            LedgerError::AlreadyInitialised(_) => "E_ALREADY_INITIALISED",
+            LedgerError::NotInitialised(_) => "E_NOT_INITIALISED",
+            LedgerError::Locked(_) => "E_LOCKED",
+            LedgerError::KeyFile(_) => "E_KEY_FILE",
+            LedgerError::Io { .. } => "E_IO",
+            LedgerError::Corrupt { .. } => "E_STORE_CORRUPT",
+            LedgerError::WriterStopped => "E_WRITER_STOPPED",
+            LedgerError::BatchTooLarge { .. } => "E_BATCH_TOO_LARGE",
+            LedgerError::NotFound(_) => "E_NOT_FOUND",
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+        LedgerError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<RecordError> for LedgerError {
+    fn from(e: RecordError) -> Self {
+        LedgerError::Rejected(Reject::Record(e))
+    }
+}

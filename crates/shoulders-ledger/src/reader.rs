@@ -1,0 +1,156 @@
+use crate::{load_signer, replay, DataDir, LedgerError};
+use serde::Serialize;
+use shoulders_log::{consistency_proof, inclusion_proof, tree_root, Hash, LogError, LogSigner};
+use shoulders_state::State;
+use shoulders_store::{SqliteStore, Store, StoreHashes};
+
+/// An inclusion proof as printed by `shoulders proof inclusion` (hashes in base64).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct InclusionProof {
+    pub tree_size: u64,
+    pub leaf_index: u64,
+    pub hashes: Vec<String>,
+}
+
+/// A consistency proof as printed by `shoulders proof consistency` (hashes in base64).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ConsistencyProof {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub hashes: Vec<String>,
+}
+
+fn b64(hashes: Vec<Hash>) -> Vec<String> {
+    hashes.iter().map(|h| h.to_string()).collect()
+}
+
+/// Read-only access to a ledger directory. Works while a writer is running (SQLite WAL), so the
+/// CLI's read commands never need the writer lock.
+pub struct Reader {
+    store: SqliteStore,
+    signer: LogSigner,
+    verifier_key: String,
+}
+
+impl Reader {
+    pub fn open(dir: &DataDir) -> Result<Self, LedgerError> {
+        dir.require()?;
+        let store = SqliteStore::open_read_only(&dir.database())?;
+        let (signer, verifier_key) = load_signer(dir, &store)?;
+        Ok(Reader {
+            store,
+            signer,
+            verifier_key,
+        })
+    }
+
+    pub(crate) fn from_parts(store: SqliteStore, signer: LogSigner, verifier_key: String) -> Self {
+        Reader {
+            store,
+            signer,
+            verifier_key,
+        }
+    }
+
+    /// Pick up records appended by a writer since this reader was opened.
+    pub fn refresh(&mut self) -> Result<u64, LedgerError> {
+        Ok(self.store.refresh()?)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.store.size().expect("sqlite size is cached")
+    }
+
+    pub fn verifier_key(&self) -> &str {
+        &self.verifier_key
+    }
+
+    pub fn origin(&self) -> &str {
+        self.signer.origin()
+    }
+
+    pub fn root(&self, size: u64) -> Result<Hash, LedgerError> {
+        self.check_size(size)?;
+        Ok(tree_root(size, &StoreHashes(&self.store))?)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), LedgerError> {
+        if size > self.size() {
+            return Err(LogError::SizeBeyondLog {
+                requested: size,
+                current: self.size(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The signed checkpoint for the first `size` records.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Vec<u8>, LedgerError> {
+        let root = self.root(size)?;
+        Ok(self.signer.sign(size, root)?)
+    }
+
+    pub fn checkpoint(&self) -> Result<Vec<u8>, LedgerError> {
+        self.checkpoint_at(self.size())
+    }
+
+    pub fn record(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.store.record(index)?)
+    }
+
+    pub fn leaf_hash(&self, index: u64) -> Result<Hash, LedgerError> {
+        if index >= self.size() {
+            return Err(LogError::IndexOutOfRange {
+                index,
+                size: self.size(),
+            }
+            .into());
+        }
+        let h = self
+            .store
+            .read_hashes(&[shoulders_log::stored_hash_index(0, index)])?;
+        Ok(h[0])
+    }
+
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, LedgerError> {
+        self.check_size(size)?;
+        let hashes = inclusion_proof(index, size, &StoreHashes(&self.store))?;
+        Ok(InclusionProof {
+            tree_size: size,
+            leaf_index: index,
+            hashes: b64(hashes),
+        })
+    }
+
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<ConsistencyProof, LedgerError> {
+        self.check_size(new)?;
+        let hashes = consistency_proof(old, new, &StoreHashes(&self.store))?;
+        Ok(ConsistencyProof {
+            old_size: old,
+            new_size: new,
+            hashes: b64(hashes),
+        })
+    }
+
+    /// Visit records `from..to` in order.
+    pub fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), shoulders_store::StoreError>,
+    ) -> Result<(), LedgerError> {
+        Ok(self.store.scan(from, to, visit)?)
+    }
+
+    /// Recompute the state by replaying the stored log.
+    pub fn state(&self) -> Result<State, LedgerError> {
+        Ok(replay(&self.store)?.0)
+    }
+
+    /// Write the first `size` records and their checkpoint in the export format.
+    pub fn export(&self, size: u64, out: &mut dyn std::io::Write) -> Result<(), LedgerError> {
+        let checkpoint = self.checkpoint_at(size)?;
+        crate::export::write_export(self, size, &checkpoint, out)
+    }
+}

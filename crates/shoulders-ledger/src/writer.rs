@@ -1,0 +1,424 @@
+//! The single writer and its group commit.
+//!
+//! Submitters decode and verify signatures on their own threads, then hand records to one
+//! writer thread. The writer drains everything queued (up to `max_batch_records`), folds each
+//! record into the state, writes all accepted records and their Merkle hashes in one SQLite
+//! transaction, and only after that commit answers the submitters. One fsync thus
+//! acknowledges many records, and no record is acknowledged before it is durable.
+//!
+//! Readers take the state lock shared; the writer holds it exclusively from the first fold of
+//! a batch until its commit, so nobody ever observes a record that is not yet durable.
+
+use crate::reader::{ConsistencyProof, InclusionProof, Reader};
+use crate::{load_signer, replay, DataDir, LedgerError};
+use serde::Serialize;
+use shoulders_log::{leaf_hash, Frontier, Hash, LogSigner};
+use shoulders_record::SignedRecord;
+use shoulders_state::State;
+use shoulders_store::{AppendBatch, SqliteStore, Store, StoreError};
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+/// Most records one `submit_batch` call may carry.
+pub const MAX_SUBMIT_BATCH: usize = 10_000;
+
+/// Tuning for the writer.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// Most records folded into one transaction (one fsync).
+    pub max_batch_records: usize,
+    /// Most jobs waiting for the writer before submitters block (back-pressure).
+    pub queue_depth: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            max_batch_records: 10_000,
+            queue_depth: 1024,
+        }
+    }
+}
+
+/// The outcome of a successful submit.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Appended {
+    pub index: u64,
+    #[serde(serialize_with = "ser_hash")]
+    pub leaf_hash: Hash,
+    /// True when the same record was already in the log (idempotent resubmission).
+    pub duplicate: bool,
+}
+
+fn ser_hash<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&h.to_string())
+}
+
+struct Committed {
+    state: State,
+    frontier: Frontier,
+}
+
+struct Shared {
+    committed: RwLock<Committed>,
+    reader: Mutex<Reader>,
+    signer: LogSigner,
+    stopped: AtomicBool,
+}
+
+struct Job {
+    records: Vec<(SignedRecord, Hash)>,
+    reply: SyncSender<Vec<Result<Appended, LedgerError>>>,
+}
+
+/// A ledger open for writing. Exactly one per data directory (enforced with a file lock).
+pub struct Ledger {
+    shared: Arc<Shared>,
+    tx: Option<SyncSender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    verifier_key: String,
+    _lock: File,
+}
+
+impl Ledger {
+    pub fn open(dir: &DataDir) -> Result<Self, LedgerError> {
+        Self::open_with(dir, LedgerConfig::default())
+    }
+
+    pub fn open_with(dir: &DataDir, config: LedgerConfig) -> Result<Self, LedgerError> {
+        assert!(config.max_batch_records >= 1 && config.queue_depth >= 1);
+        dir.require()?;
+        let lock = dir.lock()?;
+        let store = SqliteStore::open(&dir.database())?;
+        let (signer, verifier_key) = load_signer(dir, &store)?;
+        let (state, frontier) = replay(&store)?;
+        let reader = Reader::from_parts(
+            SqliteStore::open_read_only(&dir.database())?,
+            signer.clone(),
+            verifier_key.clone(),
+        );
+        let shared = Arc::new(Shared {
+            committed: RwLock::new(Committed { state, frontier }),
+            reader: Mutex::new(reader),
+            signer,
+            stopped: AtomicBool::new(false),
+        });
+        let (tx, rx) = mpsc::sync_channel(config.queue_depth);
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::Builder::new()
+            .name("shoulders-writer".into())
+            .spawn(move || run_writer(writer_shared, store, rx, config.max_batch_records))
+            .map_err(|e| LedgerError::io(dir.root(), e))?;
+        Ok(Ledger {
+            shared,
+            tx: Some(tx),
+            writer: Some(writer),
+            verifier_key,
+            _lock: lock,
+        })
+    }
+
+    pub fn verifier_key(&self) -> &str {
+        &self.verifier_key
+    }
+
+    /// Number of durably committed records.
+    pub fn size(&self) -> u64 {
+        self.committed().frontier.size()
+    }
+
+    fn committed(&self) -> std::sync::RwLockReadGuard<'_, Committed> {
+        self.shared
+            .committed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the committed state.
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.committed().state)
+    }
+
+    /// The signed checkpoint of everything committed.
+    pub fn checkpoint(&self) -> Result<Vec<u8>, LedgerError> {
+        let (size, root) = {
+            let c = self.committed();
+            (c.frontier.size(), c.frontier.root())
+        };
+        Ok(self.shared.signer.sign(size, root)?)
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Reader, u64) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let size = self.size();
+        let mut reader = self.shared.reader.lock().unwrap_or_else(|p| p.into_inner());
+        reader.refresh()?;
+        f(&reader, size)
+    }
+
+    /// Inclusion proof of `index` in the tree of `size` (default: everything committed).
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof, LedgerError> {
+        self.with_reader(|r, committed| r.inclusion_proof(index, size.unwrap_or(committed)))
+    }
+
+    /// Consistency proof from `old` to `new` (default: everything committed).
+    pub fn consistency_proof(
+        &self,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<ConsistencyProof, LedgerError> {
+        self.with_reader(|r, committed| r.consistency_proof(old, new.unwrap_or(committed)))
+    }
+
+    /// The exact bytes of record `index`.
+    pub fn record(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.with_reader(|r, committed| {
+            if index < committed {
+                r.record(index)
+            } else {
+                Ok(None)
+            }
+        })
+    }
+
+    /// Export everything committed.
+    pub fn export(&self, out: &mut dyn std::io::Write) -> Result<(), LedgerError> {
+        self.with_reader(|r, committed| r.export(committed, out))
+    }
+
+    /// Verify, fold and durably append one signed record. Returns only after it is committed
+    /// (or was already in the log: same signer, client id and bytes).
+    pub fn submit(&self, bytes: Vec<u8>) -> Result<Appended, LedgerError> {
+        let rec = SignedRecord::from_bytes(bytes)?;
+        let leaf = leaf_hash(rec.bytes());
+        self.send(vec![(rec, leaf)])
+            .pop()
+            .expect("the writer answers every record")
+    }
+
+    /// Submit many records at once: signatures are verified in parallel, and the accepted
+    /// records are committed together. Results are in input order, one per record.
+    pub fn submit_batch(&self, batch: Vec<Vec<u8>>) -> Vec<Result<Appended, LedgerError>> {
+        if batch.len() > MAX_SUBMIT_BATCH {
+            return batch
+                .iter()
+                .map(|_| {
+                    Err(LedgerError::BatchTooLarge {
+                        count: batch.len(),
+                        limit: MAX_SUBMIT_BATCH,
+                    })
+                })
+                .collect();
+        }
+        let decoded = verify_parallel(batch);
+        let mut results: Vec<Option<Result<Appended, LedgerError>>> =
+            Vec::with_capacity(decoded.len());
+        let mut valid = Vec::new();
+        let mut slots = Vec::new();
+        for (i, d) in decoded.into_iter().enumerate() {
+            match d {
+                Ok(pair) => {
+                    valid.push(pair);
+                    slots.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !valid.is_empty() {
+            for (slot, outcome) in slots.into_iter().zip(self.send(valid)) {
+                results[slot] = Some(outcome);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every slot filled"))
+            .collect()
+    }
+
+    fn send(&self, records: Vec<(SignedRecord, Hash)>) -> Vec<Result<Appended, LedgerError>> {
+        let count = records.len();
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        let tx = self.tx.as_ref().expect("sender lives until drop");
+        if tx
+            .send(Job {
+                records,
+                reply: reply_tx,
+            })
+            .is_err()
+        {
+            return (0..count)
+                .map(|_| Err(LedgerError::WriterStopped))
+                .collect();
+        }
+        reply_rx.recv().unwrap_or_else(|_| {
+            (0..count)
+                .map(|_| Err(LedgerError::WriterStopped))
+                .collect()
+        })
+    }
+}
+
+impl Drop for Ledger {
+    /// Graceful shutdown: queued submissions are still committed and answered.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn verify_parallel(batch: Vec<Vec<u8>>) -> Vec<Result<(SignedRecord, Hash), LedgerError>> {
+    let verify = |bytes: Vec<u8>| -> Result<(SignedRecord, Hash), LedgerError> {
+        let rec = SignedRecord::from_bytes(bytes)?;
+        let leaf = leaf_hash(rec.bytes());
+        Ok((rec, leaf))
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads == 1 || batch.len() < 64 {
+        return batch.into_iter().map(verify).collect();
+    }
+    let chunk = batch.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut rest = batch.into_iter();
+    loop {
+        let c: Vec<Vec<u8>> = rest.by_ref().take(chunk).collect();
+        if c.is_empty() {
+            break;
+        }
+        chunks.push(c);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| s.spawn(move || c.into_iter().map(verify).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("verification threads do not panic"))
+            .collect()
+    })
+}
+
+fn run_writer(shared: Arc<Shared>, mut store: SqliteStore, rx: Receiver<Job>, max_batch: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut count = first.records.len();
+        let mut jobs = vec![first];
+        while count < max_batch {
+            match rx.try_recv() {
+                Ok(job) => {
+                    count += job.records.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let outcomes = if shared.stopped.load(Ordering::SeqCst) {
+            jobs.iter()
+                .map(|j| {
+                    j.records
+                        .iter()
+                        .map(|_| Err(LedgerError::WriterStopped))
+                        .collect()
+                })
+                .collect()
+        } else {
+            commit_batch(&shared, &mut store, &jobs)
+        };
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            // A submitter that gave up waiting is not an error for the others.
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+fn commit_batch(
+    shared: &Shared,
+    store: &mut SqliteStore,
+    jobs: &[Job],
+) -> Vec<Vec<Result<Appended, LedgerError>>> {
+    let mut committed = shared.committed.write().unwrap_or_else(|p| p.into_inner());
+    let first_index = committed.frontier.size();
+    let mut to_write: Vec<&[u8]> = Vec::new();
+    let mut hashes: Vec<Hash> = Vec::new();
+    let mut outcomes: Vec<Vec<Result<Appended, LedgerError>>> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut job_out = Vec::with_capacity(job.records.len());
+        for (rec, leaf) in &job.records {
+            let r = rec.record();
+            let outcome = if let Some(seen) = committed.state.seen(&r.signer, &r.client_id) {
+                if seen.leaf_hash == leaf.0 {
+                    Ok(Appended {
+                        index: seen.index,
+                        leaf_hash: *leaf,
+                        duplicate: true,
+                    })
+                } else {
+                    Err(LedgerError::IdConflict {
+                        client_id: r.client_id.clone(),
+                        index: seen.index,
+                    })
+                }
+            } else {
+                let index = committed.frontier.size();
+                match committed.state.apply(index, leaf.0, rec) {
+                    Ok(_) => {
+                        hashes.extend(committed.frontier.append(*leaf));
+                        to_write.push(rec.bytes());
+                        Ok(Appended {
+                            index,
+                            leaf_hash: *leaf,
+                            duplicate: false,
+                        })
+                    }
+                    Err(reject) => Err(LedgerError::Rejected(reject)),
+                }
+            };
+            job_out.push(outcome);
+        }
+        outcomes.push(job_out);
+    }
+    if to_write.is_empty() {
+        return outcomes;
+    }
+    let batch = AppendBatch {
+        first_index,
+        records: to_write,
+        hashes,
+    };
+    if let Err(err) = store.append(&batch) {
+        // Nothing of this batch may be acknowledged; roll the in-memory state back to what is
+        // actually on disk.
+        let message = err.to_string();
+        for outcome in outcomes.iter_mut().flatten() {
+            if outcome.is_ok() {
+                *outcome = Err(LedgerError::Store(StoreError::Database(message.clone())));
+            }
+        }
+        let recovered = store
+            .refresh()
+            .map_err(LedgerError::from)
+            .and_then(|_| replay(store));
+        match recovered {
+            Ok((state, frontier)) => {
+                committed.state = state;
+                committed.frontier = frontier;
+            }
+            Err(_) => shared.stopped.store(true, Ordering::SeqCst),
+        }
+    }
+    outcomes
+}

@@ -1,0 +1,660 @@
+//! Typed record bodies, one per kind, with validation and explicit limits.
+//!
+//! Unknown fields are refused (`deny_unknown_fields`), optional fields are omitted when absent
+//! and empty lists are omitted, so each body has exactly one canonical encoding.
+
+use crate::validate::{self as v, MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES};
+use crate::{RecordError, MAX_SAFE_INTEGER};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// Most parents one model may name.
+pub const MAX_PARENTS: usize = 16;
+/// Most datasets one model may name.
+pub const MAX_MODEL_DATASETS: usize = 256;
+/// Most artifact files one model record may list.
+pub const MAX_ARTIFACTS: usize = 4096;
+/// Most tensors one model record may list (across all artifacts).
+pub const MAX_TENSORS: usize = 65_536;
+/// Most dimensions of one tensor shape.
+pub const MAX_TENSOR_DIMS: usize = 8;
+/// Most handles in a dataset's allowlist.
+pub const MAX_ALLOWLIST: usize = 1024;
+/// Largest single contribution, in bytes (1 TiB).
+pub const MAX_CONTRIBUTION_BYTES: u64 = 1 << 40;
+/// Most entries in a usage receipt's attribution.
+pub const MAX_ATTRIBUTION_ENTRIES: usize = 1024;
+/// Parts per million that make a whole.
+pub const PPM_ONE: u32 = 1_000_000;
+/// Most use categories / territories listed in licence terms.
+pub const MAX_TERM_TAGS: usize = 64;
+/// Basis points that make a whole.
+pub const BPS_ONE: u32 = 10_000;
+
+/// The record kinds. The string form is what appears in the envelope's `kind` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    ActorRegister,
+    DatasetCreate,
+    DataContribute,
+    ModelRegister,
+    LicenseDefine,
+    LicenseGrant,
+    UsageReceipt,
+    FundsDeposit,
+    FundsWithdraw,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::ActorRegister,
+        Kind::DatasetCreate,
+        Kind::DataContribute,
+        Kind::ModelRegister,
+        Kind::LicenseDefine,
+        Kind::LicenseGrant,
+        Kind::UsageReceipt,
+        Kind::FundsDeposit,
+        Kind::FundsWithdraw,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ActorRegister => "actor.register",
+            Kind::DatasetCreate => "dataset.create",
+            Kind::DataContribute => "data.contribute",
+            Kind::ModelRegister => "model.register",
+            Kind::LicenseDefine => "license.define",
+            Kind::LicenseGrant => "license.grant",
+            Kind::UsageReceipt => "usage.receipt",
+            Kind::FundsDeposit => "funds.deposit",
+            Kind::FundsWithdraw => "funds.withdraw",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Kind, RecordError> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| RecordError::UnknownKind(s.chars().take(64).collect()))
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `actor.register`: binds the signing key to a unique handle. Self-signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorRegister {
+    pub handle: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Where earnings are paid out (opaque to the ledger: an IBAN, a wallet address, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
+}
+
+/// Who may add contributions to a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Any registered actor.
+    Open,
+    /// Only the dataset's owner.
+    Owner,
+    /// The owner and the handles in `allowlist`.
+    Allowlist,
+}
+
+/// `dataset.create`: a named collection that contributions are added to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetCreate {
+    /// `<owner-handle>/<name>`; the namespace must be the signer's handle.
+    pub dataset_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub access: Access,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowlist: Vec<String>,
+}
+
+/// `data.contribute`: one document added to a dataset. The ledger holds its hash and sizes; the
+/// content itself is stored off-log, addressed by `content_hash`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataContribute {
+    pub dataset_id: String,
+    /// `sha256:<hex>` of the exact content bytes.
+    pub content_hash: String,
+    pub byte_size: u64,
+    pub token_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// How a model derives from a parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    Finetune,
+    Adapter,
+    Merge,
+    Quantized,
+    Distilled,
+}
+
+impl Relation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::Finetune => "finetune",
+            Relation::Adapter => "adapter",
+            Relation::Merge => "merge",
+            Relation::Quantized => "quantized",
+            Relation::Distilled => "distilled",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parent {
+    pub model_id: String,
+    pub relation: Relation,
+}
+
+/// One tensor of a weights file, hashed on its own so a claim can be checked tensor by tensor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tensor {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    pub sha256: String,
+}
+
+/// One file of a model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    pub path: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensors: Vec<Tensor>,
+}
+
+/// `model.register`: a model with its lineage (parents and relation), training datasets and
+/// content hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRegister {
+    /// `<owner-handle>/<name>`; the namespace must be the signer's handle.
+    pub model_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<Parent>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Whether derivatives of licensed work may be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Derivatives {
+    Allowed,
+    ApprovalRequired,
+    Forbidden,
+}
+
+/// Machine-readable licence terms. Money amounts are micro-units of `currency`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseTerms {
+    pub commercial_use: bool,
+    pub derivatives: Derivatives,
+    pub attribution_required: bool,
+    pub share_alike: bool,
+    /// Share of each charge owed upstream to the licensor, in basis points.
+    pub royalty_bps: u32,
+    /// Share of each charge paid to the data contributors, in basis points.
+    pub data_share_bps: u32,
+    pub currency: String,
+    pub price_per_call_micros: String,
+    pub price_per_1k_output_tokens_micros: String,
+    pub registration_fee_micros: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_uses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forbidden_uses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub territories: Vec<String>,
+}
+
+/// `license.define`: a named set of terms that models and datasets can reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseDefine {
+    pub license_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spdx_id: Option<String>,
+    pub terms: LicenseTerms,
+}
+
+/// `license.grant`: the owner of a model or dataset grants an actor the right to use it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseGrant {
+    pub license_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_id: Option<String>,
+    pub grantee: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+/// One contribution's share of an output, in parts per million.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionShare {
+    pub dataset_id: String,
+    /// Log index of the `data.contribute` record.
+    pub contribution: u64,
+    pub ppm: u32,
+}
+
+/// `usage.receipt`: one metered use of a model, signed by the serving operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReceipt {
+    pub usage_id: String,
+    pub model_id: String,
+    pub payer: String,
+    pub use_category: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub output_hash: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attribution: Vec<AttributionShare>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_hash: Option<String>,
+}
+
+/// `funds.deposit`: the operator credits an actor's account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FundsDeposit {
+    pub account: String,
+    pub currency: String,
+    pub amount_micros: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// `funds.withdraw`: an actor moves money out of its own account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FundsWithdraw {
+    pub currency: String,
+    pub amount_micros: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
+}
+
+/// A typed body of any kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    ActorRegister(ActorRegister),
+    DatasetCreate(DatasetCreate),
+    DataContribute(DataContribute),
+    ModelRegister(ModelRegister),
+    LicenseDefine(LicenseDefine),
+    LicenseGrant(LicenseGrant),
+    UsageReceipt(UsageReceipt),
+    FundsDeposit(FundsDeposit),
+    FundsWithdraw(FundsWithdraw),
+}
+
+fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, RecordError> {
+    serde_json::from_value(value).map_err(|e| RecordError::Schema(format!("body: {e}")))
+}
+
+impl Body {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Body::ActorRegister(_) => Kind::ActorRegister,
+            Body::DatasetCreate(_) => Kind::DatasetCreate,
+            Body::DataContribute(_) => Kind::DataContribute,
+            Body::ModelRegister(_) => Kind::ModelRegister,
+            Body::LicenseDefine(_) => Kind::LicenseDefine,
+            Body::LicenseGrant(_) => Kind::LicenseGrant,
+            Body::UsageReceipt(_) => Kind::UsageReceipt,
+            Body::FundsDeposit(_) => Kind::FundsDeposit,
+            Body::FundsWithdraw(_) => Kind::FundsWithdraw,
+        }
+    }
+
+    /// Decode and validate a body of `kind` from JSON.
+    pub fn from_value(kind: Kind, value: Value) -> Result<Body, RecordError> {
+        let body = match kind {
+            Kind::ActorRegister => Body::ActorRegister(decode(value)?),
+            Kind::DatasetCreate => Body::DatasetCreate(decode(value)?),
+            Kind::DataContribute => Body::DataContribute(decode(value)?),
+            Kind::ModelRegister => Body::ModelRegister(decode(value)?),
+            Kind::LicenseDefine => Body::LicenseDefine(decode(value)?),
+            Kind::LicenseGrant => Body::LicenseGrant(decode(value)?),
+            Kind::UsageReceipt => Body::UsageReceipt(decode(value)?),
+            Kind::FundsDeposit => Body::FundsDeposit(decode(value)?),
+            Kind::FundsWithdraw => Body::FundsWithdraw(decode(value)?),
+        };
+        body.validate()?;
+        Ok(body)
+    }
+
+    /// The body as JSON (its canonical form once serialised).
+    pub fn to_value(&self) -> Value {
+        let v = match self {
+            Body::ActorRegister(b) => serde_json::to_value(b),
+            Body::DatasetCreate(b) => serde_json::to_value(b),
+            Body::DataContribute(b) => serde_json::to_value(b),
+            Body::ModelRegister(b) => serde_json::to_value(b),
+            Body::LicenseDefine(b) => serde_json::to_value(b),
+            Body::LicenseGrant(b) => serde_json::to_value(b),
+            Body::UsageReceipt(b) => serde_json::to_value(b),
+            Body::FundsDeposit(b) => serde_json::to_value(b),
+            Body::FundsWithdraw(b) => serde_json::to_value(b),
+        };
+        v.expect("plain structs always serialise")
+    }
+
+    /// Check every field against its rule and limit. Pure syntax: references to other records
+    /// are checked by the state fold.
+    pub fn validate(&self) -> Result<(), RecordError> {
+        match self {
+            Body::ActorRegister(b) => {
+                v::handle("handle", &b.handle)?;
+                v::line("name", &b.name, MAX_NAME_BYTES)?;
+                if let Some(u) = &b.url {
+                    v::url("url", u)?;
+                }
+                if let Some(p) = &b.payout_address {
+                    v::line("payout_address", p, v::MAX_URL_BYTES)?;
+                }
+            }
+            Body::DatasetCreate(b) => {
+                v::namespaced_id("dataset_id", &b.dataset_id)?;
+                v::line("name", &b.name, MAX_NAME_BYTES)?;
+                if let Some(d) = &b.description {
+                    v::text("description", d, MAX_DESCRIPTION_BYTES)?;
+                }
+                v::unique_list("allowlist", &b.allowlist, MAX_ALLOWLIST)?;
+                for h in &b.allowlist {
+                    v::handle("allowlist", h)?;
+                }
+                if b.access != Access::Allowlist && !b.allowlist.is_empty() {
+                    return Err(RecordError::field(
+                        "allowlist",
+                        "only allowed when access is \"allowlist\"",
+                    ));
+                }
+            }
+            Body::DataContribute(b) => {
+                v::namespaced_id("dataset_id", &b.dataset_id)?;
+                v::sha256_ref("content_hash", &b.content_hash)?;
+                v::int_range("byte_size", b.byte_size, 1, MAX_CONTRIBUTION_BYTES)?;
+                v::int_range("token_count", b.token_count, 0, MAX_CONTRIBUTION_BYTES)?;
+                if let Some(m) = &b.media_type {
+                    v::line("media_type", m, 100)?;
+                }
+                if let Some(t) = &b.title {
+                    v::line("title", t, MAX_NAME_BYTES)?;
+                }
+            }
+            Body::ModelRegister(b) => validate_model(b)?,
+            Body::LicenseDefine(b) => {
+                v::namespaced_id("license_id", &b.license_id)?;
+                v::line("name", &b.name, MAX_NAME_BYTES)?;
+                if let Some(s) = &b.spdx_id {
+                    v::tag("spdx_id", s, 64)?;
+                }
+                validate_terms(&b.terms)?;
+            }
+            Body::LicenseGrant(b) => {
+                v::namespaced_id("license_id", &b.license_id)?;
+                match (&b.model_id, &b.dataset_id) {
+                    (Some(m), None) => drop(v::namespaced_id("model_id", m)?),
+                    (None, Some(d)) => drop(v::namespaced_id("dataset_id", d)?),
+                    _ => {
+                        return Err(RecordError::field(
+                            "model_id",
+                            "exactly one of model_id and dataset_id is required",
+                        ))
+                    }
+                }
+                v::handle("grantee", &b.grantee)?;
+                v::unique_list("uses", &b.uses, MAX_TERM_TAGS)?;
+                for u in &b.uses {
+                    v::tag("uses", u, 64)?;
+                }
+                if let Some(t) = b.expires_at_ms {
+                    v::int_range("expires_at_ms", t, 0, MAX_SAFE_INTEGER)?;
+                }
+            }
+            Body::UsageReceipt(b) => {
+                v::client_id("usage_id", &b.usage_id)?;
+                v::namespaced_id("model_id", &b.model_id)?;
+                v::handle("payer", &b.payer)?;
+                v::tag("use_category", &b.use_category, 64)?;
+                v::int_range("input_tokens", b.input_tokens, 0, MAX_CONTRIBUTION_BYTES)?;
+                v::int_range("output_tokens", b.output_tokens, 0, MAX_CONTRIBUTION_BYTES)?;
+                v::sha256_ref("output_hash", &b.output_hash)?;
+                if b.attribution.len() > MAX_ATTRIBUTION_ENTRIES {
+                    return Err(RecordError::field(
+                        "attribution",
+                        format!("must have at most {MAX_ATTRIBUTION_ENTRIES} entries"),
+                    ));
+                }
+                let mut total: u64 = 0;
+                for a in &b.attribution {
+                    v::namespaced_id("attribution.dataset_id", &a.dataset_id)?;
+                    if a.ppm == 0 || a.ppm > PPM_ONE {
+                        return Err(RecordError::field(
+                            "attribution.ppm",
+                            "must be between 1 and 1000000",
+                        ));
+                    }
+                    total += u64::from(a.ppm);
+                }
+                if !b.attribution.is_empty() && total != u64::from(PPM_ONE) {
+                    return Err(RecordError::field(
+                        "attribution",
+                        format!("shares must sum to exactly 1000000 ppm (got {total})"),
+                    ));
+                }
+                let keys: Vec<(&str, u64)> = b
+                    .attribution
+                    .iter()
+                    .map(|a| (a.dataset_id.as_str(), a.contribution))
+                    .collect();
+                v::unique_list("attribution", &keys, MAX_ATTRIBUTION_ENTRIES)?;
+                if let Some(e) = &b.evidence_hash {
+                    v::sha256_ref("evidence_hash", e)?;
+                }
+            }
+            Body::FundsDeposit(b) => {
+                v::handle("account", &b.account)?;
+                v::currency("currency", &b.currency)?;
+                if v::amount_micros("amount_micros", &b.amount_micros)? == 0 {
+                    return Err(RecordError::field(
+                        "amount_micros",
+                        "must be greater than zero",
+                    ));
+                }
+                if let Some(r) = &b.reference {
+                    v::line("reference", r, 128)?;
+                }
+            }
+            Body::FundsWithdraw(b) => {
+                v::currency("currency", &b.currency)?;
+                if v::amount_micros("amount_micros", &b.amount_micros)? == 0 {
+                    return Err(RecordError::field(
+                        "amount_micros",
+                        "must be greater than zero",
+                    ));
+                }
+                if let Some(p) = &b.payout_address {
+                    v::line("payout_address", p, v::MAX_URL_BYTES)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_model(b: &ModelRegister) -> Result<(), RecordError> {
+    v::namespaced_id("model_id", &b.model_id)?;
+    v::line("name", &b.name, MAX_NAME_BYTES)?;
+    if let Some(d) = &b.description {
+        v::text("description", d, MAX_DESCRIPTION_BYTES)?;
+    }
+    if b.parents.len() > MAX_PARENTS {
+        return Err(RecordError::field(
+            "parents",
+            format!("must have at most {MAX_PARENTS} entries"),
+        ));
+    }
+    let parent_ids: Vec<&str> = b.parents.iter().map(|p| p.model_id.as_str()).collect();
+    v::unique_list("parents", &parent_ids, MAX_PARENTS)?;
+    for p in &b.parents {
+        v::namespaced_id("parents.model_id", &p.model_id)?;
+    }
+    // Relation shape: a merge combines two or more parents and nothing else; otherwise at most
+    // one parent is the base the weights come from (finetune/adapter/quantized), and any number
+    // may be distillation teachers.
+    let merges = b
+        .parents
+        .iter()
+        .filter(|p| p.relation == Relation::Merge)
+        .count();
+    if merges > 0 && (merges != b.parents.len() || merges < 2) {
+        return Err(RecordError::field(
+            "parents",
+            "a merge needs at least two parents, all with relation \"merge\"",
+        ));
+    }
+    let bases = b
+        .parents
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.relation,
+                Relation::Finetune | Relation::Adapter | Relation::Quantized
+            )
+        })
+        .count();
+    if bases > 1 {
+        return Err(RecordError::field("parents", "at most one parent may be a finetune/adapter/quantized base; use \"merge\" for several"));
+    }
+    v::unique_list("datasets", &b.datasets, MAX_MODEL_DATASETS)?;
+    for d in &b.datasets {
+        v::namespaced_id("datasets", d)?;
+    }
+    if b.artifacts.len() > MAX_ARTIFACTS {
+        return Err(RecordError::field(
+            "artifacts",
+            format!("must have at most {MAX_ARTIFACTS} entries"),
+        ));
+    }
+    let paths: Vec<&str> = b.artifacts.iter().map(|a| a.path.as_str()).collect();
+    v::unique_list("artifacts.path", &paths, MAX_ARTIFACTS)?;
+    let mut tensors = 0usize;
+    for a in &b.artifacts {
+        v::relative_path("artifacts.path", &a.path)?;
+        v::int_range("artifacts.size_bytes", a.size_bytes, 0, MAX_SAFE_INTEGER)?;
+        v::sha256_ref("artifacts.sha256", &a.sha256)?;
+        tensors += a.tensors.len();
+        if tensors > MAX_TENSORS {
+            return Err(RecordError::field(
+                "artifacts.tensors",
+                format!("at most {MAX_TENSORS} tensors in one record"),
+            ));
+        }
+        let names: Vec<&str> = a.tensors.iter().map(|t| t.name.as_str()).collect();
+        v::unique_list("artifacts.tensors.name", &names, MAX_TENSORS)?;
+        for t in &a.tensors {
+            v::line("artifacts.tensors.name", &t.name, 256)?;
+            v::tag("artifacts.tensors.dtype", &t.dtype, 16)?;
+            if t.shape.len() > MAX_TENSOR_DIMS {
+                return Err(RecordError::field(
+                    "artifacts.tensors.shape",
+                    format!("at most {MAX_TENSOR_DIMS} dimensions"),
+                ));
+            }
+            v::sha256_ref("artifacts.tensors.sha256", &t.sha256)?;
+        }
+    }
+    if let Some(l) = &b.license_id {
+        v::namespaced_id("license_id", l)?;
+    }
+    if let Some(u) = &b.url {
+        v::url("url", u)?;
+    }
+    Ok(())
+}
+
+fn validate_terms(t: &LicenseTerms) -> Result<(), RecordError> {
+    if t.royalty_bps > BPS_ONE {
+        return Err(RecordError::field(
+            "terms.royalty_bps",
+            "must be at most 10000",
+        ));
+    }
+    if t.data_share_bps > BPS_ONE || t.royalty_bps + t.data_share_bps > BPS_ONE {
+        return Err(RecordError::field(
+            "terms.data_share_bps",
+            "royalty_bps + data_share_bps must be at most 10000",
+        ));
+    }
+    v::currency("terms.currency", &t.currency)?;
+    v::amount_micros("terms.price_per_call_micros", &t.price_per_call_micros)?;
+    v::amount_micros(
+        "terms.price_per_1k_output_tokens_micros",
+        &t.price_per_1k_output_tokens_micros,
+    )?;
+    v::amount_micros("terms.registration_fee_micros", &t.registration_fee_micros)?;
+    for (field, list) in [
+        ("terms.allowed_uses", &t.allowed_uses),
+        ("terms.forbidden_uses", &t.forbidden_uses),
+        ("terms.territories", &t.territories),
+    ] {
+        v::unique_list(field, list, MAX_TERM_TAGS)?;
+        for item in list {
+            v::tag(field, item, 64)?;
+        }
+    }
+    Ok(())
+}

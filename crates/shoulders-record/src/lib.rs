@@ -1,0 +1,30 @@
+//! The shoulders record: a versioned, signed envelope around a typed body.
+//!
+//! A record's bytes are canonical JSON (sorted keys, no whitespace, integers only) so two
+//! implementations produce the same bytes and every accepted record has exactly one encoding.
+//! The signature is ed25519 (strict verification) over a domain-separated encoding of the
+//! envelope without its `sig` field. The log stores the exact bytes; nothing is re-serialised.
+//!
+//! Pure: no filesystem, clock or network. The caller passes the timestamp and randomness.
+
+mod body;
+mod canonical;
+mod envelope;
+mod error;
+mod keys;
+pub mod validate;
+
+pub use body::*;
+pub use canonical::{canonical_bytes, parse_integer_json};
+pub use envelope::{sign_record, Record, SignedRecord, FORMAT_VERSION, SIGNING_DOMAIN};
+pub use error::RecordError;
+pub use keys::{ActorKey, PublicKey};
+
+/// Largest accepted record, in bytes. Large enough for a per-tensor manifest of a
+/// several-thousand-tensor model, small enough to bound memory per request.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Longest client id (idempotency key), in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+/// Largest integer accepted in a record: 2^53 − 1, so every JSON reader (JavaScript included)
+/// reads the same value. Money amounts are decimal strings instead.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

@@ -1,0 +1,157 @@
+//! The derived entities. They serialise to the JSON that `shoulders show` prints.
+
+use serde::Serialize;
+use shoulders_record::{
+    Access, ActorRegister, Artifact, DataContribute, DatasetCreate, ModelRegister, Parent,
+    PublicKey, Record,
+};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    pub handle: String,
+    pub name: String,
+    pub public_key: PublicKey,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
+    /// Log index of the registering record.
+    pub registered_at: u64,
+    pub registered_ts_ms: u64,
+}
+
+impl Actor {
+    pub(crate) fn new(index: u64, rec: &Record, b: &ActorRegister) -> Self {
+        Actor {
+            handle: b.handle.clone(),
+            name: b.name.clone(),
+            public_key: rec.signer,
+            url: b.url.clone(),
+            payout_address: b.payout_address.clone(),
+            registered_at: index,
+            registered_ts_ms: rec.ts_ms,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Dataset {
+    pub dataset_id: String,
+    pub owner: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub access: Access,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowlist: Vec<String>,
+    pub created_at: u64,
+    pub created_ts_ms: u64,
+    /// Log indexes of the dataset's contributions, in order.
+    pub contributions: Vec<u64>,
+    /// Number of contributions per contributor handle.
+    pub contributors: BTreeMap<String, u64>,
+    pub total_bytes: u64,
+    pub total_tokens: u64,
+}
+
+impl Dataset {
+    pub(crate) fn new(index: u64, owner: &str, rec: &Record, b: &DatasetCreate) -> Self {
+        Dataset {
+            dataset_id: b.dataset_id.clone(),
+            owner: owner.to_string(),
+            name: b.name.clone(),
+            description: b.description.clone(),
+            access: b.access,
+            allowlist: b.allowlist.clone(),
+            created_at: index,
+            created_ts_ms: rec.ts_ms,
+            contributions: Vec::new(),
+            contributors: BTreeMap::new(),
+            total_bytes: 0,
+            total_tokens: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, index: u64, contributor: &str, b: &DataContribute) {
+        self.contributions.push(index);
+        *self
+            .contributors
+            .entry(contributor.to_string())
+            .or_insert(0) += 1;
+        // Each term is at most 2^40 (validated), so 2^23 contributions of maximal size fit.
+        self.total_bytes = self.total_bytes.saturating_add(b.byte_size);
+        self.total_tokens = self.total_tokens.saturating_add(b.token_count);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Contribution {
+    /// Log index of the `data.contribute` record; also the contribution's id.
+    pub index: u64,
+    pub dataset_id: String,
+    pub contributor: String,
+    pub content_hash: String,
+    pub byte_size: u64,
+    pub token_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub ts_ms: u64,
+}
+
+impl Contribution {
+    pub(crate) fn new(index: u64, contributor: &str, rec: &Record, b: &DataContribute) -> Self {
+        Contribution {
+            index,
+            dataset_id: b.dataset_id.clone(),
+            contributor: contributor.to_string(),
+            content_hash: b.content_hash.clone(),
+            byte_size: b.byte_size,
+            token_count: b.token_count,
+            media_type: b.media_type.clone(),
+            title: b.title.clone(),
+            ts_ms: rec.ts_ms,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Model {
+    pub model_id: String,
+    pub owner: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub parents: Vec<Parent>,
+    /// Models registered later that name this one as a parent, in log order.
+    pub children: Vec<String>,
+    pub datasets: Vec<String>,
+    pub artifacts: Vec<Artifact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub registered_at: u64,
+    pub registered_ts_ms: u64,
+}
+
+impl Model {
+    pub(crate) fn new(index: u64, owner: &str, rec: &Record, b: &ModelRegister) -> Self {
+        Model {
+            model_id: b.model_id.clone(),
+            owner: owner.to_string(),
+            name: b.name.clone(),
+            description: b.description.clone(),
+            parents: b.parents.clone(),
+            children: Vec::new(),
+            datasets: b.datasets.clone(),
+            artifacts: b.artifacts.clone(),
+            license_id: b.license_id.clone(),
+            url: b.url.clone(),
+            registered_at: index,
+            registered_ts_ms: rec.ts_ms,
+        }
+    }
+}

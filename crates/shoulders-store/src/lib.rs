@@ -1,0 +1,88 @@
+//! Durable storage behind the ledger.
+//!
+//! The [`Store`] trait is deliberately narrow: append a batch of records with the Merkle hashes
+//! they add, in one durable transaction; read records and stored hashes back. It knows nothing
+//! of record kinds or state, so any backend (SQLite here, PostgreSQL later) can implement it and
+//! the same conformance tests apply.
+
+mod sqlite;
+
+pub use shoulders_log::Hash;
+pub use sqlite::SqliteStore;
+
+/// Most records one append batch may carry.
+pub const MAX_BATCH_RECORDS: usize = 100_000;
+
+/// Storage failures. None of them leaves a partial batch behind.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the store is corrupt: {0}")]
+    Corrupt(String),
+    #[error(
+        "append at index {got} but the log has {expected} records; another writer may be running"
+    )]
+    Conflict { expected: u64, got: u64 },
+    #[error("no store at {0}; run `shoulders init` first")]
+    Missing(String),
+}
+
+impl StoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Database(_) => "E_STORAGE",
+            StoreError::Corrupt(_) => "E_STORE_CORRUPT",
+            StoreError::Conflict { .. } => "E_STORE_CONFLICT",
+            StoreError::Missing(_) => "E_STORE_MISSING",
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// One durable append: records `first_index..first_index + records.len()` and the stored
+/// hashes they add, which start at `stored_hash_index(0, first_index)`.
+pub struct AppendBatch<'a> {
+    pub first_index: u64,
+    pub records: Vec<&'a [u8]>,
+    pub hashes: Vec<Hash>,
+}
+
+/// A log store. `append` must be atomic and durable when it returns `Ok`.
+pub trait Store: Send {
+    /// Number of records stored.
+    fn size(&self) -> Result<u64, StoreError>;
+    /// Append one batch atomically and durably (fsync / committed transaction).
+    fn append(&mut self, batch: &AppendBatch<'_>) -> Result<(), StoreError>;
+    /// The exact bytes of record `index`.
+    fn record(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Visit records `from..to` in order.
+    fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Stored Merkle hashes by `stored_hash_index`.
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
+    /// A metadata value (origin, verifier key, format version).
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Set a metadata value durably.
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// Adapts any [`Store`] to the log crate's hash reader.
+pub struct StoreHashes<'a, S: Store + ?Sized>(pub &'a S);
+
+impl<S: Store + ?Sized> shoulders_log::HashReader for StoreHashes<'_, S> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, shoulders_log::TlogError> {
+        self.0
+            .read_hashes(indexes)
+            .map_err(|e| shoulders_log::TlogError::InvalidInput(e.to_string()))
+    }
+}
