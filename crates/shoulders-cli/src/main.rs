@@ -5,7 +5,7 @@
 
 mod demo;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand_core::{OsRng, RngCore};
 use shoulders_ledger::{init, verify_export, DataDir, Ledger, LedgerError, Reader, VerifyFailure};
@@ -165,6 +165,9 @@ fn main() {
 /// The stable code of an error, found by walking the chain for a typed library error.
 fn error_code(err: &anyhow::Error) -> &'static str {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CliError>() {
+            return e.code;
+        }
         if let Some(e) = cause.downcast_ref::<LedgerError>() {
             return e.code();
         }
@@ -204,21 +207,46 @@ pub(crate) fn random_id() -> String {
     hex::encode(bytes)
 }
 
-fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+/// An error the CLI itself raises, with its stable code.
+#[derive(Debug)]
+struct CliError {
+    code: &'static str,
+    message: String,
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Read a whole file of at most `limit` bytes; a larger one fails with `too_large_code`.
+fn read_limited(
+    path: &Path,
+    limit: u64,
+    what: &str,
+    too_large_code: &'static str,
+) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read {what} {}", path.display()))?;
     if meta.len() > limit {
-        bail!(
-            "{what} {} is {} bytes; the limit is {limit}",
-            path.display(),
-            meta.len()
-        );
+        return Err(CliError {
+            code: too_large_code,
+            message: format!(
+                "{what} {} is {} bytes; the limit is {limit}",
+                path.display(),
+                meta.len()
+            ),
+        }
+        .into());
     }
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
 fn load_key(path: &Path) -> Result<ActorKey> {
-    let text = String::from_utf8(read_limited(path, 4096, "key file")?)
+    let text = String::from_utf8(read_limited(path, 4096, "key file", "E_KEY_FILE")?)
         .map_err(|_| LedgerError::KeyFile(format!("{} is not UTF-8", path.display())))?;
     ActorKey::from_file_text(&text)
         .map_err(|e| LedgerError::KeyFile(format!("{}: {e}", path.display())).into())
@@ -247,7 +275,12 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let key = load_key(&key)?;
             let kind = Kind::parse(&kind)?;
-            let body_bytes = read_limited(&body, MAX_BODY_FILE_BYTES, "body file")?;
+            let body_bytes = read_limited(
+                &body,
+                MAX_BODY_FILE_BYTES,
+                "body file",
+                "E_RECORD_TOO_LARGE",
+            )?;
             let value = shoulders_record::parse_integer_json(&body_bytes)?;
             let body = Body::from_value(kind, value)?;
             let id = id.unwrap_or_else(random_id);
@@ -278,8 +311,17 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Export { data_dir, out } => {
             let reader = Reader::open(&DataDir::new(&data_dir))?;
-            let tmp = out.with_extension("partial");
-            let file = std::fs::File::create(&tmp)
+            // Write beside the target under a fresh hidden name, then rename: a reader never
+            // sees a half-written export and no other file is touched.
+            let name = out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = out.with_file_name(format!(".{name}.{}.partial", random_id()));
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
             let mut writer = std::io::BufWriter::new(file);
             reader.export(reader.size(), &mut writer)?;
@@ -294,7 +336,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 key
             };
-            let bytes = read_limited(&file, MAX_EXPORT_FILE_BYTES, "export")?;
+            let bytes = read_limited(&file, MAX_EXPORT_FILE_BYTES, "export", "E_EXPORT_TOO_LARGE")?;
             let (report, _) = verify_export(&bytes, key.trim())?;
             print_json(&report)?;
         }

@@ -16,6 +16,8 @@ pub enum LedgerError {
     Log(#[from] LogError),
     #[error("{0} already holds a ledger; use a new directory")]
     AlreadyInitialised(String),
+    #[error("{0} is not empty; `init` needs a new or empty directory")]
+    DirNotEmpty(String),
     #[error("{0} holds no ledger; run `shoulders init --data-dir {0}` first")]
     NotInitialised(String),
     #[error("another shoulders process is writing to {0}; stop it or use read-only commands")]
@@ -43,6 +45,7 @@ impl LedgerError {
             LedgerError::Log(e) => e.code(),
             LedgerError::AlreadyInitialised(_) => "E_ALREADY_INITIALISED",
             LedgerError::NotInitialised(_) => "E_NOT_INITIALISED",
+            LedgerError::DirNotEmpty(_) => "E_DIR_NOT_EMPTY",
             LedgerError::Locked(_) => "E_LOCKED",
             LedgerError::KeyFile(_) => "E_KEY_FILE",
             LedgerError::Io { .. } => "E_IO",

@@ -29,34 +29,64 @@ pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const FORMAT: &str = "shoulders-ledger/v1";
 
 /// Create a new ledger in `dir` with a fresh log key for `origin`. Returns the verifier key.
+///
+/// `dir` must not exist or be an empty directory. Everything is written into a hidden sibling
+/// staging directory first and renamed into place, so a failed `init` leaves nothing behind
+/// and can simply be retried.
 pub fn init<R: CryptoRngCore + ?Sized>(
     dir: &DataDir,
     origin: &str,
     rng: &mut R,
 ) -> Result<String, LedgerError> {
-    if dir.exists() || dir.signer_key().exists() {
-        return Err(LedgerError::AlreadyInitialised(
-            dir.root().display().to_string(),
-        ));
+    let root = dir.root();
+    if dir.exists() {
+        return Err(LedgerError::AlreadyInitialised(root.display().to_string()));
+    }
+    if root.exists() {
+        let mut entries = std::fs::read_dir(root).map_err(|e| LedgerError::io(root, e))?;
+        if entries.next().is_some() {
+            return Err(LedgerError::DirNotEmpty(root.display().to_string()));
+        }
     }
     let (signer_key, verifier_key) = generate_log_key(rng, origin)?;
-    std::fs::create_dir_all(dir.root()).map_err(|e| LedgerError::io(dir.root(), e))?;
-    let _lock = dir.lock()?;
-    write_new_file(
-        &dir.signer_key(),
-        format!("{signer_key}\n").as_bytes(),
-        0o600,
-    )?;
-    write_new_file(
-        &dir.verifier_key(),
-        format!("{verifier_key}\n").as_bytes(),
-        0o644,
-    )?;
-    let mut store = SqliteStore::create(&dir.database())?;
-    store.set_meta(META_FORMAT, FORMAT)?;
-    store.set_meta(META_ORIGIN, origin)?;
-    store.set_meta(META_VERIFIER_KEY, &verifier_key)?;
-    Ok(verifier_key)
+    let parent = match root.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| LedgerError::io(&parent, e))?;
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = DataDir::new(parent.join(format!(".{name}.init-{:016x}", rng.next_u64())));
+    std::fs::create_dir(staging.root()).map_err(|e| LedgerError::io(staging.root(), e))?;
+    let staged = (|| {
+        write_new_file(
+            &staging.signer_key(),
+            format!("{signer_key}\n").as_bytes(),
+            0o600,
+        )?;
+        write_new_file(
+            &staging.verifier_key(),
+            format!("{verifier_key}\n").as_bytes(),
+            0o644,
+        )?;
+        let mut store = SqliteStore::create(&staging.database())?;
+        store.set_meta(META_FORMAT, FORMAT)?;
+        store.set_meta(META_ORIGIN, origin)?;
+        store.set_meta(META_VERIFIER_KEY, &verifier_key)?;
+        drop(store);
+        // Renaming over an empty directory is allowed; over a non-empty one it fails, which is
+        // what makes two racing `init`s safe.
+        std::fs::rename(staging.root(), root).map_err(|e| LedgerError::io(root, e))?;
+        std::fs::File::open(&parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| LedgerError::io(&parent, e))
+    })();
+    if staged.is_err() {
+        let _ = std::fs::remove_dir_all(staging.root());
+    }
+    staged.map(|()| verifier_key)
 }
 
 /// Load the log signer and check it belongs to this store.

@@ -138,7 +138,7 @@ impl Reader {
         &self,
         from: u64,
         to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), shoulders_store::StoreError>,
+        visit: &mut shoulders_store::Visit<'_>,
     ) -> Result<(), LedgerError> {
         Ok(self.store.scan(from, to, visit)?)
     }

@@ -16,8 +16,9 @@ use shoulders_log::{leaf_hash, Frontier, Hash, LogSigner};
 use shoulders_record::SignedRecord;
 use shoulders_state::State;
 use shoulders_store::{AppendBatch, SqliteStore, Store, StoreError};
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -205,67 +206,131 @@ impl Ledger {
             .expect("the writer answers every record")
     }
 
-    /// Submit many records at once: signatures are verified in parallel, and the accepted
-    /// records are committed together. Results are in input order, one per record.
+    /// Submit many records at once. Results are in input order, one per record, and accepted
+    /// records are appended in input order.
+    ///
+    /// Signatures are verified in chunks on worker threads; each verified chunk goes to the
+    /// writer as soon as it and every earlier chunk are ready, so verification of later chunks
+    /// overlaps the commit of earlier ones.
     pub fn submit_batch(&self, batch: Vec<Vec<u8>>) -> Vec<Result<Appended, LedgerError>> {
-        if batch.len() > MAX_SUBMIT_BATCH {
-            return batch
-                .iter()
+        const CHUNK: usize = 256;
+        let count = batch.len();
+        if count > MAX_SUBMIT_BATCH {
+            return (0..count)
                 .map(|_| {
                     Err(LedgerError::BatchTooLarge {
-                        count: batch.len(),
+                        count,
                         limit: MAX_SUBMIT_BATCH,
                     })
                 })
                 .collect();
         }
-        let decoded = verify_parallel(batch);
+        let mut rest = batch.into_iter();
+        let chunks: Vec<Mutex<Vec<Vec<u8>>>> = (0..count.div_ceil(CHUNK))
+            .map(|_| Mutex::new(rest.by_ref().take(CHUNK).collect()))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+            .min(chunks.len().max(1));
+        let next_chunk = AtomicUsize::new(0);
         let mut results: Vec<Option<Result<Appended, LedgerError>>> =
-            Vec::with_capacity(decoded.len());
-        let mut valid = Vec::new();
-        let mut slots = Vec::new();
-        for (i, d) in decoded.into_iter().enumerate() {
-            match d {
-                Ok(pair) => {
-                    valid.push(pair);
-                    slots.push(i);
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(e))),
+            (0..count).map(|_| None).collect();
+        let mut waiting: Vec<(Vec<usize>, Option<Replies>)> = Vec::new();
+        std::thread::scope(|s| {
+            let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Verified>)>();
+            for _ in 0..threads {
+                let (done_tx, chunks, next_chunk) = (done_tx.clone(), &chunks, &next_chunk);
+                s.spawn(move || loop {
+                    let i = next_chunk.fetch_add(1, Ordering::SeqCst);
+                    let Some(chunk) = chunks.get(i) else { break };
+                    let records =
+                        std::mem::take(&mut *chunk.lock().unwrap_or_else(|p| p.into_inner()));
+                    if done_tx
+                        .send((i, records.into_iter().map(verify_one).collect()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                });
             }
-        }
-        if !valid.is_empty() {
-            for (slot, outcome) in slots.into_iter().zip(self.send(valid)) {
+            drop(done_tx);
+            let mut ready = BTreeMap::new();
+            let mut next_to_send = 0;
+            for (i, verified) in done_rx {
+                ready.insert(i, verified);
+                while let Some(verified) = ready.remove(&next_to_send) {
+                    let base = next_to_send * CHUNK;
+                    let mut slots = Vec::new();
+                    let mut valid = Vec::new();
+                    for (offset, v) in verified.into_iter().enumerate() {
+                        match v {
+                            Ok(pair) => {
+                                slots.push(base + offset);
+                                valid.push(pair);
+                            }
+                            Err(e) => results[base + offset] = Some(Err(e)),
+                        }
+                    }
+                    let rx = if valid.is_empty() {
+                        None
+                    } else {
+                        Some(self.enqueue(valid))
+                    };
+                    waiting.push((slots, rx));
+                    next_to_send += 1;
+                }
+            }
+        });
+        for (slots, rx) in waiting {
+            let Some(rx) = rx else { continue };
+            let count = slots.len();
+            for (slot, outcome) in slots.into_iter().zip(Self::wait(rx, count)) {
                 results[slot] = Some(outcome);
             }
         }
         results
             .into_iter()
-            .map(|r| r.expect("every slot filled"))
+            .map(|r| r.expect("every record answered"))
             .collect()
     }
 
     fn send(&self, records: Vec<(SignedRecord, Hash)>) -> Vec<Result<Appended, LedgerError>> {
         let count = records.len();
+        Self::wait(self.enqueue(records), count)
+    }
+
+    /// Queue records for the writer; the receiver yields their outcomes after the commit.
+    fn enqueue(&self, records: Vec<(SignedRecord, Hash)>) -> Replies {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         let tx = self.tx.as_ref().expect("sender lives until drop");
-        if tx
-            .send(Job {
-                records,
-                reply: reply_tx,
-            })
-            .is_err()
-        {
-            return (0..count)
-                .map(|_| Err(LedgerError::WriterStopped))
-                .collect();
-        }
-        reply_rx.recv().unwrap_or_else(|_| {
+        // If the writer is gone the job (and its reply sender) is dropped, and `wait` reports it.
+        let _ = tx.send(Job {
+            records,
+            reply: reply_tx,
+        });
+        reply_rx
+    }
+
+    fn wait(rx: Replies, count: usize) -> Vec<Result<Appended, LedgerError>> {
+        rx.recv().unwrap_or_else(|_| {
             (0..count)
                 .map(|_| Err(LedgerError::WriterStopped))
                 .collect()
         })
     }
+}
+
+type Verified = Result<(SignedRecord, Hash), LedgerError>;
+
+/// Where a job's outcomes arrive once its batch is committed.
+type Replies = Receiver<Vec<Result<Appended, LedgerError>>>;
+
+fn verify_one(bytes: Vec<u8>) -> Verified {
+    let rec = SignedRecord::from_bytes(bytes)?;
+    let leaf = leaf_hash(rec.bytes());
+    Ok((rec, leaf))
 }
 
 impl Drop for Ledger {
@@ -276,41 +341,6 @@ impl Drop for Ledger {
             let _ = w.join();
         }
     }
-}
-
-fn verify_parallel(batch: Vec<Vec<u8>>) -> Vec<Result<(SignedRecord, Hash), LedgerError>> {
-    let verify = |bytes: Vec<u8>| -> Result<(SignedRecord, Hash), LedgerError> {
-        let rec = SignedRecord::from_bytes(bytes)?;
-        let leaf = leaf_hash(rec.bytes());
-        Ok((rec, leaf))
-    };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if threads == 1 || batch.len() < 64 {
-        return batch.into_iter().map(verify).collect();
-    }
-    let chunk = batch.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut rest = batch.into_iter();
-    loop {
-        let c: Vec<Vec<u8>> = rest.by_ref().take(chunk).collect();
-        if c.is_empty() {
-            break;
-        }
-        chunks.push(c);
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| s.spawn(move || c.into_iter().map(verify).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("verification threads do not panic"))
-            .collect()
-    })
 }
 
 fn run_writer(shared: Arc<Shared>, mut store: SqliteStore, rx: Receiver<Job>, max_batch: usize) {

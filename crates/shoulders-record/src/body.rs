@@ -360,6 +360,10 @@ impl Body {
 
     /// Decode and validate a body of `kind` from JSON.
     pub fn from_value(kind: Kind, value: Value) -> Result<Body, RecordError> {
+        // serde would also read a struct from a JSON array; a body is always an object.
+        if !value.is_object() {
+            return Err(RecordError::Schema("body must be a JSON object".into()));
+        }
         let body = match kind {
             Kind::ActorRegister => Body::ActorRegister(decode(value)?),
             Kind::DatasetCreate => Body::DatasetCreate(decode(value)?),

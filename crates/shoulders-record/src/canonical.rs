@@ -12,12 +12,71 @@ pub fn canonical_bytes(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).expect("serialising a serde_json::Value cannot fail")
 }
 
-/// Parse JSON that may only contain non-negative integers no larger than 2^53 − 1.
+/// Parse JSON that may only contain non-negative integers no larger than 2^53 − 1 and no
+/// repeated object keys (which `serde_json::Value` would otherwise silently collapse).
 pub fn parse_integer_json(bytes: &[u8]) -> Result<Value, RecordError> {
-    let value: Value =
+    let StrictValue(value) =
         serde_json::from_slice(bytes).map_err(|e| RecordError::MalformedJson(e.to_string()))?;
     check_numbers(&value, &mut String::from("$"))?;
     Ok(value)
+}
+
+/// A JSON value whose objects may not repeat a key.
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictValue(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 fn check_numbers(value: &Value, path: &mut String) -> Result<(), RecordError> {
@@ -60,6 +119,19 @@ mod tests {
             canonical_bytes(&v),
             "{\"a\":{\"y\":\"é\\n\",\"z\":[1,2]},\"b\":1}".as_bytes()
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for bad in [
+            r#"{"a":1,"a":1}"#,
+            r#"{"x":{"b":1,"b":2}}"#,
+            r#"[{"c":1,"c":1}]"#,
+        ] {
+            let err = parse_integer_json(bad.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), "E_RECORD_MALFORMED", "{bad}");
+            assert!(err.to_string().contains("duplicate key"), "{err}");
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub struct Record {
 }
 
 impl Record {
-    fn envelope(&self, with_sig: bool) -> Value {
+    /// The canonical envelope as a JSON value (used to cross-check [`Record::encode`]).
+    pub fn envelope(&self, with_sig: bool) -> Value {
         let mut v = json!({
             "v": FORMAT_VERSION,
             "kind": self.kind.as_str(),
@@ -41,11 +42,44 @@ impl Record {
         v
     }
 
-    /// The exact message the signature covers.
+    /// `(signing payload, canonical record bytes)` from a single serialisation of the body.
+    ///
+    /// The envelope's keys in canonical (byte) order are `body, id, kind, sig, signer, ts_ms,
+    /// v`, so both encodings are the same text with the `sig` member present or absent; the
+    /// body is canonical on its own because maps serialise sorted.
+    pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        let json_str = |s: &str| serde_json::to_vec(s).expect("strings always serialise");
+        let body = canonical_bytes(&self.body.to_value());
+        let mut head = Vec::with_capacity(body.len() + 256);
+        head.extend_from_slice(b"{\"body\":");
+        head.extend_from_slice(&body);
+        head.extend_from_slice(b",\"id\":");
+        head.extend_from_slice(&json_str(&self.client_id));
+        head.extend_from_slice(b",\"kind\":");
+        head.extend_from_slice(&json_str(self.kind.as_str()));
+        let mut tail = Vec::with_capacity(96);
+        tail.extend_from_slice(b",\"signer\":");
+        tail.extend_from_slice(&json_str(&self.signer.to_base64()));
+        tail.extend_from_slice(
+            format!(",\"ts_ms\":{},\"v\":{FORMAT_VERSION}}}", self.ts_ms).as_bytes(),
+        );
+
+        let mut payload = Vec::with_capacity(SIGNING_DOMAIN.len() + head.len() + tail.len());
+        payload.extend_from_slice(SIGNING_DOMAIN);
+        payload.extend_from_slice(&head);
+        payload.extend_from_slice(&tail);
+        let mut full = head;
+        full.extend_from_slice(b",\"sig\":\"");
+        full.extend_from_slice(B64.encode(self.signature).as_bytes());
+        full.push(b'"');
+        full.extend_from_slice(&tail);
+        (payload, full)
+    }
+
+    /// The exact message the signature covers: [`SIGNING_DOMAIN`] then the canonical envelope
+    /// without `sig`.
     pub fn signing_payload(&self) -> Vec<u8> {
-        let mut out = SIGNING_DOMAIN.to_vec();
-        out.extend(canonical_bytes(&self.envelope(false)));
-        out
+        self.encode().0
     }
 }
 
@@ -54,6 +88,9 @@ impl Record {
 pub struct SignedRecord {
     record: Record,
     bytes: Vec<u8>,
+    /// Kept from decoding so signature checks neither re-encode nor re-decompress the key.
+    payload: Vec<u8>,
+    key: ed25519_dalek::VerifyingKey,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +127,7 @@ impl SignedRecord {
         }
         let kind = Kind::parse(&raw.kind)?;
         let signer = PublicKey::from_base64(&raw.signer).ok_or(RecordError::BadPublicKey)?;
-        signer.verifying_key().ok_or(RecordError::BadPublicKey)?;
+        let key = signer.verifying_key().ok_or(RecordError::BadPublicKey)?;
         validate::client_id("id", &raw.id)?;
         let signature: [u8; 64] = B64
             .decode(&raw.sig)
@@ -106,10 +143,16 @@ impl SignedRecord {
             body,
             signature,
         };
-        if canonical_bytes(&record.envelope(true)) != bytes {
+        let (payload, canonical) = record.encode();
+        if canonical != bytes {
             return Err(RecordError::NotCanonical);
         }
-        Ok(SignedRecord { record, bytes })
+        Ok(SignedRecord {
+            record,
+            bytes,
+            payload,
+            key,
+        })
     }
 
     /// Strict ed25519 verification (rejects small-order keys and non-canonical signatures, so a
@@ -163,13 +206,20 @@ pub fn sign_record(
         body,
         signature: [0; 64],
     };
-    record.signature = key.sign(&record.signing_payload());
-    let bytes = canonical_bytes(&record.envelope(true));
+    let (payload, _) = record.encode();
+    record.signature = key.sign(&payload);
+    let (_, bytes) = record.encode();
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(RecordError::TooLarge {
             size_bytes: bytes.len(),
             limit_bytes: MAX_RECORD_BYTES,
         });
     }
-    Ok(SignedRecord { record, bytes })
+    let verifying = record.signer.verifying_key().expect("our own key is valid");
+    Ok(SignedRecord {
+        record,
+        bytes,
+        payload,
+        key: verifying,
+    })
 }

@@ -53,6 +53,9 @@ pub struct AppendBatch<'a> {
     pub hashes: Vec<Hash>,
 }
 
+/// Callback for [`Store::scan`]: receives each record's index and exact bytes.
+pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// A log store. `append` must be atomic and durable when it returns `Ok`.
 pub trait Store: Send {
     /// Number of records stored.
@@ -62,12 +65,7 @@ pub trait Store: Send {
     /// The exact bytes of record `index`.
     fn record(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
     /// Visit records `from..to` in order.
-    fn scan(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
+    fn scan(&self, from: u64, to: u64, visit: &mut Visit<'_>) -> Result<(), StoreError>;
     /// Stored Merkle hashes by `stored_hash_index`.
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
     /// A metadata value (origin, verifier key, format version).

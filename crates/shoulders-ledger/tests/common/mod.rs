@@ -1,0 +1,110 @@
+//! Helpers shared by the ledger's integration tests.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use shoulders_ledger::{init, DataDir, Ledger};
+use shoulders_record::{sign_record, ActorKey, Body, Kind};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub fn key(byte: u8) -> ActorKey {
+    ActorKey::from_seed([byte; 32])
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Sign `body` of `kind` as `key` with a fresh client id.
+pub fn rec(key: &ActorKey, kind: &str, body: Value) -> Vec<u8> {
+    let id = format!("t-{}", SEQ.fetch_add(1, Ordering::Relaxed));
+    rec_id(key, &id, kind, body)
+}
+
+pub fn rec_id(key: &ActorKey, id: &str, kind: &str, body: Value) -> Vec<u8> {
+    let kind = Kind::parse(kind).unwrap();
+    let body = Body::from_value(kind, body).unwrap();
+    sign_record(key, id, 1_767_225_600_000, body)
+        .unwrap()
+        .bytes()
+        .to_vec()
+}
+
+pub fn hash_of(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+pub fn new_ledger(dir: &std::path::Path) -> (DataDir, Ledger, String) {
+    let data = DataDir::new(dir.join("ledger"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let vkey = init(&data, "test.example/log", &mut rng).unwrap();
+    let ledger = Ledger::open(&data).unwrap();
+    (data, ledger, vkey)
+}
+
+use rand::SeedableRng;
+
+/// alice (owner of an open and an owner-only dataset), bob, carol (allowlisted on alice/allow),
+/// a base model alice/base and its finetune bob/tuned.
+pub fn populate(ledger: &Ledger) {
+    use serde_json::json;
+    let (alice, bob, carol) = (key(1), key(2), key(3));
+    let batch = vec![
+        rec(
+            &alice,
+            "actor.register",
+            json!({"handle": "alice", "name": "Alice"}),
+        ),
+        rec(
+            &bob,
+            "actor.register",
+            json!({"handle": "bob", "name": "Bob"}),
+        ),
+        rec(
+            &carol,
+            "actor.register",
+            json!({"handle": "carol", "name": "Carol"}),
+        ),
+        rec(
+            &alice,
+            "dataset.create",
+            json!({"dataset_id": "alice/open", "name": "Open", "access": "open"}),
+        ),
+        rec(
+            &alice,
+            "dataset.create",
+            json!({"dataset_id": "alice/private", "name": "Private", "access": "owner"}),
+        ),
+        rec(
+            &alice,
+            "dataset.create",
+            json!({"dataset_id": "alice/allow", "name": "Allow", "access": "allowlist", "allowlist": ["carol"]}),
+        ),
+        rec(
+            &bob,
+            "data.contribute",
+            json!({"dataset_id": "alice/open", "content_hash": hash_of("b1"), "byte_size": 2, "token_count": 2}),
+        ),
+        rec(
+            &carol,
+            "data.contribute",
+            json!({"dataset_id": "alice/allow", "content_hash": hash_of("c1"), "byte_size": 2, "token_count": 2}),
+        ),
+        rec(
+            &alice,
+            "data.contribute",
+            json!({"dataset_id": "alice/private", "content_hash": hash_of("a1"), "byte_size": 2, "token_count": 2}),
+        ),
+        rec(
+            &alice,
+            "model.register",
+            json!({"model_id": "alice/base", "name": "Base", "datasets": ["alice/open", "alice/private"]}),
+        ),
+        rec(
+            &bob,
+            "model.register",
+            json!({"model_id": "bob/tuned", "name": "Tuned", "parents": [{"model_id": "alice/base", "relation": "finetune"}], "datasets": ["alice/allow"]}),
+        ),
+    ];
+    for r in ledger.submit_batch(batch) {
+        r.unwrap();
+    }
+}

@@ -1,0 +1,439 @@
+//! Engine behaviour: every reject code leaves the log unchanged, idempotency, restart replay,
+//! group commit under concurrency, the single-writer lock, proofs against checkpoints.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use shoulders_ledger::{verify_export, DataDir, Ledger, Reader};
+use shoulders_log::{leaf_hash, verify_consistency, verify_inclusion, Hash, LogVerifier};
+
+#[test]
+fn every_reject_code_leaves_the_log_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, ledger, _) = new_ledger(tmp.path());
+    populate(&ledger);
+    let (alice, bob, carol, stranger) = (key(1), key(2), key(3), key(99));
+    let h = hash_of("x");
+    let taken_id = "reused-id";
+    ledger
+        .submit(rec_id(
+            &bob,
+            taken_id,
+            "dataset.create",
+            json!({"dataset_id": "bob/d", "name": "D", "access": "open"}),
+        ))
+        .unwrap();
+    let license_terms = json!({"commercial_use": true, "derivatives": "allowed", "attribution_required": false, "share_alike": false, "royalty_bps": 0, "data_share_bps": 0, "currency": "USD", "price_per_call_micros": "0", "price_per_1k_output_tokens_micros": "0", "registration_fee_micros": "0"});
+    let valid = rec(
+        &alice,
+        "actor.register",
+        json!({"handle": "zed", "name": "Z"}),
+    );
+    let bad_sig = {
+        let mut v: serde_json::Value = serde_json::from_slice(&valid).unwrap();
+        let other: serde_json::Value = serde_json::from_slice(&rec(
+            &alice,
+            "actor.register",
+            json!({"handle": "zed2", "name": "Z"}),
+        ))
+        .unwrap();
+        v["sig"] = other["sig"].clone();
+        serde_json::to_vec(&v).unwrap()
+    };
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "E_SIGNER_UNKNOWN",
+            rec(
+                &stranger,
+                "dataset.create",
+                json!({"dataset_id": "x/d", "name": "D", "access": "open"}),
+            ),
+        ),
+        (
+            "E_ACTOR_KEY_EXISTS",
+            rec(
+                &alice,
+                "actor.register",
+                json!({"handle": "alice2", "name": "A"}),
+            ),
+        ),
+        (
+            "E_HANDLE_TAKEN",
+            rec(
+                &stranger,
+                "actor.register",
+                json!({"handle": "alice", "name": "A"}),
+            ),
+        ),
+        (
+            "E_ACTOR_UNKNOWN",
+            rec(
+                &alice,
+                "dataset.create",
+                json!({"dataset_id": "alice/x", "name": "X", "access": "allowlist", "allowlist": ["nobody"]}),
+            ),
+        ),
+        (
+            "E_NAMESPACE_MISMATCH",
+            rec(
+                &bob,
+                "dataset.create",
+                json!({"dataset_id": "alice/x", "name": "X", "access": "open"}),
+            ),
+        ),
+        (
+            "E_NAMESPACE_MISMATCH",
+            rec(
+                &bob,
+                "model.register",
+                json!({"model_id": "alice/m", "name": "M"}),
+            ),
+        ),
+        (
+            "E_DATASET_EXISTS",
+            rec(
+                &alice,
+                "dataset.create",
+                json!({"dataset_id": "alice/open", "name": "Again", "access": "open"}),
+            ),
+        ),
+        (
+            "E_DATASET_UNKNOWN",
+            rec(
+                &bob,
+                "data.contribute",
+                json!({"dataset_id": "alice/none", "content_hash": h, "byte_size": 1, "token_count": 1}),
+            ),
+        ),
+        (
+            "E_DATASET_UNKNOWN",
+            rec(
+                &bob,
+                "model.register",
+                json!({"model_id": "bob/m", "name": "M", "datasets": ["alice/none"]}),
+            ),
+        ),
+        (
+            "E_CONTRIBUTION_FORBIDDEN",
+            rec(
+                &bob,
+                "data.contribute",
+                json!({"dataset_id": "alice/private", "content_hash": h, "byte_size": 1, "token_count": 1}),
+            ),
+        ),
+        (
+            "E_CONTRIBUTION_FORBIDDEN",
+            rec(
+                &bob,
+                "data.contribute",
+                json!({"dataset_id": "alice/allow", "content_hash": h, "byte_size": 1, "token_count": 1}),
+            ),
+        ),
+        (
+            "E_MODEL_EXISTS",
+            rec(
+                &alice,
+                "model.register",
+                json!({"model_id": "alice/base", "name": "Again"}),
+            ),
+        ),
+        (
+            "E_MODEL_UNKNOWN",
+            rec(
+                &bob,
+                "model.register",
+                json!({"model_id": "bob/m", "name": "M", "parents": [{"model_id": "alice/none", "relation": "finetune"}]}),
+            ),
+        ),
+        (
+            "E_LINEAGE_CYCLE",
+            rec(
+                &bob,
+                "model.register",
+                json!({"model_id": "bob/loop", "name": "L", "parents": [{"model_id": "bob/loop", "relation": "finetune"}]}),
+            ),
+        ),
+        (
+            "E_LICENSE_UNKNOWN",
+            rec(
+                &bob,
+                "model.register",
+                json!({"model_id": "bob/m", "name": "M", "license_id": "bob/l"}),
+            ),
+        ),
+        (
+            "E_KIND_NOT_ENABLED",
+            rec(
+                &alice,
+                "license.define",
+                json!({"license_id": "alice/l", "name": "L", "terms": license_terms}),
+            ),
+        ),
+        (
+            "E_KIND_NOT_ENABLED",
+            rec(
+                &alice,
+                "license.grant",
+                json!({"license_id": "alice/l", "model_id": "alice/base", "grantee": "bob"}),
+            ),
+        ),
+        (
+            "E_KIND_NOT_ENABLED",
+            rec(
+                &alice,
+                "usage.receipt",
+                json!({"usage_id": "u", "model_id": "alice/base", "payer": "bob", "use_category": "research", "input_tokens": 1, "output_tokens": 1, "output_hash": h}),
+            ),
+        ),
+        (
+            "E_KIND_NOT_ENABLED",
+            rec(
+                &alice,
+                "funds.deposit",
+                json!({"account": "bob", "currency": "USD", "amount_micros": "5"}),
+            ),
+        ),
+        (
+            "E_KIND_NOT_ENABLED",
+            rec(
+                &bob,
+                "funds.withdraw",
+                json!({"currency": "USD", "amount_micros": "5"}),
+            ),
+        ),
+        (
+            "E_ID_CONFLICT",
+            rec_id(
+                &bob,
+                taken_id,
+                "dataset.create",
+                json!({"dataset_id": "bob/other", "name": "D", "access": "open"}),
+            ),
+        ),
+        ("E_SIG_INVALID", bad_sig),
+        ("E_RECORD_NOT_CANONICAL", {
+            let mut v = valid.clone();
+            v.push(b' ');
+            v
+        }),
+        ("E_RECORD_MALFORMED", b"{not json".to_vec()),
+        (
+            "E_RECORD_TOO_LARGE",
+            vec![b'{'; shoulders_record::MAX_RECORD_BYTES + 1],
+        ),
+    ];
+    // carol may contribute to the allowlisted dataset (control for the forbidden case above).
+    let before_size = ledger.size();
+    let before_checkpoint = ledger.checkpoint().unwrap();
+    let before_state = ledger.with_state(|s| s.clone());
+    let mut seen_codes = std::collections::BTreeSet::new();
+    for (code, bytes) in cases {
+        let err = ledger.submit(bytes.clone()).expect_err(code);
+        assert_eq!(err.code(), code, "{err}");
+        assert!(!err.to_string().is_empty());
+        assert_eq!(ledger.size(), before_size, "{code} appended something");
+        assert_eq!(
+            ledger.checkpoint().unwrap(),
+            before_checkpoint,
+            "{code} changed the checkpoint"
+        );
+        // The same refusal comes back through the batch path.
+        let batch = ledger.submit_batch(vec![bytes]);
+        assert_eq!(batch[0].as_ref().unwrap_err().code(), code);
+        seen_codes.insert(code);
+    }
+    assert!(
+        ledger.with_state(|s| s == &before_state),
+        "a refused record changed the state"
+    );
+    assert_eq!(seen_codes.len(), 18);
+    // Controls: the allowed versions of refused records go through.
+    ledger.submit(rec(&carol, "data.contribute", json!({"dataset_id": "alice/allow", "content_hash": h, "byte_size": 1, "token_count": 1}))).unwrap();
+    // The record whose signature was swapped is itself fine apart from alice's key being taken.
+    assert_eq!(
+        ledger.submit(valid).unwrap_err().code(),
+        "E_ACTOR_KEY_EXISTS"
+    );
+}
+
+#[test]
+fn resubmission_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, ledger, _) = new_ledger(tmp.path());
+    let alice = key(1);
+    let r = rec(
+        &alice,
+        "actor.register",
+        json!({"handle": "alice", "name": "Alice"}),
+    );
+    let first = ledger.submit(r.clone()).unwrap();
+    assert!(!first.duplicate);
+    let second = ledger.submit(r.clone()).unwrap();
+    assert_eq!(
+        (second.index, second.leaf_hash, second.duplicate),
+        (first.index, first.leaf_hash, true)
+    );
+    assert_eq!(ledger.size(), 1);
+    // Twice in one batch: the second copy points at the first.
+    let d = rec(
+        &alice,
+        "dataset.create",
+        json!({"dataset_id": "alice/d", "name": "D", "access": "open"}),
+    );
+    let out = ledger.submit_batch(vec![d.clone(), d.clone(), r]);
+    let out: Vec<_> = out.into_iter().map(Result::unwrap).collect();
+    assert_eq!((out[0].index, out[0].duplicate), (1, false));
+    assert_eq!((out[1].index, out[1].duplicate), (1, true));
+    assert_eq!((out[2].index, out[2].duplicate), (0, true));
+    assert_eq!(ledger.size(), 2);
+}
+
+#[test]
+fn restart_recovers_the_exact_state_and_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ledger, _) = new_ledger(tmp.path());
+    populate(&ledger);
+    let state = ledger.with_state(|s| s.clone());
+    let checkpoint = ledger.checkpoint().unwrap();
+    drop(ledger);
+    let reopened = Ledger::open(&data).unwrap();
+    assert_eq!(reopened.checkpoint().unwrap(), checkpoint);
+    assert!(reopened.with_state(|s| s == &state));
+    // A read-only reader computes the same.
+    let reader = Reader::open(&data).unwrap();
+    assert_eq!(reader.checkpoint().unwrap(), checkpoint);
+    assert_eq!(reader.state().unwrap(), state);
+    // The model's lineage survives.
+    assert_eq!(state.ancestors("bob/tuned"), vec!["alice/base".to_string()]);
+    assert_eq!(
+        state.model("alice/base").unwrap().children,
+        vec!["bob/tuned".to_string()]
+    );
+}
+
+#[test]
+fn only_one_writer_per_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ledger, _) = new_ledger(tmp.path());
+    let err = Ledger::open(&data)
+        .err()
+        .expect("second writer must be refused");
+    assert_eq!(err.code(), "E_LOCKED");
+    // Readers are fine while the writer runs.
+    Reader::open(&data).unwrap();
+    drop(ledger);
+    Ledger::open(&data).unwrap();
+    // Opening a directory that holds no ledger says so.
+    let err = Ledger::open(&DataDir::new(tmp.path().join("nothing")))
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "E_NOT_INITIALISED");
+}
+
+#[test]
+fn concurrent_submitters_are_group_committed_densely() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, ledger, vkey) = new_ledger(tmp.path());
+    let alice = key(1);
+    ledger
+        .submit(rec(
+            &alice,
+            "actor.register",
+            json!({"handle": "alice", "name": "A"}),
+        ))
+        .unwrap();
+    ledger
+        .submit(rec(
+            &alice,
+            "dataset.create",
+            json!({"dataset_id": "alice/d", "name": "D", "access": "open"}),
+        ))
+        .unwrap();
+    let threads = 8;
+    let per_thread = 60;
+    let indexes: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let ledger = &ledger;
+                let alice = alice.clone();
+                s.spawn(move || {
+                    (0..per_thread)
+                        .map(|i| {
+                            let text = format!("doc {t} {i}");
+                            let r = rec(&alice, "data.contribute", json!({"dataset_id": "alice/d", "content_hash": hash_of(&text), "byte_size": text.len(), "token_count": 3}));
+                            ledger.submit(r).unwrap().index
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut sorted = indexes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (2..2 + (threads * per_thread) as u64).collect::<Vec<_>>()
+    );
+    let mut export = Vec::new();
+    ledger.export(&mut export).unwrap();
+    let (report, _) = verify_export(&export, &vkey).unwrap();
+    assert_eq!(report.tree_size, ledger.size());
+    assert_eq!(report.contributions, threads * per_thread);
+}
+
+#[test]
+fn proofs_verify_against_signed_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, ledger, vkey) = new_ledger(tmp.path());
+    populate(&ledger);
+    let verifier = LogVerifier::new(&vkey).unwrap();
+    let old = verifier.open(&ledger.checkpoint().unwrap()).unwrap();
+    ledger
+        .submit(rec(
+            &key(4),
+            "actor.register",
+            json!({"handle": "dan", "name": "D"}),
+        ))
+        .unwrap();
+    let new = verifier.open(&ledger.checkpoint().unwrap()).unwrap();
+    assert_eq!(new.size, old.size + 1);
+    for index in 0..new.size {
+        let bytes = ledger.record(index).unwrap().unwrap();
+        let proof = ledger.inclusion_proof(index, None).unwrap();
+        let hashes: Vec<Hash> = proof
+            .hashes
+            .iter()
+            .map(|h| Hash::parse_hash(h).unwrap())
+            .collect();
+        verify_inclusion(&hashes, index, new.size, leaf_hash(&bytes), new.root).unwrap();
+        assert!(verify_inclusion(&hashes, index, new.size, leaf_hash(b"other"), new.root).is_err());
+    }
+    let proof = ledger.consistency_proof(old.size, None).unwrap();
+    let hashes: Vec<Hash> = proof
+        .hashes
+        .iter()
+        .map(|h| Hash::parse_hash(h).unwrap())
+        .collect();
+    verify_consistency(&hashes, old.size, old.root, new.size, new.root).unwrap();
+    assert_eq!(
+        ledger.inclusion_proof(new.size, None).unwrap_err().code(),
+        "E_PROOF_INDEX_OUT_OF_RANGE"
+    );
+    assert_eq!(
+        ledger
+            .inclusion_proof(0, Some(new.size + 1))
+            .unwrap_err()
+            .code(),
+        "E_PROOF_SIZE_BEYOND_LOG"
+    );
+    assert_eq!(
+        ledger.consistency_proof(0, None).unwrap_err().code(),
+        "E_PROOF_BAD_RANGE"
+    );
+}
