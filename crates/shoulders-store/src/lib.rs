@@ -5,6 +5,7 @@
 //! of record kinds or state, so any backend (SQLite here, PostgreSQL later) can implement it and
 //! the same conformance tests apply.
 
+pub mod conformance;
 mod sqlite;
 
 pub use shoulders_log::Hash;
