@@ -4,6 +4,7 @@
 //! exit status 1 (2 for usage errors, from clap).
 
 mod demo;
+mod model_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -95,6 +96,11 @@ enum Command {
         what: ShowWhat,
         id: String,
     },
+    /// Register a model directory, or check a directory against a registered model.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Build a demo ledger (actors, datasets, contributions, a base model, fine-tunes) and verify it.
     Demo {
         /// Where to create the ledger; a new temporary directory when omitted.
@@ -109,6 +115,45 @@ enum KeyCommand {
     New {
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Hash a Hugging Face-style model directory (per tensor for *.safetensors) and register it.
+    Import {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// The model directory.
+        dir: PathBuf,
+        /// Model id `<your-handle>/<name>`; defaults to your handle and the directory name.
+        #[arg(long)]
+        model_id: Option<String>,
+        /// Display name; defaults to the directory name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A parent model id (repeatable); defaults to the card's `base_model`.
+        #[arg(long = "parent")]
+        parents: Vec<String>,
+        /// Relation to the parents: one for all, or one per --parent
+        /// (finetune, adapter, merge, quantized, distilled).
+        #[arg(long = "relation")]
+        relations: Vec<String>,
+        /// A training dataset id (repeatable); defaults to the card's `datasets`.
+        #[arg(long = "dataset")]
+        datasets: Vec<String>,
+        /// Client id (idempotency key); random when omitted.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Re-hash DIR and report exactly which files and tensors differ from the registered MODEL_ID.
+    Check {
+        #[arg(long)]
+        data_dir: PathBuf,
+        model_id: String,
+        dir: PathBuf,
     },
 }
 
@@ -168,6 +213,9 @@ fn error_code(err: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<CliError>() {
             return e.code;
         }
+        if let Some(e) = cause.downcast_ref::<shoulders_artifacts::ArtifactError>() {
+            return e.code();
+        }
         if let Some(e) = cause.downcast_ref::<LedgerError>() {
             return e.code();
         }
@@ -187,7 +235,7 @@ fn error_code(err: &anyhow::Error) -> &'static str {
     "E_USAGE"
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
@@ -209,9 +257,9 @@ pub(crate) fn random_id() -> String {
 
 /// An error the CLI itself raises, with its stable code.
 #[derive(Debug)]
-struct CliError {
-    code: &'static str,
-    message: String,
+pub(crate) struct CliError {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for CliError {
@@ -245,7 +293,7 @@ fn read_limited(
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-fn load_key(path: &Path) -> Result<ActorKey> {
+pub(crate) fn load_key(path: &Path) -> Result<ActorKey> {
     let text = String::from_utf8(read_limited(path, 4096, "key file", "E_KEY_FILE")?)
         .map_err(|_| LedgerError::KeyFile(format!("{} is not UTF-8", path.display())))?;
     ActorKey::from_file_text(&text)
@@ -359,6 +407,34 @@ fn run(cli: Cli) -> Result<()> {
             };
             print_json(&json)?;
         }
+        Command::Model { command } => match command {
+            ModelCommand::Import {
+                data_dir,
+                key,
+                dir,
+                model_id,
+                name,
+                parents,
+                relations,
+                datasets,
+                id,
+            } => model_cmd::import(model_cmd::ImportArgs {
+                data_dir: &data_dir,
+                key: &key,
+                dir: &dir,
+                model_id,
+                name,
+                parents,
+                relations,
+                datasets,
+                id,
+            })?,
+            ModelCommand::Check {
+                data_dir,
+                model_id,
+                dir,
+            } => model_cmd::check(&data_dir, &model_id, &dir)?,
+        },
         Command::Demo { data_dir } => demo::run(data_dir)?,
     }
     Ok(())

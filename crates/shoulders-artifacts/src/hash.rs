@@ -1,0 +1,293 @@
+use crate::{
+    ArtifactError, ModelCard, MAX_CARD_BYTES, MAX_CONFIG_BYTES, MAX_FILES, MAX_HEADER_BYTES,
+};
+use safetensors::tensor::Metadata;
+use sha2::{Digest, Sha256};
+use shoulders_record::{Artifact, Tensor};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Streaming read buffer size: the only allocation proportional to nothing.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Called with the number of bytes just hashed (for progress bars).
+pub type Progress<'a> = &'a mut dyn FnMut(u64);
+
+fn sha_ref(digest: impl AsRef<[u8]>) -> String {
+    format!("sha256:{}", hex::encode(digest))
+}
+
+/// Read exactly `len` bytes from `file` into both hashers, in chunks.
+fn stream(
+    file: &mut File,
+    path: &Path,
+    mut len: u64,
+    buf: &mut [u8],
+    hashers: &mut [&mut Sha256],
+    progress: &mut Progress<'_>,
+) -> Result<(), ArtifactError> {
+    while len > 0 {
+        let want = len.min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..want])
+            .map_err(|e| ArtifactError::io(path, e))?;
+        for h in hashers.iter_mut() {
+            h.update(&buf[..want]);
+        }
+        progress(want as u64);
+        len -= want as u64;
+    }
+    Ok(())
+}
+
+/// Whole-file SHA-256 of any file.
+pub fn hash_file(
+    path: &Path,
+    rel: &str,
+    progress: &mut Progress<'_>,
+) -> Result<Artifact, ArtifactError> {
+    let mut file = File::open(path).map_err(|e| ArtifactError::io(path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| ArtifactError::io(path, e))?
+        .len();
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut whole = Sha256::new();
+    stream(&mut file, path, size, &mut buf, &mut [&mut whole], progress)?;
+    Ok(Artifact {
+        path: rel.to_string(),
+        size_bytes: size,
+        sha256: sha_ref(whole.finalize()),
+        tensors: Vec::new(),
+    })
+}
+
+/// Per-tensor and whole-file SHA-256 of a safetensors file, in one pass.
+pub fn hash_safetensors(
+    path: &Path,
+    rel: &str,
+    progress: &mut Progress<'_>,
+) -> Result<Artifact, ArtifactError> {
+    let bad = |reason: String| ArtifactError::BadSafetensors {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(|e| ArtifactError::io(path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| ArtifactError::io(path, e))?
+        .len();
+    let mut whole = Sha256::new();
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes)
+        .map_err(|_| bad("shorter than its 8-byte header length".into()))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER_BYTES || header_len + 8 > size {
+        return Err(bad(format!(
+            "header length {header_len} does not fit the file ({size} bytes)"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| ArtifactError::io(path, e))?;
+    whole.update(len_bytes);
+    whole.update(&header);
+    progress(8 + header_len);
+    let metadata: Metadata =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+
+    // Check the layout ourselves: tensors back to back from offset 0, each exactly
+    // dtype bits × elements long, and the data section ending at the end of the file.
+    let mut tensors: Vec<(String, &safetensors::tensor::TensorInfo)> =
+        metadata.tensors().into_iter().collect();
+    tensors.sort_by_key(|(_, info)| info.data_offsets);
+    let data_len = size - 8 - header_len;
+    let mut expected_start = 0u64;
+    for (name, info) in &tensors {
+        let (start, end) = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
+        if start != expected_start || end < start {
+            return Err(bad(format!(
+                "tensor {name:?} does not start where the previous one ends"
+            )));
+        }
+        let elements = info
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        let bits = elements.and_then(|n| n.checked_mul(info.dtype.bitsize() as u64));
+        if bits != Some((end - start) * 8) {
+            return Err(bad(format!(
+                "tensor {name:?} has {} bytes, which does not match {:?} × {:?}",
+                end - start,
+                info.dtype,
+                info.shape
+            )));
+        }
+        expected_start = end;
+    }
+    if expected_start != data_len {
+        return Err(bad(format!(
+            "tensor data covers {expected_start} bytes but the file holds {data_len}"
+        )));
+    }
+    if tensors.len() > shoulders_record::MAX_TENSORS {
+        return Err(bad(format!(
+            "more than {} tensors",
+            shoulders_record::MAX_TENSORS
+        )));
+    }
+
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    let mut out = Vec::with_capacity(tensors.len());
+    for (name, info) in &tensors {
+        let len = (info.data_offsets.1 - info.data_offsets.0) as u64;
+        let mut tensor_hash = Sha256::new();
+        stream(
+            &mut file,
+            path,
+            len,
+            &mut buf,
+            &mut [&mut tensor_hash, &mut whole],
+            progress,
+        )?;
+        out.push(Tensor {
+            name: name.clone(),
+            dtype: format!("{:?}", info.dtype),
+            shape: info.shape.iter().map(|&d| d as u64).collect(),
+            sha256: sha_ref(tensor_hash.finalize()),
+        });
+    }
+    Ok(Artifact {
+        path: rel.to_string(),
+        size_bytes: size,
+        sha256: sha_ref(whole.finalize()),
+        tensors: out,
+    })
+}
+
+/// A scanned model directory.
+#[derive(Debug)]
+pub struct ModelDir {
+    /// `config.json`, if present.
+    pub config: Option<serde_json::Value>,
+    /// The model card's front matter, if `README.md` has one.
+    pub card: Option<ModelCard>,
+    /// Every file, sorted by path.
+    pub artifacts: Vec<Artifact>,
+}
+
+fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| ArtifactError::io(&dir, e))? {
+            let entry = entry.map_err(|e| ArtifactError::io(&dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Hidden entries (.git, .cache, editor files) are not part of the model.
+            if name.starts_with('.') {
+                continue;
+            }
+            let kind = entry.file_type().map_err(|e| ArtifactError::io(&path, e))?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let rel = path
+                    .strip_prefix(root)
+                    .ok()
+                    .and_then(|p| p.to_str())
+                    .ok_or_else(|| ArtifactError::BadPath {
+                        path: path.display().to_string(),
+                        reason: "file names must be UTF-8".into(),
+                    })?
+                    .to_string();
+                out.push((path, rel));
+                if out.len() > MAX_FILES {
+                    return Err(ArtifactError::TooManyFiles {
+                        dir: root.display().to_string(),
+                        limit: MAX_FILES,
+                    });
+                }
+            }
+            // Symlinks and other special files are skipped: a model is its regular files.
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+fn read_small(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ArtifactError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ArtifactError::io(path, e)),
+        Ok(m) if m.len() > limit => Err(ArtifactError::BadPath {
+            path: path.display().to_string(),
+            reason: format!("larger than the {limit}-byte limit for this file"),
+        }),
+        Ok(_) => std::fs::read(path)
+            .map(Some)
+            .map_err(|e| ArtifactError::io(path, e)),
+    }
+}
+
+/// Total size of the files [`scan_dir`] would hash (for a progress bar's length).
+pub fn total_bytes(root: &Path) -> Result<u64, ArtifactError> {
+    let mut total = 0u64;
+    for (path, _) in list_files(root)? {
+        total += std::fs::metadata(&path)
+            .map_err(|e| ArtifactError::io(&path, e))?
+            .len();
+    }
+    Ok(total)
+}
+
+/// Hash every regular file under `root` (hidden entries skipped) and read the card and config.
+pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, ArtifactError> {
+    let files = list_files(root)?;
+    let mut artifacts = Vec::with_capacity(files.len());
+    for (path, rel) in &files {
+        shoulders_record::validate::relative_path("artifacts.path", rel).map_err(|e| {
+            ArtifactError::BadPath {
+                path: rel.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let artifact = if rel.ends_with(".safetensors") {
+            hash_safetensors(path, rel, progress)?
+        } else {
+            hash_file(path, rel, progress)?
+        };
+        artifacts.push(artifact);
+    }
+    let config_path = root.join("config.json");
+    let config = match read_small(&config_path, MAX_CONFIG_BYTES)? {
+        None => None,
+        Some(bytes) => {
+            Some(
+                serde_json::from_slice(&bytes).map_err(|e| ArtifactError::BadConfig {
+                    path: config_path.display().to_string(),
+                    reason: format!("not valid JSON: {e}"),
+                })?,
+            )
+        }
+    };
+    let card_path = root.join("README.md");
+    let card = match read_small(&card_path, MAX_CARD_BYTES)? {
+        None => None,
+        Some(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|_| ArtifactError::BadCard {
+                path: card_path.display().to_string(),
+                reason: "not UTF-8".into(),
+            })?;
+            crate::parse_front_matter(&text).map_err(|reason| ArtifactError::BadCard {
+                path: card_path.display().to_string(),
+                reason,
+            })?
+        }
+    };
+    Ok(ModelDir {
+        config,
+        card,
+        artifacts,
+    })
+}

@@ -1,0 +1,66 @@
+//! Reading a Hugging Face-style model directory into what a `model.register` record commits to.
+//!
+//! * `*.safetensors` files are hashed **per tensor** (SHA-256 of each tensor's bytes) and as a
+//!   whole, in one streaming pass with a fixed 1 MiB buffer: memory stays flat whatever the
+//!   file size. The header is parsed with the `safetensors` crate's `Metadata` and checked
+//!   (contiguous offsets, sizes matching dtype × shape, nothing after the last tensor).
+//! * Every other file is hashed as a whole.
+//! * `README.md`'s YAML front matter (the model card) gives lineage hints: `license`,
+//!   `base_model`, `base_model_relation`, `datasets`.
+//!
+//! [`compare`] re-checks a directory against registered artifacts and names exactly which
+//! files and tensors differ.
+
+mod card;
+mod compare;
+mod hash;
+
+pub use card::{parse_front_matter, ModelCard};
+pub use compare::{compare, Difference, Report};
+pub use hash::{hash_file, hash_safetensors, scan_dir, total_bytes, ModelDir, Progress};
+
+/// Largest safetensors header we parse (the format's own limit is 100 MB).
+pub const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
+/// Most files read from one model directory.
+pub const MAX_FILES: usize = shoulders_record::MAX_ARTIFACTS;
+/// Largest model card (`README.md`) parsed for front matter.
+pub const MAX_CARD_BYTES: u64 = 1024 * 1024;
+/// Largest `config.json` read.
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why a directory or file could not be read. Codes are stable.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("I/O error on {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{path} is not a valid safetensors file: {reason}")]
+    BadSafetensors { path: String, reason: String },
+    #[error("model card {path}: {reason}")]
+    BadCard { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    BadConfig { path: String, reason: String },
+    #[error("{dir} holds more than {limit} files")]
+    TooManyFiles { dir: String, limit: usize },
+    #[error("{path}: {reason}")]
+    BadPath { path: String, reason: String },
+}
+
+impl ArtifactError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ArtifactError::Io { .. } => "E_IO",
+            ArtifactError::BadSafetensors { .. } => "E_SAFETENSORS_INVALID",
+            ArtifactError::BadCard { .. } => "E_MODEL_CARD_INVALID",
+            ArtifactError::BadConfig { .. } => "E_MODEL_CONFIG_INVALID",
+            ArtifactError::TooManyFiles { .. } => "E_TOO_MANY_FILES",
+            ArtifactError::BadPath { .. } => "E_PATH_INVALID",
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+        ArtifactError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}

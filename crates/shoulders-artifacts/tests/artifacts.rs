@@ -1,0 +1,249 @@
+//! Hashing generated model directories: per-tensor hashes, change detection, bad files.
+
+use safetensors::tensor::{Dtype, TensorView};
+use sha2::{Digest, Sha256};
+use shoulders_artifacts::{compare, hash_safetensors, scan_dir, Difference};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn tensor_bytes(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| seed.wrapping_mul(31).wrapping_add(i as u8))
+        .collect()
+}
+
+/// A tiny model: two F32 tensors and one BF16 tensor, a card with front matter and a config.
+fn write_model(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let tensors = vec![
+        ("embed.weight".to_string(), tensor_bytes(1, 4 * 6)),
+        ("layers.0.mlp.weight".to_string(), tensor_bytes(2, 4 * 8)),
+        ("lm_head.weight".to_string(), tensor_bytes(3, 2 * 4)),
+    ];
+    let views: Vec<(String, TensorView)> = vec![
+        (
+            tensors[0].0.clone(),
+            TensorView::new(Dtype::F32, vec![2, 3], &tensors[0].1).unwrap(),
+        ),
+        (
+            tensors[1].0.clone(),
+            TensorView::new(Dtype::F32, vec![8], &tensors[1].1).unwrap(),
+        ),
+        (
+            tensors[2].0.clone(),
+            TensorView::new(Dtype::BF16, vec![2, 2], &tensors[2].1).unwrap(),
+        ),
+    ];
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(meta), &dir.join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"architectures":["TinyForCausalLM"],"hidden_size":3}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("README.md"),
+        "---\nlicense: apache-2.0\nbase_model: acme/base\nbase_model_relation: finetune\ndatasets:\n- acme/verse\n---\n# Tiny\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    tensors
+}
+
+fn no_progress() -> impl FnMut(u64) {
+    |_| {}
+}
+
+#[test]
+fn tensors_and_files_are_hashed_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors = write_model(tmp.path());
+    let path = tmp.path().join("model.safetensors");
+    let mut seen = 0u64;
+    let mut progress = |n: u64| seen += n;
+    let artifact = hash_safetensors(
+        &path,
+        "model.safetensors",
+        &mut (&mut progress as &mut dyn FnMut(u64)),
+    )
+    .unwrap();
+    let file_bytes = std::fs::read(&path).unwrap();
+    assert_eq!(artifact.sha256, sha(&file_bytes));
+    assert_eq!(artifact.size_bytes, file_bytes.len() as u64);
+    assert_eq!(
+        seen,
+        file_bytes.len() as u64,
+        "progress covers every byte once"
+    );
+    let names: Vec<&str> = artifact.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["embed.weight", "layers.0.mlp.weight", "lm_head.weight"]
+    );
+    for (t, (name, bytes)) in artifact.tensors.iter().zip(&tensors) {
+        assert_eq!(&t.name, name);
+        assert_eq!(t.sha256, sha(bytes), "{name}");
+    }
+    assert_eq!(artifact.tensors[2].dtype, "BF16");
+    assert_eq!(artifact.tensors[0].shape, vec![2, 3]);
+
+    let mut p = no_progress();
+    let dir = scan_dir(tmp.path(), &mut (&mut p as &mut dyn FnMut(u64))).unwrap();
+    let paths: Vec<&str> = dir.artifacts.iter().map(|a| a.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["README.md", "config.json", "model.safetensors"],
+        "sorted, hidden entries skipped"
+    );
+    assert_eq!(
+        dir.artifacts[1].sha256,
+        sha(&std::fs::read(tmp.path().join("config.json")).unwrap())
+    );
+    assert!(dir.artifacts[1].tensors.is_empty());
+    let card = dir.card.unwrap();
+    assert_eq!(card.base_models, vec!["acme/base"]);
+    assert_eq!(card.datasets, vec!["acme/verse"]);
+    assert_eq!(dir.config.unwrap()["hidden_size"], 3);
+}
+
+#[test]
+fn check_names_exactly_the_changed_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_model(tmp.path());
+    let mut p = no_progress();
+    let registered = scan_dir(tmp.path(), &mut (&mut p as &mut dyn FnMut(u64)))
+        .unwrap()
+        .artifacts;
+    let same = scan_dir(tmp.path(), &mut (&mut p as &mut dyn FnMut(u64)))
+        .unwrap()
+        .artifacts;
+    let report = compare(&registered, &same);
+    assert!(report.matches);
+    assert_eq!((report.files_checked, report.tensors_checked), (3, 3));
+
+    // Flip one byte inside layers.0.mlp.weight (same size, same header).
+    let path = tmp.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let at = 8 + header_len + 4 * 6 + 5; // second tensor, sixth byte
+    bytes[at] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let changed = scan_dir(tmp.path(), &mut (&mut p as &mut dyn FnMut(u64)))
+        .unwrap()
+        .artifacts;
+    let report = compare(&registered, &changed);
+    assert!(!report.matches);
+    assert_eq!(report.differences.len(), 1, "{:?}", report.differences);
+    match &report.differences[0] {
+        Difference::ChangedTensor { path, tensor, .. } => {
+            assert_eq!(
+                (path.as_str(), tensor.as_str()),
+                ("model.safetensors", "layers.0.mlp.weight")
+            )
+        }
+        other => panic!("expected a changed tensor, got {other:?}"),
+    }
+
+    // Files added and removed are named too.
+    std::fs::write(tmp.path().join("extra.bin"), b"x").unwrap();
+    std::fs::remove_file(tmp.path().join("config.json")).unwrap();
+    let report = compare(
+        &registered,
+        &scan_dir(tmp.path(), &mut (&mut p as &mut dyn FnMut(u64)))
+            .unwrap()
+            .artifacts,
+    );
+    assert!(report.differences.contains(&Difference::MissingFile {
+        path: "config.json".into()
+    }));
+    assert!(report.differences.contains(&Difference::ExtraFile {
+        path: "extra.bin".into()
+    }));
+}
+
+#[test]
+fn header_only_changes_are_reported_as_a_changed_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors = write_model(tmp.path());
+    let mut p = no_progress();
+    let registered = scan_dir(tmp.path(), &mut (&mut p as &mut dyn FnMut(u64)))
+        .unwrap()
+        .artifacts;
+    let views: Vec<(String, TensorView)> = vec![
+        (
+            tensors[0].0.clone(),
+            TensorView::new(Dtype::F32, vec![2, 3], &tensors[0].1).unwrap(),
+        ),
+        (
+            tensors[1].0.clone(),
+            TensorView::new(Dtype::F32, vec![8], &tensors[1].1).unwrap(),
+        ),
+        (
+            tensors[2].0.clone(),
+            TensorView::new(Dtype::BF16, vec![2, 2], &tensors[2].1).unwrap(),
+        ),
+    ];
+    let meta = HashMap::from([("format".to_string(), "tampered".to_string())]);
+    safetensors::serialize_to_file(views, Some(meta), &tmp.path().join("model.safetensors"))
+        .unwrap();
+    let report = compare(
+        &registered,
+        &scan_dir(tmp.path(), &mut (&mut p as &mut dyn FnMut(u64)))
+            .unwrap()
+            .artifacts,
+    );
+    assert_eq!(report.differences.len(), 1);
+    assert!(
+        matches!(&report.differences[0], Difference::ChangedFile { path, .. } if path == "model.safetensors")
+    );
+}
+
+#[test]
+fn malformed_safetensors_are_refused_with_a_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_model(tmp.path());
+    let good = std::fs::read(tmp.path().join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("header longer than file", {
+            let mut b = good.clone();
+            b[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+            b
+        }),
+        ("trailing bytes", {
+            let mut b = good.clone();
+            b.push(0);
+            b
+        }),
+        ("truncated data", good[..good.len() - 1].to_vec()),
+        ("header not json", {
+            let mut b = good.clone();
+            b[8] = b'!';
+            b
+        }),
+    ];
+    // Shape that does not match the byte range: replace "[2,3]" with "[3,3]" in the header.
+    let header = String::from_utf8(good[8..8 + header_len].to_vec()).unwrap();
+    assert!(header.contains("[2,3]"));
+    let mut b = good.clone();
+    b[8..8 + header_len].copy_from_slice(header.replacen("[2,3]", "[3,3]", 1).as_bytes());
+    cases.push(("shape mismatch", b));
+    for (what, bytes) in cases {
+        let path = tmp.path().join("bad.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut p = no_progress();
+        let err = hash_safetensors(
+            &path,
+            "bad.safetensors",
+            &mut (&mut p as &mut dyn FnMut(u64)),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "E_SAFETENSORS_INVALID", "{what}: {err}");
+    }
+}

@@ -1,0 +1,183 @@
+//! `shoulders model import` and `shoulders model check`.
+
+use crate::{load_key, print_json, random_id, CliError};
+use anyhow::{Context, Result};
+use serde_json::json;
+use shoulders_artifacts::{compare, scan_dir, total_bytes, ModelDir};
+use shoulders_ledger::{DataDir, Ledger, LedgerError, Reader};
+use shoulders_record::{sign_record, Body, ModelRegister, Parent, Relation};
+use std::path::Path;
+
+/// Hash a directory with a progress bar on stderr (hidden when stderr is not a terminal).
+fn hash_dir(dir: &Path) -> Result<ModelDir> {
+    let total = total_bytes(dir)?;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "hashing {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("static template"),
+    );
+    let mut progress = |n: u64| bar.inc(n);
+    let scanned = scan_dir(dir, &mut (&mut progress as &mut dyn FnMut(u64)))?;
+    bar.finish_and_clear();
+    Ok(scanned)
+}
+
+fn parse_relation(s: &str) -> Result<Relation> {
+    Ok(match s {
+        "finetune" | "fine-tune" | "finetuned" => Relation::Finetune,
+        "adapter" => Relation::Adapter,
+        "merge" => Relation::Merge,
+        "quantized" | "quantization" => Relation::Quantized,
+        "distilled" | "distillation" => Relation::Distilled,
+        other => return Err(CliError {
+            code: "E_FIELD_INVALID",
+            message: format!(
+                "unknown relation {other:?}; use finetune, adapter, merge, quantized or distilled"
+            ),
+        }
+        .into()),
+    })
+}
+
+pub struct ImportArgs<'a> {
+    pub data_dir: &'a Path,
+    pub key: &'a Path,
+    pub dir: &'a Path,
+    pub model_id: Option<String>,
+    pub name: Option<String>,
+    pub parents: Vec<String>,
+    pub relations: Vec<String>,
+    pub datasets: Vec<String>,
+    pub id: Option<String>,
+}
+
+pub fn import(args: ImportArgs<'_>) -> Result<()> {
+    let key = load_key(args.key)?;
+    if !args.dir.is_dir() {
+        return Err(CliError {
+            code: "E_IO",
+            message: format!("{} is not a directory", args.dir.display()),
+        }
+        .into());
+    }
+    let scanned = hash_dir(args.dir)?;
+    let card = scanned.card.clone().unwrap_or_default();
+
+    // Lineage: explicit flags win; otherwise the model card's hints.
+    let (parent_ids, relations) = if args.parents.is_empty() {
+        let relation = card.base_model_relation.clone().unwrap_or_else(|| {
+            if card.base_models.len() > 1 {
+                "merge".into()
+            } else {
+                "finetune".into()
+            }
+        });
+        (card.base_models.clone(), vec![relation])
+    } else {
+        (args.parents.clone(), args.relations.clone())
+    };
+    let relations: Vec<Relation> = match relations.len() {
+        _ if parent_ids.is_empty() => Vec::new(),
+        0 => {
+            return Err(CliError {
+                code: "E_USAGE",
+                message: "give a --relation for the --parent models".into(),
+            }
+            .into())
+        }
+        1 => vec![parse_relation(&relations[0])?; parent_ids.len()],
+        n if n == parent_ids.len() => relations
+            .iter()
+            .map(|r| parse_relation(r))
+            .collect::<Result<_>>()?,
+        _ => {
+            return Err(CliError {
+                code: "E_USAGE",
+                message: "give one --relation for all parents, or one per --parent".into(),
+            }
+            .into())
+        }
+    };
+    let parents: Vec<Parent> = parent_ids
+        .into_iter()
+        .zip(relations)
+        .map(|(model_id, relation)| Parent { model_id, relation })
+        .collect();
+    let datasets = if args.datasets.is_empty() {
+        card.datasets.clone()
+    } else {
+        args.datasets.clone()
+    };
+
+    let ledger = Ledger::open(&DataDir::new(args.data_dir))?;
+    let handle = ledger
+        .with_state(|s| s.actor_by_key(&key.public()).map(|a| a.handle.clone()))
+        .ok_or_else(|| {
+            LedgerError::Rejected(shoulders_state::Reject::SignerUnknown(
+                key.public().to_base64(),
+            ))
+        })?;
+    let dir_name = args
+        .dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let model_id = args
+        .model_id
+        .unwrap_or_else(|| format!("{handle}/{dir_name}"));
+    let body = ModelRegister {
+        model_id: model_id.clone(),
+        name: args.name.unwrap_or(dir_name),
+        description: None,
+        parents,
+        datasets,
+        artifacts: scanned.artifacts,
+        license_id: None,
+        url: None,
+    };
+    let files = body.artifacts.len();
+    let tensors: usize = body.artifacts.iter().map(|a| a.tensors.len()).sum();
+    let record = sign_record(
+        &key,
+        &args.id.unwrap_or_else(random_id),
+        crate::now_ms(),
+        Body::ModelRegister(body),
+    )
+    .with_context(|| format!("cannot register {model_id}"))?;
+    let appended = ledger.submit(record.bytes().to_vec())?;
+    print_json(&json!({
+        "model_id": model_id,
+        "index": appended.index,
+        "leaf_hash": appended.leaf_hash.to_string(),
+        "duplicate": appended.duplicate,
+        "files": files,
+        "tensors": tensors,
+        "card_license": card.license,
+    }))
+}
+
+pub fn check(data_dir: &Path, model_id: &str, dir: &Path) -> Result<()> {
+    let state = Reader::open(&DataDir::new(data_dir))?.state()?;
+    let model = state
+        .model(model_id)
+        .ok_or_else(|| LedgerError::NotFound(format!("no model {model_id:?} in this ledger")))?;
+    let scanned = hash_dir(dir)?;
+    let report = compare(&model.artifacts, &scanned.artifacts);
+    print_json(&report)?;
+    if report.matches {
+        Ok(())
+    } else {
+        Err(CliError {
+            code: "E_ARTIFACTS_DIFFER",
+            message: format!(
+                "{} difference(s) between {} and the registered {model_id} (listed on stdout)",
+                report.differences.len(),
+                dir.display()
+            ),
+        }
+        .into())
+    }
+}
