@@ -137,26 +137,60 @@ pub fn hash_safetensors(
         )));
     }
 
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    let mut out = Vec::with_capacity(tensors.len());
-    for (name, info) in &tensors {
-        let len = (info.data_offsets.1 - info.data_offsets.0) as u64;
-        let mut tensor_hash = Sha256::new();
-        stream(
-            &mut file,
-            path,
-            len,
-            &mut buf,
-            &mut [&mut tensor_hash, &mut whole],
-            progress,
-        )?;
-        out.push(Tensor {
-            name: name.clone(),
-            dtype: format!("{:?}", info.dtype),
-            shape: info.shape.iter().map(|&d| d as u64).collect(),
-            sha256: sha_ref(tensor_hash.finalize()),
-        });
+    // Two SHA-256 streams over the same bytes (per tensor, whole file): the whole-file hash
+    // runs on a second thread fed with pooled 1 MiB buffers, so on two cores hashing both costs
+    // about the wall time of one. Memory: at most POOL buffers.
+    const POOL: usize = 4;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(POOL);
+    for _ in 0..POOL {
+        free_tx
+            .send(vec![0u8; CHUNK_BYTES])
+            .expect("the pool fits its channel");
     }
+    let mut out = Vec::with_capacity(tensors.len());
+    let whole = std::thread::scope(|s| -> Result<Sha256, ArtifactError> {
+        let worker = s.spawn(move || {
+            let mut whole = whole;
+            for (buf, len) in full_rx {
+                whole.update(&buf[..len]);
+                // After a read error nobody takes buffers back; that is fine.
+                let _ = free_tx.send(buf);
+            }
+            whole
+        });
+        let mut read_all = || -> Result<(), ArtifactError> {
+            for (name, info) in &tensors {
+                let mut left = (info.data_offsets.1 - info.data_offsets.0) as u64;
+                let mut tensor_hash = Sha256::new();
+                while left > 0 {
+                    let mut buf = free_rx
+                        .recv()
+                        .expect("the worker returns buffers while it runs");
+                    let want = left.min(buf.len() as u64) as usize;
+                    file.read_exact(&mut buf[..want])
+                        .map_err(|e| ArtifactError::io(path, e))?;
+                    tensor_hash.update(&buf[..want]);
+                    progress(want as u64);
+                    left -= want as u64;
+                    full_tx
+                        .send((buf, want))
+                        .expect("the worker runs until the sender is dropped");
+                }
+                out.push(Tensor {
+                    name: name.clone(),
+                    dtype: format!("{:?}", info.dtype),
+                    shape: info.shape.iter().map(|&d| d as u64).collect(),
+                    sha256: sha_ref(tensor_hash.finalize()),
+                });
+            }
+            Ok(())
+        };
+        let result = read_all();
+        drop(full_tx);
+        let whole = worker.join().expect("the hashing thread does not panic");
+        result.map(|()| whole)
+    })?;
     Ok(Artifact {
         path: rel.to_string(),
         size_bytes: size,
