@@ -9,12 +9,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Streaming read buffer size: the only allocation proportional to nothing.
-const CHUNK_BYTES: usize = 1024 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Called with the number of bytes just hashed (for progress bars).
 pub type Progress<'a> = &'a mut dyn FnMut(u64);
 
-fn sha_ref(digest: impl AsRef<[u8]>) -> String {
+pub(crate) fn sha_ref(digest: impl AsRef<[u8]>) -> String {
     format!("sha256:{}", hex::encode(digest))
 }
 
@@ -208,6 +208,12 @@ pub struct ModelDir {
     pub card: Option<ModelCard>,
     /// Every file, sorted by path.
     pub artifacts: Vec<Artifact>,
+    /// Base models named in the `general.base_model.*` metadata of the `*.gguf` files, in
+    /// file (path) order, without duplicates; see [`crate::GgufHints::base_models`]. Lineage
+    /// hints for when the model card names none.
+    pub gguf_base_models: Vec<String>,
+    /// `general.license` of the first `*.gguf` file (in path order) that has one.
+    pub gguf_license: Option<String>,
 }
 
 fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
@@ -276,9 +282,12 @@ pub fn total_bytes(root: &Path) -> Result<u64, ArtifactError> {
 }
 
 /// Hash every regular file under `root` (hidden entries skipped) and read the card and config.
+/// `*.safetensors` and `*.gguf` files are hashed per tensor, the rest as whole files.
 pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, ArtifactError> {
     let files = list_files(root)?;
     let mut artifacts = Vec::with_capacity(files.len());
+    let mut gguf_base_models: Vec<String> = Vec::new();
+    let mut gguf_license = None;
     for (path, rel) in &files {
         shoulders_record::validate::relative_path("artifacts.path", rel).map_err(|e| {
             ArtifactError::BadPath {
@@ -288,6 +297,15 @@ pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, Ar
         })?;
         let artifact = if rel.ends_with(".safetensors") {
             hash_safetensors(path, rel, progress)?
+        } else if rel.ends_with(".gguf") {
+            let (artifact, hints) = crate::hash_gguf(path, rel, progress)?;
+            for base in hints.base_models {
+                if !gguf_base_models.contains(&base) {
+                    gguf_base_models.push(base);
+                }
+            }
+            gguf_license = gguf_license.or(hints.license);
+            artifact
         } else {
             hash_file(path, rel, progress)?
         };
@@ -323,5 +341,7 @@ pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, Ar
         config,
         card,
         artifacts,
+        gguf_base_models,
+        gguf_license,
     })
 }

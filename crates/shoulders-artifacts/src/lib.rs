@@ -4,6 +4,9 @@
 //!   whole, in one streaming pass with a fixed 1 MiB buffer: memory stays flat whatever the
 //!   file size. The header is parsed with the `safetensors` crate's `Metadata` and checked
 //!   (contiguous offsets, sizes matching dtype × shape, nothing after the last tensor).
+//! * `*.gguf` files (llama.cpp) are hashed per tensor and as a whole in the same way; the
+//!   header is parsed with explicit limits on every count and length, and its `general.*`
+//!   metadata gives lineage hints (base models, licence). See [`hash_gguf`].
 //! * Every other file is hashed as a whole.
 //! * `README.md`'s YAML front matter (the model card) gives lineage hints: `license`,
 //!   `base_model`, `base_model_relation`, `datasets`.
@@ -13,10 +16,12 @@
 
 mod card;
 mod compare;
+mod gguf;
 mod hash;
 
 pub use card::{parse_front_matter, ModelCard};
 pub use compare::{compare, Difference, Report};
+pub use gguf::{ggml_type_name, hash_gguf, GgufHints};
 pub use hash::{hash_file, hash_safetensors, scan_dir, total_bytes, ModelDir, Progress};
 
 /// Largest safetensors header we parse (the format's own limit is 100 MB).
@@ -27,6 +32,23 @@ pub const MAX_FILES: usize = shoulders_record::MAX_ARTIFACTS;
 pub const MAX_CARD_BYTES: u64 = 1024 * 1024;
 /// Largest `config.json` read.
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+/// Most tensors in one GGUF file.
+pub const MAX_GGUF_TENSORS: u64 = 65_536;
+/// Most metadata key/value pairs in one GGUF file.
+pub const MAX_GGUF_KV: u64 = 65_536;
+/// Longest GGUF string (metadata keys and values, tensor names), in bytes.
+pub const MAX_GGUF_STRING_BYTES: u64 = 64 * 1024;
+/// Most metadata array elements in one GGUF file, all arrays (nested ones too) together.
+pub const MAX_GGUF_ARRAY_ELEMENTS: u64 = 16 * 1024 * 1024;
+/// Deepest nesting of GGUF metadata arrays.
+pub const MAX_GGUF_ARRAY_DEPTH: u32 = 8;
+/// Most dimensions of one GGUF tensor (ggml itself uses 4).
+pub const MAX_GGUF_DIMS: u32 = 8;
+/// Longest GGUF tensor name, in bytes (what a `model.register` record accepts; ggml's own
+/// limit is 63).
+pub const MAX_GGUF_TENSOR_NAME_BYTES: u64 = 256;
+/// Largest `general.base_model.count` read.
+pub const MAX_GGUF_BASE_MODELS: u64 = 64;
 
 /// Why a directory or file could not be read. Codes are stable.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +57,8 @@ pub enum ArtifactError {
     Io { path: String, message: String },
     #[error("{path} is not a valid safetensors file: {reason}")]
     BadSafetensors { path: String, reason: String },
+    #[error("{path} is not a valid GGUF file: {reason}")]
+    BadGguf { path: String, reason: String },
     #[error("model card {path}: {reason}")]
     BadCard { path: String, reason: String },
     #[error("{path}: {reason}")]
@@ -50,6 +74,7 @@ impl ArtifactError {
         match self {
             ArtifactError::Io { .. } => "E_IO",
             ArtifactError::BadSafetensors { .. } => "E_SAFETENSORS_INVALID",
+            ArtifactError::BadGguf { .. } => "E_GGUF_INVALID",
             ArtifactError::BadCard { .. } => "E_MODEL_CARD_INVALID",
             ArtifactError::BadConfig { .. } => "E_MODEL_CONFIG_INVALID",
             ArtifactError::TooManyFiles { .. } => "E_TOO_MANY_FILES",

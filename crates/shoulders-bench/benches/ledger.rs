@@ -325,6 +325,7 @@ fn fresh_ledger(base: &Path, name: &str, key: &ActorKey) -> (Ledger, PathBuf) {
             description: None,
             access: Access::Open,
             allowlist: vec![],
+            license_id: None,
         }),
     ];
     for (i, body) in setup.into_iter().enumerate() {

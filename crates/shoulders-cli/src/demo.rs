@@ -66,6 +66,16 @@ impl Demo {
     }
 }
 
+/// A `license.define` body from a preset, with some terms overridden.
+fn license_body(id: &str, preset: &str, overrides: Value) -> Result<Value> {
+    let (name, spdx, terms) = shoulders_license::preset(preset).context("known preset")?;
+    let mut terms = serde_json::to_value(terms)?;
+    for (k, v) in overrides.as_object().into_iter().flatten() {
+        terms[k] = v.clone();
+    }
+    Ok(json!({ "license_id": id, "name": name, "spdx_id": spdx, "terms": terms }))
+}
+
 fn content(text: &str) -> (String, u64) {
     (
         format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
@@ -111,17 +121,56 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
             name,
         )?;
     }
+    for (owner, id, preset, overrides, what) in [
+        (
+            "carol-lab",
+            "carol-lab/cc-by",
+            "cc-by-4.0",
+            json!({}),
+            "CC-BY-4.0 for the verse dataset",
+        ),
+        (
+            "carol-lab",
+            "carol-lab/base-terms",
+            "apache-2.0",
+            json!({"royalty_bps": 500, "price_per_call_micros": "1000", "price_per_1k_output_tokens_micros": "20000"}),
+            "Apache-2.0 terms with a 5% royalty and a price",
+        ),
+        (
+            "dave",
+            "dave/nc",
+            "cc-by-nc-4.0",
+            json!({"price_per_1k_output_tokens_micros": "5000"}),
+            "CC-BY-NC-4.0",
+        ),
+        (
+            "dave",
+            "dave/commercial",
+            "apache-2.0",
+            json!({}),
+            "Apache-2.0",
+        ),
+    ] {
+        demo.submit(
+            owner,
+            Kind::LicenseDefine,
+            license_body(id, preset, overrides)?,
+            &format!("{id}: {what}"),
+        )?;
+    }
     demo.submit("carol-lab", Kind::DatasetCreate, json!({
         "dataset_id": "carol-lab/public-domain-verse", "name": "Public-domain verse",
-        "description": "Poems whose copyright has expired, contributed line by line.", "access": "open"
-    }), "carol-lab/public-domain-verse (open)")?;
+        "description": "Poems whose copyright has expired, contributed line by line.", "access": "open",
+        "license_id": "carol-lab/cc-by"
+    }), "carol-lab/public-domain-verse (open, CC-BY-4.0)")?;
     demo.submit(
         "dave",
         Kind::DatasetCreate,
         json!({
-            "dataset_id": "dave/instructions", "name": "Instruction pairs", "access": "owner"
+            "dataset_id": "dave/instructions", "name": "Instruction pairs", "access": "owner",
+            "license_id": "dave/nc"
         }),
-        "dave/instructions (owner only)",
+        "dave/instructions (owner only, non-commercial)",
     )?;
     for (handle, title, text) in POEMS {
         let (hash, bytes) = content(text);
@@ -150,7 +199,7 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
     let (weights, weights_len) = content("demo weights of carol-lab/verse-base");
     demo.submit("carol-lab", Kind::ModelRegister, json!({
         "model_id": "carol-lab/verse-base", "name": "Verse base",
-        "datasets": ["carol-lab/public-domain-verse"],
+        "datasets": ["carol-lab/public-domain-verse"], "license_id": "carol-lab/base-terms",
         "artifacts": [{ "path": "model.safetensors", "size_bytes": weights_len, "sha256": weights,
             "tensors": [{ "name": "embed.weight", "dtype": "F16", "shape": [256, 64], "sha256": weights }] }]
     }), "carol-lab/verse-base (base model)")?;
@@ -160,9 +209,9 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         json!({
             "model_id": "dave/verse-instruct", "name": "Verse instruct",
             "parents": [{ "model_id": "carol-lab/verse-base", "relation": "finetune" }],
-            "datasets": ["dave/instructions"]
+            "datasets": ["dave/instructions"], "license_id": "dave/nc"
         }),
-        "dave/verse-instruct (finetune of carol-lab/verse-base)",
+        "dave/verse-instruct (finetune of carol-lab/verse-base, non-commercial)",
     )?;
     demo.submit(
         "dave",
@@ -184,6 +233,21 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         Err(e) => println!("  refused  {}: {e}", e.code()),
         Ok(_) => {
             bail!("the demo expected bob's contribution to an owner-only dataset to be refused")
+        }
+    }
+    let commercial = demo.sign(
+        "dave",
+        Kind::ModelRegister,
+        json!({
+            "model_id": "dave/verse-pro", "name": "Verse pro",
+            "parents": [{ "model_id": "dave/verse-instruct-q4", "relation": "finetune" }],
+            "license_id": "dave/commercial"
+        }),
+    )?;
+    match demo.ledger.submit(commercial.bytes().to_vec()) {
+        Err(e) => println!("  refused  {}: {e}", e.code()),
+        Ok(_) => {
+            bail!("the demo expected a commercial licence below non-commercial data to be refused")
         }
     }
     let again = demo.sign(
@@ -210,6 +274,31 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         "\nlineage of dave/verse-instruct-q4: {}",
         ancestry.join(" <- ")
     );
+
+    for use_tag in ["commercial", "research"] {
+        let decision = demo
+            .ledger
+            .with_state(|s| s.check_use("dave/verse-instruct-q4", use_tag, None, crate::now_ms()))
+            .expect("the model exists");
+        let verdict = if decision.allowed {
+            "allowed".to_string()
+        } else {
+            format!("denied: {}", decision.reasons.join("; "))
+        };
+        println!("licence check, {use_tag} use of dave/verse-instruct-q4: {verdict}");
+        if decision.allowed {
+            let royalties: Vec<String> = decision
+                .royalties
+                .iter()
+                .map(|r| format!("{} bps to {} ({})", r.bps, r.owner, r.model_id))
+                .collect();
+            println!(
+                "  royalties owed upstream: {}; {}",
+                royalties.join(", "),
+                decision.notes.join("; ")
+            );
+        }
+    }
 
     let export_path = dir.join("export.txt");
     let mut file = std::fs::File::create(&export_path).context("create export")?;

@@ -4,6 +4,9 @@
 //! exit status 1 (2 for usage errors, from clap).
 
 mod demo;
+mod export_cmd;
+mod license_cmd;
+mod lineage_cmd;
 mod model_cmd;
 
 use anyhow::{Context, Result};
@@ -96,6 +99,20 @@ enum Command {
         what: ShowWhat,
         id: String,
     },
+    /// A model's provenance: ancestors, descendants, and the datasets (with contributors) of
+    /// its whole ancestry, as JSON, Graphviz DOT or a Mermaid flowchart.
+    Lineage {
+        #[arg(long)]
+        data_dir: PathBuf,
+        model_id: String,
+        #[arg(long, default_value = "json", value_parser = lineage_cmd::FORMATS)]
+        format: String,
+    },
+    /// Licence presets and use checks.
+    License {
+        #[command(subcommand)]
+        command: LicenseCommand,
+    },
     /// Register a model directory, or check a directory against a registered model.
     Model {
         #[command(subcommand)]
@@ -115,6 +132,34 @@ enum KeyCommand {
     New {
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LicenseCommand {
+    /// May MODEL_ID be used for USE? Prints the reasons, obligations and price; exits 1 if not.
+    Check {
+        #[arg(long)]
+        data_dir: PathBuf,
+        model_id: String,
+        /// Use category, e.g. commercial, research, chat.
+        #[arg(long = "use")]
+        use_tag: String,
+        /// Territory code, checked when the licences restrict territories.
+        #[arg(long)]
+        territory: Option<String>,
+        /// Check at this time (ms since the epoch) instead of now.
+        #[arg(long)]
+        at_ms: Option<u64>,
+    },
+    /// List the licence presets and their SPDX ids.
+    Presets,
+    /// Print a license.define body for a preset (edit prices, then `shoulders submit` it).
+    Preset {
+        name: String,
+        /// The licence id to define, `<your-handle>/<name>`.
+        #[arg(long)]
+        license_id: String,
     },
 }
 
@@ -144,9 +189,21 @@ enum ModelCommand {
         /// A training dataset id (repeatable); defaults to the card's `datasets`.
         #[arg(long = "dataset")]
         datasets: Vec<String>,
+        /// The model's licence (a `license.define` id); checked against its lineage.
+        #[arg(long)]
+        license_id: Option<String>,
         /// Client id (idempotency key); random when omitted.
         #[arg(long)]
         id: Option<String>,
+    },
+    /// Print a model's lineage, datasets, licence and hashes as a Hugging Face model-card
+    /// header, an SPDX 3.0.1 document (AI and Dataset profiles) or a CycloneDX 1.6 ML-BOM.
+    Export {
+        #[arg(long)]
+        data_dir: PathBuf,
+        model_id: String,
+        #[arg(long, value_parser = export_cmd::FORMATS)]
+        format: String,
     },
     /// Re-hash DIR and report exactly which files and tensors differ from the registered MODEL_ID.
     Check {
@@ -407,6 +464,22 @@ fn run(cli: Cli) -> Result<()> {
             };
             print_json(&json)?;
         }
+        Command::Lineage {
+            data_dir,
+            model_id,
+            format,
+        } => lineage_cmd::run(&data_dir, &model_id, &format)?,
+        Command::License { command } => match command {
+            LicenseCommand::Check {
+                data_dir,
+                model_id,
+                use_tag,
+                territory,
+                at_ms,
+            } => license_cmd::check(&data_dir, &model_id, &use_tag, territory.as_deref(), at_ms)?,
+            LicenseCommand::Presets => license_cmd::presets()?,
+            LicenseCommand::Preset { name, license_id } => license_cmd::preset(&name, &license_id)?,
+        },
         Command::Model { command } => match command {
             ModelCommand::Import {
                 data_dir,
@@ -417,6 +490,7 @@ fn run(cli: Cli) -> Result<()> {
                 parents,
                 relations,
                 datasets,
+                license_id,
                 id,
             } => model_cmd::import(model_cmd::ImportArgs {
                 data_dir: &data_dir,
@@ -427,8 +501,14 @@ fn run(cli: Cli) -> Result<()> {
                 parents,
                 relations,
                 datasets,
+                license_id,
                 id,
             })?,
+            ModelCommand::Export {
+                data_dir,
+                model_id,
+                format,
+            } => export_cmd::run(&data_dir, &model_id, &format)?,
             ModelCommand::Check {
                 data_dir,
                 model_id,

@@ -31,13 +31,15 @@ fn parse_relation(s: &str) -> Result<Relation> {
         "merge" => Relation::Merge,
         "quantized" | "quantization" => Relation::Quantized,
         "distilled" | "distillation" => Relation::Distilled,
-        other => return Err(CliError {
-            code: "E_FIELD_INVALID",
-            message: format!(
+        other => {
+            return Err(CliError {
+                code: "E_FIELD_INVALID",
+                message: format!(
                 "unknown relation {other:?}; use finetune, adapter, merge, quantized or distilled"
             ),
+            }
+            .into())
         }
-        .into()),
     })
 }
 
@@ -50,6 +52,7 @@ pub struct ImportArgs<'a> {
     pub parents: Vec<String>,
     pub relations: Vec<String>,
     pub datasets: Vec<String>,
+    pub license_id: Option<String>,
     pub id: Option<String>,
 }
 
@@ -63,9 +66,16 @@ pub fn import(args: ImportArgs<'_>) -> Result<()> {
         .into());
     }
     let scanned = hash_dir(args.dir)?;
-    let card = scanned.card.clone().unwrap_or_default();
+    let mut card = scanned.card.clone().unwrap_or_default();
+    // GGUF `general.base_model.*` / `general.license` keys stand in for a missing card.
+    if card.base_models.is_empty() {
+        card.base_models = scanned.gguf_base_models.clone();
+    }
+    if card.license.is_none() {
+        card.license = scanned.gguf_license.clone();
+    }
 
-    // Lineage: explicit flags win; otherwise the model card's hints.
+    // Lineage: explicit flags win; otherwise the model card's (or GGUF header's) hints.
     let (parent_ids, relations) = if args.parents.is_empty() {
         let relation = card.base_model_relation.clone().unwrap_or_else(|| {
             if card.base_models.len() > 1 {
@@ -135,7 +145,7 @@ pub fn import(args: ImportArgs<'_>) -> Result<()> {
         parents,
         datasets,
         artifacts: scanned.artifacts,
-        license_id: None,
+        license_id: args.license_id,
         url: None,
     };
     let files = body.artifacts.len();

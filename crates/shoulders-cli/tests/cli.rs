@@ -975,7 +975,7 @@ E_NAMESPACE_MISMATCH     bob      dataset.create  {"dataset_id":"alice/bobs","na
 E_NAMESPACE_MISMATCH     bob      model.register  {"model_id":"alice/bobs","name":"B"}
 E_KIND_NOT_ENABLED       alice    funds.deposit   {"account":"bob","currency":"USD","amount_micros":"1500000"}
 E_KIND_NOT_ENABLED       alice    funds.withdraw  {"currency":"USDC","amount_micros":"1"}
-E_KIND_NOT_ENABLED       alice    license.grant   {"license_id":"alice/l","model_id":"alice/m","grantee":"bob"}
+E_LICENSE_UNKNOWN        alice    license.grant   {"license_id":"alice/l","model_id":"alice/m","grantee":"bob"}
 E_KIND_NOT_ENABLED       alice    usage.receipt   {"usage_id":"u1","model_id":"alice/m","payer":"bob","use_category":"chat","input_tokens":1,"output_tokens":1,"output_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}
 E_HANDLE_TAKEN           stranger actor.register  {"handle":"alice","name":"Alice 2"}
 E_ACTOR_KEY_EXISTS       alice    actor.register  {"handle":"alice2","name":"Alice 2"}
@@ -1888,6 +1888,23 @@ fn verify_rejects_the_wrong_key() {
 // 7. show
 // ---------------------------------------------------------------------------------------------
 
+/// Remove the licence `effective` terms from a shown entity (checked by the licence tests) after
+/// checking that an unlicensed entity reports itself as such.
+fn take_effective(shown: &mut Value, label: &str) {
+    let effective = shown
+        .as_object_mut()
+        .unwrap()
+        .remove("effective")
+        .expect("effective terms shown");
+    let unlicensed: Vec<&str> = effective["unlicensed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(unlicensed.contains(&label), "{label} in {unlicensed:?}");
+}
+
 #[test]
 fn show_prints_derived_state() {
     let s = Standard::build();
@@ -1908,7 +1925,8 @@ fn show_prints_derived_state() {
     let carol = expect_json(&fx.show("actor", "carol"));
     assert_eq!(carol["public_key"], s.carol.1.as_str());
 
-    let verse = expect_json(&fx.show("dataset", "alice/verse"));
+    let mut verse = expect_json(&fx.show("dataset", "alice/verse"));
+    take_effective(&mut verse, "dataset alice/verse");
     assert_eq!(
         verse,
         json!({ "dataset_id": "alice/verse", "owner": "alice", "name": "Verse",
@@ -1916,7 +1934,8 @@ fn show_prints_derived_state() {
                 "created_at": 2, "created_ts_ms": TS + 2, "contributions": [3, 4],
                 "contributors": { "alice": 1, "bob": 1 }, "total_bytes": 16, "total_tokens": 5 })
     );
-    let pairs = expect_json(&fx.show("dataset", "bob/pairs"));
+    let mut pairs = expect_json(&fx.show("dataset", "bob/pairs"));
+    take_effective(&mut pairs, "dataset bob/pairs");
     assert_eq!(
         pairs,
         json!({ "dataset_id": "bob/pairs", "owner": "bob", "name": "Bob's pairs",
@@ -1925,7 +1944,8 @@ fn show_prints_derived_state() {
                 "contributors": { "alice": 1 }, "total_bytes": 4, "total_tokens": 1 })
     );
 
-    let base = expect_json(&fx.show("model", "alice/base"));
+    let mut base = expect_json(&fx.show("model", "alice/base"));
+    take_effective(&mut base, "model alice/base");
     assert_eq!(
         base,
         json!({ "model_id": "alice/base", "owner": "alice", "name": "Alice base",
@@ -1933,7 +1953,8 @@ fn show_prints_derived_state() {
                 "datasets": ["alice/verse"], "artifacts": s.records[5]["body"]["artifacts"],
                 "registered_at": 5, "registered_ts_ms": TS + 5 })
     );
-    let tuned = expect_json(&fx.show("model", "bob/tuned"));
+    let mut tuned = expect_json(&fx.show("model", "bob/tuned"));
+    take_effective(&mut tuned, "model bob/tuned");
     assert_eq!(
         tuned,
         json!({ "model_id": "bob/tuned", "owner": "bob", "name": "Bob tuned",
@@ -1942,7 +1963,8 @@ fn show_prints_derived_state() {
                 "datasets": ["bob/pairs"], "artifacts": [],
                 "registered_at": 7, "registered_ts_ms": TS + 7 })
     );
-    let q4 = expect_json(&fx.show("model", "bob/tuned-q4"));
+    let mut q4 = expect_json(&fx.show("model", "bob/tuned-q4"));
+    take_effective(&mut q4, "model bob/tuned-q4");
     assert_eq!(
         q4,
         json!({ "model_id": "bob/tuned-q4", "owner": "bob", "name": "Bob tuned, 4-bit",
@@ -2029,14 +2051,14 @@ fn demo_builds_and_verifies_a_ledger() {
     ]));
     assert_eq!(
         report,
-        json!({ "origin": "demo.shoulders.local/log", "tree_size": 17, "root_hash": report["root_hash"],
+        json!({ "origin": "demo.shoulders.local/log", "tree_size": 21, "root_hash": report["root_hash"],
                 "actors": 4, "datasets": 3, "models": 3, "contributions": 7 })
     );
     let cp = expect_ok(&run(&["checkpoint", "--data-dir", p(&dir)]));
     let cp = parse_checkpoint(cp.as_bytes());
     assert_eq!(
         (cp.size, B64.encode(cp.root)),
-        (17, report["root_hash"].as_str().unwrap().to_string())
+        (21, report["root_hash"].as_str().unwrap().to_string())
     );
     assert!(
         text.contains(&format!("root {}", report["root_hash"].as_str().unwrap())),

@@ -164,15 +164,15 @@ fn every_reject_code_leaves_the_log_unchanged() {
             ),
         ),
         (
-            "E_KIND_NOT_ENABLED",
+            "E_NAMESPACE_MISMATCH",
             rec(
                 &alice,
                 "license.define",
-                json!({"license_id": "alice/l", "name": "L", "terms": license_terms}),
+                json!({"license_id": "bob/l", "name": "L", "terms": license_terms}),
             ),
         ),
         (
-            "E_KIND_NOT_ENABLED",
+            "E_LICENSE_UNKNOWN",
             rec(
                 &alice,
                 "license.grant",

@@ -124,6 +124,9 @@ pub struct DatasetCreate {
     pub access: Access,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowlist: Vec<String>,
+    /// The `license.define` record whose terms apply to the dataset's contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_id: Option<String>,
 }
 
 /// `data.contribute`: one document added to a dataset. The ledger holds its hash and sizes; the
@@ -424,6 +427,9 @@ impl Body {
                         "allowlist",
                         "only allowed when access is \"allowlist\"",
                     ));
+                }
+                if let Some(l) = &b.license_id {
+                    v::namespaced_id("license_id", l)?;
                 }
             }
             Body::DataContribute(b) => {

@@ -1,9 +1,10 @@
 //! The derived entities. They serialise to the JSON that `shoulders show` prints.
 
 use serde::Serialize;
+use shoulders_license::Effective;
 use shoulders_record::{
-    Access, ActorRegister, Artifact, DataContribute, DatasetCreate, ModelRegister, Parent,
-    PublicKey, Record,
+    Access, ActorRegister, Artifact, DataContribute, DatasetCreate, LicenseDefine, LicenseGrant,
+    LicenseTerms, ModelRegister, Parent, PublicKey, Record,
 };
 use std::collections::BTreeMap;
 
@@ -53,10 +54,20 @@ pub struct Dataset {
     pub contributors: BTreeMap<String, u64>,
     pub total_bytes: u64,
     pub total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_id: Option<String>,
+    /// The dataset licence's terms as they flow into models trained on it.
+    pub effective: Effective,
 }
 
 impl Dataset {
-    pub(crate) fn new(index: u64, owner: &str, rec: &Record, b: &DatasetCreate) -> Self {
+    pub(crate) fn new(
+        index: u64,
+        owner: &str,
+        rec: &Record,
+        b: &DatasetCreate,
+        effective: Effective,
+    ) -> Self {
         Dataset {
             dataset_id: b.dataset_id.clone(),
             owner: owner.to_string(),
@@ -70,6 +81,8 @@ impl Dataset {
             contributors: BTreeMap::new(),
             total_bytes: 0,
             total_tokens: 0,
+            license_id: b.license_id.clone(),
+            effective,
         }
     }
 
@@ -135,10 +148,18 @@ pub struct Model {
     pub url: Option<String>,
     pub registered_at: u64,
     pub registered_ts_ms: u64,
+    /// Licence terms in force for this model, combined along its lineage.
+    pub effective: Effective,
 }
 
 impl Model {
-    pub(crate) fn new(index: u64, owner: &str, rec: &Record, b: &ModelRegister) -> Self {
+    pub(crate) fn new(
+        index: u64,
+        owner: &str,
+        rec: &Record,
+        b: &ModelRegister,
+        effective: Effective,
+    ) -> Self {
         Model {
             model_id: b.model_id.clone(),
             owner: owner.to_string(),
@@ -152,6 +173,60 @@ impl Model {
             url: b.url.clone(),
             registered_at: index,
             registered_ts_ms: rec.ts_ms,
+            effective,
+        }
+    }
+}
+
+/// A `license.define` record: named, immutable terms any model or dataset may reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct License {
+    pub license_id: String,
+    pub owner: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spdx_id: Option<String>,
+    pub terms: LicenseTerms,
+    pub defined_at: u64,
+    pub defined_ts_ms: u64,
+}
+
+impl License {
+    pub(crate) fn new(index: u64, owner: &str, rec: &Record, b: &LicenseDefine) -> Self {
+        License {
+            license_id: b.license_id.clone(),
+            owner: owner.to_string(),
+            name: b.name.clone(),
+            spdx_id: b.spdx_id.clone(),
+            terms: b.terms.clone(),
+            defined_at: index,
+            defined_ts_ms: rec.ts_ms,
+        }
+    }
+}
+
+/// A `license.grant`: the owner of a model or dataset lets `grantee` use it (e.g. for an
+/// approval-required derivative, use `derivative`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub license_id: String,
+    pub grantor: String,
+    pub grantee: String,
+    pub uses: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    pub granted_at: u64,
+}
+
+impl Grant {
+    pub(crate) fn new(index: u64, grantor: &str, b: &LicenseGrant) -> Self {
+        Grant {
+            license_id: b.license_id.clone(),
+            grantor: grantor.to_string(),
+            grantee: b.grantee.clone(),
+            uses: b.uses.clone(),
+            expires_at_ms: b.expires_at_ms,
+            granted_at: index,
         }
     }
 }

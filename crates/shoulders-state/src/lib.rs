@@ -8,14 +8,18 @@
 //! Pure: no I/O, no clock. Time only enters through the records themselves.
 
 mod entities;
+pub mod lineage;
 mod reject;
 
-pub use entities::{Actor, Contribution, Dataset, Model};
+pub use entities::{Actor, Contribution, Dataset, Grant, License, Model};
+pub use lineage::{provenance, to_dot, to_mermaid, Provenance};
 pub use reject::Reject;
+pub use shoulders_license::{Decision, Effective};
 
+use shoulders_license::{check_derivation, Royalty, Source};
 use shoulders_record::{
-    Access, ActorRegister, Body, DataContribute, DatasetCreate, Kind, ModelRegister, PublicKey,
-    SignedRecord,
+    Access, ActorRegister, Body, DataContribute, DatasetCreate, Kind, LicenseDefine, LicenseGrant,
+    ModelRegister, PublicKey, SignedRecord,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -47,7 +51,28 @@ pub struct State {
     datasets: BTreeMap<String, Dataset>,
     contributions: BTreeMap<u64, Contribution>,
     models: BTreeMap<String, Model>,
+    licenses: BTreeMap<String, License>,
+    /// `(target label, grantee handle)` → grants, where a target label is `model <id>` or
+    /// `dataset <id>` (the same labels licence terms use to name their origin).
+    grants: BTreeMap<(String, String), Vec<Grant>>,
     client_ids: HashMap<(PublicKey, String), Seen>,
+}
+
+/// What the check phase computed for the commit phase.
+enum Pending {
+    Nothing,
+    Dataset(Effective),
+    Model(Effective),
+}
+
+/// The label licence terms use for a model or dataset.
+pub fn model_label(id: &str) -> String {
+    format!("model {id}")
+}
+
+/// The label licence terms use for a dataset.
+pub fn dataset_label(id: &str) -> String {
+    format!("dataset {id}")
 }
 
 impl State {
@@ -92,6 +117,49 @@ impl State {
         self.models.values()
     }
 
+    pub fn license(&self, id: &str) -> Option<&License> {
+        self.licenses.get(id)
+    }
+
+    pub fn licenses(&self) -> impl Iterator<Item = &License> {
+        self.licenses.values()
+    }
+
+    /// Grants on `target_label` (`model <id>` / `dataset <id>`) to `grantee`.
+    pub fn grants(&self, target_label: &str, grantee: &str) -> &[Grant] {
+        self.grants
+            .get(&(target_label.to_string(), grantee.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Whether `grantee` holds an unexpired grant on `target_label` covering `use_tag`
+    /// (a grant listing no uses covers every use).
+    pub fn has_grant(&self, target_label: &str, grantee: &str, use_tag: &str, now_ms: u64) -> bool {
+        self.grants(target_label, grantee).iter().any(|g| {
+            (g.uses.is_empty() || g.uses.iter().any(|u| u == use_tag))
+                && g.expires_at_ms.is_none_or(|at| at > now_ms)
+        })
+    }
+
+    /// May `actor` use model `model_id` for `use_tag` at `now_ms`? Effective licence terms of
+    /// the whole lineage, plus the price and royalties.
+    pub fn check_use(
+        &self,
+        model_id: &str,
+        use_tag: &str,
+        territory: Option<&str>,
+        now_ms: u64,
+    ) -> Option<Decision> {
+        let model = self.models.get(model_id)?;
+        Some(shoulders_license::check_use(
+            &model.effective,
+            use_tag,
+            territory,
+            now_ms,
+        ))
+    }
+
     /// The earlier record a signer sent under `client_id`, if any (idempotency look-up).
     pub fn seen(&self, signer: &PublicKey, client_id: &str) -> Option<Seen> {
         self.client_ids
@@ -117,6 +185,18 @@ impl State {
             }
         }
         out
+    }
+
+    /// Every descendant of `model_id` (breadth-first, each once), nearest first: the models
+    /// registered on top of it, directly or not. Costs O(descendants), not O(all models).
+    pub fn descendants(&self, model_id: &str) -> Vec<String> {
+        let Some(model) = self.models.get(model_id) else {
+            return Vec::new();
+        };
+        lineage::walk(self, model, lineage::child_ids)
+            .into_iter()
+            .map(|(m, _)| m.model_id.clone())
+            .collect()
     }
 
     /// Fold one record appended at log position `index` with leaf hash `leaf_hash`.
@@ -151,24 +231,32 @@ impl State {
                 None => return Err(Reject::SignerUnknown(rec.signer.to_base64())),
             },
         };
-        let subject = match &rec.body {
-            Body::ActorRegister(b) => b.handle.clone(),
+        let (subject, pending) = match &rec.body {
+            Body::ActorRegister(b) => (b.handle.clone(), Pending::Nothing),
             Body::DatasetCreate(b) => {
-                self.check_dataset_create(&signer_handle, b)?;
-                b.dataset_id.clone()
+                let effective = self.check_dataset_create(&signer_handle, b)?;
+                (b.dataset_id.clone(), Pending::Dataset(effective))
             }
             Body::DataContribute(b) => {
                 self.check_contribute(&signer_handle, b)?;
-                index.to_string()
+                (index.to_string(), Pending::Nothing)
             }
             Body::ModelRegister(b) => {
-                self.check_model_register(&signer_handle, b)?;
-                b.model_id.clone()
+                let effective = self.check_model_register(&signer_handle, rec.ts_ms, b)?;
+                (b.model_id.clone(), Pending::Model(effective))
+            }
+            Body::LicenseDefine(b) => {
+                self.check_license_define(&signer_handle, b)?;
+                (b.license_id.clone(), Pending::Nothing)
+            }
+            Body::LicenseGrant(b) => {
+                self.check_license_grant(&signer_handle, b)?;
+                (b.license_id.clone(), Pending::Nothing)
             }
             other => return Err(Reject::KindNotEnabled(other.kind())),
         };
         // Commit phase: infallible.
-        self.commit(index, &signer_handle, rec);
+        self.commit(index, &signer_handle, rec, pending);
         self.client_ids.insert(
             (rec.signer, rec.client_id.clone()),
             Seen { index, leaf_hash },
@@ -201,13 +289,64 @@ impl State {
         }
     }
 
-    fn check_dataset_create(&self, signer: &str, b: &DatasetCreate) -> Result<(), Reject> {
+    fn check_dataset_create(&self, signer: &str, b: &DatasetCreate) -> Result<Effective, Reject> {
         Self::check_namespace(signer, &b.dataset_id)?;
         if self.datasets.contains_key(&b.dataset_id) {
             return Err(Reject::DatasetExists(b.dataset_id.clone()));
         }
         if let Some(unknown) = b.allowlist.iter().find(|h| !self.actors.contains_key(*h)) {
             return Err(Reject::ActorUnknown(unknown.clone()));
+        }
+        let label = dataset_label(&b.dataset_id);
+        match &b.license_id {
+            None => Ok(Effective::unlicensed(&label)),
+            Some(id) => {
+                let license = self
+                    .licenses
+                    .get(id)
+                    .ok_or_else(|| Reject::LicenseUnknown(id.clone()))?;
+                Ok(Effective::from_terms(&label, id, &license.terms))
+            }
+        }
+    }
+
+    fn check_license_define(&self, signer: &str, b: &LicenseDefine) -> Result<(), Reject> {
+        Self::check_namespace(signer, &b.license_id)?;
+        if self.licenses.contains_key(&b.license_id) {
+            return Err(Reject::LicenseExists(b.license_id.clone()));
+        }
+        Ok(())
+    }
+
+    fn check_license_grant(&self, signer: &str, b: &LicenseGrant) -> Result<(), Reject> {
+        if !self.licenses.contains_key(&b.license_id) {
+            return Err(Reject::LicenseUnknown(b.license_id.clone()));
+        }
+        if !self.actors.contains_key(&b.grantee) {
+            return Err(Reject::ActorUnknown(b.grantee.clone()));
+        }
+        let (what, owner) = match (&b.model_id, &b.dataset_id) {
+            (Some(m), _) => {
+                let model = self
+                    .models
+                    .get(m)
+                    .ok_or_else(|| Reject::ModelUnknown(m.clone()))?;
+                (model_label(m), &model.owner)
+            }
+            (None, Some(d)) => {
+                let dataset = self
+                    .datasets
+                    .get(d)
+                    .ok_or_else(|| Reject::DatasetUnknown(d.clone()))?;
+                (dataset_label(d), &dataset.owner)
+            }
+            (None, None) => unreachable!("validated: exactly one target"),
+        };
+        if owner != signer {
+            return Err(Reject::NotOwner {
+                what,
+                owner: owner.clone(),
+            });
         }
         Ok(())
     }
@@ -227,7 +366,12 @@ impl State {
         Ok(())
     }
 
-    fn check_model_register(&self, signer: &str, b: &ModelRegister) -> Result<(), Reject> {
+    fn check_model_register(
+        &self,
+        signer: &str,
+        ts_ms: u64,
+        b: &ModelRegister,
+    ) -> Result<Effective, Reject> {
         Self::check_namespace(signer, &b.model_id)?;
         if self.models.contains_key(&b.model_id) {
             return Err(Reject::ModelExists(b.model_id.clone()));
@@ -249,14 +393,60 @@ impl State {
         if let Some(d) = b.datasets.iter().find(|d| !self.datasets.contains_key(*d)) {
             return Err(Reject::DatasetUnknown(d.clone()));
         }
-        if let Some(l) = &b.license_id {
-            // Licence records are not folded yet (see the licences issue), so none can exist.
-            return Err(Reject::LicenseUnknown(l.clone()));
+        let own = match &b.license_id {
+            None => None,
+            Some(id) => {
+                let license = self
+                    .licenses
+                    .get(id)
+                    .ok_or_else(|| Reject::LicenseUnknown(id.clone()))?;
+                Some((id.as_str(), &license.terms))
+            }
+        };
+        // Flow-down: every parent's effective terms and every dataset's licence constrain the
+        // new model; its own licence may not be more permissive where they forbid.
+        let mut sources = Vec::with_capacity(b.parents.len() + b.datasets.len());
+        for p in &b.parents {
+            let parent = &self.models[&p.model_id];
+            let royalty = parent
+                .license_id
+                .as_ref()
+                .and_then(|l| self.licenses.get(l))
+                .map(|l| Royalty {
+                    model_id: parent.model_id.clone(),
+                    owner: parent.owner.clone(),
+                    bps: l.terms.royalty_bps,
+                });
+            sources.push(Source {
+                label: model_label(&p.model_id),
+                effective: &parent.effective,
+                royalty,
+            });
         }
-        Ok(())
+        for d in &b.datasets {
+            sources.push(Source {
+                label: dataset_label(d),
+                effective: &self.datasets[d].effective,
+                royalty: None,
+            });
+        }
+        let approved = |label: &str| self.has_grant(label, signer, "derivative", ts_ms);
+        Ok(check_derivation(
+            &model_label(&b.model_id),
+            own,
+            &sources,
+            ts_ms,
+            &approved,
+        )?)
     }
 
-    fn commit(&mut self, index: u64, signer: &str, rec: &shoulders_record::Record) {
+    fn commit(
+        &mut self,
+        index: u64,
+        signer: &str,
+        rec: &shoulders_record::Record,
+        pending: Pending,
+    ) {
         match &rec.body {
             Body::ActorRegister(b) => {
                 self.actor_by_key.insert(rec.signer, b.handle.clone());
@@ -264,8 +454,13 @@ impl State {
                     .insert(b.handle.clone(), Actor::new(index, rec, b));
             }
             Body::DatasetCreate(b) => {
-                self.datasets
-                    .insert(b.dataset_id.clone(), Dataset::new(index, signer, rec, b));
+                let Pending::Dataset(effective) = pending else {
+                    unreachable!("checked")
+                };
+                self.datasets.insert(
+                    b.dataset_id.clone(),
+                    Dataset::new(index, signer, rec, b, effective),
+                );
             }
             Body::DataContribute(b) => {
                 let dataset = self.datasets.get_mut(&b.dataset_id).expect("checked");
@@ -278,8 +473,28 @@ impl State {
                     let parent = self.models.get_mut(&p.model_id).expect("checked");
                     parent.children.push(b.model_id.clone());
                 }
-                self.models
-                    .insert(b.model_id.clone(), Model::new(index, signer, rec, b));
+                let Pending::Model(effective) = pending else {
+                    unreachable!("checked")
+                };
+                self.models.insert(
+                    b.model_id.clone(),
+                    Model::new(index, signer, rec, b, effective),
+                );
+            }
+            Body::LicenseDefine(b) => {
+                self.licenses
+                    .insert(b.license_id.clone(), License::new(index, signer, rec, b));
+            }
+            Body::LicenseGrant(b) => {
+                let target = match (&b.model_id, &b.dataset_id) {
+                    (Some(m), _) => model_label(m),
+                    (None, Some(d)) => dataset_label(d),
+                    (None, None) => unreachable!("validated"),
+                };
+                self.grants
+                    .entry((target, b.grantee.clone()))
+                    .or_default()
+                    .push(Grant::new(index, signer, b));
             }
             _ => unreachable!("only enabled kinds reach commit"),
         }

@@ -38,6 +38,12 @@ pub enum Reject {
     LineageCycle(String),
     #[error("no licence {0:?}")]
     LicenseUnknown(String),
+    #[error("licence {0:?} already exists")]
+    LicenseExists(String),
+    #[error("only {owner:?}, the owner of {what}, may do this")]
+    NotOwner { what: String, owner: String },
+    #[error(transparent)]
+    License(#[from] shoulders_license::Conflict),
     #[error("signer already used client id {client_id:?} for the record at index {index}")]
     DuplicateId { client_id: String, index: u64 },
 }
@@ -61,6 +67,9 @@ impl Reject {
             Reject::LineageCycle(_) => "E_LINEAGE_CYCLE",
             Reject::LicenseUnknown(_) => "E_LICENSE_UNKNOWN",
             Reject::DuplicateId { .. } => "E_DUPLICATE_ID",
+            Reject::LicenseExists(_) => "E_LICENSE_EXISTS",
+            Reject::NotOwner { .. } => "E_NOT_OWNER",
+            Reject::License(c) => c.code(),
         }
     }
 }

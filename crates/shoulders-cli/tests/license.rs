@@ -1,0 +1,234 @@
+//! `shoulders license` end to end: presets, flow-down refusal at import, use checks.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn shoulders(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shoulders"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(out: Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn submit(data: &str, key: &Path, kind: &str, body: &str, dir: &Path) -> Output {
+    let file = dir.join(format!("body-{}.json", rand_suffix()));
+    std::fs::write(&file, body).unwrap();
+    shoulders(&[
+        "submit",
+        "--data-dir",
+        data,
+        "--key",
+        key.to_str().unwrap(),
+        "--kind",
+        kind,
+        "--body",
+        file.to_str().unwrap(),
+    ])
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn presets_flow_down_and_use_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = t.join("ledger");
+    let data = data.to_str().unwrap();
+    assert!(shoulders(&["init", "--data-dir", data]).status.success());
+    let (alice, bob) = (t.join("alice.key"), t.join("bob.key"));
+    ok_json(shoulders(&["key", "new", "--out", alice.to_str().unwrap()]));
+    ok_json(shoulders(&["key", "new", "--out", bob.to_str().unwrap()]));
+    ok_json(submit(
+        data,
+        &alice,
+        "actor.register",
+        r#"{"handle":"alice","name":"Alice"}"#,
+        t,
+    ));
+    ok_json(submit(
+        data,
+        &bob,
+        "actor.register",
+        r#"{"handle":"bob","name":"Bob"}"#,
+        t,
+    ));
+
+    let presets = ok_json(shoulders(&["license", "presets"]));
+    let names: Vec<&str> = presets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["preset"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "apache-2.0",
+        "mit",
+        "cc-by-4.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-4.0",
+        "openrail-m",
+        "llama-community",
+    ] {
+        assert!(names.contains(&expected), "{expected}");
+    }
+    // A preset body goes straight into `submit`.
+    let nc = ok_json(shoulders(&[
+        "license",
+        "preset",
+        "cc-by-nc-4.0",
+        "--license-id",
+        "alice/nc",
+    ]));
+    assert_eq!(nc["spdx_id"], "CC-BY-NC-4.0");
+    ok_json(submit(data, &alice, "license.define", &nc.to_string(), t));
+    let mut apache = ok_json(shoulders(&[
+        "license",
+        "preset",
+        "apache-2.0",
+        "--license-id",
+        "bob/apache",
+    ]));
+    apache["terms"]["price_per_call_micros"] = "1500".into();
+    ok_json(submit(data, &bob, "license.define", &apache.to_string(), t));
+    ok_json(submit(
+        data,
+        &alice,
+        "dataset.create",
+        r#"{"dataset_id":"alice/nc-poems","name":"NC poems","access":"open","license_id":"alice/nc"}"#,
+        t,
+    ));
+    let unknown = shoulders(&["license", "preset", "wtfpl", "--license-id", "bob/x"]);
+    assert!(stderr(&unknown).starts_with("error[E_NOT_FOUND]"));
+
+    // Bob's commercial licence on a model trained on NC data is refused, naming the dataset.
+    let model_dir = t.join("tiny");
+    std::fs::create_dir_all(&model_dir).unwrap();
+    std::fs::write(model_dir.join("weights.bin"), b"0123456789").unwrap();
+    let before = shoulders(&["checkpoint", "--data-dir", data]).stdout;
+    let out = shoulders(&[
+        "model",
+        "import",
+        "--data-dir",
+        data,
+        "--key",
+        bob.to_str().unwrap(),
+        model_dir.to_str().unwrap(),
+        "--dataset",
+        "alice/nc-poems",
+        "--license-id",
+        "bob/apache",
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error[E_LICENSE_COMMERCIAL_CONFLICT]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dataset alice/nc-poems") && err.contains("commercial_use"),
+        "{err}"
+    );
+    assert_eq!(
+        shoulders(&["checkpoint", "--data-dir", data]).stdout,
+        before,
+        "nothing appended"
+    );
+
+    // Without a commercial licence the import is accepted; commercial use is then denied.
+    ok_json(shoulders(&[
+        "model",
+        "import",
+        "--data-dir",
+        data,
+        "--key",
+        bob.to_str().unwrap(),
+        model_dir.to_str().unwrap(),
+        "--dataset",
+        "alice/nc-poems",
+    ]));
+    let out = shoulders(&[
+        "license",
+        "check",
+        "--data-dir",
+        data,
+        "bob/tiny",
+        "--use",
+        "commercial",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error[E_LICENSE_DENIED]"));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["allowed"], false);
+    assert!(answer["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("dataset alice/nc-poems"));
+    let answer = ok_json(shoulders(&[
+        "license",
+        "check",
+        "--data-dir",
+        data,
+        "bob/tiny",
+        "--use",
+        "research",
+    ]));
+    assert_eq!(answer["allowed"], true);
+    assert!(answer["notes"].as_array().unwrap().iter().any(|n| n
+        .as_str()
+        .unwrap()
+        .contains("attribution required: credit dataset alice/nc-poems")));
+
+    // A model under bob's own priced licence reports its price.
+    let other = t.join("priced");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("weights.bin"), b"abc").unwrap();
+    ok_json(shoulders(&[
+        "model",
+        "import",
+        "--data-dir",
+        data,
+        "--key",
+        bob.to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--license-id",
+        "bob/apache",
+    ]));
+    let answer = ok_json(shoulders(&[
+        "license",
+        "check",
+        "--data-dir",
+        data,
+        "bob/priced",
+        "--use",
+        "commercial",
+    ]));
+    assert_eq!(answer["price"]["per_call_micros"], 1500);
+    assert_eq!(answer["price"]["currency"], "USD");
+    let out = shoulders(&[
+        "license",
+        "check",
+        "--data-dir",
+        data,
+        "bob/none",
+        "--use",
+        "commercial",
+    ]);
+    assert!(stderr(&out).starts_with("error[E_NOT_FOUND]"));
+}

@@ -1,0 +1,392 @@
+use crate::Conflict;
+use serde::Serialize;
+use shoulders_record::{Derivatives, LicenseTerms, BPS_ONE};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A model's owned licence pricing, in micro-units of `currency`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Price {
+    pub license_id: String,
+    pub currency: String,
+    pub per_call_micros: u128,
+    pub per_1k_output_tokens_micros: u128,
+    pub registration_fee_micros: u128,
+    pub royalty_bps: u32,
+    pub data_share_bps: u32,
+}
+
+/// A share of each charge owed to an upstream model's owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Royalty {
+    pub model_id: String,
+    pub owner: String,
+    pub bps: u32,
+}
+
+/// Effective terms with the origin of every restriction (a label such as `model acme/base` or
+/// `dataset acme/verse (licence acme/cc-by-nc)`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Effective {
+    /// Sources that forbid commercial use (empty: commercial use allowed).
+    pub noncommercial_by: BTreeSet<String>,
+    pub derivatives: DerivativesClause,
+    /// Sources that must be credited.
+    pub attribution_to: BTreeSet<String>,
+    pub share_alike_by: BTreeSet<String>,
+    /// Forbidden use → sources forbidding it.
+    pub forbidden_uses: BTreeMap<String, BTreeSet<String>>,
+    /// `None`: any use not forbidden; `Some`: only these, restricted by the listed sources.
+    pub allowed_uses: Option<(BTreeSet<String>, BTreeSet<String>)>,
+    /// `None`: worldwide; `Some`: only these territories, restricted by the listed sources.
+    pub territories: Option<(BTreeSet<String>, BTreeSet<String>)>,
+    /// Earliest expiry and who set it.
+    pub expires: Option<(u64, String)>,
+    /// Stacked upstream royalties, one per ancestor model.
+    pub royalties: Vec<Royalty>,
+    /// The model's own licence pricing, if it has a licence.
+    pub price: Option<Price>,
+    /// Every licence in force: source label → licence id.
+    pub licenses: BTreeMap<String, String>,
+    /// Sources with no licence recorded (no terms to enforce; flagged by `check_use`).
+    pub unlicensed: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DerivativesClause {
+    pub rule: Derivatives,
+    pub by: BTreeSet<String>,
+}
+
+impl Default for DerivativesClause {
+    fn default() -> Self {
+        DerivativesClause {
+            rule: Derivatives::Allowed,
+            by: BTreeSet::new(),
+        }
+    }
+}
+
+fn strictness(d: Derivatives) -> u8 {
+    match d {
+        Derivatives::Allowed => 0,
+        Derivatives::ApprovalRequired => 1,
+        Derivatives::Forbidden => 2,
+    }
+}
+
+fn amount(s: &str) -> u128 {
+    // Validated as canonical decimal u128 when the licence record was accepted.
+    s.parse().unwrap_or(0)
+}
+
+impl Effective {
+    /// The terms of one licence, attributed to `label`.
+    pub fn from_terms(label: &str, license_id: &str, t: &LicenseTerms) -> Effective {
+        let one = |s: &str| BTreeSet::from([s.to_string()]);
+        let restrict = |list: &[String]| {
+            (!list.is_empty()).then(|| (list.iter().cloned().collect(), one(label)))
+        };
+        Effective {
+            noncommercial_by: if t.commercial_use {
+                BTreeSet::new()
+            } else {
+                one(label)
+            },
+            derivatives: DerivativesClause {
+                rule: t.derivatives,
+                by: if t.derivatives == Derivatives::Allowed {
+                    BTreeSet::new()
+                } else {
+                    one(label)
+                },
+            },
+            attribution_to: if t.attribution_required {
+                one(label)
+            } else {
+                BTreeSet::new()
+            },
+            share_alike_by: if t.share_alike {
+                one(label)
+            } else {
+                BTreeSet::new()
+            },
+            forbidden_uses: t
+                .forbidden_uses
+                .iter()
+                .map(|u| (u.clone(), one(label)))
+                .collect(),
+            allowed_uses: restrict(&t.allowed_uses),
+            territories: restrict(&t.territories),
+            expires: t.expires_at_ms.map(|at| (at, label.to_string())),
+            royalties: Vec::new(),
+            price: None,
+            licenses: BTreeMap::from([(label.to_string(), license_id.to_string())]),
+            unlicensed: BTreeSet::new(),
+        }
+    }
+
+    /// A source with no licence.
+    pub fn unlicensed(label: &str) -> Effective {
+        Effective {
+            unlicensed: BTreeSet::from([label.to_string()]),
+            ..Effective::default()
+        }
+    }
+
+    /// Combine `other` into `self`, most restrictive clause winning.
+    pub fn merge(&mut self, other: &Effective) {
+        self.noncommercial_by
+            .extend(other.noncommercial_by.iter().cloned());
+        match strictness(other.derivatives.rule).cmp(&strictness(self.derivatives.rule)) {
+            std::cmp::Ordering::Greater => self.derivatives = other.derivatives.clone(),
+            std::cmp::Ordering::Equal => self
+                .derivatives
+                .by
+                .extend(other.derivatives.by.iter().cloned()),
+            std::cmp::Ordering::Less => {}
+        }
+        self.attribution_to
+            .extend(other.attribution_to.iter().cloned());
+        self.share_alike_by
+            .extend(other.share_alike_by.iter().cloned());
+        for (u, by) in &other.forbidden_uses {
+            self.forbidden_uses
+                .entry(u.clone())
+                .or_default()
+                .extend(by.iter().cloned());
+        }
+        let intersect =
+            |mine: &mut Option<(BTreeSet<String>, BTreeSet<String>)>,
+             theirs: &Option<(BTreeSet<String>, BTreeSet<String>)>| {
+                if let Some((set, by)) = theirs {
+                    *mine = Some(match mine.take() {
+                        None => (set.clone(), by.clone()),
+                        Some((m, mut mby)) => {
+                            mby.extend(by.iter().cloned());
+                            (m.intersection(set).cloned().collect(), mby)
+                        }
+                    });
+                }
+            };
+        intersect(&mut self.allowed_uses, &other.allowed_uses);
+        intersect(&mut self.territories, &other.territories);
+        if let Some((at, by)) = &other.expires {
+            if self.expires.as_ref().is_none_or(|(mine, _)| at < mine) {
+                self.expires = Some((*at, by.clone()));
+            }
+        }
+        for r in &other.royalties {
+            if !self.royalties.iter().any(|m| m.model_id == r.model_id) {
+                self.royalties.push(r.clone());
+            }
+        }
+        self.licenses
+            .extend(other.licenses.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.unlicensed.extend(other.unlicensed.iter().cloned());
+    }
+
+    pub fn total_royalty_bps(&self) -> u32 {
+        self.royalties.iter().map(|r| r.bps).sum()
+    }
+}
+
+/// One upstream source of a new model: a parent model (its effective terms, and whether its
+/// own licence asks a royalty) or a dataset (its licence's terms).
+pub struct Source<'a> {
+    pub label: String,
+    pub effective: &'a Effective,
+    /// `Some` for a parent model: the royalty its own licence asks, owed to `owner`.
+    pub royalty: Option<Royalty>,
+}
+
+fn first(set: &BTreeSet<String>) -> String {
+    set.iter().next().cloned().unwrap_or_default()
+}
+
+/// Check that a model with licence `own` (`(license_id, terms)`, if any) may derive from
+/// `sources` at time `now_ms`, and compute its effective terms. `approved(label)` says whether
+/// the owner of the source called `label` granted the deriving actor a derivative approval.
+pub fn check_derivation(
+    own_label: &str,
+    own: Option<(&str, &LicenseTerms)>,
+    sources: &[Source<'_>],
+    now_ms: u64,
+    approved: &dyn Fn(&str) -> bool,
+) -> Result<Effective, Conflict> {
+    for s in sources {
+        let e = s.effective;
+        if let Some((at, by)) = &e.expires {
+            if *at <= now_ms {
+                return Err(Conflict::Expired {
+                    source_label: by.clone(),
+                    expires_at_ms: *at,
+                });
+            }
+        }
+        match e.derivatives.rule {
+            Derivatives::Forbidden => {
+                return Err(Conflict::NoDerivatives {
+                    source_label: first(&e.derivatives.by),
+                })
+            }
+            Derivatives::ApprovalRequired => {
+                if let Some(missing) = e.derivatives.by.iter().find(|by| !approved(by)) {
+                    return Err(Conflict::ApprovalRequired {
+                        source_label: missing.clone(),
+                    });
+                }
+            }
+            Derivatives::Allowed => {}
+        }
+        let Some((_, t)) = own else { continue };
+        if t.commercial_use && !e.noncommercial_by.is_empty() {
+            return Err(Conflict::Commercial {
+                source_label: first(&e.noncommercial_by),
+            });
+        }
+        if let Some(u) = t
+            .allowed_uses
+            .iter()
+            .find(|u| e.forbidden_uses.contains_key(*u))
+        {
+            return Err(Conflict::Use {
+                source_label: first(&e.forbidden_uses[u]),
+                use_tag: u.clone(),
+            });
+        }
+        if let Some((allowed, by)) = &e.territories {
+            let claims_more =
+                t.territories.is_empty() || t.territories.iter().any(|x| !allowed.contains(x));
+            if claims_more {
+                return Err(Conflict::Territory {
+                    source_label: first(by),
+                    allowed: allowed.iter().cloned().collect(),
+                });
+            }
+        }
+        if !e.share_alike_by.is_empty() {
+            let label = first(&e.share_alike_by);
+            let detail = if !t.share_alike {
+                Some("it is not share-alike".to_string())
+            } else if strictness(t.derivatives) < strictness(e.derivatives.rule) {
+                Some("it allows derivatives more freely".into())
+            } else if !e.attribution_to.is_empty() && !t.attribution_required {
+                Some("it drops attribution".into())
+            } else {
+                e.forbidden_uses
+                    .keys()
+                    .find(|u| !t.forbidden_uses.contains(*u))
+                    .map(|u| format!("it no longer forbids {u:?}"))
+            };
+            if let Some(detail) = detail {
+                return Err(Conflict::ShareAlike {
+                    source_label: label,
+                    detail,
+                });
+            }
+        }
+    }
+    let mut effective = match own {
+        Some((id, t)) => {
+            let mut e = Effective::from_terms(own_label, id, t);
+            e.price = Some(Price {
+                license_id: id.to_string(),
+                currency: t.currency.clone(),
+                per_call_micros: amount(&t.price_per_call_micros),
+                per_1k_output_tokens_micros: amount(&t.price_per_1k_output_tokens_micros),
+                registration_fee_micros: amount(&t.registration_fee_micros),
+                royalty_bps: t.royalty_bps,
+                data_share_bps: t.data_share_bps,
+            });
+            e
+        }
+        None => Effective::unlicensed(own_label),
+    };
+    for s in sources {
+        effective.merge(s.effective);
+        if let Some(r) = &s.royalty {
+            if r.bps > 0 && !effective.royalties.iter().any(|m| m.model_id == r.model_id) {
+                effective.royalties.push(r.clone());
+            }
+        }
+    }
+    let total = effective.total_royalty_bps();
+    if total > BPS_ONE {
+        return Err(Conflict::RoyaltyOverflow { total_bps: total });
+    }
+    Ok(effective)
+}
+
+/// The answer to "may I use this model for `use_tag`?".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Why not (empty when allowed), each naming the source and clause.
+    pub reasons: Vec<String>,
+    /// Obligations and notes that do not deny the use (attribution, unlicensed sources).
+    pub notes: Vec<String>,
+    pub price: Option<Price>,
+    pub royalties: Vec<Royalty>,
+}
+
+/// Whether `use_tag` (e.g. `commercial`, `research`) is allowed at `now_ms`, optionally in
+/// `territory`.
+pub fn check_use(e: &Effective, use_tag: &str, territory: Option<&str>, now_ms: u64) -> Decision {
+    let mut reasons = Vec::new();
+    if use_tag == "commercial" && !e.noncommercial_by.is_empty() {
+        for by in &e.noncommercial_by {
+            reasons.push(format!(
+                "{by} does not allow commercial use (clause: commercial_use)"
+            ));
+        }
+    }
+    if let Some(by) = e.forbidden_uses.get(use_tag) {
+        for b in by {
+            reasons.push(format!(
+                "{b} forbids the use {use_tag:?} (clause: forbidden_uses)"
+            ));
+        }
+    }
+    if let Some((allowed, by)) = &e.allowed_uses {
+        if !allowed.contains(use_tag) {
+            reasons.push(format!(
+                "only the uses {:?} are allowed, by {} (clause: allowed_uses)",
+                allowed,
+                by.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    if let (Some((allowed, by)), Some(t)) = (&e.territories, territory) {
+        if !allowed.contains(t) {
+            reasons.push(format!(
+                "territory {t:?} is not among {:?}, set by {} (clause: territories)",
+                allowed,
+                by.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    if let Some((at, by)) = &e.expires {
+        if *at <= now_ms {
+            reasons.push(format!(
+                "the licence of {by} expired at {at} ms (clause: expires_at_ms)"
+            ));
+        }
+    }
+    let mut notes: Vec<String> = e
+        .attribution_to
+        .iter()
+        .map(|a| format!("attribution required: credit {a}"))
+        .collect();
+    notes.extend(
+        e.unlicensed
+            .iter()
+            .map(|u| format!("{u} has no licence recorded on this ledger")),
+    );
+    Decision {
+        allowed: reasons.is_empty(),
+        reasons,
+        notes,
+        price: e.price.clone(),
+        royalties: e.royalties.clone(),
+    }
+}

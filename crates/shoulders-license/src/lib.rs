@@ -1,0 +1,78 @@
+//! Licence terms as they flow down a model's lineage.
+//!
+//! Every model and dataset may reference a `license.define` record. A model's **effective
+//! terms** combine its own licence with the effective terms of its parents and the licences of
+//! its datasets, the most restrictive clause winning, and remember *who* imposed each
+//! restriction so a refusal or a denial can name the ancestor and the clause:
+//!
+//! | clause | combination |
+//! |---|---|
+//! | commercial use | allowed only if every source allows it |
+//! | derivatives | the strictest of allowed < approval required < forbidden |
+//! | attribution | required if any source requires it (the list of whom to credit) |
+//! | share-alike | carried if any source carries it |
+//! | forbidden uses | union |
+//! | allowed uses | intersection of the sources that restrict them |
+//! | territories | intersection of the sources that restrict them |
+//! | expiry | the earliest |
+//! | royalties | stacked: each ancestor whose licence asks a share is owed it, once |
+//!
+//! [`check_derivation`] refuses a registration that would break an upstream licence;
+//! [`check_use`] answers whether a use is allowed now and at what price. Pure: the caller
+//! passes time and approvals in.
+
+mod effective;
+mod presets;
+
+pub use effective::{check_derivation, check_use, Decision, Effective, Price, Royalty, Source};
+pub use presets::{preset, PRESETS};
+
+/// Why a registration was refused; each names the conflicting source and clause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error("{source_label} forbids derivatives (clause: derivatives)")]
+    NoDerivatives { source_label: String },
+    #[error("{source_label} requires the owner's approval for derivatives (clause: derivatives); ask its owner for a license.grant with use \"derivative\"")]
+    ApprovalRequired { source_label: String },
+    #[error("{source_label} does not allow commercial use, so a derivative cannot be licensed for commercial use (clause: commercial_use)")]
+    Commercial { source_label: String },
+    #[error("{source_label} is share-alike: the derivative's licence must also be share-alike and no more permissive ({detail}) (clause: share_alike)")]
+    ShareAlike {
+        source_label: String,
+        detail: String,
+    },
+    #[error("{source_label} forbids the use {use_tag:?} that the derivative's licence allows (clause: forbidden_uses)")]
+    Use {
+        source_label: String,
+        use_tag: String,
+    },
+    #[error("{source_label} is limited to territories {allowed:?}; the derivative's licence claims more (clause: territories)")]
+    Territory {
+        source_label: String,
+        allowed: Vec<String>,
+    },
+    #[error("the licence of {source_label} expired at {expires_at_ms} ms (clause: expires_at_ms)")]
+    Expired {
+        source_label: String,
+        expires_at_ms: u64,
+    },
+    #[error(
+        "stacked royalties would total {total_bps} bps, more than 10000 (clause: royalty_bps)"
+    )]
+    RoyaltyOverflow { total_bps: u32 },
+}
+
+impl Conflict {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Conflict::NoDerivatives { .. } => "E_LICENSE_NO_DERIVATIVES",
+            Conflict::ApprovalRequired { .. } => "E_LICENSE_APPROVAL_REQUIRED",
+            Conflict::Commercial { .. } => "E_LICENSE_COMMERCIAL_CONFLICT",
+            Conflict::ShareAlike { .. } => "E_LICENSE_SHARE_ALIKE",
+            Conflict::Use { .. } => "E_LICENSE_USE_CONFLICT",
+            Conflict::Territory { .. } => "E_LICENSE_TERRITORY",
+            Conflict::Expired { .. } => "E_LICENSE_EXPIRED",
+            Conflict::RoyaltyOverflow { .. } => "E_LICENSE_ROYALTY_OVERFLOW",
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Licence flow-down through the fold: compatible combinations are accepted, incompatible ones
+//! refused with a stable code naming the conflicting source and clause, and use checks answer
+//! with reasons and price.
+
+use serde_json::{json, Value};
+use shoulders_license::preset;
+use shoulders_record::{sign_record, ActorKey, Body, Kind};
+use shoulders_state::{Reject, State};
+
+const TS: u64 = 1_767_225_600_000;
+
+struct World {
+    state: State,
+    keys: Vec<(&'static str, ActorKey)>,
+    seq: u64,
+}
+
+impl World {
+    fn new() -> World {
+        let mut w = World {
+            state: State::new(),
+            keys: Vec::new(),
+            seq: 0,
+        };
+        for (i, h) in ["alice", "bob", "carol"].into_iter().enumerate() {
+            w.keys.push((h, ActorKey::from_seed([i as u8 + 1; 32])));
+            w.ok(h, Kind::ActorRegister, json!({"handle": h, "name": h}));
+        }
+        w
+    }
+
+    fn submit(&mut self, who: &str, kind: Kind, body: Value) -> Result<(), Reject> {
+        let key = &self.keys.iter().find(|(h, _)| *h == who).unwrap().1;
+        self.seq += 1;
+        let rec = sign_record(
+            key,
+            &format!("r{}", self.seq),
+            TS + self.seq,
+            Body::from_value(kind, body).unwrap(),
+        )
+        .unwrap();
+        self.state
+            .apply(self.state.size(), [0; 32], &rec)
+            .map(|_| ())
+    }
+
+    fn ok(&mut self, who: &str, kind: Kind, body: Value) {
+        self.submit(who, kind, body.clone())
+            .unwrap_or_else(|e| panic!("{kind} {body}: {e}"));
+    }
+
+    /// Define licence `id` from a preset, with optional overrides of its terms.
+    fn license(&mut self, who: &str, id: &str, preset_name: &str, overrides: Value) {
+        let (name, spdx, terms) = preset(preset_name).unwrap();
+        let mut terms = serde_json::to_value(terms).unwrap();
+        for (k, v) in overrides.as_object().unwrap() {
+            terms[k] = v.clone();
+        }
+        self.ok(
+            who,
+            Kind::LicenseDefine,
+            json!({"license_id": id, "name": name, "spdx_id": spdx, "terms": terms}),
+        );
+    }
+
+    fn dataset(&mut self, who: &str, id: &str, license: Option<&str>) {
+        let mut b = json!({"dataset_id": id, "name": id, "access": "open"});
+        if let Some(l) = license {
+            b["license_id"] = json!(l);
+        }
+        self.ok(who, Kind::DatasetCreate, b);
+    }
+
+    fn model(
+        &mut self,
+        who: &str,
+        id: &str,
+        parents: &[(&str, &str)],
+        datasets: &[&str],
+        license: Option<&str>,
+    ) -> Result<(), Reject> {
+        let mut b = json!({"model_id": id, "name": id});
+        if !parents.is_empty() {
+            b["parents"] = parents
+                .iter()
+                .map(|(p, r)| json!({"model_id": p, "relation": r}))
+                .collect();
+        }
+        if !datasets.is_empty() {
+            b["datasets"] = json!(datasets);
+        }
+        if let Some(l) = license {
+            b["license_id"] = json!(l);
+        }
+        self.submit(who, Kind::ModelRegister, b)
+    }
+}
+
+fn refused(result: Result<(), Reject>, code: &str, names: &str) {
+    let err = result.expect_err(code);
+    assert_eq!(err.code(), code, "{err}");
+    assert!(err.to_string().contains(names), "{err} should name {names}");
+    assert!(
+        err.to_string().contains("clause"),
+        "{err} should name the clause"
+    );
+}
+
+/// A world where alice publishes one parent model under licence `preset` (with overrides).
+fn parent_under(preset_name: &str, overrides: Value) -> World {
+    let mut w = World::new();
+    w.license("alice", "alice/parent-terms", preset_name, overrides);
+    w.model(
+        "alice",
+        "alice/parent",
+        &[],
+        &[],
+        Some("alice/parent-terms"),
+    )
+    .unwrap();
+    for p in ["apache-2.0", "cc-by-sa-4.0", "cc-by-nc-4.0"] {
+        w.license("bob", &format!("bob/{p}"), p, json!({}));
+    }
+    w
+}
+
+#[test]
+fn permissive_parents_allow_any_derivative() {
+    let mut w = parent_under("apache-2.0", json!({}));
+    w.model(
+        "bob",
+        "bob/child",
+        &[("alice/parent", "finetune")],
+        &[],
+        Some("bob/apache-2.0"),
+    )
+    .unwrap();
+    w.model(
+        "bob",
+        "bob/child-unlicensed",
+        &[("alice/parent", "adapter")],
+        &[],
+        None,
+    )
+    .unwrap();
+    let e = &w.state.model("bob/child").unwrap().effective;
+    assert!(e.noncommercial_by.is_empty());
+    assert!(
+        e.attribution_to.contains("model alice/parent"),
+        "Apache requires attribution upstream"
+    );
+}
+
+#[test]
+fn noncommercial_data_refuses_a_commercial_licence() {
+    let mut w = World::new();
+    w.license("alice", "alice/nc", "cc-by-nc-4.0", json!({}));
+    w.license("bob", "bob/apache", "apache-2.0", json!({}));
+    w.license("bob", "bob/nc", "cc-by-nc-4.0", json!({}));
+    w.dataset("alice", "alice/nc-data", Some("alice/nc"));
+    refused(
+        w.model("bob", "bob/m", &[], &["alice/nc-data"], Some("bob/apache")),
+        "E_LICENSE_COMMERCIAL_CONFLICT",
+        "dataset alice/nc-data",
+    );
+    w.model("bob", "bob/m", &[], &["alice/nc-data"], Some("bob/nc"))
+        .unwrap();
+    // The restriction flows down two more levels and still names its origin.
+    w.model("bob", "bob/m-tuned", &[("bob/m", "finetune")], &[], None)
+        .unwrap();
+    refused(
+        w.model(
+            "bob",
+            "bob/m-q4",
+            &[("bob/m-tuned", "quantized")],
+            &[],
+            Some("bob/apache"),
+        ),
+        "E_LICENSE_COMMERCIAL_CONFLICT",
+        "dataset alice/nc-data",
+    );
+    let d = w
+        .state
+        .check_use("bob/m-tuned", "commercial", None, TS)
+        .unwrap();
+    assert!(!d.allowed);
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.contains("dataset alice/nc-data") && r.contains("commercial_use")),
+        "{:?}",
+        d.reasons
+    );
+    assert!(
+        w.state
+            .check_use("bob/m-tuned", "research", None, TS)
+            .unwrap()
+            .allowed
+    );
+}
+
+#[test]
+fn no_derivatives_is_refused_with_or_without_a_licence() {
+    let mut w = parent_under("cc-by-nd-4.0", json!({}));
+    refused(
+        w.model(
+            "bob",
+            "bob/c",
+            &[("alice/parent", "finetune")],
+            &[],
+            Some("bob/apache-2.0"),
+        ),
+        "E_LICENSE_NO_DERIVATIVES",
+        "model alice/parent",
+    );
+    refused(
+        w.model("bob", "bob/c", &[("alice/parent", "quantized")], &[], None),
+        "E_LICENSE_NO_DERIVATIVES",
+        "model alice/parent",
+    );
+}
+
+#[test]
+fn share_alike_requires_a_compatible_licence() {
+    let mut w = parent_under("cc-by-sa-4.0", json!({}));
+    refused(
+        w.model(
+            "bob",
+            "bob/c",
+            &[("alice/parent", "finetune")],
+            &[],
+            Some("bob/apache-2.0"),
+        ),
+        "E_LICENSE_SHARE_ALIKE",
+        "model alice/parent",
+    );
+    w.model(
+        "bob",
+        "bob/c",
+        &[("alice/parent", "finetune")],
+        &[],
+        Some("bob/cc-by-sa-4.0"),
+    )
+    .unwrap();
+    assert!(w
+        .state
+        .model("bob/c")
+        .unwrap()
+        .effective
+        .share_alike_by
+        .contains("model alice/parent"));
+}
+
+#[test]
+fn approval_required_needs_the_owners_grant() {
+    let mut w = parent_under("apache-2.0", json!({"derivatives": "approval_required"}));
+    refused(
+        w.model("bob", "bob/c", &[("alice/parent", "finetune")], &[], None),
+        "E_LICENSE_APPROVAL_REQUIRED",
+        "model alice/parent",
+    );
+    // Only the owner may grant.
+    let err = w.submit("carol", Kind::LicenseGrant, json!({"license_id": "alice/parent-terms", "model_id": "alice/parent", "grantee": "bob", "uses": ["derivative"]})).unwrap_err();
+    assert_eq!(err.code(), "E_NOT_OWNER");
+    w.ok("alice", Kind::LicenseGrant, json!({"license_id": "alice/parent-terms", "model_id": "alice/parent", "grantee": "bob", "uses": ["derivative"]}));
+    w.model("bob", "bob/c", &[("alice/parent", "finetune")], &[], None)
+        .unwrap();
+    // The grant is personal: carol still needs her own.
+    refused(
+        w.model(
+            "carol",
+            "carol/c",
+            &[("alice/parent", "finetune")],
+            &[],
+            None,
+        ),
+        "E_LICENSE_APPROVAL_REQUIRED",
+        "model alice/parent",
+    );
+}
+
+#[test]
+fn behavioural_restrictions_flow_down_and_cannot_be_lifted() {
+    let mut w = parent_under("openrail-m", json!({}));
+    w.license(
+        "bob",
+        "bob/allows-military",
+        "apache-2.0",
+        json!({"allowed_uses": ["military", "research"]}),
+    );
+    refused(
+        w.model(
+            "bob",
+            "bob/c",
+            &[("alice/parent", "finetune")],
+            &[],
+            Some("bob/allows-military"),
+        ),
+        "E_LICENSE_USE_CONFLICT",
+        "model alice/parent",
+    );
+    w.model(
+        "bob",
+        "bob/c",
+        &[("alice/parent", "finetune")],
+        &[],
+        Some("bob/apache-2.0"),
+    )
+    .unwrap();
+    let d = w.state.check_use("bob/c", "military", None, TS).unwrap();
+    assert!(
+        !d.allowed && d.reasons[0].contains("model alice/parent"),
+        "{:?}",
+        d.reasons
+    );
+    assert!(
+        w.state
+            .check_use("bob/c", "research", None, TS)
+            .unwrap()
+            .allowed
+    );
+}
+
+#[test]
+fn expired_and_territorial_licences() {
+    let mut w = parent_under("apache-2.0", json!({"expires_at_ms": TS}));
+    refused(
+        w.model("bob", "bob/c", &[("alice/parent", "finetune")], &[], None),
+        "E_LICENSE_EXPIRED",
+        "model alice/parent",
+    );
+
+    let mut w = parent_under("apache-2.0", json!({"territories": ["EU", "CH"]}));
+    refused(
+        w.model(
+            "bob",
+            "bob/c",
+            &[("alice/parent", "finetune")],
+            &[],
+            Some("bob/apache-2.0"),
+        ),
+        "E_LICENSE_TERRITORY",
+        "model alice/parent",
+    );
+    w.license(
+        "bob",
+        "bob/eu",
+        "apache-2.0",
+        json!({"territories": ["EU"]}),
+    );
+    w.model(
+        "bob",
+        "bob/c",
+        &[("alice/parent", "finetune")],
+        &[],
+        Some("bob/eu"),
+    )
+    .unwrap();
+    assert!(
+        w.state
+            .check_use("bob/c", "chat", Some("EU"), TS)
+            .unwrap()
+            .allowed
+    );
+    let d = w.state.check_use("bob/c", "chat", Some("US"), TS).unwrap();
+    assert!(
+        !d.allowed && d.reasons[0].contains("territories"),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn royalties_stack_once_per_ancestor_and_may_not_exceed_the_whole() {
+    let mut w = World::new();
+    w.license("alice", "alice/r30", "apache-2.0", json!({"royalty_bps": 3000, "price_per_call_micros": "2000", "price_per_1k_output_tokens_micros": "15000"}));
+    w.license("bob", "bob/r30", "apache-2.0", json!({"royalty_bps": 3000}));
+    w.license("bob", "bob/r60", "apache-2.0", json!({"royalty_bps": 6000}));
+    w.license(
+        "carol",
+        "carol/r50",
+        "apache-2.0",
+        json!({"royalty_bps": 5000}),
+    );
+    w.model("alice", "alice/base", &[], &[], Some("alice/r30"))
+        .unwrap();
+    w.model(
+        "bob",
+        "bob/mid",
+        &[("alice/base", "finetune")],
+        &[],
+        Some("bob/r30"),
+    )
+    .unwrap();
+    w.model(
+        "bob",
+        "bob/mid60",
+        &[("alice/base", "finetune")],
+        &[],
+        Some("bob/r60"),
+    )
+    .unwrap();
+    w.model(
+        "carol",
+        "carol/top",
+        &[("bob/mid", "finetune")],
+        &[],
+        Some("carol/r50"),
+    )
+    .unwrap();
+    let e = &w.state.model("carol/top").unwrap().effective;
+    let owed: Vec<(&str, u32)> = e
+        .royalties
+        .iter()
+        .map(|r| (r.model_id.as_str(), r.bps))
+        .collect();
+    assert_eq!(owed, vec![("alice/base", 3000), ("bob/mid", 3000)]);
+    // A merge reaching alice/base twice pays it once.
+    w.model(
+        "carol",
+        "carol/merge",
+        &[("bob/mid", "merge"), ("alice/base", "merge")],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        w.state
+            .model("carol/merge")
+            .unwrap()
+            .effective
+            .total_royalty_bps(),
+        6000
+    );
+    // 3000 (alice) + 6000 (bob/mid60) + own child adds 5000 upstream of its own child only:
+    w.model(
+        "carol",
+        "carol/over",
+        &[("bob/mid60", "finetune")],
+        &[],
+        Some("carol/r50"),
+    )
+    .unwrap();
+    refused(
+        w.model(
+            "bob",
+            "bob/too-much",
+            &[("carol/over", "finetune")],
+            &[],
+            None,
+        ),
+        "E_LICENSE_ROYALTY_OVERFLOW",
+        "10000",
+    );
+    // Price comes from the model's own licence.
+    let d = w.state.check_use("alice/base", "chat", None, TS).unwrap();
+    let price = d.price.unwrap();
+    assert_eq!(
+        (
+            price.per_call_micros,
+            price.per_1k_output_tokens_micros,
+            price.currency.as_str()
+        ),
+        (2000, 15000, "USD")
+    );
+}
+
+#[test]
+fn licence_records_are_checked() {
+    let mut w = World::new();
+    w.license("alice", "alice/l", "mit", json!({}));
+    let err = w.submit("alice", Kind::LicenseDefine, json!({"license_id": "alice/l", "name": "again", "terms": serde_json::to_value(preset("mit").unwrap().2).unwrap()})).unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_EXISTS");
+    let err = w.submit("bob", Kind::LicenseDefine, json!({"license_id": "alice/l2", "name": "x", "terms": serde_json::to_value(preset("mit").unwrap().2).unwrap()})).unwrap_err();
+    assert_eq!(err.code(), "E_NAMESPACE_MISMATCH");
+    let err = w.submit("alice", Kind::DatasetCreate, json!({"dataset_id": "alice/d", "name": "d", "access": "open", "license_id": "alice/none"})).unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_UNKNOWN");
+    // Anyone may adopt a defined licence for their own work.
+    w.model("bob", "bob/m", &[], &[], Some("alice/l")).unwrap();
+    let err = w
+        .submit(
+            "alice",
+            Kind::LicenseGrant,
+            json!({"license_id": "alice/l", "model_id": "bob/m", "grantee": "carol"}),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "E_NOT_OWNER");
+    let err = w
+        .submit(
+            "bob",
+            Kind::LicenseGrant,
+            json!({"license_id": "alice/l", "model_id": "bob/m", "grantee": "nobody"}),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "E_ACTOR_UNKNOWN");
+}
+
+#[test]
+fn every_preset_maps_to_an_spdx_id_and_valid_terms() {
+    for (name, _, spdx) in shoulders_license::PRESETS {
+        let (_, s, terms) = preset(name).unwrap();
+        assert_eq!(&s, spdx);
+        let body = json!({"license_id": "a/l", "name": "n", "spdx_id": spdx, "terms": serde_json::to_value(terms).unwrap()});
+        Body::from_value(Kind::LicenseDefine, body).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(preset("nope").is_none());
+}
