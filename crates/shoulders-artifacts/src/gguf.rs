@@ -10,7 +10,8 @@
 //! except the few keys kept as hints, and every count and length is checked against a limit
 //! before it is used (see the `MAX_GGUF_*` constants).
 
-use crate::hash::{sha_ref, Progress, CHUNK_BYTES};
+use crate::hash::{sha_ref, Progress};
+use crate::tee::{read_teed, Tee};
 use crate::{
     ArtifactError, MAX_GGUF_ARRAY_DEPTH, MAX_GGUF_ARRAY_ELEMENTS, MAX_GGUF_BASE_MODELS,
     MAX_GGUF_DIMS, MAX_GGUF_KV, MAX_GGUF_STRING_BYTES, MAX_GGUF_TENSORS,
@@ -19,10 +20,7 @@ use crate::{
 use sha2::{Digest, Sha256};
 use shoulders_record::{Artifact, Tensor};
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender};
 
 /// Lineage hints from a GGUF file's `general.*` metadata.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -116,124 +114,8 @@ fn fixed_size(ty: u32) -> Option<u64> {
     }
 }
 
-/// Buffers in flight between the reader and the whole-file hashing thread.
-const POOL: usize = 4;
-
-/// Reads the file front to back in pooled buffers. Every buffer read goes, once consumed, to
-/// the whole-file hashing thread, so the whole-file hash covers exactly the bytes read, in
-/// order, however the parser consumes them.
-struct Source<'a> {
-    file: File,
-    path: &'a Path,
-    size: u64,
-    /// Bytes read from the file so far.
-    read: u64,
-    buf: Vec<u8>,
-    /// Filled bytes of `buf`.
-    len: usize,
-    /// Consumed bytes of `buf`.
-    at: usize,
-    free: Receiver<Vec<u8>>,
-    full: SyncSender<(Vec<u8>, usize)>,
-    progress: &'a mut dyn FnMut(u64),
-}
-
-impl Source<'_> {
-    fn bad(&self, reason: impl Into<String>) -> ArtifactError {
-        ArtifactError::BadGguf {
-            path: self.path.display().to_string(),
-            reason: reason.into(),
-        }
-    }
-
-    /// Offset of the next byte the parser will consume.
-    fn pos(&self) -> u64 {
-        self.read - (self.len - self.at) as u64
-    }
-
-    fn left(&self) -> u64 {
-        self.size - self.pos()
-    }
-
-    fn need(&self, n: u64, what: &str) -> Result<(), ArtifactError> {
-        if n > self.left() {
-            return Err(self.bad(format!(
-                "truncated: {what} at byte {} needs {n} bytes but the file ends at byte {}",
-                self.pos(),
-                self.size
-            )));
-        }
-        Ok(())
-    }
-
-    /// Precondition: the current buffer is fully consumed.
-    fn refill(&mut self) -> Result<(), ArtifactError> {
-        if self.read >= self.size {
-            return Err(self.bad(format!("truncated at byte {}", self.size)));
-        }
-        if self.len > 0 {
-            let done = std::mem::take(&mut self.buf);
-            self.full
-                .send((done, self.len))
-                .expect("the hashing thread runs until the sender is dropped");
-            self.buf = self
-                .free
-                .recv()
-                .expect("the hashing thread returns buffers while it runs");
-        }
-        let want = (self.size - self.read).min(self.buf.len() as u64) as usize;
-        self.file
-            .read_exact(&mut self.buf[..want])
-            .map_err(|e| ArtifactError::io(self.path, e))?;
-        (self.progress)(want as u64);
-        self.read += want as u64;
-        self.len = want;
-        self.at = 0;
-        Ok(())
-    }
-
-    /// Consume `n` bytes, handing them to `sink` in pieces.
-    fn take(
-        &mut self,
-        mut n: u64,
-        what: &str,
-        mut sink: impl FnMut(&[u8]),
-    ) -> Result<(), ArtifactError> {
-        self.need(n, what)?;
-        while n > 0 {
-            if self.at == self.len {
-                self.refill()?;
-            }
-            let k = ((self.len - self.at) as u64).min(n) as usize;
-            sink(&self.buf[self.at..self.at + k]);
-            self.at += k;
-            n -= k as u64;
-        }
-        Ok(())
-    }
-
-    fn skip(&mut self, n: u64, what: &str) -> Result<(), ArtifactError> {
-        self.take(n, what, |_| {})
-    }
-
-    fn bytes<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ArtifactError> {
-        let mut out = [0u8; N];
-        let mut done = 0;
-        self.take(N as u64, what, |b| {
-            out[done..done + b.len()].copy_from_slice(b);
-            done += b.len();
-        })?;
-        Ok(out)
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, ArtifactError> {
-        self.bytes(what).map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64, ArtifactError> {
-        self.bytes(what).map(u64::from_le_bytes)
-    }
-
+/// GGUF-specific reads on top of the shared [`Tee`] reader.
+impl Tee<'_> {
     /// A string's length prefix, checked against [`MAX_GGUF_STRING_BYTES`] and the file size.
     fn string_len(&mut self, what: &str) -> Result<u64, ArtifactError> {
         let n = self.u64(what)?;
@@ -317,21 +199,6 @@ impl Source<'_> {
         };
         u64::try_from(v).map_err(|_| self.bad(format!("`{key}` must not be negative")))
     }
-
-    /// Consume the rest of the file (whole-file hash only) and hand the last buffer over.
-    fn finish(&mut self) -> Result<(), ArtifactError> {
-        let rest = self.left();
-        self.skip(rest, "trailing bytes")?;
-        if self.len > 0 {
-            let done = std::mem::take(&mut self.buf);
-            self.full
-                .send((done, self.len))
-                .expect("the hashing thread runs until the sender is dropped");
-            self.len = 0;
-            self.at = 0;
-        }
-        Ok(())
-    }
 }
 
 struct TensorInfo {
@@ -390,7 +257,7 @@ struct Header {
     hints: GgufHints,
 }
 
-fn parse_header(src: &mut Source<'_>) -> Result<Header, ArtifactError> {
+fn parse_header(src: &mut Tee<'_>) -> Result<Header, ArtifactError> {
     let magic: [u8; 4] = src.bytes("magic")?;
     if &magic != b"GGUF" {
         return Err(src.bad(format!(
@@ -438,7 +305,7 @@ fn parse_header(src: &mut Source<'_>) -> Result<Header, ArtifactError> {
         }
         let ty = src.u32("metadata value type")?;
         let key_str = String::from_utf8_lossy(&key);
-        let string = |src: &mut Source<'_>| -> Result<Option<String>, ArtifactError> {
+        let string = |src: &mut Tee<'_>| -> Result<Option<String>, ArtifactError> {
             if ty != T_STRING {
                 return Err(src.bad(format!("`{key_str}` must be a string")));
             }
@@ -583,59 +450,23 @@ pub fn hash_gguf(
     rel: &str,
     progress: &mut Progress<'_>,
 ) -> Result<(Artifact, GgufHints), ArtifactError> {
-    let file = File::open(path).map_err(|e| ArtifactError::io(path, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| ArtifactError::io(path, e))?
-        .len();
-    let chunk = (CHUNK_BYTES as u64).min(size.max(1)) as usize;
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
-    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(POOL);
-    for _ in 1..POOL {
-        free_tx
-            .send(vec![0u8; chunk])
-            .expect("the pool fits its channel");
-    }
-    let progress: &mut dyn FnMut(u64) = &mut **progress;
-    let (tensors, hints, whole) = std::thread::scope(|s| {
-        let worker = s.spawn(move || {
-            let mut whole = Sha256::new();
-            for (buf, len) in full_rx {
-                whole.update(&buf[..len]);
-                // After an error nobody takes buffers back; that is fine.
-                let _ = free_tx.send(buf);
-            }
-            whole
-        });
-        let mut src = Source {
-            file,
-            path,
-            size,
-            read: 0,
-            buf: vec![0u8; chunk],
-            len: 0,
-            at: 0,
-            free: free_rx,
-            full: full_tx,
-            progress,
-        };
-        let result = hash_body(&mut src);
-        drop(src);
-        let whole = worker.join().expect("the hashing thread does not panic");
-        result.map(|(tensors, hints)| (tensors, hints, whole))
-    })?;
+    let bad = |path: &Path, reason: String| ArtifactError::BadGguf {
+        path: path.display().to_string(),
+        reason,
+    };
+    let ((tensors, hints), size, sha256) = read_teed(path, progress, bad, hash_body)?;
     Ok((
         Artifact {
             path: rel.to_string(),
             size_bytes: size,
-            sha256: sha_ref(whole.finalize()),
+            sha256,
             tensors,
         },
         hints,
     ))
 }
 
-fn hash_body(src: &mut Source<'_>) -> Result<(Vec<Tensor>, GgufHints), ArtifactError> {
+fn hash_body(src: &mut Tee<'_>) -> Result<(Vec<Tensor>, GgufHints), ArtifactError> {
     let Header {
         mut tensors,
         alignment,
@@ -699,6 +530,5 @@ fn hash_body(src: &mut Source<'_>) -> Result<(Vec<Tensor>, GgufHints), ArtifactE
             });
         }
     }
-    src.finish()?;
     Ok((out, hints))
 }

@@ -1,3 +1,4 @@
+use crate::tee::{read_teed, Tee};
 use crate::{
     ArtifactError, ModelCard, MAX_CARD_BYTES, MAX_CONFIG_BYTES, MAX_FILES, MAX_HEADER_BYTES,
 };
@@ -68,33 +69,31 @@ pub fn hash_safetensors(
     rel: &str,
     progress: &mut Progress<'_>,
 ) -> Result<Artifact, ArtifactError> {
-    let bad = |reason: String| ArtifactError::BadSafetensors {
+    let error = |path: &Path, reason: String| ArtifactError::BadSafetensors {
         path: path.display().to_string(),
         reason,
     };
-    let mut file = File::open(path).map_err(|e| ArtifactError::io(path, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| ArtifactError::io(path, e))?
-        .len();
-    let mut whole = Sha256::new();
-    let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| bad("shorter than its 8-byte header length".into()))?;
-    let header_len = u64::from_le_bytes(len_bytes);
+    let (tensors, size, sha256) = read_teed(path, progress, error, parse_safetensors)?;
+    Ok(Artifact {
+        path: rel.to_string(),
+        size_bytes: size,
+        sha256,
+        tensors,
+    })
+}
+
+fn parse_safetensors(src: &mut Tee<'_>) -> Result<Vec<Tensor>, ArtifactError> {
+    let size = src.size;
+    let header_len = src.u64("header length")?;
     if header_len > MAX_HEADER_BYTES || header_len + 8 > size {
-        return Err(bad(format!(
+        return Err(src.bad(format!(
             "header length {header_len} does not fit the file ({size} bytes)"
         )));
     }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| ArtifactError::io(path, e))?;
-    whole.update(len_bytes);
-    whole.update(&header);
-    progress(8 + header_len);
+    let mut header = Vec::with_capacity(header_len as usize);
+    src.take(header_len, "header", |b| header.extend_from_slice(b))?;
     let metadata: Metadata =
-        serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+        serde_json::from_slice(&header).map_err(|e| src.bad(format!("header: {e}")))?;
 
     // Check the layout ourselves: tensors back to back from offset 0, each exactly
     // dtype bits × elements long, and the data section ending at the end of the file.
@@ -106,7 +105,7 @@ pub fn hash_safetensors(
     for (name, info) in &tensors {
         let (start, end) = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
         if start != expected_start || end < start {
-            return Err(bad(format!(
+            return Err(src.bad(format!(
                 "tensor {name:?} does not start where the previous one ends"
             )));
         }
@@ -116,7 +115,7 @@ pub fn hash_safetensors(
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
         let bits = elements.and_then(|n| n.checked_mul(info.dtype.bitsize() as u64));
         if bits != Some((end - start) * 8) {
-            return Err(bad(format!(
+            return Err(src.bad(format!(
                 "tensor {name:?} has {} bytes, which does not match {:?} × {:?}",
                 end - start,
                 info.dtype,
@@ -126,77 +125,29 @@ pub fn hash_safetensors(
         expected_start = end;
     }
     if expected_start != data_len {
-        return Err(bad(format!(
+        return Err(src.bad(format!(
             "tensor data covers {expected_start} bytes but the file holds {data_len}"
         )));
     }
     if tensors.len() > shoulders_record::MAX_TENSORS {
-        return Err(bad(format!(
+        return Err(src.bad(format!(
             "more than {} tensors",
             shoulders_record::MAX_TENSORS
         )));
     }
-
-    // Two SHA-256 streams over the same bytes (per tensor, whole file): the whole-file hash
-    // runs on a second thread fed with pooled 1 MiB buffers, so on two cores hashing both costs
-    // about the wall time of one. Memory: at most POOL buffers.
-    const POOL: usize = 4;
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
-    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(POOL);
-    for _ in 0..POOL {
-        free_tx
-            .send(vec![0u8; CHUNK_BYTES])
-            .expect("the pool fits its channel");
-    }
     let mut out = Vec::with_capacity(tensors.len());
-    let whole = std::thread::scope(|s| -> Result<Sha256, ArtifactError> {
-        let worker = s.spawn(move || {
-            let mut whole = whole;
-            for (buf, len) in full_rx {
-                whole.update(&buf[..len]);
-                // After a read error nobody takes buffers back; that is fine.
-                let _ = free_tx.send(buf);
-            }
-            whole
+    for (name, info) in &tensors {
+        let mut tensor_hash = Sha256::new();
+        let len = (info.data_offsets.1 - info.data_offsets.0) as u64;
+        src.take(len, "tensor data", |b| tensor_hash.update(b))?;
+        out.push(Tensor {
+            name: name.clone(),
+            dtype: format!("{:?}", info.dtype),
+            shape: info.shape.iter().map(|&d| d as u64).collect(),
+            sha256: sha_ref(tensor_hash.finalize()),
         });
-        let mut read_all = || -> Result<(), ArtifactError> {
-            for (name, info) in &tensors {
-                let mut left = (info.data_offsets.1 - info.data_offsets.0) as u64;
-                let mut tensor_hash = Sha256::new();
-                while left > 0 {
-                    let mut buf = free_rx
-                        .recv()
-                        .expect("the worker returns buffers while it runs");
-                    let want = left.min(buf.len() as u64) as usize;
-                    file.read_exact(&mut buf[..want])
-                        .map_err(|e| ArtifactError::io(path, e))?;
-                    tensor_hash.update(&buf[..want]);
-                    progress(want as u64);
-                    left -= want as u64;
-                    full_tx
-                        .send((buf, want))
-                        .expect("the worker runs until the sender is dropped");
-                }
-                out.push(Tensor {
-                    name: name.clone(),
-                    dtype: format!("{:?}", info.dtype),
-                    shape: info.shape.iter().map(|&d| d as u64).collect(),
-                    sha256: sha_ref(tensor_hash.finalize()),
-                });
-            }
-            Ok(())
-        };
-        let result = read_all();
-        drop(full_tx);
-        let whole = worker.join().expect("the hashing thread does not panic");
-        result.map(|()| whole)
-    })?;
-    Ok(Artifact {
-        path: rel.to_string(),
-        size_bytes: size,
-        sha256: sha_ref(whole.finalize()),
-        tensors: out,
-    })
+    }
+    Ok(out)
 }
 
 /// A scanned model directory.

@@ -18,6 +18,7 @@ mod card;
 mod compare;
 mod gguf;
 mod hash;
+mod tee;
 
 pub use card::{parse_front_matter, ModelCard};
 pub use compare::{compare, Difference, Report};

@@ -17,6 +17,22 @@ fn tensor_bytes(seed: u8, len: usize) -> Vec<u8> {
 }
 
 /// A tiny model: two F32 tensors and one BF16 tensor, a card with front matter and a config.
+/// The tiny model's three tensors as safetensors views: F32 [2,3], F32 [8], BF16 [2,2].
+fn views(tensors: &[(String, Vec<u8>)]) -> Vec<(String, TensorView<'_>)> {
+    let layout = [
+        (Dtype::F32, vec![2, 3]),
+        (Dtype::F32, vec![8]),
+        (Dtype::BF16, vec![2, 2]),
+    ];
+    tensors
+        .iter()
+        .zip(layout)
+        .map(|((name, bytes), (dtype, shape))| {
+            (name.clone(), TensorView::new(dtype, shape, bytes).unwrap())
+        })
+        .collect()
+}
+
 fn write_model(dir: &Path) -> Vec<(String, Vec<u8>)> {
     std::fs::create_dir_all(dir).unwrap();
     let tensors = vec![
@@ -24,20 +40,7 @@ fn write_model(dir: &Path) -> Vec<(String, Vec<u8>)> {
         ("layers.0.mlp.weight".to_string(), tensor_bytes(2, 4 * 8)),
         ("lm_head.weight".to_string(), tensor_bytes(3, 2 * 4)),
     ];
-    let views: Vec<(String, TensorView)> = vec![
-        (
-            tensors[0].0.clone(),
-            TensorView::new(Dtype::F32, vec![2, 3], &tensors[0].1).unwrap(),
-        ),
-        (
-            tensors[1].0.clone(),
-            TensorView::new(Dtype::F32, vec![8], &tensors[1].1).unwrap(),
-        ),
-        (
-            tensors[2].0.clone(),
-            TensorView::new(Dtype::BF16, vec![2, 2], &tensors[2].1).unwrap(),
-        ),
-    ];
+    let views = views(&tensors);
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize_to_file(views, Some(meta), &dir.join("model.safetensors")).unwrap();
     std::fs::write(
@@ -174,20 +177,7 @@ fn header_only_changes_are_reported_as_a_changed_file() {
     let registered = scan_dir(tmp.path(), &mut (&mut p as &mut dyn FnMut(u64)))
         .unwrap()
         .artifacts;
-    let views: Vec<(String, TensorView)> = vec![
-        (
-            tensors[0].0.clone(),
-            TensorView::new(Dtype::F32, vec![2, 3], &tensors[0].1).unwrap(),
-        ),
-        (
-            tensors[1].0.clone(),
-            TensorView::new(Dtype::F32, vec![8], &tensors[1].1).unwrap(),
-        ),
-        (
-            tensors[2].0.clone(),
-            TensorView::new(Dtype::BF16, vec![2, 2], &tensors[2].1).unwrap(),
-        ),
-    ];
+    let views = views(&tensors);
     let meta = HashMap::from([("format".to_string(), "tampered".to_string())]);
     safetensors::serialize_to_file(views, Some(meta), &tmp.path().join("model.safetensors"))
         .unwrap();

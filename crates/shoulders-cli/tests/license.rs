@@ -1,28 +1,12 @@
 //! `shoulders license` end to end: presets, flow-down refusal at import, use checks.
 
+mod common;
+
+use common::*;
+
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn shoulders(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoulders"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok_json(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
+use std::process::Output;
 
 fn submit(data: &str, key: &Path, kind: &str, body: &str, dir: &Path) -> Output {
     let file = dir.join(format!("body-{}.json", rand_suffix()));

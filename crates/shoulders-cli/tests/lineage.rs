@@ -1,14 +1,10 @@
 //! `shoulders lineage` through the binary, on the demo ledger.
 
-use serde_json::Value;
-use std::process::{Command, Output};
+mod common;
 
-fn shoulders(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoulders"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::*;
+
+use serde_json::Value;
 
 #[test]
 fn lineage_and_standard_exports() {

@@ -1,25 +1,12 @@
 //! `shoulders model import` / `model check` end to end on generated model directories.
 
+mod common;
+
+use common::*;
+
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn shoulders(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoulders"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok_json(out: Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn write_model(dir: &Path, seed: u8, card: Option<&str>) {
     std::fs::create_dir_all(dir).unwrap();
