@@ -195,6 +195,14 @@ enum ModelCommand {
         /// Client id (idempotency key); random when omitted.
         #[arg(long)]
         id: Option<String>,
+        /// Signer timestamp in ms since the epoch; now when omitted. With the same --id and an
+        /// unchanged directory, a re-run is then an idempotent no-op.
+        #[arg(long)]
+        ts_ms: Option<u64>,
+        /// Ignore lineage hints in the model card and GGUF headers (base models, datasets),
+        /// e.g. when they name models that are not on this ledger.
+        #[arg(long)]
+        no_hints: bool,
     },
     /// Print a model's lineage, datasets, licence and hashes as a Hugging Face model-card
     /// header, an SPDX 3.0.1 document (AI and Dataset profiles) or a CycloneDX 1.6 ML-BOM.
@@ -491,6 +499,8 @@ fn run(cli: Cli) -> Result<()> {
                 relations,
                 datasets,
                 license_id,
+                ts_ms,
+                no_hints,
                 id,
             } => model_cmd::import(model_cmd::ImportArgs {
                 data_dir: &data_dir,
@@ -502,6 +512,8 @@ fn run(cli: Cli) -> Result<()> {
                 relations,
                 datasets,
                 license_id,
+                ts_ms,
+                no_hints,
                 id,
             })?,
             ModelCommand::Export {

@@ -54,6 +54,10 @@ pub struct ImportArgs<'a> {
     pub datasets: Vec<String>,
     pub license_id: Option<String>,
     pub id: Option<String>,
+    /// Signer timestamp; now when `None` (fix it to make a re-run with the same id idempotent).
+    pub ts_ms: Option<u64>,
+    /// Ignore the card's and GGUF headers' lineage hints (base models, datasets).
+    pub no_hints: bool,
 }
 
 pub fn import(args: ImportArgs<'_>) -> Result<()> {
@@ -67,8 +71,13 @@ pub fn import(args: ImportArgs<'_>) -> Result<()> {
     }
     let scanned = hash_dir(args.dir)?;
     let mut card = scanned.card.clone().unwrap_or_default();
+    if args.no_hints {
+        card.base_models.clear();
+        card.base_model_relation = None;
+        card.datasets.clear();
+    }
     // GGUF `general.base_model.*` / `general.license` keys stand in for a missing card.
-    if card.base_models.is_empty() {
+    if card.base_models.is_empty() && !args.no_hints {
         card.base_models = scanned.gguf_base_models.clone();
     }
     if card.license.is_none() {
@@ -153,7 +162,7 @@ pub fn import(args: ImportArgs<'_>) -> Result<()> {
     let record = sign_record(
         &key,
         &args.id.unwrap_or_else(random_id),
-        crate::now_ms(),
+        args.ts_ms.unwrap_or_else(crate::now_ms),
         Body::ModelRegister(body),
     )
     .with_context(|| format!("cannot register {model_id}"))?;

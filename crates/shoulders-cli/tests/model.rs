@@ -194,6 +194,40 @@ fn import_check_and_lineage_from_the_card() {
         before
     );
 
+    // --no-hints ignores the card's lineage; with a fixed --id and --ts-ms a re-run is a no-op.
+    let args = [
+        "model",
+        "import",
+        "--data-dir",
+        data_s,
+        "--key",
+        key_s,
+        orphan.to_str().unwrap(),
+        "--no-hints",
+        "--id",
+        "orphan-1",
+        "--ts-ms",
+        "1767225600000",
+    ];
+    let first = ok_json(shoulders(&args));
+    assert_eq!(
+        (first["model_id"].as_str(), first["duplicate"].as_bool()),
+        (Some("acme/orphan"), Some(false))
+    );
+    let again = ok_json(shoulders(&args));
+    assert_eq!(
+        (again["index"].clone(), again["duplicate"].as_bool()),
+        (first["index"].clone(), Some(true))
+    );
+    let model = ok_json(shoulders(&[
+        "show",
+        "--data-dir",
+        data_s,
+        "model",
+        "acme/orphan",
+    ]));
+    assert_eq!(model["parents"], serde_json::json!([]));
+
     // Explicit flags: an adapter of the fine-tune; a broken safetensors file is refused.
     let adapter = t.join("adapter");
     write_model(&adapter, 9, None);
