@@ -173,7 +173,9 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         "dave/instructions (owner only, non-commercial)",
     )?;
     for (handle, title, text) in POEMS {
-        let (hash, bytes) = content(text);
+        // The document itself goes to the content store; the ledger records its hash.
+        let hash = shoulders_ledger::ContentStore::new(&data).put(text.as_bytes())?;
+        let bytes = text.len() as u64;
         demo.submit(
             handle,
             Kind::DataContribute,
@@ -185,7 +187,9 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         )?;
     }
     for (i, text) in INSTRUCTIONS.iter().enumerate() {
-        let (hash, bytes) = content(text);
+        // The document itself goes to the content store; the ledger records its hash.
+        let hash = shoulders_ledger::ContentStore::new(&data).put(text.as_bytes())?;
+        let bytes = text.len() as u64;
         demo.submit(
             "dave",
             Kind::DataContribute,

@@ -3,6 +3,7 @@
 //! Output for scripts is JSON on stdout; errors go to stderr as `error[CODE]: message` with
 //! exit status 1 (2 for usage errors, from clap).
 
+mod attrib_cmd;
 mod demo;
 mod export_cmd;
 mod license_cmd;
@@ -67,6 +68,26 @@ enum Command {
         #[arg(long)]
         ts_ms: Option<u64>,
     },
+    /// Store a UTF-8 document (content-addressed, durable) and append its `data.contribute`
+    /// record to DATASET; prints the record's index, leaf hash and content hash as JSON.
+    Contribute {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// The document (UTF-8 text).
+        file: PathBuf,
+        #[arg(long)]
+        title: Option<String>,
+        /// Client id (idempotency key); random when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// Signer timestamp in ms since the epoch; now when omitted.
+        #[arg(long)]
+        ts_ms: Option<u64>,
+    },
     /// Print the current signed checkpoint (byte-exact C2SP signed note).
     Checkpoint {
         #[arg(long)]
@@ -108,6 +129,31 @@ enum Command {
         #[arg(long, default_value = "json", value_parser = lineage_cmd::FORMATS)]
         format: String,
     },
+    /// Attribution indexes over a dataset's contributed documents.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Which contributed documents a text draws on: maximal matching spans, the contributions
+    /// and contributors they occur in, and contributor shares in ppm (JSON).
+    Attribute {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// The output to attribute (UTF-8 text, at most 1 MiB).
+        #[arg(long)]
+        text: PathBuf,
+        /// Shortest span reported, in tokens (bytes).
+        #[arg(long, default_value_t = 16)]
+        min_len: usize,
+        /// Spans occurring more often than this are too common to attribute.
+        #[arg(long, default_value_t = 10)]
+        max_occurrences: u64,
+        /// Keep at most this many spans, the rarest and longest first.
+        #[arg(long, default_value_t = 64)]
+        max_spans: usize,
+    },
     /// Licence presets and use checks.
     License {
         #[command(subcommand)]
@@ -132,6 +178,24 @@ enum KeyCommand {
     New {
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// (Re)build the suffix-array index of DATASET_ID from its stored contributions; the new
+    /// index replaces the old one atomically.
+    Build {
+        #[arg(long)]
+        data_dir: PathBuf,
+        dataset_id: String,
+    },
+    /// Index a directory of UTF-8 files (one document each, ordered by path) without a ledger,
+    /// for cross-checks against infini-gram and benchmarks.
+    BuildFiles {
+        #[arg(long)]
+        out: PathBuf,
+        docs_dir: PathBuf,
     },
 }
 
@@ -281,6 +345,9 @@ fn error_code(err: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<shoulders_artifacts::ArtifactError>() {
             return e.code();
         }
+        if let Some(e) = cause.downcast_ref::<shoulders_attrib::index::IndexError>() {
+            return e.code();
+        }
         if let Some(e) = cause.downcast_ref::<LedgerError>() {
             return e.code();
         }
@@ -336,7 +403,7 @@ impl std::fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 /// Read a whole file of at most `limit` bytes; a larger one fails with `too_large_code`.
-fn read_limited(
+pub(crate) fn read_limited(
     path: &Path,
     limit: u64,
     what: &str,
@@ -401,6 +468,62 @@ fn run(cli: Cli) -> Result<()> {
             let ledger = Ledger::open(&DataDir::new(&data_dir))?;
             let appended = ledger.submit(record.bytes().to_vec())?;
             print_json(&appended)?;
+        }
+        Command::Contribute {
+            data_dir,
+            key,
+            dataset,
+            file,
+            title,
+            id,
+            ts_ms,
+        } => {
+            let key = load_key(&key)?;
+            let bytes = read_limited(
+                &file,
+                shoulders_ledger::content::MAX_CONTENT_BYTES,
+                "document",
+                "E_CONTENT_TOO_LARGE",
+            )?;
+            if bytes.is_empty() {
+                return Err(CliError {
+                    code: "E_FIELD_INVALID",
+                    message: format!("{} is empty", file.display()),
+                }
+                .into());
+            }
+            if std::str::from_utf8(&bytes).is_err() {
+                return Err(CliError {
+                    code: "E_CONTENT_NOT_UTF8",
+                    message: format!(
+                        "{} is not UTF-8 text; contributions are indexed as UTF-8 bytes",
+                        file.display()
+                    ),
+                }
+                .into());
+            }
+            let dir = DataDir::new(&data_dir);
+            // Content first, durably: a record never names content that is not stored.
+            let content_hash = shoulders_ledger::ContentStore::new(&dir).put(&bytes)?;
+            let mut body = serde_json::json!({
+                "dataset_id": dataset, "content_hash": content_hash, "byte_size": bytes.len(),
+                "token_count": bytes.len(), "media_type": "text/plain"
+            });
+            if let Some(t) = title {
+                body["title"] = t.into();
+            }
+            let body = Body::from_value(Kind::DataContribute, body)?;
+            let record = sign_record(
+                &key,
+                &id.unwrap_or_else(random_id),
+                ts_ms.unwrap_or_else(now_ms),
+                body,
+            )?;
+            let appended = Ledger::open(&dir)?.submit(record.bytes().to_vec())?;
+            print_json(&serde_json::json!({
+                "index": appended.index, "leaf_hash": appended.leaf_hash.to_string(),
+                "duplicate": appended.duplicate, "content_hash": content_hash
+            }))?;
         }
         Command::Checkpoint { data_dir } => {
             let reader = Reader::open(&DataDir::new(&data_dir))?;
@@ -477,6 +600,31 @@ fn run(cli: Cli) -> Result<()> {
             model_id,
             format,
         } => lineage_cmd::run(&data_dir, &model_id, &format)?,
+        Command::Index {
+            command:
+                IndexCommand::Build {
+                    data_dir,
+                    dataset_id,
+                },
+        } => attrib_cmd::build(&data_dir, &dataset_id)?,
+        Command::Index {
+            command: IndexCommand::BuildFiles { out, docs_dir },
+        } => attrib_cmd::build_files(&docs_dir, &out)?,
+        Command::Attribute {
+            data_dir,
+            dataset,
+            text,
+            min_len,
+            max_occurrences,
+            max_spans,
+        } => attrib_cmd::attribute(attrib_cmd::AttributeArgs {
+            data_dir: &data_dir,
+            dataset_id: &dataset,
+            text: &text,
+            min_len,
+            max_occurrences,
+            max_spans,
+        })?,
         Command::License { command } => match command {
             LicenseCommand::Check {
                 data_dir,

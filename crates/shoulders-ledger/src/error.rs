@@ -32,6 +32,10 @@ pub enum LedgerError {
     WriterStopped,
     #[error("{0}")]
     NotFound(String),
+    #[error("content is {size_bytes} bytes; the limit is {limit_bytes}")]
+    ContentTooLarge { size_bytes: u64, limit_bytes: u64 },
+    #[error("stored content {0} does not match its hash; restore it from another copy")]
+    ContentCorrupt(String),
     #[error("too many records in one batch ({count}); the limit is {limit}")]
     BatchTooLarge { count: usize, limit: usize },
 }
@@ -53,6 +57,8 @@ impl LedgerError {
             LedgerError::WriterStopped => "E_WRITER_STOPPED",
             LedgerError::BatchTooLarge { .. } => "E_BATCH_TOO_LARGE",
             LedgerError::NotFound(_) => "E_NOT_FOUND",
+            LedgerError::ContentTooLarge { .. } => "E_CONTENT_TOO_LARGE",
+            LedgerError::ContentCorrupt(_) => "E_CONTENT_CORRUPT",
         }
     }
 

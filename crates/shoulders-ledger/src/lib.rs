@@ -4,6 +4,7 @@
 //! It knows nothing of HTTP or the command line; the CLI and the server are thin layers over
 //! [`Ledger`] and [`Reader`].
 
+pub mod content;
 mod datadir;
 mod error;
 pub mod export;
@@ -11,6 +12,7 @@ mod reader;
 mod replay;
 mod writer;
 
+pub use content::{content_ref, ContentStore};
 pub use datadir::{write_new_file, DataDir};
 pub use error::LedgerError;
 pub use export::{verify_export, VerifyFailure, VerifyReport, EXPORT_MAGIC};

@@ -1,0 +1,8 @@
+//! Attribution index for shoulders: a byte-level suffix-array index over contributed
+//! documents, in infini-gram's single-shard `u8` layout, answering counts, locations
+//! (contribution, document, offset) and OLMoTrace-style maximal matching spans of a model
+//! output. See [`index`]. [`shares`] turns the spans into contributor shares in parts per
+//! million, crediting each duplicate cluster once.
+
+pub mod index;
+pub mod shares;
