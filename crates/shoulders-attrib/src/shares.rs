@@ -80,54 +80,89 @@ fn similar(a: &[u64; MINHASH_PERMUTATIONS], b: &[u64; MINHASH_PERMUTATIONS]) -> 
     equal * 100 >= NEAR_DUPLICATE_JACCARD_PERCENT * MINHASH_PERMUTATIONS as u64
 }
 
-/// Map each contribution to its cluster's representative (the earliest member).
-/// `docs` must be in log order (increasing contribution index).
-pub fn clusters(docs: &[Doc<'_>]) -> BTreeMap<u64, u64> {
-    debug_assert!(docs
-        .windows(2)
-        .all(|w| w[0].contribution < w[1].contribution));
-    let mut representative: BTreeMap<u64, u64> = BTreeMap::new();
-    let mut exact: BTreeMap<[u8; 32], u64> = BTreeMap::new();
-    let mut signatures: Vec<(u64, [u64; MINHASH_PERMUTATIONS])> = Vec::new();
-    let mut buckets: BTreeMap<(usize, [u64; ROWS]), Vec<usize>> = BTreeMap::new();
-    for doc in docs {
+/// Assigns documents to duplicate clusters one at a time, in log order, keeping only a digest
+/// and a MinHash signature per document (about 600 bytes), so a dataset can be clustered while
+/// its documents stream past.
+#[derive(Default)]
+pub struct Clusterer {
+    representative: BTreeMap<u64, u64>,
+    exact: BTreeMap<[u8; 32], u64>,
+    signatures: Vec<(u64, [u64; MINHASH_PERMUTATIONS])>,
+    buckets: BTreeMap<(usize, [u64; ROWS]), Vec<usize>>,
+    last: Option<u64>,
+}
+
+fn band_key(sig: &[u64; MINHASH_PERMUTATIONS], band: usize) -> [u64; ROWS] {
+    sig[band * ROWS..(band + 1) * ROWS]
+        .try_into()
+        .expect("band width")
+}
+
+impl Clusterer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add the next document (contribution ids must increase); returns its representative.
+    pub fn add(&mut self, contribution: u64, bytes: &[u8]) -> u64 {
+        assert!(
+            self.last.is_none_or(|l| l < contribution),
+            "documents must come in log order"
+        );
+        self.last = Some(contribution);
         use sha2::Digest;
-        let digest: [u8; 32] = sha2::Sha256::digest(doc.bytes).into();
-        if let Some(&first) = exact.get(&digest) {
-            representative.insert(doc.contribution, representative[&first]);
-            continue;
+        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        if let Some(&first) = self.exact.get(&digest) {
+            let rep = self.representative[&first];
+            self.representative.insert(contribution, rep);
+            return rep;
         }
-        exact.insert(digest, doc.contribution);
-        let sig = minhash(doc.bytes);
+        self.exact.insert(digest, contribution);
+        let sig = minhash(bytes);
         // Candidates share at least one band; confirm with the full signature. The earliest
         // similar representative wins.
         let mut found: Option<u64> = None;
         for band in 0..BANDS {
-            let key: [u64; ROWS] = sig[band * ROWS..(band + 1) * ROWS]
-                .try_into()
-                .expect("band width");
-            if let Some(members) = buckets.get(&(band, key)) {
-                for &m in members {
-                    let (other, other_sig) = &signatures[m];
-                    if similar(&sig, other_sig) {
-                        let rep = representative[other];
-                        found = Some(found.map_or(rep, |f: u64| f.min(rep)));
-                    }
+            for &m in self
+                .buckets
+                .get(&(band, band_key(&sig, band)))
+                .into_iter()
+                .flatten()
+            {
+                let (other, other_sig) = &self.signatures[m];
+                if similar(&sig, other_sig) {
+                    let rep = self.representative[other];
+                    found = Some(found.map_or(rep, |f: u64| f.min(rep)));
                 }
             }
         }
-        let rep = found.unwrap_or(doc.contribution);
-        representative.insert(doc.contribution, rep);
-        let at = signatures.len();
-        signatures.push((doc.contribution, sig));
+        let rep = found.unwrap_or(contribution);
+        self.representative.insert(contribution, rep);
+        let at = self.signatures.len();
+        self.signatures.push((contribution, sig));
         for band in 0..BANDS {
-            let key: [u64; ROWS] = sig[band * ROWS..(band + 1) * ROWS]
-                .try_into()
-                .expect("band width");
-            buckets.entry((band, key)).or_default().push(at);
+            self.buckets
+                .entry((band, band_key(&sig, band)))
+                .or_default()
+                .push(at);
         }
+        rep
     }
-    representative
+
+    /// Every contribution added, mapped to its cluster's representative.
+    pub fn finish(self) -> BTreeMap<u64, u64> {
+        self.representative
+    }
+}
+
+/// Map each contribution to its cluster's representative (the earliest member).
+/// `docs` must be in log order (increasing contribution index).
+pub fn clusters(docs: &[Doc<'_>]) -> BTreeMap<u64, u64> {
+    let mut c = Clusterer::new();
+    for doc in docs {
+        c.add(doc.contribution, doc.bytes);
+    }
+    c.finish()
 }
 
 /// Split `total` over `weights` in proportion, by largest remainder (ties to the earlier key);

@@ -4,8 +4,8 @@ use crate::{print_json, CliError};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shoulders_attrib::index::{DocInput, Index};
-use shoulders_attrib::shares::{clusters, shares, Doc, SpanEvidence};
+use shoulders_attrib::index::{DocInput, Index, IndexError};
+use shoulders_attrib::shares::{shares, Clusterer, SpanEvidence};
 use shoulders_ledger::{ContentStore, DataDir, LedgerError, Reader};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,29 +54,23 @@ pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
         .into());
     }
     let store = ContentStore::new(&dir);
-    // Read every document once (checked against its hash); they are needed both for the
-    // suffix array and for the duplicate clusters.
-    let mut docs: Vec<(u64, String, Vec<u8>)> = Vec::with_capacity(dataset.contributions.len());
     let mut total = 0u64;
+    let mut meta = Vec::with_capacity(dataset.contributions.len());
     for &index in &dataset.contributions {
         let c = state
             .contribution(index)
             .expect("dataset contributions exist");
-        let bytes = store
-            .get(&c.content_hash)
-            .with_context(|| format!("contribution {index}"))?;
-        total += bytes.len() as u64;
-        docs.push((index, c.contributor.clone(), bytes));
+        if !store.contains(&c.content_hash) {
+            return Err(LedgerError::NotFound(format!(
+                "the content of contribution {index} ({}) is not in this data directory's content store; \
+                 add it with `shoulders contribute` or copy it into content/sha256/",
+                c.content_hash
+            ))
+            .into());
+        }
+        total += c.byte_size;
+        meta.push((index, c.contributor.clone(), c.content_hash.clone()));
     }
-    let cluster_of = clusters(
-        &docs
-            .iter()
-            .map(|(c, _, b)| Doc {
-                contribution: *c,
-                bytes: b,
-            })
-            .collect::<Vec<_>>(),
-    );
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -84,30 +78,37 @@ pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
         )
         .expect("static template"),
     );
+    // Documents stream from the content store (each checked against its hash) into the index
+    // builder and the duplicate clusterer; only the token array and the suffix array are held
+    // whole.
+    let clusterer = std::cell::RefCell::new(Clusterer::new());
     let target = index_dir(data_dir, dataset_id);
-    let mut progress = |n: u64| bar.inc(n);
-    let info = shoulders_attrib::index::build(
-        &target,
-        docs.iter().map(|(c, _, b)| {
-            Ok(DocInput {
-                contribution: *c,
-                bytes: b.clone(),
-            })
-        }),
-        &mut progress,
-    )?;
+    let docs = meta.iter().map(|(index, _, hash)| {
+        let bytes = store.get(hash).map_err(|e| IndexError::Io {
+            path: PathBuf::from(hash),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        clusterer.borrow_mut().add(*index, &bytes);
+        bar.inc(bytes.len() as u64);
+        Ok(DocInput {
+            contribution: *index,
+            bytes,
+        })
+    });
+    let info = shoulders_attrib::index::build(&target, docs, &mut |_| {})?;
     bar.finish_and_clear();
+    let cluster_of = clusterer.into_inner().finish();
     let attribution = Attribution {
         format: "shoulders-attribution/v1".into(),
         dataset_id: dataset_id.to_string(),
         ledger_size: reader.size(),
         tokenizer: "bytes-utf8".into(),
-        contributions: docs
+        contributions: meta
             .iter()
-            .map(|(c, who, b)| ContributionInfo {
+            .map(|(c, who, _)| ContributionInfo {
                 contribution: *c,
                 contributor: who.clone(),
-                tokens: b.len() as u64,
+                tokens: state.contribution(*c).map_or(0, |x| x.token_count),
                 cluster: cluster_of[c],
             })
             .collect(),
@@ -119,7 +120,7 @@ pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
     print_json(&json!({
         "dataset_id": dataset_id,
         "index_dir": target,
-        "documents": docs.len(),
+        "documents": meta.len(),
         "tokens": total,
         "duplicate_clusters": clusters_count,
         "pointer_bytes": info.pointer_width,
