@@ -39,7 +39,13 @@ fn index_dir(data_dir: &Path, dataset_id: &str) -> PathBuf {
     data_dir.join("indexes").join(dataset_id.replace('/', "__"))
 }
 
+/// Build and print the index report.
 pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
+    print_json(&build_index(data_dir, dataset_id)?)
+}
+
+/// (Re)build the index of `dataset_id`; returns the report `index build` prints.
+pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Value> {
     let dir = DataDir::new(data_dir);
     let reader = Reader::open(&dir)?;
     let state = reader.state()?;
@@ -117,7 +123,7 @@ pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
     std::fs::write(&path, serde_json::to_vec_pretty(&attribution)?)
         .with_context(|| format!("write {}", path.display()))?;
     let clusters_count = cluster_of.iter().filter(|(c, r)| c == r).count();
-    print_json(&json!({
+    Ok(json!({
         "dataset_id": dataset_id,
         "index_dir": target,
         "documents": meta.len(),
@@ -179,7 +185,13 @@ pub struct AttributeArgs<'a> {
     pub max_spans: usize,
 }
 
+/// Attribute a text file and print the spans and shares.
 pub fn attribute(args: AttributeArgs<'_>) -> Result<()> {
+    print_json(&attribute_value(args)?)
+}
+
+/// The spans and shares `attribute` prints.
+pub fn attribute_value(args: AttributeArgs<'_>) -> Result<serde_json::Value> {
     let text = crate::read_limited(args.text, MAX_TEXT_BYTES, "text", "E_TEXT_TOO_LARGE")?;
     if text.is_empty() {
         return Err(CliError {
@@ -272,7 +284,7 @@ pub fn attribute(args: AttributeArgs<'_>) -> Result<()> {
             code: "E_INDEX_EMPTY",
             message: "the index holds no contributions".into(),
         })?;
-    print_json(&json!({
+    Ok(json!({
         "dataset_id": args.dataset_id,
         "tokenizer": meta.tokenizer,
         "text_tokens": bytes.len(),

@@ -304,6 +304,38 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         }
     }
 
+    // No black box: index the verse dataset and trace a model output back to its sources.
+    crate::attrib_cmd::build_index(&dir, "carol-lab/public-domain-verse")?;
+    let output_path = dir.join("sample-output.txt");
+    std::fs::write(
+        &output_path,
+        "Shall I compare thee to a summer's day? Thou art more lovely and more temperate, \
+         said the model, and a thing of beauty is a joy for ever.",
+    )?;
+    let answer = crate::attrib_cmd::attribute_value(crate::attrib_cmd::AttributeArgs {
+        data_dir: &dir,
+        dataset_id: "carol-lab/public-domain-verse",
+        text: &output_path,
+        min_len: 16,
+        max_occurrences: 10,
+        max_spans: 64,
+    })?;
+    println!("\nattribution of a model output against carol-lab/public-domain-verse:");
+    for span in answer["spans"].as_array().into_iter().flatten() {
+        let who: Vec<&str> = span["contributions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["contributor"].as_str())
+            .collect();
+        println!(
+            "  {:?} <- {}",
+            span["text"].as_str().unwrap_or(""),
+            who.join(", ")
+        );
+    }
+    println!("  shares (ppm): {}", answer["shares"]["contributors_ppm"]);
+
     let export_path = dir.join("export.txt");
     let mut file = std::fs::File::create(&export_path).context("create export")?;
     demo.ledger.export(&mut file)?;
