@@ -4,6 +4,7 @@
 //! The same-run comparison with infini-gram's indexer is `bench/infini_gram_crosscheck.py`.
 
 use shoulders_attrib::index::{build, DocInput, Index};
+use shoulders_bench::peak_rss_kib;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -44,16 +45,6 @@ fn corpus(total_bytes: usize) -> Vec<Vec<u8>> {
     docs
 }
 
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb / 1024)
-        .unwrap_or(0)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -68,7 +59,7 @@ fn main() {
     let tokens: usize = docs.iter().map(Vec::len).sum();
     let dir = tempfile::tempdir().unwrap();
     let index_dir = dir.path().join("index");
-    let rss_before = peak_rss_mib();
+    let rss_before = peak_rss_kib() / 1024;
     let start = Instant::now();
     let inputs = docs.iter().enumerate().map(|(i, d)| {
         Ok(DocInput {
@@ -78,7 +69,7 @@ fn main() {
     });
     let info = build(&index_dir, inputs, &mut |_| {}).unwrap();
     let build_s = start.elapsed().as_secs_f64();
-    let peak = peak_rss_mib();
+    let peak = peak_rss_kib() / 1024;
     let index = Index::open(&index_dir).unwrap();
 
     // count: 10,000 n-grams of 5..40 bytes sampled from the corpus.

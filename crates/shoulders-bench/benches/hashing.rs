@@ -4,6 +4,7 @@
 //! `cargo bench -p shoulders-bench --bench hashing`
 //! (`SHOULDERS_BENCH_HASH_MIB`, default 2048, sets the file size).
 
+use shoulders_bench::peak_rss_kib;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -44,15 +45,6 @@ fn write_file(path: &Path, mib: u64) {
         left -= n as u64;
     }
     out.flush().unwrap();
-}
-
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn main() {
