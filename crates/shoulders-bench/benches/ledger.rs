@@ -472,29 +472,49 @@ fn bench_appends(table: &mut Table, base: &Path, sizes: &Sizes) {
     drop((decoded, payloads, signatures));
 
     // 1a. One submitter, one record per submit: every record waits for its own commit.
-    let (ledger, _) = fresh_ledger(base, "single", &key);
-    let n = single.len() as u64;
-    let start = Instant::now();
-    for bytes in single {
-        expect_appended(ledger.submit(bytes));
-    }
-    let elapsed = start.elapsed();
-    assert_eq!(ledger.size(), 2 + n);
-    drop(ledger);
-    table.timed(
-        "1 appends",
-        "durable signed submit, 1 thread",
-        n,
-        elapsed,
+    bench_submits(
+        table,
+        base,
+        &key,
+        "single",
+        single,
+        1,
         "verify + fold + commit each",
     );
-
     // 1b. Many submitters, one record each: group commit merges whatever is queued.
-    let (ledger, _) = fresh_ledger(base, "concurrent", &key);
-    let n = concurrent.len() as u64;
-    let per = concurrent.len().div_ceil(CONCURRENT_THREADS);
+    bench_submits(
+        table,
+        base,
+        &key,
+        "concurrent",
+        concurrent,
+        CONCURRENT_THREADS,
+        "group commit",
+    );
+
+    // 2a. submit_batch of SUBMIT_BATCH pre-signed records, one caller.
+    bench_batched(table, base, &key, "batched", batched, 1);
+    // 2b. The same with two callers, so the signature checks of one batch also overlap the
+    // commit of the other.
+    bench_batched(table, base, &key, "batched2", batched2, 2);
+}
+
+/// Durable single-record `submit` throughput: `records` split into `threads` contiguous parts,
+/// each submitted one record at a time by its own thread.
+fn bench_submits(
+    table: &mut Table,
+    base: &Path,
+    key: &ActorKey,
+    name: &str,
+    records: Vec<Vec<u8>>,
+    threads: usize,
+    note: &str,
+) {
+    let (ledger, _) = fresh_ledger(base, name, key);
+    let n = records.len() as u64;
+    let per = records.len().div_ceil(threads).max(1);
     let mut parts: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut rest = concurrent.into_iter();
+    let mut rest = records.into_iter();
     loop {
         let part: Vec<Vec<u8>> = rest.by_ref().take(per).collect();
         if part.is_empty() {
@@ -516,19 +536,18 @@ fn bench_appends(table: &mut Table, base: &Path, sizes: &Sizes) {
     let elapsed = start.elapsed();
     assert_eq!(ledger.size(), 2 + n);
     drop(ledger);
+    let who = if threads == 1 {
+        "1 thread".to_string()
+    } else {
+        format!("{threads} threads")
+    };
     table.timed(
         "1 appends",
-        format!("durable signed submit, {CONCURRENT_THREADS} threads"),
+        format!("durable signed submit, {who}"),
         n,
         elapsed,
-        "group commit",
+        note,
     );
-
-    // 2a. submit_batch of SUBMIT_BATCH pre-signed records, one caller.
-    bench_batched(table, base, &key, "batched", batched, 1);
-    // 2b. The same with two callers, so the signature checks of one batch also overlap the
-    // commit of the other.
-    bench_batched(table, base, &key, "batched2", batched2, 2);
 }
 
 /// Durable `submit_batch` throughput: `records` in batches of `SUBMIT_BATCH`, dealt round-robin

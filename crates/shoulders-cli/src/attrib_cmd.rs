@@ -176,23 +176,36 @@ pub fn build_files(docs_dir: &Path, out: &Path) -> Result<()> {
     }))
 }
 
-pub struct AttributeArgs<'a> {
-    pub data_dir: &'a Path,
-    pub dataset_id: &'a str,
-    pub text: &'a Path,
+/// Arguments of `shoulders attribute`.
+#[derive(clap::Args)]
+pub struct AttributeArgs {
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long = "dataset")]
+    pub dataset_id: String,
+    /// The output to attribute (UTF-8 text, at most 1 MiB).
+    #[arg(long)]
+    pub text: PathBuf,
+    /// Shortest span reported, in tokens (bytes).
+    #[arg(long, default_value_t = 16)]
     pub min_len: usize,
+    /// Spans found in more independent sources (duplicate clusters) than this are too common
+    /// to attribute.
+    #[arg(long, default_value_t = 10)]
     pub max_occurrences: u64,
+    /// Keep at most this many spans, the rarest and longest first.
+    #[arg(long, default_value_t = 64)]
     pub max_spans: usize,
 }
 
 /// Attribute a text file and print the spans and shares.
-pub fn attribute(args: AttributeArgs<'_>) -> Result<()> {
+pub fn attribute(args: AttributeArgs) -> Result<()> {
     print_json(&attribute_value(args)?)
 }
 
 /// The spans and shares `attribute` prints.
-pub fn attribute_value(args: AttributeArgs<'_>) -> Result<serde_json::Value> {
-    let text = crate::read_limited(args.text, MAX_TEXT_BYTES, "text", "E_TEXT_TOO_LARGE")?;
+pub fn attribute_value(args: AttributeArgs) -> Result<serde_json::Value> {
+    let text = crate::read_limited(&args.text, MAX_TEXT_BYTES, "text", "E_TEXT_TOO_LARGE")?;
     if text.is_empty() {
         return Err(CliError {
             code: "E_TEXT_EMPTY",
@@ -204,7 +217,7 @@ pub fn attribute_value(args: AttributeArgs<'_>) -> Result<serde_json::Value> {
         code: "E_TEXT_NOT_UTF8",
         message: format!("{} is not UTF-8 text", args.text.display()),
     })?;
-    let dir = index_dir(args.data_dir, args.dataset_id);
+    let dir = index_dir(&args.data_dir, &args.dataset_id);
     if !dir.join("attribution.json").exists() {
         return Err(LedgerError::NotFound(format!(
             "no index for {}; run `shoulders index build --data-dir {} {}`",

@@ -313,9 +313,9 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
          said the model, and a thing of beauty is a joy for ever.",
     )?;
     let answer = crate::attrib_cmd::attribute_value(crate::attrib_cmd::AttributeArgs {
-        data_dir: &dir,
-        dataset_id: "carol-lab/public-domain-verse",
-        text: &output_path,
+        data_dir: dir.clone(),
+        dataset_id: "carol-lab/public-domain-verse".into(),
+        text: output_path.clone(),
         min_len: 16,
         max_occurrences: 10,
         max_spans: 64,

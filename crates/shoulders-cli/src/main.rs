@@ -136,24 +136,7 @@ enum Command {
     },
     /// Which contributed documents a text draws on: maximal matching spans, the contributions
     /// and contributors they occur in, and contributor shares in ppm (JSON).
-    Attribute {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        dataset: String,
-        /// The output to attribute (UTF-8 text, at most 1 MiB).
-        #[arg(long)]
-        text: PathBuf,
-        /// Shortest span reported, in tokens (bytes).
-        #[arg(long, default_value_t = 16)]
-        min_len: usize,
-        /// Spans occurring more often than this are too common to attribute.
-        #[arg(long, default_value_t = 10)]
-        max_occurrences: u64,
-        /// Keep at most this many spans, the rarest and longest first.
-        #[arg(long, default_value_t = 64)]
-        max_spans: usize,
-    },
+    Attribute(attrib_cmd::AttributeArgs),
     /// Licence presets and use checks.
     License {
         #[command(subcommand)]
@@ -230,44 +213,7 @@ enum LicenseCommand {
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Hash a Hugging Face-style model directory (per tensor for *.safetensors) and register it.
-    Import {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        key: PathBuf,
-        /// The model directory.
-        dir: PathBuf,
-        /// Model id `<your-handle>/<name>`; defaults to your handle and the directory name.
-        #[arg(long)]
-        model_id: Option<String>,
-        /// Display name; defaults to the directory name.
-        #[arg(long)]
-        name: Option<String>,
-        /// A parent model id (repeatable); defaults to the card's `base_model`.
-        #[arg(long = "parent")]
-        parents: Vec<String>,
-        /// Relation to the parents: one for all, or one per --parent
-        /// (finetune, adapter, merge, quantized, distilled).
-        #[arg(long = "relation")]
-        relations: Vec<String>,
-        /// A training dataset id (repeatable); defaults to the card's `datasets`.
-        #[arg(long = "dataset")]
-        datasets: Vec<String>,
-        /// The model's licence (a `license.define` id); checked against its lineage.
-        #[arg(long)]
-        license_id: Option<String>,
-        /// Client id (idempotency key); random when omitted.
-        #[arg(long)]
-        id: Option<String>,
-        /// Signer timestamp in ms since the epoch; now when omitted. With the same --id and an
-        /// unchanged directory, a re-run is then an idempotent no-op.
-        #[arg(long)]
-        ts_ms: Option<u64>,
-        /// Ignore lineage hints in the model card and GGUF headers (base models, datasets),
-        /// e.g. when they name models that are not on this ledger.
-        #[arg(long)]
-        no_hints: bool,
-    },
+    Import(model_cmd::ImportArgs),
     /// Print a model's lineage, datasets, licence and hashes as a Hugging Face model-card
     /// header, an SPDX 3.0.1 document (AI and Dataset profiles) or a CycloneDX 1.6 ML-BOM.
     Export {
@@ -610,21 +556,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Index {
             command: IndexCommand::BuildFiles { out, docs_dir },
         } => attrib_cmd::build_files(&docs_dir, &out)?,
-        Command::Attribute {
-            data_dir,
-            dataset,
-            text,
-            min_len,
-            max_occurrences,
-            max_spans,
-        } => attrib_cmd::attribute(attrib_cmd::AttributeArgs {
-            data_dir: &data_dir,
-            dataset_id: &dataset,
-            text: &text,
-            min_len,
-            max_occurrences,
-            max_spans,
-        })?,
+        Command::Attribute(args) => attrib_cmd::attribute(args)?,
         Command::License { command } => match command {
             LicenseCommand::Check {
                 data_dir,
@@ -637,33 +569,7 @@ fn run(cli: Cli) -> Result<()> {
             LicenseCommand::Preset { name, license_id } => license_cmd::preset(&name, &license_id)?,
         },
         Command::Model { command } => match command {
-            ModelCommand::Import {
-                data_dir,
-                key,
-                dir,
-                model_id,
-                name,
-                parents,
-                relations,
-                datasets,
-                license_id,
-                ts_ms,
-                no_hints,
-                id,
-            } => model_cmd::import(model_cmd::ImportArgs {
-                data_dir: &data_dir,
-                key: &key,
-                dir: &dir,
-                model_id,
-                name,
-                parents,
-                relations,
-                datasets,
-                license_id,
-                ts_ms,
-                no_hints,
-                id,
-            })?,
+            ModelCommand::Import(args) => model_cmd::import(args)?,
             ModelCommand::Export {
                 data_dir,
                 model_id,

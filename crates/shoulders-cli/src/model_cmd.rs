@@ -6,7 +6,7 @@ use serde_json::json;
 use shoulders_artifacts::{compare, scan_dir, total_bytes, ModelDir};
 use shoulders_ledger::{DataDir, Ledger, LedgerError, Reader};
 use shoulders_record::{sign_record, Body, ModelRegister, Parent, Relation};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Hash a directory with a progress bar on stderr (hidden when stderr is not a terminal).
 fn hash_dir(dir: &Path) -> Result<ModelDir> {
@@ -43,25 +43,49 @@ fn parse_relation(s: &str) -> Result<Relation> {
     })
 }
 
-pub struct ImportArgs<'a> {
-    pub data_dir: &'a Path,
-    pub key: &'a Path,
-    pub dir: &'a Path,
+/// Arguments of `shoulders model import`.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The model directory.
+    pub dir: PathBuf,
+    /// Model id `<your-handle>/<name>`; defaults to your handle and the directory name.
+    #[arg(long)]
     pub model_id: Option<String>,
+    /// Display name; defaults to the directory name.
+    #[arg(long)]
     pub name: Option<String>,
+    /// A parent model id (repeatable); defaults to the card's `base_model`.
+    #[arg(long = "parent")]
     pub parents: Vec<String>,
+    /// Relation to the parents: one for all, or one per --parent
+    /// (finetune, adapter, merge, quantized, distilled).
+    #[arg(long = "relation")]
     pub relations: Vec<String>,
+    /// A training dataset id (repeatable); defaults to the card's `datasets`.
+    #[arg(long = "dataset")]
     pub datasets: Vec<String>,
+    /// The model's licence (a `license.define` id); checked against its lineage.
+    #[arg(long)]
     pub license_id: Option<String>,
+    /// Client id (idempotency key); random when omitted.
+    #[arg(long)]
     pub id: Option<String>,
-    /// Signer timestamp; now when `None` (fix it to make a re-run with the same id idempotent).
+    /// Signer timestamp in ms since the epoch; now when omitted. With the same --id and an
+    /// unchanged directory, a re-run is then an idempotent no-op.
+    #[arg(long)]
     pub ts_ms: Option<u64>,
-    /// Ignore the card's and GGUF headers' lineage hints (base models, datasets).
+    /// Ignore lineage hints in the model card and GGUF headers (base models, datasets),
+    /// e.g. when they name models that are not on this ledger.
+    #[arg(long)]
     pub no_hints: bool,
 }
 
-pub fn import(args: ImportArgs<'_>) -> Result<()> {
-    let key = load_key(args.key)?;
+pub fn import(args: ImportArgs) -> Result<()> {
+    let key = load_key(&args.key)?;
     if !args.dir.is_dir() {
         return Err(CliError {
             code: "E_IO",
@@ -69,7 +93,7 @@ pub fn import(args: ImportArgs<'_>) -> Result<()> {
         }
         .into());
     }
-    let scanned = hash_dir(args.dir)?;
+    let scanned = hash_dir(&args.dir)?;
     let mut card = scanned.card.clone().unwrap_or_default();
     if args.no_hints {
         card.base_models.clear();
@@ -130,7 +154,7 @@ pub fn import(args: ImportArgs<'_>) -> Result<()> {
         args.datasets.clone()
     };
 
-    let ledger = Ledger::open(&DataDir::new(args.data_dir))?;
+    let ledger = Ledger::open(&DataDir::new(&args.data_dir))?;
     let handle = ledger
         .with_state(|s| s.actor_by_key(&key.public()).map(|a| a.handle.clone()))
         .ok_or_else(|| {
