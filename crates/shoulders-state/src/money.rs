@@ -221,6 +221,8 @@ impl Books {
         for mut leg in legs {
             leg.account = self.intern(&leg.account);
             leg.currency = self.intern(&leg.currency);
+            leg.model_id = leg.model_id.map(|m| self.intern(&m));
+            leg.dataset_id = leg.dataset_id.map(|d| self.intern(&d));
             let bal = self
                 .balances
                 .entry((leg.account.clone(), leg.currency.clone()))
