@@ -34,16 +34,28 @@ impl World {
     fn key(&mut self, who: &str) -> &ActorKey {
         if !self.keys.iter().any(|(h, _)| h == who) {
             let n = self.keys.len() as u8;
-            self.keys.push((who.to_string(), ActorKey::from_seed([n + 7; 32])));
+            self.keys
+                .push((who.to_string(), ActorKey::from_seed([n + 7; 32])));
         }
-        &self.keys.iter().find(|(h, _)| h == who).expect("just added").1
+        &self
+            .keys
+            .iter()
+            .find(|(h, _)| h == who)
+            .expect("just added")
+            .1
     }
 
     fn sign(&mut self, who: &str, kind: Kind, body: Value) -> SignedRecord {
         self.seq += 1;
         let seq = self.seq;
         let body = Body::from_value(kind, body).expect("valid bench body");
-        sign_record(self.key(who), &format!("b-{seq}"), 1_800_000_000_000 + seq, body).expect("sign")
+        sign_record(
+            self.key(who),
+            &format!("b-{seq}"),
+            1_800_000_000_000 + seq,
+            body,
+        )
+        .expect("sign")
     }
 }
 
@@ -66,7 +78,11 @@ fn setup(w: &mut World, first_index: u64) -> (Vec<SignedRecord>, Vec<(String, u6
         index += 1;
         index - 1
     };
-    for (i, c) in CONTRIBUTORS.iter().chain(["lab", "tuner", "payer"].iter()).enumerate() {
+    for (i, c) in CONTRIBUTORS
+        .iter()
+        .chain(["lab", "tuner", "payer"].iter())
+        .enumerate()
+    {
         let mut body = json!({"handle": c, "name": c});
         if i != 4 {
             body["payout_address"] = json!(format!("acct:{c}"));
@@ -80,7 +96,11 @@ fn setup(w: &mut World, first_index: u64) -> (Vec<SignedRecord>, Vec<(String, u6
     push(&mut out, r);
     let mut contributions = Vec::new();
     for (owner, ds) in [("lab", "lab/web"), ("tuner", "tuner/chat")] {
-        let r = w.sign(owner, Kind::DatasetCreate, json!({"dataset_id": ds, "name": ds, "access": "open"}));
+        let r = w.sign(
+            owner,
+            Kind::DatasetCreate,
+            json!({"dataset_id": ds, "name": ds, "access": "open"}),
+        );
         push(&mut out, r);
         for i in 0..8u64 {
             let who = CONTRIBUTORS[(i as usize) % CONTRIBUTORS.len()];
@@ -95,13 +115,22 @@ fn setup(w: &mut World, first_index: u64) -> (Vec<SignedRecord>, Vec<(String, u6
     let r = w.sign("tuner", Kind::ModelRegister, json!({"model_id": "tuner/chat", "name": "c",
         "parents": [{"model_id": "lab/base", "relation": "finetune"}], "datasets": ["tuner/chat"], "license_id": "tuner/l"}));
     push(&mut out, r);
-    let r = w.sign("operator", Kind::FundsDeposit, json!({"account": "payer", "currency": "USD", "amount_micros": "1000000000000000000"}));
+    let r = w.sign(
+        "operator",
+        Kind::FundsDeposit,
+        json!({"account": "payer", "currency": "USD", "amount_micros": "1000000000000000000"}),
+    );
     push(&mut out, r);
     (out, contributions)
 }
 
 /// `n` receipts on the fine-tune, each naming four contributions (two per level).
-fn receipts(w: &mut World, contributions: &[(String, u64)], from: usize, n: usize) -> Vec<SignedRecord> {
+fn receipts(
+    w: &mut World,
+    contributions: &[(String, u64)],
+    from: usize,
+    n: usize,
+) -> Vec<SignedRecord> {
     (from..from + n)
         .map(|i| {
             let pick = |k: usize| &contributions[(i * 7 + k * 5) % contributions.len()];
@@ -139,17 +168,45 @@ fn main() {
     let scale = scale();
     let n = |full: usize| ((full as f64 * scale) as usize).max(BATCH);
     let (fold_n, single_n, batched_n) = (n(200_000), n(2_000), n(100_000).div_ceil(BATCH) * BATCH);
-    let base = std::env::var_os("SHOULDERS_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::Builder::new().prefix("settle-bench").tempdir_in(base).expect("temp dir");
+    let base = std::env::var_os("SHOULDERS_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("settle-bench")
+        .tempdir_in(base)
+        .expect("temp dir");
     let dir = DataDir::new(tmp.path().join("ledger"));
-    let op = OperatorInit { handle: "operator".into(), name: "op".into(), protocol_fee_bps: 250, ts_ms: 1_800_000_000_000 };
-    init_with(&dir, "bench.shoulders.local/log", Some(&op), &mut rand_core::OsRng).expect("init");
-    let mut w = World { keys: Vec::new(), seq: 0 };
-    w.keys.push(("operator".into(), shoulders_record::ActorKey::from_file_text(&std::fs::read_to_string(dir.operator_key()).unwrap()).unwrap()));
+    let op = OperatorInit {
+        handle: "operator".into(),
+        name: "op".into(),
+        protocol_fee_bps: 250,
+        ts_ms: 1_800_000_000_000,
+    };
+    init_with(
+        &dir,
+        "bench.shoulders.local/log",
+        Some(&op),
+        &mut rand_core::OsRng,
+    )
+    .expect("init");
+    let mut w = World {
+        keys: Vec::new(),
+        seq: 0,
+    };
+    w.keys.push((
+        "operator".into(),
+        shoulders_record::ActorKey::from_file_text(
+            &std::fs::read_to_string(dir.operator_key()).unwrap(),
+        )
+        .unwrap(),
+    ));
     let (setup_records, contributions) = setup(&mut w, 2);
 
     println!("settlement benchmark: fine-tune of a royalty-bearing base, 4 attributed contributions per receipt, fee 250 bps");
-    println!("signing {} receipts for the runs…", fold_n + single_n + batched_n);
+    println!(
+        "signing {} receipts for the runs…",
+        fold_n + single_n + batched_n
+    );
     let fold_receipts = receipts(&mut w, &contributions, 0, fold_n);
     let single_receipts = receipts(&mut w, &contributions, fold_n, single_n);
     let batched_receipts = receipts(&mut w, &contributions, fold_n + single_n, batched_n);
@@ -173,22 +230,40 @@ fn main() {
             state.apply(index, [0; 32], rec).expect("receipt settles");
         }
         let secs = start.elapsed().as_secs_f64();
-        row("fold only, in memory, 1 thread", fold_n, state.legs().len() - legs_before, secs, "no I/O, no signature check (replay)");
+        row(
+            "fold only, in memory, 1 thread",
+            fold_n,
+            state.legs().len() - legs_before,
+            secs,
+            "no I/O, no signature check (replay)",
+        );
     }
     // 2. and 3. Durable on SQLite through the ledger: verify, fold, group commit, fsync.
     let ledger = Ledger::open(&dir).expect("open");
     let legs0 = ledger.with_state(|s| s.legs().len());
     let start = Instant::now();
     for rec in &single_receipts {
-        ledger.submit(rec.bytes().to_vec()).expect("receipt settles");
+        ledger
+            .submit(rec.bytes().to_vec())
+            .expect("receipt settles");
     }
     let secs = start.elapsed().as_secs_f64();
     let legs1 = ledger.with_state(|s| s.legs().len());
-    row("SQLite, one receipt per commit", single_n, legs1 - legs0, secs, "durable before each answer");
+    row(
+        "SQLite, one receipt per commit",
+        single_n,
+        legs1 - legs0,
+        secs,
+        "durable before each answer",
+    );
     let start = Instant::now();
     let mut rest = batched_receipts.iter();
     loop {
-        let batch: Vec<Vec<u8>> = rest.by_ref().take(BATCH).map(|r| r.bytes().to_vec()).collect();
+        let batch: Vec<Vec<u8>> = rest
+            .by_ref()
+            .take(BATCH)
+            .map(|r| r.bytes().to_vec())
+            .collect();
         if batch.is_empty() {
             break;
         }
@@ -199,13 +274,23 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     let legs2 = ledger.with_state(|s| s.legs().len());
     let legs_per_s = (legs2 - legs1) as f64 / secs;
-    row(&format!("SQLite, batches of {BATCH}"), batched_n, legs2 - legs1, secs, "signatures verified on worker threads");
+    row(
+        &format!("SQLite, batches of {BATCH}"),
+        batched_n,
+        legs2 - legs1,
+        secs,
+        "signatures verified on worker threads",
+    );
     let conserved = ledger.with_state(|s| s.totals().iter().all(|t| t.conserved));
     println!("\nbooks conserved after the run: {conserved}");
     println!(
         "target: >= {:.0} legs/s batched on SQLite: {}",
         TARGET_LEGS_PER_S,
-        if legs_per_s >= TARGET_LEGS_PER_S { "met" } else { "NOT met" }
+        if legs_per_s >= TARGET_LEGS_PER_S {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     println!("peers (published, not measured here): TigerBeetle 48k-341k transfers/s on far larger machines; PostgreSQL about 3.4k single-row transfers/s");
 }

@@ -10,6 +10,7 @@ mod license_cmd;
 mod lineage_cmd;
 mod model_cmd;
 mod money_cmd;
+mod watch_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -64,6 +65,9 @@ enum Command {
     Statement(money_cmd::StatementArgs),
     /// Every balance, and the check that they sum to deposits minus withdrawals.
     Accounts(money_cmd::AccountsArgs),
+    /// Monitor a server's log: verify each checkpoint and its consistency with the last one;
+    /// exit 1 on a bad signature, a rollback or a fork.
+    Watch(watch_cmd::WatchArgs),
     /// Actor signing keys.
     Key {
         #[command(subcommand)]
@@ -425,6 +429,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Settle(a) => money_cmd::settle(a)?,
         Command::Statement(a) => money_cmd::statement(a)?,
         Command::Accounts(a) => money_cmd::accounts(a)?,
+        Command::Watch(a) => watch_cmd::run(a)?,
         Command::Key {
             command: KeyCommand::New { out },
         } => {

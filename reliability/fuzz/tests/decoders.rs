@@ -6,8 +6,7 @@ use proptest::test_runner::Config;
 use serde_json::{json, Value};
 use shoulders_fuzz::{cases, mutate};
 use shoulders_log::{
-    generate_log_key, leaf_hash, verify_consistency, verify_inclusion, Hash, LogSigner,
-    LogVerifier,
+    generate_log_key, leaf_hash, verify_consistency, verify_inclusion, Hash, LogSigner, LogVerifier,
 };
 use shoulders_record::{sign_record, ActorKey, Body, Kind, SignedRecord};
 use std::sync::OnceLock;
@@ -52,9 +51,15 @@ fn json_value() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("handle".to_string()), Just("name".to_string()), Just("dataset_id".to_string()),
-                    Just("model_id".to_string()), Just("amount_micros".to_string()), Just("attribution".to_string()),
-                    Just("parents".to_string()), Just("terms".to_string()), Just("ppm".to_string()),
+                    Just("handle".to_string()),
+                    Just("name".to_string()),
+                    Just("dataset_id".to_string()),
+                    Just("model_id".to_string()),
+                    Just("amount_micros".to_string()),
+                    Just("attribution".to_string()),
+                    Just("parents".to_string()),
+                    Just("terms".to_string()),
+                    Just("ppm".to_string()),
                     "[a-z_]{1,10}"
                 ],
                 inner,
