@@ -92,6 +92,23 @@ enum Command {
         #[arg(long)]
         ts_ms: Option<u64>,
     },
+    /// Sign a record body without appending it: prints the record's exact bytes (canonical
+    /// JSON), e.g. to POST to a server's /api/records or to sign offline.
+    Sign {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        kind: String,
+        /// JSON file with the body.
+        #[arg(long)]
+        body: PathBuf,
+        /// Client id (idempotency key); random when omitted.
+        #[arg(long)]
+        id: Option<String>,
+        /// Signer timestamp in ms since the epoch; now when omitted.
+        #[arg(long)]
+        ts_ms: Option<u64>,
+    },
     /// Store a UTF-8 document (content-addressed, durable) and append its `data.contribute`
     /// record to DATASET; prints the record's index, leaf hash and content hash as JSON.
     Contribute {
@@ -402,6 +419,23 @@ pub(crate) fn load_key(path: &Path) -> Result<ActorKey> {
         .map_err(|e| LedgerError::KeyFile(format!("{}: {e}", path.display())).into())
 }
 
+/// Sign the body in file `body` as a record of `kind` with the key in file `key`.
+fn sign_body(
+    key: &Path,
+    kind: &str,
+    body: &Path,
+    id: Option<String>,
+    ts_ms: Option<u64>,
+) -> Result<shoulders_record::SignedRecord> {
+    let key = load_key(key)?;
+    let kind = Kind::parse(kind)?;
+    let body_bytes = read_limited(body, MAX_BODY_FILE_BYTES, "body file", "E_RECORD_TOO_LARGE")?;
+    let value = shoulders_record::parse_integer_json(&body_bytes)?;
+    let body = Body::from_value(kind, value)?;
+    let id = id.unwrap_or_else(random_id);
+    Ok(sign_record(&key, &id, ts_ms.unwrap_or_else(now_ms), body)?)
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init {
@@ -445,21 +479,20 @@ fn run(cli: Cli) -> Result<()> {
             id,
             ts_ms,
         } => {
-            let key = load_key(&key)?;
-            let kind = Kind::parse(&kind)?;
-            let body_bytes = read_limited(
-                &body,
-                MAX_BODY_FILE_BYTES,
-                "body file",
-                "E_RECORD_TOO_LARGE",
-            )?;
-            let value = shoulders_record::parse_integer_json(&body_bytes)?;
-            let body = Body::from_value(kind, value)?;
-            let id = id.unwrap_or_else(random_id);
-            let record = sign_record(&key, &id, ts_ms.unwrap_or_else(now_ms), body)?;
+            let record = sign_body(&key, &kind, &body, id, ts_ms)?;
             let ledger = Ledger::open(&DataDir::new(&data_dir))?;
             let appended = ledger.submit(record.bytes().to_vec())?;
             print_json(&appended)?;
+        }
+        Command::Sign {
+            key,
+            kind,
+            body,
+            id,
+            ts_ms,
+        } => {
+            let record = sign_body(&key, &kind, &body, id, ts_ms)?;
+            std::io::stdout().write_all(record.bytes())?;
         }
         Command::Contribute {
             data_dir,
