@@ -55,6 +55,14 @@ impl StoreLocation {
         }
     }
 
+    /// The location as `parse` reads it back (with any password: keep it private).
+    pub fn to_config_string(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => format!("sqlite:{}", path.display()),
+            StoreLocation::Postgres(url) => url.clone(),
+        }
+    }
+
     /// Create (or open) the store for writing; the database may be new and empty.
     pub fn create(&self) -> Result<Box<dyn Store>, StoreError> {
         Ok(match self {
