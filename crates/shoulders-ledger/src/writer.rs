@@ -33,6 +33,9 @@ pub struct LedgerConfig {
     pub max_batch_records: usize,
     /// Most jobs waiting for the writer before submitters block (back-pressure).
     pub queue_depth: usize,
+    /// How long `open` keeps trying for a PostgreSQL database's writer lock before refusing
+    /// with `E_WRITER_LOCKED` (a writer that just died holds it for a moment).
+    pub writer_lock_wait_ms: u64,
 }
 
 impl Default for LedgerConfig {
@@ -40,6 +43,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             max_batch_records: 10_000,
             queue_depth: 1024,
+            writer_lock_wait_ms: 3_000,
         }
     }
 }
@@ -95,7 +99,9 @@ impl Ledger {
         dir.require()?;
         let lock = dir.lock()?;
         let location = dir.store_location()?;
-        let store = location.open_writer()?;
+        let store = location.open_writer(std::time::Duration::from_millis(
+            config.writer_lock_wait_ms,
+        ))?;
         let (signer, verifier_key) = load_signer(dir, &*store)?;
         let (state, frontier) = replay(&*store)?;
         let reader = Reader::from_parts(

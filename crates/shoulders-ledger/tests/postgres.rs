@@ -9,6 +9,15 @@ use serde_json::json;
 use shoulders_ledger::{migrate, verify_export, DataDir, Ledger, Reader, StoreLocation};
 use std::sync::{Arc, Barrier};
 
+/// Refuse a held writer lock after a short wait (the default waits 3 s for a dead writer's
+/// session to go away).
+fn quick_refusal() -> shoulders_ledger::LedgerConfig {
+    shoulders_ledger::LedgerConfig {
+        writer_lock_wait_ms: 200,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn the_ledger_runs_on_postgres() {
     let tmp = tempfile::tempdir().unwrap();
@@ -77,7 +86,7 @@ fn racing_writers_exactly_one_wins_and_the_log_does_not_fork() {
                     let (barrier, attempted) = (Arc::clone(&barrier), Arc::clone(&attempted));
                     s.spawn(move || {
                         barrier.wait();
-                        let opened = Ledger::open(dir);
+                        let opened = Ledger::open_with(dir, quick_refusal());
                         attempted.wait();
                         let ledger = opened?;
                         let carol = key(3);
@@ -122,8 +131,9 @@ fn the_writer_lock_passes_on_when_the_writer_stops() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, ledger, _) = new_pg_ledger(tmp.path());
     let other = copy_data_dir(&data, &tmp.path().join("other"));
-    let err = Ledger::open(&other).err().unwrap();
+    let err = Ledger::open_with(&other, quick_refusal()).err().unwrap();
     assert_eq!(err.code(), "E_WRITER_LOCKED");
+    assert!(err.to_string().contains("shoulders-writer"), "names the holder: {err}");
     populate(&ledger);
     let checkpoint = ledger.checkpoint().unwrap();
     drop(ledger);

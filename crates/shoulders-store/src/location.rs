@@ -3,6 +3,7 @@
 
 use crate::{PostgresStore, SqliteStore, Store, StoreError};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Longest location string accepted, in bytes.
 pub const MAX_LOCATION_BYTES: usize = 4096;
@@ -71,11 +72,12 @@ impl StoreLocation {
         })
     }
 
-    /// Open an existing store for writing. PostgreSQL also takes the database-wide writer lock.
-    pub fn open_writer(&self) -> Result<Box<dyn Store>, StoreError> {
+    /// Open an existing store for writing. PostgreSQL also takes the database-wide writer lock,
+    /// trying for up to `lock_wait` (see [`PostgresStore::open_waiting`]).
+    pub fn open_writer(&self, lock_wait: Duration) -> Result<Box<dyn Store>, StoreError> {
         Ok(match self {
             StoreLocation::Sqlite(path) => Box::new(SqliteStore::open(path)?),
-            StoreLocation::Postgres(url) => Box::new(PostgresStore::open(url)?),
+            StoreLocation::Postgres(url) => Box::new(PostgresStore::open_waiting(url, lock_wait)?),
         })
     }
 

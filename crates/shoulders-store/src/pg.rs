@@ -15,6 +15,7 @@ use postgres::{Client, NoTls};
 use shoulders_log::{stored_hash_count, stored_hash_index};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// Advisory lock key held by the writer's session ("shoulder" in ASCII).
 pub const WRITER_LOCK_KEY: i64 = 0x7368_6f75_6c64_6572;
@@ -80,8 +81,8 @@ impl PostgresStore {
     /// Connect, create or upgrade the schema, and take the writer lock. For `init` and
     /// migration targets: an empty database is fine.
     pub fn create(url: &str) -> Result<Self, StoreError> {
-        let mut client = Self::connect(url)?;
-        Self::take_writer_lock(&mut client, url)?;
+        let mut client = Self::connect(url, "shoulders-writer")?;
+        Self::take_writer_lock(&mut client, url, Duration::ZERO)?;
         Self::migrate(&mut client)?;
         Self::finish_open(client, url)
     }
@@ -89,18 +90,26 @@ impl PostgresStore {
     /// Open an initialised database for writing: takes the writer lock (refusing with
     /// `E_WRITER_LOCKED` while another writer holds it) and applies pending migrations.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let mut client = Self::connect(url)?;
+        Self::open_waiting(url, Duration::ZERO)
+    }
+
+    /// Like [`PostgresStore::open`], but keeps trying for the lock for up to `lock_wait`: the
+    /// session of a writer that just died holds it until its server backend notices the closed
+    /// connection (usually milliseconds; the keepalive settings bound it when a machine
+    /// vanishes).
+    pub fn open_waiting(url: &str, lock_wait: Duration) -> Result<Self, StoreError> {
+        let mut client = Self::connect(url, "shoulders-writer")?;
         if Self::schema_version(&mut client)?.is_none() {
             return Err(StoreError::Missing(redact_url(url)));
         }
-        Self::take_writer_lock(&mut client, url)?;
+        Self::take_writer_lock(&mut client, url, lock_wait)?;
         Self::migrate(&mut client)?;
         Self::finish_open(client, url)
     }
 
     /// Open for reading only; needs no lock and works while a writer runs elsewhere.
     pub fn open_read_only(url: &str) -> Result<Self, StoreError> {
-        let mut client = Self::connect(url)?;
+        let mut client = Self::connect(url, "shoulders-reader")?;
         match Self::schema_version(&mut client)? {
             None => return Err(StoreError::Missing(redact_url(url))),
             Some(v) if v != SCHEMA_VERSION => {
@@ -122,7 +131,7 @@ impl PostgresStore {
         Self::finish_open(client, url)
     }
 
-    fn connect(url: &str) -> Result<Client, StoreError> {
+    fn connect(url: &str, application: &str) -> Result<Client, StoreError> {
         let mut client = Client::connect(url, NoTls).map_err(|e| {
             StoreError::Database(format!(
                 "cannot connect to {}: {}",
@@ -131,22 +140,63 @@ impl PostgresStore {
             ))
         })?;
         // Acknowledge only what the server has flushed, whatever the server's default is.
+        // Server-side keepalives: if this machine vanishes, the server drops the session (and
+        // with it the writer lock) after about 10 + 3 * 5 seconds instead of hours.
         client
-            .batch_execute("SET synchronous_commit = on")
+            .batch_execute(
+                "SET synchronous_commit = on; SET tcp_keepalives_idle = 10;
+                 SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
+            )
+            .map_err(pg_err)?;
+        client
+            .execute("SELECT set_config('application_name', $1, false)", &[&application])
             .map_err(pg_err)?;
         Ok(client)
     }
 
-    fn take_writer_lock(client: &mut Client, url: &str) -> Result<(), StoreError> {
-        let got: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY])
-            .map_err(pg_err)?
-            .get(0);
-        if got {
-            Ok(())
-        } else {
-            Err(StoreError::WriterLocked(redact_url(url)))
+    fn take_writer_lock(
+        client: &mut Client,
+        url: &str,
+        lock_wait: Duration,
+    ) -> Result<(), StoreError> {
+        let deadline = Instant::now() + lock_wait;
+        loop {
+            let got: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK_KEY])
+                .map_err(pg_err)?
+                .get(0);
+            if got {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
+        // Name the holder so an operator can find (or `pg_terminate_backend`) it.
+        let holder = client
+            .query_opt(
+                "SELECT l.pid, COALESCE(a.client_addr::text, 'local'), COALESCE(a.application_name, '')
+                   FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'advisory' AND l.granted
+                    AND l.classid::bigint = $1 AND l.objid::bigint = $2",
+                &[&(WRITER_LOCK_KEY >> 32), &(WRITER_LOCK_KEY & 0xffff_ffff)],
+            )
+            .ok()
+            .flatten()
+            .map(|row| {
+                format!(
+                    " (held by server backend pid {}, client {}, {})",
+                    row.get::<_, i32>(0),
+                    row.get::<_, String>(1),
+                    row.get::<_, String>(2)
+                )
+            })
+            .unwrap_or_default();
+        Err(StoreError::WriterLocked(format!(
+            "{}{holder}",
+            redact_url(url)
+        )))
     }
 
     /// The applied schema version, `None` for a database shoulders never initialised.
