@@ -46,7 +46,9 @@ fn scale() -> f64 {
             .parse::<f64>()
             .ok()
             .filter(|v| v.is_finite() && *v > 0.0)
-            .unwrap_or_else(|| panic!("SHOULDERS_BENCH_SCALE must be a positive number, got {s:?}")),
+            .unwrap_or_else(|| {
+                panic!("SHOULDERS_BENCH_SCALE must be a positive number, got {s:?}")
+            }),
         Err(_) => 1.0,
     }
 }
@@ -107,7 +109,10 @@ fn fresh_ledger(base: &Path, name: &str, backend: Backend, key: &ActorKey) -> Le
 fn check(result: Result<shoulders_ledger::Appended, shoulders_ledger::LedgerError>) {
     match result {
         Ok(a) if !a.duplicate => {}
-        Ok(a) => panic!("record {} was a duplicate; the figure would be wrong", a.index),
+        Ok(a) => panic!(
+            "record {} was a duplicate; the figure would be wrong",
+            a.index
+        ),
         Err(e) => panic!("a benchmark record was refused: {} ({e})", e.code()),
     }
 }
@@ -129,7 +134,10 @@ fn submit_singles(ledger: &Ledger, records: Vec<Vec<u8>>, threads: usize) -> Dur
 fn submit_batches(ledger: &Ledger, records: Vec<Vec<u8>>) -> Duration {
     let start = Instant::now();
     for batch in records.chunks(SUBMIT_BATCH) {
-        ledger.submit_batch(batch.to_vec()).into_iter().for_each(check);
+        ledger
+            .submit_batch(batch.to_vec())
+            .into_iter()
+            .for_each(check);
     }
     start.elapsed()
 }
@@ -198,7 +206,13 @@ fn print_table(rows: &[Measurement], scale: f64) {
     println!(
         "\nshoulders store benchmark (scale {scale}): durable appends, acknowledged after commit\n"
     );
-    let head = ["measurement", "records", "SQLite", "PostgreSQL", "PG / SQLite"];
+    let head = [
+        "measurement",
+        "records",
+        "SQLite",
+        "PostgreSQL",
+        "PG / SQLite",
+    ];
     let mut lines: Vec<[String; 5]> = rows
         .iter()
         .map(|m| {
@@ -239,7 +253,13 @@ fn print_table(rows: &[Measurement], scale: f64) {
             .iter()
             .zip(width)
             .enumerate()
-            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .map(|(i, (c, w))| {
+                if i == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("  ")
     };

@@ -35,7 +35,12 @@ struct Cli {
     /// Where the log lives, overriding what the data directory records:
     /// postgres://USER@HOST:PORT/DB or sqlite:PATH. `init` records it in the data directory, so
     /// later commands need it only to point elsewhere (e.g. after `migrate`).
-    #[arg(long, global = true, env = "SHOULDERS_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "SHOULDERS_DATABASE_URL",
+        hide_env_values = true
+    )]
     database: Option<String>,
     #[command(subcommand)]
     command: Command,

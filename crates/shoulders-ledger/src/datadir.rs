@@ -57,12 +57,12 @@ impl DataDir {
             .map_err(|e| LedgerError::io(&file, e))?
             .len();
         if size > MAX_LOCATION_FILE_BYTES {
-            return Err(LedgerError::Store(shoulders_store::StoreError::BadLocation(
-                format!(
+            return Err(LedgerError::Store(
+                shoulders_store::StoreError::BadLocation(format!(
                     "{} is {size} bytes; the limit is {MAX_LOCATION_FILE_BYTES}",
                     file.display()
-                ),
-            )));
+                )),
+            ));
         }
         Ok(StoreLocation::parse(&self.read_text(&file)?)?)
     }

@@ -18,9 +18,9 @@ pub use datadir::{write_new_file, DataDir};
 pub use error::LedgerError;
 pub use export::{verify_export, VerifyFailure, VerifyReport, EXPORT_MAGIC};
 pub use migrate::{migrate, MigrateReport};
-pub use shoulders_store::StoreLocation;
 pub use reader::{ConsistencyProof, InclusionProof, Reader};
 pub use replay::replay;
+pub use shoulders_store::StoreLocation;
 pub use writer::{Appended, Ledger, LedgerConfig};
 
 use rand_core::CryptoRngCore;

@@ -47,7 +47,9 @@ impl Reader {
 
     pub(crate) fn from_parts(
         store: Box<dyn Store>,
-        signer: LogSigner, verifier_key: String) -> Self {
+        signer: LogSigner,
+        verifier_key: String,
+    ) -> Self {
         Reader {
             store,
             signer,

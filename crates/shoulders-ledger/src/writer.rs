@@ -99,9 +99,8 @@ impl Ledger {
         dir.require()?;
         let lock = dir.lock()?;
         let location = dir.store_location()?;
-        let store = location.open_writer(std::time::Duration::from_millis(
-            config.writer_lock_wait_ms,
-        ))?;
+        let store =
+            location.open_writer(std::time::Duration::from_millis(config.writer_lock_wait_ms))?;
         let (signer, verifier_key) = load_signer(dir, &*store)?;
         let (state, frontier) = replay(&*store)?;
         let reader = Reader::from_parts(
@@ -351,12 +350,7 @@ impl Drop for Ledger {
     }
 }
 
-fn run_writer(
-    shared: Arc<Shared>,
-    mut store: Box<dyn Store>,
-    rx: Receiver<Job>,
-    max_batch: usize,
-) {
+fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut count = first.records.len();
         let mut jobs = vec![first];

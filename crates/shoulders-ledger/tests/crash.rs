@@ -113,7 +113,8 @@ fn postgres_server_crash_loses_no_acknowledged_record() {
     let url = shoulders_pgtest::create_database(&server.admin_url()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let location = shoulders_ledger::StoreLocation::parse(&url).unwrap();
-    let (data, ledger, vkey) = new_ledger_in(DataDir::new(tmp.path().join("ledger")).with_database(location));
+    let (data, ledger, vkey) =
+        new_ledger_in(DataDir::new(tmp.path().join("ledger")).with_database(location));
     drop(ledger);
     kill_rounds(&data, &vkey, 4, Kill::DatabaseServer(&server));
 }
@@ -184,7 +185,9 @@ fn kill_rounds(data: &DataDir, vkey: &str, kills: usize, what: Kill<'_>) {
         std::thread::sleep(Duration::from_millis(rng.gen_range(5..250)));
         let still_running = child.try_wait().unwrap().is_none();
         if let Kill::DatabaseServer(server) = what {
-            server.crash_and_restart().expect("crash and restart PostgreSQL");
+            server
+                .crash_and_restart()
+                .expect("crash and restart PostgreSQL");
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -238,8 +241,7 @@ fn kill_rounds(data: &DataDir, vkey: &str, kills: usize, what: Kill<'_>) {
         if round % 6 == 5 || round + 1 == kills {
             let mut export = Vec::new();
             ledger.export(&mut export).unwrap();
-            let (report, _) =
-                verify_export(&export, vkey).expect("the log verifies after a crash");
+            let (report, _) = verify_export(&export, vkey).expect("the log verifies after a crash");
             assert_eq!(report.tree_size, size);
         }
         eprintln!(

@@ -22,7 +22,10 @@ fn quick_refusal() -> shoulders_ledger::LedgerConfig {
 fn the_ledger_runs_on_postgres() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, ledger, vkey) = new_pg_ledger(tmp.path());
-    assert!(!data.database().exists(), "no SQLite file for a PostgreSQL ledger");
+    assert!(
+        !data.database().exists(),
+        "no SQLite file for a PostgreSQL ledger"
+    );
     let recorded = std::fs::read_to_string(data.database_location_file()).unwrap();
     assert!(recorded.starts_with("postgres://"), "{recorded}");
     populate(&ledger);
@@ -30,7 +33,12 @@ fn the_ledger_runs_on_postgres() {
     assert_eq!(size, 11);
     // A resubmission is recognised through the replayed state.
     let dora = key(9);
-    let r = rec_id(&dora, "x", "actor.register", json!({"handle": "dora", "name": "D"}));
+    let r = rec_id(
+        &dora,
+        "x",
+        "actor.register",
+        json!({"handle": "dora", "name": "D"}),
+    );
     let first = ledger.submit(r.clone()).unwrap();
     assert!(ledger.submit(r).unwrap().duplicate);
     // A read-only node (same data dir, its own session) sees what the writer committed.
@@ -133,7 +141,10 @@ fn the_writer_lock_passes_on_when_the_writer_stops() {
     let other = copy_data_dir(&data, &tmp.path().join("other"));
     let err = Ledger::open_with(&other, quick_refusal()).err().unwrap();
     assert_eq!(err.code(), "E_WRITER_LOCKED");
-    assert!(err.to_string().contains("shoulders-writer"), "names the holder: {err}");
+    assert!(
+        err.to_string().contains("shoulders-writer"),
+        "names the holder: {err}"
+    );
     populate(&ledger);
     let checkpoint = ledger.checkpoint().unwrap();
     drop(ledger);
@@ -153,7 +164,10 @@ fn init_refuses_a_database_that_holds_a_ledger() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let err = shoulders_ledger::init(&again, "other.example/log", &mut rng).unwrap_err();
     assert_eq!(err.code(), "E_DATABASE_NOT_EMPTY");
-    assert!(!again.root().exists(), "a failed init leaves nothing behind");
+    assert!(
+        !again.root().exists(),
+        "a failed init leaves nothing behind"
+    );
 }
 
 use rand::SeedableRng;

@@ -92,11 +92,8 @@ impl PgServer {
     pub fn start() -> Result<PgServer, String> {
         let bin = find_bin()?;
         let as_nobody = running_as_root();
-        let dir = std::env::temp_dir().join(format!(
-            "shoulders-pg-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("shoulders-pg-{}-{}", std::process::id(), nanos()));
         std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let port = free_port()?;
         let server = PgServer {
@@ -111,7 +108,15 @@ impl PgServer {
         let data = server.data_dir();
         run(server
             .command("initdb")
-            .args(["-U", "shoulders", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-U",
+                "shoulders",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data))?;
         server.pg_ctl_start()?;
         Ok(server)
@@ -255,10 +260,7 @@ fn find_bin() -> Result<PathBuf, String> {
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .collect();
+        let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("bin")).collect();
         versions.sort();
         candidates.extend(versions.into_iter().rev());
     }

@@ -110,7 +110,12 @@ mod tests {
             StoreLocation::parse("postgres://u@localhost:5432/db").unwrap(),
             StoreLocation::Postgres(_)
         ));
-        for bad in ["mysql://x", "sqlite:", "/just/a/path", "postgres://u@h:notaport/db"] {
+        for bad in [
+            "mysql://x",
+            "sqlite:",
+            "/just/a/path",
+            "postgres://u@h:notaport/db",
+        ] {
             assert_eq!(
                 StoreLocation::parse(bad).unwrap_err().code(),
                 "E_DATABASE_URL",

@@ -149,7 +149,10 @@ impl PostgresStore {
             )
             .map_err(pg_err)?;
         client
-            .execute("SELECT set_config('application_name', $1, false)", &[&application])
+            .execute(
+                "SELECT set_config('application_name', $1, false)",
+                &[&application],
+            )
             .map_err(pg_err)?;
         Ok(client)
     }
@@ -202,10 +205,7 @@ impl PostgresStore {
     /// The applied schema version, `None` for a database shoulders never initialised.
     fn schema_version(client: &mut Client) -> Result<Option<i32>, StoreError> {
         let exists: bool = client
-            .query_one(
-                "SELECT to_regclass('schema_version') IS NOT NULL",
-                &[],
-            )
+            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
             .map_err(pg_err)?
             .get(0);
         if !exists {
@@ -281,7 +281,9 @@ impl PostgresStore {
 
     fn client(&self) -> Result<std::cell::RefMut<'_, Client>, StoreError> {
         self.client.try_borrow_mut().map_err(|_| {
-            StoreError::Database("the PostgreSQL connection is already in use (re-entrant call)".into())
+            StoreError::Database(
+                "the PostgreSQL connection is already in use (re-entrant call)".into(),
+            )
         })
     }
 
@@ -377,7 +379,10 @@ impl Store for PostgresStore {
         }
         Ok(self
             .client()?
-            .query_opt("SELECT bytes FROM records WHERE idx = $1", &[&to_i64(index)])
+            .query_opt(
+                "SELECT bytes FROM records WHERE idx = $1",
+                &[&to_i64(index)],
+            )
             .map_err(pg_err)?
             .map(|row| row.get(0)))
     }
