@@ -43,6 +43,8 @@ pub struct PostgresStore {
     client: RefCell<Client>,
     size: u64,
     url: String,
+    /// Read-only handles only: the full URL to reconnect with after a lost connection.
+    reconnect_url: Option<String>,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -128,7 +130,38 @@ impl PostgresStore {
         client
             .batch_execute("SET default_transaction_read_only = on")
             .map_err(pg_err)?;
-        Self::finish_open(client, url)
+        let mut store = Self::finish_open(client, url)?;
+        store.reconnect_url = Some(url.to_string());
+        Ok(store)
+    }
+
+    fn connect_read_only(url: &str) -> Result<Client, StoreError> {
+        let mut client = Self::connect(url, "shoulders-reader")?;
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .map_err(pg_err)?;
+        Ok(client)
+    }
+
+    /// Run one read. A read-only handle whose connection was lost (server restart, failover to
+    /// a replica, idle timeout) reconnects once and retries, so read nodes heal by themselves.
+    /// A writer never reconnects: its writer lock lived in the lost session, so it fails (the
+    /// ledger then stops with `E_WRITER_STOPPED`) and a restart takes the lock again.
+    fn read<T>(
+        &self,
+        op: impl Fn(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client()?;
+        match op(&mut client) {
+            Ok(v) => Ok(v),
+            Err(e) => match &self.reconnect_url {
+                Some(url) if client.is_closed() => {
+                    *client = Self::connect_read_only(url)?;
+                    op(&mut client).map_err(pg_err)
+                }
+                _ => Err(pg_err(e)),
+            },
+        }
     }
 
     fn connect(url: &str, application: &str) -> Result<Client, StoreError> {
@@ -252,6 +285,7 @@ impl PostgresStore {
             client: RefCell::new(client),
             size: 0,
             url: redact_url(url),
+            reconnect_url: None,
         };
         let (count, max, hashes): (i64, Option<i64>, i64) = {
             let mut c = store.client()?;
@@ -287,10 +321,9 @@ impl PostgresStore {
         })
     }
 
-    fn read_size(client: &mut impl postgres::GenericClient) -> Result<u64, StoreError> {
+    fn read_size(client: &mut impl postgres::GenericClient) -> Result<u64, postgres::Error> {
         let max: Option<i64> = client
-            .query_one("SELECT MAX(idx) FROM records", &[])
-            .map_err(pg_err)?
+            .query_one("SELECT MAX(idx) FROM records", &[])?
             .get(0);
         Ok(max.map(|m| m as u64 + 1).unwrap_or(0))
     }
@@ -307,7 +340,7 @@ impl Store for PostgresStore {
     }
 
     fn refresh(&mut self) -> Result<u64, StoreError> {
-        let size = Self::read_size(&mut *self.client()?)?;
+        let size = self.read(|c| Self::read_size(c))?;
         self.size = size;
         Ok(size)
     }
@@ -348,7 +381,7 @@ impl Store for PostgresStore {
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(pg_err)?;
         // Re-check inside the transaction: another process may have appended.
-        let on_disk = Self::read_size(&mut tx)?;
+        let on_disk = Self::read_size(&mut tx).map_err(pg_err)?;
         if on_disk != self.size {
             return Err(StoreError::Conflict {
                 expected: on_disk,
@@ -378,12 +411,12 @@ impl Store for PostgresStore {
             return Ok(None);
         }
         Ok(self
-            .client()?
-            .query_opt(
-                "SELECT bytes FROM records WHERE idx = $1",
-                &[&to_i64(index)],
-            )
-            .map_err(pg_err)?
+            .read(|c| {
+                c.query_opt(
+                    "SELECT bytes FROM records WHERE idx = $1",
+                    &[&to_i64(index)],
+                )
+            })?
             .map(|row| row.get(0)))
     }
 
@@ -392,13 +425,12 @@ impl Store for PostgresStore {
         while expected < to {
             let chunk_end = to.min(expected.saturating_add(SCAN_CHUNK_RECORDS));
             // The borrow ends before `visit` runs, so a callback may read the store again.
-            let rows = self
-                .client()?
-                .query(
+            let rows = self.read(|c| {
+                c.query(
                     "SELECT idx, bytes FROM records WHERE idx >= $1 AND idx < $2 ORDER BY idx",
                     &[&to_i64(expected), &to_i64(chunk_end)],
                 )
-                .map_err(pg_err)?;
+            })?;
             if rows.is_empty() {
                 break;
             }
@@ -423,10 +455,8 @@ impl Store for PostgresStore {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         // One round trip for a whole proof's worth of hashes.
         let ids: Vec<i64> = indexes.iter().copied().map(to_i64).collect();
-        let rows = self
-            .client()?
-            .query("SELECT id, hash FROM hashes WHERE id = ANY($1)", &[&ids])
-            .map_err(pg_err)?;
+        let rows =
+            self.read(|c| c.query("SELECT id, hash FROM hashes WHERE id = ANY($1)", &[&ids]))?;
         let mut found: HashMap<i64, [u8; 32]> = HashMap::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.get(0);
@@ -448,9 +478,7 @@ impl Store for PostgresStore {
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .client()?
-            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
-            .map_err(pg_err)?
+            .read(|c| c.query_opt("SELECT value FROM meta WHERE key = $1", &[&key]))?
             .map(|row| row.get(0)))
     }
 

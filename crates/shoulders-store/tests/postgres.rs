@@ -164,3 +164,49 @@ fn schema_is_versioned() {
         "E_STORE_SCHEMA"
     );
 }
+
+/// End every session this test's stores opened with `application_name`.
+fn terminate(url: &str, application: &str) -> i64 {
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    admin
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = $1",
+            &[&application],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// A read-only node survives a lost connection (server restart, failover); a writer does not
+/// reconnect, because its writer lock went with the session.
+#[test]
+fn readers_reconnect_and_writers_do_not() {
+    let url = fresh_database_url();
+    let mut writer = PostgresStore::create(&url).unwrap();
+    let mut frontier = Frontier::new();
+    append(&mut writer, &mut frontier, 5);
+    let mut reader = PostgresStore::open_read_only(&url).unwrap();
+    assert_eq!(reader.record(4).unwrap(), Some(b"pg record 4".to_vec()));
+
+    assert_eq!(terminate(&url, "shoulders-reader"), 1);
+    assert_eq!(reader.record(4).unwrap(), Some(b"pg record 4".to_vec()));
+    assert_eq!(reader.refresh().unwrap(), 5);
+
+    assert_eq!(terminate(&url, "shoulders-writer"), 1);
+    let leaf = shoulders_log::leaf_hash(b"after");
+    let mut f = frontier.clone();
+    let err = writer
+        .append(&AppendBatch {
+            first_index: 5,
+            records: vec![b"after".as_slice()],
+            hashes: f.append(leaf),
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "E_STORAGE");
+    assert!(writer.refresh().is_err(), "the writer stays disconnected");
+    // The lock went with the session: a new writer may start and continue the log.
+    let mut next = PostgresStore::open(&url).unwrap();
+    append(&mut next, &mut frontier, 1);
+    assert_eq!(reader.refresh().unwrap(), 6);
+}
