@@ -340,7 +340,7 @@ impl Store for PostgresStore {
     }
 
     fn refresh(&mut self) -> Result<u64, StoreError> {
-        let size = self.read(|c| Self::read_size(c))?;
+        let size = self.read(Self::read_size)?;
         self.size = size;
         Ok(size)
     }
