@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shoulders_attrib::index::{DocInput, Index, IndexError};
 use shoulders_attrib::shares::{shares, Clusterer, SpanEvidence};
-use shoulders_ledger::{ContentStore, DataDir, LedgerError, Reader};
+use shoulders_ledger::{ContentStore, LedgerError, Reader};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +46,7 @@ pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
 
 /// (Re)build the index of `dataset_id`; returns the report `index build` prints.
 pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Value> {
-    let dir = DataDir::new(data_dir);
+    let dir = crate::data_dir(data_dir);
     let reader = Reader::open(&dir)?;
     let state = reader.state()?;
     let dataset = state.dataset(dataset_id).ok_or_else(|| {

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use rand_core::OsRng;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shoulders_ledger::{init_with, verify_export, DataDir, Ledger, OperatorInit};
+use shoulders_ledger::{init_with, verify_export, Ledger, OperatorInit};
 use shoulders_record::{sign_record, ActorKey, Body, Kind, SignedRecord};
 use std::path::PathBuf;
 
@@ -92,7 +92,7 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
             crate::random_id()
         )),
     };
-    let data = DataDir::new(&dir);
+    let data = crate::data_dir(&dir);
     let operator = OperatorInit {
         handle: "operator".into(),
         name: "Demo operator".into(),

@@ -2,7 +2,7 @@
 //! model-card YAML header, an SPDX 3.0.1 JSON-LD document or a CycloneDX 1.6 ML-BOM.
 
 use anyhow::{bail, Result};
-use shoulders_ledger::{DataDir, LedgerError, Reader};
+use shoulders_ledger::{LedgerError, Reader};
 use shoulders_state::State;
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +15,7 @@ pub fn run(data_dir: &Path, model_id: &str, format: &str) -> Result<()> {
     if !FORMATS.contains(&format) {
         bail!("unknown format {format:?}; use hf-card, spdx or cyclonedx");
     }
-    let reader = Reader::open(&DataDir::new(data_dir))?;
+    let reader = Reader::open(&crate::data_dir(data_dir))?;
     let state = reader.state()?;
     let text = render(&state, reader.origin(), model_id, format)?;
     let mut out = std::io::stdout().lock();

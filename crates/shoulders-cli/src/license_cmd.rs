@@ -3,7 +3,7 @@
 use crate::{print_json, CliError};
 use anyhow::Result;
 use serde_json::json;
-use shoulders_ledger::{DataDir, LedgerError, Reader};
+use shoulders_ledger::{LedgerError, Reader};
 use std::path::Path;
 
 pub fn check(
@@ -13,7 +13,7 @@ pub fn check(
     territory: Option<&str>,
     at_ms: Option<u64>,
 ) -> Result<()> {
-    let state = Reader::open(&DataDir::new(data_dir))?.state()?;
+    let state = Reader::open(&crate::data_dir(data_dir))?.state()?;
     let now = at_ms.unwrap_or_else(crate::now_ms);
     let decision = state
         .check_use(model_id, use_tag, territory, now)

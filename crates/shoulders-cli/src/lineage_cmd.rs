@@ -2,7 +2,7 @@
 //! ancestry and their contributors) as JSON, Graphviz DOT or a Mermaid flowchart.
 
 use anyhow::{bail, Result};
-use shoulders_ledger::{DataDir, LedgerError, Reader};
+use shoulders_ledger::{LedgerError, Reader};
 use shoulders_state::State;
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +15,7 @@ pub fn run(data_dir: &Path, model_id: &str, format: &str) -> Result<()> {
     if !FORMATS.contains(&format) {
         bail!("unknown format {format:?}; use json, dot or mermaid");
     }
-    let state = Reader::open(&DataDir::new(data_dir))?.state()?;
+    let state = Reader::open(&crate::data_dir(data_dir))?.state()?;
     let text = render(&state, model_id, format)?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;

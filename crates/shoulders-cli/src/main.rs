@@ -16,7 +16,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand_core::{OsRng, RngCore};
 use shoulders_ledger::{
-    init_with, verify_export, DataDir, Ledger, LedgerError, OperatorInit, Reader, VerifyFailure,
+    init_with, verify_export, DataDir, Ledger, LedgerError, OperatorInit, Reader, StoreLocation,
+    VerifyFailure,
 };
 use shoulders_record::{sign_record, ActorKey, Body, Kind, RecordError};
 use std::io::Write;
@@ -34,8 +35,30 @@ const MAX_EXPORT_FILE_BYTES: u64 = 16 * 1024 * 1024 * 1024;
     about = "A public, tamper-evident ledger for AI models"
 )]
 struct Cli {
+    /// Where the log lives, overriding what the data directory records:
+    /// postgres://USER@HOST:PORT/DB or sqlite:PATH. `init` records it in the data directory, so
+    /// later commands need it only to point elsewhere (e.g. after `migrate`).
+    #[arg(
+        long,
+        global = true,
+        env = "SHOULDERS_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--database` override, set once at start-up.
+static DATABASE: std::sync::OnceLock<StoreLocation> = std::sync::OnceLock::new();
+
+/// The data directory at `path`, with the `--database` override applied.
+pub(crate) fn data_dir(path: impl AsRef<Path>) -> DataDir {
+    let dir = DataDir::new(path.as_ref());
+    match DATABASE.get() {
+        Some(location) => dir.with_database(location.clone()),
+        None => dir,
+    }
 }
 
 #[derive(Subcommand)]
@@ -187,6 +210,17 @@ enum Command {
     Model {
         #[command(subcommand)]
         command: ModelCommand,
+    },
+    /// Copy a ledger's log to another store (e.g. SQLite to PostgreSQL), in order, and check
+    /// that the Merkle root matches; the target must be empty. Prints a JSON report. Stop the
+    /// writer first, then point the data directory at the target with `--database`.
+    Migrate {
+        /// Source: sqlite:PATH (e.g. sqlite:D/ledger.sqlite) or postgres://...
+        #[arg(long)]
+        from: String,
+        /// Target: postgres://... or sqlite:PATH
+        #[arg(long)]
+        to: String,
     },
     /// Build a demo ledger (actors, datasets, contributions, a base model, fine-tunes) and verify it.
     Demo {
@@ -437,6 +471,12 @@ fn sign_body(
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(database) = &cli.database {
+        let location = StoreLocation::parse(database).map_err(LedgerError::from)?;
+        DATABASE
+            .set(location)
+            .expect("the database override is set once");
+    }
     match cli.command {
         Command::Init {
             data_dir,
@@ -451,7 +491,7 @@ fn run(cli: Cli) -> Result<()> {
                 ts_ms: now_ms(),
             });
             let vkey = init_with(
-                &DataDir::new(&data_dir),
+                &crate::data_dir(&data_dir),
                 &origin,
                 operator.as_ref(),
                 &mut OsRng,
@@ -480,7 +520,7 @@ fn run(cli: Cli) -> Result<()> {
             ts_ms,
         } => {
             let record = sign_body(&key, &kind, &body, id, ts_ms)?;
-            let ledger = Ledger::open(&DataDir::new(&data_dir))?;
+            let ledger = Ledger::open(&crate::data_dir(&data_dir))?;
             let appended = ledger.submit(record.bytes().to_vec())?;
             print_json(&appended)?;
         }
@@ -527,7 +567,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 .into());
             }
-            let dir = DataDir::new(&data_dir);
+            let dir = crate::data_dir(&data_dir);
             // Content first, durably: a record never names content that is not stored.
             let content_hash = shoulders_ledger::ContentStore::new(&dir).put(&bytes)?;
             let mut body = serde_json::json!({
@@ -551,7 +591,7 @@ fn run(cli: Cli) -> Result<()> {
             }))?;
         }
         Command::Checkpoint { data_dir } => {
-            let reader = Reader::open(&DataDir::new(&data_dir))?;
+            let reader = Reader::open(&crate::data_dir(&data_dir))?;
             std::io::stdout().write_all(&reader.checkpoint()?)?;
         }
         Command::Proof { command } => match command {
@@ -560,18 +600,18 @@ fn run(cli: Cli) -> Result<()> {
                 index,
                 size,
             } => {
-                let reader = Reader::open(&DataDir::new(&data_dir))?;
+                let reader = Reader::open(&crate::data_dir(&data_dir))?;
                 let proof = reader.inclusion_proof(index, size.unwrap_or(reader.size()))?;
                 print_json(&proof)?;
             }
             ProofCommand::Consistency { data_dir, old, new } => {
-                let reader = Reader::open(&DataDir::new(&data_dir))?;
+                let reader = Reader::open(&crate::data_dir(&data_dir))?;
                 let proof = reader.consistency_proof(old, new.unwrap_or(reader.size()))?;
                 print_json(&proof)?;
             }
         },
         Command::Export { data_dir, out } => {
-            let reader = Reader::open(&DataDir::new(&data_dir))?;
+            let reader = Reader::open(&crate::data_dir(&data_dir))?;
             // Write beside the target under a fresh hidden name, then rename: a reader never
             // sees a half-written export and no other file is touched.
             let name = out
@@ -602,7 +642,7 @@ fn run(cli: Cli) -> Result<()> {
             print_json(&report)?;
         }
         Command::Show { data_dir, what, id } => {
-            let state = Reader::open(&DataDir::new(&data_dir))?.state()?;
+            let state = Reader::open(&crate::data_dir(&data_dir))?.state()?;
             let missing =
                 || LedgerError::NotFound(format!("no {} {id:?} in this ledger", what.name()));
             let json = match what {
@@ -660,6 +700,11 @@ fn run(cli: Cli) -> Result<()> {
                 dir,
             } => model_cmd::check(&data_dir, &model_id, &dir)?,
         },
+        Command::Migrate { from, to } => {
+            let from = StoreLocation::parse(&from).map_err(LedgerError::from)?;
+            let to = StoreLocation::parse(&to).map_err(LedgerError::from)?;
+            print_json(&shoulders_ledger::migrate(&from, &to)?)?;
+        }
         Command::Demo { data_dir } => demo::run(data_dir)?,
     }
     Ok(())

@@ -4,7 +4,7 @@ use crate::{load_key, print_json, random_id, CliError};
 use anyhow::{Context, Result};
 use serde_json::json;
 use shoulders_artifacts::{compare, scan_dir, total_bytes, ModelDir};
-use shoulders_ledger::{DataDir, Ledger, LedgerError, Reader};
+use shoulders_ledger::{Ledger, LedgerError, Reader};
 use shoulders_record::{sign_record, Body, ModelRegister, Parent, Relation};
 use std::path::{Path, PathBuf};
 
@@ -154,7 +154,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         args.datasets.clone()
     };
 
-    let ledger = Ledger::open(&DataDir::new(&args.data_dir))?;
+    let ledger = Ledger::open(&crate::data_dir(&args.data_dir))?;
     let handle = ledger
         .with_state(|s| s.actor_by_key(&key.public()).map(|a| a.handle.clone()))
         .ok_or_else(|| {
@@ -203,7 +203,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
 }
 
 pub fn check(data_dir: &Path, model_id: &str, dir: &Path) -> Result<()> {
-    let state = Reader::open(&DataDir::new(data_dir))?.state()?;
+    let state = Reader::open(&crate::data_dir(data_dir))?.state()?;
     let model = state
         .model(model_id)
         .ok_or_else(|| LedgerError::NotFound(format!("no model {model_id:?} in this ledger")))?;

@@ -134,7 +134,7 @@ fn submit_one(
 }
 
 pub fn deposit(a: DepositArgs) -> Result<()> {
-    let dir = DataDir::new(&a.data_dir);
+    let dir = crate::data_dir(&a.data_dir);
     let key = operator_key(&dir, a.key)?;
     let mut body =
         json!({"account": a.account, "currency": a.currency, "amount_micros": a.amount_micros});
@@ -145,7 +145,7 @@ pub fn deposit(a: DepositArgs) -> Result<()> {
 }
 
 pub fn withdraw(a: WithdrawArgs) -> Result<()> {
-    let dir = DataDir::new(&a.data_dir);
+    let dir = crate::data_dir(&a.data_dir);
     let key = load_key(&a.key)?;
     let mut body = json!({"currency": a.currency, "amount_micros": a.amount_micros});
     if let Some(p) = a.payout_address {
@@ -157,7 +157,7 @@ pub fn withdraw(a: WithdrawArgs) -> Result<()> {
 /// Sign every receipt of the file with the operator key and submit them in batches; prints how
 /// many were settled, already settled, or refused (by code).
 pub fn settle(a: SettleArgs) -> Result<()> {
-    let dir = DataDir::new(&a.data_dir);
+    let dir = crate::data_dir(&a.data_dir);
     let key = operator_key(&dir, a.key)?;
     let records = read_receipts(&a.receipts, &key, a.ts_ms.unwrap_or_else(now_ms))?;
     let ledger = Ledger::open(&dir)?;
@@ -243,7 +243,7 @@ fn read_receipts(
 }
 
 pub fn statement(a: StatementArgs) -> Result<()> {
-    let dir = DataDir::new(&a.data_dir);
+    let dir = crate::data_dir(&a.data_dir);
     let mut reader = Reader::open(&dir)?;
     let state = reader.state()?;
     reader.refresh()?;
@@ -276,7 +276,7 @@ pub fn statement(a: StatementArgs) -> Result<()> {
 }
 
 pub fn accounts(a: AccountsArgs) -> Result<()> {
-    let state = Reader::open(&DataDir::new(&a.data_dir))?.state()?;
+    let state = Reader::open(&crate::data_dir(&a.data_dir))?.state()?;
     let totals = state.totals();
     let conserved = totals.iter().all(|t| t.conserved);
     print_json(&json!({

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! D/ledger.sqlite   the log (records + stored Merkle hashes + metadata), WAL mode
+//! D/database.url    instead of ledger.sqlite: where the log lives (`postgres://...` or
+//!                   `sqlite:PATH`), written by `init --database`, mode 0600
 //! D/log.key         the log's signed-note signer key, mode 0600
 //! D/log.pub         the verifier key `<origin>+<hash>+<base64>`, public
 //! D/LOCK            advisory lock held by the single writer
@@ -9,18 +11,66 @@
 //! ```
 
 use crate::LedgerError;
+use shoulders_store::StoreLocation;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Longest `database.url` file read, in bytes.
+const MAX_LOCATION_FILE_BYTES: u64 = 4096;
+
 #[derive(Clone, Debug)]
 pub struct DataDir {
     root: PathBuf,
+    /// Overrides where the log lives (`--database`); otherwise `database.url`, else SQLite.
+    database: Option<StoreLocation>,
 }
 
 impl DataDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DataDir { root: root.into() }
+        DataDir {
+            root: root.into(),
+            database: None,
+        }
+    }
+
+    /// Keep the log at `location` instead of what the directory records. `init` records it.
+    pub fn with_database(mut self, location: StoreLocation) -> Self {
+        self.database = Some(location);
+        self
+    }
+
+    /// The file that records a non-default store location.
+    pub fn database_location_file(&self) -> PathBuf {
+        self.root.join("database.url")
+    }
+
+    /// Where the log lives: the override, else `database.url`, else `ledger.sqlite`.
+    pub fn store_location(&self) -> Result<StoreLocation, LedgerError> {
+        if let Some(location) = &self.database {
+            return Ok(location.clone());
+        }
+        let file = self.database_location_file();
+        if !file.exists() {
+            return Ok(StoreLocation::Sqlite(self.database()));
+        }
+        let size = std::fs::metadata(&file)
+            .map_err(|e| LedgerError::io(&file, e))?
+            .len();
+        if size > MAX_LOCATION_FILE_BYTES {
+            return Err(LedgerError::Store(
+                shoulders_store::StoreError::BadLocation(format!(
+                    "{} is {size} bytes; the limit is {MAX_LOCATION_FILE_BYTES}",
+                    file.display()
+                )),
+            ));
+        }
+        Ok(StoreLocation::parse(&self.read_text(&file)?)?)
+    }
+
+    /// The override given with [`DataDir::with_database`], if any.
+    pub(crate) fn database_override(&self) -> Option<&StoreLocation> {
+        self.database.as_ref()
     }
 
     pub fn root(&self) -> &Path {
@@ -49,7 +99,7 @@ impl DataDir {
     }
 
     pub fn exists(&self) -> bool {
-        self.database().exists()
+        self.database().exists() || self.database_location_file().exists()
     }
 
     pub(crate) fn require(&self) -> Result<(), LedgerError> {

@@ -16,6 +16,10 @@ pub enum LedgerError {
     Log(#[from] LogError),
     #[error("{0} already holds a ledger; use a new directory")]
     AlreadyInitialised(String),
+    #[error("{0} already holds a ledger or other records; use an empty database")]
+    DatabaseNotEmpty(String),
+    #[error("migration check failed: {0}")]
+    MigrateMismatch(String),
     #[error("{0} is not empty; `init` needs a new or empty directory")]
     DirNotEmpty(String),
     #[error("{0} holds no ledger; run `shoulders init --data-dir {0}` first")]
@@ -50,6 +54,8 @@ impl LedgerError {
             LedgerError::AlreadyInitialised(_) => "E_ALREADY_INITIALISED",
             LedgerError::NotInitialised(_) => "E_NOT_INITIALISED",
             LedgerError::DirNotEmpty(_) => "E_DIR_NOT_EMPTY",
+            LedgerError::DatabaseNotEmpty(_) => "E_DATABASE_NOT_EMPTY",
+            LedgerError::MigrateMismatch(_) => "E_MIGRATE_MISMATCH",
             LedgerError::Locked(_) => "E_LOCKED",
             LedgerError::KeyFile(_) => "E_KEY_FILE",
             LedgerError::Io { .. } => "E_IO",

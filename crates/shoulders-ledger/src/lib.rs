@@ -8,6 +8,7 @@ pub mod content;
 mod datadir;
 mod error;
 pub mod export;
+mod migrate;
 mod reader;
 mod replay;
 mod writer;
@@ -16,14 +17,16 @@ pub use content::{content_ref, ContentStore};
 pub use datadir::{write_new_file, DataDir};
 pub use error::LedgerError;
 pub use export::{verify_export, VerifyFailure, VerifyReport, EXPORT_MAGIC};
+pub use migrate::{migrate, MigrateReport};
 pub use reader::{ConsistencyProof, InclusionProof, Reader};
 pub use replay::replay;
+pub use shoulders_store::StoreLocation;
 pub use writer::{Appended, Ledger, LedgerConfig, MAX_SUBMIT_BATCH};
 
 use rand_core::CryptoRngCore;
 use shoulders_log::{generate_log_key, LogSigner};
 use shoulders_record::{sign_record, ActorKey, ActorRegister, Body};
-use shoulders_store::{SqliteStore, Store};
+use shoulders_store::Store;
 
 /// Metadata keys in the store.
 pub(crate) const META_ORIGIN: &str = "origin";
@@ -47,6 +50,11 @@ pub struct OperatorInit {
 /// `dir` must not exist or be an empty directory. Everything is written into a hidden sibling
 /// staging directory first and renamed into place, so a failed `init` leaves nothing behind
 /// and can simply be retried.
+///
+/// When `dir` carries a database location ([`DataDir::with_database`], e.g. PostgreSQL), the
+/// log is created there instead of `ledger.sqlite` and the location is recorded in
+/// `database.url`; that database must hold no ledger yet (`E_DATABASE_NOT_EMPTY`). The log key
+/// and content store stay in `dir`.
 pub fn init<R: CryptoRngCore + ?Sized>(
     dir: &DataDir,
     origin: &str,
@@ -83,6 +91,13 @@ pub fn init_with<R: CryptoRngCore + ?Sized>(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let staging = DataDir::new(parent.join(format!(".{name}.init-{:016x}", rng.next_u64())));
+    let recorded = dir
+        .database_override()
+        .filter(|l| **l != StoreLocation::Sqlite(dir.database()));
+    let location = match recorded {
+        Some(l) => l.clone(),
+        None => StoreLocation::Sqlite(staging.database()),
+    };
     std::fs::create_dir(staging.root()).map_err(|e| LedgerError::io(staging.root(), e))?;
     let staged = (|| {
         write_new_file(
@@ -95,7 +110,18 @@ pub fn init_with<R: CryptoRngCore + ?Sized>(
             format!("{verifier_key}\n").as_bytes(),
             0o644,
         )?;
-        let mut store = SqliteStore::create(&staging.database())?;
+        if let Some(l) = recorded {
+            // May hold a password: readable by the owner only.
+            write_new_file(
+                &staging.database_location_file(),
+                format!("{}\n", l.to_config_string()).as_bytes(),
+                0o600,
+            )?;
+        }
+        let mut store = location.create()?;
+        if store.size()? > 0 || store.meta(META_FORMAT)?.is_some() {
+            return Err(LedgerError::DatabaseNotEmpty(location.describe()));
+        }
         store.set_meta(META_FORMAT, FORMAT)?;
         store.set_meta(META_ORIGIN, origin)?;
         store.set_meta(META_VERIFIER_KEY, &verifier_key)?;

@@ -2,7 +2,7 @@ use crate::{load_signer, replay, DataDir, LedgerError};
 use serde::Serialize;
 use shoulders_log::{consistency_proof, inclusion_proof, tree_root, Hash, LogError, LogSigner};
 use shoulders_state::State;
-use shoulders_store::{SqliteStore, Store, StoreHashes};
+use shoulders_store::{Store, StoreHashes};
 
 /// An inclusion proof as printed by `shoulders proof inclusion` (hashes in base64).
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -24,10 +24,11 @@ fn b64(hashes: Vec<Hash>) -> Vec<String> {
     hashes.iter().map(|h| h.to_string()).collect()
 }
 
-/// Read-only access to a ledger directory. Works while a writer is running (SQLite WAL), so the
-/// CLI's read commands never need the writer lock.
+/// Read-only access to a ledger directory. Works while a writer is running (SQLite WAL, or any
+/// number of PostgreSQL sessions), so read commands and read-only nodes never need the writer
+/// lock.
 pub struct Reader {
-    store: SqliteStore,
+    store: Box<dyn Store>,
     signer: LogSigner,
     verifier_key: String,
 }
@@ -35,8 +36,8 @@ pub struct Reader {
 impl Reader {
     pub fn open(dir: &DataDir) -> Result<Self, LedgerError> {
         dir.require()?;
-        let store = SqliteStore::open_read_only(&dir.database())?;
-        let (signer, verifier_key) = load_signer(dir, &store)?;
+        let store = dir.store_location()?.open_read_only()?;
+        let (signer, verifier_key) = load_signer(dir, &*store)?;
         Ok(Reader {
             store,
             signer,
@@ -44,7 +45,11 @@ impl Reader {
         })
     }
 
-    pub(crate) fn from_parts(store: SqliteStore, signer: LogSigner, verifier_key: String) -> Self {
+    pub(crate) fn from_parts(
+        store: Box<dyn Store>,
+        signer: LogSigner,
+        verifier_key: String,
+    ) -> Self {
         Reader {
             store,
             signer,
@@ -58,7 +63,9 @@ impl Reader {
     }
 
     pub fn size(&self) -> u64 {
-        self.store.size().expect("sqlite size is cached")
+        self.store
+            .size()
+            .expect("every store caches its size (refreshed by `refresh`)")
     }
 
     pub fn verifier_key(&self) -> &str {
@@ -71,7 +78,7 @@ impl Reader {
 
     pub fn root(&self, size: u64) -> Result<Hash, LedgerError> {
         self.check_size(size)?;
-        Ok(tree_root(size, &StoreHashes(&self.store))?)
+        Ok(tree_root(size, &StoreHashes(&*self.store))?)
     }
 
     fn check_size(&self, size: u64) -> Result<(), LedgerError> {
@@ -115,7 +122,7 @@ impl Reader {
 
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, LedgerError> {
         self.check_size(size)?;
-        let hashes = inclusion_proof(index, size, &StoreHashes(&self.store))?;
+        let hashes = inclusion_proof(index, size, &StoreHashes(&*self.store))?;
         Ok(InclusionProof {
             tree_size: size,
             leaf_index: index,
@@ -125,7 +132,7 @@ impl Reader {
 
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<ConsistencyProof, LedgerError> {
         self.check_size(new)?;
-        let hashes = consistency_proof(old, new, &StoreHashes(&self.store))?;
+        let hashes = consistency_proof(old, new, &StoreHashes(&*self.store))?;
         Ok(ConsistencyProof {
             old_size: old,
             new_size: new,
@@ -145,7 +152,7 @@ impl Reader {
 
     /// Recompute the state by replaying the stored log.
     pub fn state(&self) -> Result<State, LedgerError> {
-        Ok(replay(&self.store)?.0)
+        Ok(replay(&*self.store)?.0)
     }
 
     /// Write the first `size` records and their checkpoint in the export format.

@@ -2,8 +2,8 @@
 //!
 //! Submitters decode and verify signatures on their own threads, then hand records to one
 //! writer thread. The writer drains everything queued (up to `max_batch_records`), folds each
-//! record into the state, writes all accepted records and their Merkle hashes in one SQLite
-//! transaction, and only after that commit answers the submitters. One fsync thus
+//! record into the state, writes all accepted records and their Merkle hashes in one store
+//! transaction (SQLite or PostgreSQL), and only after that commit answers the submitters. One fsync thus
 //! acknowledges many records, and no record is acknowledged before it is durable.
 //!
 //! Readers take the state lock shared; the writer holds it exclusively from the first fold of
@@ -15,7 +15,7 @@ use serde::Serialize;
 use shoulders_log::{leaf_hash, Frontier, Hash, LogSigner};
 use shoulders_record::SignedRecord;
 use shoulders_state::State;
-use shoulders_store::{AppendBatch, SqliteStore, Store, StoreError};
+use shoulders_store::{AppendBatch, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +33,9 @@ pub struct LedgerConfig {
     pub max_batch_records: usize,
     /// Most jobs waiting for the writer before submitters block (back-pressure).
     pub queue_depth: usize,
+    /// How long `open` keeps trying for a PostgreSQL database's writer lock before refusing
+    /// with `E_WRITER_LOCKED` (a writer that just died holds it for a moment).
+    pub writer_lock_wait_ms: u64,
 }
 
 impl Default for LedgerConfig {
@@ -40,6 +43,7 @@ impl Default for LedgerConfig {
         LedgerConfig {
             max_batch_records: 10_000,
             queue_depth: 1024,
+            writer_lock_wait_ms: 3_000,
         }
     }
 }
@@ -75,7 +79,8 @@ struct Job {
     reply: SyncSender<Vec<Result<Appended, LedgerError>>>,
 }
 
-/// A ledger open for writing. Exactly one per data directory (enforced with a file lock).
+/// A ledger open for writing. Exactly one per data directory (enforced with a file lock) and,
+/// on PostgreSQL, one per database (the store's advisory lock: `E_WRITER_LOCKED`).
 pub struct Ledger {
     shared: Arc<Shared>,
     tx: Option<SyncSender<Job>>,
@@ -93,11 +98,13 @@ impl Ledger {
         assert!(config.max_batch_records >= 1 && config.queue_depth >= 1);
         dir.require()?;
         let lock = dir.lock()?;
-        let store = SqliteStore::open(&dir.database())?;
-        let (signer, verifier_key) = load_signer(dir, &store)?;
-        let (state, frontier) = replay(&store)?;
+        let location = dir.store_location()?;
+        let store =
+            location.open_writer(std::time::Duration::from_millis(config.writer_lock_wait_ms))?;
+        let (signer, verifier_key) = load_signer(dir, &*store)?;
+        let (state, frontier) = replay(&*store)?;
         let reader = Reader::from_parts(
-            SqliteStore::open_read_only(&dir.database())?,
+            location.open_read_only()?,
             signer.clone(),
             verifier_key.clone(),
         );
@@ -343,7 +350,7 @@ impl Drop for Ledger {
     }
 }
 
-fn run_writer(shared: Arc<Shared>, mut store: SqliteStore, rx: Receiver<Job>, max_batch: usize) {
+fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut count = first.records.len();
         let mut jobs = vec![first];
@@ -366,7 +373,7 @@ fn run_writer(shared: Arc<Shared>, mut store: SqliteStore, rx: Receiver<Job>, ma
                 })
                 .collect()
         } else {
-            commit_batch(&shared, &mut store, &jobs)
+            commit_batch(&shared, &mut *store, &jobs)
         };
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             // A submitter that gave up waiting is not an error for the others.
@@ -377,7 +384,7 @@ fn run_writer(shared: Arc<Shared>, mut store: SqliteStore, rx: Receiver<Job>, ma
 
 fn commit_batch(
     shared: &Shared,
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     jobs: &[Job],
 ) -> Vec<Vec<Result<Appended, LedgerError>>> {
     let mut committed = shared.committed.write().unwrap_or_else(|p| p.into_inner());

@@ -91,6 +91,44 @@ fn sigkill_loses_no_acknowledged_record() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, ledger, vkey) = new_ledger(tmp.path());
     drop(ledger);
+    kill_rounds(&data, &vkey, KILLS, Kill::Writer);
+}
+
+/// The same on PostgreSQL: the writer process dies mid-batch, its session (and writer lock)
+/// goes with it, and the next writer finds every acknowledged record.
+#[test]
+fn sigkill_loses_no_acknowledged_record_on_postgres() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ledger, vkey) = new_pg_ledger(tmp.path());
+    drop(ledger);
+    kill_rounds(&data, &vkey, KILLS / 2, Kill::Writer);
+}
+
+/// The database server itself crashes (`pg_ctl stop -m immediate`, no shutdown checkpoint)
+/// while the writer is appending: what the writer acknowledged was committed with
+/// `synchronous_commit = on`, so it is there after WAL recovery. Uses a private server.
+#[test]
+fn postgres_server_crash_loses_no_acknowledged_record() {
+    let server = shoulders_pgtest::PgServer::start().expect("start a private PostgreSQL server");
+    let url = shoulders_pgtest::create_database(&server.admin_url()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let location = shoulders_ledger::StoreLocation::parse(&url).unwrap();
+    let (data, ledger, vkey) =
+        new_ledger_in(DataDir::new(tmp.path().join("ledger")).with_database(location));
+    drop(ledger);
+    kill_rounds(&data, &vkey, 4, Kill::DatabaseServer(&server));
+}
+
+/// What dies in each round.
+#[derive(Clone, Copy)]
+enum Kill<'a> {
+    /// SIGKILL the writer process.
+    Writer,
+    /// Crash and restart the database server, then stop the (now failing) writer.
+    DatabaseServer(&'a shoulders_pgtest::PgServer),
+}
+
+fn kill_rounds(data: &DataDir, vkey: &str, kills: usize, what: Kill<'_>) {
     let seed: u64 = std::env::var("SHOULDERS_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -105,7 +143,7 @@ fn sigkill_loses_no_acknowledged_record() {
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
     let mut killed_while_writing = 0;
     let mut previous = None;
-    for round in 0..KILLS {
+    for round in 0..kills {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "crash_child",
@@ -131,8 +169,9 @@ fn sigkill_loses_no_acknowledged_record() {
             }
         });
         // Half the rounds kill at a random moment after start (possibly during start-up replay),
-        // half wait until the child is appending and then kill at a random moment.
-        let wait_ready = round % 2 == 1;
+        // half wait until the child is appending and then kill at a random moment. A database
+        // crash always waits, so that it lands while records are being acknowledged.
+        let wait_ready = round % 2 == 1 || matches!(what, Kill::DatabaseServer(_));
         let start = Instant::now();
         if wait_ready {
             loop {
@@ -145,6 +184,11 @@ fn sigkill_loses_no_acknowledged_record() {
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(5..250)));
         let still_running = child.try_wait().unwrap().is_none();
+        if let Kill::DatabaseServer(server) = what {
+            server
+                .crash_and_restart()
+                .expect("crash and restart PostgreSQL");
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         pump.join().unwrap();
@@ -158,10 +202,10 @@ fn sigkill_loses_no_acknowledged_record() {
 
         // Recovery: the lock is free again, the log replays (Ledger::open refolds every record
         // and checks the stored Merkle hashes), and every acknowledged record is there.
-        let ledger = Ledger::open(&data).expect("the ledger reopens after SIGKILL");
+        let ledger = Ledger::open(data).expect("the ledger reopens after SIGKILL");
         let size = ledger.size();
         let mut present = BTreeMap::new();
-        shoulders_ledger::Reader::open(&data)
+        shoulders_ledger::Reader::open(data)
             .unwrap()
             .scan(0, size, &mut |i, bytes| {
                 present.insert(i, shoulders_log::leaf_hash(bytes).to_string());
@@ -176,7 +220,7 @@ fn sigkill_loses_no_acknowledged_record() {
             );
         }
         // History is never rewritten: the new checkpoint is consistent with the previous one.
-        let verifier = shoulders_log::LogVerifier::new(&vkey).unwrap();
+        let verifier = shoulders_log::LogVerifier::new(vkey).unwrap();
         let now = verifier.open(&ledger.checkpoint().unwrap()).unwrap();
         if let Some(prev) = &previous {
             let prev: &shoulders_log::CheckpointView = prev;
@@ -194,11 +238,10 @@ fn sigkill_loses_no_acknowledged_record() {
             }
         }
         // A full from-scratch verification (every signature) every few rounds and at the end.
-        if round % 6 == 5 || round + 1 == KILLS {
+        if round % 6 == 5 || round + 1 == kills {
             let mut export = Vec::new();
             ledger.export(&mut export).unwrap();
-            let (report, _) =
-                verify_export(&export, &vkey).expect("the log verifies after a crash");
+            let (report, _) = verify_export(&export, vkey).expect("the log verifies after a crash");
             assert_eq!(report.tree_size, size);
         }
         eprintln!(
@@ -209,11 +252,11 @@ fn sigkill_loses_no_acknowledged_record() {
         previous = Some(now);
     }
     println!(
-        "{KILLS} kills, {killed_while_writing} while appending, {} acknowledged records, 0 lost",
+        "{kills} kills, {killed_while_writing} while appending, {} acknowledged records, 0 lost",
         acked.len()
     );
     assert!(
-        killed_while_writing >= KILLS / 3,
+        killed_while_writing >= kills / 3,
         "too few kills landed while the child was appending"
     );
     assert!(

@@ -100,14 +100,21 @@ pub fn metadata(store: &mut dyn Store) {
     assert_eq!(store.meta("origin").unwrap().as_deref(), Some("b"));
 }
 
-/// What one handle committed, a newly opened handle sees.
+/// What one handle committed, a newly opened handle sees; after `refresh` it also sees what
+/// the first handle appended later (how read-only nodes follow the writer).
 pub fn durable_across_handles(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dyn Store>) {
     let mut frontier = Frontier::new();
     append_range(store, &mut frontier, 42).unwrap();
-    let again = reopen();
+    let mut again = reopen();
     assert_eq!(again.size().unwrap(), 42);
     assert_eq!(again.record(41).unwrap(), Some(leaf(41)));
     let root = shoulders_log::tree_root(42, &crate::StoreHashes(&*again)).unwrap();
+    assert_eq!(root, frontier.root());
+    append_range(store, &mut frontier, 8).unwrap();
+    assert_eq!(again.size().unwrap(), 42, "size is cached until refresh");
+    assert_eq!(again.refresh().unwrap(), 50);
+    assert_eq!(again.record(49).unwrap(), Some(leaf(49)));
+    let root = shoulders_log::tree_root(50, &crate::StoreHashes(&*again)).unwrap();
     assert_eq!(root, frontier.root());
 }
 

@@ -2,12 +2,16 @@
 //!
 //! The [`Store`] trait is deliberately narrow: append a batch of records with the Merkle hashes
 //! they add, in one durable transaction; read records and stored hashes back. It knows nothing
-//! of record kinds or state, so any backend (SQLite here, PostgreSQL later) can implement it and
-//! the same conformance tests apply.
+//! of record kinds or state, so any backend (SQLite, PostgreSQL) can implement it and the same
+//! conformance tests apply. [`StoreLocation`] picks the backend at run time.
 
 pub mod conformance;
+mod location;
+mod pg;
 mod sqlite;
 
+pub use location::StoreLocation;
+pub use pg::{redact_url, PostgresStore, SCHEMA_VERSION, WRITER_LOCK_KEY};
 pub use shoulders_log::Hash;
 pub use sqlite::SqliteStore;
 
@@ -27,6 +31,12 @@ pub enum StoreError {
     Conflict { expected: u64, got: u64 },
     #[error("no store at {0}; run `shoulders init` first")]
     Missing(String),
+    #[error("another shoulders writer holds the writer lock on {0}; this process may only read (stop the other writer, or run read-only commands)")]
+    WriterLocked(String),
+    #[error("database schema: {0}")]
+    Schema(String),
+    #[error("{0}")]
+    BadLocation(String),
 }
 
 impl StoreError {
@@ -36,6 +46,9 @@ impl StoreError {
             StoreError::Corrupt(_) => "E_STORE_CORRUPT",
             StoreError::Conflict { .. } => "E_STORE_CONFLICT",
             StoreError::Missing(_) => "E_STORE_MISSING",
+            StoreError::WriterLocked(_) => "E_WRITER_LOCKED",
+            StoreError::Schema(_) => "E_STORE_SCHEMA",
+            StoreError::BadLocation(_) => "E_DATABASE_URL",
         }
     }
 }
@@ -59,8 +72,11 @@ pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
 
 /// A log store. `append` must be atomic and durable when it returns `Ok`.
 pub trait Store: Send {
-    /// Number of records stored.
+    /// Number of records stored (as of open or the last `append`/`refresh`).
     fn size(&self) -> Result<u64, StoreError>;
+    /// Re-read the size from the database: read-only handles follow a writer this way, and a
+    /// writer re-syncs after a failed transaction.
+    fn refresh(&mut self) -> Result<u64, StoreError>;
     /// Append one batch atomically and durably (fsync / committed transaction).
     fn append(&mut self, batch: &AppendBatch<'_>) -> Result<(), StoreError>;
     /// The exact bytes of record `index`.

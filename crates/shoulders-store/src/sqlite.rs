@@ -108,17 +108,15 @@ impl SqliteStore {
         let max: Option<i64> = conn.query_row("SELECT MAX(idx) FROM records", [], |r| r.get(0))?;
         Ok(max.map(|m| m as u64 + 1).unwrap_or(0))
     }
-
-    /// Re-read the size from disk (for read-only handles that follow a writer, and for the
-    /// writer after a failed transaction).
-    pub fn refresh(&mut self) -> Result<u64, StoreError> {
-        self.size = Self::read_size_fast(&self.conn)?;
-        Ok(self.size)
-    }
 }
 
 impl Store for SqliteStore {
     fn size(&self) -> Result<u64, StoreError> {
+        Ok(self.size)
+    }
+
+    fn refresh(&mut self) -> Result<u64, StoreError> {
+        self.size = Self::read_size_fast(&self.conn)?;
         Ok(self.size)
     }
 

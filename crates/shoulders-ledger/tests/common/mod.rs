@@ -33,7 +33,27 @@ pub fn hash_of(text: &str) -> String {
 }
 
 pub fn new_ledger(dir: &std::path::Path) -> (DataDir, Ledger, String) {
-    let data = DataDir::new(dir.join("ledger"));
+    new_ledger_in(DataDir::new(dir.join("ledger")))
+}
+
+/// A new ledger whose log lives in a fresh database on a real PostgreSQL server.
+pub fn new_pg_ledger(dir: &std::path::Path) -> (DataDir, Ledger, String) {
+    let url = shoulders_pgtest::fresh_database_url();
+    let location = shoulders_ledger::StoreLocation::parse(&url).unwrap();
+    new_ledger_in(DataDir::new(dir.join("ledger")).with_database(location))
+}
+
+/// A copy of `data`'s directory (keys and recorded database location) at `to`: a second
+/// server process for the same ledger. The recorded location is what it shares.
+pub fn copy_data_dir(data: &DataDir, to: &std::path::Path) -> DataDir {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["log.key", "log.pub", "database.url"] {
+        std::fs::copy(data.root().join(name), to.join(name)).unwrap();
+    }
+    DataDir::new(to)
+}
+
+pub fn new_ledger_in(data: DataDir) -> (DataDir, Ledger, String) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let vkey = init(&data, "test.example/log", &mut rng).unwrap();
     let ledger = Ledger::open(&data).unwrap();

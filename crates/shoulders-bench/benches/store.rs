@@ -1,0 +1,271 @@
+//! `cargo bench -p shoulders-bench --bench store`: durable appends through the whole ledger
+//! (verify, fold, group commit, acknowledge after commit) on SQLite and on PostgreSQL, in the
+//! same run, printed side by side.
+//!
+//! PostgreSQL: `SHOULDERS_TEST_PG_URL` names a server to create a database on; without it a
+//! throwaway server is started from the installed binaries (see `shoulders-pgtest`), with its
+//! files under the system temp dir. Put both stores on the same kind of disk, or the comparison
+//! says more about the disks than the stores.
+//!
+//! Environment: `SHOULDERS_BENCH_SCALE` (default `1`) multiplies every size;
+//! `SHOULDERS_BENCH_DIR` (default: the system temp dir) holds the SQLite ledgers.
+
+use rand_core::OsRng;
+use shoulders_ledger::{init, DataDir, Ledger, StoreLocation};
+use shoulders_record::{
+    sign_record, Access, ActorKey, ActorRegister, Body, DataContribute, DatasetCreate,
+};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const DATASET: &str = "bench/documents";
+/// Records per `submit_batch` call.
+const SUBMIT_BATCH: usize = 1000;
+/// Submitter threads for the concurrent (group-committed) single-record figure.
+const THREADS: usize = 8;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+fn scale() -> f64 {
+    match std::env::var("SHOULDERS_BENCH_SCALE") {
+        Ok(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or_else(|| {
+                panic!("SHOULDERS_BENCH_SCALE must be a positive number, got {s:?}")
+            }),
+        Err(_) => 1.0,
+    }
+}
+
+/// `count` distinct signed `data.contribute` records with ids `<prefix>-<i>`.
+fn sign_contributions(key: &ActorKey, prefix: &str, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let body = Body::DataContribute(DataContribute {
+                dataset_id: DATASET.into(),
+                content_hash: format!("sha256:{:064x}", i as u128 * 7919 + prefix.len() as u128),
+                byte_size: 1_000 + (i as u64 % 4_096),
+                token_count: 250 + (i as u64 % 1_024),
+                media_type: Some("text/plain".into()),
+                title: Some(format!("Document {i}")),
+            });
+            sign_record(key, &format!("{prefix}-{i}"), 1_700_000_000_000, body)
+                .expect("benchmark records are valid")
+                .into_parts()
+                .1
+        })
+        .collect()
+}
+
+/// A new ledger on `backend` with the benchmark actor and dataset set up.
+fn fresh_ledger(base: &Path, name: &str, backend: Backend, key: &ActorKey) -> Ledger {
+    let mut dir = DataDir::new(base.join(name));
+    if backend == Backend::Postgres {
+        let url = shoulders_pgtest::fresh_database_url();
+        dir = dir.with_database(StoreLocation::parse(&url).expect("a PostgreSQL URL"));
+    }
+    init(&dir, "bench.shoulders.local/log", &mut OsRng).expect("init ledger");
+    let ledger = Ledger::open(&dir).expect("open ledger");
+    let setup = [
+        Body::ActorRegister(ActorRegister {
+            handle: "bench".into(),
+            name: "Benchmark actor".into(),
+            url: None,
+            payout_address: None,
+        }),
+        Body::DatasetCreate(DatasetCreate {
+            dataset_id: DATASET.into(),
+            name: "Benchmark documents".into(),
+            description: None,
+            access: Access::Open,
+            allowlist: vec![],
+            license_id: None,
+        }),
+    ];
+    for (i, body) in setup.into_iter().enumerate() {
+        let rec = sign_record(key, &format!("setup-{i}"), 1_600_000_000_000, body)
+            .expect("setup records are valid");
+        ledger.submit(rec.bytes().to_vec()).expect("setup accepted");
+    }
+    ledger
+}
+
+fn check(result: Result<shoulders_ledger::Appended, shoulders_ledger::LedgerError>) {
+    match result {
+        Ok(a) if !a.duplicate => {}
+        Ok(a) => panic!(
+            "record {} was a duplicate; the figure would be wrong",
+            a.index
+        ),
+        Err(e) => panic!("a benchmark record was refused: {} ({e})", e.code()),
+    }
+}
+
+/// Submit `records` one at a time from `threads` threads; returns the elapsed time.
+fn submit_singles(ledger: &Ledger, records: Vec<Vec<u8>>, threads: usize) -> Duration {
+    let per = records.len().div_ceil(threads).max(1);
+    let parts: Vec<Vec<Vec<u8>>> = records.chunks(per).map(<[_]>::to_vec).collect();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for part in parts {
+            s.spawn(move || part.into_iter().for_each(|r| check(ledger.submit(r))));
+        }
+    });
+    start.elapsed()
+}
+
+/// Submit `records` in `submit_batch` calls of `SUBMIT_BATCH`, from one caller.
+fn submit_batches(ledger: &Ledger, records: Vec<Vec<u8>>) -> Duration {
+    let start = Instant::now();
+    for batch in records.chunks(SUBMIT_BATCH) {
+        ledger
+            .submit_batch(batch.to_vec())
+            .into_iter()
+            .for_each(check);
+    }
+    start.elapsed()
+}
+
+struct Measurement {
+    what: String,
+    count: usize,
+    per_backend: Vec<(Backend, Duration)>,
+}
+
+fn main() {
+    let scale = scale();
+    let n = |full: usize, floor: usize| ((full as f64 * scale).round() as usize).max(floor);
+    let (single, concurrent) = (n(1_000, 20), n(8_000, THREADS * 4));
+    let batched = n(50_000, SUBMIT_BATCH).div_ceil(SUBMIT_BATCH) * SUBMIT_BATCH;
+    let base_dir = std::env::var_os("SHOULDERS_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::tempdir_in(&base_dir).expect("temporary directory");
+    let key = ActorKey::from_seed([42; 32]);
+    eprintln!("signing records ...");
+    let runs: Vec<(String, usize, &str)> = vec![
+        ("durable signed submit, 1 thread".into(), single, "s"),
+        (
+            format!("durable signed submit, {THREADS} threads (group commit)"),
+            concurrent,
+            "c",
+        ),
+        (
+            format!("durable signed submit_batch({SUBMIT_BATCH}), 1 caller"),
+            batched,
+            "b",
+        ),
+    ];
+    let mut table: Vec<Measurement> = Vec::new();
+    for (what, count, prefix) in runs {
+        let mut per_backend = Vec::new();
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let records = sign_contributions(&key, prefix, count);
+            let name = format!("{prefix}-{}", backend.name());
+            let ledger = fresh_ledger(tmp.path(), &name, backend, &key);
+            let elapsed = match prefix {
+                "s" => submit_singles(&ledger, records, 1),
+                "c" => submit_singles(&ledger, records, THREADS),
+                _ => submit_batches(&ledger, records),
+            };
+            assert_eq!(ledger.size(), 2 + count as u64, "every record appended");
+            eprintln!(
+                "  {what} on {}: {count} in {:.3} s",
+                backend.name(),
+                elapsed.as_secs_f64()
+            );
+            per_backend.push((backend, elapsed));
+        }
+        table.push(Measurement {
+            what,
+            count,
+            per_backend,
+        });
+    }
+    print_table(&table, scale);
+}
+
+fn print_table(rows: &[Measurement], scale: f64) {
+    let rate = |count: usize, d: Duration| format!("{:.0}/s", count as f64 / d.as_secs_f64());
+    println!(
+        "\nshoulders store benchmark (scale {scale}): durable appends, acknowledged after commit\n"
+    );
+    let head = [
+        "measurement",
+        "records",
+        "SQLite",
+        "PostgreSQL",
+        "PG / SQLite",
+    ];
+    let mut lines: Vec<[String; 5]> = rows
+        .iter()
+        .map(|m| {
+            let get = |b: Backend| {
+                m.per_backend
+                    .iter()
+                    .find(|(x, _)| *x == b)
+                    .map(|(_, d)| *d)
+                    .expect("both backends measured")
+            };
+            let (s, p) = (get(Backend::Sqlite), get(Backend::Postgres));
+            [
+                m.what.clone(),
+                m.count.to_string(),
+                rate(m.count, s),
+                rate(m.count, p),
+                format!("{:.2}", s.as_secs_f64() / p.as_secs_f64()),
+            ]
+        })
+        .collect();
+    // Settlement legs/s depends on issue 6 (usage receipts and settlement), built separately:
+    // add the measurement here, on both backends, once `shoulders-ledger` settles usage.
+    lines.push([
+        "settlement legs (issue 6: not yet measured)".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+    ]);
+    let mut width = head.map(str::len);
+    for l in &lines {
+        for (w, c) in width.iter_mut().zip(l) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let fmt = |cells: [String; 5]| {
+        cells
+            .iter()
+            .zip(width)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!("{}", fmt(head.map(String::from)));
+    println!("{}", "-".repeat(width.iter().sum::<usize>() + 2 * 4));
+    for l in lines {
+        println!("{}", fmt(l));
+    }
+}
