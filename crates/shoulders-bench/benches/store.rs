@@ -1,6 +1,6 @@
 //! `cargo bench -p shoulders-bench --bench store`: durable appends through the whole ledger
 //! (verify, fold, group commit, acknowledge after commit) on SQLite and on PostgreSQL, in the
-//! same run, printed side by side.
+//! same run, printed side by side; and usage settlement (split legs per second) on both.
 //!
 //! PostgreSQL: `SHOULDERS_TEST_PG_URL` names a server to create a database on; without it a
 //! throwaway server is started from the installed binaries (see `shoulders-pgtest`), with its
@@ -11,7 +11,8 @@
 //! `SHOULDERS_BENCH_DIR` (default: the system temp dir) holds the SQLite ledgers.
 
 use rand_core::OsRng;
-use shoulders_ledger::{init, DataDir, Ledger, StoreLocation};
+use shoulders_bench::settle::{receipts, setup as settle_setup, World};
+use shoulders_ledger::{init, init_with, DataDir, Ledger, OperatorInit, StoreLocation};
 use shoulders_record::{
     sign_record, Access, ActorKey, ActorRegister, Body, DataContribute, DatasetCreate,
 };
@@ -106,6 +107,42 @@ fn fresh_ledger(base: &Path, name: &str, backend: Backend, key: &ActorKey) -> Le
     ledger
 }
 
+/// Settle `receipts` usage receipts in batches on a fresh operated ledger on `backend`; returns
+/// the split legs posted and the time taken (signature checks, fold and commits included).
+fn settle(base: &Path, backend: Backend, receipt_count: usize) -> (usize, Duration) {
+    let mut dir = DataDir::new(base.join(format!("settle-{}", backend.name())));
+    if backend == Backend::Postgres {
+        let url = shoulders_pgtest::fresh_database_url();
+        dir = dir.with_database(StoreLocation::parse(&url).expect("a PostgreSQL URL"));
+    }
+    let op = OperatorInit {
+        handle: "operator".into(),
+        name: "op".into(),
+        protocol_fee_bps: 250,
+        ts_ms: 1_800_000_000_000,
+    };
+    init_with(&dir, "bench.shoulders.local/log", Some(&op), &mut OsRng).expect("init ledger");
+    let operator = std::fs::read_to_string(dir.operator_key()).expect("operator key");
+    let mut world = World::new(ActorKey::from_file_text(&operator).expect("operator key"));
+    let (setup_records, contributions) = settle_setup(&mut world, 2);
+    let ledger = Ledger::open(&dir).expect("open ledger");
+    ledger
+        .submit_batch(setup_records.iter().map(|r| r.bytes().to_vec()).collect())
+        .into_iter()
+        .for_each(check);
+    let signed = receipts(&mut world, &contributions, 0, receipt_count);
+    let legs_before = ledger.with_state(|s| s.legs().len());
+    let start = Instant::now();
+    for batch in signed.chunks(SUBMIT_BATCH) {
+        ledger
+            .submit_batch(batch.iter().map(|r| r.bytes().to_vec()).collect())
+            .into_iter()
+            .for_each(check);
+    }
+    let elapsed = start.elapsed();
+    (ledger.with_state(|s| s.legs().len()) - legs_before, elapsed)
+}
+
 fn check(result: Result<shoulders_ledger::Appended, shoulders_ledger::LedgerError>) {
     match result {
         Ok(a) if !a.duplicate => {}
@@ -198,6 +235,29 @@ fn main() {
             per_backend,
         });
     }
+    // Settlement: usage receipts split into legs by the fold, committed in batches.
+    let receipts_n = n(20_000, SUBMIT_BATCH).div_ceil(SUBMIT_BATCH) * SUBMIT_BATCH;
+    let mut per_backend = Vec::new();
+    let mut legs_seen = None;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (legs, elapsed) = settle(tmp.path(), backend, receipts_n);
+        assert!(
+            legs_seen.is_none_or(|l| l == legs),
+            "same receipts, same legs"
+        );
+        legs_seen = Some(legs);
+        eprintln!(
+            "  settlement on {}: {receipts_n} receipts, {legs} legs in {:.3} s",
+            backend.name(),
+            elapsed.as_secs_f64()
+        );
+        per_backend.push((backend, elapsed));
+    }
+    table.push(Measurement {
+        what: format!("settlement legs ({receipts_n} receipts in submit_batch({SUBMIT_BATCH}))"),
+        count: legs_seen.unwrap_or(0),
+        per_backend,
+    });
     print_table(&table, scale);
 }
 
@@ -208,12 +268,12 @@ fn print_table(rows: &[Measurement], scale: f64) {
     );
     let head = [
         "measurement",
-        "records",
+        "records / legs",
         "SQLite",
         "PostgreSQL",
         "PG / SQLite",
     ];
-    let mut lines: Vec<[String; 5]> = rows
+    let lines: Vec<[String; 5]> = rows
         .iter()
         .map(|m| {
             let get = |b: Backend| {
@@ -233,15 +293,6 @@ fn print_table(rows: &[Measurement], scale: f64) {
             ]
         })
         .collect();
-    // Settlement legs/s depends on issue 6 (usage receipts and settlement), built separately:
-    // add the measurement here, on both backends, once `shoulders-ledger` settles usage.
-    lines.push([
-        "settlement legs (issue 6: not yet measured)".into(),
-        "-".into(),
-        "-".into(),
-        "-".into(),
-        "-".into(),
-    ]);
     let mut width = head.map(str::len);
     for l in &lines {
         for (w, c) in width.iter_mut().zip(l) {

@@ -7,6 +7,8 @@
 //! `SHOULDERS_BENCH_SCALE=0.01` for a quick smoke run and `SHOULDERS_BENCH_DIR` to put the
 //! temporary ledgers on a particular file system.
 
+pub mod settle;
+
 /// Peak resident memory of this process so far (`VmHWM`), in KiB; 0 where unavailable.
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -248,7 +248,7 @@ fn every_reject_code_leaves_the_log_unchanged() {
         ledger.with_state(|s| s == &before_state),
         "a refused record changed the state"
     );
-    assert_eq!(seen_codes.len(), 18);
+    assert_eq!(seen_codes.len(), 19);
     // Controls: the allowed versions of refused records go through.
     ledger.submit(rec(&carol, "data.contribute", json!({"dataset_id": "alice/allow", "content_hash": h, "byte_size": 1, "token_count": 1}))).unwrap();
     // The record whose signature was swapped is itself fine apart from alice's key being taken.

@@ -209,13 +209,16 @@ impl PostgresStore {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        // Name the holder so an operator can find (or `pg_terminate_backend`) it.
+        // Name the holder so an operator can find (or `pg_terminate_backend`) it. Advisory
+        // locks are per database, and one server may hold many ledgers: match this database.
         let holder = client
             .query_opt(
                 "SELECT l.pid, COALESCE(a.client_addr::text, 'local'), COALESCE(a.application_name, '')
                    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
                   WHERE l.locktype = 'advisory' AND l.granted
-                    AND l.classid::bigint = $1 AND l.objid::bigint = $2",
+                    AND l.classid::bigint = $1 AND l.objid::bigint = $2
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  LIMIT 1",
                 &[&(WRITER_LOCK_KEY >> 32), &(WRITER_LOCK_KEY & 0xffff_ffff)],
             )
             .ok()
