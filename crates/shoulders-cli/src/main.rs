@@ -9,6 +9,7 @@ mod export_cmd;
 mod license_cmd;
 mod lineage_cmd;
 mod model_cmd;
+mod serve_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -147,11 +148,30 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Serve the REST API (/api), the OpenAI-compatible gateway (/v1) and /openapi.json.
+    Serve(serve_cmd::ServeArgs),
+    /// Gateway API keys (each names the actor that pays for its calls).
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
     /// Build a demo ledger (actors, datasets, contributions, a base model, fine-tunes) and verify it.
     Demo {
         /// Where to create the ledger; a new temporary directory when omitted.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Issue a new key; prints it once (only its SHA-256 is stored, in D/api-keys.json).
+    New {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The actor handle that pays for calls made with this key.
+        #[arg(long)]
+        actor: String,
     },
 }
 
@@ -292,6 +312,12 @@ fn error_code(err: &anyhow::Error) -> &'static str {
             return e.code();
         }
         if let Some(e) = cause.downcast_ref::<shoulders_attrib::index::IndexError>() {
+            return e.code();
+        }
+        if let Some(e) = cause.downcast_ref::<shoulders_server::StartError>() {
+            return e.code();
+        }
+        if let Some(e) = cause.downcast_ref::<shoulders_server::apikeys::ApiKeyError>() {
             return e.code();
         }
         if let Some(e) = cause.downcast_ref::<LedgerError>() {
@@ -582,6 +608,10 @@ fn run(cli: Cli) -> Result<()> {
             } => model_cmd::check(&data_dir, &model_id, &dir)?,
         },
         Command::Demo { data_dir } => demo::run(data_dir)?,
+        Command::Serve(args) => serve_cmd::serve(args)?,
+        Command::Apikey {
+            command: ApikeyCommand::New { data_dir, actor },
+        } => serve_cmd::apikey_new(data_dir, actor)?,
     }
     Ok(())
 }
