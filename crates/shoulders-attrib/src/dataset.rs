@@ -94,14 +94,20 @@ impl DatasetIndex {
             .map_err(|e| IndexError::Corrupt(format!("{}: {e}", path.display())))?
             .len();
         if len > MAX_ATTRIBUTION_FILE_BYTES {
-            return Err(IndexError::Corrupt(format!("{} is too large", path.display())));
+            return Err(IndexError::Corrupt(format!(
+                "{} is too large",
+                path.display()
+            )));
         }
         let bytes = std::fs::read(&path).map_err(|source| IndexError::Io {
             path: path.clone(),
             source,
         })?;
         let meta: Attribution = serde_json::from_slice(&bytes).map_err(|e| {
-            IndexError::Corrupt(format!("{} is not readable ({e}); rebuild the index", path.display()))
+            IndexError::Corrupt(format!(
+                "{} is not readable ({e}); rebuild the index",
+                path.display()
+            ))
         })?;
         Ok(Self::new(index, meta))
     }

@@ -121,7 +121,10 @@ fn stops_at_the_end_of_a_document() {
         let g = generate(&index, "hello w", &params(seed, 100, 64)).unwrap();
         assert_eq!(g.text, "orld");
         assert_eq!(g.finish_reason, FinishReason::Stop);
-        assert!(g.steps.iter().all(|s| s.source.unwrap().contribution == 100));
+        assert!(g
+            .steps
+            .iter()
+            .all(|s| s.source.unwrap().contribution == 100));
     }
     // A prompt that is a whole document (not the last) is followed by its end: nothing to add.
     let g = generate(&index, "hello world", &params(1, 100, 64)).unwrap();
@@ -136,11 +139,20 @@ fn stop_sequences_and_max_tokens() {
     let mut p = params(3, 100, 64);
     p.stop = vec!["rl".into()];
     let g = generate(&index, "hello w", &p).unwrap();
-    assert_eq!((g.text.as_str(), g.finish_reason), ("o", FinishReason::Stop));
+    assert_eq!(
+        (g.text.as_str(), g.finish_reason),
+        ("o", FinishReason::Stop)
+    );
     let g = generate(&index, "hello w", &params(3, 2, 64)).unwrap();
-    assert_eq!((g.text.as_str(), g.finish_reason), ("or", FinishReason::Length));
+    assert_eq!(
+        (g.text.as_str(), g.finish_reason),
+        ("or", FinishReason::Length)
+    );
     let g = generate(&index, "hello w", &params(3, 0, 64)).unwrap();
-    assert_eq!((g.text.as_str(), g.finish_reason), ("", FinishReason::Length));
+    assert_eq!(
+        (g.text.as_str(), g.finish_reason),
+        ("", FinishReason::Length)
+    );
     let mut bad = params(3, 10, 64);
     bad.stop = vec![String::new()];
     assert_eq!(
@@ -157,7 +169,10 @@ fn a_multibyte_character_is_never_split_by_max_tokens() {
     let index = open(&tmp.path().join("ix"), &docs);
     // "€" is 3 bytes: with room for 4 only one fits.
     let g = generate(&index, "a", &params(0, 4, 64)).unwrap();
-    assert_eq!((g.text.as_str(), g.finish_reason), ("€", FinishReason::Length));
+    assert_eq!(
+        (g.text.as_str(), g.finish_reason),
+        ("€", FinishReason::Length)
+    );
 }
 
 #[test]
@@ -167,9 +182,16 @@ fn different_seeds_explore_different_continuations() {
     docs.push("end".into());
     let index = open(&tmp.path().join("ix"), &docs);
     let outputs: std::collections::BTreeSet<String> = (0..40)
-        .map(|seed| generate(&index, "the ", &params(seed, 100, 64)).unwrap().text)
+        .map(|seed| {
+            generate(&index, "the ", &params(seed, 100, 64))
+                .unwrap()
+                .text
+        })
         .collect();
     // Eight equally likely continuations of "the "; forty draws find several of them.
     assert!(outputs.len() >= 4, "{outputs:?}");
-    assert!(outputs.iter().all(|o| o.ends_with(" cat sat")), "{outputs:?}");
+    assert!(
+        outputs.iter().all(|o| o.ends_with(" cat sat")),
+        "{outputs:?}"
+    );
 }

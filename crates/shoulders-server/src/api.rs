@@ -111,10 +111,7 @@ pub struct AppendedBody {
         (status = 413, description = "body too large", body = ErrorBody),
         (status = 422, description = "refused by the fold (unknown reference, namespace, licence...)", body = ErrorBody),
     ))]
-async fn submit_record(
-    State(st): St,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Response> {
+async fn submit_record(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
     let bytes = body_bytes(body)?;
     let state = Arc::clone(&st);
     let appended =
@@ -146,7 +143,10 @@ pub struct ListQuery {
 /// List records, newest last, each decoded with its leaf hash.
 #[utoipa::path(get, path = "/api/records", tag = "records", params(ListQuery),
     responses((status = 200, description = "records", body = Object), (status = 400, body = ErrorBody)))]
-async fn list_records(State(st): St, q: Result<Query<ListQuery>, QueryRejection>) -> ApiResult<Json<Value>> {
+async fn list_records(
+    State(st): St,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
     let q = query(q)?;
     let limit = q.limit.unwrap_or(20).min(MAX_LIST_RECORDS);
     let state = Arc::clone(&st);
@@ -160,7 +160,9 @@ async fn list_records(State(st): St, q: Result<Query<ListQuery>, QueryRejection>
                 out.push(record_json(index, &bytes));
             }
         }
-        Ok(Json(json!({"tree_size": size, "from": from, "records": out})))
+        Ok(Json(
+            json!({"tree_size": size, "from": from, "records": out}),
+        ))
     })
     .await?
 }
@@ -214,9 +216,8 @@ async fn inclusion_proof(
 ) -> ApiResult<Json<Value>> {
     let q = query(q)?;
     let state = Arc::clone(&st);
-    let proof =
-        tokio::task::spawn_blocking(move || state.ledger.inclusion_proof(q.index, q.size))
-            .await??;
+    let proof = tokio::task::spawn_blocking(move || state.ledger.inclusion_proof(q.index, q.size))
+        .await??;
     Ok(Json(json!(proof)))
 }
 
@@ -237,21 +238,26 @@ async fn consistency_proof(
     let q = query(q)?;
     let state = Arc::clone(&st);
     let proof =
-        tokio::task::spawn_blocking(move || state.ledger.consistency_proof(q.old, q.new))
-            .await??;
+        tokio::task::spawn_blocking(move || state.ledger.consistency_proof(q.old, q.new)).await??;
     Ok(Json(json!(proof)))
 }
 
 /// Every actor.
 #[utoipa::path(get, path = "/api/actors", tag = "state", responses((status = 200, body = Object)))]
 async fn list_actors(State(st): St) -> Json<Value> {
-    Json(st.ledger.with_state(|s| json!(s.actors().collect::<Vec<_>>())))
+    Json(
+        st.ledger
+            .with_state(|s| json!(s.actors().collect::<Vec<_>>())),
+    )
 }
 
 /// One actor.
 #[utoipa::path(get, path = "/api/actors/{handle}", tag = "state",
     params(("handle" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
-async fn get_actor(State(st): St, p: Result<Path<String>, PathRejection>) -> ApiResult<Json<Value>> {
+async fn get_actor(
+    State(st): St,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
     let handle = path(p)?;
     st.ledger
         .with_state(|s| s.actor(&handle).map(|a| json!(a)))
@@ -262,7 +268,10 @@ async fn get_actor(State(st): St, p: Result<Path<String>, PathRejection>) -> Api
 /// Every dataset.
 #[utoipa::path(get, path = "/api/datasets", tag = "state", responses((status = 200, body = Object)))]
 async fn list_datasets(State(st): St) -> Json<Value> {
-    Json(st.ledger.with_state(|s| json!(s.datasets().collect::<Vec<_>>())))
+    Json(
+        st.ledger
+            .with_state(|s| json!(s.datasets().collect::<Vec<_>>())),
+    )
 }
 
 /// One dataset, with its contributions.
@@ -308,7 +317,10 @@ async fn get_contribution(
 /// Every model.
 #[utoipa::path(get, path = "/api/models", tag = "state", responses((status = 200, body = Object)))]
 async fn list_models(State(st): St) -> Json<Value> {
-    Json(st.ledger.with_state(|s| json!(s.models().collect::<Vec<_>>())))
+    Json(
+        st.ledger
+            .with_state(|s| json!(s.models().collect::<Vec<_>>())),
+    )
 }
 
 /// One model.
@@ -350,7 +362,8 @@ async fn model_lineage(
         .ledger
         .with_state(|s| shoulders_state::provenance(s, &id))
         .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))?;
-    let text = |t: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response();
+    let text =
+        |t: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response();
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(json!(prov)).into_response()),
         "dot" => Ok(text(shoulders_state::to_dot(&prov))),
@@ -443,24 +456,34 @@ pub struct AttributeRequest {
 /// contributors, and contributor shares in ppm (as `shoulders attribute`).
 #[utoipa::path(post, path = "/api/attribute", tag = "attribution", request_body = AttributeRequest,
     responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
-async fn attribute(
-    State(st): St,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
     let bytes = body_bytes(body)?;
     let req: AttributeRequest = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
     if req.text.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "E_TEXT_EMPTY", "text is empty"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E_TEXT_EMPTY",
+            "text is empty",
+        ));
     }
     if req.text.len() > MAX_ATTRIBUTE_TEXT_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "E_TEXT_TOO_LARGE",
-            format!("text is {} bytes; the limit is {MAX_ATTRIBUTE_TEXT_BYTES}", req.text.len()),
+            format!(
+                "text is {} bytes; the limit is {MAX_ATTRIBUTE_TEXT_BYTES}",
+                req.text.len()
+            ),
         ));
     }
-    if st.ledger.with_state(|s| s.dataset(&req.dataset_id).is_none()) {
-        return Err(ApiError::not_found(format!("no dataset {:?}", req.dataset_id)));
+    if st
+        .ledger
+        .with_state(|s| s.dataset(&req.dataset_id).is_none())
+    {
+        return Err(ApiError::not_found(format!(
+            "no dataset {:?}",
+            req.dataset_id
+        )));
     }
     let state = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {

@@ -102,7 +102,10 @@ impl ApiKeys {
     ) -> Result<String, ApiKeyError> {
         let mut keys = Self::load(data_dir)?;
         if keys.keys.len() >= MAX_API_KEYS {
-            return Err(file_err(&path(data_dir), format!("already {MAX_API_KEYS} keys")));
+            return Err(file_err(
+                &path(data_dir),
+                format!("already {MAX_API_KEYS} keys"),
+            ));
         }
         let mut secret = [0u8; 24];
         rng.fill_bytes(&mut secret);

@@ -163,13 +163,16 @@ fn payer(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
                 "missing `Authorization: Bearer <api key>`; an admin issues keys with `shoulders apikey new`",
             )
         })?;
-    st.api_keys.lookup(token).map(str::to_string).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "E_UNAUTHORIZED",
-            "unknown API key; an admin issues keys with `shoulders apikey new`",
-        )
-    })
+    st.api_keys
+        .lookup(token)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "E_UNAUTHORIZED",
+                "unknown API key; an admin issues keys with `shoulders apikey new`",
+            )
+        })
 }
 
 fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
@@ -211,7 +214,10 @@ fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "E_TEXT_TOO_LARGE",
-            format!("the prompt is {} bytes; the limit is {MAX_PROMPT_BYTES}", text.len()),
+            format!(
+                "the prompt is {} bytes; the limit is {MAX_PROMPT_BYTES}",
+                text.len()
+            ),
         ));
     }
     Ok(text)
@@ -221,7 +227,10 @@ fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
 /// its ancestors' by depth; the first with a built index.
 fn model_dataset(st: &AppState, model_id: &str) -> ApiResult<Option<(String, Arc<DatasetIndex>)>> {
     let candidates: Vec<String> = st.ledger.with_state(|s| {
-        let mut out: Vec<String> = s.model(model_id).map(|m| m.datasets.clone()).unwrap_or_default();
+        let mut out: Vec<String> = s
+            .model(model_id)
+            .map(|m| m.datasets.clone())
+            .unwrap_or_default();
         if let Some(p) = shoulders_state::provenance(s, model_id) {
             let mut ancestors = p.ancestors.clone();
             ancestors.sort_by_key(|a| a.depth);
@@ -354,7 +363,10 @@ async fn handle(
         use_category: use_tag.clone(),
         input_tokens: completion.prompt_tokens,
         output_tokens: completion.completion_tokens,
-        output_hash: format!("sha256:{}", hex::encode(Sha256::digest(completion.text.as_bytes()))),
+        output_hash: format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(completion.text.as_bytes()))
+        ),
         attribution: receipt_shares(attribution.as_ref()),
         evidence_hash: attribution.as_ref().map(|(_, r)| {
             format!(
@@ -364,7 +376,8 @@ async fn handle(
         }),
     };
     let st3 = Arc::clone(&st);
-    let receipt_out = tokio::task::spawn_blocking(move || submit_receipt(&st3, receipt, now)).await??;
+    let receipt_out =
+        tokio::task::spawn_blocking(move || submit_receipt(&st3, receipt, now)).await??;
 
     let created = now / 1000;
     let shoulders = json!({
@@ -388,7 +401,9 @@ async fn handle(
         "total_tokens": completion.prompt_tokens + completion.completion_tokens,
     });
     if req.stream {
-        return Ok(stream_response(api, &id, created, &req.model, completion, usage, shoulders));
+        return Ok(stream_response(
+            api, &id, created, &req.model, completion, usage, shoulders,
+        ));
     }
     let choice = match api {
         Api::Chat => json!({
@@ -489,7 +504,11 @@ async fn call_upstream(
     let url = format!(
         "{}/{}",
         base.trim_end_matches('/'),
-        if api == Api::Chat { "chat/completions" } else { "completions" }
+        if api == Api::Chat {
+            "chat/completions"
+        } else {
+            "completions"
+        }
     );
     if let Some(obj) = raw.as_object_mut() {
         // The gateway meters the finished completion, then streams it itself.
@@ -505,10 +524,11 @@ async fn call_upstream(
         .await
         .map_err(|e| bad(format!("upstream {url} failed: {e}")))?;
     let status = resp.status();
-    let value: Value = resp
-        .json()
-        .await
-        .map_err(|e| bad(format!("upstream {url} answered {status} with no JSON: {e}")))?;
+    let value: Value = resp.json().await.map_err(|e| {
+        bad(format!(
+            "upstream {url} answered {status} with no JSON: {e}"
+        ))
+    })?;
     if !status.is_success() {
         return Err(bad(format!("upstream {url} answered {status}: {value}")));
     }
@@ -526,7 +546,10 @@ async fn call_upstream(
         completion_tokens: value["usage"]["completion_tokens"]
             .as_u64()
             .unwrap_or(text.len() as u64),
-        finish_reason: choice["finish_reason"].as_str().unwrap_or("stop").to_string(),
+        finish_reason: choice["finish_reason"]
+            .as_str()
+            .unwrap_or("stop")
+            .to_string(),
         text,
         source: "upstream",
     })
@@ -556,17 +579,28 @@ fn stream_response(
     usage: Value,
     shoulders: Value,
 ) -> Response {
-    let object = if api == Api::Chat { "chat.completion.chunk" } else { "text_completion" };
+    let object = if api == Api::Chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
     let chunk = |delta: Value, finish: Value| {
         let choice = match api {
-            Api::Chat => json!({"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}),
-            Api::Completions => json!({"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "finish_reason": finish, "logprobs": null}),
+            Api::Chat => {
+                json!({"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null})
+            }
+            Api::Completions => {
+                json!({"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "finish_reason": finish, "logprobs": null})
+            }
         };
         json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]})
     };
     let mut events = Vec::new();
     if api == Api::Chat {
-        events.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+        events.push(chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        ));
     }
     for p in pieces(&completion.text) {
         events.push(chunk(json!({"content": p}), Value::Null));

@@ -96,7 +96,9 @@ pub enum StartError {
     ApiKeys(#[from] apikeys::ApiKeyError),
     #[error("{0}")]
     OperatorKey(String),
-    #[error("metering is on but {0} does not exist; create the operator key or serve with metering off")]
+    #[error(
+        "metering is on but {0} does not exist; create the operator key or serve with metering off"
+    )]
     NoOperatorKey(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
@@ -121,11 +123,17 @@ impl AppState {
         let api_keys = apikeys::ApiKeys::load(&config.data_dir)?;
         let key_path = config.data_dir.join(OPERATOR_KEY_FILE);
         let operator_key = match std::fs::read_to_string(&key_path) {
-            Ok(text) => Some(ActorKey::from_file_text(&text).map_err(|e| {
-                StartError::OperatorKey(format!("{}: {e}", key_path.display()))
-            })?),
+            Ok(text) => Some(
+                ActorKey::from_file_text(&text)
+                    .map_err(|e| StartError::OperatorKey(format!("{}: {e}", key_path.display())))?,
+            ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(StartError::OperatorKey(format!("{}: {e}", key_path.display()))),
+            Err(e) => {
+                return Err(StartError::OperatorKey(format!(
+                    "{}: {e}",
+                    key_path.display()
+                )))
+            }
         };
         if config.metering == Metering::On && operator_key.is_none() {
             return Err(StartError::NoOperatorKey(key_path.display().to_string()));
