@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use rand_core::OsRng;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shoulders_ledger::{init, verify_export, DataDir, Ledger};
+use shoulders_ledger::{init_with, verify_export, DataDir, Ledger, OperatorInit};
 use shoulders_record::{sign_record, ActorKey, Body, Kind, SignedRecord};
 use std::path::PathBuf;
 
@@ -93,13 +93,25 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         )),
     };
     let data = DataDir::new(&dir);
-    let verifier_key = init(&data, "demo.shoulders.local/log", &mut OsRng)?;
+    let operator = OperatorInit {
+        handle: "operator".into(),
+        name: "Demo operator".into(),
+        protocol_fee_bps: 250,
+        ts_ms: crate::now_ms(),
+    };
+    let verifier_key = init_with(
+        &data,
+        "demo.shoulders.local/log",
+        Some(&operator),
+        &mut OsRng,
+    )?;
     println!("ledger   {}", dir.display());
     println!("verifier {verifier_key}\n");
-    let keys = ["alice", "bob", "carol-lab", "dave"]
+    let mut keys: Vec<(&'static str, ActorKey)> = ["alice", "bob", "carol-lab", "dave", "erin"]
         .into_iter()
         .map(|h| (h, ActorKey::generate(&mut OsRng)))
         .collect();
+    keys.push(("operator", crate::load_key(&data.operator_key())?));
     let mut demo = Demo {
         ledger: Ledger::open(&data)?,
         keys,
@@ -108,18 +120,23 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
     };
 
     println!("appending records:");
-    for (handle, name) in [
-        ("alice", "Alice Example"),
-        ("bob", "Bob Example"),
-        ("carol-lab", "Carol Lab"),
-        ("dave", "Dave Tuner"),
+    println!(
+        "  #0   actor.register   operator   Demo operator (written by init, key in operator.key)"
+    );
+    println!("  #1   ledger.config    operator   protocol fee 250 bps");
+    // bob gives no payout address: his earnings wait in the unclaimed pool.
+    for (handle, name, payout) in [
+        ("alice", "Alice Example", Some("iban:DE00-ALICE")),
+        ("bob", "Bob Example", None),
+        ("carol-lab", "Carol Lab", Some("iban:FR00-CAROL")),
+        ("dave", "Dave Tuner", Some("iban:NL00-DAVE")),
+        ("erin", "Erin Apps (pays for model calls)", None),
     ] {
-        demo.submit(
-            handle,
-            Kind::ActorRegister,
-            json!({ "handle": handle, "name": name }),
-            name,
-        )?;
+        let mut body = json!({ "handle": handle, "name": name });
+        if let Some(p) = payout {
+            body["payout_address"] = p.into();
+        }
+        demo.submit(handle, Kind::ActorRegister, body, name)?;
     }
     for (owner, id, preset, overrides, what) in [
         (
@@ -133,15 +150,15 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
             "carol-lab",
             "carol-lab/base-terms",
             "apache-2.0",
-            json!({"royalty_bps": 500, "price_per_call_micros": "1000", "price_per_1k_output_tokens_micros": "20000"}),
-            "Apache-2.0 terms with a 5% royalty and a price",
+            json!({"royalty_bps": 500, "data_share_bps": 4000, "price_per_call_micros": "1000", "price_per_1k_output_tokens_micros": "20000"}),
+            "Apache-2.0 terms with a 5% royalty, 40% to data, and a price",
         ),
         (
             "dave",
             "dave/nc",
             "cc-by-nc-4.0",
-            json!({"price_per_1k_output_tokens_micros": "5000"}),
-            "CC-BY-NC-4.0",
+            json!({"data_share_bps": 3000, "price_per_call_micros": "20000", "price_per_1k_output_tokens_micros": "50000"}),
+            "CC-BY-NC-4.0, 30% to data, priced",
         ),
         (
             "dave",
@@ -336,6 +353,8 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
     }
     println!("  shares (ppm): {}", answer["shares"]["contributors_ppm"]);
 
+    meter(&mut demo, &dir)?;
+
     let export_path = dir.join("export.txt");
     let mut file = std::fs::File::create(&export_path).context("create export")?;
     demo.ledger.export(&mut file)?;
@@ -345,11 +364,153 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
     let bytes = std::fs::read(&export_path)?;
     let (report, _) = verify_export(&bytes, &verifier_key)?;
     print!("\ncheckpoint:\n{}", String::from_utf8_lossy(&checkpoint));
-    println!("\nverified {} from scratch: {} records, root {}, {} actors, {} datasets, {} contributions, {} models",
-        export_path.display(), report.tree_size, report.root_hash, report.actors, report.datasets, report.contributions, report.models);
+    println!("\nverified {} from scratch: {} records, root {}, {} actors, {} datasets, {} contributions, {} models, {} receipts ({} legs, balances conserved)",
+        export_path.display(), report.tree_size, report.root_hash, report.actors, report.datasets, report.contributions, report.models, report.receipts, report.legs);
     println!(
         "\ntry:  shoulders show --data-dir {} model dave/verse-instruct-q4",
         dir.display()
     );
+    println!(
+        "      shoulders statement --data-dir {} alice --proofs",
+        dir.display()
+    );
     Ok(())
+}
+
+/// Metered use: erin pays for calls to two models; each output is attributed against the verse
+/// index and its receipt carries the shares, so the fold pays the poets whose lines it quotes.
+fn meter(demo: &mut Demo, dir: &std::path::Path) -> Result<()> {
+    const CALLS: usize = 200;
+    println!("\nmetered use: erin deposits 100 USD and pays for {CALLS} model calls:");
+    demo.submit(
+        "operator",
+        Kind::FundsDeposit,
+        json!({"account": "erin", "currency": "USD", "amount_micros": "100000000", "reference": "card payment"}),
+        "100 USD for erin",
+    )?;
+    let lines: Vec<&str> = POEMS.iter().flat_map(|(_, _, t)| t.lines()).collect();
+    let output_path = dir.join("metered-output.txt");
+    let mut receipts = Vec::with_capacity(CALLS);
+    for i in 0..CALLS {
+        // A stand-in model output: two quoted lines around a phrase of the model's own.
+        let text = format!(
+            "{} - as the model puts it - {}",
+            lines[(i * 7) % lines.len()],
+            lines[(i * 3 + 1) % lines.len()]
+        );
+        std::fs::write(&output_path, &text)?;
+        let answer = crate::attrib_cmd::attribute_value(crate::attrib_cmd::AttributeArgs {
+            data_dir: dir.to_path_buf(),
+            dataset_id: "carol-lab/public-domain-verse".into(),
+            text: output_path.clone(),
+            min_len: 16,
+            max_occurrences: 10,
+            max_spans: 64,
+        })?;
+        let attribution: Vec<Value> = if answer["shares"]["rule"] == "spans" {
+            answer["shares"]["clusters_ppm"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(c, ppm)| json!({"dataset_id": "carol-lab/public-domain-verse", "contribution": c.parse::<u64>().unwrap_or(0), "ppm": ppm}))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (model, use_tag) = if i % 4 == 3 {
+            ("carol-lab/verse-base", "commercial")
+        } else {
+            ("dave/verse-instruct", "research")
+        };
+        let body = json!({
+            "usage_id": format!("demo-call-{i}"), "model_id": model, "payer": "erin",
+            "use_category": use_tag, "input_tokens": 12, "output_tokens": text.len(),
+            "output_hash": format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
+            "attribution": attribution,
+        });
+        receipts.push(
+            demo.sign("operator", Kind::UsageReceipt, body)?
+                .bytes()
+                .to_vec(),
+        );
+    }
+    let settled = demo
+        .ledger
+        .submit_batch(receipts)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    println!(
+        "  settled {} usage receipts in one batch (#{}..#{})",
+        settled.len(),
+        settled.first().map_or(0, |a| a.index),
+        settled.last().map_or(0, |a| a.index)
+    );
+    let denied = demo.sign(
+        "operator",
+        Kind::UsageReceipt,
+        json!({"usage_id": "demo-denied", "model_id": "dave/verse-instruct", "payer": "erin",
+               "use_category": "commercial", "input_tokens": 1, "output_tokens": 1,
+               "output_hash": format!("sha256:{}", "0".repeat(64))}),
+    )?;
+    match demo.ledger.submit(denied.bytes().to_vec()) {
+        Err(e) => println!("  refused  {}: {e}", e.code()),
+        Ok(_) => {
+            bail!("the demo expected a commercial call to a non-commercial model to be refused")
+        }
+    }
+    let usd = |micros: i128| format!("{}.{:06} USD", micros / 1_000_000, micros % 1_000_000);
+    demo.ledger.with_state(|s| -> Result<()> {
+        println!("  who earned what:");
+        for holder in [
+            "erin",
+            "@protocol",
+            "carol-lab",
+            "dave",
+            "alice",
+            "bob",
+            "@rounding",
+        ] {
+            let st = s.statement(holder, None, None);
+            let Some(t) = st.totals.iter().find(|t| t.currency == "USD") else {
+                continue;
+            };
+            let held = if t.unclaimed_micros > 0 {
+                format!(
+                    " (+ {} held in the unclaimed pool: no payout address yet)",
+                    usd(t.unclaimed_micros)
+                )
+            } else {
+                String::new()
+            };
+            println!("    {holder:<10} balance {}{held}", usd(t.balance_micros));
+        }
+        for c in s
+            .dataset("carol-lab/public-domain-verse")
+            .map(|d| d.contributions.clone())
+            .unwrap_or_default()
+        {
+            let Some(contribution) = s.contribution(c) else {
+                continue;
+            };
+            let st = s.statement(&contribution.contributor, None, None);
+            let earned: i128 = st
+                .by_source
+                .iter()
+                .filter(|g| g.contribution == Some(c))
+                .map(|g| g.amount_micros)
+                .sum();
+            println!(
+                "    contribution #{c} ({}, by {}) was used in {} outputs and earned {}",
+                contribution.title.as_deref().unwrap_or("untitled"),
+                contribution.contributor,
+                s.contribution_uses(c),
+                usd(earned)
+            );
+        }
+        if !s.totals().iter().all(|t| t.conserved) {
+            bail!("the books do not balance");
+        }
+        println!("  every balance sums to deposits minus withdrawals: conserved");
+        Ok(())
+    })
 }

@@ -9,12 +9,16 @@ mod export_cmd;
 mod license_cmd;
 mod lineage_cmd;
 mod model_cmd;
+mod money_cmd;
+mod watch_cmd;
 mod serve_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand_core::{OsRng, RngCore};
-use shoulders_ledger::{init, verify_export, DataDir, Ledger, LedgerError, Reader, VerifyFailure};
+use shoulders_ledger::{
+    init_with, verify_export, DataDir, Ledger, LedgerError, OperatorInit, Reader, VerifyFailure,
+};
 use shoulders_record::{sign_record, ActorKey, Body, Kind, RecordError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,7 +48,27 @@ enum Command {
         /// The log's name: first line of every checkpoint and the key name.
         #[arg(long, default_value = "shoulders.local/log")]
         origin: String,
+        /// Register an operator actor with this handle (key in D/operator.key) and configure it
+        /// in the log; deposits and usage receipts need one.
+        #[arg(long)]
+        operator: Option<String>,
+        /// Share of every usage charge paid to @protocol, in basis points (with --operator).
+        #[arg(long, default_value_t = 0, requires = "operator")]
+        protocol_fee_bps: u32,
     },
+    /// Credit an actor's account (signed with the operator key).
+    Deposit(money_cmd::DepositArgs),
+    /// Move money out of your own account to a payout address.
+    Withdraw(money_cmd::WithdrawArgs),
+    /// Sign and settle a file of usage receipts (JSON lines) in batches, idempotently.
+    Settle(money_cmd::SettleArgs),
+    /// Every credit and debit of an actor with its cause, totals, and optional proofs.
+    Statement(money_cmd::StatementArgs),
+    /// Every balance, and the check that they sum to deposits minus withdrawals.
+    Accounts(money_cmd::AccountsArgs),
+    /// Monitor a server's log: verify each checkpoint and its consistency with the last one;
+    /// exit 1 on a bad signature, a rollback or a fork.
+    Watch(watch_cmd::WatchArgs),
     /// Actor signing keys.
     Key {
         #[command(subcommand)]
@@ -406,10 +430,32 @@ pub(crate) fn load_key(path: &Path) -> Result<ActorKey> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Init { data_dir, origin } => {
-            let vkey = init(&DataDir::new(&data_dir), &origin, &mut OsRng)?;
+        Command::Init {
+            data_dir,
+            origin,
+            operator,
+            protocol_fee_bps,
+        } => {
+            let operator = operator.map(|handle| OperatorInit {
+                name: format!("{handle} (ledger operator)"),
+                handle,
+                protocol_fee_bps,
+                ts_ms: now_ms(),
+            });
+            let vkey = init_with(
+                &DataDir::new(&data_dir),
+                &origin,
+                operator.as_ref(),
+                &mut OsRng,
+            )?;
             println!("{vkey}");
         }
+        Command::Deposit(a) => money_cmd::deposit(a)?,
+        Command::Withdraw(a) => money_cmd::withdraw(a)?,
+        Command::Settle(a) => money_cmd::settle(a)?,
+        Command::Statement(a) => money_cmd::statement(a)?,
+        Command::Accounts(a) => money_cmd::accounts(a)?,
+        Command::Watch(a) => watch_cmd::run(a)?,
         Command::Key {
             command: KeyCommand::New { out },
         } => {

@@ -973,10 +973,10 @@ E_SIGNER_UNKNOWN         stranger funds.deposit   {"account":"bob","currency":"U
 E_MODEL_UNKNOWN          alice    model.register  {"model_id":"alice/child","name":"C","parents":[{"model_id":"bob/ghost","relation":"finetune"}]}
 E_NAMESPACE_MISMATCH     bob      dataset.create  {"dataset_id":"alice/bobs","name":"B","access":"open"}
 E_NAMESPACE_MISMATCH     bob      model.register  {"model_id":"alice/bobs","name":"B"}
-E_KIND_NOT_ENABLED       alice    funds.deposit   {"account":"bob","currency":"USD","amount_micros":"1500000"}
-E_KIND_NOT_ENABLED       alice    funds.withdraw  {"currency":"USDC","amount_micros":"1"}
+E_NO_OPERATOR            alice    funds.deposit   {"account":"bob","currency":"USD","amount_micros":"1500000"}
+E_NO_PAYOUT_ADDRESS      alice    funds.withdraw  {"currency":"USDC","amount_micros":"1"}
 E_LICENSE_UNKNOWN        alice    license.grant   {"license_id":"alice/l","model_id":"alice/m","grantee":"bob"}
-E_KIND_NOT_ENABLED       alice    usage.receipt   {"usage_id":"u1","model_id":"alice/m","payer":"bob","use_category":"chat","input_tokens":1,"output_tokens":1,"output_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}
+E_NO_OPERATOR            alice    usage.receipt   {"usage_id":"u1","model_id":"alice/m","payer":"bob","use_category":"chat","input_tokens":1,"output_tokens":1,"output_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}
 E_HANDLE_TAKEN           stranger actor.register  {"handle":"alice","name":"Alice 2"}
 E_ACTOR_KEY_EXISTS       alice    actor.register  {"handle":"alice2","name":"Alice 2"}
 E_DATASET_EXISTS         alice    dataset.create  {"dataset_id":"alice/d","name":"D","access":"open"}
@@ -1479,6 +1479,8 @@ fn expected_report(vkey_root: &H, size: u64) -> Value {
         "datasets": 2,
         "models": 3,
         "contributions": 3,
+        "receipts": 0,
+        "legs": 0,
     })
 }
 
@@ -1519,7 +1521,8 @@ fn export_then_verify_with_key_string_and_key_file() {
     assert_eq!(
         report,
         json!({ "origin": ORIGIN, "tree_size": 5, "root_hash": B64.encode(s.root_at(5)),
-                "actors": 2, "datasets": 1, "models": 0, "contributions": 2 })
+                "actors": 2, "datasets": 1, "models": 0, "contributions": 2,
+                "receipts": 0, "legs": 0 })
     );
 
     // Exporting twice gives identical files, and export overwrites an existing file.
@@ -1540,7 +1543,8 @@ fn export_of_an_empty_log_verifies() {
     assert_eq!(
         report,
         json!({ "origin": ORIGIN, "tree_size": 0, "root_hash": B64.encode(Sha256::digest(b"")),
-                "actors": 0, "datasets": 0, "models": 0, "contributions": 0 })
+                "actors": 0, "datasets": 0, "models": 0, "contributions": 0,
+                "receipts": 0, "legs": 0 })
     );
 }
 
@@ -2031,6 +2035,13 @@ fn demo_builds_and_verifies_a_ledger() {
     assert!(text.contains("verified"), "{text}");
     assert!(text.contains("refused  E_CONTRIBUTION_FORBIDDEN"), "{text}");
     assert!(text.contains("(duplicate: true)"), "{text}");
+    assert!(text.contains("settled 200 usage receipts"), "{text}");
+    assert!(text.contains("refused  E_USE_DENIED"), "{text}");
+    assert!(text.contains("held in the unclaimed pool"), "{text}");
+    assert!(
+        text.contains("deposits minus withdrawals: conserved"),
+        "{text}"
+    );
     assert!(
         text.contains("dave/verse-instruct-q4: dave/verse-instruct <- carol-lab/verse-base"),
         "{text}"
@@ -2051,14 +2062,15 @@ fn demo_builds_and_verifies_a_ledger() {
     ]));
     assert_eq!(
         report,
-        json!({ "origin": "demo.shoulders.local/log", "tree_size": 21, "root_hash": report["root_hash"],
-                "actors": 4, "datasets": 3, "models": 3, "contributions": 7 })
+        json!({ "origin": "demo.shoulders.local/log", "tree_size": 225, "root_hash": report["root_hash"],
+                "actors": 6, "datasets": 3, "models": 3, "contributions": 7,
+                "receipts": 200, "legs": report["legs"] })
     );
     let cp = expect_ok(&run(&["checkpoint", "--data-dir", p(&dir)]));
     let cp = parse_checkpoint(cp.as_bytes());
     assert_eq!(
         (cp.size, B64.encode(cp.root)),
-        (21, report["root_hash"].as_str().unwrap().to_string())
+        (225, report["root_hash"].as_str().unwrap().to_string())
     );
     assert!(
         text.contains(&format!("root {}", report["root_hash"].as_str().unwrap())),

@@ -5,6 +5,7 @@
 //! D/log.key         the log's signed-note signer key, mode 0600
 //! D/log.pub         the verifier key `<origin>+<hash>+<base64>`, public
 //! D/LOCK            advisory lock held by the single writer
+//! D/operator.key    the operator actor's signing key (0600), when `init` named an operator
 //! ```
 
 use crate::LedgerError;
@@ -36,6 +37,11 @@ impl DataDir {
 
     pub fn verifier_key(&self) -> PathBuf {
         self.root.join("log.pub")
+    }
+
+    /// The operator's actor key: signs `ledger.config`, deposits and usage receipts.
+    pub fn operator_key(&self) -> PathBuf {
+        self.root.join("operator.key")
     }
 
     fn lock_file(&self) -> PathBuf {

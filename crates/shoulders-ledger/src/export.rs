@@ -62,6 +62,9 @@ pub struct VerifyReport {
     pub datasets: usize,
     pub models: usize,
     pub contributions: usize,
+    /// Settled usage receipts, and the legs every verifier recomputed from them.
+    pub receipts: usize,
+    pub legs: usize,
 }
 
 /// Why verification failed: a stable code, the first offending record index when there is one,
@@ -166,6 +169,19 @@ pub fn verify_export(
             format!("the records hash to root {root} but the checkpoint commits to {}: records were altered, dropped or reordered", checkpoint.root),
         ));
     }
+    // Money is recomputed by the fold; it must balance exactly in every currency.
+    if let Some(t) = state.totals().into_iter().find(|t| !t.conserved) {
+        return Err(fail(
+            "E_BOOKS_UNBALANCED",
+            None,
+            format!(
+                "{} balances hold {} micro-units but deposits minus withdrawals are {}",
+                t.currency,
+                t.held_micros,
+                t.deposits_micros - t.withdrawals_micros
+            ),
+        ));
+    }
     let report = VerifyReport {
         origin: checkpoint.origin,
         tree_size: size,
@@ -174,6 +190,8 @@ pub fn verify_export(
         datasets: state.datasets().count(),
         models: state.models().count(),
         contributions: state.datasets().map(|d| d.contributions.len()).sum(),
+        receipts: state.receipts().count(),
+        legs: state.legs().len(),
     };
     Ok((report, state))
 }

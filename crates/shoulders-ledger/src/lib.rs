@@ -18,10 +18,11 @@ pub use error::LedgerError;
 pub use export::{verify_export, VerifyFailure, VerifyReport, EXPORT_MAGIC};
 pub use reader::{ConsistencyProof, InclusionProof, Reader};
 pub use replay::replay;
-pub use writer::{Appended, Ledger, LedgerConfig};
+pub use writer::{Appended, Ledger, LedgerConfig, MAX_SUBMIT_BATCH};
 
 use rand_core::CryptoRngCore;
 use shoulders_log::{generate_log_key, LogSigner};
+use shoulders_record::{sign_record, ActorKey, ActorRegister, Body};
 use shoulders_store::{SqliteStore, Store};
 
 /// Metadata keys in the store.
@@ -29,6 +30,17 @@ pub(crate) const META_ORIGIN: &str = "origin";
 pub(crate) const META_VERIFIER_KEY: &str = "verifier_key";
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const FORMAT: &str = "shoulders-ledger/v1";
+
+/// The operator a new ledger starts with: `init` writes its key to `D/operator.key` and appends
+/// its `actor.register` and the first `ledger.config` as records 0 and 1.
+#[derive(Clone, Debug)]
+pub struct OperatorInit {
+    pub handle: String,
+    pub name: String,
+    pub protocol_fee_bps: u32,
+    /// Signer timestamp of the two records.
+    pub ts_ms: u64,
+}
 
 /// Create a new ledger in `dir` with a fresh log key for `origin`. Returns the verifier key.
 ///
@@ -38,6 +50,16 @@ pub(crate) const FORMAT: &str = "shoulders-ledger/v1";
 pub fn init<R: CryptoRngCore + ?Sized>(
     dir: &DataDir,
     origin: &str,
+    rng: &mut R,
+) -> Result<String, LedgerError> {
+    init_with(dir, origin, None, rng)
+}
+
+/// [`init`], optionally with an operator (needed before deposits and usage receipts).
+pub fn init_with<R: CryptoRngCore + ?Sized>(
+    dir: &DataDir,
+    origin: &str,
+    operator: Option<&OperatorInit>,
     rng: &mut R,
 ) -> Result<String, LedgerError> {
     let root = dir.root();
@@ -78,6 +100,40 @@ pub fn init<R: CryptoRngCore + ?Sized>(
         store.set_meta(META_ORIGIN, origin)?;
         store.set_meta(META_VERIFIER_KEY, &verifier_key)?;
         drop(store);
+        if let Some(op) = operator {
+            let key = ActorKey::generate(rng);
+            write_new_file(
+                &staging.operator_key(),
+                key.to_file_text().as_bytes(),
+                0o600,
+            )?;
+            let records = [
+                sign_record(
+                    &key,
+                    "operator-register",
+                    op.ts_ms,
+                    Body::ActorRegister(ActorRegister {
+                        handle: op.handle.clone(),
+                        name: op.name.clone(),
+                        url: None,
+                        payout_address: None,
+                    }),
+                )?,
+                sign_record(
+                    &key,
+                    "operator-config",
+                    op.ts_ms,
+                    Body::LedgerConfig(shoulders_record::LedgerConfig {
+                        operator: op.handle.clone(),
+                        protocol_fee_bps: op.protocol_fee_bps,
+                    }),
+                )?,
+            ];
+            let ledger = Ledger::open(&staging)?;
+            for rec in records {
+                ledger.submit(rec.bytes().to_vec())?;
+            }
+        }
         // Renaming over an empty directory is allowed; over a non-empty one it fails, which is
         // what makes two racing `init`s safe.
         std::fs::rename(staging.root(), root).map_err(|e| LedgerError::io(root, e))?;

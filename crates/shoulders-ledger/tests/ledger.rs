@@ -180,7 +180,7 @@ fn every_reject_code_leaves_the_log_unchanged() {
             ),
         ),
         (
-            "E_KIND_NOT_ENABLED",
+            "E_NO_OPERATOR",
             rec(
                 &alice,
                 "usage.receipt",
@@ -188,7 +188,7 @@ fn every_reject_code_leaves_the_log_unchanged() {
             ),
         ),
         (
-            "E_KIND_NOT_ENABLED",
+            "E_NO_OPERATOR",
             rec(
                 &alice,
                 "funds.deposit",
@@ -196,7 +196,7 @@ fn every_reject_code_leaves_the_log_unchanged() {
             ),
         ),
         (
-            "E_KIND_NOT_ENABLED",
+            "E_NO_PAYOUT_ADDRESS",
             rec(
                 &bob,
                 "funds.withdraw",

@@ -13,12 +13,14 @@
 mod checkpoint;
 mod frontier;
 mod memory;
+mod monitor;
 
 pub use checkpoint::{
     generate_log_key, verifier_key_for, CheckpointView, LogSigner, LogVerifier, MAX_ORIGIN_BYTES,
 };
 pub use frontier::Frontier;
 pub use memory::MemoryHashes;
+pub use monitor::{check_advance, needs_proof, Alert};
 pub use tlog_tiles::Error as TlogError;
 pub use tlog_tiles::{
     node_hash, record_hash as leaf_hash, split_stored_hash_index, stored_hash_count,

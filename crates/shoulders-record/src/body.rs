@@ -44,10 +44,12 @@ pub enum Kind {
     UsageReceipt,
     FundsDeposit,
     FundsWithdraw,
+    LedgerConfig,
+    ActorUpdate,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::ActorRegister,
         Kind::DatasetCreate,
         Kind::DataContribute,
@@ -57,6 +59,8 @@ impl Kind {
         Kind::UsageReceipt,
         Kind::FundsDeposit,
         Kind::FundsWithdraw,
+        Kind::LedgerConfig,
+        Kind::ActorUpdate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +74,8 @@ impl Kind {
             Kind::UsageReceipt => "usage.receipt",
             Kind::FundsDeposit => "funds.deposit",
             Kind::FundsWithdraw => "funds.withdraw",
+            Kind::LedgerConfig => "ledger.config",
+            Kind::ActorUpdate => "actor.update",
         }
     }
 
@@ -328,6 +334,31 @@ pub struct FundsWithdraw {
     pub payout_address: Option<String>,
 }
 
+/// `ledger.config`: who operates the ledger and the protocol fee. The first one in a log is
+/// self-designating (its signer must name itself); later ones must be signed by the current
+/// operator. The operator signs deposits and usage receipts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Handle of the operator actor.
+    pub operator: String,
+    /// Share of every usage charge paid to the protocol account, in basis points.
+    pub protocol_fee_bps: u32,
+}
+
+/// `actor.update`: an actor changes its own public details. Setting a payout address releases
+/// the earnings held for it in the unclaimed pool into its account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout_address: Option<String>,
+}
+
 /// A typed body of any kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
@@ -340,6 +371,8 @@ pub enum Body {
     UsageReceipt(UsageReceipt),
     FundsDeposit(FundsDeposit),
     FundsWithdraw(FundsWithdraw),
+    LedgerConfig(LedgerConfig),
+    ActorUpdate(ActorUpdate),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, RecordError> {
@@ -358,6 +391,8 @@ impl Body {
             Body::UsageReceipt(_) => Kind::UsageReceipt,
             Body::FundsDeposit(_) => Kind::FundsDeposit,
             Body::FundsWithdraw(_) => Kind::FundsWithdraw,
+            Body::LedgerConfig(_) => Kind::LedgerConfig,
+            Body::ActorUpdate(_) => Kind::ActorUpdate,
         }
     }
 
@@ -377,6 +412,8 @@ impl Body {
             Kind::UsageReceipt => Body::UsageReceipt(decode(value)?),
             Kind::FundsDeposit => Body::FundsDeposit(decode(value)?),
             Kind::FundsWithdraw => Body::FundsWithdraw(decode(value)?),
+            Kind::LedgerConfig => Body::LedgerConfig(decode(value)?),
+            Kind::ActorUpdate => Body::ActorUpdate(decode(value)?),
         };
         body.validate()?;
         Ok(body)
@@ -394,6 +431,8 @@ impl Body {
             Body::UsageReceipt(b) => serde_json::to_value(b),
             Body::FundsDeposit(b) => serde_json::to_value(b),
             Body::FundsWithdraw(b) => serde_json::to_value(b),
+            Body::LedgerConfig(b) => serde_json::to_value(b),
+            Body::ActorUpdate(b) => serde_json::to_value(b),
         };
         v.expect("plain structs always serialise")
     }
@@ -535,6 +574,32 @@ impl Body {
                         "amount_micros",
                         "must be greater than zero",
                     ));
+                }
+                if let Some(p) = &b.payout_address {
+                    v::line("payout_address", p, v::MAX_URL_BYTES)?;
+                }
+            }
+            Body::LedgerConfig(b) => {
+                v::handle("operator", &b.operator)?;
+                v::int_range(
+                    "protocol_fee_bps",
+                    u64::from(b.protocol_fee_bps),
+                    0,
+                    u64::from(BPS_ONE),
+                )?;
+            }
+            Body::ActorUpdate(b) => {
+                if b.name.is_none() && b.url.is_none() && b.payout_address.is_none() {
+                    return Err(RecordError::field(
+                        "payout_address",
+                        "an update must set at least one of name, url and payout_address",
+                    ));
+                }
+                if let Some(n) = &b.name {
+                    v::line("name", n, MAX_NAME_BYTES)?;
+                }
+                if let Some(u) = &b.url {
+                    v::url("url", u)?;
                 }
                 if let Some(p) = &b.payout_address {
                     v::line("payout_address", p, v::MAX_URL_BYTES)?;

@@ -145,18 +145,27 @@ pub fn currency(field: &str, value: &str) -> R {
     }
 }
 
-/// A money amount in micro-units as a canonical decimal string (no sign, no leading zeros).
+/// Largest money amount a record may carry: 10^18 micro-units (10^12 whole units). Keeping
+/// every amount this far below 2^128 lets the fold multiply amounts by weights without overflow.
+pub const MAX_AMOUNT_MICROS: u128 = 1_000_000_000_000_000_000;
+
+/// A money amount in micro-units as a canonical decimal string (no sign, no leading zeros), at
+/// most [`MAX_AMOUNT_MICROS`].
 pub fn amount_micros(field: &str, value: &str) -> Result<u128, RecordError> {
     let canonical = !value.is_empty()
+        && value.len() <= 19
         && value.bytes().all(|b| b.is_ascii_digit())
         && (value == "0" || !value.starts_with('0'));
     let parsed = if canonical {
-        value.parse::<u128>().ok()
+        value
+            .parse::<u128>()
+            .ok()
+            .filter(|a| *a <= MAX_AMOUNT_MICROS)
     } else {
         None
     };
     parsed.ok_or_else(|| {
-        err(field, "must be a decimal string of micro-units, e.g. \"1500000\" for 1.5 units (no sign, no leading zeros, at most 2^128-1)")
+        err(field, "must be a decimal string of micro-units, e.g. \"1500000\" for 1.5 units (no sign, no leading zeros, at most 10^18)")
     })
 }
 

@@ -247,11 +247,19 @@ fn every_kind_round_trips() {
         ),
         (
             Kind::FundsDeposit,
-            json!({"account": "b", "currency": "USD", "amount_micros": "340282366920938463463374607431768211455"}),
+            json!({"account": "b", "currency": "USD", "amount_micros": "1000000000000000000"}),
         ),
         (
             Kind::FundsWithdraw,
             json!({"currency": "USD", "amount_micros": "5"}),
+        ),
+        (
+            Kind::LedgerConfig,
+            json!({"operator": "op", "protocol_fee_bps": 250}),
+        ),
+        (
+            Kind::ActorUpdate,
+            json!({"payout_address": "IBAN DE00 0000"}),
         ),
     ];
     assert_eq!(bodies.len(), Kind::ALL.len());

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use shoulders_license::Effective;
 use shoulders_record::{
-    Access, ActorRegister, Artifact, DataContribute, DatasetCreate, LicenseDefine, LicenseGrant,
-    LicenseTerms, ModelRegister, Parent, PublicKey, Record,
+    Access, ActorRegister, ActorUpdate, Artifact, DataContribute, DatasetCreate, LicenseDefine,
+    LicenseGrant, LicenseTerms, ModelRegister, Parent, PublicKey, Record,
 };
 use std::collections::BTreeMap;
 
@@ -20,6 +20,9 @@ pub struct Actor {
     /// Log index of the registering record.
     pub registered_at: u64,
     pub registered_ts_ms: u64,
+    /// Log index of the latest `actor.update`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<u64>,
 }
 
 impl Actor {
@@ -32,7 +35,21 @@ impl Actor {
             payout_address: b.payout_address.clone(),
             registered_at: index,
             registered_ts_ms: rec.ts_ms,
+            updated_at: None,
         }
+    }
+
+    pub(crate) fn update(&mut self, index: u64, b: &ActorUpdate) {
+        if let Some(n) = &b.name {
+            self.name = n.clone();
+        }
+        if let Some(u) = &b.url {
+            self.url = Some(u.clone());
+        }
+        if let Some(p) = &b.payout_address {
+            self.payout_address = Some(p.clone());
+        }
+        self.updated_at = Some(index);
     }
 }
 

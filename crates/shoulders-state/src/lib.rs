@@ -9,13 +9,22 @@
 
 mod entities;
 pub mod lineage;
+pub mod money;
 mod reject;
+mod settle;
 
 pub use entities::{Actor, Contribution, Dataset, Grant, License, Model};
 pub use lineage::{provenance, to_dot, to_mermaid, Provenance};
+pub use money::{
+    AccountBalance, CurrencyTotals, Leg, Receipt, Role, SourceTotal, Statement, StatementLine,
+    StatementTotal,
+};
 pub use reject::Reject;
+pub use settle::Config;
 pub use shoulders_license::{Decision, Effective};
 
+use money::Books;
+use settle::PendingReceipt;
 use shoulders_license::{check_derivation, Royalty, Source};
 use shoulders_record::{
     Access, ActorRegister, Body, DataContribute, DatasetCreate, Kind, LicenseDefine, LicenseGrant,
@@ -56,6 +65,8 @@ pub struct State {
     /// `dataset <id>` (the same labels licence terms use to name their origin).
     grants: BTreeMap<(String, String), Vec<Grant>>,
     client_ids: HashMap<(PublicKey, String), Seen>,
+    config: Option<Config>,
+    books: Books,
 }
 
 /// What the check phase computed for the commit phase.
@@ -63,6 +74,9 @@ enum Pending {
     Nothing,
     Dataset(Effective),
     Model(Effective),
+    /// A balanced movement (deposit, withdrawal, claim).
+    Legs(Vec<Leg>),
+    Receipt(PendingReceipt),
 }
 
 /// The label licence terms use for a model or dataset.
@@ -199,6 +213,60 @@ impl State {
             .collect()
     }
 
+    /// Balance of `account` (an actor handle or a system account such as
+    /// [`money::PROTOCOL`]) in `currency`, in micro-units.
+    pub fn balance(&self, account: &str, currency: &str) -> i128 {
+        self.books.balance(account, currency)
+    }
+
+    /// Every account with a balance, in account order.
+    pub fn accounts(&self) -> Vec<AccountBalance> {
+        self.books.accounts()
+    }
+
+    /// Deposits, withdrawals and holdings per currency, with the conservation check.
+    pub fn totals(&self) -> Vec<CurrencyTotals> {
+        self.books.totals()
+    }
+
+    /// Every credit and debit of `holder` with `from_ms <= ts < to_ms`, with causes and totals.
+    pub fn statement(&self, holder: &str, from_ms: Option<u64>, to_ms: Option<u64>) -> Statement {
+        self.books.statement(holder, from_ms, to_ms)
+    }
+
+    /// The settled receipt appended at `index`.
+    pub fn receipt(&self, index: u64) -> Option<&Receipt> {
+        self.books.receipts.get(&index)
+    }
+
+    /// Settled receipts in log order.
+    pub fn receipts(&self) -> impl Iterator<Item = &Receipt> {
+        self.books.receipts.values()
+    }
+
+    /// The legs of a settled receipt (or of any other money record) at `index`.
+    pub fn receipt_legs(&self, index: u64) -> &[Leg] {
+        self.books
+            .receipts
+            .get(&index)
+            .map(|r| &self.books.legs[r.legs.clone()])
+            .unwrap_or(&[])
+    }
+
+    /// Every leg posted so far, in log order.
+    pub fn legs(&self) -> &[Leg] {
+        &self.books.legs
+    }
+
+    /// Number of receipts that named `contribution` (copies credited to the original).
+    pub fn contribution_uses(&self, contribution: u64) -> u64 {
+        self.books
+            .contribution_uses
+            .get(&contribution)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Fold one record appended at log position `index` with leaf hash `leaf_hash`.
     ///
     /// `record` must already have passed signature verification. `index` must equal
@@ -253,7 +321,26 @@ impl State {
                 self.check_license_grant(&signer_handle, b)?;
                 (b.license_id.clone(), Pending::Nothing)
             }
-            other => return Err(Reject::KindNotEnabled(other.kind())),
+            Body::LedgerConfig(b) => {
+                self.check_config(&signer_handle, b)?;
+                (b.operator.clone(), Pending::Nothing)
+            }
+            Body::ActorUpdate(b) => {
+                let legs = self.check_actor_update(&signer_handle, index, rec.ts_ms, b);
+                (signer_handle.clone(), Pending::Legs(legs))
+            }
+            Body::FundsDeposit(b) => {
+                let legs = self.check_deposit(&signer_handle, index, rec.ts_ms, b)?;
+                (b.account.clone(), Pending::Legs(legs))
+            }
+            Body::FundsWithdraw(b) => {
+                let legs = self.check_withdraw(&signer_handle, index, rec.ts_ms, b)?;
+                (signer_handle.clone(), Pending::Legs(legs))
+            }
+            Body::UsageReceipt(b) => {
+                let pending = self.check_receipt(&signer_handle, index, rec.ts_ms, b)?;
+                (b.usage_id.clone(), Pending::Receipt(pending))
+            }
         };
         // Commit phase: infallible.
         self.commit(index, &signer_handle, rec, pending);
@@ -463,6 +550,13 @@ impl State {
                 );
             }
             Body::DataContribute(b) => {
+                self.commit_contribution_money(
+                    index,
+                    signer,
+                    &b.dataset_id,
+                    &b.content_hash,
+                    b.byte_size,
+                );
                 let dataset = self.datasets.get_mut(&b.dataset_id).expect("checked");
                 dataset.add(index, signer, b);
                 self.contributions
@@ -496,9 +590,51 @@ impl State {
                     .or_default()
                     .push(Grant::new(index, signer, b));
             }
-            _ => unreachable!("only enabled kinds reach commit"),
+            Body::LedgerConfig(b) => self.commit_config(index, b),
+            Body::ActorUpdate(b) => {
+                let actor = self.actors.get_mut(signer).expect("signer is registered");
+                actor.update(index, b);
+                let Pending::Legs(legs) = pending else {
+                    unreachable!("checked")
+                };
+                self.books.post(legs);
+            }
+            Body::FundsDeposit(b) => {
+                let Pending::Legs(legs) = pending else {
+                    unreachable!("checked")
+                };
+                self.books.post(legs);
+                *self
+                    .books
+                    .deposits
+                    .entry(self.books.name(&b.currency))
+                    .or_insert(0) += settle_amount(&b.amount_micros);
+            }
+            Body::FundsWithdraw(b) => {
+                let Pending::Legs(legs) = pending else {
+                    unreachable!("checked")
+                };
+                self.books.post(legs);
+                *self
+                    .books
+                    .withdrawals
+                    .entry(self.books.name(&b.currency))
+                    .or_insert(0) += settle_amount(&b.amount_micros);
+            }
+            Body::UsageReceipt(_) => {
+                let Pending::Receipt(p) = pending else {
+                    unreachable!("checked")
+                };
+                self.commit_receipt(p);
+            }
         }
     }
+}
+
+/// A validated amount string as `i128` micro-units.
+fn settle_amount(s: &str) -> i128 {
+    let v: u128 = s.parse().expect("validated amount");
+    i128::try_from(v).expect("amounts are at most 10^18")
 }
 
 impl Dataset {

@@ -1,4 +1,4 @@
-use shoulders_record::{Kind, RecordError};
+use shoulders_record::RecordError;
 
 /// Why the fold refused a record. A refused record is never appended; each variant has a
 /// stable code (see [`Reject::code`]).
@@ -6,8 +6,6 @@ use shoulders_record::{Kind, RecordError};
 pub enum Reject {
     #[error(transparent)]
     Record(#[from] RecordError),
-    #[error("kind {0} is defined but not yet accepted by this ledger version")]
-    KindNotEnabled(Kind),
     #[error("signer {0} is not a registered actor; register it with actor.register first")]
     SignerUnknown(String),
     #[error("this key is already registered as actor {0:?}")]
@@ -44,6 +42,41 @@ pub enum Reject {
     NotOwner { what: String, owner: String },
     #[error(transparent)]
     License(#[from] shoulders_license::Conflict),
+    #[error("this ledger has no operator yet: its first ledger.config record (written by `shoulders init`) names one")]
+    NoOperator,
+    #[error("only the ledger operator {operator:?} may sign this record")]
+    NotOperator { operator: String },
+    #[error("the first ledger.config must name its own signer as operator, not {operator:?}")]
+    OperatorSelf { operator: String },
+    #[error("usage id {usage_id:?} was already charged by the receipt at index {index}")]
+    UsageDuplicate { usage_id: String, index: u64 },
+    #[error("the licence terms of {model_id} do not allow the use {use_tag:?}: {reasons}")]
+    UseDenied {
+        model_id: String,
+        use_tag: String,
+        reasons: String,
+    },
+    #[error("model {0:?} has no licence with a price, so it cannot be metered; its owner registers it with a license_id")]
+    ModelNotPriced(String),
+    #[error(
+        "the charge of {charge_micros} micro-units is over the limit of 10^18 for one receipt"
+    )]
+    ChargeTooLarge { charge_micros: u128 },
+    #[error("account {account:?} holds {balance_micros} {currency} micro-units, {needed_micros} are needed; deposit more first")]
+    InsufficientFunds {
+        account: String,
+        currency: String,
+        balance_micros: i128,
+        needed_micros: i128,
+    },
+    #[error("no contribution at log index {0}")]
+    ContributionUnknown(u64),
+    #[error("attribution: {0}")]
+    AttributionInvalid(String),
+    #[error(
+        "actor {0:?} has no payout address: give one in the withdrawal or set it with actor.update"
+    )]
+    NoPayoutAddress(String),
     #[error("signer already used client id {client_id:?} for the record at index {index}")]
     DuplicateId { client_id: String, index: u64 },
 }
@@ -53,7 +86,6 @@ impl Reject {
     pub fn code(&self) -> &'static str {
         match self {
             Reject::Record(e) => e.code(),
-            Reject::KindNotEnabled(_) => "E_KIND_NOT_ENABLED",
             Reject::SignerUnknown(_) => "E_SIGNER_UNKNOWN",
             Reject::ActorKeyExists(_) => "E_ACTOR_KEY_EXISTS",
             Reject::HandleTaken(_) => "E_HANDLE_TAKEN",
@@ -70,6 +102,17 @@ impl Reject {
             Reject::LicenseExists(_) => "E_LICENSE_EXISTS",
             Reject::NotOwner { .. } => "E_NOT_OWNER",
             Reject::License(c) => c.code(),
+            Reject::NoOperator => "E_NO_OPERATOR",
+            Reject::NotOperator { .. } => "E_NOT_OPERATOR",
+            Reject::OperatorSelf { .. } => "E_OPERATOR_SELF",
+            Reject::UsageDuplicate { .. } => "E_USAGE_DUPLICATE",
+            Reject::UseDenied { .. } => "E_USE_DENIED",
+            Reject::ModelNotPriced(_) => "E_MODEL_NOT_PRICED",
+            Reject::ChargeTooLarge { .. } => "E_CHARGE_TOO_LARGE",
+            Reject::InsufficientFunds { .. } => "E_INSUFFICIENT_FUNDS",
+            Reject::ContributionUnknown(_) => "E_CONTRIBUTION_UNKNOWN",
+            Reject::AttributionInvalid(_) => "E_ATTRIBUTION_INVALID",
+            Reject::NoPayoutAddress(_) => "E_NO_PAYOUT_ADDRESS",
         }
     }
 }

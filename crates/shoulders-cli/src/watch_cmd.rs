@@ -1,0 +1,148 @@
+//! `shoulders watch`: a log monitor. It polls a server's signed checkpoint, checks the signature
+//! with the log's verifier key, and checks every new checkpoint against the last one it
+//! verified (never smaller; same size, same root; larger: a consistency proof that verifies).
+//! A bad signature, a rollback or a fork is reported as `error[CODE]` and exit status 1.
+
+use crate::{print_json, CliError};
+use anyhow::{Context, Result};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use clap::Args;
+use shoulders_log::{check_advance, needs_proof, CheckpointView, Hash, LogVerifier};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest checkpoint or proof response read, in bytes.
+const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// Base URL of a shoulders server, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    url: String,
+    /// The log's verifier key, or a file holding it (e.g. D/log.pub).
+    #[arg(long)]
+    key: String,
+    /// Time between polls.
+    #[arg(long, default_value_t = 5000)]
+    interval_ms: u64,
+    /// Stop after this many polls (0: run until an alert or Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    polls: u64,
+    /// File keeping the last verified checkpoint, so a restarted monitor still sees a rollback.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Per-request timeout.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+fn alert(code: &'static str, message: String) -> anyhow::Error {
+    CliError { code, message }.into()
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>> {
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| alert("E_WATCH_FETCH", format!("GET {url}: {e}")))?;
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(response.into_reader(), MAX_RESPONSE_BYTES + 1),
+        &mut body,
+    )
+    .map_err(|e| alert("E_WATCH_FETCH", format!("GET {url}: {e}")))?;
+    if body.len() as u64 > MAX_RESPONSE_BYTES {
+        return Err(alert(
+            "E_WATCH_FETCH",
+            format!("GET {url}: response over {MAX_RESPONSE_BYTES} bytes"),
+        ));
+    }
+    Ok(body)
+}
+
+fn open(verifier: &LogVerifier, note: &[u8], what: &str) -> Result<CheckpointView> {
+    verifier.open(note).map_err(|e| {
+        alert(
+            e.code(),
+            format!("{what} checkpoint rejected: {e}; the server is not serving this log, or its key was misused"),
+        )
+    })
+}
+
+fn consistency(agent: &ureq::Agent, base: &str, old: u64, new: u64) -> Result<Vec<Hash>> {
+    let url = format!("{base}/api/proofs/consistency?old={old}&new={new}");
+    let v: serde_json::Value = serde_json::from_slice(&get(agent, &url)?)
+        .map_err(|e| alert("E_WATCH_FETCH", format!("GET {url}: not JSON: {e}")))?;
+    v["hashes"]
+        .as_array()
+        .ok_or_else(|| alert("E_WATCH_FETCH", format!("GET {url}: no hashes")))?
+        .iter()
+        .map(|h| {
+            let bytes = h
+                .as_str()
+                .and_then(|s| B64.decode(s).ok())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+            bytes.map(Hash).ok_or_else(|| {
+                alert(
+                    "E_WATCH_FETCH",
+                    format!("GET {url}: a hash is not 32 bytes of base64"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn read_key(key: &str) -> Result<String> {
+    Ok(if Path::new(key).is_file() {
+        std::fs::read_to_string(key)
+            .with_context(|| format!("cannot read {key}"))?
+            .trim()
+            .to_string()
+    } else {
+        key.trim().to_string()
+    })
+}
+
+pub fn run(a: WatchArgs) -> Result<()> {
+    let verifier = LogVerifier::new(&read_key(&a.key)?)?;
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_millis(a.timeout_ms))
+        .build();
+    let base = a.url.trim_end_matches('/').to_string();
+    let mut last: Option<(CheckpointView, Vec<u8>)> = match &a.state {
+        Some(p) if p.exists() => {
+            let note = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            Some((open(&verifier, &note, "the saved")?, note))
+        }
+        _ => None,
+    };
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        let note = get(&agent, &format!("{base}/api/checkpoint"))?;
+        let new = open(&verifier, &note, "the served")?;
+        if let Some((old, _)) = &last {
+            let proof = if needs_proof(old, &new) {
+                consistency(&agent, &base, old.size, new.size)?
+            } else {
+                Vec::new()
+            };
+            check_advance(old, &new, &proof).map_err(|e| alert(e.code(), e.to_string()))?;
+        }
+        if let Some(p) = &a.state {
+            // Written only after the checks: the saved checkpoint is always a verified one.
+            let tmp = p.with_extension("tmp");
+            std::fs::write(&tmp, &note)
+                .and_then(|()| std::fs::rename(&tmp, p))
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        print_json(
+            &serde_json::json!({"poll": n, "ok": true, "size": new.size, "root": new.root.to_string()}),
+        )?;
+        last = Some((new, note));
+        if a.polls != 0 && n >= a.polls {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(a.interval_ms));
+    }
+}

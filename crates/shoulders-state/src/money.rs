@@ -1,0 +1,540 @@
+//! Money: accounts, double-entry legs and the exact split of a usage charge.
+//!
+//! Every movement is a set of [`Leg`]s that sums to zero. Balances are `i128` micro-units per
+//! `(account, currency)`; only [`EXTERNAL`] (the world outside the ledger, the other side of
+//! deposits and withdrawals) may go below zero, so the sum of all other balances always equals
+//! deposits minus withdrawals. Splits use [`split`]: largest-remainder rounding where each part
+//! is the floor or the ceiling of its exact share, and a unit that would have to be given to one
+//! of several parties with exactly equal claims goes to [`ROUNDING`] instead, so no party gains
+//! from its position in a list.
+
+use serde::{Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+/// Protocol fee account.
+pub const PROTOCOL: &str = "@protocol";
+/// Receives the indivisible units of tied splits.
+pub const ROUNDING: &str = "@rounding";
+/// Holds the earnings of contributors who have no payout address yet.
+pub const UNCLAIMED: &str = "@unclaimed";
+/// The world outside the ledger: debited by deposits, credited by withdrawals.
+pub const EXTERNAL: &str = "@external";
+
+/// Why a leg exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Deposit,
+    Withdrawal,
+    /// The payer's side of a usage charge.
+    Charge,
+    ProtocolFee,
+    /// An upstream model owner's share (its licence's royalty, less its data pool).
+    Royalty,
+    /// A data contributor's share of a data pool.
+    DataShare,
+    /// The used model's owner: what is left after fee, royalties and its data pool.
+    OwnerShare,
+    Rounding,
+    /// Earnings moved out of the unclaimed pool once the contributor set a payout address.
+    Claim,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Deposit => "deposit",
+            Role::Withdrawal => "withdrawal",
+            Role::Charge => "charge",
+            Role::ProtocolFee => "protocol_fee",
+            Role::Royalty => "royalty",
+            Role::DataShare => "data_share",
+            Role::OwnerShare => "owner_share",
+            Role::Rounding => "rounding",
+            Role::Claim => "claim",
+        }
+    }
+}
+
+/// One side of a movement: `amount_micros` is added to the account (negative for a debit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Leg {
+    /// Log index of the record that caused it (receipt, deposit, withdrawal, update).
+    pub index: u64,
+    pub ts_ms: u64,
+    pub account: Arc<str>,
+    pub currency: Arc<str>,
+    #[serde(serialize_with = "as_decimal")]
+    pub amount_micros: i128,
+    pub role: Role,
+    /// For usage legs: the model whose level of the split paid this leg.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_id: Option<Arc<str>>,
+    /// The contribution credited (absent when a pool fell back to contribution sizes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contribution: Option<u64>,
+    /// For legs into or out of [`UNCLAIMED`]: whose earnings they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beneficiary: Option<Arc<str>>,
+}
+
+impl Leg {
+    /// The actor (or system account) this leg belongs to: the beneficiary for unclaimed legs.
+    pub fn holder(&self) -> &str {
+        self.beneficiary.as_deref().unwrap_or(&self.account)
+    }
+}
+
+/// A settled `usage.receipt`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    pub index: u64,
+    pub ts_ms: u64,
+    pub usage_id: String,
+    pub model_id: String,
+    pub payer: String,
+    pub use_category: String,
+    pub currency: Arc<str>,
+    #[serde(serialize_with = "as_decimal_u")]
+    pub charge_micros: u128,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// True when no attribution covered a paying level and its pool went by contribution size.
+    pub fallback: bool,
+    /// Position of its legs in the ledger-wide leg list.
+    #[serde(skip)]
+    pub legs: std::ops::Range<usize>,
+}
+
+pub(crate) fn as_decimal<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+pub(crate) fn as_decimal_u<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// Split `amount` in proportion to `weights`: each part is the floor or ceiling of its exact
+/// share (largest remainder). Units that would go to some but not all of a group of parties with
+/// equal remainders are returned separately (for the rounding account). Always
+/// `parts.sum() + rounding == amount`; all-zero weights give all zero parts and `rounding == 0`
+/// only when `amount == 0` (callers never split a positive amount by zero weights).
+pub fn split(amount: u128, weights: &[u128]) -> (Vec<u128>, u128) {
+    let mut weights: Vec<u128> = weights.to_vec();
+    let mut total: u128 = weights.iter().fold(0u128, |a, w| a.saturating_add(*w));
+    if total == 0 {
+        return (vec![0; weights.len()], amount);
+    }
+    // Keep amount × weight within u128: shift every weight right by the same number of bits,
+    // which changes the proportions by less than one part in 2^(bits left).
+    while total == u128::MAX || amount.checked_mul(total).is_none() {
+        for w in &mut weights {
+            *w >>= 1;
+        }
+        total = weights.iter().sum();
+        if total == 0 {
+            return (vec![0; weights.len()], amount);
+        }
+    }
+    let mut parts = Vec::with_capacity(weights.len());
+    let mut rems = Vec::with_capacity(weights.len());
+    let mut given: u128 = 0;
+    for w in &weights {
+        let p = amount * w;
+        parts.push(p / total);
+        rems.push(p % total);
+        given += p / total;
+    }
+    let mut left = amount - given;
+    debug_assert!(left < weights.len() as u128 || weights.is_empty());
+    if left > 0 {
+        // Distinct remainders, largest first; give one unit to each party of a group only if
+        // the whole group can have one.
+        let mut order: Vec<usize> = (0..weights.len()).filter(|i| rems[*i] > 0).collect();
+        order.sort_by(|a, b| rems[*b].cmp(&rems[*a]).then(a.cmp(b)));
+        let mut i = 0;
+        while i < order.len() && left > 0 {
+            let r = rems[order[i]];
+            let mut j = i;
+            while j < order.len() && rems[order[j]] == r {
+                j += 1;
+            }
+            let group = (j - i) as u128;
+            if group > left {
+                break;
+            }
+            for k in &order[i..j] {
+                parts[*k] += 1;
+            }
+            left -= group;
+            i = j;
+        }
+    }
+    (parts, left)
+}
+
+/// Ledger-wide money state, part of [`crate::State`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Books {
+    pub balances: BTreeMap<(Arc<str>, Arc<str>), i128>,
+    pub deposits: BTreeMap<Arc<str>, i128>,
+    pub withdrawals: BTreeMap<Arc<str>, i128>,
+    pub legs: Vec<Leg>,
+    /// Leg positions per holder (the beneficiary for unclaimed legs).
+    pub legs_by_holder: HashMap<Arc<str>, Vec<usize>>,
+    /// Unclaimed earnings per `(beneficiary, currency)`; they sum to the [`UNCLAIMED`] balances.
+    pub unclaimed: BTreeMap<(Arc<str>, Arc<str>), i128>,
+    pub receipts: BTreeMap<u64, Receipt>,
+    pub usage_ids: HashMap<String, u64>,
+    /// How many receipts named each contribution (after duplicate redirection).
+    pub contribution_uses: HashMap<u64, u64>,
+    /// Earliest contribution of each content hash: later copies are credited to it.
+    pub content_first: HashMap<String, u64>,
+    /// Fallback pool weights: bytes of first-seen content per contributor, per dataset.
+    pub fallback_weights: HashMap<String, BTreeMap<String, u64>>,
+    names: HashSet<Arc<str>>,
+}
+
+impl Books {
+    /// A shared copy of `s` (interned, so millions of legs do not each own their strings).
+    pub fn name(&self, s: &str) -> Arc<str> {
+        self.names.get(s).cloned().unwrap_or_else(|| Arc::from(s))
+    }
+
+    pub fn balance(&self, account: &str, currency: &str) -> i128 {
+        // BTreeMap<(Arc<str>, Arc<str>)> cannot be searched by (&str, &str) directly.
+        self.balances
+            .get(&(self.name(account), self.name(currency)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Post a balanced set of legs. Panics if they do not sum to zero or drive an account other
+    /// than [`EXTERNAL`] below zero: the check phase must have made both impossible.
+    pub fn post(&mut self, legs: Vec<Leg>) -> std::ops::Range<usize> {
+        let sum: i128 = legs.iter().map(|l| l.amount_micros).sum();
+        assert_eq!(sum, 0, "legs of one movement must sum to zero");
+        let start = self.legs.len();
+        for mut leg in legs {
+            leg.account = self.intern(&leg.account);
+            leg.currency = self.intern(&leg.currency);
+            leg.model_id = leg.model_id.map(|m| self.intern(&m));
+            leg.dataset_id = leg.dataset_id.map(|d| self.intern(&d));
+            let bal = self
+                .balances
+                .entry((leg.account.clone(), leg.currency.clone()))
+                .or_insert(0);
+            *bal += leg.amount_micros;
+            assert!(
+                *bal >= 0 || &*leg.account == EXTERNAL,
+                "account {} went below zero",
+                leg.account
+            );
+            if let Some(b) = &leg.beneficiary {
+                let b = self.intern(b);
+                *self
+                    .unclaimed
+                    .entry((b.clone(), leg.currency.clone()))
+                    .or_insert(0) += leg.amount_micros;
+                leg.beneficiary = Some(b);
+            }
+            let holder = self.intern(leg.holder());
+            self.legs_by_holder
+                .entry(holder)
+                .or_default()
+                .push(self.legs.len());
+            self.legs.push(leg);
+        }
+        start..self.legs.len()
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.names.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.names.insert(a.clone());
+        a
+    }
+}
+
+/// One account's balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccountBalance {
+    pub account: String,
+    pub currency: String,
+    #[serde(serialize_with = "as_decimal")]
+    pub balance_micros: i128,
+}
+
+/// The books' totals per currency, and whether they balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CurrencyTotals {
+    pub currency: String,
+    #[serde(serialize_with = "as_decimal")]
+    pub deposits_micros: i128,
+    #[serde(serialize_with = "as_decimal")]
+    pub withdrawals_micros: i128,
+    /// Sum of every balance except [`EXTERNAL`].
+    #[serde(serialize_with = "as_decimal")]
+    pub held_micros: i128,
+    /// `held == deposits − withdrawals`, `EXTERNAL == −held`, no other account negative, and
+    /// the unclaimed pool equals the sum of what it holds for each contributor.
+    pub conserved: bool,
+}
+
+/// One line of a statement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatementLine {
+    #[serde(flatten)]
+    pub leg: Leg,
+    /// The `usage_id` of the receipt that caused the leg, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_id: Option<String>,
+}
+
+/// Earnings grouped by their cause: e.g. "contribution 12 was used in 100 outputs, earned Y".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SourceTotal {
+    pub role: Role,
+    pub currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contribution: Option<u64>,
+    /// Whether these legs moved money held for the holder in the unclaimed pool rather than
+    /// its own account.
+    pub held_in_unclaimed: bool,
+    /// Number of distinct records (e.g. receipts: outputs that used the contribution) in the
+    /// period.
+    pub count: u64,
+    #[serde(serialize_with = "as_decimal")]
+    pub amount_micros: i128,
+}
+
+/// Per-currency totals of a statement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatementTotal {
+    pub currency: String,
+    /// Credits to the holder's own account in the period (earnings held in the unclaimed pool
+    /// count when they are claimed).
+    #[serde(serialize_with = "as_decimal")]
+    pub credits_micros: i128,
+    #[serde(serialize_with = "as_decimal")]
+    pub debits_micros: i128,
+    /// Balance of the holder's own account now (not limited to the period).
+    #[serde(serialize_with = "as_decimal")]
+    pub balance_micros: i128,
+    /// Earnings held for the holder in the unclaimed pool now.
+    #[serde(serialize_with = "as_decimal")]
+    pub unclaimed_micros: i128,
+}
+
+/// Every credit and debit of one holder in a period, with causes and totals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    pub holder: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_ms: Option<u64>,
+    pub lines: Vec<StatementLine>,
+    pub by_source: Vec<SourceTotal>,
+    pub totals: Vec<StatementTotal>,
+}
+
+impl Books {
+    pub fn statement(&self, holder: &str, from_ms: Option<u64>, to_ms: Option<u64>) -> Statement {
+        let positions: &[usize] = self
+            .legs_by_holder
+            .get(holder)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let in_period =
+            |l: &Leg| from_ms.is_none_or(|f| l.ts_ms >= f) && to_ms.is_none_or(|t| l.ts_ms < t);
+        let mut lines = Vec::new();
+        type Key = (
+            Role,
+            Arc<str>,
+            Option<Arc<str>>,
+            Option<Arc<str>>,
+            Option<u64>,
+            bool,
+        );
+        let mut groups: BTreeMap<Key, (u64, i128, Option<u64>)> = BTreeMap::new();
+        let mut totals: BTreeMap<Arc<str>, (i128, i128)> = BTreeMap::new();
+        for &p in positions {
+            let leg = &self.legs[p];
+            if !in_period(leg) {
+                continue;
+            }
+            let usage_id = self.receipts.get(&leg.index).map(|r| r.usage_id.clone());
+            let key = (
+                leg.role,
+                leg.currency.clone(),
+                leg.model_id.clone(),
+                leg.dataset_id.clone(),
+                leg.contribution,
+                leg.beneficiary.is_some(),
+            );
+            let g = groups.entry(key).or_insert((0, 0, None));
+            // Count distinct causing records: legs of one record are adjacent per holder.
+            if g.2 != Some(leg.index) {
+                g.0 += 1;
+                g.2 = Some(leg.index);
+            }
+            g.1 += leg.amount_micros;
+            let t = totals.entry(leg.currency.clone()).or_insert((0, 0));
+            if leg.beneficiary.is_none() {
+                if leg.amount_micros >= 0 {
+                    t.0 += leg.amount_micros;
+                } else {
+                    t.1 += leg.amount_micros;
+                }
+            }
+            lines.push(StatementLine {
+                leg: leg.clone(),
+                usage_id,
+            });
+        }
+        let by_source = groups
+            .into_iter()
+            .map(
+                |(
+                    (role, currency, model_id, dataset_id, contribution, held),
+                    (count, amount, _),
+                )| {
+                    SourceTotal {
+                        role,
+                        currency: currency.to_string(),
+                        model_id: model_id.map(|m| m.to_string()),
+                        dataset_id: dataset_id.map(|d| d.to_string()),
+                        contribution,
+                        held_in_unclaimed: held,
+                        count,
+                        amount_micros: amount,
+                    }
+                },
+            )
+            .collect();
+        let mut currencies: Vec<Arc<str>> = totals.keys().cloned().collect();
+        for ((acc, cur), _) in self.balances.iter() {
+            if &**acc == holder && !currencies.contains(cur) {
+                currencies.push(cur.clone());
+            }
+        }
+        for ((b, cur), _) in self.unclaimed.iter() {
+            if &**b == holder && !currencies.contains(cur) {
+                currencies.push(cur.clone());
+            }
+        }
+        currencies.sort();
+        let totals = currencies
+            .into_iter()
+            .map(|cur| {
+                let (credits, debits) = totals.get(&cur).copied().unwrap_or((0, 0));
+                StatementTotal {
+                    currency: cur.to_string(),
+                    credits_micros: credits,
+                    debits_micros: debits,
+                    balance_micros: self.balance(holder, &cur),
+                    unclaimed_micros: self
+                        .unclaimed
+                        .get(&(self.name(holder), cur.clone()))
+                        .copied()
+                        .unwrap_or(0),
+                }
+            })
+            .collect();
+        Statement {
+            holder: holder.to_string(),
+            from_ms,
+            to_ms,
+            lines,
+            by_source,
+            totals,
+        }
+    }
+
+    pub fn accounts(&self) -> Vec<AccountBalance> {
+        self.balances
+            .iter()
+            .map(|((a, c), b)| AccountBalance {
+                account: a.to_string(),
+                currency: c.to_string(),
+                balance_micros: *b,
+            })
+            .collect()
+    }
+
+    pub fn totals(&self) -> Vec<CurrencyTotals> {
+        let mut currencies: Vec<&Arc<str>> = self.balances.keys().map(|(_, c)| c).collect();
+        currencies.sort();
+        currencies.dedup();
+        currencies
+            .into_iter()
+            .map(|cur| {
+                let deposits = self.deposits.get(cur).copied().unwrap_or(0);
+                let withdrawals = self.withdrawals.get(cur).copied().unwrap_or(0);
+                let mut held = 0i128;
+                let mut external = 0i128;
+                let mut negative = false;
+                for ((acc, c), b) in &self.balances {
+                    if c != cur {
+                        continue;
+                    }
+                    if &**acc == EXTERNAL {
+                        external += b;
+                    } else {
+                        held += b;
+                        negative |= *b < 0;
+                    }
+                }
+                let pool = self.balance(UNCLAIMED, cur);
+                let owed: i128 = self
+                    .unclaimed
+                    .iter()
+                    .filter(|((_, c), _)| c == cur)
+                    .map(|(_, v)| *v)
+                    .sum();
+                CurrencyTotals {
+                    currency: cur.to_string(),
+                    deposits_micros: deposits,
+                    withdrawals_micros: withdrawals,
+                    held_micros: held,
+                    conserved: held == deposits - withdrawals
+                        && external == -held
+                        && !negative
+                        && pool == owed,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn split_examples() {
+        assert_eq!(split(10, &[1, 1]), (vec![5, 5], 0));
+        // Three equal claims on one unit: nobody is preferred, the unit goes to rounding.
+        assert_eq!(split(1, &[1, 1, 1]), (vec![0, 0, 0], 1));
+        assert_eq!(split(2, &[1, 1, 1]), (vec![0, 0, 0], 2));
+        // 7 × (0.5, 0.3, 0.2) = 3.5, 2.1, 1.4: floors 3, 2, 1, one unit left for the largest
+        // remainder (0.5).
+        assert_eq!(split(7, &[5, 3, 2]), (vec![4, 2, 1], 0));
+        assert_eq!(split(0, &[5, 3, 2]), (vec![0, 0, 0], 0));
+        assert_eq!(split(9, &[0, 0]), (vec![0, 0], 9));
+        assert_eq!(split(100, &[1, 0, 3]), (vec![25, 0, 75], 0));
+        let big = u128::MAX / 3;
+        let (parts, r) = split(1_000_000_000_000_000_000, &[big, big, 1]);
+        assert_eq!(parts.iter().sum::<u128>() + r, 1_000_000_000_000_000_000);
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The bounded CI versions of the reliability harnesses (run by .ci/run; each prints its figures).
+# Long versions: SHOULDERS_FUZZ_CASES=1000000 bash reliability/fuzz.sh, and see README.md here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q -p shoulders-cli
+echo "== reliability: fuzz (bounded)"
+bash reliability/fuzz.sh
+echo "== reliability: I/O faults"
+bash reliability/faults.sh

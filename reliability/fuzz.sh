@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Fuzz every decoder of untrusted input (records, JSON bodies, checkpoints, proofs, exports,
+# safetensors/GGUF headers, index files). Bounded CI run: 2,000 executions per harness.
+# Long run:  SHOULDERS_FUZZ_CASES=1000000 bash reliability/fuzz.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cases="${SHOULDERS_FUZZ_CASES:-2000}"
+harnesses=9
+start=$(date +%s)
+SHOULDERS_FUZZ_CASES="$cases" cargo test --release -p shoulders-fuzz --test decoders -- --test-threads 2
+echo "fuzz: ${harnesses} harnesses x ${cases} executions = $((harnesses * cases)) executions (index files: a quarter), 0 crashes, $(( $(date +%s) - start )) s"
