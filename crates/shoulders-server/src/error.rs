@@ -71,7 +71,6 @@ impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         let status = match &e {
             LedgerError::Rejected(Reject::Record(_)) => StatusCode::BAD_REQUEST,
-            LedgerError::Rejected(Reject::KindNotEnabled(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::IdConflict { .. } => StatusCode::CONFLICT,
             LedgerError::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
