@@ -45,6 +45,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(license_check))
         .routes(routes!(get_license))
         .routes(routes!(attribute))
+        .routes(routes!(list_accounts))
+        .routes(routes!(statement))
 }
 
 /// Map an extractor's body rejection to our codes (413 for the size limit).
@@ -506,4 +508,52 @@ async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiRes
         Ok(Json(ix.attribute(&req.text, &opts)?))
     })
     .await?
+}
+
+/// Every account's balance per currency, with the books' totals and conservation check (as
+/// `shoulders accounts`).
+#[utoipa::path(get, path = "/api/accounts", tag = "money",
+    responses((status = 200, description = "{accounts: [{account, currency, balance_micros}], totals: [{currency, deposits_micros, withdrawals_micros, held_micros, conserved}]}; amounts are decimal strings", body = Object)))]
+async fn list_accounts(State(st): St) -> Json<Value> {
+    Json(
+        st.ledger
+            .with_state(|s| json!({"accounts": s.accounts(), "totals": s.totals()})),
+    )
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct StatementQuery {
+    /// Earliest leg time included, in ms since the epoch (inclusive).
+    from: Option<u64>,
+    /// Latest leg time, in ms since the epoch (exclusive).
+    to: Option<u64>,
+}
+
+/// Every credit and debit of one holder (an actor handle or a system account such as
+/// `@protocol`) with `from <= ts < to`, grouped by cause, with balances and earnings held in
+/// the unclaimed pool (as `shoulders statement`). An unknown holder has an empty statement.
+#[utoipa::path(get, path = "/api/statements/{holder}", tag = "money",
+    params(("holder" = String, Path), StatementQuery),
+    responses((status = 200, description = "{holder, lines, by_source, totals}; amounts are decimal strings", body = Object),
+               (status = 400, body = ErrorBody)))]
+async fn statement(
+    State(st): St,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<StatementQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let holder = path(p)?;
+    let q = query(q)?;
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if from > to {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "E_QUERY_INVALID",
+                format!("from ({from}) is after to ({to})"),
+            ));
+        }
+    }
+    Ok(Json(
+        st.ledger
+            .with_state(|s| json!(s.statement(&holder, q.from, q.to))),
+    ))
 }

@@ -456,6 +456,7 @@ async fn openapi_document_matches_the_routes() {
     // Every route the server answers (the router is built from the same annotated handlers,
     // so this list is what a reviewer checks against ARCHITECTURE.md).
     let mut expected = vec![
+        "GET /api/accounts",
         "GET /api/actors",
         "GET /api/actors/{handle}",
         "GET /api/checkpoint",
@@ -471,6 +472,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /api/proofs/inclusion",
         "GET /api/records",
         "GET /api/records/{index}",
+        "GET /api/statements/{holder}",
         "POST /api/attribute",
         "POST /api/records",
         "GET /v1/models",
