@@ -10,6 +10,7 @@
 pub mod api;
 pub mod apikeys;
 pub mod error;
+pub mod explorer;
 pub mod gateway;
 
 use std::collections::{BTreeMap, HashMap};
@@ -194,7 +195,7 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
-/// The full application: API, gateway, `/openapi.json`, JSON errors for unknown routes, body
+/// The full application: API, gateway, web explorer (`/`, HTML), `/openapi.json`, JSON errors for unknown routes, body
 /// size limit and request timeout.
 pub fn router(state: Arc<AppState>) -> Router {
     let (routes, doc) = routes();
@@ -202,6 +203,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let timeout = Duration::from_millis(state.config.request_timeout_ms);
     let limit = state.config.max_body_bytes;
     routes
+        .merge(explorer::routes())
         .route(
             "/openapi.json",
             axum::routing::get(move || {
