@@ -26,7 +26,7 @@ class Server:
     def __init__(self, shoulders):
         self.tmp = tempfile.TemporaryDirectory()
         self.data_dir = os.path.join(self.tmp.name, "ledger")
-        subprocess.run([shoulders, "demo", "--data-dir", self.data_dir], check=True,
+        subprocess.run([shoulders, "demo", "--no-serve", "--data-dir", self.data_dir], check=True,
                        stdout=subprocess.DEVNULL)
         out = subprocess.run([shoulders, "apikey", "new", "--data-dir", self.data_dir,
                               "--actor", "dave"], check=True, capture_output=True, text=True)

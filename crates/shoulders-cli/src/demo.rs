@@ -1,6 +1,7 @@
 //! `shoulders demo`: builds a small but realistic ledger on the embedded defaults (SQLite, the
 //! built-in texts below), shows a refused record and an idempotent resubmission, exports the
-//! log and verifies the export from scratch.
+//! log and verifies the export from scratch, then (unless `--no-serve`) serves the web
+//! explorer, API and gateway on it.
 
 use anyhow::{bail, Context, Result};
 use rand_core::OsRng;
@@ -83,7 +84,9 @@ fn content(text: &str) -> (String, u64) {
     )
 }
 
-pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
+/// Build the demo ledger in `data_dir` (a new temporary directory when `None`), then serve it
+/// on `listen` when given.
+pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     let dir = match data_dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!(
@@ -243,6 +246,17 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         }),
         "dave/verse-instruct-q4 (quantized)",
     )?;
+    // A sibling branch with no licence of its own, so the family tree forks and the licence
+    // card has an unlicensed source to flag.
+    demo.submit(
+        "alice",
+        Kind::ModelRegister,
+        json!({
+            "model_id": "alice/verse-adapter", "name": "Verse LoRA adapter",
+            "parents": [{ "model_id": "carol-lab/verse-base", "relation": "adapter" }]
+        }),
+        "alice/verse-adapter (adapter of carol-lab/verse-base, no licence)",
+    )?;
 
     println!("\nchecks the ledger enforces:");
     let (hash, bytes) = content("bob tries to add to a closed dataset");
@@ -374,7 +388,28 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         "      shoulders statement --data-dir {} alice --proofs",
         dir.display()
     );
-    Ok(())
+
+    // The explorer's "try it" box calls the gateway as erin with this key. A demo-only
+    // convenience: the page shows the key to anyone who can load it.
+    let token =
+        shoulders_server::apikeys::ApiKeys::issue(&dir, "erin", crate::now_ms(), &mut OsRng)?;
+    std::fs::write(
+        dir.join(shoulders_server::explorer::DEMO_API_KEY_FILE),
+        format!("{token}\n"),
+    )?;
+    println!("      gateway API key for erin (demo only): {token}");
+    let Some(listen) = listen else {
+        return Ok(());
+    };
+    println!("\nserving the explorer, the API (/api, /openapi.json) and the gateway (/v1); Ctrl-C stops:");
+    crate::serve_cmd::serve(crate::serve_cmd::ServeArgs {
+        data_dir: dir,
+        listen,
+        upstreams: Vec::new(),
+        metering: "on".into(),
+        max_body_bytes: shoulders_server::DEFAULT_MAX_BODY_BYTES,
+        timeout_ms: shoulders_server::DEFAULT_REQUEST_TIMEOUT_MS,
+    })
 }
 
 /// Metered use: erin pays for calls to two models; each output is attributed against the verse

@@ -10,8 +10,8 @@ mod license_cmd;
 mod lineage_cmd;
 mod model_cmd;
 mod money_cmd;
-mod watch_cmd;
 mod serve_cmd;
+mod watch_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -179,11 +179,18 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
-    /// Build a demo ledger (actors, datasets, contributions, a base model, fine-tunes) and verify it.
+    /// Build a demo ledger (actors, datasets, contributions, a base model, fine-tunes, metered
+    /// calls), verify it, then serve the web explorer, API and gateway on it.
     Demo {
         /// Where to create the ledger; a new temporary directory when omitted.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Address to serve on (port 0 picks a free port; the URL is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Build and verify the ledger, then exit without serving (tests, CI).
+        #[arg(long)]
+        no_serve: bool,
     },
 }
 
@@ -653,7 +660,11 @@ fn run(cli: Cli) -> Result<()> {
                 dir,
             } => model_cmd::check(&data_dir, &model_id, &dir)?,
         },
-        Command::Demo { data_dir } => demo::run(data_dir)?,
+        Command::Demo {
+            data_dir,
+            listen,
+            no_serve,
+        } => demo::run(data_dir, (!no_serve).then_some(listen))?,
         Command::Serve(args) => serve_cmd::serve(args)?,
         Command::Apikey {
             command: ApikeyCommand::New { data_dir, actor },

@@ -71,6 +71,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         print_json(&json!({
             "listening": format!("http://{addr}"),
+            "explorer": format!("http://{addr}/"),
             "metering": if metering == Metering::On { "on" } else { "off" },
             "openapi": format!("http://{addr}/openapi.json"),
         }))?;
