@@ -84,8 +84,8 @@ fn lineage_and_standard_exports() {
     assert_eq!(
         descendants,
         vec![
-            "alice/verse-adapter",
             "dave/verse-instruct",
+            "alice/verse-adapter",
             "dave/verse-instruct-q4"
         ]
     );
