@@ -337,7 +337,13 @@ each record page checks its inclusion proof against this root in your browser.</
                     table("totals", &["currency", "deposits", "withdrawals", "held", "conserved"], &totals)
                 );
             }
-            body.push_str(&try_box(st, s, None));
+            // Preselect the most-called model: the one a visitor most likely wants to try.
+            let mut calls: BTreeMap<&str, u64> = BTreeMap::new();
+            for r in s.receipts() {
+                *calls.entry(r.model_id.as_str()).or_default() += 1;
+            }
+            let busiest = calls.iter().max_by_key(|(_, n)| **n).map(|(m, _)| *m);
+            body.push_str(&try_box(st, s, busiest));
             page("Explorer", &body)
         }))
     })
