@@ -11,14 +11,15 @@ use shoulders_ledger::{init_with, verify_export, DataDir, Ledger, OperatorInit};
 use shoulders_record::{sign_record, ActorKey, Body, Kind, SignedRecord};
 use std::path::PathBuf;
 
-/// Public-domain verse (Shakespeare, Dickinson, Blake, Keats, Whitman) and a few instruction
-/// examples written for the demo; contributed as documents.
+/// Public-domain verse (Shakespeare, Dickinson, Blake, Keats, Whitman: long enough for the
+/// gateway's ∞-gram model to continue a prompt for a while) and a few instruction examples
+/// written for the demo; contributed as documents.
 const POEMS: &[(&str, &str, &str)] = &[
-    ("alice", "Sonnet 18", "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\nRough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date.\n"),
-    ("alice", "Hope", "Hope is the thing with feathers\nThat perches in the soul,\nAnd sings the tune without the words,\nAnd never stops at all.\n"),
-    ("bob", "The Tyger", "Tyger Tyger, burning bright,\nIn the forests of the night;\nWhat immortal hand or eye,\nCould frame thy fearful symmetry?\n"),
-    ("bob", "Endymion", "A thing of beauty is a joy for ever:\nIts loveliness increases; it will never\nPass into nothingness.\n"),
-    ("carol-lab", "Song of Myself", "I celebrate myself, and sing myself,\nAnd what I assume you shall assume,\nFor every atom belonging to me as good belongs to you.\n"),
+    ("alice", "Sonnet 18", "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\nRough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date;\nSometime too hot the eye of heaven shines,\nAnd often is his gold complexion dimm'd;\nAnd every fair from fair sometime declines,\nBy chance or nature's changing course untrimm'd;\nBut thy eternal summer shall not fade,\nNor lose possession of that fair thou ow'st;\nNor shall Death brag thou wander'st in his shade,\nWhen in eternal lines to time thou grow'st:\nSo long as men can breathe or eyes can see,\nSo long lives this, and this gives life to thee.\n"),
+    ("alice", "Hope", "Hope is the thing with feathers\nThat perches in the soul,\nAnd sings the tune without the words,\nAnd never stops at all.\nAnd sweetest in the gale is heard;\nAnd sore must be the storm\nThat could abash the little bird\nThat kept so many warm.\nI've heard it in the chillest land,\nAnd on the strangest sea;\nYet, never, in extremity,\nIt asked a crumb of me.\n"),
+    ("bob", "The Tyger", "Tyger Tyger, burning bright,\nIn the forests of the night;\nWhat immortal hand or eye,\nCould frame thy fearful symmetry?\nIn what distant deeps or skies\nBurnt the fire of thine eyes?\nOn what wings dare he aspire?\nWhat the hand, dare seize the fire?\nAnd what shoulder, and what art,\nCould twist the sinews of thy heart?\nAnd when thy heart began to beat,\nWhat dread hand? and what dread feet?\n"),
+    ("bob", "Endymion", "A thing of beauty is a joy for ever:\nIts loveliness increases; it will never\nPass into nothingness; but still will keep\nA bower quiet for us, and a sleep\nFull of sweet dreams, and health, and quiet breathing.\n"),
+    ("carol-lab", "Song of Myself", "I celebrate myself, and sing myself,\nAnd what I assume you shall assume,\nFor every atom belonging to me as good belongs to you.\nI loafe and invite my soul,\nI lean and loafe at my ease observing a spear of summer grass.\n"),
 ];
 
 const INSTRUCTIONS: &[&str] = &[
