@@ -62,6 +62,10 @@ class ExplorerTest(unittest.TestCase):
         self.page = self.context.new_page()
         self.errors = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # Anything the page's Content-Security-Policy blocked (an inline script or style, a
+        # request elsewhere) is a bug in the page.
+        self.page.on("console", lambda m: self.errors.append(m.text)
+                     if m.type == "error" and "Content Security Policy" in m.text else None)
 
     def tearDown(self):
         self.context.close()

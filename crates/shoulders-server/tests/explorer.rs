@@ -135,6 +135,17 @@ async fn serve(dir: &Path) -> Running {
 async fn get(s: &Running, path: &str) -> (StatusCode, String, String) {
     let resp = s.client.get(s.url(path)).send().await.unwrap();
     let status = resp.status();
+    if resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"))
+    {
+        let csp = resp.headers().get("content-security-policy").unwrap();
+        assert!(
+            csp.to_str().unwrap().contains("script-src 'self'"),
+            "{path}"
+        );
+    }
     let ct = resp
         .headers()
         .get("content-type")
