@@ -618,13 +618,46 @@ async fn gateway_embedded_model_with_attribution() {
 }
 
 /// Metering on: the gateway signs a `usage.receipt` with `D/operator.key` and appends it before
-/// answering. PENDING ISSUE 6: today's fold refuses that kind (`E_KIND_NOT_ENABLED`), so the
-/// call must fail and append nothing. When metering lands this test flips to: 200, a receipt
-/// index in the answer, and the payer's balance reduced by the price.
+/// answering; the receipt names the payer, the output's hash and its attribution.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_metering_on_signs_and_submits_a_receipt() {
     let f = fixture();
-    write_operator_key(&f.data_dir());
+    let operator = write_operator_key(&f.data_dir());
+    // Name the operator in the ledger's configuration (what `shoulders init --operator` does).
+    let ledger =
+        shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(f.data_dir())).unwrap();
+    let submit =
+        |key, id: &str, kind, body| ledger.submit(record(key, id, f.ts_ms, kind, body)).unwrap();
+    submit(
+        &operator,
+        "config",
+        Kind::LedgerConfig,
+        json!({"operator": "operator", "protocol_fee_bps": 250}),
+    );
+    // Only a priced model is metered: alice prices a model on her verse, bob deposits.
+    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
+    let mut terms = serde_json::to_value(terms).unwrap();
+    terms["price_per_call_micros"] = json!("1000");
+    submit(
+        &f.alice,
+        "lic",
+        Kind::LicenseDefine,
+        json!({"license_id": "alice/priced", "name": name, "spdx_id": spdx, "terms": terms}),
+    );
+    submit(
+        &f.alice,
+        "m-priced",
+        Kind::ModelRegister,
+        json!({"model_id": "alice/verse-priced", "name": "Verse, priced",
+               "datasets": ["alice/verse"], "license_id": "alice/priced"}),
+    );
+    submit(
+        &operator,
+        "dep",
+        Kind::FundsDeposit,
+        json!({"account": "bob", "currency": "USD", "amount_micros": "5000"}),
+    );
+    drop(ledger);
     let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
     let s = start(config(&f, Metering::On)).await;
     let size = s.size().await;
@@ -632,18 +665,63 @@ async fn gateway_metering_on_signs_and_submits_a_receipt() {
         s.client
             .post(s.url("/v1/completions"))
             .bearer_auth(&token)
-            .json(&json!({"model": "alice/verse-base", "prompt": "Shall I", "max_tokens": 20}))
+            .json(&json!({"model": "alice/verse-priced", "prompt": "Shall I", "max_tokens": 20}))
             .send()
             .await
             .unwrap(),
     )
     .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["shoulders"]["metering"], "on");
+    let receipt = &v["shoulders"]["receipt"];
+    assert_eq!(receipt["index"], size, "{v}");
+    assert_eq!(s.size().await, size + 1);
+    let (status, r) = json_of(
+        s.client
+            .get(s.url(&format!("/api/records/{size}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r["kind"], "usage.receipt");
+    let body = &r["body"];
+    assert_eq!(body["payer"], "bob");
+    assert_eq!(body["model_id"], "alice/verse-priced");
+    assert_eq!(body["usage_id"], receipt["usage_id"]);
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    use sha2::Digest;
     assert_eq!(
-        (status, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "E_KIND_NOT_ENABLED"),
-        "{v}"
+        body["output_hash"],
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(text.as_bytes()))
+        )
     );
-    assert_eq!(s.size().await, size);
+    let shares = body["attribution"].as_array().unwrap();
+    assert!(
+        !shares.is_empty(),
+        "the continuation quotes the sonnet: {v}"
+    );
+    assert!(shares.iter().all(|a| a["dataset_id"] == "alice/verse"));
+    assert_eq!(
+        shares
+            .iter()
+            .map(|a| a["ppm"].as_u64().unwrap())
+            .sum::<u64>(),
+        1_000_000
+    );
+    // Bob paid the price of one call.
+    let (_, st) = json_of(
+        s.client
+            .get(s.url("/api/statements/bob"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st["totals"][0]["balance_micros"], "4000", "{st}");
     s.stop().await;
 }
 
