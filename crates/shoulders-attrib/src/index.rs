@@ -657,6 +657,33 @@ impl Index {
         Ok(hits)
     }
 
+    /// Suffix-array rank range of every suffix starting with `p` (empty `p`: everything).
+    /// Unlike [`Index::count`] this accepts any bytes; callers keep `p` short.
+    pub(crate) fn rank_range(&self, p: &[u8]) -> (u64, u64) {
+        if p.is_empty() {
+            return (0, self.n());
+        }
+        self.range_in(p, 0, self.n(), 0)
+    }
+
+    /// Token-array position stored at rank `r` (`r < token_count`).
+    pub(crate) fn position(&self, r: u64) -> u64 {
+        self.sa(r)
+    }
+
+    /// The token array (`0xFF` before each document).
+    pub(crate) fn tokens(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Maps a token-array position to its contribution and offset (`None` on a separator).
+    pub fn locate_position(&self, pos: u64) -> Option<Hit> {
+        if self.text.get(pos as usize) == Some(&DOC_SEP) {
+            return None;
+        }
+        self.locate(pos)
+    }
+
     /// Maps a token-array position inside a document to its hit.
     fn locate(&self, pos: u64) -> Option<Hit> {
         let doc = self.offsets.partition_point(|&o| o <= pos).checked_sub(1)?;

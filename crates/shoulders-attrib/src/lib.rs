@@ -2,7 +2,11 @@
 //! documents, in infini-gram's single-shard `u8` layout, answering counts, locations
 //! (contribution, document, offset) and OLMoTrace-style maximal matching spans of a model
 //! output. See [`index`]. [`shares`] turns the spans into contributor shares in parts per
-//! million, crediting each duplicate cluster once.
+//! million, crediting each duplicate cluster once. [`dataset`] opens a data directory's
+//! per-dataset index and attributes a text against it. [`generate`] samples text from the same
+//! index as an ∞-gram language model.
 
+pub mod dataset;
+pub mod generate;
 pub mod index;
 pub mod shares;

@@ -2,42 +2,18 @@
 
 use crate::{print_json, CliError};
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shoulders_attrib::index::{DocInput, Index, IndexError};
-use shoulders_attrib::shares::{shares, Clusterer, SpanEvidence};
+use shoulders_attrib::dataset::{
+    index_dir, index_exists, AttributeOptions, Attribution, ContributionInfo, DatasetIndex,
+    ATTRIBUTION_FILE, ATTRIBUTION_FORMAT,
+};
+use shoulders_attrib::index::{DocInput, IndexError};
+use shoulders_attrib::shares::Clusterer;
 use shoulders_ledger::{ContentStore, LedgerError, Reader};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Largest text `attribute` accepts, in bytes.
 pub const MAX_TEXT_BYTES: u64 = 1024 * 1024;
-/// Spans occurring more often than this (copies included) are not looked up.
-const MAX_RAW_OCCURRENCES: u64 = 1000;
-
-/// What `index build` records beside the index: who contributed each document and its cluster.
-#[derive(Serialize, Deserialize)]
-struct Attribution {
-    format: String,
-    dataset_id: String,
-    /// Ledger size when the index was built (contributions after it are not indexed yet).
-    ledger_size: u64,
-    tokenizer: String,
-    contributions: Vec<ContributionInfo>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ContributionInfo {
-    contribution: u64,
-    contributor: String,
-    tokens: u64,
-    /// The earliest contribution of its duplicate cluster.
-    cluster: u64,
-}
-
-fn index_dir(data_dir: &Path, dataset_id: &str) -> PathBuf {
-    data_dir.join("indexes").join(dataset_id.replace('/', "__"))
-}
 
 /// Build and print the index report.
 pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
@@ -105,7 +81,7 @@ pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Valu
     bar.finish_and_clear();
     let cluster_of = clusterer.into_inner().finish();
     let attribution = Attribution {
-        format: "shoulders-attribution/v1".into(),
+        format: ATTRIBUTION_FORMAT.into(),
         dataset_id: dataset_id.to_string(),
         ledger_size: reader.size(),
         tokenizer: "bytes-utf8".into(),
@@ -119,7 +95,7 @@ pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Valu
             })
             .collect(),
     };
-    let path = target.join("attribution.json");
+    let path = target.join(ATTRIBUTION_FILE);
     std::fs::write(&path, serde_json::to_vec_pretty(&attribution)?)
         .with_context(|| format!("write {}", path.display()))?;
     let clusters_count = cluster_of.iter().filter(|(c, r)| c == r).count();
@@ -217,8 +193,7 @@ pub fn attribute_value(args: AttributeArgs) -> Result<serde_json::Value> {
         code: "E_TEXT_NOT_UTF8",
         message: format!("{} is not UTF-8 text", args.text.display()),
     })?;
-    let dir = index_dir(&args.data_dir, &args.dataset_id);
-    if !dir.join("attribution.json").exists() {
+    if !index_exists(&args.data_dir, &args.dataset_id) {
         return Err(LedgerError::NotFound(format!(
             "no index for {}; run `shoulders index build --data-dir {} {}`",
             args.dataset_id,
@@ -227,82 +202,21 @@ pub fn attribute_value(args: AttributeArgs) -> Result<serde_json::Value> {
         ))
         .into());
     }
-    let index = Index::open(&dir)?;
-    let meta: Attribution = serde_json::from_slice(&std::fs::read(dir.join("attribution.json"))?)
-        .context("attribution.json is not readable; rebuild the index")?;
-    let contributor: BTreeMap<u64, String> = meta
-        .contributions
-        .iter()
-        .map(|c| (c.contribution, c.contributor.clone()))
-        .collect();
-    let cluster_of: BTreeMap<u64, u64> = meta
-        .contributions
-        .iter()
-        .map(|c| (c.contribution, c.cluster))
-        .collect();
-    let tokens_of: BTreeMap<u64, u64> = meta
-        .contributions
-        .iter()
-        .map(|c| (c.contribution, c.tokens))
-        .collect();
-
-    let bytes = text.as_bytes();
-    // Occurrences are judged per duplicate cluster, not per copy: a span found in one document
-    // and its ten copies is as rare, and as informative, as a span found once. Raw occurrences
-    // above MAX_RAW_OCCURRENCES are too common to look up.
-    let spans = index.maximal_spans(bytes, args.min_len, MAX_RAW_OCCURRENCES)?;
-    let mut found = Vec::with_capacity(spans.len());
-    for s in spans {
-        let hits = index.find(&bytes[s.start..s.end], MAX_RAW_OCCURRENCES as usize)?;
-        let clusters: std::collections::BTreeSet<u64> = hits
-            .iter()
-            .filter_map(|h| cluster_of.get(&h.contribution).copied())
-            .collect();
-        if clusters.is_empty() || clusters.len() as u64 > args.max_occurrences {
-            continue;
-        }
-        found.push((s, hits, clusters.len() as u64));
-    }
-    // Most informative first: rarest (fewest independent sources), then longest, then earliest.
-    found.sort_by(|a, b| {
-        a.2.cmp(&b.2)
-            .then((b.0.end - b.0.start).cmp(&(a.0.end - a.0.start)))
-            .then(a.0.start.cmp(&b.0.start))
-    });
-    found.truncate(args.max_spans);
-    found.sort_by_key(|f| f.0.start);
-    let mut evidence = Vec::with_capacity(found.len());
-    let mut shown = Vec::with_capacity(found.len());
-    for (s, hits, sources) in &found {
-        shown.push(json!({
-            "text": String::from_utf8_lossy(&bytes[s.start..s.end]),
-            "start": s.start,
-            "end": s.end,
-            "occurrences": s.occurrences,
-            "independent_sources": sources,
-            "contributions": hits.iter().map(|h| json!({
-                "contribution": h.contribution,
-                "offset": h.offset,
-                "contributor": contributor.get(&h.contribution),
-                "cluster": cluster_of.get(&h.contribution),
-            })).collect::<Vec<_>>(),
-        }));
-        evidence.push(SpanEvidence {
-            len: (s.end - s.start) as u64,
-            contributions: hits.iter().map(|h| h.contribution).collect(),
-        });
-    }
-    let shares =
-        shares(&evidence, &cluster_of, &contributor, &tokens_of).ok_or_else(|| CliError {
+    let index = DatasetIndex::open(&args.data_dir, &args.dataset_id)?;
+    let report = index.attribute(
+        &text,
+        &AttributeOptions {
+            min_len: args.min_len,
+            max_occurrences: args.max_occurrences,
+            max_spans: args.max_spans,
+        },
+    );
+    match report {
+        Err(IndexError::Empty) => Err(CliError {
             code: "E_INDEX_EMPTY",
             message: "the index holds no contributions".into(),
-        })?;
-    Ok(json!({
-        "dataset_id": args.dataset_id,
-        "tokenizer": meta.tokenizer,
-        "text_tokens": bytes.len(),
-        "index_ledger_size": meta.ledger_size,
-        "spans": shown,
-        "shares": shares,
-    }))
+        }
+        .into()),
+        other => Ok(other?),
+    }
 }

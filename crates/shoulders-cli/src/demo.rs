@@ -1,6 +1,7 @@
 //! `shoulders demo`: builds a small but realistic ledger on the embedded defaults (SQLite, the
 //! built-in texts below), shows a refused record and an idempotent resubmission, exports the
-//! log and verifies the export from scratch.
+//! log and verifies the export from scratch, then (unless `--no-serve`) serves the web
+//! explorer, API and gateway on it.
 
 use anyhow::{bail, Context, Result};
 use rand_core::OsRng;
@@ -10,14 +11,15 @@ use shoulders_ledger::{init_with, verify_export, Ledger, OperatorInit};
 use shoulders_record::{sign_record, ActorKey, Body, Kind, SignedRecord};
 use std::path::PathBuf;
 
-/// Public-domain verse (Shakespeare, Dickinson, Blake, Keats, Whitman) and a few instruction
-/// examples written for the demo; contributed as documents.
+/// Public-domain verse (Shakespeare, Dickinson, Blake, Keats, Whitman: long enough for the
+/// gateway's ∞-gram model to continue a prompt for a while) and a few instruction examples
+/// written for the demo; contributed as documents.
 const POEMS: &[(&str, &str, &str)] = &[
-    ("alice", "Sonnet 18", "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\nRough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date.\n"),
-    ("alice", "Hope", "Hope is the thing with feathers\nThat perches in the soul,\nAnd sings the tune without the words,\nAnd never stops at all.\n"),
-    ("bob", "The Tyger", "Tyger Tyger, burning bright,\nIn the forests of the night;\nWhat immortal hand or eye,\nCould frame thy fearful symmetry?\n"),
-    ("bob", "Endymion", "A thing of beauty is a joy for ever:\nIts loveliness increases; it will never\nPass into nothingness.\n"),
-    ("carol-lab", "Song of Myself", "I celebrate myself, and sing myself,\nAnd what I assume you shall assume,\nFor every atom belonging to me as good belongs to you.\n"),
+    ("alice", "Sonnet 18", "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\nRough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date;\nSometime too hot the eye of heaven shines,\nAnd often is his gold complexion dimm'd;\nAnd every fair from fair sometime declines,\nBy chance or nature's changing course untrimm'd;\nBut thy eternal summer shall not fade,\nNor lose possession of that fair thou ow'st;\nNor shall Death brag thou wander'st in his shade,\nWhen in eternal lines to time thou grow'st:\nSo long as men can breathe or eyes can see,\nSo long lives this, and this gives life to thee.\n"),
+    ("alice", "Hope", "Hope is the thing with feathers\nThat perches in the soul,\nAnd sings the tune without the words,\nAnd never stops at all.\nAnd sweetest in the gale is heard;\nAnd sore must be the storm\nThat could abash the little bird\nThat kept so many warm.\nI've heard it in the chillest land,\nAnd on the strangest sea;\nYet, never, in extremity,\nIt asked a crumb of me.\n"),
+    ("bob", "The Tyger", "Tyger Tyger, burning bright,\nIn the forests of the night;\nWhat immortal hand or eye,\nCould frame thy fearful symmetry?\nIn what distant deeps or skies\nBurnt the fire of thine eyes?\nOn what wings dare he aspire?\nWhat the hand, dare seize the fire?\nAnd what shoulder, and what art,\nCould twist the sinews of thy heart?\nAnd when thy heart began to beat,\nWhat dread hand? and what dread feet?\n"),
+    ("bob", "Endymion", "A thing of beauty is a joy for ever:\nIts loveliness increases; it will never\nPass into nothingness; but still will keep\nA bower quiet for us, and a sleep\nFull of sweet dreams, and health, and quiet breathing.\n"),
+    ("carol-lab", "Song of Myself", "I celebrate myself, and sing myself,\nAnd what I assume you shall assume,\nFor every atom belonging to me as good belongs to you.\nI loafe and invite my soul,\nI lean and loafe at my ease observing a spear of summer grass.\n"),
 ];
 
 const INSTRUCTIONS: &[&str] = &[
@@ -83,7 +85,9 @@ fn content(text: &str) -> (String, u64) {
     )
 }
 
-pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
+/// Build the demo ledger in `data_dir` (a new temporary directory when `None`), then serve it
+/// on `listen` when given.
+pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     let dir = match data_dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!(
@@ -243,6 +247,17 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         }),
         "dave/verse-instruct-q4 (quantized)",
     )?;
+    // A sibling branch with no licence of its own, so the family tree forks and the licence
+    // card has an unlicensed source to flag.
+    demo.submit(
+        "alice",
+        Kind::ModelRegister,
+        json!({
+            "model_id": "alice/verse-adapter", "name": "Verse LoRA adapter",
+            "parents": [{ "model_id": "carol-lab/verse-base", "relation": "adapter" }]
+        }),
+        "alice/verse-adapter (adapter of carol-lab/verse-base, no licence)",
+    )?;
 
     println!("\nchecks the ledger enforces:");
     let (hash, bytes) = content("bob tries to add to a closed dataset");
@@ -374,7 +389,29 @@ pub fn run(data_dir: Option<PathBuf>) -> Result<()> {
         "      shoulders statement --data-dir {} alice --proofs",
         dir.display()
     );
-    Ok(())
+
+    // The explorer's "try it" box calls the gateway as erin with this key. A demo-only
+    // convenience: the page shows the key to anyone who can load it.
+    let token =
+        shoulders_server::apikeys::ApiKeys::issue(&dir, "erin", crate::now_ms(), &mut OsRng)?;
+    std::fs::write(
+        dir.join(shoulders_server::explorer::DEMO_API_KEY_FILE),
+        format!("{token}\n"),
+    )?;
+    println!("      gateway API key for erin (demo only): {token}");
+    let Some(listen) = listen else {
+        return Ok(());
+    };
+    println!("\nserving the explorer, the API (/api, /openapi.json) and the gateway (/v1); Ctrl-C stops:");
+    crate::serve_cmd::serve(crate::serve_cmd::ServeArgs {
+        data_dir: dir,
+        listen,
+        upstreams: Vec::new(),
+        metering: "on".into(),
+        max_body_bytes: shoulders_server::DEFAULT_MAX_BODY_BYTES,
+        timeout_ms: shoulders_server::DEFAULT_REQUEST_TIMEOUT_MS,
+        admission_window_ms: shoulders_server::DEFAULT_ADMISSION_WINDOW_MS,
+    })
 }
 
 /// Metered use: erin pays for calls to two models; each output is attributed against the verse

@@ -10,6 +10,7 @@ mod license_cmd;
 mod lineage_cmd;
 mod model_cmd;
 mod money_cmd;
+mod serve_cmd;
 mod watch_cmd;
 
 use anyhow::{Context, Result};
@@ -51,6 +52,11 @@ struct Cli {
 
 /// The `--database` override, set once at start-up.
 static DATABASE: std::sync::OnceLock<StoreLocation> = std::sync::OnceLock::new();
+
+/// The `--database` override, if given.
+pub(crate) fn database_override() -> Option<StoreLocation> {
+    DATABASE.get().cloned()
+}
 
 /// The data directory at `path`, with the `--database` override applied.
 pub(crate) fn data_dir(path: impl AsRef<Path>) -> DataDir {
@@ -222,11 +228,37 @@ enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Build a demo ledger (actors, datasets, contributions, a base model, fine-tunes) and verify it.
+    /// Serve the REST API (/api), the OpenAI-compatible gateway (/v1) and /openapi.json.
+    Serve(serve_cmd::ServeArgs),
+    /// Gateway API keys (each names the actor that pays for its calls).
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// Build a demo ledger (actors, datasets, contributions, a base model, fine-tunes, metered
+    /// calls), verify it, then serve the web explorer, API and gateway on it.
     Demo {
         /// Where to create the ledger; a new temporary directory when omitted.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Address to serve on (port 0 picks a free port; the URL is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Build and verify the ledger, then exit without serving (tests, CI).
+        #[arg(long)]
+        no_serve: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Issue a new key; prints it once (only its SHA-256 is stored, in D/api-keys.json).
+    New {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The actor handle that pays for calls made with this key.
+        #[arg(long)]
+        actor: String,
     },
 }
 
@@ -367,6 +399,12 @@ fn error_code(err: &anyhow::Error) -> &'static str {
             return e.code();
         }
         if let Some(e) = cause.downcast_ref::<shoulders_attrib::index::IndexError>() {
+            return e.code();
+        }
+        if let Some(e) = cause.downcast_ref::<shoulders_server::StartError>() {
+            return e.code();
+        }
+        if let Some(e) = cause.downcast_ref::<shoulders_server::apikeys::ApiKeyError>() {
             return e.code();
         }
         if let Some(e) = cause.downcast_ref::<LedgerError>() {
@@ -705,7 +743,15 @@ fn run(cli: Cli) -> Result<()> {
             let to = StoreLocation::parse(&to).map_err(LedgerError::from)?;
             print_json(&shoulders_ledger::migrate(&from, &to)?)?;
         }
-        Command::Demo { data_dir } => demo::run(data_dir)?,
+        Command::Demo {
+            data_dir,
+            listen,
+            no_serve,
+        } => demo::run(data_dir, (!no_serve).then_some(listen))?,
+        Command::Serve(args) => serve_cmd::serve(args)?,
+        Command::Apikey {
+            command: ApikeyCommand::New { data_dir, actor },
+        } => serve_cmd::apikey_new(data_dir, actor)?,
     }
     Ok(())
 }

@@ -2030,9 +2030,18 @@ fn show_unknown_ids_are_not_found() {
 fn demo_builds_and_verifies_a_ledger() {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path().join("demo");
-    let out = shoulders_in(tmp.path(), ["demo", "--data-dir", p(&dir)]);
+    let out = shoulders_in(tmp.path(), ["demo", "--no-serve", "--data-dir", p(&dir)]);
     let text = expect_ok(&out);
     assert!(text.contains("verified"), "{text}");
+    assert!(
+        !text.contains("serving"),
+        "--no-serve serves nothing: {text}"
+    );
+    // The key the explorer's "try it" box uses is a real gateway key for the payer.
+    let key = std::fs::read_to_string(dir.join("demo-api-key.txt")).unwrap();
+    let keys = shoulders_server::apikeys::ApiKeys::load(&dir).unwrap();
+    assert_eq!(keys.lookup(key.trim()), Some("erin"));
+    assert!(text.contains(key.trim()), "{text}");
     assert!(text.contains("refused  E_CONTRIBUTION_FORBIDDEN"), "{text}");
     assert!(text.contains("(duplicate: true)"), "{text}");
     assert!(text.contains("settled 200 usage receipts"), "{text}");
@@ -2062,15 +2071,15 @@ fn demo_builds_and_verifies_a_ledger() {
     ]));
     assert_eq!(
         report,
-        json!({ "origin": "demo.shoulders.local/log", "tree_size": 225, "root_hash": report["root_hash"],
-                "actors": 6, "datasets": 3, "models": 3, "contributions": 7,
+        json!({ "origin": "demo.shoulders.local/log", "tree_size": 226, "root_hash": report["root_hash"],
+                "actors": 6, "datasets": 3, "models": 4, "contributions": 7,
                 "receipts": 200, "legs": report["legs"] })
     );
     let cp = expect_ok(&run(&["checkpoint", "--data-dir", p(&dir)]));
     let cp = parse_checkpoint(cp.as_bytes());
     assert_eq!(
         (cp.size, B64.encode(cp.root)),
-        (225, report["root_hash"].as_str().unwrap().to_string())
+        (226, report["root_hash"].as_str().unwrap().to_string())
     );
     assert!(
         text.contains(&format!("root {}", report["root_hash"].as_str().unwrap())),
@@ -2089,7 +2098,7 @@ fn demo_builds_and_verifies_a_ledger() {
     );
 
     // Running it again on the same directory refuses.
-    let out = shoulders_in(tmp.path(), ["demo", "--data-dir", p(&dir)]);
+    let out = shoulders_in(tmp.path(), ["demo", "--no-serve", "--data-dir", p(&dir)]);
     expect_err(&out, "E_ALREADY_INITIALISED");
 }
 
@@ -2097,7 +2106,7 @@ fn demo_builds_and_verifies_a_ledger() {
 fn demo_without_a_directory_uses_the_temp_dir() {
     let tmp = TempDir::new().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_shoulders"))
-        .arg("demo")
+        .args(["demo", "--no-serve"])
         .env("TMPDIR", tmp.path())
         .current_dir(tmp.path())
         .output()

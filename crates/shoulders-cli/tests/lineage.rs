@@ -11,7 +11,9 @@ fn lineage_and_standard_exports() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("demo");
     let data = data.to_str().unwrap();
-    assert!(shoulders(&["demo", "--data-dir", data]).status.success());
+    assert!(shoulders(&["demo", "--no-serve", "--data-dir", data])
+        .status
+        .success());
 
     let out = shoulders(&["lineage", "--data-dir", data, "dave/verse-instruct-q4"]);
     assert!(
@@ -81,7 +83,11 @@ fn lineage_and_standard_exports() {
         .collect();
     assert_eq!(
         descendants,
-        vec!["dave/verse-instruct", "dave/verse-instruct-q4"]
+        vec![
+            "dave/verse-instruct",
+            "alice/verse-adapter",
+            "dave/verse-instruct-q4"
+        ]
     );
 
     let dot = String::from_utf8(

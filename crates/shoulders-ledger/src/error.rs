@@ -42,6 +42,12 @@ pub enum LedgerError {
     ContentCorrupt(String),
     #[error("too many records in one batch ({count}); the limit is {limit}")]
     BatchTooLarge { count: usize, limit: usize },
+    #[error("the record's signer timestamp {ts_ms} ms is more than {window_ms} ms from this server's clock ({now_ms} ms); sign it again with the current time")]
+    TimestampOutsideWindow {
+        ts_ms: u64,
+        now_ms: u64,
+        window_ms: u64,
+    },
 }
 
 impl LedgerError {
@@ -49,6 +55,7 @@ impl LedgerError {
         match self {
             LedgerError::Rejected(r) => r.code(),
             LedgerError::IdConflict { .. } => "E_ID_CONFLICT",
+            LedgerError::TimestampOutsideWindow { .. } => "E_TIMESTAMP_OUTSIDE_WINDOW",
             LedgerError::Store(e) => e.code(),
             LedgerError::Log(e) => e.code(),
             LedgerError::AlreadyInitialised(_) => "E_ALREADY_INITIALISED",

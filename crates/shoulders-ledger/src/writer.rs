@@ -36,6 +36,11 @@ pub struct LedgerConfig {
     /// How long `open` keeps trying for a PostgreSQL database's writer lock before refusing
     /// with `E_WRITER_LOCKED` (a writer that just died holds it for a moment).
     pub writer_lock_wait_ms: u64,
+    /// When set, a new record (not an identical resubmission) whose signer timestamp is more
+    /// than this far from the clock is refused with `E_TIMESTAMP_OUTSIDE_WINDOW`, so an old
+    /// signed body cannot be submitted later to back-date an action. Off for local tools that
+    /// import history; the server turns it on.
+    pub admission_window_ms: Option<u64>,
 }
 
 impl Default for LedgerConfig {
@@ -44,6 +49,7 @@ impl Default for LedgerConfig {
             max_batch_records: 10_000,
             queue_depth: 1024,
             writer_lock_wait_ms: 3_000,
+            admission_window_ms: None,
         }
     }
 }
@@ -68,6 +74,7 @@ struct Committed {
 }
 
 struct Shared {
+    admission_window_ms: Option<u64>,
     committed: RwLock<Committed>,
     reader: Mutex<Reader>,
     signer: LogSigner,
@@ -109,6 +116,7 @@ impl Ledger {
             verifier_key.clone(),
         );
         let shared = Arc::new(Shared {
+            admission_window_ms: config.admission_window_ms,
             committed: RwLock::new(Committed { state, frontier }),
             reader: Mutex::new(reader),
             signer,
@@ -382,6 +390,19 @@ fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>,
     }
 }
 
+/// The admission-window refusal for a record signed at `ts_ms`, if it is outside the window.
+fn outside_window(window_ms: Option<u64>, ts_ms: u64) -> Option<LedgerError> {
+    let window_ms = window_ms?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (ts_ms.abs_diff(now_ms) > window_ms).then_some(LedgerError::TimestampOutsideWindow {
+        ts_ms,
+        now_ms,
+        window_ms,
+    })
+}
+
 fn commit_batch(
     shared: &Shared,
     store: &mut dyn Store,
@@ -409,6 +430,8 @@ fn commit_batch(
                         index: seen.index,
                     })
                 }
+            } else if let Some(err) = outside_window(shared.admission_window_ms, r.ts_ms) {
+                Err(err)
             } else {
                 let index = committed.frontier.size();
                 match committed.state.apply(index, leaf.0, rec) {

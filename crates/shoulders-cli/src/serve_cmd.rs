@@ -1,0 +1,105 @@
+//! `shoulders serve` and `shoulders apikey new`.
+
+use crate::print_json;
+use anyhow::{Context, Result};
+use serde_json::json;
+use shoulders_server::{apikeys::ApiKeys, AppState, Metering, ServerConfig};
+use std::path::PathBuf;
+
+/// Arguments of `shoulders serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Forward a model's gateway calls to an OpenAI-compatible upstream: `MODEL_ID=BASE_URL`
+    /// (e.g. `alice/chat=http://127.0.0.1:9000/v1`). Repeatable.
+    #[arg(long = "upstream", value_parser = parse_upstream)]
+    pub upstreams: Vec<(String, String)>,
+    /// `on`: every gateway call appends a usage receipt signed with `D/operator.key` before it
+    /// is answered; `off`: no receipts; `auto`: on when `D/operator.key` exists.
+    #[arg(long, default_value = "auto", value_parser = ["on", "off", "auto"])]
+    pub metering: String,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = shoulders_server::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Time a request may take before it is abandoned with `E_TIMEOUT`.
+    #[arg(long, default_value_t = shoulders_server::DEFAULT_REQUEST_TIMEOUT_MS)]
+    pub timeout_ms: u64,
+    /// Refuse new records whose signer timestamp is further than this from the server's clock
+    /// (`E_TIMESTAMP_OUTSIDE_WINDOW`); 0 turns the check off.
+    #[arg(long, default_value_t = shoulders_server::DEFAULT_ADMISSION_WINDOW_MS)]
+    pub admission_window_ms: u64,
+}
+
+fn parse_upstream(s: &str) -> Result<(String, String), String> {
+    let (model, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not MODEL_ID=URL"))?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("{url:?} is not an http(s) URL"));
+    }
+    Ok((model.to_string(), url.to_string()))
+}
+
+/// Serve until SIGINT/SIGTERM, then finish in-flight requests and close the ledger.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = ServerConfig::new(&args.data_dir);
+    config.database = crate::database_override();
+    config.ledger.admission_window_ms =
+        (args.admission_window_ms > 0).then_some(args.admission_window_ms);
+    config.upstreams = args.upstreams.into_iter().collect();
+    config.max_body_bytes = args.max_body_bytes;
+    config.request_timeout_ms = args.timeout_ms;
+    config.metering = match args.metering.as_str() {
+        "on" => Metering::On,
+        "off" => Metering::Off,
+        _ if args
+            .data_dir
+            .join(shoulders_server::OPERATOR_KEY_FILE)
+            .exists() =>
+        {
+            Metering::On
+        }
+        _ => Metering::Off,
+    };
+    let metering = config.metering;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async move {
+        let state = AppState::open(config)?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        print_json(&json!({
+            "listening": format!("http://{addr}"),
+            "explorer": format!("http://{addr}/"),
+            "metering": if metering == Metering::On { "on" } else { "off" },
+            "openapi": format!("http://{addr}/openapi.json"),
+        }))?;
+        shoulders_server::serve(listener, state, shoulders_server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    // Every clone of the state (and so the ledger) is gone: queued writes are committed.
+    eprintln!("shoulders serve: stopped cleanly");
+    Ok(())
+}
+
+/// Issue a gateway API key paying as `actor`; prints the token (shown once).
+pub fn apikey_new(data_dir: PathBuf, actor: String) -> Result<()> {
+    let state =
+        shoulders_ledger::Reader::open(&crate::data_dir(&data_dir))?.state()?;
+    if state.actor(&actor).is_none() {
+        return Err(shoulders_ledger::LedgerError::NotFound(format!(
+            "no actor {actor:?} in this ledger; register it first"
+        ))
+        .into());
+    }
+    let token = ApiKeys::issue(&data_dir, &actor, crate::now_ms(), &mut rand_core::OsRng)?;
+    print_json(&json!({"actor": actor, "api_key": token}))
+}

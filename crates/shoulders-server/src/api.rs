@@ -1,0 +1,559 @@
+//! The REST API under `/api`. Reads are public; the only write is `POST /api/records`, whose
+//! authority is the record's own signature (operator records such as deposits and receipts
+//! must be signed with the operator's key, which the fold checks).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use shoulders_attrib::dataset::AttributeOptions;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::AppState;
+
+type St = State<Arc<AppState>>;
+
+/// Most records listed by one `GET /api/records`.
+pub const MAX_LIST_RECORDS: u64 = 1000;
+/// Largest text `POST /api/attribute` accepts, in bytes.
+pub const MAX_ATTRIBUTE_TEXT_BYTES: usize = 1 << 20;
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(submit_record, list_records))
+        .routes(routes!(get_record))
+        .routes(routes!(checkpoint))
+        .routes(routes!(inclusion_proof))
+        .routes(routes!(consistency_proof))
+        .routes(routes!(list_actors))
+        .routes(routes!(get_actor))
+        .routes(routes!(list_datasets))
+        .routes(routes!(get_dataset))
+        .routes(routes!(get_contribution))
+        .routes(routes!(list_models))
+        .routes(routes!(get_model))
+        .routes(routes!(model_lineage))
+        .routes(routes!(license_check))
+        .routes(routes!(get_license))
+        .routes(routes!(attribute))
+        .routes(routes!(list_accounts))
+        .routes(routes!(statement))
+}
+
+/// Map an extractor's body rejection to our codes (413 for the size limit).
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "E_BODY_TOO_LARGE",
+                format!("the request body is too large: {}", rej.body_text()),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "E_BODY_UNREADABLE",
+                format!("the request body could not be read: {}", rej.body_text()),
+            )
+        }
+    })
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(t)| t).map_err(|rej| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E_QUERY_INVALID",
+            format!("bad query parameters: {}", rej.body_text()),
+        )
+    })
+}
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> ApiResult<T> {
+    p.map(|Path(t)| t).map_err(|rej| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E_PATH_PARAM_INVALID",
+            format!("bad path parameter: {}", rej.body_text()),
+        )
+    })
+}
+
+/// What `POST /api/records` answers.
+#[derive(Serialize, ToSchema)]
+pub struct AppendedBody {
+    pub index: u64,
+    /// Base64 RFC 6962 leaf hash.
+    pub leaf_hash: String,
+    /// True when the identical record was already in the log.
+    pub duplicate: bool,
+}
+
+/// Append a signed record.
+///
+/// The body is the record itself: its exact canonical JSON bytes as signed (what
+/// `shoulders_record::sign_record` produces). Answers after the record is durably committed:
+/// 201 when appended, 200 when the same record was already in the log.
+#[utoipa::path(post, path = "/api/records", tag = "records",
+    request_body(content = String, content_type = "application/json", description = "canonical signed record bytes"),
+    responses(
+        (status = 201, description = "appended", body = AppendedBody),
+        (status = 200, description = "already in the log", body = AppendedBody),
+        (status = 400, description = "malformed record or bad signature", body = ErrorBody),
+        (status = 409, description = "client id reused for different bytes", body = ErrorBody),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 422, description = "refused by the fold (unknown reference, namespace, licence...)", body = ErrorBody),
+    ))]
+async fn submit_record(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+    let bytes = body_bytes(body)?;
+    let state = Arc::clone(&st);
+    let appended =
+        tokio::task::spawn_blocking(move || state.ledger.submit(bytes.to_vec())).await??;
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(AppendedBody {
+            index: appended.index,
+            leaf_hash: appended.leaf_hash.to_string(),
+            duplicate: appended.duplicate,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// First index (default: the most recent `limit` records).
+    from: Option<u64>,
+    /// How many (default 20, at most 1000).
+    limit: Option<u64>,
+}
+
+/// List records, newest last, each decoded with its leaf hash.
+#[utoipa::path(get, path = "/api/records", tag = "records", params(ListQuery),
+    responses((status = 200, description = "records", body = Object), (status = 400, body = ErrorBody)))]
+async fn list_records(
+    State(st): St,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(20).min(MAX_LIST_RECORDS);
+    let state = Arc::clone(&st);
+    tokio::task::spawn_blocking(move || {
+        let size = state.ledger.size();
+        let from = q.from.unwrap_or(size.saturating_sub(limit)).min(size);
+        let to = from.saturating_add(limit).min(size);
+        let mut out = Vec::new();
+        for index in from..to {
+            if let Some(bytes) = state.ledger.record(index)? {
+                out.push(record_json(index, &bytes));
+            }
+        }
+        Ok(Json(
+            json!({"tree_size": size, "from": from, "records": out}),
+        ))
+    })
+    .await?
+}
+
+fn record_json(index: u64, bytes: &[u8]) -> Value {
+    let record: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    json!({
+        "index": index,
+        "leaf_hash": shoulders_log::leaf_hash(bytes).to_string(),
+        "kind": record.get("kind"),
+        "record": record,
+    })
+}
+
+/// The exact bytes of record `index` (canonical JSON, hashable as the leaf).
+#[utoipa::path(get, path = "/api/records/{index}", tag = "records",
+    params(("index" = u64, Path, description = "log index")),
+    responses((status = 200, description = "the record's exact bytes", content_type = "application/json", body = Object),
+               (status = 404, body = ErrorBody)))]
+async fn get_record(State(st): St, p: Result<Path<u64>, PathRejection>) -> ApiResult<Response> {
+    let index = path(p)?;
+    let state = Arc::clone(&st);
+    let bytes = tokio::task::spawn_blocking(move || state.ledger.record(index)).await??;
+    let bytes =
+        bytes.ok_or_else(|| ApiError::not_found(format!("no record {index} in this log")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+/// The signed checkpoint (C2SP signed note) of everything committed.
+#[utoipa::path(get, path = "/api/checkpoint", tag = "log",
+    responses((status = 200, description = "signed note", content_type = "text/plain", body = String)))]
+async fn checkpoint(State(st): St) -> ApiResult<Response> {
+    let note = st.ledger.checkpoint()?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct InclusionQuery {
+    /// Leaf index.
+    index: u64,
+    /// Tree size (default: the current size).
+    size: Option<u64>,
+}
+
+/// RFC 6962 inclusion proof.
+#[utoipa::path(get, path = "/api/proofs/inclusion", tag = "log", params(InclusionQuery),
+    responses((status = 200, description = "{tree_size, leaf_index, hashes}", body = Object), (status = 400, body = ErrorBody)))]
+async fn inclusion_proof(
+    State(st): St,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
+    let state = Arc::clone(&st);
+    let proof = tokio::task::spawn_blocking(move || state.ledger.inclusion_proof(q.index, q.size))
+        .await??;
+    Ok(Json(json!(proof)))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ConsistencyQuery {
+    old: u64,
+    /// Default: the current size.
+    new: Option<u64>,
+}
+
+/// RFC 6962 consistency proof.
+#[utoipa::path(get, path = "/api/proofs/consistency", tag = "log", params(ConsistencyQuery),
+    responses((status = 200, description = "{old_size, new_size, hashes}", body = Object), (status = 400, body = ErrorBody)))]
+async fn consistency_proof(
+    State(st): St,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
+    let state = Arc::clone(&st);
+    let proof =
+        tokio::task::spawn_blocking(move || state.ledger.consistency_proof(q.old, q.new)).await??;
+    Ok(Json(json!(proof)))
+}
+
+/// Every actor.
+#[utoipa::path(get, path = "/api/actors", tag = "state", responses((status = 200, body = Object)))]
+async fn list_actors(State(st): St) -> Json<Value> {
+    Json(
+        st.ledger
+            .with_state(|s| json!(s.actors().collect::<Vec<_>>())),
+    )
+}
+
+/// One actor.
+#[utoipa::path(get, path = "/api/actors/{handle}", tag = "state",
+    params(("handle" = String, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_actor(
+    State(st): St,
+    p: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let handle = path(p)?;
+    st.ledger
+        .with_state(|s| s.actor(&handle).map(|a| json!(a)))
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no actor {handle:?}")))
+}
+
+/// Every dataset.
+#[utoipa::path(get, path = "/api/datasets", tag = "state", responses((status = 200, body = Object)))]
+async fn list_datasets(State(st): St) -> Json<Value> {
+    Json(
+        st.ledger
+            .with_state(|s| json!(s.datasets().collect::<Vec<_>>())),
+    )
+}
+
+/// One dataset, with its contributions.
+#[utoipa::path(get, path = "/api/datasets/{owner}/{name}", tag = "state",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_dataset(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let (owner, name) = path(p)?;
+    let id = format!("{owner}/{name}");
+    st.ledger
+        .with_state(|s| {
+            s.dataset(&id).map(|d| {
+                let mut v = json!(d);
+                v["contribution_records"] = json!(d
+                    .contributions
+                    .iter()
+                    .filter_map(|c| s.contribution(*c))
+                    .collect::<Vec<_>>());
+                v
+            })
+        })
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no dataset {id:?}")))
+}
+
+/// One contribution (by the log index of its `data.contribute` record).
+#[utoipa::path(get, path = "/api/contributions/{index}", tag = "state",
+    params(("index" = u64, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_contribution(
+    State(st): St,
+    p: Result<Path<u64>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let index = path(p)?;
+    st.ledger
+        .with_state(|s| s.contribution(index).map(|c| json!(c)))
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no contribution {index}")))
+}
+
+/// Every model.
+#[utoipa::path(get, path = "/api/models", tag = "state", responses((status = 200, body = Object)))]
+async fn list_models(State(st): St) -> Json<Value> {
+    Json(
+        st.ledger
+            .with_state(|s| json!(s.models().collect::<Vec<_>>())),
+    )
+}
+
+/// One model.
+#[utoipa::path(get, path = "/api/models/{owner}/{name}", tag = "state",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_model(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let (owner, name) = path(p)?;
+    let id = format!("{owner}/{name}");
+    st.ledger
+        .with_state(|s| s.model(&id).map(|m| json!(m)))
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LineageQuery {
+    /// `json` (default), `dot` or `mermaid`.
+    format: Option<String>,
+}
+
+/// A model's provenance: ancestors, descendants, relations and upstream datasets.
+#[utoipa::path(get, path = "/api/models/{owner}/{name}/lineage", tag = "state",
+    params(("owner" = String, Path), ("name" = String, Path), LineageQuery),
+    responses((status = 200, description = "JSON, or text for dot/mermaid", body = Object),
+               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn model_lineage(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<LineageQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let (owner, name) = path(p)?;
+    let q = query(q)?;
+    let id = format!("{owner}/{name}");
+    let prov = st
+        .ledger
+        .with_state(|s| shoulders_state::provenance(s, &id))
+        .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))?;
+    let text =
+        |t: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response();
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(json!(prov)).into_response()),
+        "dot" => Ok(text(shoulders_state::to_dot(&prov))),
+        "mermaid" => Ok(text(shoulders_state::to_mermaid(&prov))),
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E_QUERY_INVALID",
+            format!("unknown lineage format {other:?}; use json, dot or mermaid"),
+        )),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct LicenseCheckQuery {
+    /// The intended use, e.g. `commercial`, `research`.
+    #[serde(rename = "use")]
+    use_tag: String,
+    territory: Option<String>,
+    /// Time of the use (default: now).
+    at_ms: Option<u64>,
+}
+
+/// May this model be used this way? Effective licence terms of its whole lineage, reasons,
+/// obligations, price and royalties. `allowed: false` is a normal 200 answer.
+#[utoipa::path(get, path = "/api/models/{owner}/{name}/license-check", tag = "state",
+    params(("owner" = String, Path), ("name" = String, Path), LicenseCheckQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn license_check(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<LicenseCheckQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let (owner, name) = path(p)?;
+    let q = query(q)?;
+    let id = format!("{owner}/{name}");
+    let now = q.at_ms.unwrap_or_else(crate::now_ms);
+    st.ledger
+        .with_state(|s| {
+            let decision = s.check_use(&id, &q.use_tag, q.territory.as_deref(), now)?;
+            let model = s.model(&id)?;
+            Some(json!({
+                "model_id": id,
+                "use": q.use_tag,
+                "territory": q.territory,
+                "at_ms": now,
+                "allowed": decision.allowed,
+                "reasons": decision.reasons,
+                "notes": decision.notes,
+                "price": decision.price,
+                "royalties": decision.royalties,
+                "licenses": model.effective.licenses,
+            }))
+        })
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))
+}
+
+/// One licence definition.
+#[utoipa::path(get, path = "/api/licenses/{owner}/{name}", tag = "state",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_license(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let (owner, name) = path(p)?;
+    let id = format!("{owner}/{name}");
+    st.ledger
+        .with_state(|s| s.license(&id).map(|l| json!(l)))
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no licence {id:?}")))
+}
+
+/// `POST /api/attribute` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeRequest {
+    pub dataset_id: String,
+    /// The text to attribute (UTF-8, at most 1 MiB).
+    pub text: String,
+    /// Shortest span, in bytes (default 16).
+    pub min_len: Option<usize>,
+    /// Most independent sources a reported span may have (default 10).
+    pub max_occurrences: Option<u64>,
+    /// Most spans reported (default 64).
+    pub max_spans: Option<usize>,
+}
+
+/// Attribute a text against a dataset's index: maximal spans with their contributions and
+/// contributors, and contributor shares in ppm (as `shoulders attribute`).
+#[utoipa::path(post, path = "/api/attribute", tag = "attribution", request_body = AttributeRequest,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+    let bytes = body_bytes(body)?;
+    let req: AttributeRequest = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
+    if req.text.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E_TEXT_EMPTY",
+            "text is empty",
+        ));
+    }
+    if req.text.len() > MAX_ATTRIBUTE_TEXT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "E_TEXT_TOO_LARGE",
+            format!(
+                "text is {} bytes; the limit is {MAX_ATTRIBUTE_TEXT_BYTES}",
+                req.text.len()
+            ),
+        ));
+    }
+    if st
+        .ledger
+        .with_state(|s| s.dataset(&req.dataset_id).is_none())
+    {
+        return Err(ApiError::not_found(format!(
+            "no dataset {:?}",
+            req.dataset_id
+        )));
+    }
+    let state = Arc::clone(&st);
+    tokio::task::spawn_blocking(move || {
+        let ix = state.dataset_index(&req.dataset_id)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "E_NO_INDEX",
+                format!(
+                    "dataset {} has no attribution index; run `shoulders index build --data-dir D {}`",
+                    req.dataset_id, req.dataset_id
+                ),
+            )
+        })?;
+        let defaults = AttributeOptions::default();
+        let opts = AttributeOptions {
+            min_len: req.min_len.unwrap_or(defaults.min_len),
+            max_occurrences: req.max_occurrences.unwrap_or(defaults.max_occurrences),
+            max_spans: req.max_spans.unwrap_or(defaults.max_spans),
+        };
+        Ok(Json(ix.attribute(&req.text, &opts)?))
+    })
+    .await?
+}
+
+/// Every account's balance per currency, with the books' totals and conservation check (as
+/// `shoulders accounts`).
+#[utoipa::path(get, path = "/api/accounts", tag = "money",
+    responses((status = 200, description = "{accounts: [{account, currency, balance_micros}], totals: [{currency, deposits_micros, withdrawals_micros, held_micros, conserved}]}; amounts are decimal strings", body = Object)))]
+async fn list_accounts(State(st): St) -> Json<Value> {
+    Json(
+        st.ledger
+            .with_state(|s| json!({"accounts": s.accounts(), "totals": s.totals()})),
+    )
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct StatementQuery {
+    /// Earliest leg time included, in ms since the epoch (inclusive).
+    from: Option<u64>,
+    /// Latest leg time, in ms since the epoch (exclusive).
+    to: Option<u64>,
+}
+
+/// Every credit and debit of one holder (an actor handle or a system account such as
+/// `@protocol`) with `from <= ts < to`, grouped by cause, with balances and earnings held in
+/// the unclaimed pool (as `shoulders statement`). An unknown holder has an empty statement.
+#[utoipa::path(get, path = "/api/statements/{holder}", tag = "money",
+    params(("holder" = String, Path), StatementQuery),
+    responses((status = 200, description = "{holder, lines, by_source, totals}; amounts are decimal strings", body = Object),
+               (status = 400, body = ErrorBody)))]
+async fn statement(
+    State(st): St,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<StatementQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let holder = path(p)?;
+    let q = query(q)?;
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        if from > to {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "E_QUERY_INVALID",
+                format!("from ({from}) is after to ({to})"),
+            ));
+        }
+    }
+    Ok(Json(
+        st.ledger
+            .with_state(|s| json!(s.statement(&holder, q.from, q.to))),
+    ))
+}

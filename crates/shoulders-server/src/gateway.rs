@@ -1,0 +1,619 @@
+//! The OpenAI-compatible gateway: `GET /v1/models`, `POST /v1/completions` and
+//! `POST /v1/chat/completions` (with `stream: true` as server-sent events), so the official
+//! `openai` clients work unchanged with `base_url` pointed here.
+//!
+//! For each call: the bearer token names the payer (see [`crate::apikeys`]); the payer's use
+//! (`"use"` in the request, default `commercial`) must be allowed by the model's effective
+//! licence; the completion comes from the model's configured upstream, or else from the
+//! embedded ∞-gram model over the first of the model's (then its ancestors') datasets that has
+//! an attribution index; the output is attributed against that dataset; a `usage.receipt`
+//! signed with the operator key is appended (when metering is on) **before** anything is
+//! returned; and the answer carries an extra `shoulders` field with the receipt, the
+//! attribution and the price. Streaming responses are produced from the finished, metered
+//! completion, so a client never sees text whose receipt is not durable.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shoulders_attrib::dataset::{AttributeOptions, DatasetIndex};
+use shoulders_attrib::generate::{generate, GenerateParams};
+use shoulders_record::{sign_record, AttributionShare, Body, UsageReceipt};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::body_bytes;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::{AppState, Metering};
+
+/// Default and largest `max_tokens` (bytes: the embedded model's tokens are bytes).
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+pub const MAX_MAX_TOKENS: usize = 16_384;
+/// Largest prompt used as the embedded model's context, in bytes (the end of it is kept).
+pub const MAX_PROMPT_BYTES: usize = 1 << 20;
+/// Shortest span credited in a gateway attribution, in bytes.
+pub const GATEWAY_MIN_SPAN_BYTES: usize = 12;
+/// Bytes per streamed chunk (cut at character boundaries).
+const STREAM_CHUNK_BYTES: usize = 24;
+
+pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_models))
+        .routes(routes!(completions))
+        .routes(routes!(chat_completions))
+}
+
+/// Models the gateway serves: every registered model (an upstream-backed one or one with an
+/// indexed dataset answers; others fail with `E_NO_INDEX`).
+#[utoipa::path(get, path = "/v1/models", tag = "gateway", responses((status = 200, body = Object)))]
+async fn list_models(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let data = st.ledger.with_state(|s| {
+        s.models()
+            .map(|m| {
+                json!({
+                    "id": m.model_id,
+                    "object": "model",
+                    "created": m.registered_ts_ms / 1000,
+                    "owned_by": m.owner,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    Json(json!({"object": "list", "data": data}))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StopField {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PromptField {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Value>),
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: Option<Content>,
+}
+
+/// The fields we read; others (temperature, user, ...) are accepted and passed upstream.
+#[derive(Deserialize)]
+struct GatewayRequest {
+    model: String,
+    messages: Option<Vec<Message>>,
+    prompt: Option<PromptField>,
+    max_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
+    #[serde(default)]
+    stream: bool,
+    seed: Option<u64>,
+    stop: Option<StopField>,
+    #[serde(rename = "use")]
+    use_tag: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Completions,
+}
+
+/// Create a chat completion (OpenAI Chat Completions API). The embedded model continues the
+/// last user message.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway",
+    request_body(content = Object, description = "OpenAI chat completion request; optional `use` (default `commercial`)"),
+    responses((status = 200, description = "chat.completion (or text/event-stream chunks when stream is true), with a `shoulders` field", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+async fn chat_completions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    handle(st, headers, body, Api::Chat).await
+}
+
+/// Create a completion (OpenAI legacy Completions API): the embedded model continues `prompt`.
+#[utoipa::path(post, path = "/v1/completions", tag = "gateway",
+    request_body(content = Object, description = "OpenAI completion request; optional `use` (default `commercial`)"),
+    responses((status = 200, description = "text_completion (or text/event-stream chunks when stream is true), with a `shoulders` field", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+async fn completions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    handle(st, headers, body, Api::Completions).await
+}
+
+fn payer(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "E_UNAUTHORIZED",
+                "missing `Authorization: Bearer <api key>`; an admin issues keys with `shoulders apikey new`",
+            )
+        })?;
+    st.api_keys
+        .lookup(token)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "E_UNAUTHORIZED",
+                "unknown API key; an admin issues keys with `shoulders apikey new`",
+            )
+        })
+}
+
+fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
+    let text = match api {
+        Api::Chat => {
+            let messages = req
+                .messages
+                .as_ref()
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| ApiError::bad_json("`messages` must be a non-empty list"))?;
+            let last = messages
+                .iter()
+                .rev()
+                .find(|m| m.role == "user")
+                .or(messages.last())
+                .expect("non-empty");
+            match &last.content {
+                Some(Content::Text(t)) => t.clone(),
+                Some(Content::Parts(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(""),
+                None => String::new(),
+            }
+        }
+        Api::Completions => match &req.prompt {
+            Some(PromptField::One(p)) => p.clone(),
+            Some(PromptField::Many(ps)) if ps.len() == 1 => ps[0].clone(),
+            Some(PromptField::Many(_)) => {
+                return Err(ApiError::bad_json(
+                    "`prompt` must be one string (batches are not supported)",
+                ))
+            }
+            None => return Err(ApiError::bad_json("`prompt` is required")),
+        },
+    };
+    if text.len() > MAX_PROMPT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "E_TEXT_TOO_LARGE",
+            format!(
+                "the prompt is {} bytes; the limit is {MAX_PROMPT_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(text)
+}
+
+/// The dataset the embedded model and the attribution use: the model's own datasets first, then
+/// its ancestors' by depth; the first with a built index.
+fn model_dataset(st: &AppState, model_id: &str) -> ApiResult<Option<(String, Arc<DatasetIndex>)>> {
+    let candidates: Vec<String> = st.ledger.with_state(|s| {
+        let mut out: Vec<String> = s
+            .model(model_id)
+            .map(|m| m.datasets.clone())
+            .unwrap_or_default();
+        if let Some(p) = shoulders_state::provenance(s, model_id) {
+            let mut ancestors = p.ancestors.clone();
+            ancestors.sort_by_key(|a| a.depth);
+            for a in ancestors {
+                if let Some(m) = s.model(&a.model_id) {
+                    out.extend(m.datasets.iter().cloned());
+                }
+            }
+        }
+        out
+    });
+    for d in candidates {
+        if let Some(ix) = st.dataset_index(&d)? {
+            return Ok(Some((d, ix)));
+        }
+    }
+    Ok(None)
+}
+
+struct Completion {
+    text: String,
+    finish_reason: String,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    source: &'static str,
+}
+
+async fn handle(
+    st: Arc<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    api: Api,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let payer = payer(&st, &headers)?;
+    let bytes = body_bytes(body)?;
+    let raw: Value = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
+    let req: GatewayRequest = serde_json::from_value(raw.clone()).map_err(ApiError::bad_json)?;
+    let prompt = prompt_text(&req, api)?;
+    let max_tokens = req
+        .max_completion_tokens
+        .or(req.max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    if max_tokens > MAX_MAX_TOKENS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E_GENERATE_PARAMS",
+            format!("max_tokens {max_tokens} is over the limit {MAX_MAX_TOKENS}"),
+        ));
+    }
+    let use_tag = req.use_tag.clone().unwrap_or_else(|| "commercial".into());
+    let now = crate::now_ms();
+    let decision = st
+        .ledger
+        .with_state(|s| s.check_use(&req.model, &use_tag, None, now))
+        .ok_or_else(|| ApiError::not_found(format!("no model {:?} on this ledger", req.model)))?;
+    if !decision.allowed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "E_LICENSE_DENIED",
+            format!(
+                "{use_tag:?} use of {} is not allowed: {}",
+                req.model,
+                decision.reasons.join("; ")
+            ),
+        ));
+    }
+
+    let upstream = st.config.upstreams.get(&req.model).cloned();
+    let st2 = Arc::clone(&st);
+    let model_id = req.model.clone();
+    let dataset = tokio::task::spawn_blocking(move || model_dataset(&st2, &model_id)).await??;
+    let completion = match &upstream {
+        Some(base) => call_upstream(&st, base, api, raw, &prompt).await?,
+        None => {
+            let (_, ix) = dataset.clone().ok_or_else(|| no_index(&req.model))?;
+            let params = GenerateParams {
+                max_tokens,
+                seed: req.seed.unwrap_or(0),
+                stop: match &req.stop {
+                    None => Vec::new(),
+                    Some(StopField::One(s)) => vec![s.clone()],
+                    Some(StopField::Many(v)) => v.clone(),
+                },
+                ..GenerateParams::default()
+            };
+            let prompt2 = prompt.clone();
+            tokio::task::spawn_blocking(move || {
+                generate(&ix.index, &prompt2, &params)
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
+                    .map(|g| Completion {
+                        completion_tokens: g.text.len() as u64,
+                        text: g.text,
+                        finish_reason: g.finish_reason.as_str().to_string(),
+                        prompt_tokens: prompt2.len() as u64,
+                        source: "embedded-infini-gram",
+                    })
+            })
+            .await??
+        }
+    };
+    let generated_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    // Attribute the output against the dataset (an upstream model without an index is metered
+    // without attribution).
+    let attribution = match dataset.clone() {
+        Some((dataset_id, ix)) if !completion.text.is_empty() => {
+            let text = completion.text.clone();
+            let report = tokio::task::spawn_blocking(move || {
+                ix.attribute(
+                    &text,
+                    &AttributeOptions {
+                        min_len: GATEWAY_MIN_SPAN_BYTES,
+                        ..AttributeOptions::default()
+                    },
+                )
+            })
+            .await??;
+            Some((dataset_id, report))
+        }
+        _ => None,
+    };
+    let attributed_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let id = format!("shoulders-{}", random_hex());
+    let receipt = UsageReceipt {
+        usage_id: id.clone(),
+        model_id: req.model.clone(),
+        payer: payer.clone(),
+        use_category: use_tag.clone(),
+        input_tokens: completion.prompt_tokens,
+        output_tokens: completion.completion_tokens,
+        output_hash: format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(completion.text.as_bytes()))
+        ),
+        attribution: receipt_shares(attribution.as_ref()),
+        evidence_hash: attribution.as_ref().map(|(_, r)| {
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(serde_json::to_vec(r).unwrap_or_default()))
+            )
+        }),
+    };
+    let st3 = Arc::clone(&st);
+    let receipt_out =
+        tokio::task::spawn_blocking(move || submit_receipt(&st3, receipt, now)).await??;
+
+    let created = now / 1000;
+    let shoulders = json!({
+        "payer": payer,
+        "use": use_tag,
+        "source": completion.source,
+        "metering": match st.config.metering { Metering::On => "on", Metering::Off => "off" },
+        "receipt": receipt_out,
+        "price": decision.price,
+        "royalties": decision.royalties,
+        "attribution": attribution.as_ref().map(|(d, r)| {
+            let mut r = r.clone();
+            r["dataset_id"] = json!(d);
+            r
+        }),
+        "timing_ms": {"completion": generated_ms, "with_attribution": attributed_ms},
+    });
+    let usage = json!({
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+        "total_tokens": completion.prompt_tokens + completion.completion_tokens,
+    });
+    if req.stream {
+        return Ok(stream_response(
+            api, &id, created, &req.model, completion, usage, shoulders,
+        ));
+    }
+    let choice = match api {
+        Api::Chat => json!({
+            "index": 0,
+            "message": {"role": "assistant", "content": completion.text},
+            "finish_reason": completion.finish_reason,
+            "logprobs": null,
+        }),
+        Api::Completions => json!({
+            "index": 0,
+            "text": completion.text,
+            "finish_reason": completion.finish_reason,
+            "logprobs": null,
+        }),
+    };
+    Ok(Json(json!({
+        "id": id,
+        "object": if api == Api::Chat { "chat.completion" } else { "text_completion" },
+        "created": created,
+        "model": req.model,
+        "choices": [choice],
+        "usage": usage,
+        "shoulders": shoulders,
+    }))
+    .into_response())
+}
+
+fn no_index(model: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "E_NO_INDEX",
+        format!(
+            "model {model} has no upstream and none of its (or its ancestors') datasets has an attribution index; \
+             run `shoulders index build` for one of them or serve it with `--upstream {model}=URL`"
+        ),
+    )
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 12];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    hex::encode(b)
+}
+
+/// The receipt's attribution: each contribution's share of the output in ppm, summing to
+/// exactly 1 000 000 (contributions are credited through their duplicate cluster's
+/// representative, as the shares say).
+fn receipt_shares(attribution: Option<&(String, Value)>) -> Vec<AttributionShare> {
+    let Some((dataset_id, report)) = attribution else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(map) = report["shares"]["clusters_ppm"].as_object() {
+        for (cluster, ppm) in map {
+            if let (Ok(contribution), Some(ppm)) = (cluster.parse::<u64>(), ppm.as_u64()) {
+                if ppm > 0 {
+                    out.push(AttributionShare {
+                        dataset_id: dataset_id.clone(),
+                        contribution,
+                        ppm: ppm as u32,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Sign `receipt` with the operator key and append it; `None` when metering is off.
+///
+/// This is the one place metering touches the ledger: until the fold accepts `usage.receipt`
+/// (issue 6), `--metering off` answers without a receipt.
+fn submit_receipt(st: &AppState, receipt: UsageReceipt, now_ms: u64) -> ApiResult<Option<Value>> {
+    if st.config.metering == Metering::Off {
+        return Ok(None);
+    }
+    let key = st
+        .operator_key
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("metering is on but no operator key is loaded"))?;
+    let id = receipt.usage_id.clone();
+    let record = sign_record(key, &id, now_ms, Body::UsageReceipt(receipt))?;
+    let appended = st.ledger.submit(record.bytes().to_vec())?;
+    Ok(Some(json!({
+        "index": appended.index,
+        "leaf_hash": appended.leaf_hash.to_string(),
+        "usage_id": id,
+    })))
+}
+
+async fn call_upstream(
+    st: &AppState,
+    base: &str,
+    api: Api,
+    mut raw: Value,
+    prompt: &str,
+) -> ApiResult<Completion> {
+    let url = format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        if api == Api::Chat {
+            "chat/completions"
+        } else {
+            "completions"
+        }
+    );
+    if let Some(obj) = raw.as_object_mut() {
+        // The gateway meters the finished completion, then streams it itself.
+        obj.insert("stream".into(), Value::Bool(false));
+        obj.remove("use");
+    }
+    let bad = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "E_UPSTREAM", m);
+    let resp = st
+        .http
+        .post(&url)
+        .json(&raw)
+        .send()
+        .await
+        .map_err(|e| bad(format!("upstream {url} failed: {e}")))?;
+    let status = resp.status();
+    let value: Value = resp.json().await.map_err(|e| {
+        bad(format!(
+            "upstream {url} answered {status} with no JSON: {e}"
+        ))
+    })?;
+    if !status.is_success() {
+        return Err(bad(format!("upstream {url} answered {status}: {value}")));
+    }
+    let choice = &value["choices"][0];
+    let text = match api {
+        Api::Chat => choice["message"]["content"].as_str(),
+        Api::Completions => choice["text"].as_str(),
+    }
+    .ok_or_else(|| bad(format!("upstream {url} answered without a completion text")))?
+    .to_string();
+    Ok(Completion {
+        prompt_tokens: value["usage"]["prompt_tokens"]
+            .as_u64()
+            .unwrap_or(prompt.len() as u64),
+        completion_tokens: value["usage"]["completion_tokens"]
+            .as_u64()
+            .unwrap_or(text.len() as u64),
+        finish_reason: choice["finish_reason"]
+            .as_str()
+            .unwrap_or("stop")
+            .to_string(),
+        text,
+        source: "upstream",
+    })
+}
+
+/// Split at character boundaries into pieces of about `STREAM_CHUNK_BYTES`.
+fn pieces(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + STREAM_CHUNK_BYTES).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push(&text[start..end]);
+        start = end;
+    }
+    out
+}
+
+fn stream_response(
+    api: Api,
+    id: &str,
+    created: u64,
+    model: &str,
+    completion: Completion,
+    usage: Value,
+    shoulders: Value,
+) -> Response {
+    let object = if api == Api::Chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let chunk = |delta: Value, finish: Value| {
+        let choice = match api {
+            Api::Chat => {
+                json!({"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null})
+            }
+            Api::Completions => {
+                json!({"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "finish_reason": finish, "logprobs": null})
+            }
+        };
+        json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice]})
+    };
+    let mut events = Vec::new();
+    if api == Api::Chat {
+        events.push(chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        ));
+    }
+    for p in pieces(&completion.text) {
+        events.push(chunk(json!({"content": p}), Value::Null));
+    }
+    let mut last = chunk(json!({}), json!(completion.finish_reason));
+    last["usage"] = usage;
+    last["shoulders"] = shoulders;
+    events.push(last);
+    let stream = tokio_stream::iter(
+        events
+            .into_iter()
+            .map(|v| Ok::<_, Infallible>(Event::default().data(v.to_string())))
+            .chain(std::iter::once(Ok(Event::default().data("[DONE]")))),
+    );
+    Sse::new(stream).into_response()
+}

@@ -1,0 +1,307 @@
+//! The HTTP layer over the shoulders engine: a REST API (`/api/...`, described by the OpenAPI 3
+//! document at `/openapi.json`) and an OpenAI-compatible gateway (`/v1/...`) that meters calls
+//! to models registered on the ledger, answering with an embedded ∞-gram model over the model's
+//! datasets or forwarding to a configured upstream.
+//!
+//! Thin by design: every fact comes from [`shoulders_ledger::Ledger`] (writes, proofs,
+//! checkpoints) and its folded [`shoulders_state::State`]; blocking engine calls run on
+//! tokio's blocking pool so the async workers never wait on an fsync.
+
+pub mod api;
+pub mod apikeys;
+pub mod error;
+pub mod explorer;
+pub mod gateway;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Router;
+use shoulders_attrib::dataset::{index_dir, DatasetIndex, ATTRIBUTION_FILE};
+use shoulders_ledger::{DataDir, Ledger};
+use shoulders_record::ActorKey;
+use tower::ServiceBuilder;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiError, ApiResult};
+
+/// Default largest request body (a record is at most 1 MiB; an attribution text 1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = (1 << 20) + (64 << 10);
+/// Default time a request may take before it is answered `E_TIMEOUT`.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// How far a submitted record's signer timestamp may be from the server's clock (5 minutes).
+pub const DEFAULT_ADMISSION_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// Operator key file in the data directory (written by `shoulders init` once metering lands).
+pub const OPERATOR_KEY_FILE: &str = "operator.key";
+
+/// Whether the gateway writes usage receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metering {
+    /// Sign a `usage.receipt` with the operator key and append it before answering; a call
+    /// whose receipt cannot be appended fails.
+    On,
+    /// Answer without a receipt (the response says `"metering": "off"`). For ledgers whose
+    /// fold does not yet accept `usage.receipt`.
+    Off,
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// Where the log lives when not what the data directory records (`--database`).
+    pub database: Option<shoulders_ledger::StoreLocation>,
+    /// Writer settings; the server sets an admission window on signer timestamps.
+    pub ledger: shoulders_ledger::LedgerConfig,
+    /// Model id → base URL of an OpenAI-compatible upstream (`http://host:port/v1`).
+    pub upstreams: BTreeMap<String, String>,
+    pub metering: Metering,
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    /// Time allowed for one upstream call.
+    pub upstream_timeout_ms: u64,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            database: None,
+            ledger: shoulders_ledger::LedgerConfig {
+                admission_window_ms: Some(DEFAULT_ADMISSION_WINDOW_MS),
+                ..shoulders_ledger::LedgerConfig::default()
+            },
+            upstreams: BTreeMap::new(),
+            metering: Metering::On,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            upstream_timeout_ms: 20_000,
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub ledger: Ledger,
+    pub config: ServerConfig,
+    pub api_keys: apikeys::ApiKeys,
+    /// Signs usage receipts (from `D/operator.key`), when present.
+    pub operator_key: Option<ActorKey>,
+    pub http: reqwest::Client,
+    indexes: Mutex<HashMap<String, (SystemTime, Arc<DatasetIndex>)>>,
+}
+
+/// Failures while starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Ledger(#[from] shoulders_ledger::LedgerError),
+    #[error(transparent)]
+    ApiKeys(#[from] apikeys::ApiKeyError),
+    #[error("{0}")]
+    OperatorKey(String),
+    #[error(
+        "metering is on but {0} does not exist; create the operator key or serve with metering off"
+    )]
+    NoOperatorKey(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+impl StartError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StartError::Ledger(e) => e.code(),
+            StartError::ApiKeys(e) => e.code(),
+            StartError::OperatorKey(_) | StartError::NoOperatorKey(_) => "E_KEY_FILE",
+            StartError::Http(_) => "E_INTERNAL",
+        }
+    }
+}
+
+impl AppState {
+    /// Open the ledger for writing (taking the data directory's writer lock), the key table
+    /// and the operator key.
+    pub fn open(config: ServerConfig) -> Result<Arc<Self>, StartError> {
+        let mut dir = DataDir::new(&config.data_dir);
+        if let Some(db) = &config.database {
+            dir = dir.with_database(db.clone());
+        }
+        let ledger = Ledger::open_with(&dir, config.ledger.clone())?;
+        let api_keys = apikeys::ApiKeys::load(&config.data_dir)?;
+        let key_path = config.data_dir.join(OPERATOR_KEY_FILE);
+        let operator_key = match std::fs::read_to_string(&key_path) {
+            Ok(text) => Some(
+                ActorKey::from_file_text(&text)
+                    .map_err(|e| StartError::OperatorKey(format!("{}: {e}", key_path.display())))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(StartError::OperatorKey(format!(
+                    "{}: {e}",
+                    key_path.display()
+                )))
+            }
+        };
+        if config.metering == Metering::On && operator_key.is_none() {
+            return Err(StartError::NoOperatorKey(key_path.display().to_string()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.upstream_timeout_ms))
+            .build()
+            .map_err(|e| StartError::Http(e.to_string()))?;
+        Ok(Arc::new(AppState {
+            ledger,
+            config,
+            api_keys,
+            operator_key,
+            http,
+            indexes: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// The dataset's attribution index, loaded once and reloaded when `index build` replaces it.
+    /// `None` when no index was built. Blocking (reads files).
+    pub fn dataset_index(&self, dataset_id: &str) -> ApiResult<Option<Arc<DatasetIndex>>> {
+        let meta = index_dir(self.data_dir(), dataset_id).join(ATTRIBUTION_FILE);
+        let Ok(modified) = std::fs::metadata(&meta).and_then(|m| m.modified()) else {
+            return Ok(None);
+        };
+        let mut cache = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, ix)) = cache.get(dataset_id) {
+            if *at == modified {
+                return Ok(Some(Arc::clone(ix)));
+            }
+        }
+        let ix = Arc::new(DatasetIndex::open(self.data_dir(), dataset_id)?);
+        cache.insert(dataset_id.to_string(), (modified, Arc::clone(&ix)));
+        Ok(Some(ix))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shoulders",
+        description = "A public, tamper-evident ledger for AI models: REST API and OpenAI-compatible metering gateway."
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail))
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI document, built together so they cannot drift apart.
+pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api::routes())
+        .merge(gateway::routes())
+        .split_for_parts();
+    (router, doc)
+}
+
+/// The full application: API, gateway, web explorer (`/`, HTML), `/openapi.json`, JSON errors for unknown routes, body
+/// size limit and request timeout.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (routes, doc) = routes();
+    let doc = Arc::new(doc);
+    let timeout = Duration::from_millis(state.config.request_timeout_ms);
+    let limit = state.config.max_body_bytes;
+    routes
+        .merge(explorer::routes())
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = Arc::clone(&doc);
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "E_ROUTE_NOT_FOUND",
+                "no such route; the routes are listed in /openapi.json",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "E_METHOD_NOT_ALLOWED",
+                "this route does not accept that method; see /openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|err: tower::BoxError| async move {
+                    if err.is::<tower::timeout::error::Elapsed>() {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "E_TIMEOUT",
+                            "the request took too long and was abandoned; a write it carried may still commit, so retry it with the same client id",
+                        )
+                        .into_response()
+                    } else {
+                        ApiError::internal(err.to_string()).into_response()
+                    }
+                }))
+                .timeout(timeout),
+        )
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish and
+/// return. Writes are acknowledged only after they are durable, so nothing acknowledged can be
+/// lost; dropping the returned-to caller's last [`AppState`] reference closes the ledger,
+/// which commits anything still queued.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,223 @@
+//! A small ledger with a verse dataset, its index and two models, served on an ephemeral port.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::rngs::OsRng;
+use serde_json::{json, Value};
+use shoulders_attrib::dataset::{index_dir, Attribution, ContributionInfo, ATTRIBUTION_FILE};
+use shoulders_attrib::index::{build, DocInput};
+use shoulders_ledger::{init, ContentStore, DataDir, Ledger};
+use shoulders_record::{sign_record, ActorKey, Body, Kind};
+use shoulders_server::{AppState, Metering, ServerConfig};
+
+pub const DOCS: [&str; 3] = [
+    "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n",
+    "The woods are lovely, dark and deep,\nBut I have promises to keep.\n",
+    "Because I could not stop for Death,\nHe kindly stopped for me.\n",
+];
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub alice: ActorKey,
+    pub bob: ActorKey,
+    pub ts_ms: u64,
+}
+
+impl Fixture {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("ledger")
+    }
+}
+
+pub fn record(key: &ActorKey, id: &str, ts_ms: u64, kind: Kind, body: Value) -> Vec<u8> {
+    sign_record(key, id, ts_ms, Body::from_value(kind, body).expect("body"))
+        .expect("sign")
+        .bytes()
+        .to_vec()
+}
+
+/// Build the ledger: alice (dataset owner and contributor) and bob (payer), a verse dataset
+/// with three poems and its index, `alice/verse-base` trained on it and `bob/tuned` fine-tuned
+/// from it.
+pub fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new(dir.path().join("ledger"));
+    init(&data, "test.shoulders.local/log", &mut OsRng).unwrap();
+    let alice = ActorKey::generate(&mut OsRng);
+    let bob = ActorKey::generate(&mut OsRng);
+    let ts = 1_767_225_600_000;
+    let ledger = Ledger::open(&data).unwrap();
+    let submit = |key: &ActorKey, id: &str, kind: Kind, body: Value| {
+        ledger
+            .submit(record(key, id, ts, kind, body))
+            .unwrap()
+            .index
+    };
+    submit(
+        &alice,
+        "a1",
+        Kind::ActorRegister,
+        json!({"handle": "alice", "name": "Alice"}),
+    );
+    submit(
+        &bob,
+        "b1",
+        Kind::ActorRegister,
+        json!({"handle": "bob", "name": "Bob"}),
+    );
+    submit(
+        &alice,
+        "ds",
+        Kind::DatasetCreate,
+        json!({"dataset_id": "alice/verse", "name": "Verse", "access": "open"}),
+    );
+    let store = ContentStore::new(&data);
+    let mut contributions = Vec::new();
+    for (i, doc) in DOCS.iter().enumerate() {
+        let hash = store.put(doc.as_bytes()).unwrap();
+        let index = submit(
+            &alice,
+            &format!("c{i}"),
+            Kind::DataContribute,
+            json!({"dataset_id": "alice/verse", "content_hash": hash,
+                   "byte_size": doc.len(), "token_count": doc.len()}),
+        );
+        contributions.push(index);
+    }
+    submit(
+        &alice,
+        "m1",
+        Kind::ModelRegister,
+        json!({"model_id": "alice/verse-base", "name": "Verse base", "datasets": ["alice/verse"]}),
+    );
+    submit(
+        &bob,
+        "m2",
+        Kind::ModelRegister,
+        json!({"model_id": "bob/tuned", "name": "Tuned",
+               "parents": [{"model_id": "alice/verse-base", "relation": "finetune"}]}),
+    );
+    let size = ledger.size();
+    drop(ledger);
+    // The index, as `shoulders index build` writes it.
+    let target = index_dir(data.root(), "alice/verse");
+    build(
+        &target,
+        contributions.iter().zip(DOCS).map(|(&c, d)| {
+            Ok(DocInput {
+                contribution: c,
+                bytes: d.as_bytes().to_vec(),
+            })
+        }),
+        &mut |_| {},
+    )
+    .unwrap();
+    let meta = Attribution {
+        format: "shoulders-attribution/v1".into(),
+        dataset_id: "alice/verse".into(),
+        ledger_size: size,
+        tokenizer: "bytes-utf8".into(),
+        contributions: contributions
+            .iter()
+            .zip(DOCS)
+            .map(|(&c, d)| ContributionInfo {
+                contribution: c,
+                contributor: "alice".into(),
+                tokens: d.len() as u64,
+                cluster: c,
+            })
+            .collect(),
+    };
+    std::fs::write(
+        target.join(ATTRIBUTION_FILE),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
+    Fixture {
+        dir,
+        alice,
+        bob,
+        ts_ms: ts,
+    }
+}
+
+/// Write `D/operator.key` and register its actor as `operator` (what `shoulders init` will do
+/// once metering lands).
+pub fn write_operator_key(data_dir: &Path) -> ActorKey {
+    let key = ActorKey::generate(&mut OsRng);
+    let ledger = Ledger::open(&DataDir::new(data_dir)).unwrap();
+    ledger
+        .submit(record(
+            &key,
+            "operator",
+            1_767_225_600_000,
+            Kind::ActorRegister,
+            json!({"handle": "operator", "name": "Ledger operator"}),
+        ))
+        .unwrap();
+    drop(ledger);
+    std::fs::write(
+        data_dir.join(shoulders_server::OPERATOR_KEY_FILE),
+        key.to_file_text(),
+    )
+    .unwrap();
+    key
+}
+
+pub struct Running {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Graceful shutdown: returns once in-flight requests are answered and the ledger is closed.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+
+    pub async fn size(&self) -> u64 {
+        let note = self
+            .client
+            .get(self.url("/api/checkpoint"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        note.lines().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+pub async fn start(config: ServerConfig) -> Running {
+    let state: Arc<AppState> = AppState::open(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(shoulders_server::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    Running {
+        base,
+        client: reqwest::Client::new(),
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub fn config(f: &Fixture, metering: Metering) -> ServerConfig {
+    let mut c = ServerConfig::new(f.data_dir());
+    c.metering = metering;
+    c.max_body_bytes = 64 * 1024;
+    c
+}

@@ -1,0 +1,337 @@
+//! The web explorer's pages and the money routes, on a small ledger with an operator, a priced
+//! model, a deposit and metered calls, and with markup in every free-text field (the pages
+//! must escape it).
+
+mod common;
+
+use std::path::Path;
+
+use common::{record, start, Running};
+use rand::rngs::OsRng;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shoulders_ledger::{init_with, ContentStore, DataDir, Ledger, OperatorInit};
+use shoulders_record::{ActorKey, Kind};
+use shoulders_server::{Metering, ServerConfig};
+
+const TS: u64 = 1_767_225_600_000;
+const CALLS: u64 = 6;
+const EVIL: &str = "<script>alert(\"x\")</script><img src=x onerror=alert(1)>";
+
+/// alice (contributor, name full of markup) contributes two documents to her dataset; her model
+/// is priced; bob pays for `CALLS` calls, one a minute, each crediting the first document.
+fn ledger(dir: &Path) -> (u64, u64) {
+    let data = DataDir::new(dir);
+    init_with(
+        &data,
+        "test.shoulders.local/log",
+        Some(&OperatorInit {
+            handle: "operator".into(),
+            name: "Operator".into(),
+            protocol_fee_bps: 250,
+            ts_ms: TS,
+        }),
+        &mut OsRng,
+    )
+    .unwrap();
+    let operator =
+        ActorKey::from_file_text(&std::fs::read_to_string(data.operator_key()).unwrap()).unwrap();
+    let alice = ActorKey::generate(&mut OsRng);
+    let bob = ActorKey::generate(&mut OsRng);
+    let ledger = Ledger::open(&data).unwrap();
+    let mut n = 0;
+    let mut submit = |key: &ActorKey, ts: u64, kind: Kind, body: Value| {
+        n += 1;
+        ledger
+            .submit(record(key, &format!("r{n}"), ts, kind, body))
+            .unwrap()
+            .index
+    };
+    submit(
+        &alice,
+        TS,
+        Kind::ActorRegister,
+        json!({"handle": "alice", "name": EVIL, "payout_address": "iban:X"}),
+    );
+    submit(
+        &bob,
+        TS,
+        Kind::ActorRegister,
+        json!({"handle": "bob", "name": "Bob"}),
+    );
+    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
+    let mut terms = serde_json::to_value(terms).unwrap();
+    terms["price_per_call_micros"] = json!("1000");
+    terms["data_share_bps"] = json!(5000);
+    submit(
+        &alice,
+        TS,
+        Kind::LicenseDefine,
+        json!({"license_id": "alice/priced", "name": name, "spdx_id": spdx, "terms": terms}),
+    );
+    submit(
+        &alice,
+        TS,
+        Kind::DatasetCreate,
+        json!({"dataset_id": "alice/verse", "name": EVIL, "access": "open"}),
+    );
+    let store = ContentStore::new(&data);
+    let mut contributions = Vec::new();
+    for (i, doc) in ["first document text", "second document text"]
+        .iter()
+        .enumerate()
+    {
+        let hash = store.put(doc.as_bytes()).unwrap();
+        contributions.push(submit(
+            &alice,
+            TS,
+            Kind::DataContribute,
+            json!({
+            "dataset_id": "alice/verse", "content_hash": hash, "byte_size": doc.len(),
+            "token_count": doc.len(), "title": format!("{EVIL} {i}")}),
+        ));
+    }
+    submit(
+        &alice,
+        TS,
+        Kind::ModelRegister,
+        json!({"model_id": "alice/base", "name": "Base",
+        "description": EVIL, "datasets": ["alice/verse"], "license_id": "alice/priced"}),
+    );
+    submit(
+        &bob,
+        TS,
+        Kind::ModelRegister,
+        json!({"model_id": "bob/tuned", "name": "Tuned",
+        "parents": [{"model_id": "alice/base", "relation": "finetune"}]}),
+    );
+    submit(
+        &operator,
+        TS,
+        Kind::FundsDeposit,
+        json!({"account": "bob", "currency": "USD", "amount_micros": "10000000"}),
+    );
+    for i in 0..CALLS {
+        submit(
+            &operator,
+            TS + 60_000 * (i + 1),
+            Kind::UsageReceipt,
+            json!({
+            "usage_id": format!("call-{i}"), "model_id": "alice/base", "payer": "bob",
+            "use_category": "commercial", "input_tokens": 3, "output_tokens": 5,
+            "output_hash": format!("sha256:{}", "0".repeat(64)),
+            "attribution": [{"dataset_id": "alice/verse", "contribution": contributions[0], "ppm": 1_000_000}]}),
+        );
+    }
+    (ledger.size(), contributions[0])
+}
+
+async fn serve(dir: &Path) -> Running {
+    let mut c = ServerConfig::new(dir);
+    c.metering = Metering::Off;
+    start(c).await
+}
+
+async fn get(s: &Running, path: &str) -> (StatusCode, String, String) {
+    let resp = s.client.get(s.url(path)).send().await.unwrap();
+    let status = resp.status();
+    if resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"))
+    {
+        let csp = resp.headers().get("content-security-policy").unwrap();
+        assert!(
+            csp.to_str().unwrap().contains("script-src 'self'"),
+            "{path}"
+        );
+    }
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, resp.text().await.unwrap())
+}
+
+async fn json_get(s: &Running, path: &str) -> (StatusCode, Value) {
+    let (status, _, text) = get(s, path).await;
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_and_escapes_ledger_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (size, _) = ledger(tmp.path());
+    let s = serve(tmp.path()).await;
+    let mut pages = vec![
+        "/".to_string(),
+        "/models/alice/base".into(),
+        "/models/bob/tuned".into(),
+        "/datasets/alice/verse".into(),
+        "/actors/alice".into(),
+        "/actors/bob".into(),
+    ];
+    pages.extend((0..size).map(|i| format!("/records/{i}")));
+    for path in &pages {
+        let (status, ct, html) = get(&s, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {html}");
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+        // The one script on any page is ours; the markup in names, titles and descriptions
+        // arrives as text.
+        assert_eq!(html.matches("<script").count(), 1, "{path}");
+        assert!(html.contains("<script src=\"/static/explorer.js\" defer></script>"));
+        assert!(!html.contains("<img"), "{path}");
+        assert!(!html.contains("onerror=alert(1)>"), "{path}");
+    }
+    let (_, _, home) = get(&s, "/").await;
+    assert!(home.contains(&format!("data-testid=\"tree-size\">{size}<")));
+    assert!(home.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
+    let (_, _, model) = get(&s, "/models/alice/base").await;
+    assert!(
+        model.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{model}"
+    );
+    assert!(
+        model.contains("data-model=\"bob/tuned\""),
+        "the tree draws the fine-tune"
+    );
+    assert!(model.contains("href=\"/models/bob/tuned\""));
+    assert!(model.contains(">finetune</text>"));
+    assert!(
+        model.contains("0.001000 USD per call"),
+        "licence card shows the price"
+    );
+    assert!(model.contains(&format!("{CALLS} calls, charged 0.006000 USD")));
+    let (status, _, _) = get(&s, "/static/explorer.css").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, ct, js) = get(&s, "/static/explorer.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("text/javascript"));
+    assert!(js.contains("crypto.subtle.digest(\"SHA-256\""));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contributor_page_matches_the_statement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, contribution) = ledger(tmp.path());
+    let s = serve(tmp.path()).await;
+    let (status, st) = json_get(&s, "/api/statements/alice").await;
+    assert_eq!(status, StatusCode::OK);
+    let earned: i128 = st["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["role"] == "data_share" || l["role"] == "owner_share")
+        .map(|l| {
+            l["amount_micros"]
+                .as_str()
+                .unwrap()
+                .parse::<i128>()
+                .unwrap()
+        })
+        .sum();
+    assert!(earned > 0);
+    let usd = |m: i128| format!("{}.{:06} USD", m / 1_000_000, m % 1_000_000);
+    let (_, _, html) = get(&s, "/actors/alice").await;
+    assert!(html.contains(&format!("total {}", usd(earned))), "{html}");
+    assert!(
+        html.contains(&format!("data-testid=\"outputs-count\">{CALLS} outputs")),
+        "{html}"
+    );
+    assert!(html.contains(&format!("href=\"/records/{contribution}\"")));
+    let balance = st["totals"][0]["balance_micros"].as_str().unwrap();
+    let balance: i128 = balance.parse().unwrap();
+    assert!(html.contains(&format!(
+        "data-testid=\"balance\">{}</span>",
+        usd(balance).trim_end_matches(" USD")
+    )));
+    // The receipt's record page shows how its charge was split.
+    let receipt = st["lines"][0]["index"].as_u64().unwrap();
+    let (_, _, html) = get(&s, &format!("/records/{receipt}")).await;
+    assert!(html.contains("data-testid=\"record-kind\">usage.receipt<"));
+    assert!(html.contains("How the charge was split"));
+    assert!(html.contains(&format!("id=\"proof\" data-index=\"{receipt}\"")));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pages_are_html_404s() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (size, _) = ledger(tmp.path());
+    let s = serve(tmp.path()).await;
+    for path in [
+        "/models/nobody/none".to_string(),
+        "/datasets/nobody/none".into(),
+        "/actors/nobody".into(),
+        format!("/records/{size}"),
+    ] {
+        let (status, ct, html) = get(&s, &path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(ct.starts_with("text/html"));
+        assert!(html.contains("data-testid=\"error\""));
+    }
+    let (status, _, html) = get(&s, "/records/not-a-number").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("bad address"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_and_statements_over_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    ledger(tmp.path());
+    let s = serve(tmp.path()).await;
+    let (status, v) = json_get(&s, "/api/accounts").await;
+    assert_eq!(status, StatusCode::OK);
+    let amount = |v: &Value| v.as_str().unwrap().parse::<i128>().unwrap();
+    let accounts = v["accounts"].as_array().unwrap();
+    let held: i128 = accounts
+        .iter()
+        .filter(|a| a["account"] != "@external")
+        .map(|a| amount(&a["balance_micros"]))
+        .sum();
+    assert_eq!(held, 10_000_000, "{v}");
+    let bob = accounts.iter().find(|a| a["account"] == "bob").unwrap();
+    assert_eq!(
+        amount(&bob["balance_micros"]),
+        10_000_000 - 1000 * CALLS as i128
+    );
+    assert_eq!(v["totals"][0]["conserved"], true);
+    assert_eq!(amount(&v["totals"][0]["deposits_micros"]), 10_000_000);
+
+    // Bob's statement: one deposit and CALLS charges; from/to pick calls by time.
+    let (_, all) = json_get(&s, "/api/statements/bob").await;
+    assert_eq!(all["holder"], "bob");
+    let lines = all["lines"].as_array().unwrap();
+    assert_eq!(lines.len() as u64, 1 + CALLS);
+    let charges = lines.iter().filter(|l| l["role"] == "charge").count() as u64;
+    assert_eq!(charges, CALLS);
+    let from = TS + 60_000 * 2;
+    let to = TS + 60_000 * 4;
+    let (status, part) = json_get(&s, &format!("/api/statements/bob?from={from}&to={to}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let part_lines = part["lines"].as_array().unwrap();
+    assert_eq!(part_lines.len(), 2, "{part}");
+    assert!(part_lines.iter().all(|l| {
+        let ts = l["ts_ms"].as_u64().unwrap();
+        ts >= from && ts < to
+    }));
+    assert_eq!(part["from_ms"], from);
+    // Balance is the balance now, whatever the period.
+    assert_eq!(
+        part["totals"][0]["balance_micros"],
+        all["totals"][0]["balance_micros"]
+    );
+
+    let (status, v) = json_get(&s, "/api/statements/nobody").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["lines"], json!([]));
+    for bad in ["?from=5&to=1", "?from=x", "?to=-1"] {
+        let (status, v) = json_get(&s, &format!("/api/statements/bob{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(v["error"]["code"], "E_QUERY_INVALID", "{bad}");
+    }
+    s.stop().await;
+}

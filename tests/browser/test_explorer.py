@@ -1,0 +1,284 @@
+"""Browser test of the web explorer: Playwright driving the system's Chromium.
+
+Seeds and serves a ledger with `shoulders demo --listen 127.0.0.1:0`, then opens every page,
+checks its content against the REST API, clicks through the lineage graph, waits for the
+in-browser (WebCrypto) inclusion-proof check (and makes it fail with tampered bytes), and runs
+the "try it" box against the gateway. Screenshots go to target/browser-screenshots/.
+
+    python tests/browser/test_explorer.py --shoulders target/debug/shoulders [--chromium /usr/bin/chromium]
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "target" / "browser-screenshots"
+ARGS = None
+
+
+def start_demo(shoulders, data_dir):
+    """Run `shoulders demo` serving on an ephemeral port; return (process, base URL)."""
+    proc = subprocess.Popen(
+        [shoulders, "demo", "--data-dir", data_dir, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    for line in proc.stdout:
+        seen += line
+        m = re.search(r'"listening": "(http://[^"]+)"', line)
+        if m:
+            return proc, m.group(1)
+    proc.wait(timeout=30)
+    raise RuntimeError(f"shoulders demo exited ({proc.returncode}) before serving:\n{seen}")
+
+
+class ExplorerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.proc, cls.base = start_demo(ARGS.shoulders, os.path.join(cls.tmp.name, "ledger"))
+        cls.pw = sync_playwright().start()
+        cls.browser = cls.pw.chromium.launch(
+            executable_path=ARGS.chromium, headless=True, args=["--no-sandbox"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        cls.pw.stop()
+        cls.proc.terminate()
+        cls.proc.wait(timeout=30)
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        self.context = self.browser.new_context(base_url=self.base, viewport={"width": 1200, "height": 900})
+        self.page = self.context.new_page()
+        self.errors = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # Anything the page's Content-Security-Policy blocked (an inline script or style, a
+        # request elsewhere) is a bug in the page.
+        self.page.on("console", lambda m: self.errors.append(m.text)
+                     if m.type == "error" and "Content Security Policy" in m.text else None)
+
+    def tearDown(self):
+        self.context.close()
+        self.assertEqual(self.errors, [], "no script errors on the page")
+
+    def api(self, path):
+        resp = self.page.request.get(self.base + path)
+        self.assertTrue(resp.ok, f"{path}: {resp.status}")
+        return resp
+
+    def shot(self, name):
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def checkpoint(self):
+        lines = self.api("/api/checkpoint").text().split("\n")
+        return int(lines[1]), lines[2]
+
+    def expect_proof_verified(self):
+        status = self.page.get_by_test_id("proof-status")
+        expect(self.page.get_by_test_id("proof")).to_have_attribute("data-state", "verified", timeout=15000)
+        size, root = self.checkpoint()
+        expect(status).to_contain_text(f"Verified against checkpoint root {root}")
+        expect(status).to_contain_text(f"tree size {size}")
+
+    def test_home_shows_checkpoint_records_and_lists(self):
+        self.page.goto("/")
+        size, root = self.checkpoint()
+        expect(self.page.get_by_test_id("tree-size")).to_have_text(str(size))
+        expect(self.page.get_by_test_id("root")).to_have_text(root)
+        # The latest records, newest first, each linking to its record page.
+        rows = self.page.locator("table.records tbody tr")
+        expect(rows).to_have_count(25)
+        expect(rows.first.locator("a").first).to_have_attribute("href", f"/records/{size - 1}")
+        models = [m["model_id"] for m in self.api("/api/models").json()]
+        self.assertEqual(len(models), 4)
+        for m in models:
+            expect(self.page.locator("table.models")).to_contain_text(m)
+        for d in self.api("/api/datasets").json():
+            expect(self.page.locator("table.datasets")).to_contain_text(d["dataset_id"])
+        for a in self.api("/api/actors").json():
+            expect(self.page.locator("table.actors")).to_contain_text(a["handle"])
+        expect(self.page.locator("table.totals")).to_contain_text("yes")
+        self.shot("home")
+
+    def test_lineage_graph_click_through_and_licence_card(self):
+        self.page.goto("/")
+        self.page.locator("table.models").get_by_role("link", name="dave/verse-instruct", exact=True).first.click()
+        expect(self.page).to_have_url(re.compile(r"/models/dave/verse-instruct$"))
+        tree = self.page.get_by_test_id("family-tree")
+        for m in ["carol-lab/verse-base", "dave/verse-instruct", "dave/verse-instruct-q4"]:
+            expect(tree.locator(f'a[data-model="{m}"]')).to_have_count(1)
+        expect(tree.locator("a.focus")).to_have_attribute("data-model", "dave/verse-instruct")
+        expect(tree.locator("text.relation")).to_have_text(["finetune", "quantized"])
+        # Ancestors are drawn above, descendants below.
+        y = {m: tree.locator(f'a[data-model="{m}"] rect').bounding_box()["y"]
+             for m in ["carol-lab/verse-base", "dave/verse-instruct", "dave/verse-instruct-q4"]}
+        self.assertLess(y["carol-lab/verse-base"], y["dave/verse-instruct"])
+        self.assertLess(y["dave/verse-instruct"], y["dave/verse-instruct-q4"])
+        # The licence card says what the license-check API says, in words.
+        check = self.api("/api/models/dave/verse-instruct/license-check?use=commercial").json()
+        self.assertFalse(check["allowed"])
+        card = self.page.get_by_test_id("licence-card")
+        expect(card.locator('[data-term="commercial"] dt')).to_contain_text("No")
+        expect(card.locator('[data-term="commercial"] dd')).to_contain_text("dave/nc")
+        expect(card.locator('[data-term="attribution"] dt')).to_contain_text("Yes")
+        price = check["price"]
+        expect(card.locator('[data-term="price"]')).to_contain_text(
+            f'{int(price["per_call_micros"]) / 1e6:.6f} {price["currency"]} per call')
+        for r in check["royalties"]:
+            expect(card.locator('[data-term="royalties"]')).to_contain_text(r["owner"])
+        lineage = self.api("/api/models/dave/verse-instruct/lineage").json()
+        self.assertEqual(len(lineage["datasets"]), 2)
+        expect(self.page.get_by_test_id("contributors")).to_have_count(len(lineage["datasets"]))
+        for d in lineage["datasets"]:
+            row = self.page.locator("table.datasets tbody tr").filter(has_text=d["dataset_id"])
+            for c in d["contributors"]:
+                expect(row.get_by_test_id("contributors")).to_contain_text(c["handle"])
+        self.shot("model-verse-instruct")
+
+        # Click up the graph to the base model, then down two levels.
+        tree.locator('a[data-model="carol-lab/verse-base"]').click()
+        expect(self.page).to_have_url(re.compile(r"/models/carol-lab/verse-base$"))
+        expect(self.page.locator("h1")).to_have_text("carol-lab/verse-base")
+        expect(self.page.get_by_test_id("licence-card").locator('[data-term="commercial"] dt')).to_contain_text("Yes")
+        self.shot("model-verse-base")
+        tree = self.page.get_by_test_id("family-tree")
+        expect(tree.locator("a.focus")).to_have_attribute("data-model", "carol-lab/verse-base")
+        descendants = self.api("/api/models/carol-lab/verse-base/lineage").json()["descendants"]
+        expect(tree.locator("a[data-model]")).to_have_count(1 + len(descendants))
+        expect(tree.locator("text.relation")).to_have_text(["adapter", "finetune", "quantized"])
+        # The sibling branch: an adapter with no licence, which its card flags.
+        tree.locator('a[data-model="alice/verse-adapter"]').click()
+        expect(self.page).to_have_url(re.compile(r"/models/alice/verse-adapter$"))
+        expect(self.page.get_by_test_id("licence-card").locator('[data-term="unlicensed"]')).to_contain_text(
+            "model alice/verse-adapter")
+        self.page.get_by_test_id("family-tree").locator('a[data-model="carol-lab/verse-base"]').click()
+        expect(self.page).to_have_url(re.compile(r"/models/carol-lab/verse-base$"))
+        tree = self.page.get_by_test_id("family-tree")
+        tree.locator('a[data-model="dave/verse-instruct-q4"]').click()
+        expect(self.page).to_have_url(re.compile(r"/models/dave/verse-instruct-q4$"))
+        expect(self.page.get_by_test_id("family-tree").locator("a.focus")).to_have_attribute(
+            "data-model", "dave/verse-instruct-q4")
+        self.shot("model-verse-instruct-q4")
+
+    def test_dataset_page_lists_contributions(self):
+        self.page.goto("/models/carol-lab/verse-base")
+        self.page.get_by_role("link", name="carol-lab/public-domain-verse").first.click()
+        expect(self.page).to_have_url(re.compile(r"/datasets/carol-lab/public-domain-verse$"))
+        ds = self.api("/api/datasets/carol-lab/public-domain-verse").json()
+        rows = self.page.locator("table.contributions tbody tr")
+        expect(rows).to_have_count(len(ds["contributions"]))
+        for c in ds["contribution_records"]:
+            expect(self.page.locator(f"#c-{c['index']}")).to_have_count(1)
+        self.shot("dataset")
+
+    def test_contributor_page_earnings_and_outputs(self):
+        self.page.goto("/models/dave/verse-instruct")
+        self.page.get_by_test_id("contributors").get_by_role("link", name="bob").first.click()
+        expect(self.page).to_have_url(re.compile(r"/actors/bob$"))
+        st = self.api("/api/statements/bob").json()
+        usd = next(t for t in st["totals"] if t["currency"] == "USD")
+        self.assertGreater(int(usd["unclaimed_micros"]), 0, "bob has no payout address")
+        expect(self.page.get_by_test_id("unclaimed")).to_have_text(f'{int(usd["unclaimed_micros"]) / 1e6:.6f}')
+        expect(self.page.get_by_test_id("balance")).to_have_text(f'{int(usd["balance_micros"]) / 1e6:.6f}')
+        chart = self.page.get_by_test_id("earnings-chart")
+        expect(chart).to_have_count(1)
+        earned = sum(int(l["amount_micros"]) for l in st["lines"] if l["role"] == "data_share")
+        expect(chart).to_contain_text(f"total {earned / 1e6:.6f} USD")
+        outputs = {l["index"] for l in st["lines"] if l["role"] == "data_share"}
+        expect(self.page.get_by_test_id("outputs-count")).to_contain_text(f"{len(outputs)} outputs")
+        self.shot("contributor-bob")
+        # An output links to its receipt's record page, whose split pays bob.
+        self.page.locator("table.outputs tbody tr").first.locator("a").first.click()
+        expect(self.page).to_have_url(re.compile(r"/records/\d+$"))
+        expect(self.page.get_by_test_id("record-kind")).to_have_text("usage.receipt")
+        expect(self.page.locator("table.legs")).to_contain_text("bob")
+        self.expect_proof_verified()
+        self.shot("receipt-record")
+
+    def test_record_page_verifies_its_inclusion_proof(self):
+        ds = self.api("/api/datasets/carol-lab/public-domain-verse").json()
+        index = ds["contributions"][0]
+        self.page.goto(f"/records/{index}")
+        expect(self.page.get_by_test_id("record-kind")).to_have_text("data.contribute")
+        expect(self.page.get_by_test_id("contribution")).to_contain_text("carol-lab/public-domain-verse")
+        self.expect_proof_verified()
+        self.shot("record-contribution")
+        # The check is real: one changed byte in the record fails it.
+        original = self.api(f"/api/records/{index}").body()
+        tampered = original.replace(b'"ts_ms":', b'"ts_ms": ', 1)
+        self.assertNotEqual(original, tampered)
+        self.page.route(f"**/api/records/{index}", lambda route: route.fulfill(
+            status=200, body=tampered, headers={"content-type": "application/json"}))
+        self.page.goto(f"/records/{index}")
+        expect(self.page.get_by_test_id("proof")).to_have_attribute("data-state", "failed", timeout=15000)
+        expect(self.page.get_by_test_id("proof-status")).to_contain_text("NOT verified")
+        self.shot("record-tampered")
+
+    def test_try_it_highlights_attributed_spans(self):
+        size_before, _ = self.checkpoint()
+        self.page.goto("/")
+        self.page.get_by_test_id("try-model").select_option("carol-lab/verse-base")
+        expect(self.page.get_by_test_id("try-use")).to_have_value("commercial")
+        self.page.get_by_test_id("try-prompt").fill("Shall I compare thee")
+        self.page.get_by_test_id("try-submit").click()
+        out = self.page.get_by_test_id("try-output")
+        expect(out).to_have_attribute("data-state", "done", timeout=30000)
+        marks = self.page.get_by_test_id("attributed-span")
+        self.assertGreater(marks.count(), 0, out.inner_text())
+        # Each highlighted span really occurs in the dataset, and links to a contribution of it.
+        contributions = set(self.api("/api/datasets/carol-lab/public-domain-verse").json()["contributions"])
+        for text in marks.all_inner_texts():
+            resp = self.page.request.post(self.base + "/api/attribute", data={
+                "dataset_id": "carol-lab/public-domain-verse", "text": text, "min_len": 8})
+            self.assertTrue(resp.ok)
+            self.assertTrue(any(s["text"] == text for s in resp.json()["spans"]), text)
+        links = self.page.get_by_test_id("span-source")
+        self.assertGreater(links.count(), 0)
+        for href in [links.nth(i).get_attribute("href") for i in range(links.count())]:
+            self.assertIn(int(href.rsplit("/", 1)[1]), contributions)
+        self.shot("try-it")
+        # The call was metered: its receipt is a new record, whose page verifies.
+        self.assertEqual(self.checkpoint()[0], size_before + 1)
+        self.page.get_by_test_id("try-receipt").click()
+        expect(self.page.get_by_test_id("record-kind")).to_have_text("usage.receipt")
+        expect(self.page.locator("main")).to_contain_text("paid by erin")
+        self.expect_proof_verified()
+        # A source link opens the contribution it credits.
+        self.page.go_back()
+        self.page.goto("/")
+        self.page.get_by_test_id("try-model").select_option("dave/verse-instruct")
+        expect(self.page.get_by_test_id("try-use")).to_have_value("research")
+        self.page.get_by_test_id("try-use").select_option("commercial")
+        self.page.get_by_test_id("try-submit").click()
+        expect(self.page.get_by_test_id("try-error")).to_contain_text("E_LICENSE_DENIED", timeout=30000)
+        self.shot("try-it-denied")
+        self.assertEqual(self.checkpoint()[0], size_before + 1, "a refused call writes nothing")
+
+    def test_unknown_pages_are_404(self):
+        for path in ["/models/nobody/nothing", "/actors/nobody", "/records/999999", "/datasets/a/b"]:
+            resp = self.page.goto(path)
+            self.assertEqual(resp.status, 404, path)
+            expect(self.page.get_by_test_id("error")).to_be_visible()
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shoulders", required=True, help="path to the shoulders binary")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
