@@ -92,8 +92,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
 
 /// Issue a gateway API key paying as `actor`; prints the token (shown once).
 pub fn apikey_new(data_dir: PathBuf, actor: String) -> Result<()> {
-    let state =
-        shoulders_ledger::Reader::open(&crate::data_dir(&data_dir))?.state()?;
+    let state = shoulders_ledger::Reader::open(&crate::data_dir(&data_dir))?.state()?;
     if state.actor(&actor).is_none() {
         return Err(shoulders_ledger::LedgerError::NotFound(format!(
             "no actor {actor:?} in this ledger; register it first"

@@ -73,6 +73,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::Rejected(Reject::Record(_)) => StatusCode::BAD_REQUEST,
             LedgerError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::IdConflict { .. } => StatusCode::CONFLICT,
+            LedgerError::TimestampOutsideWindow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             LedgerError::NotFound(_) => StatusCode::NOT_FOUND,
             LedgerError::Log(_) => StatusCode::BAD_REQUEST,

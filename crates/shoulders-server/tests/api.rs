@@ -771,3 +771,63 @@ async fn graceful_shutdown_keeps_every_acknowledged_write() {
     drop(reader);
     shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(&dir)).unwrap();
 }
+
+/// A new record signed outside the admission window is refused and appends nothing; an
+/// identical resubmission of a record already in the log is still answered as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_signer_timestamps_are_refused() {
+    let f = fixture();
+    let window = shoulders_server::DEFAULT_ADMISSION_WINDOW_MS;
+    // A record signed long ago, appended by a local tool (no window there).
+    let old = record(
+        &f.bob,
+        "imported",
+        f.ts_ms - 10 * window,
+        Kind::DatasetCreate,
+        json!({"dataset_id": "bob/imported", "name": "Imported", "access": "owner"}),
+    );
+    {
+        let ledger =
+            shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(f.data_dir())).unwrap();
+        ledger.submit(old.clone()).unwrap();
+    }
+    let s = start(config(&f, Metering::Off)).await;
+    let size = s.size().await;
+    for ts in [f.ts_ms - window - 60_000, f.ts_ms + window + 60_000] {
+        let rec = record(
+            &f.bob,
+            &format!("stale-{ts}"),
+            ts,
+            Kind::DatasetCreate,
+            json!({"dataset_id": format!("bob/stale-{ts}"), "name": "Old", "access": "owner"}),
+        );
+        let (status, v) = json_of(
+            s.client
+                .post(s.url("/api/records"))
+                .body(rec)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(code(&v), "E_TIMESTAMP_OUTSIDE_WINDOW");
+    }
+    assert_eq!(s.size().await, size, "nothing appended");
+    // Resubmitting the identical old record is answered as a duplicate: the window applies to
+    // new records only, so retries stay idempotent.
+    let (status, v) = json_of(
+        s.client
+            .post(s.url("/api/records"))
+            .body(old)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, &v["duplicate"]),
+        (StatusCode::OK, &json!(true)),
+        "{v}"
+    );
+}
