@@ -1,4 +1,4 @@
-//! Benchmarks for shoulders (`cargo bench -p shoulders-bench --bench ledger|hashing|lineage|attrib`);
+//! Benchmarks for shoulders (`cargo bench -p shoulders-bench --bench ledger|hashing|lineage|attrib|server`);
 //! this library only holds the helpers the benchmarks share.
 //!
 //! `ledger`: durable signed appends, single and batched; inclusion proofs at one million leaves,
