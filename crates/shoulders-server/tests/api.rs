@@ -831,3 +831,19 @@ async fn stale_signer_timestamps_are_refused() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_timeout_gets_a_json_error() {
+    let f = fixture();
+    let mut c = config(&f, Metering::Off);
+    // Zero: any request that is not answered on its first poll (every engine call goes to the
+    // blocking pool) is abandoned.
+    c.request_timeout_ms = 0;
+    let s = start(c).await;
+    let (status, v) = json_of(s.client.get(s.url("/api/records/0")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "E_TIMEOUT")
+    );
+    s.stop().await;
+}
