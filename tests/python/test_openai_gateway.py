@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 import openai
 
@@ -28,13 +29,14 @@ class Server:
         self.data_dir = os.path.join(self.tmp.name, "ledger")
         subprocess.run([shoulders, "demo", "--no-serve", "--data-dir", self.data_dir], check=True,
                        stdout=subprocess.DEVNULL)
+        # erin is the demo's paying customer (the demo deposits 100 USD for her).
         out = subprocess.run([shoulders, "apikey", "new", "--data-dir", self.data_dir,
-                              "--actor", "dave"], check=True, capture_output=True, text=True)
+                              "--actor", "erin"], check=True, capture_output=True, text=True)
         self.api_key = json.loads(out.stdout)["api_key"]
-        # Metering off: PENDING ISSUE 6 (usage receipts are refused by today's fold).
+        # Metering on: every call appends a usage receipt signed with the operator key.
         self.proc = subprocess.Popen(
             [shoulders, "serve", "--data-dir", self.data_dir, "--listen", "127.0.0.1:0",
-             "--metering", "off"], stdout=subprocess.PIPE, text=True)
+             "--metering", "on"], stdout=subprocess.PIPE, text=True)
         text = ""
         while True:
             line = self.proc.stdout.readline()
@@ -47,6 +49,16 @@ class Server:
             except json.JSONDecodeError:
                 continue
         self.base_url = self.info["listening"] + "/v1"
+
+    def get_json(self, path):
+        with urllib.request.urlopen(self.info["listening"] + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def balance(self, account, currency="USD"):
+        for a in self.get_json("/api/accounts")["accounts"]:
+            if a["account"] == account and a["currency"] == currency:
+                return int(a["balance_micros"])
+        return 0
 
     def stop(self):
         self.proc.terminate()
@@ -68,7 +80,7 @@ class GatewayTest(unittest.TestCase):
 
     def check_attribution(self, text, shoulders):
         self.assertEqual(shoulders["source"], "embedded-infini-gram")
-        self.assertEqual(shoulders["payer"], "dave")
+        self.assertEqual(shoulders["payer"], "erin")
         att = shoulders["attribution"]
         self.assertEqual(att["dataset_id"], "carol-lab/public-domain-verse")
         self.assertEqual(sum(att["shares"]["contributors_ppm"].values()), 1_000_000)
@@ -76,11 +88,36 @@ class GatewayTest(unittest.TestCase):
         for span in att["spans"]:
             self.assertEqual(text.encode()[span["start"]:span["end"]].decode(), span["text"])
             self.assertTrue(span["contributions"])
-        # PENDING ISSUE 6: with metering on, a receipt index appears here and the payer's
-        # balance drops by the licence price.
-        self.assertEqual(shoulders["metering"], "off")
-        self.assertIsNone(shoulders["receipt"])
-        self.assertEqual(shoulders["price"]["per_call_micros"], 1000)
+        # Metered: a durable receipt, charged at the licence price (per call + per 1k output
+        # tokens, rounded up), never at a price the receipt names.
+        self.assertEqual(shoulders["metering"], "on")
+        receipt = shoulders["receipt"]
+        self.assertIsNotNone(receipt)
+        price = shoulders["price"]
+        self.assertEqual(price["per_call_micros"], 1000)
+        tokens = len(text.encode())
+        expected = price["per_call_micros"] + -(-tokens * price["per_1k_output_tokens_micros"] // 1000)
+        self.assertEqual(int(receipt["charge_micros"]), expected)
+        record = self.server.get_json("/api/records/%d" % receipt["index"])
+        self.assertEqual(record["kind"], "usage.receipt")
+        self.assertEqual(record["body"]["payer"], "erin")
+        return expected
+
+    def test_a_call_charges_the_payer_the_licence_price(self):
+        before = self.server.balance("erin")
+        resp = self.client.chat.completions.create(
+            model=BASE_MODEL, max_tokens=80, seed=5,
+            messages=[{"role": "user", "content": "A thing of beauty"}])
+        text = resp.choices[0].message.content
+        charge = self.check_attribution(text, resp.model_extra["shoulders"])
+        self.assertGreater(charge, 0)
+        self.assertEqual(self.server.balance("erin"), before - charge)
+        # The books still balance, and erin's statement shows the charge with its usage id.
+        self.assertTrue(self.server.get_json("/api/accounts")["conserved"])
+        lines = self.server.get_json("/api/statements/erin")["lines"]
+        usage_id = resp.model_extra["shoulders"]["receipt"]["usage_id"]
+        self.assertTrue(any(l.get("usage_id") == usage_id and int(l["amount_micros"]) == -charge
+                            for l in lines))
 
     def test_models(self):
         ids = [m.id for m in self.client.models.list()]

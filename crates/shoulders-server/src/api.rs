@@ -513,12 +513,13 @@ async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiRes
 /// Every account's balance per currency, with the books' totals and conservation check (as
 /// `shoulders accounts`).
 #[utoipa::path(get, path = "/api/accounts", tag = "money",
-    responses((status = 200, description = "{accounts: [{account, currency, balance_micros}], totals: [{currency, deposits_micros, withdrawals_micros, held_micros, conserved}]}; amounts are decimal strings", body = Object)))]
+    responses((status = 200, description = "{accounts: [{account, currency, balance_micros}], totals: [{currency, deposits_micros, withdrawals_micros, held_micros, conserved}], conserved}; amounts are decimal strings", body = Object)))]
 async fn list_accounts(State(st): St) -> Json<Value> {
-    Json(
-        st.ledger
-            .with_state(|s| json!({"accounts": s.accounts(), "totals": s.totals()})),
-    )
+    Json(st.ledger.with_state(|s| {
+        let totals = s.totals();
+        let conserved = totals.iter().all(|t| t.conserved);
+        json!({"accounts": s.accounts(), "totals": totals, "conserved": conserved})
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -71,6 +71,7 @@ impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         let status = match &e {
             LedgerError::Rejected(Reject::Record(_)) => StatusCode::BAD_REQUEST,
+            LedgerError::Rejected(Reject::InsufficientFunds { .. }) => StatusCode::PAYMENT_REQUIRED,
             LedgerError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::IdConflict { .. } => StatusCode::CONFLICT,
             LedgerError::TimestampOutsideWindow { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -299,6 +299,24 @@ async fn handle(
         ));
     }
 
+    // Refuse before generating when the payer cannot cover even the per-call price; the fold
+    // checks the exact charge again when the receipt is appended.
+    if st.config.metering == Metering::On {
+        if let Some(price) = &decision.price {
+            let balance = st.ledger.with_state(|s| s.balance(&payer, &price.currency));
+            if balance < price.per_call_micros as i128 {
+                return Err(ApiError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "E_INSUFFICIENT_FUNDS",
+                    format!(
+                        "{payer} holds {balance} {} micro-units; a call to {} costs at least {}",
+                        price.currency, req.model, price.per_call_micros
+                    ),
+                ));
+            }
+        }
+    }
+
     let upstream = st.config.upstreams.get(&req.model).cloned();
     let st2 = Arc::clone(&st);
     let model_id = req.model.clone();
@@ -487,10 +505,22 @@ fn submit_receipt(st: &AppState, receipt: UsageReceipt, now_ms: u64) -> ApiResul
     let id = receipt.usage_id.clone();
     let record = sign_record(key, &id, now_ms, Body::UsageReceipt(receipt))?;
     let appended = st.ledger.submit(record.bytes().to_vec())?;
+    let (charge, currency, legs) = st.ledger.with_state(|s| {
+        let r = s.receipt(appended.index);
+        (
+            r.map(|r| r.charge_micros.to_string()),
+            r.map(|r| r.currency.to_string()),
+            s.receipt_legs(appended.index).len(),
+        )
+    });
     Ok(Some(json!({
         "index": appended.index,
         "leaf_hash": appended.leaf_hash.to_string(),
         "usage_id": id,
+        "charge_micros": charge,
+        "currency": currency,
+        "legs": legs,
+        "record": format!("/records/{}", appended.index),
     })))
 }
 
