@@ -8,3 +8,5 @@ echo "== reliability: fuzz (bounded)"
 bash reliability/fuzz.sh
 echo "== reliability: I/O faults"
 bash reliability/faults.sh
+echo "== reliability: SIGKILL the server under load (100 kills)"
+python3 reliability/crash_server.py --shoulders "$PWD/target/debug/shoulders" --kills 100
