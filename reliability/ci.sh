@@ -10,3 +10,7 @@ echo "== reliability: I/O faults"
 bash reliability/faults.sh
 echo "== reliability: SIGKILL the server under load (100 kills)"
 python3 reliability/crash_server.py --shoulders "$PWD/target/debug/shoulders" --kills 100
+echo "== reliability: API fuzzing with schemathesis"
+bash reliability/api_fuzz.sh
+echo "== reliability: soak (bounded: 20 s; the full run is --seconds 300 on a release build)"
+python3 reliability/soak.py --shoulders "$PWD/target/debug/shoulders" --seconds 20

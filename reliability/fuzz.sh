@@ -7,5 +7,8 @@ cd "$(dirname "$0")/.."
 cases="${SHOULDERS_FUZZ_CASES:-2000}"
 harnesses=9
 start=$(date +%s)
-SHOULDERS_FUZZ_CASES="$cases" cargo test --release -p shoulders-fuzz --test decoders -- --test-threads 2
+# Bounded runs reuse the debug build of the test suite; long runs are worth a release build.
+profile=()
+if [ "$cases" -gt 10000 ]; then profile=(--release); fi
+SHOULDERS_FUZZ_CASES="$cases" cargo test "${profile[@]}" -p shoulders-fuzz --test decoders -- --test-threads 2
 echo "fuzz: ${harnesses} harnesses x ${cases} executions = $((harnesses * cases)) executions (index files: a quarter), 0 crashes, $(( $(date +%s) - start )) s"
