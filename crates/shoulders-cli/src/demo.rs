@@ -411,6 +411,8 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         max_body_bytes: shoulders_server::DEFAULT_MAX_BODY_BYTES,
         timeout_ms: shoulders_server::DEFAULT_REQUEST_TIMEOUT_MS,
         admission_window_ms: shoulders_server::DEFAULT_ADMISSION_WINDOW_MS,
+        rate_limit_per_s: shoulders_server::DEFAULT_RATE_LIMIT_PER_S,
+        rate_limit_loopback: false,
     })
 }
 

@@ -32,6 +32,12 @@ pub struct ServeArgs {
     /// (`E_TIMESTAMP_OUTSIDE_WINDOW`); 0 turns the check off.
     #[arg(long, default_value_t = shoulders_server::DEFAULT_ADMISSION_WINDOW_MS)]
     pub admission_window_ms: u64,
+    /// Requests per second each client IP may make (`E_RATE_LIMITED` beyond; bursts of twice
+    /// that); 0 turns the limit off. Loopback clients are exempt unless --rate-limit-loopback.
+    #[arg(long, default_value_t = shoulders_server::DEFAULT_RATE_LIMIT_PER_S)]
+    pub rate_limit_per_s: u32,
+    #[arg(long)]
+    pub rate_limit_loopback: bool,
 }
 
 fn parse_upstream(s: &str) -> Result<(String, String), String> {
@@ -50,6 +56,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     config.database = crate::database_override();
     config.ledger.admission_window_ms =
         (args.admission_window_ms > 0).then_some(args.admission_window_ms);
+    config.rate_limit =
+        (args.rate_limit_per_s > 0).then_some(shoulders_server::ratelimit::RateLimit {
+            per_second: args.rate_limit_per_s,
+            burst: args.rate_limit_per_s.saturating_mul(2),
+            limit_loopback: args.rate_limit_loopback,
+        });
     config.upstreams = args.upstreams.into_iter().collect();
     config.max_body_bytes = args.max_body_bytes;
     config.request_timeout_ms = args.timeout_ms;

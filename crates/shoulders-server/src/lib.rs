@@ -12,6 +12,7 @@ pub mod apikeys;
 pub mod error;
 pub mod explorer;
 pub mod gateway;
+pub mod ratelimit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -37,6 +38,9 @@ pub use error::{ApiError, ApiResult};
 pub const DEFAULT_MAX_BODY_BYTES: usize = (1 << 20) + (64 << 10);
 /// Default time a request may take before it is answered `E_TIMEOUT`.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Requests per second each client IP may make by default (loopback exempt).
+pub const DEFAULT_RATE_LIMIT_PER_S: u32 = 200;
+
 /// How far a submitted record's signer timestamp may be from the server's clock (5 minutes).
 pub const DEFAULT_ADMISSION_WINDOW_MS: u64 = 5 * 60 * 1000;
 
@@ -69,6 +73,8 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Time allowed for one upstream call.
     pub upstream_timeout_ms: u64,
+    /// Per-client-IP request rate limit (`None`: unlimited).
+    pub rate_limit: Option<ratelimit::RateLimit>,
 }
 
 impl ServerConfig {
@@ -85,6 +91,11 @@ impl ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             upstream_timeout_ms: 20_000,
+            rate_limit: Some(ratelimit::RateLimit {
+                per_second: DEFAULT_RATE_LIMIT_PER_S,
+                burst: 2 * DEFAULT_RATE_LIMIT_PER_S,
+                limit_loopback: false,
+            }),
         }
     }
 }
@@ -98,6 +109,7 @@ pub struct AppState {
     pub operator_key: Option<ActorKey>,
     pub http: reqwest::Client,
     indexes: Mutex<HashMap<String, (SystemTime, Arc<DatasetIndex>)>>,
+    rate_buckets: ratelimit::Buckets,
 }
 
 /// Failures while starting.
@@ -166,6 +178,7 @@ impl AppState {
             operator_key,
             http,
             indexes: Mutex::new(HashMap::new()),
+            rate_buckets: ratelimit::Buckets::default(),
         }))
     }
 
@@ -242,6 +255,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            ratelimit::limit,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|err: tower::BoxError| async move {

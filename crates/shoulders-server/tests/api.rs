@@ -835,27 +835,64 @@ async fn stale_signer_timestamps_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_the_timeout_gets_a_json_error() {
     let f = fixture();
+    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    // An upstream that accepts connections and never answers: the gateway call must be
+    // abandoned at the server's request timeout with a JSON error, not hang.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}/v1", silent.local_addr().unwrap());
     let mut c = config(&f, Metering::Off);
-    // Zero: any request that is not answered on its first poll (every engine call goes to the
-    // blocking pool) is abandoned.
-    c.request_timeout_ms = 0;
+    c.request_timeout_ms = 300;
+    c.upstreams.insert("bob/tuned".into(), upstream);
     let s = start(c).await;
-    // A blocking-pool task can occasionally finish before its first poll, so a single request
-    // may still be answered: every answer must be either the record or the JSON timeout error,
-    // and the timeout must be seen.
-    let mut timeouts = 0;
-    for _ in 0..50 {
-        let r = s.client.get(s.url("/api/records/0")).send().await.unwrap();
-        if r.status() == StatusCode::OK {
-            continue;
+    let started = std::time::Instant::now();
+    let req = json!({"model": "bob/tuned", "prompt": "The woods are", "max_tokens": 5});
+    let (status, v) = json_of(
+        s.client
+            .post(s.url("/v1/completions"))
+            .bearer_auth(&token)
+            .json(&req)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "E_TIMEOUT"),
+        "{v}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    drop(silent);
+    s.stop().await;
+}
+
+/// A client over its request rate gets 429 E_RATE_LIMITED with Retry-After; others are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_their_rate_are_refused() {
+    let f = fixture();
+    let mut c = config(&f, Metering::Off);
+    c.rate_limit = Some(shoulders_server::ratelimit::RateLimit {
+        per_second: 1,
+        burst: 3,
+        limit_loopback: true,
+    });
+    let s = start(c).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = s.client.get(s.url("/api/checkpoint")).send().await.unwrap();
+        let retry = r.headers().get("retry-after").is_some();
+        let status = r.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let (_, v) = json_of(r).await;
+            assert_eq!(code(&v), "E_RATE_LIMITED");
+            assert!(retry, "429 carries Retry-After");
         }
-        let (status, v) = json_of(r).await;
-        assert_eq!(
-            (status, code(&v)),
-            (StatusCode::SERVICE_UNAVAILABLE, "E_TIMEOUT")
-        );
-        timeouts += 1;
+        statuses.push(status);
     }
-    assert!(timeouts > 0, "no request timed out");
+    assert_eq!(&statuses[..3], &[StatusCode::OK; 3], "the burst is served");
+    assert!(
+        statuses[3..].contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
     s.stop().await;
 }
