@@ -1,45 +1,50 @@
 //! One dataset's attribution index as `shoulders index build` leaves it in a data directory
-//! (`D/indexes/<owner>__<name>/`: the suffix-array index plus `attribution.json`), and the
-//! attribution of a text against it: maximal spans, their sources and contributor shares.
-//! Shared by the CLI (`shoulders attribute`) and the server (the API and the gateway).
+//! (`D/indexes/<owner>__<name>/`: the suffix-array index with its copy map, plus
+//! `attribution.json`), and the attribution of a text against it: the spans found, who owns
+//! them, and contributor shares. One use case for the CLI (`shoulders attribute`), the API and
+//! the gateway: they all call [`DatasetIndex::attribute`] and get an [`AttributionReport`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
-use crate::index::{Index, IndexError};
-use crate::shares::{shares, SpanEvidence};
+use crate::index::{
+    build_with, BuildMode, DocInput, Index, IndexError, DEFAULT_WINDOW_BYTES, MAX_OUTPUT_BYTES,
+};
+use crate::normalize::{normalize, NORMALIZATION};
+use crate::shares::{byte_credit, informative, Rule, Shares, WindowCredit};
 
 /// `attribution.json` file name inside an index directory.
 pub const ATTRIBUTION_FILE: &str = "attribution.json";
 /// `format` of `attribution.json`.
-pub const ATTRIBUTION_FORMAT: &str = "shoulders-attribution/v1";
-/// Spans occurring more often than this (copies included) are not looked up.
-pub const MAX_RAW_OCCURRENCES: u64 = 1000;
+pub const ATTRIBUTION_FORMAT: &str = "shoulders-attribution/v2";
 /// Largest `attribution.json` read, in bytes.
 const MAX_ATTRIBUTION_FILE_BYTES: u64 = 1 << 32;
+/// Occurrences listed per span (the count is always exact).
+pub const MAX_SOURCES_PER_SPAN: usize = 8;
 
-/// What `index build` records beside the index: who contributed each document and its cluster.
+/// What `index build` records beside the index: who contributed each document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Attribution {
     pub format: String,
     pub dataset_id: String,
     /// Ledger size when the index was built (contributions after it are not indexed yet).
     pub ledger_size: u64,
     pub tokenizer: String,
+    pub normalization: String,
+    pub window_bytes: u32,
+    /// In log order (= document order).
     pub contributions: Vec<ContributionInfo>,
 }
 
 /// One indexed contribution.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContributionInfo {
     pub contribution: u64,
     pub contributor: String,
-    pub tokens: u64,
-    /// The earliest contribution of its duplicate cluster.
-    pub cluster: u64,
 }
 
 /// The index directory of `dataset_id` under a data directory.
@@ -54,25 +59,185 @@ pub fn index_exists(data_dir: &Path, dataset_id: &str) -> bool {
         .exists()
 }
 
-/// Tuning of [`DatasetIndex::attribute`].
+/// One contribution as it goes into [`build`]: in log order.
+pub struct BuildDoc {
+    pub contribution: u64,
+    pub contributor: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What [`build`] reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub dataset_id: String,
+    pub index_dir: PathBuf,
+    pub documents: u64,
+    /// Original bytes indexed.
+    pub bytes: u64,
+    /// Normalised tokens (bytes, separators included).
+    pub tokens: u64,
+    pub window_bytes: u32,
+    pub ledger_size: u64,
+    /// Windows of new content (owned by the contribution that holds them).
+    pub own_windows: u64,
+    /// Windows that copy an earlier contribution.
+    pub copied_windows: u64,
+    /// Contributions whose windows mostly (over half) copy earlier ones.
+    pub mostly_copied: Vec<CopiedContribution>,
+}
+
+/// A contribution that is mostly a copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopiedContribution {
+    pub contribution: u64,
+    pub contributor: String,
+    /// Share of its windows that earlier contributions hold, in ppm.
+    pub copied_ppm: u64,
+}
+
+/// (Re)build the attribution index of `dataset_id` under `data_dir` from its contributions in
+/// log order (see [`crate::index::build_with`] for the files and the atomic swap; the
+/// `attribution.json` is written beside them afterwards). `progress` gets the bytes taken in.
+pub fn build(
+    data_dir: &Path,
+    dataset_id: &str,
+    ledger_size: u64,
+    docs: impl Iterator<Item = Result<BuildDoc, IndexError>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuildReport, IndexError> {
+    let target = index_dir(data_dir, dataset_id);
+    let mut contributions = Vec::new();
+    let mut bytes = 0u64;
+    let docs = docs.map(|d| {
+        d.map(|d| {
+            bytes += d.bytes.len() as u64;
+            contributions.push(ContributionInfo {
+                contribution: d.contribution,
+                contributor: d.contributor,
+            });
+            DocInput {
+                contribution: d.contribution,
+                bytes: d.bytes,
+            }
+        })
+    });
+    let info = build_with(
+        &target,
+        docs,
+        BuildMode::Attribution {
+            window_bytes: DEFAULT_WINDOW_BYTES,
+        },
+        progress,
+    )?;
+    let layout = info.content.as_ref().expect("attribution build");
+    let attribution = Attribution {
+        format: ATTRIBUTION_FORMAT.into(),
+        dataset_id: dataset_id.to_string(),
+        ledger_size,
+        tokenizer: info.tokenizer.clone(),
+        normalization: NORMALIZATION.into(),
+        window_bytes: layout.window_bytes,
+        contributions,
+    };
+    let path = target.join(ATTRIBUTION_FILE);
+    let json = serde_json::to_vec_pretty(&attribution)
+        .map_err(|e| IndexError::Corrupt(format!("cannot encode {ATTRIBUTION_FILE}: {e}")))?;
+    write_synced(&path, &json)?;
+    let mut mostly_copied = Vec::new();
+    for (i, c) in attribution.contributions.iter().enumerate() {
+        let (w, own) = (layout.windows[i], layout.own_windows[i]);
+        if w > 0 && (w - own) * 2 > w {
+            mostly_copied.push(CopiedContribution {
+                contribution: c.contribution,
+                contributor: c.contributor.clone(),
+                copied_ppm: (w - own) * 1_000_000 / w,
+            });
+        }
+    }
+    let own: u64 = layout.own_windows.iter().sum();
+    let all: u64 = layout.windows.iter().sum();
+    Ok(BuildReport {
+        dataset_id: dataset_id.to_string(),
+        index_dir: target,
+        documents: info.doc_count,
+        bytes,
+        tokens: info.token_count,
+        window_bytes: layout.window_bytes,
+        ledger_size,
+        own_windows: own,
+        copied_windows: all - own,
+        mostly_copied,
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
+    use std::io::Write;
+    let io = |source| IndexError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("json.partial");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Tuning of [`DatasetIndex::attribute`] (what is shown; the shares do not depend on it).
 #[derive(Debug, Clone, Copy)]
 pub struct AttributeOptions {
-    /// Shortest span reported, in bytes.
-    pub min_len: usize,
-    /// Spans found in more independent sources (duplicate clusters) than this are too common.
-    pub max_occurrences: u64,
-    /// Keep at most this many spans, the rarest and longest first.
+    /// Show at most this many spans, the rarest and longest first.
     pub max_spans: usize,
 }
 
 impl Default for AttributeOptions {
     fn default() -> Self {
-        AttributeOptions {
-            min_len: 16,
-            max_occurrences: 10,
-            max_spans: 64,
-        }
+        AttributeOptions { max_spans: 64 }
     }
+}
+
+/// The attribution of one text: the report every front end shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttributionReport {
+    pub dataset_id: String,
+    pub tokenizer: String,
+    pub normalization: &'static str,
+    pub window_bytes: usize,
+    /// Bytes of the text as given.
+    pub text_tokens: usize,
+    pub index_ledger_size: u64,
+    /// Maximal spans of the text found in the index (at least a window long), by start.
+    pub spans: Vec<ReportSpan>,
+    pub shares: Shares,
+}
+
+/// One span of the text found in the dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportSpan {
+    /// The span as it appears in the text.
+    pub text: String,
+    /// Byte range in the text as given.
+    pub start: usize,
+    pub end: usize,
+    /// Occurrences of its normalised form in the index.
+    pub occurrences: u64,
+    /// Contributions credited for its windows (their first contributors).
+    pub credited: Vec<u64>,
+    /// Up to [`MAX_SOURCES_PER_SPAN`] occurrences, in the original documents.
+    pub contributions: Vec<SpanSource>,
+}
+
+/// Where a span occurs.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanSource {
+    pub contribution: u64,
+    pub contributor: Option<String>,
+    /// Byte offset and length in the original document.
+    pub offset: u64,
+    pub length: u64,
+    /// The contribution credited for this occurrence's content (itself, or the earlier
+    /// contribution it copies).
+    pub owner: Option<u64>,
 }
 
 /// An opened dataset index with its contributor metadata.
@@ -80,15 +245,13 @@ pub struct DatasetIndex {
     pub index: Index,
     pub meta: Attribution,
     contributor: BTreeMap<u64, String>,
-    cluster_of: BTreeMap<u64, u64>,
-    tokens_of: BTreeMap<u64, u64>,
 }
 
 impl DatasetIndex {
-    /// Open `D/indexes/<dataset>/` (missing or unreadable files are `E_INDEX_CORRUPT`).
+    /// Open `D/indexes/<dataset>/` (missing, unreadable or old-format files are
+    /// `E_INDEX_CORRUPT`: rebuild).
     pub fn open(data_dir: &Path, dataset_id: &str) -> Result<Self, IndexError> {
         let dir = index_dir(data_dir, dataset_id);
-        let index = Index::open(&dir)?;
         let path = dir.join(ATTRIBUTION_FILE);
         let len = std::fs::metadata(&path)
             .map_err(|e| IndexError::Corrupt(format!("{}: {e}", path.display())))?
@@ -105,37 +268,39 @@ impl DatasetIndex {
         })?;
         let meta: Attribution = serde_json::from_slice(&bytes).map_err(|e| {
             IndexError::Corrupt(format!(
-                "{} is not readable ({e}); rebuild the index",
+                "{} is not readable ({e}); rebuild the index with `shoulders index build`",
                 path.display()
             ))
         })?;
-        Ok(Self::new(index, meta))
+        let index = Index::open(&dir)?;
+        Self::new(index, meta)
     }
 
-    /// Wrap an index and its metadata.
-    pub fn new(index: Index, meta: Attribution) -> Self {
+    /// Wrap an index and its metadata (they must describe the same documents).
+    pub fn new(index: Index, meta: Attribution) -> Result<Self, IndexError> {
+        if meta.format != ATTRIBUTION_FORMAT || index.window().is_none() {
+            return Err(IndexError::Corrupt(format!(
+                "index of {} is from an older version (no copy map); rebuild it with `shoulders index build`",
+                meta.dataset_id
+            )));
+        }
+        let ids: Vec<u64> = meta.contributions.iter().map(|c| c.contribution).collect();
+        if ids != index.info().contributions {
+            return Err(IndexError::Corrupt(format!(
+                "{ATTRIBUTION_FILE} of {} does not list the indexed documents; rebuild",
+                meta.dataset_id
+            )));
+        }
         let contributor = meta
             .contributions
             .iter()
             .map(|c| (c.contribution, c.contributor.clone()))
             .collect();
-        let cluster_of = meta
-            .contributions
-            .iter()
-            .map(|c| (c.contribution, c.cluster))
-            .collect();
-        let tokens_of = meta
-            .contributions
-            .iter()
-            .map(|c| (c.contribution, c.tokens))
-            .collect();
-        DatasetIndex {
+        Ok(DatasetIndex {
             index,
             meta,
             contributor,
-            cluster_of,
-            tokens_of,
-        }
+        })
     }
 
     /// The contributor of an indexed contribution.
@@ -143,74 +308,135 @@ impl DatasetIndex {
         self.contributor.get(&contribution).map(String::as_str)
     }
 
-    /// Spans of `text` found in the dataset (each with its contributions, contributors and
-    /// offsets) and contributor shares in ppm: what `shoulders attribute` prints.
-    ///
-    /// Occurrences are judged per duplicate cluster, not per copy: a span found in one document
-    /// and its ten copies is as rare, and as informative, as a span found once. Spans with more
-    /// than [`MAX_RAW_OCCURRENCES`] raw occurrences are too common to look up.
-    pub fn attribute(&self, text: &str, opts: &AttributeOptions) -> Result<Value, IndexError> {
-        let bytes = text.as_bytes();
-        let spans = self
-            .index
-            .maximal_spans(bytes, opts.min_len, MAX_RAW_OCCURRENCES)?;
-        let mut found = Vec::with_capacity(spans.len());
-        for s in spans {
-            let hits = self
-                .index
-                .find(&bytes[s.start..s.end], MAX_RAW_OCCURRENCES as usize)?;
-            let clusters: BTreeSet<u64> = hits
-                .iter()
-                .filter_map(|h| self.cluster_of.get(&h.contribution).copied())
-                .collect();
-            if clusters.is_empty() || clusters.len() as u64 > opts.max_occurrences {
-                continue;
-            }
-            found.push((s, hits, clusters.len() as u64));
-        }
-        // Most informative first: rarest (fewest independent sources), then longest, then earliest.
-        found.sort_by(|a, b| {
-            a.2.cmp(&b.2)
-                .then((b.0.end - b.0.start).cmp(&(a.0.end - a.0.start)))
-                .then(a.0.start.cmp(&b.0.start))
-        });
-        found.truncate(opts.max_spans);
-        found.sort_by_key(|f| f.0.start);
-        let mut evidence = Vec::with_capacity(found.len());
-        let mut shown = Vec::with_capacity(found.len());
-        for (s, hits, sources) in &found {
-            shown.push(json!({
-                "text": String::from_utf8_lossy(&bytes[s.start..s.end]),
-                "start": s.start,
-                "end": s.end,
-                "occurrences": s.occurrences,
-                "independent_sources": sources,
-                "contributions": hits.iter().map(|h| json!({
-                    "contribution": h.contribution,
-                    "offset": h.offset,
-                    "contributor": self.contributor.get(&h.contribution),
-                    "cluster": self.cluster_of.get(&h.contribution),
-                })).collect::<Vec<_>>(),
-            }));
-            evidence.push(SpanEvidence {
-                len: (s.end - s.start) as u64,
-                contributions: hits.iter().map(|h| h.contribution).collect(),
+    /// Attribute `text`: credited windows, shares, and the spans to show (see
+    /// [`crate::shares`] for the rules).
+    pub fn attribute(
+        &self,
+        text: &str,
+        opts: &AttributeOptions,
+    ) -> Result<AttributionReport, IndexError> {
+        if text.len() > MAX_OUTPUT_BYTES {
+            return Err(IndexError::QueryTooLarge {
+                len: text.len(),
+                limit: MAX_OUTPUT_BYTES,
             });
         }
-        let shares = shares(
-            &evidence,
-            &self.cluster_of,
-            &self.contributor,
-            &self.tokens_of,
-        )
-        .ok_or(IndexError::Empty)?;
-        Ok(json!({
-            "dataset_id": self.meta.dataset_id,
-            "tokenizer": self.meta.tokenizer,
-            "text_tokens": bytes.len(),
-            "index_ledger_size": self.meta.ledger_size,
-            "spans": shown,
-            "shares": shares,
-        }))
+        let window = self.index.window().expect("checked in new");
+        let norm = normalize(text);
+        let out = norm.bytes.as_slice();
+        let matches = self.index.longest_matches(out)?;
+        let mut windows = Vec::new();
+        let mut owner_at: Vec<Option<u64>> = vec![None; out.len()];
+        for (i, m) in matches.iter().enumerate() {
+            if m.len < window || !informative(&out[i..i + window]) {
+                continue;
+            }
+            let Some(owner) = self
+                .index
+                .window_owner(m.lo)
+                .and_then(|d| self.index.contribution(d))
+            else {
+                continue;
+            };
+            owner_at[i] = Some(owner);
+            windows.push(WindowCredit { start: i, owner });
+        }
+        let (weights, evidence_bytes) = byte_credit(&windows, window, out.len());
+        let shares = Shares::from_weights(Rule::Spans, evidence_bytes, &weights, |c| {
+            self.contributor(c)
+                .map_or_else(|| format!("contribution-{c}"), str::to_string)
+        });
+        let spans = self.spans(text, &norm, &matches, &owner_at, window, opts);
+        Ok(AttributionReport {
+            dataset_id: self.meta.dataset_id.clone(),
+            tokenizer: self.meta.tokenizer.clone(),
+            normalization: NORMALIZATION,
+            window_bytes: window,
+            text_tokens: text.len(),
+            index_ledger_size: self.meta.ledger_size,
+            spans,
+            shares,
+        })
+    }
+
+    /// The maximal spans at least a window long, mapped back to the text as given.
+    fn spans(
+        &self,
+        text: &str,
+        norm: &crate::normalize::Normalized,
+        matches: &[crate::index::Match],
+        owner_at: &[Option<u64>],
+        window: usize,
+        opts: &AttributeOptions,
+    ) -> Vec<ReportSpan> {
+        let out = norm.bytes.as_slice();
+        let mut found = Vec::new();
+        let mut prev_end = 0usize;
+        for (i, m) in matches.iter().enumerate() {
+            let end = i + m.len;
+            if m.len >= window && end > prev_end {
+                found.push((i, *m));
+            }
+            prev_end = prev_end.max(end);
+        }
+        // Most informative first: rarest, then longest, then earliest.
+        found.sort_by(|a, b| {
+            (a.1.hi - a.1.lo)
+                .cmp(&(b.1.hi - b.1.lo))
+                .then(b.1.len.cmp(&a.1.len))
+                .then(a.0.cmp(&b.0))
+        });
+        found.truncate(opts.max_spans);
+        found.sort_by_key(|f| f.0);
+        let boundary = |mut x: usize, forward: bool| {
+            while x > 0 && x < out.len() && (out[x] & 0xC0) == 0x80 {
+                if forward {
+                    x += 1;
+                } else {
+                    x -= 1;
+                }
+            }
+            x
+        };
+        let mut spans = Vec::with_capacity(found.len());
+        for (i, m) in found {
+            let (s, e) = (boundary(i, true), boundary(i + m.len, false));
+            let (os, oe) = norm.orig_range(s as u64, e.max(s) as u64);
+            let credited: BTreeSet<u64> = owner_at[i..=(i + m.len - window)]
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+            let take = (m.hi - m.lo).min(MAX_SOURCES_PER_SPAN as u64);
+            let mut contributions: Vec<SpanSource> = (m.lo..m.lo + take)
+                .filter_map(|r| {
+                    let pos = self.index.position(r);
+                    let (hit, length) = self.index.locate_original(pos, m.len as u64)?;
+                    Some(SpanSource {
+                        contribution: hit.contribution,
+                        contributor: self.contributor(hit.contribution).map(str::to_string),
+                        offset: hit.offset,
+                        length,
+                        owner: self
+                            .index
+                            .window_owner(r)
+                            .and_then(|d| self.index.contribution(d)),
+                    })
+                })
+                .collect();
+            contributions.sort_by_key(|c| (c.contribution, c.offset));
+            spans.push(ReportSpan {
+                text: text
+                    .get(os as usize..oe as usize)
+                    .unwrap_or_default()
+                    .to_string(),
+                start: os as usize,
+                end: oe as usize,
+                occurrences: m.hi - m.lo,
+                credited: credited.into_iter().collect(),
+                contributions,
+            });
+        }
+        spans
     }
 }

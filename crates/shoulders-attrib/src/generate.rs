@@ -153,9 +153,12 @@ fn is_continuation(b: u8) -> bool {
     (0x80..0xC0).contains(&b)
 }
 
-/// Length in bytes of the last character of `s` (0 when empty).
-fn last_char_len(s: &str) -> usize {
-    s.chars().next_back().map_or(0, char::len_utf8)
+/// Length in bytes of the last character of UTF-8 `s` (0 when empty).
+fn last_char_len(s: &[u8]) -> usize {
+    s.iter()
+        .rev()
+        .position(|&b| !is_continuation(b))
+        .map_or(0, |p| p + 1)
 }
 
 /// Generate a continuation of `prompt` (see the module docs).
@@ -180,9 +183,11 @@ pub fn generate(
 pub struct Generator<'a> {
     index: &'a Index,
     rng: ChaCha8Rng,
-    /// Prompt followed by the output.
-    context: String,
-    prompt_len: usize,
+    /// Prompt followed by the output, in the index's form (normalised for an attribution
+    /// index): what suffixes are matched against.
+    context: Vec<u8>,
+    /// The output, in the documents' original bytes.
+    output: String,
     params: GenerateParams,
     prev_suffix: usize,
     finished: Option<FinishReason>,
@@ -221,13 +226,18 @@ impl<'a> Generator<'a> {
                 "stop sequences must be 1 to {MAX_STOP_BYTES} bytes"
             )));
         }
+        let context = if index.window().is_some() {
+            crate::normalize::normalize(prompt).bytes
+        } else {
+            prompt.as_bytes().to_vec()
+        };
         Ok(Generator {
             index,
             rng: ChaCha8Rng::seed_from_u64(params.seed),
-            context: prompt.to_string(),
-            prompt_len: prompt.len(),
+            prev_suffix: context.len(),
+            context,
+            output: String::new(),
             params: params.clone(),
-            prev_suffix: prompt.len(),
             finished: if params.max_tokens == 0 {
                 Some(FinishReason::Length)
             } else {
@@ -238,7 +248,7 @@ impl<'a> Generator<'a> {
 
     /// The output so far (a produced stop sequence is already cut off).
     pub fn output(&self) -> &str {
-        &self.context[self.prompt_len..]
+        &self.output
     }
 
     /// Why generation ended, once it has.
@@ -251,13 +261,24 @@ impl<'a> Generator<'a> {
     /// earlier characters were already returned, so a streaming caller that must not show a stop
     /// sequence sends [`Generator::output`] once generation has ended.
     pub fn next_step(&mut self) -> Option<Step> {
-        if self.finished.is_some() {
-            return None;
+        loop {
+            if self.finished.is_some() {
+                return None;
+            }
+            match self.step() {
+                // A normalised character that adds no original bytes (the first half of a
+                // folded ligature, say): keep going.
+                Some(step) if step.text.is_empty() => continue,
+                other => return other,
+            }
         }
+    }
+
+    fn step(&mut self) -> Option<Step> {
         let text = self.index.tokens();
         let n = text.len() as u64;
-        let ctx = self.context.as_bytes();
-        let min_len = last_char_len(&self.context).max(1);
+        let ctx = self.context.as_slice();
+        let min_len = last_char_len(ctx).max(1);
         let start = self
             .prev_suffix
             .min(self.params.max_suffix_bytes)
@@ -295,35 +316,37 @@ impl<'a> Generator<'a> {
             self.finished = Some(FinishReason::Stop);
             return None;
         }
-        let width = char_len(text[at as usize]);
-        let bytes = &text[at as usize..(at as usize + width).min(text.len())];
-        let Ok(ch) = std::str::from_utf8(bytes) else {
+        let width = char_len(text[at as usize]).min(text.len() - at as usize);
+        let bytes = &text[at as usize..at as usize + width];
+        let original = self.index.original_bytes(at, width as u64);
+        let (Ok(_), Ok(ch)) = (std::str::from_utf8(bytes), std::str::from_utf8(original)) else {
             // Unreachable for an index of valid UTF-8; end rather than emit invalid text.
             self.finished = Some(FinishReason::Stop);
             return None;
         };
-        if self.output().len() + ch.len() > self.params.max_tokens {
+        if self.output.len() + ch.len() > self.params.max_tokens {
             self.finished = Some(FinishReason::Length);
             return None;
         }
         let source = self.index.locate_position(at);
         let ch = ch.to_string();
-        self.context.push_str(&ch);
-        self.prev_suffix = suffix_len.max(3) + ch.len();
-        at += ch.len() as u64;
+        self.context.extend_from_slice(bytes);
+        self.output.push_str(&ch);
+        self.prev_suffix = suffix_len.max(3) + width;
+        at += width as u64;
         debug_assert!(at <= n);
         if let Some(stop) = self
             .params
             .stop
             .iter()
-            .find(|s| self.output().ends_with(s.as_str()))
+            .find(|s| self.output.ends_with(s.as_str()))
         {
-            let cut = self.context.len() - stop.len();
-            self.context.truncate(cut);
+            let cut = self.output.len() - stop.len();
+            self.output.truncate(cut);
             self.finished = Some(FinishReason::Stop);
             return None;
         }
-        if self.output().len() == self.params.max_tokens {
+        if self.output.len() == self.params.max_tokens {
             self.finished = Some(FinishReason::Length);
         }
         Some(Step {

@@ -47,6 +47,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::copymap::{self, OwnerRun};
+use crate::normalize::{MapRun, Normalizer, NORMALIZATION};
+
 /// Document separator in the token array (infini-gram's `doc_sep` for `u8` tokens).
 pub const DOC_SEP: u8 = 0xFF;
 /// Largest accepted document, in bytes (1 GiB).
@@ -152,6 +155,62 @@ pub struct IndexInfo {
     pub token_count: u64,
     /// Contribution id of each document, in document order.
     pub contributions: Vec<u64>,
+    /// Present for an attribution index ([`BuildMode::Attribution`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentLayout>,
+}
+
+/// What an attribution index adds to the infini-gram layout: `tokenized.0` holds the
+/// *normalised* documents ([`crate::normalize`]), and four more files hold the original
+/// documents, the map from normalised to original offsets and the copy map
+/// ([`crate::copymap`]). Their names avoid the words infini-gram's engine looks for, so its
+/// engine still opens the directory (and counts normalised n-grams).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentLayout {
+    /// Always [`crate::normalize::NORMALIZATION`].
+    pub normalization: String,
+    /// Window of the copy map, in normalised bytes.
+    pub window_bytes: u32,
+    /// Bytes of [`RAW_FILE`] (each original document preceded by `0xFF`).
+    pub raw_bytes: u64,
+    /// Runs in [`MAP_FILE`] (16 bytes each).
+    pub map_runs: u64,
+    /// Runs in [`OWNERS_FILE`] (12 bytes each).
+    pub owner_runs: u64,
+    /// Per document: windows starting in it.
+    pub windows: Vec<u64>,
+    /// Per document: of those, windows it was first to contribute (the rest copy earlier
+    /// documents).
+    pub own_windows: Vec<u64>,
+}
+
+/// Original documents, each preceded by `0xFF` (as in `tokenized.0`).
+pub const RAW_FILE: &str = "shoulders-raw.bin";
+/// `u64` LE position of each original document's `0xFF` in [`RAW_FILE`].
+pub const RAW_STARTS_FILE: &str = "shoulders-rawstarts.bin";
+/// The normalised → original offset map: per run `u64` LE normalised position in
+/// `tokenized.0`, `u64` LE original position in [`RAW_FILE`] with bit 63 set for a clamped run.
+pub const MAP_FILE: &str = "shoulders-normmap.bin";
+/// The copy map: per run `u64` LE position in `tokenized.0`, `u32` LE owner document ordinal.
+pub const OWNERS_FILE: &str = "shoulders-owners.bin";
+/// Default copy-map window, in normalised bytes: the shortest match that earns credit.
+///
+/// Fixed, not derived from the corpus size: a threshold that grew with the corpus would let
+/// anyone push other people's evidence below it by adding bytes. 32 normalised bytes (about
+/// six words of prose) are long enough that chance matches between unrelated texts are rare at
+/// any corpus size an index supports, and short enough to catch a quoted clause.
+pub const DEFAULT_WINDOW_BYTES: usize = 32;
+/// Largest accepted window.
+pub const MAX_WINDOW_BYTES: usize = 4096;
+
+/// What [`build_with`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildMode {
+    /// The infini-gram layout over the documents' bytes, nothing else.
+    Plain,
+    /// Normalised documents, the original documents, the offset map and the copy map.
+    Attribution { window_bytes: usize },
 }
 
 /// One occurrence of a query.
@@ -219,6 +278,15 @@ fn unique_suffix() -> String {
     format!("{}-{}", std::process::id(), nanos)
 }
 
+/// Builds a plain index of `docs` in `dir` ([`BuildMode::Plain`]); see [`build_with`].
+pub fn build(
+    dir: &Path,
+    docs: impl Iterator<Item = Result<DocInput, IndexError>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<IndexInfo, IndexError> {
+    build_with(dir, docs, BuildMode::Plain, progress)
+}
+
 /// Builds an index of `docs` in `dir`, replacing any index there.
 ///
 /// Documents are numbered in iteration order. Every file is written (and synced) in a
@@ -230,10 +298,13 @@ fn unique_suffix() -> String {
 /// `progress` is called with the number of token bytes taken in so far (after each document,
 /// then once more with the total after the suffix array is written).
 ///
-/// Memory: about 5 bytes per token up to 2 GiB of tokens, 9 above (see the module docs).
-pub fn build(
+/// Memory: about 5 bytes per token up to 2 GiB of tokens, 9 above (see the module docs); an
+/// attribution build keeps the PLCP array too (9 bytes per token, 17 above 2 GiB) and streams
+/// the original documents to disk.
+pub fn build_with(
     dir: &Path,
     docs: impl Iterator<Item = Result<DocInput, IndexError>>,
+    mode: BuildMode,
     progress: &mut dyn FnMut(u64),
 ) -> Result<IndexInfo, IndexError> {
     let name = dir
@@ -251,11 +322,32 @@ pub fn build(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let window = match mode {
+        BuildMode::Plain => None,
+        BuildMode::Attribution { window_bytes } => {
+            if window_bytes == 0 || window_bytes > MAX_WINDOW_BYTES {
+                return Err(IndexError::TooLarge(format!(
+                    "window of {window_bytes} bytes (1 to {MAX_WINDOW_BYTES})"
+                )));
+            }
+            Some(window_bytes)
+        }
+    };
 
-    // Take in the documents.
+    fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let tmp_path = parent.join(format!(".{name}.tmp-{}", unique_suffix()));
+    fs::create_dir(&tmp_path).map_err(io_err(&tmp_path))?;
+    let mut guard = TempDir(Some(tmp_path.clone()));
+
+    // Take in the documents (the originals stream to disk in attribution mode).
     let mut text: Vec<u8> = Vec::new();
     let mut offsets: Vec<u64> = Vec::new();
     let mut contributions: Vec<u64> = Vec::new();
+    let mut raw = match window {
+        Some(_) => Some(RawWriter::create(&tmp_path)?),
+        None => None,
+    };
+    let mut map: Vec<MapRun> = Vec::new();
     for doc in docs {
         let doc = doc?;
         let ordinal = contributions.len() as u64;
@@ -265,18 +357,10 @@ pub fn build(
                 doc.bytes.len()
             )));
         }
-        if let Err(e) = std::str::from_utf8(&doc.bytes) {
-            return Err(IndexError::InvalidDocument {
-                doc: ordinal,
-                offset: e.valid_up_to(),
-            });
-        }
-        let new_len = text.len() as u64 + 1 + doc.bytes.len() as u64;
-        if new_len > MAX_TOTAL_BYTES {
-            return Err(IndexError::TooLarge(format!(
-                "token array would reach {new_len} bytes (limit {MAX_TOTAL_BYTES})"
-            )));
-        }
+        let utf8 = std::str::from_utf8(&doc.bytes).map_err(|e| IndexError::InvalidDocument {
+            doc: ordinal,
+            offset: e.valid_up_to(),
+        })?;
         if ordinal >= u64::from(u32::MAX) {
             return Err(IndexError::TooLarge(format!(
                 "more than {} documents",
@@ -286,7 +370,23 @@ pub fn build(
         offsets.push(text.len() as u64);
         contributions.push(doc.contribution);
         text.push(DOC_SEP);
-        text.extend_from_slice(&doc.bytes);
+        match raw.as_mut() {
+            None => text.extend_from_slice(&doc.bytes),
+            Some(raw) => {
+                let at = raw.push(&doc.bytes)?;
+                Normalizer {
+                    out: &mut text,
+                    runs: &mut map,
+                }
+                .push(utf8, at);
+            }
+        }
+        if text.len() as u64 > MAX_TOTAL_BYTES {
+            return Err(IndexError::TooLarge(format!(
+                "token array would reach {} bytes (limit {MAX_TOTAL_BYTES})",
+                text.len()
+            )));
+        }
         progress(text.len() as u64);
     }
     if contributions.is_empty() {
@@ -295,7 +395,7 @@ pub fn build(
 
     let token_count = text.len() as u64;
     let width = pointer_width(token_count);
-    let info = IndexInfo {
+    let mut info = IndexInfo {
         format: FORMAT.to_string(),
         version: FORMAT_VERSION,
         tokenizer: TOKENIZER.to_string(),
@@ -303,12 +403,8 @@ pub fn build(
         doc_count: contributions.len() as u64,
         token_count,
         contributions,
+        content: None,
     };
-
-    fs::create_dir_all(&parent).map_err(io_err(&parent))?;
-    let tmp_path = parent.join(format!(".{name}.tmp-{}", unique_suffix()));
-    fs::create_dir(&tmp_path).map_err(io_err(&tmp_path))?;
-    let mut guard = TempDir(Some(tmp_path.clone()));
 
     write_file(&tmp_path.join(TOKENIZED_FILE), |w| w.write_all(&text))?;
     write_file(&tmp_path.join(OFFSET_FILE), |w| {
@@ -317,27 +413,89 @@ pub fn build(
         }
         Ok(())
     })?;
-    drop(offsets);
 
     let table_path = tmp_path.join(TABLE_FILE);
-    if text.len() <= i32::MAX as usize {
+    let sa_err = |e| IndexError::TooLarge(format!("suffix array construction: {e:?}"));
+    let copies = if text.len() <= i32::MAX as usize {
         let sa = libsais::SuffixArrayConstruction::for_text(text.as_slice())
             .in_owned_buffer32()
             .single_threaded()
             .run()
-            .map_err(|e| IndexError::TooLarge(format!("suffix array construction: {e:?}")))?
-            .into_vec();
-        write_table(&table_path, &sa, text.len(), width)?;
+            .map_err(sa_err)?;
+        match window {
+            None => {
+                write_table(&table_path, &sa.into_vec(), text.len(), width)?;
+                None
+            }
+            Some(w) => {
+                let (sa, mut plcp, _) = sa
+                    .plcp_construction()
+                    .single_threaded()
+                    .run()
+                    .map_err(sa_err)?
+                    .into_parts();
+                write_table(&table_path, &sa, text.len(), width)?;
+                Some(copymap::compute(&text, &sa, &mut plcp, &offsets, w))
+            }
+        }
     } else {
         let sa = libsais::SuffixArrayConstruction::for_text(text.as_slice())
             .in_owned_buffer64()
             .single_threaded()
             .run()
-            .map_err(|e| IndexError::TooLarge(format!("suffix array construction: {e:?}")))?
-            .into_vec();
-        write_table(&table_path, &sa, text.len(), width)?;
-    }
+            .map_err(sa_err)?;
+        match window {
+            None => {
+                write_table(&table_path, &sa.into_vec(), text.len(), width)?;
+                None
+            }
+            Some(w) => {
+                let (sa, mut plcp, _) = sa
+                    .plcp_construction()
+                    .single_threaded()
+                    .run()
+                    .map_err(sa_err)?
+                    .into_parts();
+                write_table(&table_path, &sa, text.len(), width)?;
+                Some(copymap::compute(&text, &sa, &mut plcp, &offsets, w))
+            }
+        }
+    };
     drop(text);
+
+    if let (Some(raw), Some(copies), Some(w)) = (raw, copies, window) {
+        let (raw_bytes, raw_starts) = raw.finish()?;
+        write_file(&tmp_path.join(RAW_STARTS_FILE), |out| {
+            for o in &raw_starts {
+                out.write_all(&o.to_le_bytes())?;
+            }
+            Ok(())
+        })?;
+        write_file(&tmp_path.join(MAP_FILE), |out| {
+            for r in &map {
+                out.write_all(&r.norm.to_le_bytes())?;
+                let flag = if r.linear { 0 } else { CLAMP_BIT };
+                out.write_all(&(r.orig | flag).to_le_bytes())?;
+            }
+            Ok(())
+        })?;
+        write_file(&tmp_path.join(OWNERS_FILE), |out| {
+            for r in &copies.runs {
+                out.write_all(&r.pos.to_le_bytes())?;
+                out.write_all(&r.doc.to_le_bytes())?;
+            }
+            Ok(())
+        })?;
+        info.content = Some(ContentLayout {
+            normalization: NORMALIZATION.to_string(),
+            window_bytes: w as u32,
+            raw_bytes,
+            map_runs: map.len() as u64,
+            owner_runs: copies.runs.len() as u64,
+            windows: copies.docs.iter().map(|d| d.windows).collect(),
+            own_windows: copies.docs.iter().map(|d| d.own).collect(),
+        });
+    }
 
     let meta = serde_json::to_vec(&info)
         .map_err(|e| IndexError::Corrupt(format!("cannot encode metadata: {e}")))?;
@@ -363,6 +521,50 @@ pub fn build(
     drop(old_guard);
     progress(token_count);
     Ok(info)
+}
+
+/// Bit 63 of a map run's original position: the run is clamped.
+const CLAMP_BIT: u64 = 1 << 63;
+
+/// Streams the original documents into [`RAW_FILE`].
+struct RawWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+    len: u64,
+    starts: Vec<u64>,
+}
+
+impl RawWriter {
+    fn create(dir: &Path) -> Result<Self, IndexError> {
+        let path = dir.join(RAW_FILE);
+        let file = File::create(&path).map_err(io_err(&path))?;
+        Ok(RawWriter {
+            file: BufWriter::with_capacity(1 << 20, file),
+            path,
+            len: 0,
+            starts: Vec::new(),
+        })
+    }
+
+    /// Append a document; returns the position of its first byte.
+    fn push(&mut self, bytes: &[u8]) -> Result<u64, IndexError> {
+        self.starts.push(self.len);
+        self.file
+            .write_all(&[DOC_SEP])
+            .and_then(|()| self.file.write_all(bytes))
+            .map_err(io_err(&self.path))?;
+        self.len += 1 + bytes.len() as u64;
+        Ok(self.len - bytes.len() as u64)
+    }
+
+    fn finish(self) -> Result<(u64, Vec<u64>), IndexError> {
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| io_err(&self.path)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&self.path))?;
+        Ok((self.len, self.starts))
+    }
 }
 
 fn write_file(
@@ -409,6 +611,121 @@ pub struct Index {
     table: Vec<u8>,
     offsets: Vec<u64>,
     width: usize,
+    content: Option<Content>,
+}
+
+/// The attribution parts of an index ([`ContentLayout`]), loaded.
+#[derive(Debug)]
+struct Content {
+    window: usize,
+    raw: Vec<u8>,
+    raw_starts: Vec<u64>,
+    map: Vec<MapRun>,
+    owners: Vec<OwnerRun>,
+}
+
+fn le_u64(c: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&c[..8]);
+    u64::from_le_bytes(b)
+}
+
+fn read_u64s(path: &Path, count: u64) -> Result<Vec<u64>, IndexError> {
+    let bytes = read_all(path, count * 8)?;
+    Ok(bytes.chunks_exact(8).map(le_u64).collect())
+}
+
+impl Content {
+    /// Load and validate the attribution files against the index they extend.
+    fn open(dir: &Path, info: &IndexInfo, n: u64) -> Result<Option<Content>, IndexError> {
+        let Some(layout) = &info.content else {
+            return Ok(None);
+        };
+        let bad = |what: String| Err(IndexError::Corrupt(what));
+        if layout.normalization != NORMALIZATION {
+            return bad(format!(
+                "{META_FILE}: normalisation {:?}, this build uses {NORMALIZATION:?}; rebuild",
+                layout.normalization
+            ));
+        }
+        let window = layout.window_bytes as usize;
+        if window == 0 || window > MAX_WINDOW_BYTES {
+            return bad(format!("{META_FILE}: window {window}"));
+        }
+        if layout.windows.len() as u64 != info.doc_count
+            || layout.own_windows.len() as u64 != info.doc_count
+            || layout
+                .windows
+                .iter()
+                .zip(&layout.own_windows)
+                .any(|(w, o)| o > w)
+        {
+            return bad(format!("{META_FILE}: per-document window counts"));
+        }
+        if layout.raw_bytes > MAX_TOTAL_BYTES + info.doc_count * MAX_DOC_BYTES {
+            return bad(format!("{META_FILE}: raw size {}", layout.raw_bytes));
+        }
+        let raw = read_all(&dir.join(RAW_FILE), layout.raw_bytes)?;
+        let raw_starts = read_u64s(&dir.join(RAW_STARTS_FILE), info.doc_count)?;
+        let mut seps = raw
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == DOC_SEP)
+            .map(|(i, _)| i as u64);
+        for (d, &o) in raw_starts.iter().enumerate() {
+            if seps.next() != Some(o) || (d == 0 && o != 0) {
+                return bad(format!("{RAW_STARTS_FILE}: document {d} start {o}"));
+            }
+        }
+        if seps.next().is_some() {
+            return bad(format!("{RAW_FILE}: more separators than documents"));
+        }
+        let map_bytes = read_all(&dir.join(MAP_FILE), layout.map_runs * 16)?;
+        let mut map = Vec::with_capacity(layout.map_runs as usize);
+        for c in map_bytes.chunks_exact(16) {
+            let orig = le_u64(&c[8..]);
+            let run = MapRun {
+                norm: le_u64(c),
+                orig: orig & !CLAMP_BIT,
+                linear: orig & CLAMP_BIT == 0,
+            };
+            if run.norm >= n
+                || run.orig >= layout.raw_bytes
+                || map.last().is_some_and(|l: &MapRun| l.norm >= run.norm)
+            {
+                return bad(format!(
+                    "{MAP_FILE}: run {} out of order or range",
+                    map.len()
+                ));
+            }
+            map.push(run);
+        }
+        let owner_bytes = read_all(&dir.join(OWNERS_FILE), layout.owner_runs * 12)?;
+        let mut owners = Vec::with_capacity(layout.owner_runs as usize);
+        for c in owner_bytes.chunks_exact(12) {
+            let run = OwnerRun {
+                pos: le_u64(c),
+                doc: u32::from_le_bytes([c[8], c[9], c[10], c[11]]),
+            };
+            if run.pos >= n
+                || u64::from(run.doc) >= info.doc_count
+                || owners.last().is_some_and(|l: &OwnerRun| l.pos >= run.pos)
+            {
+                return bad(format!(
+                    "{OWNERS_FILE}: run {} out of order or range",
+                    owners.len()
+                ));
+            }
+            owners.push(run);
+        }
+        Ok(Some(Content {
+            window,
+            raw,
+            raw_starts,
+            map,
+            owners,
+        }))
+    }
 }
 
 fn read_all(path: &Path, expected: u64) -> Result<Vec<u8>, IndexError> {
@@ -537,12 +854,14 @@ impl Index {
         }
 
         let table = read_all(&dir.join(TABLE_FILE), n * width as u64)?;
+        let content = Content::open(dir, &info, n)?;
         let index = Index {
             info,
             text,
             table,
             offsets,
             width,
+            content,
         };
         if let Some(bad) = (0..n).find(|&r| index.sa(r) >= n) {
             return Err(IndexError::Corrupt(format!(
@@ -695,35 +1014,26 @@ impl Index {
         })
     }
 
-    /// OLMoTrace-style maximal matching spans of `output`.
+    /// For every start `i` of `output`, the longest prefix of `output[i..]` that occurs in the
+    /// index (a `0xFF` byte never matches) and the suffix-array rank range of its occurrences:
+    /// the matching statistics of `output` against the index.
     ///
-    /// For every start `i`, let `e(i)` be the end of the longest prefix of `output[i..]` that
-    /// occurs in the index (a `0xFF` byte never matches). Span `[i, e(i))` is reported when
-    /// `e(i) - i >= max(min_len, 1)`, `e(i) > e(i-1)` (it is not inside the span found for
-    /// `i - 1`), and it occurs at most `max_occurrences` times. Spans come out by `start`.
-    ///
-    /// Since `e(i) >= e(i-1)`, the search at `i` starts from the known match
-    /// `output[i..e(i-1)]` (one binary search over the whole suffix array, comparing from the
-    /// common prefix with both ends) and then extends byte by byte, each step a binary search
-    /// of one byte inside the current range. Extension steps total `O(|output|)`, so the cost
-    /// is `O(|output| · log N)` for extensions plus, per start, one search for the carried-over
-    /// match: `O(|output| · match_len · log N)` worst case, near `O(|output| · (match_len +
-    /// log N))` in practice.
-    pub fn maximal_spans(
-        &self,
-        output: &[u8],
-        min_len: usize,
-        max_occurrences: u64,
-    ) -> Result<Vec<Span>, IndexError> {
+    /// Since the match at `i` is at least the match at `i - 1` minus one byte, the search at
+    /// `i` starts from the known match (one binary search over the whole suffix array,
+    /// comparing from the common prefix with both ends) and then extends byte by byte, each
+    /// step a binary search of one byte inside the current range. Extension steps total
+    /// `O(|output|)`, so the cost is `O(|output| · log N)` for extensions plus, per start, one
+    /// search for the carried-over match: `O(|output| · match_len · log N)` worst case, near
+    /// `O(|output| · (match_len + log N))` in practice.
+    pub fn longest_matches(&self, output: &[u8]) -> Result<Vec<Match>, IndexError> {
         if output.len() > MAX_OUTPUT_BYTES {
             return Err(IndexError::QueryTooLarge {
                 len: output.len(),
                 limit: MAX_OUTPUT_BYTES,
             });
         }
-        let min_len = min_len.max(1);
         let n = self.n();
-        let mut spans = Vec::new();
+        let mut out = Vec::with_capacity(output.len());
         let mut prev_end = 0usize;
         for i in 0..output.len() {
             let carried = prev_end.saturating_sub(i);
@@ -746,16 +1056,143 @@ impl Index {
                 (lo, hi) = (l2, h2);
                 len += 1;
             }
-            let end = i + len;
-            if len >= min_len && end > prev_end && hi - lo <= max_occurrences {
+            if len == 0 {
+                (lo, hi) = (0, 0);
+            }
+            out.push(Match { len, lo, hi });
+            prev_end = prev_end.max(i + len);
+        }
+        Ok(out)
+    }
+
+    /// OLMoTrace-style maximal matching spans of `output`.
+    ///
+    /// For every start `i`, let `e(i)` be the end of the longest prefix of `output[i..]` that
+    /// occurs in the index ([`Index::longest_matches`]). Span `[i, e(i))` is reported when
+    /// `e(i) - i >= max(min_len, 1)`, `e(i) > e(i-1)` (it is not inside the span found for
+    /// `i - 1`), and it occurs at most `max_occurrences` times. Spans come out by `start`.
+    pub fn maximal_spans(
+        &self,
+        output: &[u8],
+        min_len: usize,
+        max_occurrences: u64,
+    ) -> Result<Vec<Span>, IndexError> {
+        let min_len = min_len.max(1);
+        let mut spans = Vec::new();
+        let mut prev_end = 0usize;
+        for (i, m) in self.longest_matches(output)?.into_iter().enumerate() {
+            let end = i + m.len;
+            if m.len >= min_len && end > prev_end && m.hi - m.lo <= max_occurrences {
                 spans.push(Span {
                     start: i,
                     end,
-                    occurrences: hi - lo,
+                    occurrences: m.hi - m.lo,
                 });
             }
             prev_end = prev_end.max(end);
         }
         Ok(spans)
     }
+
+    /// The copy-map window of an attribution index (`None` for a plain index).
+    pub fn window(&self) -> Option<usize> {
+        self.content.as_ref().map(|c| c.window)
+    }
+
+    /// The owner (earliest document holding it, as a document ordinal) of the window that
+    /// starts every suffix in rank range `[lo, hi)`, when those suffixes share at least a
+    /// window's bytes (all of them then share one owner). `None` for a plain index.
+    pub fn window_owner(&self, lo: u64) -> Option<u32> {
+        let c = self.content.as_ref()?;
+        copymap::owner_at(&c.owners, self.sa(lo))
+    }
+
+    /// Contribution id of document `doc`.
+    pub fn contribution(&self, doc: u32) -> Option<u64> {
+        self.info.contributions.get(doc as usize).copied()
+    }
+
+    /// Number of documents.
+    pub fn doc_count(&self) -> u32 {
+        self.offsets.len() as u32
+    }
+
+    /// The original bytes of document `doc` (attribution indexes; `None` otherwise).
+    pub fn original(&self, doc: u32) -> Option<&[u8]> {
+        let c = self.content.as_ref()?;
+        let start = *c.raw_starts.get(doc as usize)? as usize + 1;
+        let end = c
+            .raw_starts
+            .get(doc as usize + 1)
+            .map_or(c.raw.len(), |&e| e as usize);
+        c.raw.get(start..end)
+    }
+
+    /// The normalised bytes of document `doc`.
+    pub fn normalised(&self, doc: u32) -> Option<&[u8]> {
+        let start = *self.offsets.get(doc as usize)? as usize + 1;
+        let end = self
+            .offsets
+            .get(doc as usize + 1)
+            .map_or(self.text.len(), |&e| e as usize);
+        self.text.get(start..end)
+    }
+
+    /// Where normalised token-array bytes `[pos, pos + len)` come from in the original
+    /// document: a hit whose `offset` is the original start, and the original length. For a
+    /// plain index, the bytes themselves.
+    pub fn locate_original(&self, pos: u64, len: u64) -> Option<(Hit, u64)> {
+        let hit = self.locate_position(pos)?;
+        let Some(c) = self.content.as_ref() else {
+            return Some((hit, len));
+        };
+        let (s, e) = self.original_global(c, hit.doc, pos, pos + len);
+        let doc_start = c.raw_starts[hit.doc as usize] + 1;
+        Some((
+            Hit {
+                offset: s - doc_start,
+                ..hit
+            },
+            e - s,
+        ))
+    }
+
+    /// Global original range of normalised `[pos, end)` inside document `doc`.
+    fn original_global(&self, c: &Content, doc: u32, pos: u64, end: u64) -> (u64, u64) {
+        let doc_end = self
+            .offsets
+            .get(doc as usize + 1)
+            .copied()
+            .unwrap_or(self.n());
+        let raw_end = c
+            .raw_starts
+            .get(doc as usize + 1)
+            .copied()
+            .unwrap_or(c.raw.len() as u64);
+        crate::normalize::orig_range(&c.map, pos, end, doc_end, raw_end)
+    }
+
+    /// The original bytes that produced the normalised bytes `[pos, pos + len)` of the token
+    /// array (for a plain index, those bytes). Used by the ∞-gram model to write the original
+    /// text while it matches normalised context.
+    pub(crate) fn original_bytes(&self, pos: u64, len: u64) -> &[u8] {
+        let Some(c) = self.content.as_ref() else {
+            return &self.text[pos as usize..(pos + len) as usize];
+        };
+        let Some(hit) = self.locate_position(pos) else {
+            return &[];
+        };
+        let (s, e) = self.original_global(c, hit.doc, pos, pos + len);
+        &c.raw[s as usize..e as usize]
+    }
+}
+
+/// The longest match at one start of an output ([`Index::longest_matches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    /// Bytes matched (0: not even the first byte occurs).
+    pub len: usize,
+    /// Suffix-array rank range of the occurrences (empty when `len == 0`).
+    pub lo: u64,
+    pub hi: u64,
 }

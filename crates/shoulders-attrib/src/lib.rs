@@ -6,7 +6,9 @@
 //! per-dataset index and attributes a text against it. [`generate`] samples text from the same
 //! index as an ∞-gram language model.
 
+pub mod copymap;
 pub mod dataset;
 pub mod generate;
 pub mod index;
+pub mod normalize;
 pub mod shares;

@@ -1,169 +1,41 @@
-//! From span evidence to contributor shares, in integer parts per million that sum to exactly
-//! 1 000 000, with duplicate contributions collapsed so copying data earns nothing extra.
+//! From evidence to shares: who gets credit for an output, in integer parts per million that
+//! sum to exactly 1 000 000.
 //!
-//! **Clusters.** Contributions with the same bytes, or near-duplicates (estimated Jaccard
-//! similarity of their 8-byte shingle sets ≥ [`NEAR_DUPLICATE_JACCARD_PERCENT`]%, by MinHash with
-//! [`MINHASH_PERMUTATIONS`] hash functions and LSH banding), form one cluster represented by its
-//! earliest contribution (lowest log index). A cluster is credited to the representative's
-//! contributor, once, however many copies exist.
+//! The rules, each chosen so that the cheapest attack earns nothing:
 //!
-//! **Weights.** Each span of the output found in the index weighs `length × 1 000 000 / k`,
-//! where `k` is the number of distinct clusters it occurs in (long spans from few independent
-//! sources count most; copies of a document neither dilute nor add weight), split equally
-//! (largest remainder) among those `k` clusters. Each cluster's ppm is its share of the total weight,
-//! rounded by largest remainder (ties to the lower cluster id), so the result always sums to
-//! exactly 1 000 000.
-//!
-//! **Fallback.** An output with no attributable span is credited in proportion to each
-//! cluster's representative's contributed tokens.
+//! * **Credit follows content, first contributor wins.** Evidence is counted in *windows*: every
+//!   `window`-byte piece of the (normalised) output that occurs in the index. A window is
+//!   credited to its **owner**, the earliest contribution holding that exact piece
+//!   ([`crate::copymap`]). Copies, edited copies, chunked copies and quoted paragraphs own
+//!   nothing they copied, so re-contributing someone's text, in any cut or case, takes nothing
+//!   from them; and since ownership is decided by log order alone, it cannot be moved by adding
+//!   documents.
+//! * **Every output byte counts once, for its first contributor.** A byte covered by windows
+//!   of several owners goes to the earliest of them: overlapping spans never count a byte
+//!   twice, a paragraph found in several documents is credited to whoever contributed it first,
+//!   and a match that runs a few bytes past old text (a copy's edge, a junction with a common
+//!   word) earns only the bytes that are new.
+//! * **Short runs earn nothing.** Credited bytes come in runs of one owner; a run shorter than
+//!   [`MIN_RUN_BYTES`] (a few new bytes at the edge of someone else's text) is not credited.
+//! * **Chance matches earn nothing.** A window is at least `window` bytes (32 by default, a
+//!   fixed length: a threshold that grew with the corpus could be pushed up by junk), and a
+//!   window of low-information text (fewer than [`MIN_DISTINCT_BYTES`] distinct bytes, e.g. a
+//!   line of dashes) does not count.
+//! * **No evidence, no payout.** An output with no credited byte has no shares at all
+//!   ([`Rule::NoEvidence`]); nothing is handed out by contributed volume, so adding junk or
+//!   copies can never raise anyone's share. (The money fold then pays the data pool to the
+//!   model's owner.)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 /// Parts per million that make a whole.
 pub const PPM: u64 = 1_000_000;
-/// MinHash signature length.
-pub const MINHASH_PERMUTATIONS: usize = 64;
-/// LSH bands × rows = permutations.
-const BANDS: usize = 16;
-const ROWS: usize = MINHASH_PERMUTATIONS / BANDS;
-/// Similarity at or above which two contributions are near-duplicates.
-pub const NEAR_DUPLICATE_JACCARD_PERCENT: u64 = 80;
-/// Shingle width in bytes.
-const SHINGLE_BYTES: usize = 8;
-
-/// One contributed document, in log order.
-pub struct Doc<'a> {
-    pub contribution: u64,
-    pub bytes: &'a [u8],
-}
-
-fn mix(mut x: u64) -> u64 {
-    // SplitMix64 finaliser: a fixed, well-distributed 64-bit mixing function.
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-fn shingle_hash(window: &[u8]) -> u64 {
-    // FNV-1a then mixed: deterministic across platforms and runs.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in window {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix(h)
-}
-
-/// The MinHash signature of a document's 8-byte shingles (the whole document if shorter).
-pub fn minhash(bytes: &[u8]) -> [u64; MINHASH_PERMUTATIONS] {
-    let mut sig = [u64::MAX; MINHASH_PERMUTATIONS];
-    let mut visit = |h: u64| {
-        for (i, slot) in sig.iter_mut().enumerate() {
-            let v = mix(h ^ mix(i as u64 + 1));
-            if v < *slot {
-                *slot = v;
-            }
-        }
-    };
-    if bytes.len() <= SHINGLE_BYTES {
-        visit(shingle_hash(bytes));
-    } else {
-        for w in bytes.windows(SHINGLE_BYTES) {
-            visit(shingle_hash(w));
-        }
-    }
-    sig
-}
-
-fn similar(a: &[u64; MINHASH_PERMUTATIONS], b: &[u64; MINHASH_PERMUTATIONS]) -> bool {
-    let equal = a.iter().zip(b).filter(|(x, y)| x == y).count() as u64;
-    equal * 100 >= NEAR_DUPLICATE_JACCARD_PERCENT * MINHASH_PERMUTATIONS as u64
-}
-
-/// Assigns documents to duplicate clusters one at a time, in log order, keeping only a digest
-/// and a MinHash signature per document (about 600 bytes), so a dataset can be clustered while
-/// its documents stream past.
-#[derive(Default)]
-pub struct Clusterer {
-    representative: BTreeMap<u64, u64>,
-    exact: BTreeMap<[u8; 32], u64>,
-    signatures: Vec<(u64, [u64; MINHASH_PERMUTATIONS])>,
-    buckets: BTreeMap<(usize, [u64; ROWS]), Vec<usize>>,
-    last: Option<u64>,
-}
-
-fn band_key(sig: &[u64; MINHASH_PERMUTATIONS], band: usize) -> [u64; ROWS] {
-    sig[band * ROWS..(band + 1) * ROWS]
-        .try_into()
-        .expect("band width")
-}
-
-impl Clusterer {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Add the next document (contribution ids must increase); returns its representative.
-    pub fn add(&mut self, contribution: u64, bytes: &[u8]) -> u64 {
-        assert!(
-            self.last.is_none_or(|l| l < contribution),
-            "documents must come in log order"
-        );
-        self.last = Some(contribution);
-        use sha2::Digest;
-        let digest: [u8; 32] = sha2::Sha256::digest(bytes).into();
-        if let Some(&first) = self.exact.get(&digest) {
-            let rep = self.representative[&first];
-            self.representative.insert(contribution, rep);
-            return rep;
-        }
-        self.exact.insert(digest, contribution);
-        let sig = minhash(bytes);
-        // Candidates share at least one band; confirm with the full signature. The earliest
-        // similar representative wins.
-        let mut found: Option<u64> = None;
-        for band in 0..BANDS {
-            for &m in self
-                .buckets
-                .get(&(band, band_key(&sig, band)))
-                .into_iter()
-                .flatten()
-            {
-                let (other, other_sig) = &self.signatures[m];
-                if similar(&sig, other_sig) {
-                    let rep = self.representative[other];
-                    found = Some(found.map_or(rep, |f: u64| f.min(rep)));
-                }
-            }
-        }
-        let rep = found.unwrap_or(contribution);
-        self.representative.insert(contribution, rep);
-        let at = self.signatures.len();
-        self.signatures.push((contribution, sig));
-        for band in 0..BANDS {
-            self.buckets
-                .entry((band, band_key(&sig, band)))
-                .or_default()
-                .push(at);
-        }
-        rep
-    }
-
-    /// Every contribution added, mapped to its cluster's representative.
-    pub fn finish(self) -> BTreeMap<u64, u64> {
-        self.representative
-    }
-}
-
-/// Map each contribution to its cluster's representative (the earliest member).
-/// `docs` must be in log order (increasing contribution index).
-pub fn clusters(docs: &[Doc<'_>]) -> BTreeMap<u64, u64> {
-    let mut c = Clusterer::new();
-    for doc in docs {
-        c.add(doc.contribution, doc.bytes);
-    }
-    c.finish()
-}
+/// A window with fewer distinct bytes than this is too repetitive to be evidence.
+pub const MIN_DISTINCT_BYTES: usize = 8;
+/// A run of output bytes credited to one owner that is shorter than this is not credited.
+pub const MIN_RUN_BYTES: usize = 16;
 
 /// Split `total` over `weights` in proportion, by largest remainder (ties to the earlier key);
 /// the parts sum to exactly `total`.
@@ -192,87 +64,149 @@ pub fn largest_remainder<K: Ord + Clone>(
     out
 }
 
-/// One span of the output found in the index.
-pub struct SpanEvidence {
-    pub len: u64,
-    /// Contributions the span occurs in (any order, repeats allowed).
-    pub contributions: Vec<u64>,
+/// Whether a window's bytes carry enough information to be evidence.
+pub fn informative(window: &[u8]) -> bool {
+    let mut seen = [false; 256];
+    let mut distinct = 0;
+    for &b in window {
+        if !seen[b as usize] {
+            seen[b as usize] = true;
+            distinct += 1;
+            if distinct >= MIN_DISTINCT_BYTES {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// One credited window of the output: it starts at `start` (normalised output offset) and is
+/// owned by contribution `owner`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowCredit {
+    pub start: usize,
+    pub owner: u64,
+}
+
+/// Credit per contribution (in output bytes) from the credited windows of an output of `len`
+/// bytes (see the module docs), and the number of output bytes credited. `windows` must be
+/// sorted by `start`, at most one per start.
+pub fn byte_credit(
+    windows: &[WindowCredit],
+    window: usize,
+    len: usize,
+) -> (BTreeMap<u64, u128>, u64) {
+    assert!(window >= 1);
+    debug_assert!(windows.windows(2).all(|w| w[0].start < w[1].start));
+    // Owner of each byte: the earliest owner among the windows covering it.
+    let mut owner_of: Vec<Option<u64>> = vec![None; len];
+    let mut active: BTreeMap<u64, u32> = BTreeMap::new();
+    let (mut add, mut remove) = (0usize, 0usize);
+    for (j, slot) in owner_of.iter_mut().enumerate() {
+        // Windows covering byte j start in [j + 1 - window, j].
+        while add < windows.len() && windows[add].start <= j {
+            *active.entry(windows[add].owner).or_insert(0) += 1;
+            add += 1;
+        }
+        while remove < add && windows[remove].start + window <= j {
+            let owner = windows[remove].owner;
+            let count = active.get_mut(&owner).expect("active owner");
+            *count -= 1;
+            if *count == 0 {
+                active.remove(&owner);
+            }
+            remove += 1;
+        }
+        *slot = active.keys().next().copied();
+    }
+    // Runs of one owner; short runs are not credited.
+    let mut weights: BTreeMap<u64, u128> = BTreeMap::new();
+    let mut credited_bytes = 0u64;
+    let mut j = 0;
+    while j < len {
+        let owner = owner_of[j];
+        let start = j;
+        while j < len && owner_of[j] == owner {
+            j += 1;
+        }
+        if let Some(o) = owner {
+            if j - start >= MIN_RUN_BYTES {
+                *weights.entry(o).or_insert(0) += (j - start) as u128;
+                credited_bytes += (j - start) as u64;
+            }
+        }
+    }
+    (weights, credited_bytes)
+}
+
+/// Which rule produced the shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Exact windows of the output found in the index.
+    Spans,
+    /// No exact evidence; sources retrieved for a paraphrase above the confidence threshold.
+    Paraphrase,
+    /// No evidence: nobody is credited.
+    NoEvidence,
 }
 
 /// Shares of one output.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Shares {
-    /// `spans` or `fallback_contributed_tokens`.
-    pub rule: &'static str,
-    /// Cluster representative → ppm.
-    pub clusters_ppm: BTreeMap<u64, u64>,
-    /// Contributor handle → ppm (sums to exactly 1 000 000).
+    pub rule: Rule,
+    /// Output bytes (normalised) that earned credit.
+    pub evidence_bytes: u64,
+    /// Contribution → ppm (sums to exactly 1 000 000, or empty for no evidence).
+    pub contributions_ppm: BTreeMap<u64, u64>,
+    /// Contributor handle → ppm (sums to exactly 1 000 000, or empty for no evidence).
     pub contributors_ppm: BTreeMap<String, u64>,
 }
 
-/// Compute shares. `cluster_of` maps every contribution to its representative, `contributor_of`
-/// maps representatives to contributor handles, `tokens_of` gives contributed tokens per
-/// contribution (for the fallback). Returns `None` only for an empty index.
-pub fn shares(
-    spans: &[SpanEvidence],
-    cluster_of: &BTreeMap<u64, u64>,
-    contributor_of: &BTreeMap<u64, String>,
-    tokens_of: &BTreeMap<u64, u64>,
-) -> Option<Shares> {
-    let mut weights: BTreeMap<u64, u128> = BTreeMap::new();
-    for span in spans {
-        let clusters: BTreeSet<u64> = span
-            .contributions
+impl Shares {
+    /// No evidence: nobody is credited.
+    pub fn none() -> Self {
+        Shares {
+            rule: Rule::NoEvidence,
+            evidence_bytes: 0,
+            contributions_ppm: BTreeMap::new(),
+            contributors_ppm: BTreeMap::new(),
+        }
+    }
+
+    /// Shares in proportion to `weights` (contribution → weight); contributors looked up with
+    /// `contributor_of`. All-zero or empty weights give [`Shares::none`].
+    pub fn from_weights(
+        rule: Rule,
+        evidence_bytes: u64,
+        weights: &BTreeMap<u64, u128>,
+        contributor_of: impl Fn(u64) -> String,
+    ) -> Self {
+        let weights: BTreeMap<u64, u128> = weights
             .iter()
-            .filter_map(|c| cluster_of.get(c).copied())
+            .filter(|(_, &w)| w > 0)
+            .map(|(&c, &w)| (c, w))
             .collect();
-        if clusters.is_empty() {
-            continue;
+        if weights.is_empty() {
+            return Shares::none();
         }
-        let weight = u64::try_from(u128::from(span.len) * u128::from(PPM) / clusters.len() as u128)
-            .unwrap_or(u64::MAX);
-        let per: BTreeMap<u64, u128> = clusters.iter().map(|&c| (c, 1)).collect();
-        if weight == 0 {
-            continue;
+        let contributions_ppm = largest_remainder(&weights, PPM);
+        let mut contributors_ppm: BTreeMap<String, u64> = BTreeMap::new();
+        for (c, ppm) in &contributions_ppm {
+            *contributors_ppm.entry(contributor_of(*c)).or_default() += ppm;
         }
-        for (c, w) in largest_remainder(&per, weight) {
-            *weights.entry(c).or_default() += u128::from(w);
+        contributors_ppm.retain(|_, ppm| *ppm > 0);
+        let mut contributions_ppm = contributions_ppm;
+        contributions_ppm.retain(|_, ppm| *ppm > 0);
+        assert_eq!(contributors_ppm.values().sum::<u64>(), PPM);
+        assert_eq!(contributions_ppm.values().sum::<u64>(), PPM);
+        Shares {
+            rule,
+            evidence_bytes,
+            contributions_ppm,
+            contributors_ppm,
         }
     }
-    let (rule, weights) = if weights.values().any(|&w| w > 0) {
-        ("spans", weights)
-    } else {
-        let mut fallback: BTreeMap<u64, u128> = BTreeMap::new();
-        for (&c, &rep) in cluster_of {
-            if c == rep {
-                fallback.insert(rep, u128::from(tokens_of.get(&rep).copied().unwrap_or(0)));
-            }
-        }
-        if fallback.values().all(|&w| w == 0) {
-            // No tokens anywhere: equal shares per cluster.
-            fallback.values_mut().for_each(|w| *w = 1);
-        }
-        if fallback.is_empty() {
-            return None;
-        }
-        ("fallback_contributed_tokens", fallback)
-    };
-    let clusters_ppm = largest_remainder(&weights, PPM);
-    let mut by_contributor: BTreeMap<String, u64> = BTreeMap::new();
-    for (rep, ppm) in &clusters_ppm {
-        let who = contributor_of
-            .get(rep)
-            .cloned()
-            .unwrap_or_else(|| format!("contribution-{rep}"));
-        *by_contributor.entry(who).or_default() += ppm;
-    }
-    by_contributor.retain(|_, ppm| *ppm > 0);
-    debug_assert_eq!(by_contributor.values().sum::<u64>(), PPM);
-    Some(Shares {
-        rule,
-        clusters_ppm,
-        contributors_ppm: by_contributor,
-    })
 }
 
 #[cfg(test)]
@@ -289,31 +223,27 @@ mod tests {
     }
 
     #[test]
-    fn exact_and_near_duplicates_join_the_earliest_cluster() {
-        let base =
-            "The quick brown fox jumps over the lazy dog, again and again, all day long.".repeat(4);
-        let near = base.replacen("lazy", "lazzy", 1);
-        let other = "Completely different text about suffix arrays and their many uses in search."
-            .repeat(4);
-        let docs = [
-            Doc {
-                contribution: 3,
-                bytes: base.as_bytes(),
-            },
-            Doc {
-                contribution: 5,
-                bytes: other.as_bytes(),
-            },
-            Doc {
-                contribution: 7,
-                bytes: base.as_bytes(),
-            },
-            Doc {
-                contribution: 9,
-                bytes: near.as_bytes(),
-            },
-        ];
-        let c = clusters(&docs);
-        assert_eq!((c[&3], c[&5], c[&7], c[&9]), (3, 5, 3, 3));
+    fn each_byte_counts_once_for_its_first_contributor() {
+        // Windows of 20 bytes: owner 9 at 0..=9 (bytes 0..29), owner 7 at 10..=29 (bytes
+        // 10..49), owner 9 again at 45 (bytes 45..65), owner 3 at 60 (bytes 60..80).
+        let w = |start, owner| WindowCredit { start, owner };
+        let mut windows: Vec<WindowCredit> = (0..10).map(|s| w(s, 9)).collect();
+        windows.extend((10..30).map(|s| w(s, 7)));
+        windows.push(w(45, 9));
+        windows.push(w(60, 3));
+        let (weights, bytes) = byte_credit(&windows, 20, 100);
+        // 0..10: 9 alone (10 bytes, too short); 10..49: 7, earlier than 9; 49..60: 9 (11 bytes,
+        // too short); 60..80: 3.
+        assert_eq!(weights.get(&9), None);
+        assert_eq!(weights[&7], 39);
+        assert_eq!(weights[&3], 20);
+        assert_eq!(bytes, 59);
+    }
+
+    #[test]
+    fn low_information_windows_are_not_evidence() {
+        assert!(!informative(b"--------------------------------"));
+        assert!(!informative(b"ab ab ab ab ab ab ab ab ab ab ab "));
+        assert!(informative(b"shall i compare thee to a summer"));
     }
 }

@@ -673,3 +673,71 @@ fn export_for_infini_gram() {
     let meta = serde_json::json!({"info": info, "answers": answers});
     std::fs::write(out.join("answers.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
 }
+
+/// The attribution files are validated on open: a tampered copy map or original text is
+/// `E_INDEX_CORRUPT`, never a wrong answer.
+#[test]
+fn attribution_files_are_checked_on_open() {
+    use shoulders_attrib::index::{build_with, BuildMode, OWNERS_FILE, RAW_FILE};
+    let docs = [
+        "The first document, with its own words.",
+        "THE FIRST DOCUMENT,\r\nwith its own words. And more.",
+    ];
+    let make = |dir: &std::path::Path| {
+        build_with(
+            dir,
+            docs.iter().enumerate().map(|(d, s)| {
+                Ok(DocInput {
+                    contribution: 10 + d as u64,
+                    bytes: s.as_bytes().to_vec(),
+                })
+            }),
+            BuildMode::Attribution { window_bytes: 8 },
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ix = dir.path().join("ix");
+    let info = make(&ix);
+    let layout = info.content.as_ref().unwrap();
+    // The second document copies the first (after normalisation): it owns only "and more.".
+    assert_eq!(layout.own_windows[0], layout.windows[0]);
+    assert_eq!(layout.own_windows[1], " and more.".len() as u64);
+    let index = Index::open(&ix).unwrap();
+    assert_eq!(index.original(1), Some(docs[1].as_bytes()));
+    // "first document" in the token array is lower case; it maps back to the original bytes.
+    let hits = index.find(b"first document,", 10).unwrap();
+    assert_eq!(hits.len(), 2);
+    for h in hits {
+        // Token-array position: the first document starts at 1, the second after it and its
+        // separator (the first document's normalised form has its original length).
+        let pos = h.offset
+            + if h.doc == 0 {
+                1
+            } else {
+                docs[0].len() as u64 + 2
+            };
+        let (orig, len) = index.locate_original(pos, 15).unwrap();
+        let text = &docs[h.doc as usize][orig.offset as usize..(orig.offset + len) as usize];
+        assert_eq!(text.to_lowercase(), "first document,", "{text:?}");
+    }
+    // Tampering.
+    for (file, edit) in [(OWNERS_FILE, 0usize), (RAW_FILE, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = dir.path().join("ix");
+        make(&ix);
+        let path = ix.join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        if edit == 0 {
+            // An owner document that does not exist.
+            let last = bytes.len() - 4;
+            bytes[last..].copy_from_slice(&99u32.to_le_bytes());
+        } else {
+            bytes.pop();
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let err = Index::open(&ix).unwrap_err();
+        assert_eq!(err.code(), "E_INDEX_CORRUPT", "{file}: {err}");
+    }
+}

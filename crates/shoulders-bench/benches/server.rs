@@ -16,8 +16,7 @@ use axum::routing::post;
 use axum::Json;
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
-use shoulders_attrib::dataset::{index_dir, Attribution, ContributionInfo, ATTRIBUTION_FILE};
-use shoulders_attrib::index::{build, DocInput};
+use shoulders_attrib::dataset::BuildDoc;
 use shoulders_ledger::{init, ContentStore, DataDir, Ledger};
 use shoulders_record::{sign_record, ActorKey, Body, Kind};
 use shoulders_server::{apikeys::ApiKeys, AppState, Metering, ServerConfig};
@@ -114,37 +113,18 @@ fn setup() -> Setup {
     }
     let size = ledger.size();
     drop(ledger);
-    let target = index_dir(&data_dir, "alice/verse");
-    build(
-        &target,
+    shoulders_attrib::dataset::build(
+        &data_dir,
+        "alice/verse",
+        size,
         contributions.iter().zip(&docs).map(|(&c, d)| {
-            Ok(DocInput {
+            Ok(BuildDoc {
                 contribution: c,
+                contributor: "alice".into(),
                 bytes: d.as_bytes().to_vec(),
             })
         }),
         &mut |_| {},
-    )
-    .unwrap();
-    let meta = Attribution {
-        format: "shoulders-attribution/v1".into(),
-        dataset_id: "alice/verse".into(),
-        ledger_size: size,
-        tokenizer: "bytes-utf8".into(),
-        contributions: contributions
-            .iter()
-            .zip(&docs)
-            .map(|(&c, d)| ContributionInfo {
-                contribution: c,
-                contributor: "alice".into(),
-                tokens: d.len() as u64,
-                cluster: c,
-            })
-            .collect(),
-    };
-    std::fs::write(
-        target.join(ATTRIBUTION_FILE),
-        serde_json::to_vec(&meta).unwrap(),
     )
     .unwrap();
     // The upstream answers with 256 bytes of one document (so attribution finds a span).

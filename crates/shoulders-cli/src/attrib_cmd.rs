@@ -3,12 +3,8 @@
 use crate::{print_json, CliError};
 use anyhow::{Context, Result};
 use serde_json::json;
-use shoulders_attrib::dataset::{
-    index_dir, index_exists, AttributeOptions, Attribution, ContributionInfo, DatasetIndex,
-    ATTRIBUTION_FILE, ATTRIBUTION_FORMAT,
-};
-use shoulders_attrib::index::{DocInput, IndexError};
-use shoulders_attrib::shares::Clusterer;
+use shoulders_attrib::dataset::{self, index_exists, AttributeOptions, BuildDoc, DatasetIndex};
+use shoulders_attrib::index::{BuildMode, DocInput, IndexError, DEFAULT_WINDOW_BYTES};
 use shoulders_ledger::{ContentStore, LedgerError, Reader};
 use std::path::{Path, PathBuf};
 
@@ -61,58 +57,28 @@ pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Valu
         .expect("static template"),
     );
     // Documents stream from the content store (each checked against its hash) into the index
-    // builder and the duplicate clusterer; only the token array and the suffix array are held
-    // whole.
-    let clusterer = std::cell::RefCell::new(Clusterer::new());
-    let target = index_dir(data_dir, dataset_id);
-    let docs = meta.iter().map(|(index, _, hash)| {
+    // builder; only the token array, the suffix array and the PLCP array are held whole.
+    let docs = meta.iter().map(|(index, who, hash)| {
         let bytes = store.get(hash).map_err(|e| IndexError::Io {
             path: PathBuf::from(hash),
             source: std::io::Error::other(e.to_string()),
         })?;
-        clusterer.borrow_mut().add(*index, &bytes);
         bar.inc(bytes.len() as u64);
-        Ok(DocInput {
+        Ok(BuildDoc {
             contribution: *index,
+            contributor: who.clone(),
             bytes,
         })
     });
-    let info = shoulders_attrib::index::build(&target, docs, &mut |_| {})?;
+    let report = dataset::build(data_dir, dataset_id, reader.size(), docs, &mut |_| {})?;
     bar.finish_and_clear();
-    let cluster_of = clusterer.into_inner().finish();
-    let attribution = Attribution {
-        format: ATTRIBUTION_FORMAT.into(),
-        dataset_id: dataset_id.to_string(),
-        ledger_size: reader.size(),
-        tokenizer: "bytes-utf8".into(),
-        contributions: meta
-            .iter()
-            .map(|(c, who, _)| ContributionInfo {
-                contribution: *c,
-                contributor: who.clone(),
-                tokens: state.contribution(*c).map_or(0, |x| x.token_count),
-                cluster: cluster_of[c],
-            })
-            .collect(),
-    };
-    let path = target.join(ATTRIBUTION_FILE);
-    std::fs::write(&path, serde_json::to_vec_pretty(&attribution)?)
-        .with_context(|| format!("write {}", path.display()))?;
-    let clusters_count = cluster_of.iter().filter(|(c, r)| c == r).count();
-    Ok(json!({
-        "dataset_id": dataset_id,
-        "index_dir": target,
-        "documents": meta.len(),
-        "tokens": total,
-        "duplicate_clusters": clusters_count,
-        "pointer_bytes": info.pointer_width,
-        "ledger_size": reader.size(),
-    }))
+    Ok(serde_json::to_value(report)?)
 }
 
 /// Index a directory of UTF-8 files (one document each, in order of relative path, numbered
-/// from 0) without a ledger: for cross-checks against infini-gram and for benchmarks.
-pub fn build_files(docs_dir: &Path, out: &Path) -> Result<()> {
+/// from 0) without a ledger: for cross-checks against infini-gram and for benchmarks. With
+/// `attribution`, the full attribution build (normalisation, originals, copy map).
+pub fn build_files(docs_dir: &Path, out: &Path, attribution: bool) -> Result<()> {
     let mut files = Vec::new();
     let mut stack = vec![docs_dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -142,12 +108,24 @@ pub fn build_files(docs_dir: &Path, out: &Path) -> Result<()> {
             })
     });
     let start = std::time::Instant::now();
-    let info = shoulders_attrib::index::build(out, docs, &mut |_| {})?;
+    let mode = if attribution {
+        BuildMode::Attribution {
+            window_bytes: DEFAULT_WINDOW_BYTES,
+        }
+    } else {
+        BuildMode::Plain
+    };
+    let info = shoulders_attrib::index::build_with(out, docs, mode, &mut |_| {})?;
+    let copied: Option<u64> = info
+        .content
+        .as_ref()
+        .map(|c| c.windows.iter().sum::<u64>() - c.own_windows.iter().sum::<u64>());
     print_json(&json!({
         "index_dir": out,
         "documents": info.doc_count,
         "tokens": info.token_count,
         "pointer_bytes": info.pointer_width,
+        "copied_windows": copied,
         "build_seconds": start.elapsed().as_secs_f64(),
     }))
 }
@@ -162,14 +140,8 @@ pub struct AttributeArgs {
     /// The output to attribute (UTF-8 text, at most 1 MiB).
     #[arg(long)]
     pub text: PathBuf,
-    /// Shortest span reported, in tokens (bytes).
-    #[arg(long, default_value_t = 16)]
-    pub min_len: usize,
-    /// Spans found in more independent sources (duplicate clusters) than this are too common
-    /// to attribute.
-    #[arg(long, default_value_t = 10)]
-    pub max_occurrences: u64,
-    /// Keep at most this many spans, the rarest and longest first.
+    /// Show at most this many spans, the rarest and longest first (the shares always count
+    /// every span).
     #[arg(long, default_value_t = 64)]
     pub max_spans: usize,
 }
@@ -206,17 +178,8 @@ pub fn attribute_value(args: AttributeArgs) -> Result<serde_json::Value> {
     let report = index.attribute(
         &text,
         &AttributeOptions {
-            min_len: args.min_len,
-            max_occurrences: args.max_occurrences,
             max_spans: args.max_spans,
         },
-    );
-    match report {
-        Err(IndexError::Empty) => Err(CliError {
-            code: "E_INDEX_EMPTY",
-            message: "the index holds no contributions".into(),
-        }
-        .into()),
-        other => Ok(other?),
-    }
+    )?;
+    Ok(serde_json::to_value(report)?)
 }

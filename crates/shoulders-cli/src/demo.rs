@@ -348,8 +348,6 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         data_dir: dir.clone(),
         dataset_id: "carol-lab/public-domain-verse".into(),
         text: output_path.clone(),
-        min_len: 16,
-        max_occurrences: 10,
         max_spans: 64,
     })?;
     println!("\nattribution of a model output against carol-lab/public-domain-verse:");
@@ -428,7 +426,8 @@ fn meter(demo: &mut Demo, dir: &std::path::Path) -> Result<()> {
         "100 USD for erin",
     )?;
     let lines: Vec<&str> = POEMS.iter().flat_map(|(_, _, t)| t.lines()).collect();
-    let output_path = dir.join("metered-output.txt");
+    let verse =
+        shoulders_attrib::dataset::DatasetIndex::open(dir, "carol-lab/public-domain-verse")?;
     let mut receipts = Vec::with_capacity(CALLS);
     for i in 0..CALLS {
         // A stand-in model output: two quoted lines around a phrase of the model's own.
@@ -437,25 +436,13 @@ fn meter(demo: &mut Demo, dir: &std::path::Path) -> Result<()> {
             lines[(i * 7) % lines.len()],
             lines[(i * 3 + 1) % lines.len()]
         );
-        std::fs::write(&output_path, &text)?;
-        let answer = crate::attrib_cmd::attribute_value(crate::attrib_cmd::AttributeArgs {
-            data_dir: dir.to_path_buf(),
-            dataset_id: "carol-lab/public-domain-verse".into(),
-            text: output_path.clone(),
-            min_len: 16,
-            max_occurrences: 10,
-            max_spans: 64,
-        })?;
-        let attribution: Vec<Value> = if answer["shares"]["rule"] == "spans" {
-            answer["shares"]["clusters_ppm"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(c, ppm)| json!({"dataset_id": "carol-lab/public-domain-verse", "contribution": c.parse::<u64>().unwrap_or(0), "ppm": ppm}))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let answer = verse.attribute(&text, &Default::default())?;
+        let attribution: Vec<Value> = answer
+            .shares
+            .contributions_ppm
+            .iter()
+            .map(|(c, ppm)| json!({"dataset_id": "carol-lab/public-domain-verse", "contribution": c, "ppm": ppm}))
+            .collect();
         let (model, use_tag) = if i % 4 == 3 {
             ("carol-lab/verse-base", "commercial")
         } else {

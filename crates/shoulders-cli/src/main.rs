@@ -285,6 +285,10 @@ enum IndexCommand {
     BuildFiles {
         #[arg(long)]
         out: PathBuf,
+        /// Build an attribution index (normalised text, originals, copy map) instead of the
+        /// plain infini-gram layout.
+        #[arg(long)]
+        attribution: bool,
         docs_dir: PathBuf,
     },
 }
@@ -711,8 +715,13 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => attrib_cmd::build(&data_dir, &dataset_id)?,
         Command::Index {
-            command: IndexCommand::BuildFiles { out, docs_dir },
-        } => attrib_cmd::build_files(&docs_dir, &out)?,
+            command:
+                IndexCommand::BuildFiles {
+                    out,
+                    docs_dir,
+                    attribution,
+                },
+        } => attrib_cmd::build_files(&docs_dir, &out, attribution)?,
         Command::Attribute(args) => attrib_cmd::attribute(args)?,
         Command::License { command } => match command {
             LicenseCommand::Check {

@@ -1,5 +1,6 @@
 //! `shoulders contribute`, `index build` and `attribute` end to end: a copied passage is
-//! credited to its author, duplicates earn nothing extra, bad input gets clear errors.
+//! credited to its author, copies (exact, edited, chunked) earn nothing, text with no
+//! evidence credits nobody, bad input gets clear errors.
 
 mod common;
 
@@ -157,13 +158,8 @@ fn copied_text_is_credited_once_to_its_author() {
         &f.data(),
         "alice/corpus",
     ]));
-    assert_eq!(
-        (
-            built["documents"].as_u64(),
-            built["duplicate_clusters"].as_u64()
-        ),
-        (Some(2), Some(2))
-    );
+    assert_eq!(built["documents"].as_u64(), Some(2));
+    assert_eq!(built["mostly_copied"].as_array().map(Vec::len), Some(0));
 
     // An output copying ~600 bytes of alice's document (plus a little glue) is alice's.
     let copied = &a_text[300..900];
@@ -182,23 +178,41 @@ fn copied_text_is_credited_once_to_its_author() {
     let docs = [(added["index"].as_u64().unwrap(), a_text.as_str())];
     for span in answer["spans"].as_array().unwrap() {
         let text = span["text"].as_str().unwrap();
-        assert!(text.len() >= 16);
+        assert!(text.len() >= 32);
         for c in span["contributions"].as_array().unwrap() {
             if let Some((_, doc)) = docs
                 .iter()
                 .find(|(i, _)| Some(*i) == c["contribution"].as_u64())
             {
                 let at = c["offset"].as_u64().unwrap() as usize;
-                assert_eq!(&doc[at..at + text.len()], text);
+                let len = c["length"].as_u64().unwrap() as usize;
+                // The same text up to white space (matching is on normalised text).
+                let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert_eq!(words(&doc[at..at + len]), words(text));
             }
         }
     }
 
-    // Ten other keys re-contribute alice's document: the cluster's share does not grow and the
-    // copiers earn nothing.
+    // Ten other keys re-contribute alice's document: exactly, upper-cased with CRLF line
+    // endings, re-wrapped, or cut into chunks. Alice's share does not change and the copiers
+    // earn nothing, even for an output that quotes a copier's edited version.
+    let edited = a_text.to_uppercase().replace(' ', "\r\n");
     for i in 0..10 {
         let copier = f.actor(&format!("copier{i}"));
-        f.contribute(&copier, &a);
+        let file = f.dir.path().join(format!("copy{i}.txt"));
+        match i % 3 {
+            0 => std::fs::write(&file, &a_text).unwrap(),
+            1 => std::fs::write(&file, &edited).unwrap(),
+            _ => {
+                // Two chunks of alice's text, each contributed on its own.
+                let cut = a_text.len() / 2 + i;
+                let chunk = f.dir.path().join(format!("chunk{i}.txt"));
+                std::fs::write(&chunk, &a_text[..cut]).unwrap();
+                f.contribute(&copier, &chunk);
+                std::fs::write(&file, &a_text[cut..]).unwrap();
+            }
+        }
+        f.contribute(&copier, &file);
     }
     let rebuilt = ok_json(shoulders(&[
         "index",
@@ -207,30 +221,35 @@ fn copied_text_is_credited_once_to_its_author() {
         &f.data(),
         "alice/corpus",
     ]));
-    assert_eq!(
-        (
-            rebuilt["documents"].as_u64(),
-            rebuilt["duplicate_clusters"].as_u64()
-        ),
-        (Some(12), Some(2))
-    );
-    let answer = f.attribute(&format!("As I recall, {copied} and that is all."));
-    assert_eq!(ppm(&answer, "alice"), alice_before, "{answer}");
-    for i in 0..10 {
-        assert_eq!(ppm(&answer, &format!("copier{i}")), 0);
+    assert_eq!(rebuilt["documents"].as_u64(), Some(15));
+    // Every copy is reported as mostly copied.
+    let copies = rebuilt["mostly_copied"].as_array().unwrap();
+    assert_eq!(copies.len(), 13, "{rebuilt}");
+    assert!(copies
+        .iter()
+        .all(|c| c["contributor"].as_str().unwrap().starts_with("copier")));
+    let edited_quote = edited[300..900].to_string();
+    for output in [
+        format!("As I recall, {copied} and that is all."),
+        format!("As I recall, {edited_quote} and that is all."),
+    ] {
+        let answer = f.attribute(&output);
+        assert_eq!(ppm(&answer, "alice"), alice_before, "{answer}");
+        for i in 0..10 {
+            assert_eq!(ppm(&answer, &format!("copier{i}")), 0);
+        }
     }
 
-    // Text with nothing in common falls back to contributed tokens per cluster.
+    // Text with nothing in common credits nobody: no volume-based fallback.
     let none = f.attribute("zzzz qqqq xxxx — nothing here matches 0123456789");
-    assert_eq!(none["shares"]["rule"], "fallback_contributed_tokens");
+    assert_eq!(none["shares"]["rule"], "no_evidence");
     assert_eq!(none["spans"].as_array().unwrap().len(), 0);
-    let total: u64 = none["shares"]["contributors_ppm"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
-    assert_eq!(total, 1_000_000);
+    assert_eq!(
+        none["shares"]["contributors_ppm"]
+            .as_object()
+            .map(|m| m.len()),
+        Some(0)
+    );
 
     // Bad input: empty, non-UTF-8, oversized texts; non-UTF-8 contributions.
     for (name, bytes, code) in [

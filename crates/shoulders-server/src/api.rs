@@ -446,16 +446,13 @@ pub struct AttributeRequest {
     pub dataset_id: String,
     /// The text to attribute (UTF-8, at most 1 MiB).
     pub text: String,
-    /// Shortest span, in bytes (default 16).
-    pub min_len: Option<usize>,
-    /// Most independent sources a reported span may have (default 10).
-    pub max_occurrences: Option<u64>,
-    /// Most spans reported (default 64).
+    /// Most spans shown (default 64); the shares always count every span.
     pub max_spans: Option<usize>,
 }
 
-/// Attribute a text against a dataset's index: maximal spans with their contributions and
-/// contributors, and contributor shares in ppm (as `shoulders attribute`).
+/// Attribute a text against a dataset's index: maximal spans with their occurrences and the
+/// contributions credited for them (their first contributors), and shares in ppm (as
+/// `shoulders attribute`).
 #[utoipa::path(post, path = "/api/attribute", tag = "attribution", request_body = AttributeRequest,
     responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
@@ -499,13 +496,12 @@ async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiRes
                 ),
             )
         })?;
-        let defaults = AttributeOptions::default();
         let opts = AttributeOptions {
-            min_len: req.min_len.unwrap_or(defaults.min_len),
-            max_occurrences: req.max_occurrences.unwrap_or(defaults.max_occurrences),
-            max_spans: req.max_spans.unwrap_or(defaults.max_spans),
+            max_spans: req
+                .max_spans
+                .unwrap_or(AttributeOptions::default().max_spans),
         };
-        Ok(Json(ix.attribute(&req.text, &opts)?))
+        Ok(Json(json!(ix.attribute(&req.text, &opts)?)))
     })
     .await?
 }

@@ -26,7 +26,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shoulders_attrib::dataset::{AttributeOptions, DatasetIndex};
+use shoulders_attrib::dataset::{AttributeOptions, AttributionReport, DatasetIndex};
 use shoulders_attrib::generate::{generate, GenerateParams};
 use shoulders_record::{sign_record, AttributionShare, Body, UsageReceipt};
 use utoipa_axum::router::OpenApiRouter;
@@ -41,8 +41,6 @@ pub const DEFAULT_MAX_TOKENS: usize = 256;
 pub const MAX_MAX_TOKENS: usize = 16_384;
 /// Largest prompt used as the embedded model's context, in bytes (the end of it is kept).
 pub const MAX_PROMPT_BYTES: usize = 1 << 20;
-/// Shortest span credited in a gateway attribution, in bytes.
-pub const GATEWAY_MIN_SPAN_BYTES: usize = 12;
 /// Bytes per streamed chunk (cut at character boundaries).
 const STREAM_CHUNK_BYTES: usize = 24;
 
@@ -358,13 +356,7 @@ async fn handle(
         Some((dataset_id, ix)) if !completion.text.is_empty() => {
             let text = completion.text.clone();
             let report = tokio::task::spawn_blocking(move || {
-                ix.attribute(
-                    &text,
-                    &AttributeOptions {
-                        min_len: GATEWAY_MIN_SPAN_BYTES,
-                        ..AttributeOptions::default()
-                    },
-                )
+                ix.attribute(&text, &AttributeOptions::default())
             })
             .await??;
             Some((dataset_id, report))
@@ -406,11 +398,8 @@ async fn handle(
         "receipt": receipt_out,
         "price": decision.price,
         "royalties": decision.royalties,
-        "attribution": attribution.as_ref().map(|(d, r)| {
-            let mut r = r.clone();
-            r["dataset_id"] = json!(d);
-            r
-        }),
+        // The report names its dataset (the index it was attributed against).
+        "attribution": attribution.as_ref().map(|(_, r)| r),
         "timing_ms": {"completion": generated_ms, "with_attribution": attributed_ms},
     });
     let usage = json!({
@@ -466,28 +455,23 @@ fn random_hex() -> String {
     hex::encode(b)
 }
 
-/// The receipt's attribution: each contribution's share of the output in ppm, summing to
-/// exactly 1 000 000 (contributions are credited through their duplicate cluster's
-/// representative, as the shares say).
-fn receipt_shares(attribution: Option<&(String, Value)>) -> Vec<AttributionShare> {
+/// The receipt's attribution: each credited contribution's share of the output in ppm,
+/// summing to exactly 1 000 000 (empty when the output has no evidence: the data pool then goes
+/// to the model's owner).
+fn receipt_shares(attribution: Option<&(String, AttributionReport)>) -> Vec<AttributionShare> {
     let Some((dataset_id, report)) = attribution else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    if let Some(map) = report["shares"]["clusters_ppm"].as_object() {
-        for (cluster, ppm) in map {
-            if let (Ok(contribution), Some(ppm)) = (cluster.parse::<u64>(), ppm.as_u64()) {
-                if ppm > 0 {
-                    out.push(AttributionShare {
-                        dataset_id: dataset_id.clone(),
-                        contribution,
-                        ppm: ppm as u32,
-                    });
-                }
-            }
-        }
-    }
-    out
+    report
+        .shares
+        .contributions_ppm
+        .iter()
+        .map(|(&contribution, &ppm)| AttributionShare {
+            dataset_id: dataset_id.clone(),
+            contribution,
+            ppm: u32::try_from(ppm).expect("ppm ≤ 1 000 000"),
+        })
+        .collect()
 }
 
 /// Sign `receipt` with the operator key and append it; `None` when metering is off.

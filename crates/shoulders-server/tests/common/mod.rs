@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
-use shoulders_attrib::dataset::{index_dir, Attribution, ContributionInfo, ATTRIBUTION_FILE};
-use shoulders_attrib::index::{build, DocInput};
+use shoulders_attrib::dataset::BuildDoc;
 use shoulders_ledger::{init, ContentStore, DataDir, Ledger};
 use shoulders_record::{sign_record, ActorKey, Body, Kind};
 use shoulders_server::{AppState, Metering, ServerConfig};
@@ -107,37 +106,18 @@ pub fn fixture() -> Fixture {
     let size = ledger.size();
     drop(ledger);
     // The index, as `shoulders index build` writes it.
-    let target = index_dir(data.root(), "alice/verse");
-    build(
-        &target,
+    shoulders_attrib::dataset::build(
+        data.root(),
+        "alice/verse",
+        size,
         contributions.iter().zip(DOCS).map(|(&c, d)| {
-            Ok(DocInput {
+            Ok(BuildDoc {
                 contribution: c,
+                contributor: "alice".into(),
                 bytes: d.as_bytes().to_vec(),
             })
         }),
         &mut |_| {},
-    )
-    .unwrap();
-    let meta = Attribution {
-        format: "shoulders-attribution/v1".into(),
-        dataset_id: "alice/verse".into(),
-        ledger_size: size,
-        tokenizer: "bytes-utf8".into(),
-        contributions: contributions
-            .iter()
-            .zip(DOCS)
-            .map(|(&c, d)| ContributionInfo {
-                contribution: c,
-                contributor: "alice".into(),
-                tokens: d.len() as u64,
-                cluster: c,
-            })
-            .collect(),
-    };
-    std::fs::write(
-        target.join(ATTRIBUTION_FILE),
-        serde_json::to_vec(&meta).unwrap(),
     )
     .unwrap();
     Fixture {
