@@ -159,6 +159,8 @@ def money(lg, outputs, true_author, adversary, with_attribution=True):
     acc = lg.json("accounts", "--data-dir", lg.data)
     bal = {a["account"]: int(a["balance_micros"]) for a in acc["accounts"]}
     pool = len(outputs) * 500_000
+    # The owner's own half is not part of the pool.
+    bal["owner"] = bal.get("owner", 0) - pool
     return 100 * bal.get(true_author, 0) / pool, 100 * bal.get(adversary, 0) / pool
 
 
@@ -275,14 +277,17 @@ BOILER = ("Permission is hereby granted, free of charge, to any person obtaining
 
 
 def s_boilerplate(b, tmp, rng):
+    # Nine independent documents (real ones, by nine authors) each end with the same licence
+    # paragraph; the adversary's document, contributed last, runs a few bytes past it.
+    docs = corpus()
     lg = Ledger(b, tmp)
     for who in ["owner", *[f"author{i}" for i in range(9)], ADV, "payer"]:
         lg.actor(who)
     lg.submit("owner", "dataset.create", {"dataset_id": "owner/ds", "name": "DS", "access": "open"})
     for i in range(9):
-        lg.contribute(f"author{i}", f"Project {i} builds widgets of kind {i} for everyone.\n\n{BOILER}\n")
-    # The adversary's document runs a few bytes past the common paragraph.
-    lg.contribute(ADV, f"Something else entirely.\n\n{BOILER} Also")
+        _, text = docs[i * 4]
+        lg.contribute(f"author{i}", f"{text}\n\n{BOILER}\n")
+    lg.contribute(ADV, f"{docs[37][1]}\n\n{BOILER} Also")
     lg.run("index", "build", "--data-dir", lg.data, "owner/ds")
     outs = [f"{BOILER} Also{x}" for x in [" in short.", ", note this.", " sure."]]
     first, adv = mean_shares(lg, outs, "author0", ADV)

@@ -566,6 +566,9 @@ def main():
     ap.add_argument("--strict-layout", action="store_true",
                     help="fail unless our tokenized.0 and table.0 are byte-identical to infini-gram's")
     ap.add_argument("--no-engine-on-ours", action="store_true", help="skip opening our index with infini-gram's engine")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="with --ours-cmd: build both indexes, print the times side by side and stop (for "
+                         "`index build-files --attribution`, whose tokenized.0 is normalised text)")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
@@ -597,7 +600,7 @@ def main():
         ig_dir = work / "ig-index"
         if ig_dir.exists():
             shutil.rmtree(ig_dir)  # infini-gram skips steps whose files exist
-        build_infinigram(args, jsonl.parent, ig_dir, ds_size, work)
+        ig_wall, ig_peak = build_infinigram(args, jsonl.parent, ig_dir, ds_size, work)
 
         if args.ours_cmd:
             ours_dir = work / "ours-index"
@@ -611,7 +614,12 @@ def main():
                 print((work / "ours-index.log").read_text(errors="replace")[-3000:])
                 sys.exit(f"error: our indexer failed (rc={rc})")
             print(f"our index: {wall:.2f}s wall, peak RSS {fmt_kib(peak)} ({srcname})")
+            print(f"build time: ours {wall:.2f}s, infini-gram {ig_wall:.2f}s: "
+                  f"infini-gram / ours = {ig_wall / wall:.2f}x")
             label = "ours"
+            if args.timing_only:
+                finished = True
+                return 0
         elif args.ours:
             ours_dir = args.ours.resolve()
             label = "ours"

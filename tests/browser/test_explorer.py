@@ -239,7 +239,7 @@ class ExplorerTest(unittest.TestCase):
         contributions = set(self.api("/api/datasets/carol-lab/public-domain-verse").json()["contributions"])
         for text in marks.all_inner_texts():
             resp = self.page.request.post(self.base + "/api/attribute", data={
-                "dataset_id": "carol-lab/public-domain-verse", "text": text, "min_len": 8})
+                "dataset_id": "carol-lab/public-domain-verse", "text": text})
             self.assertTrue(resp.ok)
             self.assertTrue(any(s["text"] == text for s in resp.json()["spans"]), text)
         links = self.page.get_by_test_id("span-source")

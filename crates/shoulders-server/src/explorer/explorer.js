@@ -98,13 +98,18 @@ function renderAnswer(text, spans) {
     const end = boundary(bytes, Math.min(s.end, bytes.length));
     if (start >= end) continue;
     out.append(dec.decode(bytes.slice(pos, start)));
-    const who = (s.contributions || []).map((c) => c.contributor).filter(Boolean);
-    const mark = el("mark", { "data-testid": "attributed-span", title: `from ${who.join(", ") || "contributed data"}` },
+    // Credit goes to the contributions that first contributed the span's content (copies
+    // earn nothing), so the links name those, with their contributors where known.
+    const names = new Map((s.contributions || []).map((c) => [c.contribution, c.contributor]));
+    const credited = s.credited || [];
+    const who = credited.map((c) => names.get(c)).filter(Boolean);
+    const mark = el("mark", { "data-testid": "attributed-span", title: `credited to ${who.join(", ") || "contributed data"}` },
       dec.decode(bytes.slice(start, end)));
     out.append(mark);
-    for (const c of s.contributions || []) {
-      out.append(el("a", { href: `/records/${c.contribution}`, class: "src", "data-testid": "span-source",
-        title: `contribution #${c.contribution}${c.contributor ? " by " + c.contributor : ""}` }, `[#${c.contribution}]`));
+    for (const c of credited) {
+      const by = names.get(c);
+      out.append(el("a", { href: `/records/${c}`, class: "src", "data-testid": "span-source",
+        title: `contribution #${c}${by ? " by " + by : ""}` }, `[#${c}]`));
     }
     pos = end;
   }
@@ -146,7 +151,10 @@ async function runTry(form, output) {
     }
     parts.push(meta);
     const sources = new Map();
-    for (const s of spans) for (const c of s.contributions || []) sources.set(c.contribution, c.contributor);
+    for (const s of spans) {
+      const names = new Map((s.contributions || []).map((c) => [c.contribution, c.contributor]));
+      for (const c of s.credited || []) sources.set(c, names.get(c));
+    }
     if (sources.size) {
       const ul = el("ul", { class: "sources" });
       for (const [c, who] of sources) {
