@@ -278,8 +278,14 @@ impl Ledger {
             return None;
         };
         // A (signer, id) already in the log is answered by the writer as a duplicate or an id
-        // conflict without looking at content; entries are never removed, so this cannot race.
-        if self.with_state(|s| s.seen(&r.signer, &r.client_id).is_some()) {
+        // conflict without looking at content (entries are never removed), so its content need
+        // not be read. Only a shortcut: while the writer holds the state for a commit, do not
+        // wait for it (that would keep this record out of the next group commit); check anyway.
+        let seen = match self.shared.committed.try_read() {
+            Ok(c) => c.state.seen(&r.signer, &r.client_id).is_some(),
+            Err(_) => false,
+        };
+        if seen {
             return None;
         }
         self.content.check_contribution(body).err()
