@@ -5,7 +5,7 @@
 //! Environment: `SHOULDERS_BENCH_SCALE` (default 1) multiplies every count;
 //! `SHOULDERS_BENCH_DIR` (default: the system temp dir) is where the ledger lives.
 
-use shoulders_bench::settle::{receipts, scale, setup, World};
+use shoulders_bench::settle::{receipts, scale, setup, store_documents, World};
 use shoulders_ledger::{init_with, DataDir, Ledger, OperatorInit};
 use shoulders_state::State;
 use std::time::Instant;
@@ -75,6 +75,7 @@ fn main() {
     {
         let mut state = State::new();
         let ledger = Ledger::open(&dir).expect("open");
+        store_documents(&ledger);
         let records: Vec<Vec<u8>> = setup_records.iter().map(|r| r.bytes().to_vec()).collect();
         for r in ledger.submit_batch(records) {
             r.expect("setup record");

@@ -11,7 +11,7 @@
 //! `SHOULDERS_BENCH_DIR` (default: the system temp dir) holds the SQLite ledgers.
 
 use rand_core::OsRng;
-use shoulders_bench::settle::{receipts, setup as settle_setup, World};
+use shoulders_bench::settle::{receipts, setup as settle_setup, store_documents, World};
 use shoulders_ledger::{init, init_with, DataDir, Ledger, OperatorInit, StoreLocation};
 use shoulders_record::{
     sign_record, Access, ActorKey, ActorRegister, Body, DataContribute, DatasetCreate,
@@ -54,15 +54,20 @@ fn scale() -> f64 {
     }
 }
 
-/// `count` distinct signed `data.contribute` records with ids `<prefix>-<i>`.
+/// The document every benchmark contribution names; each fresh ledger stores it first (content
+/// first), so every submit pays the admission check on a small stored blob.
+const DOCUMENT: &str = "A benchmark document: the ledger holds it before any record names it.\n";
+
+/// `count` distinct signed `data.contribute` records of [`DOCUMENT`] with ids `<prefix>-<i>`.
 fn sign_contributions(key: &ActorKey, prefix: &str, count: usize) -> Vec<Vec<u8>> {
+    let content_hash = shoulders_ledger::content_ref(DOCUMENT.as_bytes());
     (0..count)
         .map(|i| {
             let body = Body::DataContribute(DataContribute {
                 dataset_id: DATASET.into(),
-                content_hash: format!("sha256:{:064x}", i as u128 * 7919 + prefix.len() as u128),
-                byte_size: 1_000 + (i as u64 % 4_096),
-                token_count: 250 + (i as u64 % 1_024),
+                content_hash: content_hash.clone(),
+                byte_size: DOCUMENT.len() as u64,
+                token_count: DOCUMENT.len() as u64,
                 media_type: Some("text/plain".into()),
                 title: Some(format!("Document {i}")),
             });
@@ -83,6 +88,10 @@ fn fresh_ledger(base: &Path, name: &str, backend: Backend, key: &ActorKey) -> Le
     }
     init(&dir, "bench.shoulders.local/log", &mut OsRng).expect("init ledger");
     let ledger = Ledger::open(&dir).expect("open ledger");
+    ledger
+        .content()
+        .put(DOCUMENT.as_bytes())
+        .expect("store the benchmark document");
     let setup = [
         Body::ActorRegister(ActorRegister {
             handle: "bench".into(),
@@ -126,6 +135,7 @@ fn settle(base: &Path, backend: Backend, receipt_count: usize) -> (usize, Durati
     let mut world = World::new(ActorKey::from_file_text(&operator).expect("operator key"));
     let (setup_records, contributions) = settle_setup(&mut world, 2);
     let ledger = Ledger::open(&dir).expect("open ledger");
+    store_documents(&ledger);
     ledger
         .submit_batch(setup_records.iter().map(|r| r.bytes().to_vec()).collect())
         .into_iter()

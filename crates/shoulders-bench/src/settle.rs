@@ -57,6 +57,27 @@ fn license(id: &str, royalty_bps: u32, data_share_bps: u32) -> Value {
         "registration_fee_micros": "0"}})
 }
 
+/// Contributions made by [`setup`], in order.
+pub const DOCUMENTS: usize = 16;
+
+/// The text of the `n`th contribution [`setup`] signs.
+pub fn document(n: usize) -> String {
+    format!(
+        "Benchmark document {n}: {}\n",
+        "words of a contributed text ".repeat(30 + n)
+    )
+}
+
+/// Content first: store every document [`setup`]'s contributions name before submitting them.
+pub fn store_documents(ledger: &shoulders_ledger::Ledger) {
+    for n in 0..DOCUMENTS {
+        ledger
+            .content()
+            .put(document(n).as_bytes())
+            .expect("store a benchmark document");
+    }
+}
+
 /// The setup records (after the operator's two) and the first contribution's index.
 /// A base model (10% royalty, 20% to its data) and a fine-tune (30% to its data), each on a
 /// dataset with eight contributions from five contributors (one without a payout address).
@@ -94,8 +115,14 @@ pub fn setup(w: &mut World, first_index: u64) -> (Vec<SignedRecord>, Vec<(String
         push(&mut out, r);
         for i in 0..8u64 {
             let who = CONTRIBUTORS[(i as usize) % CONTRIBUTORS.len()];
-            let r = w.sign(who, Kind::DataContribute, json!({"dataset_id": ds,
-                "content_hash": format!("sha256:{:064x}", contributions.len() as u64 * 100 + i + 1), "byte_size": 1000 + i, "token_count": 1000 + i}));
+            let text = document(contributions.len());
+            let r = w.sign(
+                who,
+                Kind::DataContribute,
+                json!({"dataset_id": ds,
+                "content_hash": shoulders_ledger::content_ref(text.as_bytes()),
+                "byte_size": text.len(), "token_count": text.len()}),
+            );
             let at = push(&mut out, r);
             contributions.push((ds.to_string(), at));
         }

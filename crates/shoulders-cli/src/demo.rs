@@ -66,6 +66,37 @@ impl Demo {
         );
         Ok(appended.index)
     }
+
+    /// Contribute `text` to `dataset_id` as the engine's use case does: the document is stored
+    /// in the content store first, then its `data.contribute` (measured sizes) is appended.
+    fn contribute(
+        &mut self,
+        handle: &str,
+        dataset_id: &str,
+        text: &str,
+        extra: Value,
+    ) -> Result<u64> {
+        let mut body = contribution_body(dataset_id, text);
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        let record = self.sign(handle, Kind::DataContribute, body)?;
+        let done = self
+            .ledger
+            .contribute(record.bytes().to_vec(), text.as_bytes())?;
+        let title = extra["title"].as_str().unwrap_or("");
+        println!(
+            "  #{:<3} {:<16} {handle:<10} {title}",
+            done.appended.index, "data.contribute"
+        );
+        Ok(done.appended.index)
+    }
+}
+
+/// A `data.contribute` body for `text`: its hash and measured sizes (tokens are bytes).
+fn contribution_body(dataset_id: &str, text: &str) -> Value {
+    let (hash, bytes) = content(text);
+    json!({ "dataset_id": dataset_id, "content_hash": hash, "byte_size": bytes, "token_count": bytes })
 }
 
 /// A `license.define` body from a preset, with some terms overridden.
@@ -193,32 +224,21 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         }),
         "dave/instructions (owner only, non-commercial)",
     )?;
+    // Each document goes to the content store before its record; the ledger records its hash.
     for (handle, title, text) in POEMS {
-        // The document itself goes to the content store; the ledger records its hash.
-        let hash = shoulders_ledger::ContentStore::new(&data).put(text.as_bytes())?;
-        let bytes = text.len() as u64;
-        demo.submit(
+        demo.contribute(
             handle,
-            Kind::DataContribute,
-            json!({
-                "dataset_id": "carol-lab/public-domain-verse", "content_hash": hash,
-                "byte_size": bytes, "token_count": bytes, "media_type": "text/plain", "title": title
-            }),
-            title,
+            "carol-lab/public-domain-verse",
+            text,
+            json!({ "media_type": "text/plain", "title": title }),
         )?;
     }
     for (i, text) in INSTRUCTIONS.iter().enumerate() {
-        // The document itself goes to the content store; the ledger records its hash.
-        let hash = shoulders_ledger::ContentStore::new(&data).put(text.as_bytes())?;
-        let bytes = text.len() as u64;
-        demo.submit(
+        demo.contribute(
             "dave",
-            Kind::DataContribute,
-            json!({
-                "dataset_id": "dave/instructions", "content_hash": hash,
-                "byte_size": bytes, "token_count": bytes, "title": format!("pair {}", i + 1)
-            }),
-            &format!("instruction pair {}", i + 1),
+            "dave/instructions",
+            text,
+            json!({ "title": format!("pair {}", i + 1) }),
         )?;
     }
     let (weights, weights_len) = content("demo weights of carol-lab/verse-base");
@@ -260,16 +280,31 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     )?;
 
     println!("\nchecks the ledger enforces:");
-    let (hash, bytes) = content("bob tries to add to a closed dataset");
-    let refused = demo.sign("bob", Kind::DataContribute, json!({
-        "dataset_id": "dave/instructions", "content_hash": hash, "byte_size": bytes, "token_count": bytes
-    }))?;
+    let text = "bob tries to add to a closed dataset";
+    let refused = demo.sign(
+        "bob",
+        Kind::DataContribute,
+        contribution_body("dave/instructions", text),
+    )?;
     let size_before = demo.ledger.size();
-    match demo.ledger.submit(refused.bytes().to_vec()) {
+    match demo
+        .ledger
+        .contribute(refused.bytes().to_vec(), text.as_bytes())
+    {
         Err(e) => println!("  refused  {}: {e}", e.code()),
         Ok(_) => {
             bail!("the demo expected bob's contribution to an owner-only dataset to be refused")
         }
+    }
+    // Content first: publishing the hash of a text without the text itself claims nothing.
+    let unsent = demo.sign(
+        "bob",
+        Kind::DataContribute,
+        contribution_body("carol-lab/public-domain-verse", "a text bob never uploads"),
+    )?;
+    match demo.ledger.submit(unsent.bytes().to_vec()) {
+        Err(e) => println!("  refused  {}: {e}", e.code()),
+        Ok(_) => bail!("the demo expected a contribution without its content to be refused"),
     }
     let commercial = demo.sign(
         "dave",
@@ -407,6 +442,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         upstreams: Vec::new(),
         metering: "on".into(),
         max_body_bytes: shoulders_server::DEFAULT_MAX_BODY_BYTES,
+        max_content_bytes: shoulders_server::DEFAULT_MAX_CONTENT_BYTES as u64,
         timeout_ms: shoulders_server::DEFAULT_REQUEST_TIMEOUT_MS,
         admission_window_ms: shoulders_server::DEFAULT_ADMISSION_WINDOW_MS,
         rate_limit_per_s: shoulders_server::DEFAULT_RATE_LIMIT_PER_S,

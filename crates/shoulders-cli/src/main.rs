@@ -17,8 +17,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand_core::{OsRng, RngCore};
 use shoulders_ledger::{
-    init_with, verify_export, DataDir, Ledger, LedgerError, OperatorInit, Reader, StoreLocation,
-    VerifyFailure,
+    init_with, verify_content, verify_export, DataDir, Ledger, LedgerError, OperatorInit, Reader,
+    StoreLocation, VerifyFailure,
 };
 use shoulders_record::{sign_record, ActorKey, Body, Kind, RecordError};
 use std::io::Write;
@@ -182,6 +182,10 @@ enum Command {
         /// Verifier key `<name>+<hash>+<base64>`, or a path to a file holding it.
         #[arg(long)]
         key: String,
+        /// Also check that every contribution's content is in DIR (a data directory, its
+        /// `content/` or its `content/sha256/`), hashing to its hash, with the record's sizes.
+        #[arg(long, value_name = "DIR")]
+        content: Option<PathBuf>,
     },
     /// Print current derived state as JSON.
     Show {
@@ -609,12 +613,11 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 .into());
             }
-            let dir = crate::data_dir(&data_dir);
-            // Content first, durably: a record never names content that is not stored.
-            let content_hash = shoulders_ledger::ContentStore::new(&dir).put(&bytes)?;
+            let size = bytes.len() as u64;
             let mut body = serde_json::json!({
-                "dataset_id": dataset, "content_hash": content_hash, "byte_size": bytes.len(),
-                "token_count": bytes.len(), "media_type": "text/plain"
+                "dataset_id": dataset, "content_hash": shoulders_ledger::content_ref(&bytes),
+                "byte_size": size, "token_count": shoulders_ledger::content::token_count(size),
+                "media_type": "text/plain"
             });
             if let Some(t) = title {
                 body["title"] = t.into();
@@ -626,11 +629,9 @@ fn run(cli: Cli) -> Result<()> {
                 ts_ms.unwrap_or_else(now_ms),
                 body,
             )?;
-            let appended = Ledger::open(&dir)?.submit(record.bytes().to_vec())?;
-            print_json(&serde_json::json!({
-                "index": appended.index, "leaf_hash": appended.leaf_hash.to_string(),
-                "duplicate": appended.duplicate, "content_hash": content_hash
-            }))?;
+            // Content first: the ledger stores it durably, then appends the record.
+            let ledger = Ledger::open(&crate::data_dir(&data_dir))?;
+            print_json(&ledger.contribute(record.bytes().to_vec(), &bytes)?)?;
         }
         Command::Checkpoint { data_dir } => {
             let reader = Reader::open(&crate::data_dir(&data_dir))?;
@@ -673,15 +674,21 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::rename(&tmp, &out)?;
             print_json(&serde_json::json!({ "file": out, "tree_size": reader.size() }))?;
         }
-        Command::Verify { file, key } => {
+        Command::Verify { file, key, content } => {
             let key = if Path::new(&key).is_file() {
                 std::fs::read_to_string(&key).with_context(|| format!("cannot read {key}"))?
             } else {
                 key
             };
             let bytes = read_limited(&file, MAX_EXPORT_FILE_BYTES, "export", "E_EXPORT_TOO_LARGE")?;
-            let (report, _) = verify_export(&bytes, key.trim())?;
-            print_json(&report)?;
+            let (report, state) = verify_export(&bytes, key.trim())?;
+            drop(bytes);
+            let mut json = serde_json::to_value(&report)?;
+            if let Some(dir) = content {
+                let store = shoulders_ledger::ContentStore::at(&dir);
+                json["content"] = serde_json::to_value(verify_content(&state, &store)?)?;
+            }
+            print_json(&json)?;
         }
         Command::Show { data_dir, what, id } => {
             let state = Reader::open(&crate::data_dir(&data_dir))?.state()?;

@@ -25,6 +25,11 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = shoulders_server::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Largest document `POST /api/contributions` takes, in bytes (413 `E_BODY_TOO_LARGE`
+    /// beyond; its body may be this plus 2 MiB + 64 KiB for the record); at most 1 GiB.
+    #[arg(long, default_value_t = shoulders_server::DEFAULT_MAX_CONTENT_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=shoulders_ledger::content::MAX_CONTENT_BYTES))]
+    pub max_content_bytes: u64,
     /// Time a request may take before it is abandoned with `E_TIMEOUT`.
     #[arg(long, default_value_t = shoulders_server::DEFAULT_REQUEST_TIMEOUT_MS)]
     pub timeout_ms: u64,
@@ -64,6 +69,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         });
     config.upstreams = args.upstreams.into_iter().collect();
     config.max_body_bytes = args.max_body_bytes;
+    config.max_content_bytes = usize::try_from(args.max_content_bytes)?;
     config.request_timeout_ms = args.timeout_ms;
     config.metering = match args.metering.as_str() {
         "on" => Metering::On,

@@ -424,6 +424,22 @@ impl Fixture {
         (path, v["public_key"].as_str().unwrap().to_string())
     }
 
+    /// Put `text` in the ledger's content store the way an operator copies a blob in
+    /// (`D/content/sha256/<hex>`); returns its `sha256:<hex>`.
+    fn store_content(&self, text: &str) -> String {
+        let hash = content_hash(text);
+        let dir = self.data.join("content").join("sha256");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(&hash["sha256:".len()..]), text).unwrap();
+        hash
+    }
+
+    /// A `data.contribute` body for `text` in `dataset_id`, its content stored first.
+    fn stored_contribution(&self, dataset_id: &str, text: &str) -> Value {
+        json!({ "dataset_id": dataset_id, "content_hash": self.store_content(text),
+                "byte_size": text.len(), "token_count": text.len() })
+    }
+
     fn body_file(&self, body: &Value) -> PathBuf {
         self.raw_body_file(&serde_json::to_vec_pretty(body).unwrap())
     }
@@ -578,6 +594,9 @@ impl Standard {
                 _ => &carol.0,
             };
             let kind = r["kind"].as_str().unwrap();
+            if let Some(text) = r["content"].as_str() {
+                assert_eq!(fx.store_content(text), r["body"]["content_hash"]);
+            }
             leaves.push(fx.append(key, kind, &r["body"], i as u64));
             checkpoints.push(fx.checkpoint_bytes());
         }
@@ -839,9 +858,7 @@ fn submit_without_id_or_timestamp_uses_fresh_ones() {
     }));
     let v = expect_json(&fx.submit_file(&alice, "dataset.create", &body, &[]));
     check_appended(&v, 1, false);
-    let contribution = fx.body_file(&json!({
-        "dataset_id": "alice/d", "content_hash": content_hash("x"), "byte_size": 1, "token_count": 1
-    }));
+    let contribution = fx.body_file(&fx.stored_contribution("alice/d", "x"));
     // The same body twice without --id: two distinct records.
     let a = expect_json(&fx.submit_file(&alice, "data.contribute", &contribution, &[]));
     let b = expect_json(&fx.submit_file(&alice, "data.contribute", &contribution, &[]));
@@ -982,6 +999,7 @@ E_ACTOR_KEY_EXISTS       alice    actor.register  {"handle":"alice2","name":"Ali
 E_DATASET_EXISTS         alice    dataset.create  {"dataset_id":"alice/d","name":"D","access":"open"}
 E_DATASET_UNKNOWN        alice    data.contribute {"dataset_id":"alice/ghost","content_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000","byte_size":1,"token_count":1}
 E_CONTRIBUTION_FORBIDDEN bob      data.contribute {"dataset_id":"alice/d","content_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000","byte_size":1,"token_count":1}
+E_CONTENT_MISSING        alice    data.contribute {"dataset_id":"alice/d","content_hash":"sha256:0000000000000000000000000000000000000000000000000000000000000000","byte_size":1,"token_count":1}
 E_ACTOR_UNKNOWN          alice    dataset.create  {"dataset_id":"alice/a","name":"A","access":"allowlist","allowlist":["zed"]}
 E_MODEL_EXISTS           alice    model.register  {"model_id":"alice/m","name":"M again"}
 E_LINEAGE_CYCLE          alice    model.register  {"model_id":"alice/self","name":"S","parents":[{"model_id":"alice/self","relation":"finetune"}]}
@@ -1036,7 +1054,7 @@ fn refused_submissions_leave_the_log_unchanged() {
         );
         cases += 1;
     }
-    assert_eq!(cases, 48);
+    assert_eq!(cases, 49);
 
     // Bad envelope arguments.
     let ok_body = fx.body_file(&json!({ "dataset_id": "alice/e", "name": "E", "access": "open" }));
@@ -1109,7 +1127,7 @@ fn refused_submissions_leave_the_log_unchanged() {
     assert_eq!(fx.checkpoint_bytes(), before);
 
     // The ledger still accepts good records afterwards, at the next index.
-    let c = json!({ "dataset_id": "alice/d", "content_hash": content_hash("c"), "byte_size": 1, "token_count": 1 });
+    let c = fx.stored_contribution("alice/d", "c");
     let v = expect_json(&fx.submit(&alice, "data.contribute", &c, "ok", TS));
     check_appended(&v, 4, false);
 }
@@ -1223,7 +1241,12 @@ fn checkpoint_is_a_signed_note_matching_the_log() {
         &json!({ "dataset_id": "alice/d", "name": "D", "access": "open" }),
         1,
     );
-    let l2 = fx.append(&alice, "data.contribute", &json!({ "dataset_id": "alice/d", "content_hash": content_hash("c"), "byte_size": 1, "token_count": 0 }), 2);
+    let l2 = fx.append(
+        &alice,
+        "data.contribute",
+        &fx.stored_contribution("alice/d", "c"),
+        2,
+    );
     let cp3 = fx.checkpoint();
     assert_eq!(cp3.size, 3);
     assert_eq!(cp3.root, node_hash(&node_hash(&l0, &l1), &l2));
@@ -1888,6 +1911,130 @@ fn verify_rejects_the_wrong_key() {
     expect_json(&fx.verify(&path, &fx.vkey));
 }
 
+/// Content first: `submit` refuses a contribution whose content the ledger never received or
+/// whose sizes are not the measured ones; `contribute` stores and appends; `verify --content`
+/// checks an export's contributions against a content directory.
+#[test]
+fn content_first_through_submit_contribute_and_verify() {
+    let fx = Fixture::new();
+    let (alice, _) = fx.key("alice");
+    fx.append(
+        &alice,
+        "actor.register",
+        &json!({ "handle": "alice", "name": "A" }),
+        0,
+    );
+    fx.append(
+        &alice,
+        "dataset.create",
+        &json!({ "dataset_id": "alice/d", "name": "D", "access": "open" }),
+        1,
+    );
+    let before = fx.checkpoint_bytes();
+    let text = "a public text whose hash anyone could publish";
+    let n = text.len() as u64;
+    let claim = json!({ "dataset_id": "alice/d", "content_hash": content_hash(text),
+                        "byte_size": n, "token_count": n });
+    let msg = expect_err(
+        &fx.submit(&alice, "data.contribute", &claim, "c-1", TS),
+        "E_CONTENT_MISSING",
+    );
+    assert!(
+        msg.contains(&content_hash(text)) && msg.contains("shoulders contribute"),
+        "{msg}"
+    );
+    fx.store_content(text);
+    for (bytes, tokens) in [(1u64 << 40, n), (n, 1 << 40), (n - 1, n - 1)] {
+        let lie = json!({ "dataset_id": "alice/d", "content_hash": content_hash(text),
+                          "byte_size": bytes, "token_count": tokens });
+        let msg = expect_err(
+            &fx.submit(&alice, "data.contribute", &lie, "c-1", TS),
+            "E_CONTENT_SIZE_MISMATCH",
+        );
+        assert!(
+            msg.contains(&bytes.to_string()) && msg.contains(&format!("{n} bytes")),
+            "{msg}"
+        );
+    }
+    assert_eq!(fx.checkpoint_bytes(), before, "refusals change nothing");
+    fx.append(&alice, "data.contribute", &claim, 2);
+
+    // `contribute` stores the document and appends its record through the same door.
+    let doc = fx.fresh_path("poem", "txt");
+    std::fs::write(&doc, "my own poem\n").unwrap();
+    let contribute = |id: &str| {
+        fx.run_data(
+            &["contribute"],
+            &[
+                "--key",
+                p(&alice),
+                "--dataset",
+                "alice/d",
+                "--id",
+                id,
+                "--ts-ms",
+                "1",
+                p(&doc),
+            ],
+        )
+    };
+    let v = expect_json(&contribute("c-2"));
+    let hash = content_hash("my own poem\n");
+    assert_eq!(
+        v,
+        json!({ "index": 3, "leaf_hash": v["leaf_hash"], "duplicate": false, "content_hash": hash })
+    );
+    let blob = fx
+        .data
+        .join("content/sha256")
+        .join(&hash["sha256:".len()..]);
+    assert_eq!(std::fs::read(&blob).unwrap(), b"my own poem\n");
+    let again = expect_json(&contribute("c-2"));
+    assert_eq!(
+        (&again["index"], &again["duplicate"]),
+        (&json!(3), &json!(true))
+    );
+    let c = expect_json(&fx.show("contribution", "3"));
+    assert_eq!(
+        (&c["byte_size"], &c["token_count"]),
+        (&json!(12), &json!(12))
+    );
+
+    // verify --content: the data directory, its content/ or content/sha256/.
+    let (export, _) = fx.export();
+    let verify = |dir: &Path| {
+        fx.run([
+            "verify",
+            p(&export),
+            "--key",
+            fx.vkey.as_str(),
+            "--content",
+            p(dir),
+        ])
+    };
+    for dir in [
+        fx.data.clone(),
+        fx.data.join("content"),
+        fx.data.join("content/sha256"),
+    ] {
+        let report = expect_json(&verify(&dir));
+        assert_eq!(report["tree_size"], 4);
+        assert_eq!(
+            report["content"],
+            json!({ "contributions_checked": 2, "content_bytes": n + 12 })
+        );
+    }
+    std::fs::write(&blob, "my own poeM\n").unwrap();
+    let msg = expect_err(&verify(&fx.data), "E_CONTENT_CORRUPT");
+    assert!(msg.contains("at record 3"), "{msg}");
+    std::fs::remove_file(&blob).unwrap();
+    let msg = expect_err(&verify(&fx.data), "E_CONTENT_MISSING");
+    assert!(msg.contains("at record 3"), "{msg}");
+    // Without --content, only the log is verified.
+    let report = expect_json(&fx.verify(&export, &fx.vkey));
+    assert!(report.get("content").is_none(), "{report}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. show
 // ---------------------------------------------------------------------------------------------
@@ -1936,7 +2083,7 @@ fn show_prints_derived_state() {
         json!({ "dataset_id": "alice/verse", "owner": "alice", "name": "Verse",
                 "description": "Old poems.\nLine two.", "access": "open",
                 "created_at": 2, "created_ts_ms": TS + 2, "contributions": [3, 4],
-                "contributors": { "alice": 1, "bob": 1 }, "total_bytes": 16, "total_tokens": 5 })
+                "contributors": { "alice": 1, "bob": 1 }, "total_bytes": 16, "total_tokens": 16 })
     );
     let mut pairs = expect_json(&fx.show("dataset", "bob/pairs"));
     take_effective(&mut pairs, "dataset bob/pairs");
@@ -1945,7 +2092,7 @@ fn show_prints_derived_state() {
         json!({ "dataset_id": "bob/pairs", "owner": "bob", "name": "Bob's pairs",
                 "access": "allowlist", "allowlist": ["alice"],
                 "created_at": 6, "created_ts_ms": TS + 6, "contributions": [10],
-                "contributors": { "alice": 1 }, "total_bytes": 4, "total_tokens": 1 })
+                "contributors": { "alice": 1 }, "total_bytes": 4, "total_tokens": 4 })
     );
 
     let mut base = expect_json(&fx.show("model", "alice/base"));
@@ -1982,14 +2129,14 @@ fn show_prints_derived_state() {
     assert_eq!(
         c3,
         json!({ "index": 3, "dataset_id": "alice/verse", "contributor": "alice",
-                "content_hash": content_hash("poem one"), "byte_size": 8, "token_count": 3,
+                "content_hash": content_hash("poem one"), "byte_size": 8, "token_count": 8,
                 "media_type": "text/plain", "title": "Poem one", "ts_ms": TS + 3 })
     );
     let c4 = expect_json(&fx.show("contribution", "4"));
     assert_eq!(
         c4,
         json!({ "index": 4, "dataset_id": "alice/verse", "contributor": "bob",
-                "content_hash": content_hash("poem two"), "byte_size": 8, "token_count": 2,
+                "content_hash": content_hash("poem two"), "byte_size": 8, "token_count": 8,
                 "ts_ms": TS + 4 })
     );
 }
@@ -2043,6 +2190,7 @@ fn demo_builds_and_verifies_a_ledger() {
     assert_eq!(keys.lookup(key.trim()), Some("erin"));
     assert!(text.contains(key.trim()), "{text}");
     assert!(text.contains("refused  E_CONTRIBUTION_FORBIDDEN"), "{text}");
+    assert!(text.contains("refused  E_CONTENT_MISSING"), "{text}");
     assert!(text.contains("(duplicate: true)"), "{text}");
     assert!(text.contains("settled 200 usage receipts"), "{text}");
     assert!(text.contains("refused  E_USE_DENIED"), "{text}");
@@ -2075,6 +2223,16 @@ fn demo_builds_and_verifies_a_ledger() {
                 "actors": 6, "datasets": 3, "models": 4, "contributions": 7,
                 "receipts": 200, "legs": report["legs"] })
     );
+    // Every contribution's content is in the demo's content store.
+    let with_content = expect_json(&run(&[
+        "verify",
+        p(&dir.join("export.txt")),
+        "--key",
+        p(&dir.join("log.pub")),
+        "--content",
+        p(&dir),
+    ]));
+    assert_eq!(with_content["content"]["contributions_checked"], 7);
     let cp = expect_ok(&run(&["checkpoint", "--data-dir", p(&dir)]));
     let cp = parse_checkpoint(cp.as_bytes());
     assert_eq!(

@@ -1,36 +1,80 @@
-//! Content-addressed storage of contributed documents.
+//! Content-addressed storage of contributed documents, and the admission rule that makes a
+//! contribution count only for content the ledger holds.
 //!
 //! The ledger holds only a document's `sha256:<hex>`; the bytes live in
 //! `D/content/sha256/<hex>` so anyone with the directory can re-derive an attribution index.
 //! A blob is written to a temporary file, fsynced, renamed into place and its directory
 //! fsynced, so a record that names it is appended only after the content is durable. Reads
 //! re-check the hash: a corrupted blob is reported, never served.
+//!
+//! **Content first.** A new `data.contribute` is admitted only when its content is stored here,
+//! hashes to `content_hash`, is UTF-8, and its `byte_size` and `token_count` equal what
+//! [`ContentStore::measure`] measures (tokens are UTF-8 bytes). A declared size is a lever: one
+//! record declaring 2^40 bytes for content nobody stored would take every fallback attribution
+//! and make the dataset's index unbuildable. So sizes are measured, never declared.
 
 use crate::{DataDir, LedgerError};
 use sha2::{Digest, Sha256};
+use shoulders_record::DataContribute;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Largest document kept, in bytes (the record format allows larger sizes; attribution indexes
 /// are built from documents this size at most).
 pub const MAX_CONTENT_BYTES: u64 = 1 << 30;
+
+/// Bytes read at a time while measuring a stored document (memory stays flat for any size).
+const READ_BUFFER_BYTES: usize = 1 << 20;
 
 /// The `sha256:<hex>` reference of `bytes`.
 pub fn content_ref(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// Byte-level tokens of a UTF-8 document of `byte_size` bytes: every byte is a token
+/// (infini-gram's `u8` mode), so the count is the length.
+pub fn token_count(byte_size: u64) -> u64 {
+    byte_size
+}
+
+/// What [`ContentStore::measure`] found for a stored document whose hash checked out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Measured {
+    pub byte_size: u64,
+    pub token_count: u64,
+}
+
 /// Content-addressed blobs under a data directory.
+#[derive(Clone, Debug)]
 pub struct ContentStore {
     root: PathBuf,
 }
+
+/// Distinguishes concurrent writers' temporary files within one process.
+static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
 
 impl ContentStore {
     pub fn new(dir: &DataDir) -> Self {
         ContentStore {
             root: dir.root().join("content").join("sha256"),
         }
+    }
+
+    /// The blobs of a copied content directory, for checking an export against it: `DIR` may
+    /// be a data directory, its `content/`, or its `content/sha256/`.
+    pub fn at(dir: &Path) -> Self {
+        let root = [dir.join("content").join("sha256"), dir.join("sha256")]
+            .into_iter()
+            .find(|p| p.is_dir())
+            .unwrap_or_else(|| dir.to_path_buf());
+        ContentStore { root }
+    }
+
+    /// The directory holding the blobs (`.../content/sha256`).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn path(&self, content_ref: &str) -> Result<PathBuf, LedgerError> {
@@ -47,7 +91,8 @@ impl ContentStore {
         Ok(self.root.join(hex))
     }
 
-    /// Store `bytes` durably; returns its reference. Storing the same bytes twice is a no-op.
+    /// Store `bytes` durably; returns its reference. Storing the same bytes twice is a no-op;
+    /// a stored blob that no longer matches its hash is replaced by the good bytes.
     pub fn put(&self, bytes: &[u8]) -> Result<String, LedgerError> {
         if bytes.len() as u64 > MAX_CONTENT_BYTES {
             return Err(LedgerError::ContentTooLarge {
@@ -57,21 +102,31 @@ impl ContentStore {
         }
         let reference = content_ref(bytes);
         let path = self.path(&reference)?;
-        if path.exists() {
+        if path.exists() && self.scan(&reference)?.is_some_and(|s| s.hash == reference) {
             return Ok(reference);
         }
         std::fs::create_dir_all(&self.root).map_err(|e| LedgerError::io(&self.root, e))?;
-        let tmp = self.root.join(format!(".{}.partial", &reference[7..]));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| LedgerError::io(&tmp, e))?;
-        file.write_all(bytes)
-            .map_err(|e| LedgerError::io(&tmp, e))?;
-        file.sync_all().map_err(|e| LedgerError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| LedgerError::io(&path, e))?;
+        let tmp = self.root.join(format!(
+            ".{}.{}-{}.partial",
+            &reference[7..],
+            std::process::id(),
+            NEXT_TMP.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| LedgerError::io(&tmp, e))?;
+            file.write_all(bytes)
+                .map_err(|e| LedgerError::io(&tmp, e))?;
+            file.sync_all().map_err(|e| LedgerError::io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| LedgerError::io(&path, e))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
         File::open(&self.root)
             .and_then(|d| d.sync_all())
             .map_err(|e| LedgerError::io(&self.root, e))?;
@@ -99,5 +154,164 @@ impl ContentStore {
 
     pub fn contains(&self, content_ref: &str) -> bool {
         self.path(content_ref).map(|p| p.exists()).unwrap_or(false)
+    }
+
+    /// Read the stored document of `content_ref` once, in bounded memory, and measure it:
+    /// `E_CONTENT_MISSING` when it is not stored, `E_CONTENT_CORRUPT` when it does not hash to
+    /// its reference, `E_CONTENT_TOO_LARGE` over [`MAX_CONTENT_BYTES`], `E_CONTENT_NOT_UTF8`
+    /// when it is not UTF-8 text.
+    pub fn measure(&self, content_ref: &str) -> Result<Measured, LedgerError> {
+        let scan = self
+            .scan(content_ref)?
+            .ok_or_else(|| LedgerError::ContentMissing(content_ref.to_string()))?;
+        if scan.hash != content_ref {
+            return Err(LedgerError::ContentCorrupt(content_ref.to_string()));
+        }
+        if scan.byte_size > MAX_CONTENT_BYTES {
+            return Err(LedgerError::ContentTooLarge {
+                size_bytes: scan.byte_size,
+                limit_bytes: MAX_CONTENT_BYTES,
+            });
+        }
+        if !scan.utf8 {
+            return Err(LedgerError::ContentNotUtf8(content_ref.to_string()));
+        }
+        Ok(Measured {
+            byte_size: scan.byte_size,
+            token_count: token_count(scan.byte_size),
+        })
+    }
+
+    /// The admission rule of a new `data.contribute`: its content is stored and intact
+    /// ([`ContentStore::measure`]) and the record's sizes are the measured ones
+    /// (`E_CONTENT_SIZE_MISMATCH` otherwise).
+    pub fn check_contribution(&self, body: &DataContribute) -> Result<Measured, LedgerError> {
+        let measured = self.measure(&body.content_hash)?;
+        check_sizes(
+            &body.content_hash,
+            body.byte_size,
+            body.token_count,
+            measured,
+        )?;
+        Ok(measured)
+    }
+
+    /// Hash, length and UTF-8 validity of a stored blob, read in [`READ_BUFFER_BYTES`] pieces;
+    /// `None` when it is not stored.
+    fn scan(&self, content_ref: &str) -> Result<Option<Scan>, LedgerError> {
+        let path = self.path(content_ref)?;
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(LedgerError::io(&path, e)),
+        };
+        let mut hasher = Sha256::new();
+        // Room for a character cut at the end of the previous read (at most 3 bytes).
+        let mut buf = vec![0u8; READ_BUFFER_BYTES + 3];
+        let (mut carry, mut byte_size, mut utf8) = (0usize, 0u64, true);
+        loop {
+            let n = match file.read(&mut buf[carry..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LedgerError::io(&path, e)),
+            };
+            hasher.update(&buf[carry..carry + n]);
+            byte_size += n as u64;
+            if !utf8 {
+                continue;
+            }
+            let end = carry + n;
+            carry = match std::str::from_utf8(&buf[..end]) {
+                Ok(_) => 0,
+                // An incomplete character at the end: keep it for the next read.
+                Err(e) if e.error_len().is_none() => {
+                    buf.copy_within(e.valid_up_to()..end, 0);
+                    end - e.valid_up_to()
+                }
+                Err(_) => {
+                    utf8 = false;
+                    0
+                }
+            };
+        }
+        Ok(Some(Scan {
+            hash: format!("sha256:{}", hex::encode(hasher.finalize())),
+            byte_size,
+            utf8: utf8 && carry == 0,
+        }))
+    }
+}
+
+/// A blob as read from disk.
+struct Scan {
+    hash: String,
+    byte_size: u64,
+    utf8: bool,
+}
+
+/// A record's declared sizes must be the measured ones.
+pub(crate) fn check_sizes(
+    content_ref: &str,
+    declared_bytes: u64,
+    declared_tokens: u64,
+    measured: Measured,
+) -> Result<(), LedgerError> {
+    if declared_bytes == measured.byte_size && declared_tokens == measured.token_count {
+        return Ok(());
+    }
+    Err(LedgerError::ContentSizeMismatch {
+        content_ref: content_ref.to_string(),
+        declared_bytes,
+        declared_tokens,
+        measured_bytes: measured.byte_size,
+        measured_tokens: measured.token_count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, ContentStore) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContentStore::new(&DataDir::new(tmp.path()));
+        (tmp, store)
+    }
+
+    #[test]
+    fn measure_streams_utf8_across_read_boundaries() {
+        let (_tmp, store) = store();
+        // A 4-byte character straddles every read boundary once the prefix shifts it.
+        for shift in 0..4 {
+            let mut text = "a".repeat(READ_BUFFER_BYTES - shift);
+            text.push_str(&"😀".repeat(1000));
+            let r = store.put(text.as_bytes()).unwrap();
+            let m = store.measure(&r).unwrap();
+            assert_eq!(m.byte_size, text.len() as u64);
+            assert_eq!(m.token_count, text.len() as u64);
+        }
+    }
+
+    #[test]
+    fn measure_refuses_invalid_or_truncated_utf8() {
+        let (_tmp, store) = store();
+        for bytes in [&b"abc\xff"[..], b"abc\xe2\x82", b"\xc3"] {
+            let r = store.put(bytes).unwrap();
+            assert_eq!(store.measure(&r).unwrap_err().code(), "E_CONTENT_NOT_UTF8");
+        }
+    }
+
+    #[test]
+    fn measure_reports_missing_and_corrupt_blobs() {
+        let (_tmp, store) = store();
+        let r = content_ref(b"gone");
+        assert_eq!(store.measure(&r).unwrap_err().code(), "E_CONTENT_MISSING");
+        let r = store.put(b"kept").unwrap();
+        std::fs::write(store.path(&r).unwrap(), b"kepT").unwrap();
+        assert_eq!(store.measure(&r).unwrap_err().code(), "E_CONTENT_CORRUPT");
+        // Uploading the good bytes again repairs it.
+        store.put(b"kept").unwrap();
+        assert_eq!(store.measure(&r).unwrap().byte_size, 4);
     }
 }

@@ -40,6 +40,22 @@ pub enum LedgerError {
     ContentTooLarge { size_bytes: u64, limit_bytes: u64 },
     #[error("stored content {0} does not match its hash; restore it from another copy")]
     ContentCorrupt(String),
+    #[error("the ledger has not received the content of {0}; upload it with the record: `shoulders contribute` or `POST /api/contributions`")]
+    ContentMissing(String),
+    #[error("the data.contribute for {content_ref} declares byte_size {declared_bytes} and token_count {declared_tokens}, but the content measures {measured_bytes} bytes and {measured_tokens} tokens (a token is a UTF-8 byte); sign the measured sizes")]
+    ContentSizeMismatch {
+        content_ref: String,
+        declared_bytes: u64,
+        declared_tokens: u64,
+        measured_bytes: u64,
+        measured_tokens: u64,
+    },
+    #[error("the content of {0} is not UTF-8 text; contributions are indexed as UTF-8 bytes")]
+    ContentNotUtf8(String),
+    #[error("the record names content {declared} but the uploaded content hashes to {actual}")]
+    ContentHashMismatch { declared: String, actual: String },
+    #[error("this route takes a data.contribute record, not {0}; submit other records with `POST /api/records` or `shoulders submit`")]
+    NotAContribution(String),
     #[error("too many records in one batch ({count}); the limit is {limit}")]
     BatchTooLarge { count: usize, limit: usize },
     #[error("the record's signer timestamp {ts_ms} ms is more than {window_ms} ms from this server's clock ({now_ms} ms); sign it again with the current time")]
@@ -72,6 +88,11 @@ impl LedgerError {
             LedgerError::NotFound(_) => "E_NOT_FOUND",
             LedgerError::ContentTooLarge { .. } => "E_CONTENT_TOO_LARGE",
             LedgerError::ContentCorrupt(_) => "E_CONTENT_CORRUPT",
+            LedgerError::ContentMissing(_) => "E_CONTENT_MISSING",
+            LedgerError::ContentSizeMismatch { .. } => "E_CONTENT_SIZE_MISMATCH",
+            LedgerError::ContentNotUtf8(_) => "E_CONTENT_NOT_UTF8",
+            LedgerError::ContentHashMismatch { .. } => "E_CONTENT_HASH_MISMATCH",
+            LedgerError::NotAContribution(_) => "E_NOT_A_CONTRIBUTION",
         }
     }
 

@@ -13,7 +13,8 @@
 //! checks the checkpoint signature, every record's encoding and signature, refolds the whole
 //! state, and recomputes the Merkle root.
 
-use crate::{LedgerError, Reader};
+use crate::content::check_sizes;
+use crate::{ContentStore, LedgerError, Reader};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use serde::Serialize;
 use shoulders_log::{leaf_hash, LogVerifier, MemoryHashes};
@@ -194,6 +195,49 @@ pub fn verify_export(
         legs: state.legs().len(),
     };
     Ok((report, state))
+}
+
+/// What [`verify_content`] checked.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ContentReport {
+    /// Contributions whose content was found intact with the declared sizes.
+    pub contributions_checked: u64,
+    /// Their bytes in total.
+    pub content_bytes: u64,
+}
+
+/// Check that every contribution of a verified export (the `State` [`verify_export`] returned)
+/// has its content in `store`: present (`E_CONTENT_MISSING`), hashing to its reference
+/// (`E_CONTENT_CORRUPT`), UTF-8, with the record's sizes (`E_CONTENT_SIZE_MISMATCH`). One
+/// document is read at a time, in bounded memory, in log order; the first failure names its
+/// record index.
+pub fn verify_content(state: &State, store: &ContentStore) -> Result<ContentReport, VerifyFailure> {
+    let mut report = ContentReport {
+        contributions_checked: 0,
+        content_bytes: 0,
+    };
+    for c in state.contributions() {
+        store
+            .measure(&c.content_hash)
+            .and_then(|m| {
+                check_sizes(&c.content_hash, c.byte_size, c.token_count, m)?;
+                Ok(m)
+            })
+            .map(|m| {
+                report.contributions_checked += 1;
+                report.content_bytes += m.byte_size;
+            })
+            .map_err(|e| {
+                let message = match &e {
+                    LedgerError::ContentMissing(r) => {
+                        format!("content {r} is not in {}", store.root().display())
+                    }
+                    e => e.to_string(),
+                };
+                fail(e.code(), Some(c.index), message)
+            })?;
+    }
+    Ok(report)
 }
 
 /// Offset of the `\n` that ends an empty line (the first `\n` at the start or after a `\n`).

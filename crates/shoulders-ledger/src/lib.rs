@@ -5,6 +5,7 @@
 //! [`Ledger`] and [`Reader`].
 
 pub mod content;
+mod contribute;
 mod datadir;
 mod error;
 pub mod export;
@@ -13,10 +14,13 @@ mod reader;
 mod replay;
 mod writer;
 
-pub use content::{content_ref, ContentStore};
+pub use content::{content_ref, ContentStore, Measured};
+pub use contribute::Contributed;
 pub use datadir::{write_new_file, DataDir};
 pub use error::LedgerError;
-pub use export::{verify_export, VerifyFailure, VerifyReport, EXPORT_MAGIC};
+pub use export::{
+    verify_content, verify_export, ContentReport, VerifyFailure, VerifyReport, EXPORT_MAGIC,
+};
 pub use migrate::{migrate, MigrateReport};
 pub use reader::{ConsistencyProof, InclusionProof, Reader};
 pub use replay::replay;

@@ -1,19 +1,21 @@
 //! The single writer and its group commit.
 //!
-//! Submitters decode and verify signatures on their own threads, then hand records to one
-//! writer thread. The writer drains everything queued (up to `max_batch_records`), folds each
-//! record into the state, writes all accepted records and their Merkle hashes in one store
-//! transaction (SQLite or PostgreSQL), and only after that commit answers the submitters. One fsync thus
-//! acknowledges many records, and no record is acknowledged before it is durable.
+//! Submitters decode and verify signatures on their own threads, and check a new contribution's
+//! content against the content store there too (hashing a large document never stalls the
+//! writer), then hand records to one writer thread. The writer drains everything queued (up to
+//! `max_batch_records`), folds each record into the state, writes all accepted records and their
+//! Merkle hashes in one store transaction (SQLite or PostgreSQL), and only after that commit
+//! answers the submitters. One fsync thus acknowledges many records, and no record is
+//! acknowledged before it is durable.
 //!
 //! Readers take the state lock shared; the writer holds it exclusively from the first fold of
 //! a batch until its commit, so nobody ever observes a record that is not yet durable.
 
 use crate::reader::{ConsistencyProof, InclusionProof, Reader};
-use crate::{load_signer, replay, DataDir, LedgerError};
+use crate::{load_signer, replay, ContentStore, DataDir, LedgerError};
 use serde::Serialize;
 use shoulders_log::{leaf_hash, Frontier, Hash, LogSigner};
-use shoulders_record::SignedRecord;
+use shoulders_record::{Body, SignedRecord};
 use shoulders_state::State;
 use shoulders_store::{AppendBatch, Store, StoreError};
 use std::collections::BTreeMap;
@@ -81,8 +83,18 @@ struct Shared {
     stopped: AtomicBool,
 }
 
+/// A decoded, signature-checked record on its way to the writer.
+pub(crate) struct Checked {
+    record: SignedRecord,
+    leaf: Hash,
+    /// Why the record must be refused if it is new (a contribution whose content the ledger
+    /// has not received or whose sizes are not the measured ones). Found on the submitter's
+    /// thread; the writer ignores it for an identical resubmission, which stays a duplicate.
+    refusal: Option<LedgerError>,
+}
+
 struct Job {
-    records: Vec<(SignedRecord, Hash)>,
+    records: Vec<Checked>,
     reply: SyncSender<Vec<Result<Appended, LedgerError>>>,
 }
 
@@ -90,6 +102,7 @@ struct Job {
 /// on PostgreSQL, one per database (the store's advisory lock: `E_WRITER_LOCKED`).
 pub struct Ledger {
     shared: Arc<Shared>,
+    content: ContentStore,
     tx: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
     verifier_key: String,
@@ -130,6 +143,7 @@ impl Ledger {
             .map_err(|e| LedgerError::io(dir.root(), e))?;
         Ok(Ledger {
             shared,
+            content: ContentStore::new(dir),
             tx: Some(tx),
             writer: Some(writer),
             verifier_key,
@@ -139,6 +153,17 @@ impl Ledger {
 
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key
+    }
+
+    /// The data directory's content store, where a contribution's document must be before its
+    /// record is admitted.
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// The admission window on signer timestamps, if this ledger has one.
+    pub(crate) fn admission_window_ms(&self) -> Option<u64> {
+        self.shared.admission_window_ms
     }
 
     /// Number of durably committed records.
@@ -213,12 +238,57 @@ impl Ledger {
 
     /// Verify, fold and durably append one signed record. Returns only after it is committed
     /// (or was already in the log: same signer, client id and bytes).
+    ///
+    /// A new `data.contribute` is admitted only for content already in [`Ledger::content`],
+    /// intact and with the measured sizes (`E_CONTENT_MISSING`, `E_CONTENT_CORRUPT`,
+    /// `E_CONTENT_SIZE_MISMATCH`); [`Ledger::contribute`] stores the content and submits.
     pub fn submit(&self, bytes: Vec<u8>) -> Result<Appended, LedgerError> {
-        let rec = SignedRecord::from_bytes(bytes)?;
-        let leaf = leaf_hash(rec.bytes());
-        self.send(vec![(rec, leaf)])
+        let checked = self.check(bytes)?;
+        self.submit_checked(checked)
+    }
+
+    /// Hand one checked record to the writer and wait for its outcome.
+    pub(crate) fn submit_checked(&self, checked: Checked) -> Result<Appended, LedgerError> {
+        self.send(vec![checked])
             .pop()
             .expect("the writer answers every record")
+    }
+
+    /// Decode and verify `bytes`, then [`Ledger::check_record`].
+    fn check(&self, bytes: Vec<u8>) -> Result<Checked, LedgerError> {
+        Ok(self.check_record(SignedRecord::from_bytes(bytes)?))
+    }
+
+    /// The checks that run on the submitter's thread before the writer sees a verified record:
+    /// a new contribution's content must be stored, intact and of the declared sizes. Replay
+    /// never runs this (the log is admitted history; its content is not re-read on open).
+    pub(crate) fn check_record(&self, record: SignedRecord) -> Checked {
+        let leaf = leaf_hash(record.bytes());
+        let refusal = self.content_refusal(&record);
+        Checked {
+            record,
+            leaf,
+            refusal,
+        }
+    }
+
+    fn content_refusal(&self, record: &SignedRecord) -> Option<LedgerError> {
+        let r = record.record();
+        let Body::DataContribute(body) = &r.body else {
+            return None;
+        };
+        // A (signer, id) already in the log is answered by the writer as a duplicate or an id
+        // conflict without looking at content (entries are never removed), so its content need
+        // not be read. Only a shortcut: while the writer holds the state for a commit, do not
+        // wait for it (that would keep this record out of the next group commit); check anyway.
+        let seen = match self.shared.committed.try_read() {
+            Ok(c) => c.state.seen(&r.signer, &r.client_id).is_some(),
+            Err(_) => false,
+        };
+        if seen {
+            return None;
+        }
+        self.content.check_contribution(body).err()
     }
 
     /// Submit many records at once. Results are in input order, one per record, and accepted
@@ -254,7 +324,7 @@ impl Ledger {
             (0..count).map(|_| None).collect();
         let mut waiting: Vec<(Vec<usize>, Option<Replies>)> = Vec::new();
         std::thread::scope(|s| {
-            let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Verified>)>();
+            let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Result<Checked, LedgerError>>)>();
             for _ in 0..threads {
                 let (done_tx, chunks, next_chunk) = (done_tx.clone(), &chunks, &next_chunk);
                 s.spawn(move || loop {
@@ -262,10 +332,8 @@ impl Ledger {
                     let Some(chunk) = chunks.get(i) else { break };
                     let records =
                         std::mem::take(&mut *chunk.lock().unwrap_or_else(|p| p.into_inner()));
-                    if done_tx
-                        .send((i, records.into_iter().map(verify_one).collect()))
-                        .is_err()
-                    {
+                    let checked = records.into_iter().map(|b| self.check(b)).collect();
+                    if done_tx.send((i, checked)).is_err() {
                         break;
                     }
                 });
@@ -281,9 +349,9 @@ impl Ledger {
                     let mut valid = Vec::new();
                     for (offset, v) in verified.into_iter().enumerate() {
                         match v {
-                            Ok(pair) => {
+                            Ok(checked) => {
                                 slots.push(base + offset);
-                                valid.push(pair);
+                                valid.push(checked);
                             }
                             Err(e) => results[base + offset] = Some(Err(e)),
                         }
@@ -311,13 +379,13 @@ impl Ledger {
             .collect()
     }
 
-    fn send(&self, records: Vec<(SignedRecord, Hash)>) -> Vec<Result<Appended, LedgerError>> {
+    fn send(&self, records: Vec<Checked>) -> Vec<Result<Appended, LedgerError>> {
         let count = records.len();
         Self::wait(self.enqueue(records), count)
     }
 
     /// Queue records for the writer; the receiver yields their outcomes after the commit.
-    fn enqueue(&self, records: Vec<(SignedRecord, Hash)>) -> Replies {
+    fn enqueue(&self, records: Vec<Checked>) -> Replies {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         let tx = self.tx.as_ref().expect("sender lives until drop");
         // If the writer is gone the job (and its reply sender) is dropped, and `wait` reports it.
@@ -337,16 +405,8 @@ impl Ledger {
     }
 }
 
-type Verified = Result<(SignedRecord, Hash), LedgerError>;
-
 /// Where a job's outcomes arrive once its batch is committed.
 type Replies = Receiver<Vec<Result<Appended, LedgerError>>>;
-
-fn verify_one(bytes: Vec<u8>) -> Verified {
-    let rec = SignedRecord::from_bytes(bytes)?;
-    let leaf = leaf_hash(rec.bytes());
-    Ok((rec, leaf))
-}
 
 impl Drop for Ledger {
     /// Graceful shutdown: queued submissions are still committed and answered.
@@ -381,7 +441,7 @@ fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>,
                 })
                 .collect()
         } else {
-            commit_batch(&shared, &mut *store, &jobs)
+            commit_batch(&shared, &mut *store, &mut jobs)
         };
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             // A submitter that gave up waiting is not an error for the others.
@@ -391,7 +451,7 @@ fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>,
 }
 
 /// The admission-window refusal for a record signed at `ts_ms`, if it is outside the window.
-fn outside_window(window_ms: Option<u64>, ts_ms: u64) -> Option<LedgerError> {
+pub(crate) fn outside_window(window_ms: Option<u64>, ts_ms: u64) -> Option<LedgerError> {
     let window_ms = window_ms?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -406,16 +466,22 @@ fn outside_window(window_ms: Option<u64>, ts_ms: u64) -> Option<LedgerError> {
 fn commit_batch(
     shared: &Shared,
     store: &mut dyn Store,
-    jobs: &[Job],
+    jobs: &mut [Job],
 ) -> Vec<Vec<Result<Appended, LedgerError>>> {
     let mut committed = shared.committed.write().unwrap_or_else(|p| p.into_inner());
     let first_index = committed.frontier.size();
     let mut to_write: Vec<&[u8]> = Vec::new();
     let mut hashes: Vec<Hash> = Vec::new();
     let mut outcomes: Vec<Vec<Result<Appended, LedgerError>>> = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for job in jobs.iter_mut() {
         let mut job_out = Vec::with_capacity(job.records.len());
-        for (rec, leaf) in &job.records {
+        for checked in job.records.iter_mut() {
+            let Checked {
+                record: rec,
+                leaf,
+                refusal,
+            } = checked;
+            let rec: &SignedRecord = rec;
             let r = rec.record();
             let outcome = if let Some(seen) = committed.state.seen(&r.signer, &r.client_id) {
                 if seen.leaf_hash == leaf.0 {
@@ -432,6 +498,13 @@ fn commit_batch(
                 }
             } else if let Some(err) = outside_window(shared.admission_window_ms, r.ts_ms) {
                 Err(err)
+            } else if let Some(err) = refusal.take() {
+                // When the fold would refuse the record anyway, its reason is the better
+                // answer: no upload can make that record acceptable.
+                Err(match committed.state.check(rec) {
+                    Err(reject) => LedgerError::Rejected(reject),
+                    Ok(()) => err,
+                })
             } else {
                 let index = committed.frontier.size();
                 match committed.state.apply(index, leaf.0, rec) {

@@ -14,7 +14,8 @@ fn every_reject_code_leaves_the_log_unchanged() {
     let (_, ledger, _) = new_ledger(tmp.path());
     populate(&ledger);
     let (alice, bob, carol, stranger) = (key(1), key(2), key(3), key(99));
-    let h = hash_of("x");
+    // Content first: the refusals below are the fold's, not the content store's.
+    let h = ledger.content().put(b"x").unwrap();
     let taken_id = "reused-id";
     ledger
         .submit(rec_id(
@@ -362,7 +363,8 @@ fn concurrent_submitters_are_group_committed_densely() {
                     (0..per_thread)
                         .map(|i| {
                             let text = format!("doc {t} {i}");
-                            let r = rec(&alice, "data.contribute", json!({"dataset_id": "alice/d", "content_hash": hash_of(&text), "byte_size": text.len(), "token_count": 3}));
+                            let r =
+                                rec(&alice, "data.contribute", stored(ledger, "alice/d", &text));
                             ledger.submit(r).unwrap().index
                         })
                         .collect::<Vec<_>>()

@@ -98,12 +98,14 @@ fn racing_writers_exactly_one_wins_and_the_log_does_not_fork() {
                         attempted.wait();
                         let ledger = opened?;
                         let carol = key(3);
+                        // Content first, into this node's own content store.
+                        let body = stored(&ledger, "alice/open", "a racing document");
                         for j in 0..20 {
                             ledger.submit(rec_id(
                                 &carol,
                                 &format!("race-{round}-{i}-{j}"),
                                 "data.contribute",
-                                json!({"dataset_id": "alice/open", "content_hash": hash_of(&format!("{round}{i}{j}")), "byte_size": 1, "token_count": 1}),
+                                body.clone(),
                             ))?;
                         }
                         Ok::<_, shoulders_ledger::LedgerError>(ledger.size())
@@ -179,15 +181,9 @@ fn migration_round_trip_preserves_the_root() {
     populate(&ledger);
     // Enough records for several copy batches.
     let carol = key(3);
+    let body = stored(&ledger, "alice/open", "a migrated document");
     let batch: Vec<_> = (0..6_000)
-        .map(|i| {
-            rec_id(
-                &carol,
-                &format!("m{i}"),
-                "data.contribute",
-                json!({"dataset_id": "alice/open", "content_hash": hash_of(&format!("m{i}")), "byte_size": 1, "token_count": 1}),
-            )
-        })
+        .map(|i| rec_id(&carol, &format!("m{i}"), "data.contribute", body.clone()))
         .collect();
     for r in ledger.submit_batch(batch) {
         r.unwrap();

@@ -6,7 +6,7 @@ mod common;
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use common::*;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoulders_ledger::{verify_export, EXPORT_MAGIC};
 
 struct Export {
@@ -45,7 +45,11 @@ fn build() -> (Vec<u8>, String) {
     for i in 0..40 {
         let text = format!("document {i}");
         ledger
-            .submit(rec(&alice, "data.contribute", json!({"dataset_id": "alice/open", "content_hash": hash_of(&text), "byte_size": text.len(), "token_count": 2})))
+            .submit(rec(
+                &alice,
+                "data.contribute",
+                stored(&ledger, "alice/open", &text),
+            ))
             .unwrap();
     }
     let mut out = Vec::new();

@@ -1,10 +1,11 @@
-//! The REST API under `/api`. Reads are public; the only write is `POST /api/records`, whose
-//! authority is the record's own signature (operator records such as deposits and receipts
-//! must be signed with the operator's key, which the fold checks).
+//! The REST API under `/api`. Reads are public; the writes are `POST /api/records` and
+//! `POST /api/contributions` (a `data.contribute` record with its document), whose authority is
+//! the record's own signature (operator records such as deposits and receipts must be signed
+//! with the operator's key, which the fold checks).
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -30,6 +31,7 @@ pub const MAX_ATTRIBUTE_TEXT_BYTES: usize = 1 << 20;
 pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(submit_record, list_records))
+        .routes(routes!(submit_contribution))
         .routes(routes!(get_record))
         .routes(routes!(checkpoint))
         .routes(routes!(inclusion_proof))
@@ -132,6 +134,141 @@ async fn submit_record(State(st): St, body: Result<Bytes, BytesRejection>) -> Ap
         }),
     )
         .into_response())
+}
+
+/// `POST /api/contributions` body: a signed `data.contribute` record and the document it names.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContributionRequest {
+    /// The record's exact signed bytes (its canonical JSON, as `shoulders sign` prints it),
+    /// carried as a JSON string.
+    #[serde(deserialize_with = "raw_string")]
+    #[schema(value_type = String)]
+    pub record: Vec<u8>,
+    /// The document: UTF-8 text whose `sha256:<hex>` is the record's `content_hash` and whose
+    /// length in bytes is its `byte_size` and `token_count`.
+    #[serde(deserialize_with = "raw_string")]
+    #[schema(value_type = String)]
+    pub content: Vec<u8>,
+}
+
+/// A JSON string's unescaped bytes, without requiring UTF-8 (serde_json's `deserialize_bytes`
+/// keeps invalid bytes and lone surrogates), so non-UTF-8 content gets its own code.
+fn raw_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct Raw;
+    impl serde::de::Visitor<'_> for Raw {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Vec<u8>, E> {
+            Ok(v.as_bytes().to_vec())
+        }
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+    d.deserialize_bytes(Raw)
+}
+
+/// What `POST /api/contributions` answers.
+#[derive(Serialize, ToSchema)]
+pub struct ContributedBody {
+    pub index: u64,
+    /// Base64 RFC 6962 leaf hash.
+    pub leaf_hash: String,
+    /// True when the identical record was already in the log.
+    pub duplicate: bool,
+    /// `sha256:<hex>` of the stored document.
+    pub content_hash: String,
+}
+
+/// Room a contribution's body needs beyond its document: the record (at most 1 MiB) as a JSON
+/// string, whose escapes can double it, and the object around both.
+pub const CONTRIBUTION_ENVELOPE_BYTES: usize = 2 * shoulders_record::MAX_RECORD_BYTES + (64 << 10);
+
+/// Upload a contribution: a signed `data.contribute` record with its document.
+///
+/// The server checks the record is a `data.contribute` naming exactly this content (its
+/// sha256, its length as `byte_size` and `token_count`), stores the content durably, and only
+/// then appends the record (as `POST /api/records`). 201 when appended, 200 when the same
+/// record was already in the log. The document may be at most `--max-content-bytes` (default
+/// 16 MiB), and the whole body that plus 2 MiB + 64 KiB.
+#[utoipa::path(post, path = "/api/contributions", tag = "records", request_body = ContributionRequest,
+    responses(
+        (status = 201, description = "content stored and record appended", body = ContributedBody),
+        (status = 200, description = "already in the log", body = ContributedBody),
+        (status = 400, description = "malformed body or record, not a data.contribute, content hash mismatch, content not UTF-8", body = ErrorBody),
+        (status = 409, description = "client id reused for different bytes", body = ErrorBody),
+        (status = 413, description = "body or document too large", body = ErrorBody),
+        (status = 422, description = "sizes not the measured ones, or refused by the fold", body = ErrorBody),
+    ))]
+async fn submit_contribution(State(st): St, body: Body) -> ApiResult<Response> {
+    let limit = st.config.max_content_bytes;
+    let bytes = read_body(body, limit.saturating_add(CONTRIBUTION_ENVELOPE_BYTES)).await?;
+    let req: ContributionRequest = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
+    drop(bytes);
+    if req.content.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "E_BODY_TOO_LARGE",
+            format!(
+                "the document is {} bytes; this server takes at most {limit} (--max-content-bytes)",
+                req.content.len()
+            ),
+        ));
+    }
+    let state = Arc::clone(&st);
+    let done =
+        tokio::task::spawn_blocking(move || state.ledger.contribute(req.record, &req.content))
+            .await??;
+    let status = if done.appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(ContributedBody {
+            index: done.appended.index,
+            leaf_hash: done.appended.leaf_hash.to_string(),
+            duplicate: done.appended.duplicate,
+            content_hash: done.content_hash,
+        }),
+    )
+        .into_response())
+}
+
+/// Read a request body of at most `limit` bytes (413 `E_BODY_TOO_LARGE` beyond), for a route
+/// whose limit is not the server-wide `--max-body-bytes`.
+async fn read_body(body: Body, limit: usize) -> ApiResult<Vec<u8>> {
+    use tokio_stream::StreamExt as _;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "E_BODY_TOO_LARGE",
+            format!("the request body is over {limit} bytes"),
+        )
+    };
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "E_BODY_UNREADABLE",
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if out.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -75,7 +75,15 @@ impl From<LedgerError> for ApiError {
             LedgerError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::IdConflict { .. } => StatusCode::CONFLICT,
             LedgerError::TimestampOutsideWindow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            LedgerError::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            LedgerError::BatchTooLarge { .. } | LedgerError::ContentTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            LedgerError::NotAContribution(_)
+            | LedgerError::ContentHashMismatch { .. }
+            | LedgerError::ContentNotUtf8(_) => StatusCode::BAD_REQUEST,
+            LedgerError::ContentMissing(_) | LedgerError::ContentSizeMismatch { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             LedgerError::NotFound(_) => StatusCode::NOT_FOUND,
             LedgerError::Log(_) => StatusCode::BAD_REQUEST,
             LedgerError::WriterStopped | LedgerError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -36,6 +36,8 @@ pub use error::{ApiError, ApiResult};
 
 /// Default largest request body (a record is at most 1 MiB; an attribution text 1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = (1 << 20) + (64 << 10);
+/// Default largest document `POST /api/contributions` takes (`--max-content-bytes`).
+pub const DEFAULT_MAX_CONTENT_BYTES: usize = 16 << 20;
 /// Default time a request may take before it is answered `E_TIMEOUT`.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Requests per second each client IP may make by default (loopback exempt).
@@ -70,6 +72,9 @@ pub struct ServerConfig {
     pub upstreams: BTreeMap<String, String>,
     pub metering: Metering,
     pub max_body_bytes: usize,
+    /// Largest document `POST /api/contributions` takes; its body may be this plus
+    /// [`api::CONTRIBUTION_ENVELOPE_BYTES`] (the record), whatever `max_body_bytes` is.
+    pub max_content_bytes: usize,
     pub request_timeout_ms: u64,
     /// Time allowed for one upstream call.
     pub upstream_timeout_ms: u64,
@@ -89,6 +94,7 @@ impl ServerConfig {
             upstreams: BTreeMap::new(),
             metering: Metering::On,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             upstream_timeout_ms: 20_000,
             rate_limit: Some(ratelimit::RateLimit {

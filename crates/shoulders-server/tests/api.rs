@@ -438,6 +438,228 @@ async fn bad_input_on_every_write_route_appends_nothing() {
     s.stop().await;
 }
 
+/// Files in the fixture's content store.
+fn stored_blobs(f: &Fixture) -> usize {
+    std::fs::read_dir(f.data_dir().join("content/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn contribution_body(text: &[u8]) -> Value {
+    json!({"dataset_id": "alice/verse", "content_hash": shoulders_ledger::content_ref(text),
+           "byte_size": text.len(), "token_count": text.len()})
+}
+
+/// `{"record": <record bytes as a JSON string>, "content": <content>}`, byte for byte, so
+/// the content may be anything (even bytes that are not UTF-8).
+fn upload(record: &[u8], content: &[u8]) -> Vec<u8> {
+    let record = serde_json::to_string(std::str::from_utf8(record).unwrap()).unwrap();
+    let mut body = format!("{{\"record\":{record},\"content\":\"").into_bytes();
+    body.extend_from_slice(content);
+    body.extend_from_slice(b"\"}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contributions_upload_the_content_with_the_record() {
+    let f = fixture();
+    let mut c = config(&f, Metering::Off);
+    c.max_content_bytes = 128 * 1024;
+    let s = start(c).await;
+    let size = s.size().await;
+    let blobs = stored_blobs(&f);
+    let post = |route: &'static str, body: Vec<u8>| {
+        let req = s.client.post(s.url(route)).body(body);
+        async move { json_of(req.send().await.unwrap()).await }
+    };
+
+    // Larger than the server-wide --max-body-bytes (64 KiB here): the route has its own limit.
+    let text = "A line of my own verse, stored with its record.\n".repeat(2000);
+    let rec = record(
+        &f.alice,
+        "up-1",
+        f.ts_ms,
+        Kind::DataContribute,
+        contribution_body(text.as_bytes()),
+    );
+    let body = serde_json::to_vec(
+        &json!({"record": String::from_utf8(rec.clone()).unwrap(), "content": text}),
+    )
+    .unwrap();
+    assert!(body.len() > 64 * 1024);
+    let (status, v) = post("/api/contributions", body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let hash = shoulders_ledger::content_ref(text.as_bytes());
+    assert_eq!(
+        v,
+        json!({"index": size, "leaf_hash": v["leaf_hash"], "duplicate": false, "content_hash": hash})
+    );
+    let blob = f
+        .data_dir()
+        .join("content/sha256")
+        .join(&hash["sha256:".len()..]);
+    assert_eq!(std::fs::read(&blob).unwrap(), text.as_bytes());
+    let (status, c) = json_of(
+        s.client
+            .get(s.url(&format!("/api/contributions/{size}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, &c["byte_size"]),
+        (StatusCode::OK, &json!(text.len()))
+    );
+    // The same upload again is a duplicate.
+    let (status, again) = post("/api/contributions", body).await;
+    assert_eq!(
+        (status, &again["index"], &again["duplicate"]),
+        (StatusCode::OK, &json!(size), &json!(true))
+    );
+    assert_eq!(s.size().await, size + 1);
+    let size = size + 1;
+    let blobs = blobs + 1;
+    assert_eq!(stored_blobs(&f), blobs);
+
+    let doc = b"another poem";
+    let n = doc.len();
+    let non_utf8 = b"caf\xe9 au lait";
+    let sized = |bytes: u64, tokens: u64| {
+        let mut b = contribution_body(doc);
+        b["byte_size"] = json!(bytes);
+        b["token_count"] = json!(tokens);
+        record(&f.alice, "up-2", f.ts_ms, Kind::DataContribute, b)
+    };
+    let good = record(
+        &f.alice,
+        "up-2",
+        f.ts_ms,
+        Kind::DataContribute,
+        contribution_body(doc),
+    );
+    // One byte over the route's body limit (just over, so the server reads it all before it
+    // answers and the connection closes cleanly).
+    let limit = 128 * 1024 + shoulders_server::api::CONTRIBUTION_ENVELOPE_BYTES;
+    let overhead = upload(&good, b"").len();
+    let over_limit = upload(&good, &vec![b'a'; limit + 1 - overhead]);
+    assert_eq!(over_limit.len(), limit + 1);
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (
+            upload(&good, b"another poem!"),
+            StatusCode::BAD_REQUEST,
+            "E_CONTENT_HASH_MISMATCH",
+        ),
+        (
+            upload(
+                &record(
+                    &f.alice,
+                    "up-3",
+                    f.ts_ms,
+                    Kind::DataContribute,
+                    contribution_body(non_utf8),
+                ),
+                non_utf8,
+            ),
+            StatusCode::BAD_REQUEST,
+            "E_CONTENT_NOT_UTF8",
+        ),
+        (
+            upload(&sized(1 << 40, n as u64), doc),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "E_CONTENT_SIZE_MISMATCH",
+        ),
+        (
+            upload(&sized(n as u64, 1), doc),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "E_CONTENT_SIZE_MISMATCH",
+        ),
+        (
+            upload(
+                &record(
+                    &f.bob,
+                    "up-4",
+                    f.ts_ms,
+                    Kind::DatasetCreate,
+                    json!({"dataset_id": "bob/x", "name": "X", "access": "open"}),
+                ),
+                doc,
+            ),
+            StatusCode::BAD_REQUEST,
+            "E_NOT_A_CONTRIBUTION",
+        ),
+        (
+            upload(
+                &record(&f.alice, "up-5", f.ts_ms, Kind::DataContribute, {
+                    let mut b = contribution_body(doc);
+                    b["dataset_id"] = json!("alice/none");
+                    b
+                }),
+                doc,
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "E_DATASET_UNKNOWN",
+        ),
+        (
+            upload(b"{\"not\":\"a record\"}", doc),
+            StatusCode::BAD_REQUEST,
+            "E_RECORD_SCHEMA",
+        ),
+        (
+            b"{\"record\": 1}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "E_JSON_INVALID",
+        ),
+        // A document over --max-content-bytes, and a body over that plus the record's room.
+        (
+            upload(&good, &vec![b'a'; 128 * 1024 + 1]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "E_BODY_TOO_LARGE",
+        ),
+        (
+            over_limit,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "E_BODY_TOO_LARGE",
+        ),
+    ];
+    for (body, want_status, want_code) in cases {
+        let (status, v) = post("/api/contributions", body).await;
+        assert_eq!((status, code(&v)), (want_status, want_code), "{v}");
+        assert_eq!(s.size().await, size, "{want_code} appended something");
+        assert_eq!(stored_blobs(&f), blobs, "{want_code} stored something");
+    }
+
+    // POST /api/records with a contribution whose content was never uploaded.
+    let (status, v) = post("/api/records", good.clone()).await;
+    assert_eq!(
+        (status, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "E_CONTENT_MISSING"),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /api/contributions"),
+        "{v}"
+    );
+    assert_eq!(s.size().await, size);
+    // Uploaded with its content, the same record is appended; then /api/records knows it.
+    let (status, v) = post("/api/contributions", upload(&good, doc)).await;
+    assert_eq!(
+        (status, &v["index"]),
+        (StatusCode::CREATED, &json!(size)),
+        "{v}"
+    );
+    let (status, v) = post("/api/records", good).await;
+    assert_eq!(
+        (status, &v["duplicate"]),
+        (StatusCode::OK, &json!(true)),
+        "{v}"
+    );
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_matches_the_routes() {
     let f = fixture();
@@ -475,6 +697,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /api/records/{index}",
         "GET /api/statements/{holder}",
         "POST /api/attribute",
+        "POST /api/contributions",
         "POST /api/records",
         "GET /v1/models",
         "POST /v1/chat/completions",

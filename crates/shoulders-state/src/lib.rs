@@ -28,7 +28,7 @@ use settle::PendingReceipt;
 use shoulders_license::{check_derivation, Royalty, Source};
 use shoulders_record::{
     Access, ActorRegister, Body, DataContribute, DatasetCreate, Kind, LicenseDefine, LicenseGrant,
-    ModelRegister, PublicKey, SignedRecord,
+    ModelRegister, PublicKey, Record, SignedRecord,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -121,6 +121,11 @@ impl State {
 
     pub fn contribution(&self, index: u64) -> Option<&Contribution> {
         self.contributions.get(&index)
+    }
+
+    /// Every contribution, in log order.
+    pub fn contributions(&self) -> impl Iterator<Item = &Contribution> {
+        self.contributions.values()
     }
 
     pub fn model(&self, id: &str) -> Option<&Model> {
@@ -282,13 +287,38 @@ impl State {
             "records must be folded in log order"
         );
         let rec = record.record();
+        let (signer_handle, subject, pending) = self.check_phase(index, rec)?;
+        // Commit phase: infallible.
+        self.commit(index, &signer_handle, rec, pending);
+        self.client_ids.insert(
+            (rec.signer, rec.client_id.clone()),
+            Seen { index, leaf_hash },
+        );
+        self.next_index += 1;
+        Ok(Applied {
+            index,
+            kind: rec.kind,
+            subject,
+        })
+    }
+
+    /// Would `record` be accepted if it were folded next? Runs exactly the checks of
+    /// [`State::apply`] and changes nothing, so a caller can refuse a record early (e.g. before
+    /// storing the content a contribution names); the fold itself still decides.
+    pub fn check(&self, record: &SignedRecord) -> Result<(), Reject> {
+        self.check_phase(self.next_index, record.record())
+            .map(|_| ())
+    }
+
+    /// The check phase of [`State::apply`]: the signer's handle, the subject and what the commit
+    /// phase will do. Nothing here mutates `self`.
+    fn check_phase(&self, index: u64, rec: &Record) -> Result<(String, String, Pending), Reject> {
         if let Some(seen) = self.seen(&rec.signer, &rec.client_id) {
             return Err(Reject::DuplicateId {
                 client_id: rec.client_id.clone(),
                 index: seen.index,
             });
         }
-        // Check phase: nothing below may mutate `self` until `commit`.
         let signer_handle = match &rec.body {
             Body::ActorRegister(b) => {
                 self.check_actor_register(&rec.signer, b)?;
@@ -342,18 +372,7 @@ impl State {
                 (b.usage_id.clone(), Pending::Receipt(pending))
             }
         };
-        // Commit phase: infallible.
-        self.commit(index, &signer_handle, rec, pending);
-        self.client_ids.insert(
-            (rec.signer, rec.client_id.clone()),
-            Seen { index, leaf_hash },
-        );
-        self.next_index += 1;
-        Ok(Applied {
-            index,
-            kind: rec.kind,
-            subject,
-        })
+        Ok((signer_handle, subject, pending))
     }
 
     fn check_actor_register(&self, key: &PublicKey, b: &ActorRegister) -> Result<(), Reject> {

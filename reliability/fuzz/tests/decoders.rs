@@ -148,10 +148,12 @@ fn valid_export() -> &'static (Vec<u8>, String) {
         let vkey = shoulders_ledger::init(&dir, "fuzz.example/log", &mut rand_core::OsRng).unwrap();
         let ledger = shoulders_ledger::Ledger::open(&dir).unwrap();
         let key = ActorKey::from_seed([9; 32]);
+        // Content first: the contribution's document is stored before its record.
+        let document = ledger.content().put(b"abc").unwrap();
         for (i, (kind, body)) in [
             (Kind::ActorRegister, json!({"handle": "ann", "name": "Ann"})),
             (Kind::DatasetCreate, json!({"dataset_id": "ann/d", "name": "D", "access": "open"})),
-            (Kind::DataContribute, json!({"dataset_id": "ann/d", "content_hash": format!("sha256:{}", "a".repeat(64)), "byte_size": 3, "token_count": 3})),
+            (Kind::DataContribute, json!({"dataset_id": "ann/d", "content_hash": document, "byte_size": 3, "token_count": 3})),
         ]
         .into_iter()
         .enumerate()

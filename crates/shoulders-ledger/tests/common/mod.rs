@@ -32,6 +32,14 @@ pub fn hash_of(text: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
+/// Store `text` in the ledger's content store (content first) and return a `data.contribute`
+/// body for it with the measured sizes.
+pub fn stored(ledger: &Ledger, dataset_id: &str, text: &str) -> Value {
+    let hash = ledger.content().put(text.as_bytes()).unwrap();
+    serde_json::json!({"dataset_id": dataset_id, "content_hash": hash,
+                       "byte_size": text.len(), "token_count": text.len()})
+}
+
 pub fn new_ledger(dir: &std::path::Path) -> (DataDir, Ledger, String) {
     new_ledger_in(DataDir::new(dir.join("ledger")))
 }
@@ -98,20 +106,16 @@ pub fn populate(ledger: &Ledger) {
             "dataset.create",
             json!({"dataset_id": "alice/allow", "name": "Allow", "access": "allowlist", "allowlist": ["carol"]}),
         ),
-        rec(
-            &bob,
-            "data.contribute",
-            json!({"dataset_id": "alice/open", "content_hash": hash_of("b1"), "byte_size": 2, "token_count": 2}),
-        ),
+        rec(&bob, "data.contribute", stored(ledger, "alice/open", "b1")),
         rec(
             &carol,
             "data.contribute",
-            json!({"dataset_id": "alice/allow", "content_hash": hash_of("c1"), "byte_size": 2, "token_count": 2}),
+            stored(ledger, "alice/allow", "c1"),
         ),
         rec(
             &alice,
             "data.contribute",
-            json!({"dataset_id": "alice/private", "content_hash": hash_of("a1"), "byte_size": 2, "token_count": 2}),
+            stored(ledger, "alice/private", "a1"),
         ),
         rec(
             &alice,
