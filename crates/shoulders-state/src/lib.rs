@@ -499,10 +499,8 @@ impl State {
                 .license_id
                 .as_ref()
                 .and_then(|l| self.licenses.get(l))
-                .map(|l| Royalty {
-                    model_id: parent.model_id.clone(),
-                    owner: parent.owner.clone(),
-                    bps: l.terms.royalty_bps,
+                .map(|l| {
+                    Royalty::from_terms(&parent.model_id, &parent.owner, &l.license_id, &l.terms)
                 });
             sources.push(Source {
                 label: model_label(&p.model_id),
