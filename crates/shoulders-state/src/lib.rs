@@ -20,7 +20,7 @@ pub use money::{
     StatementTotal,
 };
 pub use reject::Reject;
-pub use settle::Config;
+pub use settle::{Charge, Config};
 pub use shoulders_license::{Decision, Effective};
 
 use money::Books;
@@ -548,13 +548,7 @@ impl State {
                 );
             }
             Body::DataContribute(b) => {
-                self.commit_contribution_money(
-                    index,
-                    signer,
-                    &b.dataset_id,
-                    &b.content_hash,
-                    b.byte_size,
-                );
+                self.commit_contribution_money(index, &b.content_hash);
                 let dataset = self.datasets.get_mut(&b.dataset_id).expect("checked");
                 dataset.add(index, signer, b);
                 self.contributions
