@@ -395,3 +395,225 @@ fn money_commands_explain_missing_operator() {
 fn ok_json_status(out: std::process::Output) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Royalty floors end to end: a base licence with a 5% royalty and a floor of 1000 per call +
+/// 200 per 1k output tokens; a free adapter (own licence priced 0) is refused; an adapter
+/// without a licence is charged the floors at each use, and the base's owner's statement shows
+/// them.
+#[test]
+fn settle_charges_the_royalty_floors_of_a_free_adapter() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("ledger");
+    let out = shoulders(&[
+        "init",
+        "--data-dir",
+        p(&data),
+        "--operator",
+        "op",
+        "--protocol-fee-bps",
+        "100",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vkey = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut keys = std::collections::BTreeMap::new();
+    for (handle, payout) in [
+        ("acme", true),
+        ("ada", true),
+        ("ann", false),
+        ("payer", false),
+    ] {
+        let key = dir.join(format!("{handle}.key"));
+        ok_json(shoulders(&["key", "new", "--out", p(&key)]));
+        let mut body = json!({"handle": handle, "name": handle});
+        if payout {
+            body["payout_address"] = json!(format!("acct:{handle}"));
+        }
+        submit(&data, &key, "actor.register", body, dir);
+        keys.insert(handle, key);
+    }
+    let terms = |royalty: u32, data_share: u32, per_call: &str, per_1k: &str| {
+        json!({
+        "commercial_use": true, "derivatives": "allowed", "attribution_required": true,
+        "share_alike": false, "royalty_bps": royalty, "data_share_bps": data_share, "currency": "USD",
+        "price_per_call_micros": per_call, "price_per_1k_output_tokens_micros": per_1k,
+        "registration_fee_micros": "0"})
+    };
+    let mut base_terms = terms(500, 2000, "10000", "1000");
+    base_terms["royalty_floor_per_call_micros"] = json!("1000");
+    base_terms["royalty_floor_per_1k_output_tokens_micros"] = json!("200");
+    submit(
+        &data,
+        &keys["acme"],
+        "license.define",
+        json!({"license_id": "acme/base-lic", "name": "Base", "terms": base_terms}),
+        dir,
+    );
+    submit(
+        &data,
+        &keys["acme"],
+        "dataset.create",
+        json!({"dataset_id": "acme/ds", "name": "D", "access": "open"}),
+        dir,
+    );
+    let doc = dir.join("ann.txt");
+    std::fs::write(&doc, "a poem by ann, used by the base").unwrap();
+    let ann = ok_json(shoulders(&[
+        "contribute",
+        "--data-dir",
+        p(&data),
+        "--key",
+        p(&keys["ann"]),
+        "--dataset",
+        "acme/ds",
+        p(&doc),
+    ]))["index"]
+        .as_u64()
+        .unwrap();
+    submit(
+        &data,
+        &keys["acme"],
+        "model.register",
+        json!({"model_id": "acme/base", "name": "Base", "datasets": ["acme/ds"], "license_id": "acme/base-lic"}),
+        dir,
+    );
+
+    // A free adapter would pay the base 5% of nothing: refused at registration.
+    submit(
+        &data,
+        &keys["ada"],
+        "license.define",
+        json!({"license_id": "ada/free", "name": "Free", "terms": terms(0, 0, "0", "0")}),
+        dir,
+    );
+    let body = dir.join("free-adapter.json");
+    std::fs::write(
+        &body,
+        json!({"model_id": "ada/free-adapter", "name": "Free",
+               "parents": [{"model_id": "acme/base", "relation": "adapter"}], "license_id": "ada/free"})
+        .to_string(),
+    )
+    .unwrap();
+    let out = shoulders(&[
+        "submit",
+        "--data-dir",
+        p(&data),
+        "--key",
+        p(&keys["ada"]),
+        "--kind",
+        "model.register",
+        "--body",
+        p(&body),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("error[E_LICENSE_BELOW_ROYALTY_FLOOR]: ancestor acme/base (licence acme/base-lic) is owed at least 1000 micro-units USD per call"),
+        "{}",
+        stderr(&out)
+    );
+    // Without a licence of its own it registers, and `license check` shows the floor owed.
+    submit(
+        &data,
+        &keys["ada"],
+        "model.register",
+        json!({"model_id": "ada/adapter", "name": "Adapter",
+               "parents": [{"model_id": "acme/base", "relation": "adapter"}]}),
+        dir,
+    );
+    let check = ok_json(shoulders(&[
+        "license",
+        "check",
+        "--data-dir",
+        p(&data),
+        "ada/adapter",
+        "--use",
+        "chat",
+    ]));
+    assert_eq!(
+        check["royalties"][0]["floor"],
+        json!({"currency": "USD", "per_call_micros": 1000, "per_1k_output_tokens_micros": 200}),
+        "{check}"
+    );
+    ok_json(shoulders(&[
+        "deposit",
+        "--data-dir",
+        p(&data),
+        "--account",
+        "payer",
+        "--amount-micros",
+        "1000000",
+    ]));
+
+    // 20 calls of 500 output tokens: floor 1000 + 100 = 1100 each, charged 1111 (the least
+    // charge that pays the floor after the 1% fee). Ten name ann's contribution (the base's
+    // level: 880 to acme, 220 to ann), ten name nothing (1100 to acme).
+    let receipts = dir.join("receipts.jsonl");
+    let mut f = std::fs::File::create(&receipts).unwrap();
+    for i in 0..20 {
+        let mut body = json!({"usage_id": format!("call-{i}"), "model_id": "ada/adapter", "payer": "payer",
+            "use_category": "chat", "input_tokens": 10, "output_tokens": 500,
+            "output_hash": format!("sha256:{:064x}", i)});
+        if i < 10 {
+            body["attribution"] =
+                json!([{"dataset_id": "acme/ds", "contribution": ann, "ppm": 1000000}]);
+        }
+        writeln!(
+            f,
+            "{}",
+            json!({"ts_ms": 1_800_000_000_000u64 + i, "body": body})
+        )
+        .unwrap();
+    }
+    drop(f);
+    let settled = ok_json(shoulders(&["settle", "--data-dir", p(&data), p(&receipts)]));
+    assert_eq!(settled["settled"], json!(20), "{settled}");
+
+    let st = ok_json(shoulders(&["statement", "--data-dir", p(&data), "acme"]));
+    let royalty = st["statement"]["by_source"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "royalty")
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(
+        (
+            royalty["model_id"].as_str(),
+            royalty["count"].as_u64(),
+            royalty["amount_micros"].as_str()
+        ),
+        (Some("acme/base"), Some(20), Some("19800")),
+        "{st}"
+    );
+    for line in st["statement"]["lines"].as_array().unwrap() {
+        let amount: u64 = line["amount_micros"].as_str().unwrap().parse().unwrap();
+        assert!(amount == 880 || amount == 1100, "{line}");
+    }
+    let st = ok_json(shoulders(&["statement", "--data-dir", p(&data), "ann"]));
+    assert_eq!(
+        st["statement"]["totals"][0]["unclaimed_micros"], "2200",
+        "{st}"
+    );
+    let st = ok_json(shoulders(&["statement", "--data-dir", p(&data), "payer"]));
+    assert_eq!(
+        st["statement"]["totals"][0]["balance_micros"],
+        (1_000_000 - 20 * 1111).to_string(),
+        "{st}"
+    );
+    let st = ok_json(shoulders(&["statement", "--data-dir", p(&data), "ada"]));
+    assert!(
+        st["statement"]["lines"].as_array().unwrap().is_empty(),
+        "the free adapter earns nothing: {st}"
+    );
+
+    // The export verifies: receipts and their floors recomputed from scratch.
+    let export = dir.join("export.txt");
+    ok_json(shoulders(&[
+        "export",
+        "--data-dir",
+        p(&data),
+        "--out",
+        p(&export),
+    ]));
+    let report = ok_json(shoulders(&["verify", "--key", &vkey, p(&export)]));
+    assert_eq!(report["receipts"], json!(20));
+}

@@ -1,4 +1,4 @@
-use crate::Conflict;
+use crate::{Conflict, FloorConflict};
 use serde::Serialize;
 use shoulders_record::{Derivatives, LicenseTerms, BPS_ONE};
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,12 +15,68 @@ pub struct Price {
     pub data_share_bps: u32,
 }
 
-/// A share of each charge owed to an upstream model's owner.
+/// The least an upstream model's owner is owed on every use of a descendant, in micro-units of
+/// `currency` (its licence's `royalty_floor_*` fields).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Floor {
+    pub currency: String,
+    pub per_call_micros: u128,
+    pub per_1k_output_tokens_micros: u128,
+}
+
+impl Floor {
+    /// The floor a licence sets; `None` when it sets none (both fields absent or zero).
+    pub fn from_terms(t: &LicenseTerms) -> Option<Floor> {
+        let per_call = t.royalty_floor_per_call_micros.as_deref().map_or(0, amount);
+        let per_1k = t
+            .royalty_floor_per_1k_output_tokens_micros
+            .as_deref()
+            .map_or(0, amount);
+        (per_call > 0 || per_1k > 0).then(|| Floor {
+            currency: t.currency.clone(),
+            per_call_micros: per_call,
+            per_1k_output_tokens_micros: per_1k,
+        })
+    }
+
+    /// The floor of one use producing `output_tokens`: `per_call + ceil(tokens × per_1k /
+    /// 1000)`, rounded up like a price so splitting a use never lowers it.
+    pub fn for_use(&self, output_tokens: u64) -> u128 {
+        self.per_call_micros
+            + (u128::from(output_tokens) * self.per_1k_output_tokens_micros).div_ceil(1000)
+    }
+}
+
+/// What an upstream model's owner is owed on each charge of a descendant: a share in basis
+/// points and, if its licence sets one, a floor (the larger of the two is paid).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Royalty {
     pub model_id: String,
     pub owner: String,
+    /// The ancestor's own licence, which sets the share and the floor.
+    pub license_id: String,
     pub bps: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<Floor>,
+}
+
+impl Royalty {
+    /// What the owner of `model_id` under licence `license_id` (terms `t`) is owed by
+    /// descendants.
+    pub fn from_terms(model_id: &str, owner: &str, license_id: &str, t: &LicenseTerms) -> Royalty {
+        Royalty {
+            model_id: model_id.to_string(),
+            owner: owner.to_string(),
+            license_id: license_id.to_string(),
+            bps: t.royalty_bps,
+            floor: Floor::from_terms(t),
+        }
+    }
+
+    /// Whether descendants owe anything: a share or a floor.
+    pub fn is_owed(&self) -> bool {
+        self.bps > 0 || self.floor.is_some()
+    }
 }
 
 /// Effective terms with the origin of every restriction (a label such as `model acme/base` or
@@ -41,7 +97,8 @@ pub struct Effective {
     pub territories: Option<(BTreeSet<String>, BTreeSet<String>)>,
     /// Earliest expiry and who set it.
     pub expires: Option<(u64, String)>,
-    /// Stacked upstream royalties, one per ancestor model.
+    /// Stacked upstream royalties, one per ancestor model whose own licence sets a royalty
+    /// share and/or a floor, nearest first.
     pub royalties: Vec<Royalty>,
     /// The model's own licence pricing, if it has a licence.
     pub price: Option<Price>,
@@ -188,6 +245,19 @@ impl Effective {
     pub fn total_royalty_bps(&self) -> u32 {
         self.royalties.iter().map(|r| r.bps).sum()
     }
+
+    /// The royalty floors of the stack, with their ancestors.
+    pub fn floors(&self) -> impl Iterator<Item = (&Royalty, &Floor)> {
+        self.royalties
+            .iter()
+            .filter_map(|r| r.floor.as_ref().map(|f| (r, f)))
+    }
+
+    /// The currency every floor of the stack is set in; `None` without floors. The registration
+    /// check refuses stacks whose floors mix currencies.
+    pub fn floor_currency(&self) -> Option<&str> {
+        self.floors().next().map(|(_, f)| f.currency.as_str())
+    }
 }
 
 /// One upstream source of a new model: a parent model (its effective terms, and whether its
@@ -195,7 +265,8 @@ impl Effective {
 pub struct Source<'a> {
     pub label: String,
     pub effective: &'a Effective,
-    /// `Some` for a parent model: the royalty its own licence asks, owed to `owner`.
+    /// `Some` for a parent model with a licence: the royalty share and floor its own licence
+    /// asks, owed to its owner.
     pub royalty: Option<Royalty>,
 }
 
@@ -305,7 +376,7 @@ pub fn check_derivation(
     for s in sources {
         effective.merge(s.effective);
         if let Some(r) = &s.royalty {
-            if r.bps > 0 && !effective.royalties.iter().any(|m| m.model_id == r.model_id) {
+            if r.is_owed() && !effective.royalties.iter().any(|m| m.model_id == r.model_id) {
                 effective.royalties.push(r.clone());
             }
         }
@@ -314,7 +385,80 @@ pub fn check_derivation(
     if total > BPS_ONE {
         return Err(Conflict::RoyaltyOverflow { total_bps: total });
     }
+    check_floors(&effective)?;
     Ok(effective)
+}
+
+fn floor_conflict(c: FloorConflict) -> Conflict {
+    Conflict::RoyaltyFloor(Box::new(c))
+}
+
+/// Royalty floors at registration: the stack's floors share one currency, and a model with a
+/// price of its own charges at least their sum, per call and per 1k output tokens (a model
+/// without a price is charged the floors at each use instead).
+fn check_floors(e: &Effective) -> Result<(), Conflict> {
+    let mut floors = e.floors();
+    let Some((first, first_floor)) = floors.next() else {
+        return Ok(());
+    };
+    if let Some((other, f)) = floors.find(|(_, f)| f.currency != first_floor.currency) {
+        return Err(floor_conflict(FloorConflict::Currencies {
+            first_model_id: first.model_id.clone(),
+            first_license_id: first.license_id.clone(),
+            first_currency: first_floor.currency.clone(),
+            other_model_id: other.model_id.clone(),
+            other_license_id: other.license_id.clone(),
+            other_currency: f.currency.clone(),
+        }));
+    }
+    let Some(price) = &e.price else {
+        return Ok(());
+    };
+    if price.currency != first_floor.currency {
+        return Err(floor_conflict(FloorConflict::Currency {
+            model_id: first.model_id.clone(),
+            license_id: first.license_id.clone(),
+            floor_currency: first_floor.currency.clone(),
+            price_currency: price.currency.clone(),
+        }));
+    }
+    let per_call: fn(&Floor) -> u128 = |f| f.per_call_micros;
+    let per_1k: fn(&Floor) -> u128 = |f| f.per_1k_output_tokens_micros;
+    for (unit, price_micros, of) in [
+        ("per call", price.per_call_micros, per_call),
+        (
+            "per 1k output tokens",
+            price.per_1k_output_tokens_micros,
+            per_1k,
+        ),
+    ] {
+        // Name the first ancestor whose floor the price no longer covers once the floors
+        // before it in the stack are paid.
+        let mut total: u128 = 0;
+        let mut short = None;
+        for (r, f) in e.floors() {
+            total += of(f);
+            if total > price_micros && short.is_none() {
+                short = Some((r, of(f)));
+            }
+        }
+        if let Some((r, floor_micros)) = short {
+            return Err(floor_conflict(FloorConflict::Below {
+                model_id: r.model_id.clone(),
+                license_id: r.license_id.clone(),
+                currency: price.currency.clone(),
+                unit,
+                floor_micros,
+                total: if total == floor_micros {
+                    String::new()
+                } else {
+                    format!(" (the floors along its lineage total {total})")
+                },
+                price_micros,
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// The answer to "may I use this model for `use_tag`?".

@@ -15,7 +15,12 @@
 //! | allowed uses | intersection of the sources that restrict them |
 //! | territories | intersection of the sources that restrict them |
 //! | expiry | the earliest |
-//! | royalties | stacked: each ancestor whose licence asks a share is owed it, once |
+//! | royalties | stacked: each ancestor whose licence asks a share or a floor is owed it, once |
+//!
+//! A **royalty floor** is the least an ancestor's owner is owed on every use of a descendant
+//! (per call plus per 1k output tokens, in the ancestor licence's currency). Floors stack like
+//! royalties; a descendant with a price of its own must price at least their sum, and one
+//! without is charged them at each use, so a free derivative cannot dodge its ancestors.
 //!
 //! [`check_derivation`] refuses a registration that would break an upstream licence;
 //! [`check_use`] answers whether a use is allowed now and at what price. Pure: the caller
@@ -24,7 +29,9 @@
 mod effective;
 mod presets;
 
-pub use effective::{check_derivation, check_use, Decision, Effective, Price, Royalty, Source};
+pub use effective::{
+    check_derivation, check_use, Decision, Effective, Floor, Price, Royalty, Source,
+};
 pub use presets::{preset, PRESETS};
 
 /// Why a registration was refused; each names the conflicting source and clause.
@@ -60,6 +67,8 @@ pub enum Conflict {
         "stacked royalties would total {total_bps} bps, more than 10000 (clause: royalty_bps)"
     )]
     RoyaltyOverflow { total_bps: u32 },
+    #[error("{0} (clause: royalty_floor)")]
+    RoyaltyFloor(Box<FloorConflict>),
 }
 
 impl Conflict {
@@ -73,6 +82,40 @@ impl Conflict {
             Conflict::Territory { .. } => "E_LICENSE_TERRITORY",
             Conflict::Expired { .. } => "E_LICENSE_EXPIRED",
             Conflict::RoyaltyOverflow { .. } => "E_LICENSE_ROYALTY_OVERFLOW",
+            Conflict::RoyaltyFloor(_) => "E_LICENSE_BELOW_ROYALTY_FLOOR",
         }
     }
+}
+
+/// Why a registration breaks the royalty floors of its ancestors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FloorConflict {
+    #[error("ancestor {model_id} (licence {license_id}) is owed at least {floor_micros} micro-units {currency} {unit} on every use of its descendants{total}; this model's price {unit} is {price_micros}")]
+    Below {
+        model_id: String,
+        license_id: String,
+        currency: String,
+        /// `per call` or `per 1k output tokens`.
+        unit: &'static str,
+        floor_micros: u128,
+        /// Empty, or the sum of the floors along the lineage when several ancestors set one.
+        total: String,
+        price_micros: u128,
+    },
+    #[error("ancestor {model_id} (licence {license_id}) sets its royalty floor in {floor_currency}, but this model's price is in {price_currency}; price it in {floor_currency}")]
+    Currency {
+        model_id: String,
+        license_id: String,
+        floor_currency: String,
+        price_currency: String,
+    },
+    #[error("ancestors {first_model_id} (licence {first_license_id}) and {other_model_id} (licence {other_license_id}) set royalty floors in two currencies, {first_currency} and {other_currency}, and one charge cannot pay both")]
+    Currencies {
+        first_model_id: String,
+        first_license_id: String,
+        first_currency: String,
+        other_model_id: String,
+        other_license_id: String,
+        other_currency: String,
+    },
 }

@@ -233,7 +233,8 @@ pub enum Derivatives {
     Forbidden,
 }
 
-/// Machine-readable licence terms. Money amounts are micro-units of `currency`.
+/// Machine-readable licence terms. Money amounts are micro-units of `currency`, as canonical
+/// decimal strings of at most [`crate::validate::MAX_AMOUNT_MICROS`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LicenseTerms {
@@ -241,7 +242,8 @@ pub struct LicenseTerms {
     pub derivatives: Derivatives,
     pub attribution_required: bool,
     pub share_alike: bool,
-    /// Share of each charge owed upstream to the licensor, in basis points.
+    /// Share of each charge of every descendant owed upstream to the licensor (the owner of a
+    /// model under this licence), in basis points.
     pub royalty_bps: u32,
     /// Share of each charge paid to the data contributors, in basis points.
     pub data_share_bps: u32,
@@ -249,6 +251,15 @@ pub struct LicenseTerms {
     pub price_per_call_micros: String,
     pub price_per_1k_output_tokens_micros: String,
     pub registration_fee_micros: String,
+    /// Royalty floor: the least the licensor is owed on every use of every descendant, per
+    /// call, whatever the descendant charges (so a free derivative still pays its ancestors).
+    /// Absent: no floor. Omitted when absent, so records without floors keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub royalty_floor_per_call_micros: Option<String>,
+    /// Royalty floor per 1,000 output tokens of every use of every descendant (rounded up per
+    /// use, like prices). Absent: no floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub royalty_floor_per_1k_output_tokens_micros: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -721,6 +732,12 @@ fn validate_terms(t: &LicenseTerms) -> Result<(), RecordError> {
         &t.price_per_1k_output_tokens_micros,
     )?;
     v::amount_micros("terms.registration_fee_micros", &t.registration_fee_micros)?;
+    if let Some(f) = &t.royalty_floor_per_call_micros {
+        v::amount_micros("terms.royalty_floor_per_call_micros", f)?;
+    }
+    if let Some(f) = &t.royalty_floor_per_1k_output_tokens_micros {
+        v::amount_micros("terms.royalty_floor_per_1k_output_tokens_micros", f)?;
+    }
     for (field, list) in [
         ("terms.allowed_uses", &t.allowed_uses),
         ("terms.forbidden_uses", &t.forbidden_uses),

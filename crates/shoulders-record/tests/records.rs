@@ -235,7 +235,7 @@ fn every_kind_round_trips() {
         ),
         (
             Kind::LicenseDefine,
-            json!({"license_id": "a/l", "name": "L", "spdx_id": "Apache-2.0", "terms": {"commercial_use": true, "derivatives": "approval_required", "attribution_required": true, "share_alike": false, "royalty_bps": 500, "data_share_bps": 2000, "currency": "USD", "price_per_call_micros": "1000", "price_per_1k_output_tokens_micros": "20000", "registration_fee_micros": "0", "forbidden_uses": ["surveillance"]}}),
+            json!({"license_id": "a/l", "name": "L", "spdx_id": "Apache-2.0", "terms": {"commercial_use": true, "derivatives": "approval_required", "attribution_required": true, "share_alike": false, "royalty_bps": 500, "data_share_bps": 2000, "currency": "USD", "price_per_call_micros": "1000", "price_per_1k_output_tokens_micros": "20000", "registration_fee_micros": "0", "royalty_floor_per_call_micros": "5000", "royalty_floor_per_1k_output_tokens_micros": "200", "forbidden_uses": ["surveillance"]}}),
         ),
         (
             Kind::LicenseGrant,

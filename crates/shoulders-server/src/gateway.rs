@@ -297,18 +297,24 @@ async fn handle(
         ));
     }
 
-    // Refuse before generating when the payer cannot cover even the per-call price; the fold
-    // checks the exact charge again when the receipt is appended.
+    // Refuse before generating when the payer cannot cover even a call with no output: the
+    // price per call, or at least the royalty floors along the lineage (a free derivative of a
+    // floored model is charged them). The fold computes the exact charge again when the receipt
+    // is appended; a model it cannot charge at all is refused there, as before.
     if st.config.metering == Metering::On {
-        if let Some(price) = &decision.price {
-            let balance = st.ledger.with_state(|s| s.balance(&payer, &price.currency));
-            if balance < price.per_call_micros as i128 {
+        let least = st.ledger.with_state(|s| {
+            s.charge_for(&req.model, 0)
+                .ok()
+                .map(|c| (s.balance(&payer, &c.currency), c))
+        });
+        if let Some((balance, charge)) = least {
+            if balance < charge.total_micros as i128 {
                 return Err(ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,
                     "E_INSUFFICIENT_FUNDS",
                     format!(
                         "{payer} holds {balance} {} micro-units; a call to {} costs at least {}",
-                        price.currency, req.model, price.per_call_micros
+                        charge.currency, req.model, charge.total_micros
                     ),
                 ));
             }

@@ -949,6 +949,83 @@ async fn gateway_metering_on_signs_and_submits_a_receipt() {
     s.stop().await;
 }
 
+/// A free derivative of a model with royalty floors is charged the floors: the gateway refuses
+/// with 402, before generating, a payer who cannot cover them (it asks the fold's own
+/// `charge_for`, not the derivative's price).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_refuses_a_free_derivative_when_the_payer_cannot_cover_the_floors() {
+    let f = fixture();
+    let operator = write_operator_key(&f.data_dir());
+    let ledger =
+        shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(f.data_dir())).unwrap();
+    let submit =
+        |key, id: &str, kind, body| ledger.submit(record(key, id, f.ts_ms, kind, body)).unwrap();
+    submit(
+        &operator,
+        "config",
+        Kind::LedgerConfig,
+        json!({"operator": "operator", "protocol_fee_bps": 100}),
+    );
+    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
+    let mut terms = serde_json::to_value(terms).unwrap();
+    terms["royalty_bps"] = json!(500);
+    terms["price_per_call_micros"] = json!("10000");
+    terms["royalty_floor_per_call_micros"] = json!("1000");
+    submit(
+        &f.alice,
+        "lic",
+        Kind::LicenseDefine,
+        json!({"license_id": "alice/floored", "name": name, "spdx_id": spdx, "terms": terms}),
+    );
+    submit(
+        &f.alice,
+        "m-floored",
+        Kind::ModelRegister,
+        json!({"model_id": "alice/verse-floored", "name": "Verse, floored",
+               "datasets": ["alice/verse"], "license_id": "alice/floored"}),
+    );
+    // bob's adapter has no licence, hence no price of its own.
+    submit(
+        &f.bob,
+        "m-free",
+        Kind::ModelRegister,
+        json!({"model_id": "bob/free-adapter", "name": "Free adapter",
+               "parents": [{"model_id": "alice/verse-floored", "relation": "adapter"}]}),
+    );
+    // One call with no output costs 1010: the 1000 floor plus the 1% fee on the charge.
+    submit(
+        &operator,
+        "dep",
+        Kind::FundsDeposit,
+        json!({"account": "bob", "currency": "USD", "amount_micros": "1009"}),
+    );
+    drop(ledger);
+    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let s = start(config(&f, Metering::On)).await;
+    let size = s.size().await;
+    let (status, v) = json_of(
+        s.client
+            .post(s.url("/v1/completions"))
+            .bearer_auth(&token)
+            .json(&json!({"model": "bob/free-adapter", "prompt": "Shall I", "max_tokens": 20}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{v}");
+    assert_eq!(code(&v), "E_INSUFFICIENT_FUNDS");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("costs at least 1010"),
+        "{v}"
+    );
+    assert_eq!(s.size().await, size, "nothing generated, nothing appended");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_keeps_every_acknowledged_write() {
     let f = fixture();

@@ -63,6 +63,7 @@ fn ledger(dir: &Path) -> (u64, u64) {
     let mut terms = serde_json::to_value(terms).unwrap();
     terms["price_per_call_micros"] = json!("1000");
     terms["data_share_bps"] = json!(5000);
+    terms["royalty_floor_per_call_micros"] = json!("100");
     submit(
         &alice,
         TS,
@@ -203,6 +204,20 @@ async fn every_page_renders_and_escapes_ledger_text() {
         "licence card shows the price"
     );
     assert!(model.contains(&format!("{CALLS} calls, charged 0.006000 USD")));
+    // bob's unpriced fine-tune owes alice's floor on every call.
+    let (_, _, tuned) = get(&s, "/models/bob/tuned").await;
+    assert!(
+        tuned.contains(
+            "every call is charged at least the royalty floors upstream: 0.000100 USD per call"
+        ),
+        "{tuned}"
+    );
+    assert!(
+        tuned.contains(
+            "at least 0.000100 USD per call + 0.000000 USD per 1,000 output tokens on every use to"
+        ),
+        "{tuned}"
+    );
     let (status, _, _) = get(&s, "/static/explorer.css").await;
     assert_eq!(status, StatusCode::OK);
     let (status, ct, js) = get(&s, "/static/explorer.js").await;

@@ -20,7 +20,7 @@ pub use money::{
     StatementTotal,
 };
 pub use reject::Reject;
-pub use settle::Config;
+pub use settle::{Charge, Config};
 pub use shoulders_license::{Decision, Effective};
 
 use money::Books;
@@ -518,10 +518,8 @@ impl State {
                 .license_id
                 .as_ref()
                 .and_then(|l| self.licenses.get(l))
-                .map(|l| Royalty {
-                    model_id: parent.model_id.clone(),
-                    owner: parent.owner.clone(),
-                    bps: l.terms.royalty_bps,
+                .map(|l| {
+                    Royalty::from_terms(&parent.model_id, &parent.owner, &l.license_id, &l.terms)
                 });
             sources.push(Source {
                 label: model_label(&p.model_id),
@@ -569,13 +567,7 @@ impl State {
                 );
             }
             Body::DataContribute(b) => {
-                self.commit_contribution_money(
-                    index,
-                    signer,
-                    &b.dataset_id,
-                    &b.content_hash,
-                    b.byte_size,
-                );
+                self.commit_contribution_money(index, &b.content_hash);
                 let dataset = self.datasets.get_mut(&b.dataset_id).expect("checked");
                 dataset.add(index, signer, b);
                 self.contributions

@@ -73,7 +73,8 @@ pub struct Leg {
     pub model_id: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dataset_id: Option<Arc<str>>,
-    /// The contribution credited (absent when a pool fell back to contribution sizes).
+    /// The contribution credited (for data shares: the one the receipt named, or the earliest
+    /// contribution of the same content when it named a copy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contribution: Option<u64>,
     /// For legs into or out of [`UNCLAIMED`]: whose earnings they are.
@@ -102,8 +103,9 @@ pub struct Receipt {
     pub charge_micros: u128,
     pub input_tokens: u64,
     pub output_tokens: u64,
-    /// True when no attribution covered a paying level and its pool went by contribution size.
-    pub fallback: bool,
+    /// True when some level with a data share had no attributed contribution in its own
+    /// datasets, so its pool went to the level's owner (no pool is paid without evidence).
+    pub unattributed: bool,
     /// Position of its legs in the ledger-wide leg list.
     #[serde(skip)]
     pub legs: std::ops::Range<usize>,
@@ -193,8 +195,6 @@ pub(crate) struct Books {
     pub contribution_uses: HashMap<u64, u64>,
     /// Earliest contribution of each content hash: later copies are credited to it.
     pub content_first: HashMap<String, u64>,
-    /// Fallback pool weights: bytes of first-seen content per contributor, per dataset.
-    pub fallback_weights: HashMap<String, BTreeMap<String, u64>>,
     names: HashSet<Arc<str>>,
 }
 

@@ -100,13 +100,60 @@ impl Legs<'_> {
     }
 }
 
-/// One pool participant: a contribution named by the receipt, or (fallback) a contributor's
-/// first-seen bytes in a dataset.
+/// One pool participant: a contribution the receipt names (after duplicate redirection), with
+/// its ppm.
 struct Share<'a> {
     dataset_id: &'a str,
     contributor: &'a str,
-    contribution: Option<u64>,
+    contribution: u64,
     weight: u128,
+}
+
+/// What one use of a model costs, as the fold computes it for a receipt ([`State::charge_for`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Charge {
+    pub model_id: String,
+    pub output_tokens: u64,
+    pub currency: String,
+    /// What the payer is charged: at least the price, and enough that every ancestor is paid
+    /// its royalty floor after the protocol fee.
+    #[serde(serialize_with = "crate::money::as_decimal_u")]
+    pub total_micros: u128,
+    /// The model's own price for this use (0 without a licence of its own).
+    #[serde(serialize_with = "crate::money::as_decimal_u")]
+    pub price_micros: u128,
+    /// The royalty floors along the lineage for this use, summed.
+    #[serde(serialize_with = "crate::money::as_decimal_u")]
+    pub floors_micros: u128,
+}
+
+/// Stage 1 of a receipt's split: the charge, the protocol fee, what each ancestor of the
+/// royalty stack is paid (`max(royalty share, floor)`), the model's own level and the units of
+/// tied remainders. `fee + Σ royalties + own + rounding == charge`.
+struct Stage1 {
+    currency: String,
+    price: u128,
+    floors: u128,
+    charge: u128,
+    fee: u128,
+    royalties: Vec<u128>,
+    own: u128,
+    rounding: u128,
+}
+
+/// The stage-1 split of `charge`: `None` when the floors leave the own level negative.
+fn split_stage1(charge: u128, weights: &[u128], floors: &[u128]) -> Option<(Vec<u128>, u128)> {
+    let (mut parts, rounding) = split(charge, weights);
+    let last = parts.len() - 1;
+    let mut topped_up: u128 = 0;
+    for (part, floor) in parts[1..last].iter_mut().zip(floors) {
+        if *part < *floor {
+            topped_up += floor - *part;
+            *part = *floor;
+        }
+    }
+    parts[last] = parts[last].checked_sub(topped_up)?;
+    Some((parts, rounding))
 }
 
 impl State {
@@ -267,24 +314,13 @@ impl State {
                 reasons: decision.reasons.join("; "),
             });
         }
-        let price = model
-            .effective
-            .price
-            .as_ref()
-            .ok_or_else(|| Reject::ModelNotPriced(b.model_id.clone()))?;
-        // Token charges round up, so splitting one use into many small calls never pays less.
-        let charge = price.per_call_micros
-            + (u128::from(b.output_tokens) * price.per_1k_output_tokens_micros).div_ceil(1000);
-        if charge > MAX_AMOUNT_MICROS {
-            return Err(Reject::ChargeTooLarge {
-                charge_micros: charge,
-            });
-        }
-        let balance = self.books.balance(&b.payer, &price.currency);
+        let charged = stage1(config.protocol_fee_bps, model, b.output_tokens)?;
+        let charge = charged.charge;
+        let balance = self.books.balance(&b.payer, &charged.currency);
         if balance < charge as i128 {
             return Err(Reject::InsufficientFunds {
                 account: b.payer.clone(),
-                currency: price.currency.clone(),
+                currency: charged.currency.clone(),
                 balance_micros: balance,
                 needed_micros: charge as i128,
             });
@@ -321,7 +357,7 @@ impl State {
             }
         }
 
-        let mut legs = self.new_legs(index, ts_ms, &price.currency);
+        let mut legs = self.new_legs(index, ts_ms, &charged.currency);
         legs.push(
             &b.payer,
             -(charge as i128),
@@ -332,20 +368,12 @@ impl State {
             None,
         );
 
-        // Stage 1: protocol fee off the top; each upstream royalty and the model's own level
-        // share what is left. Weights are in units of 1/10^8 of the charge.
-        let fee_bps = u128::from(config.protocol_fee_bps);
-        let net_bps = u128::from(BPS_ONE) - fee_bps;
-        let royalties = &model.effective.royalties;
-        let royalty_bps: u128 = royalties.iter().map(|r| u128::from(r.bps)).sum();
-        let mut weights = Vec::with_capacity(royalties.len() + 2);
-        weights.push(fee_bps * u128::from(BPS_ONE));
-        weights.extend(royalties.iter().map(|r| net_bps * u128::from(r.bps)));
-        weights.push(net_bps * (u128::from(BPS_ONE) - royalty_bps));
-        let (parts, mut rounding) = split(charge, &weights);
+        // Stage 1 (see `stage1`): the protocol fee, each ancestor's royalty (at least its
+        // floor) and the model's own level.
+        let mut rounding = charged.rounding;
         legs.push(
             PROTOCOL,
-            parts[0] as i128,
+            charged.fee as i128,
             Role::ProtocolFee,
             Some(&b.model_id),
             None,
@@ -353,13 +381,17 @@ impl State {
             None,
         );
 
-        // Stage 2 and 3, per level: the level model's licence gives its data pool a share,
-        // divided among the contributors the receipt names in that model's own datasets, or
-        // by first-seen bytes when it names none; the rest is the level owner's.
-        let mut fallback = false;
-        let levels = royalties
+        // Stages 2 and 3, per level: the level model's licence gives its data pool a share,
+        // divided among the contributions the receipt names in that model's own datasets; the
+        // rest is the level owner's. A level whose datasets the receipt names nothing in pays
+        // its whole amount to its owner: no pool is paid without evidence, so adding bytes,
+        // junk or copies can never raise anyone's share.
+        let mut unattributed = false;
+        let levels = model
+            .effective
+            .royalties
             .iter()
-            .zip(&parts[1..])
+            .zip(&charged.royalties)
             .map(|(r, amount)| {
                 (
                     r.model_id.as_str(),
@@ -371,7 +403,7 @@ impl State {
             .chain(std::iter::once((
                 model.model_id.as_str(),
                 model.owner.as_str(),
-                parts[parts.len() - 1],
+                charged.own,
                 Role::OwnerShare,
             )));
         for (level_model_id, owner, amount, role) in levels {
@@ -387,26 +419,12 @@ impl State {
                     shares.push(Share {
                         dataset_id: d,
                         contributor: &self.contributions[first].contributor,
-                        contribution: Some(*first),
+                        contribution: *first,
                         weight: *ppm,
                     });
                 }
             }
-            if shares.is_empty() && data_bps > 0 {
-                for d in &level.datasets {
-                    for (contributor, bytes) in
-                        self.books.fallback_weights.get(d).into_iter().flatten()
-                    {
-                        shares.push(Share {
-                            dataset_id: d,
-                            contributor,
-                            contribution: None,
-                            weight: u128::from(*bytes),
-                        });
-                    }
-                }
-                fallback |= !shares.is_empty();
-            }
+            unattributed |= shares.is_empty() && data_bps > 0;
             let (owner_part, pool) = if shares.is_empty() || data_bps == 0 {
                 (amount, 0)
             } else {
@@ -433,7 +451,7 @@ impl State {
                         part,
                         level_model_id,
                         s.dataset_id,
-                        s.contribution,
+                        Some(s.contribution),
                     );
                 }
             }
@@ -461,7 +479,7 @@ impl State {
                 charge_micros: charge,
                 input_tokens: b.input_tokens,
                 output_tokens: b.output_tokens,
-                fallback,
+                unattributed,
                 legs: 0..0,
             },
             legs: legs.legs,
@@ -487,29 +505,181 @@ impl State {
         self.books.receipts.insert(receipt.index, receipt);
     }
 
-    /// Keep the duplicate map and fallback weights current as contributions arrive.
-    pub(crate) fn commit_contribution_money(
-        &mut self,
-        index: u64,
-        contributor: &str,
-        dataset_id: &str,
-        content_hash: &str,
-        byte_size: u64,
-    ) {
-        if self.books.content_first.contains_key(content_hash) {
-            return;
-        }
+    /// Keep the duplicate map current as contributions arrive: the first contribution of each
+    /// content is the one credited for every copy. Declared sizes play no part in any payout.
+    pub(crate) fn commit_contribution_money(&mut self, index: u64, content_hash: &str) {
         self.books
             .content_first
-            .insert(content_hash.to_string(), index);
-        *self
-            .books
-            .fallback_weights
-            .entry(dataset_id.to_string())
-            .or_default()
-            .entry(contributor.to_string())
-            .or_insert(0) += byte_size;
+            .entry(content_hash.to_string())
+            .or_insert(index);
     }
+
+    /// What one use of `model_id` producing `output_tokens` costs now, in the model's currency:
+    /// exactly the charge a receipt would carry (the same computation as the fold's).
+    pub fn charge_for(&self, model_id: &str, output_tokens: u64) -> Result<Charge, Reject> {
+        let config = self.config.as_ref().ok_or(Reject::NoOperator)?;
+        let model = self
+            .models
+            .get(model_id)
+            .ok_or_else(|| Reject::ModelUnknown(model_id.to_string()))?;
+        let s = stage1(config.protocol_fee_bps, model, output_tokens)?;
+        Ok(Charge {
+            model_id: model_id.to_string(),
+            output_tokens,
+            currency: s.currency,
+            total_micros: s.charge,
+            price_micros: s.price,
+            floors_micros: s.floors,
+        })
+    }
+}
+
+/// Most charges [`least_charge`] tries one by one below the bisection's answer.
+const MAX_SCAN: u128 = 4096;
+
+/// The least charge `≥ price` (at most [`MAX_AMOUNT_MICROS`]) whose stage-1 split covers the
+/// floors, with that split; `None` when no charge up to the limit does.
+///
+/// Each part of a split is the floor or the ceiling of its exact share, so the own level is not
+/// quite monotone in the charge (largest remainder's "Alabama paradox"): a charge may cover the
+/// floors and the next one not. So: bisection finds a boundary `hi` (covers, `hi − 1` does not);
+/// [`lower_bound`] gives the charge below which none can cover whatever the rounding; the
+/// charges between are tried in order. That window is a few units wide unless fee and royalties
+/// take nearly all of a charge; above [`MAX_SCAN`] units the bisection's boundary is kept.
+fn least_charge(price: u128, weights: &[u128], floors: &[u128]) -> Option<(u128, Vec<u128>, u128)> {
+    let covers = |c: u128| split_stage1(c, weights, floors);
+    if let Some((parts, rounding)) = covers(price) {
+        return Some((price, parts, rounding));
+    }
+    // A covering charge pays at least every floor.
+    if floors.iter().sum::<u128>() > MAX_AMOUNT_MICROS {
+        return None;
+    }
+    let mut best = covers(MAX_AMOUNT_MICROS)?;
+    let (mut lo, mut hi) = (price, MAX_AMOUNT_MICROS);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match covers(mid) {
+            Some(split) => (hi, best) = (mid, split),
+            None => lo = mid,
+        }
+    }
+    let low = lower_bound(price, hi, weights, floors);
+    if hi - low <= MAX_SCAN {
+        for c in low..hi {
+            if let Some((parts, rounding)) = covers(c) {
+                return Some((c, parts, rounding));
+            }
+        }
+    }
+    Some((hi, best.0, best.1))
+}
+
+/// The least charge in `price..=hi` below which no charge covers the floors. With exact shares
+/// (no rounding) the own level after floors would be `g(C) = C·w_own/W − Σ max(0, F_i −
+/// C·w_i/W)`, nondecreasing in `C`; rounding moves the own level and each royalty by less than
+/// one unit each, so with `k` floors the rounded own level is below `g(C) + k + 1`, negative
+/// wherever `g(C) ≤ −(k + 1)`. Bisection on `W·g` (exact integers) finds where that ends.
+/// `hi` must cover the floors (so `g(hi) > −(k + 1)`); the floors must sum to at most 10^18.
+fn lower_bound(price: u128, hi: u128, weights: &[u128], floors: &[u128]) -> u128 {
+    let total = weights.iter().sum::<u128>() as i128;
+    let last = weights.len() - 1;
+    let k = floors.iter().filter(|f| **f > 0).count() as i128;
+    // W·g(C): C ≤ 10^18 and weights ≤ 10^8, floors ≤ 10^18 each: far within i128.
+    let scaled_g = |c: u128| -> i128 {
+        let c = c as i128;
+        let own = c * weights[last] as i128;
+        let short: i128 = weights[1..last]
+            .iter()
+            .zip(floors)
+            .map(|(w, f)| (*f as i128 * total - c * *w as i128).max(0))
+            .sum();
+        own - short
+    };
+    let possible = |c: u128| scaled_g(c) > -(k + 1) * total;
+    debug_assert!(possible(hi));
+    if possible(price) {
+        return price;
+    }
+    let (mut lo, mut hi) = (price, hi);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if possible(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
+/// The charge of one use of `model` and its first split.
+///
+/// * `price = per_call + ceil(tokens × per_1k / 1000)` from the model's own licence (0 without
+///   one; token charges round up, so splitting one use into many small calls never pays less);
+/// * `floor_i = floor_per_call_i + ceil(tokens × floor_per_1k_i / 1000)` for each ancestor `i`
+///   of the royalty stack whose licence sets a floor;
+/// * for a charge `C`, [`split`] gives the protocol fee (`fee_bps` of `C`), each ancestor's
+///   royalty `r_i` (`(1 − fee) × bps_i` of `C`) and the own level (the rest), each exact to the
+///   unit; ancestor `i` is paid `R_i = max(r_i, floor_i)` and the own level `own − Σ (R_i − r_i)`;
+/// * `C` is the smallest amount `≥ price` for which that own level is not negative, found over
+///   the exact split by [`least_charge`] (so replay finds the same `C`), at most
+///   `MAX_AMOUNT_MICROS`.
+///
+/// Without floors `C = price` and the split is the plain stage-1 split.
+fn stage1(fee_bps: u32, model: &crate::Model, output_tokens: u64) -> Result<Stage1, Reject> {
+    let e = &model.effective;
+    let (currency, price) = match (&e.price, e.floor_currency()) {
+        (Some(p), _) => (
+            p.currency.clone(),
+            p.per_call_micros
+                + (u128::from(output_tokens) * p.per_1k_output_tokens_micros).div_ceil(1000),
+        ),
+        (None, Some(currency)) => (currency.to_string(), 0),
+        (None, None) => return Err(Reject::ModelNotPriced(model.model_id.clone())),
+    };
+    if price > MAX_AMOUNT_MICROS {
+        return Err(Reject::ChargeTooLarge {
+            charge_micros: price,
+        });
+    }
+    let floors: Vec<u128> = e
+        .royalties
+        .iter()
+        .map(|r| {
+            // Registration refuses floors in another currency than the price or each other.
+            debug_assert!(r.floor.as_ref().is_none_or(|f| f.currency == currency));
+            r.floor.as_ref().map_or(0, |f| f.for_use(output_tokens))
+        })
+        .collect();
+    let floors_total: u128 = floors.iter().sum();
+
+    // Weights in units of 1/10^8 of the charge: the fee, each royalty, the own level.
+    let fee_bps = u128::from(fee_bps);
+    let net_bps = u128::from(BPS_ONE) - fee_bps;
+    let royalty_bps: u128 = e.royalties.iter().map(|r| u128::from(r.bps)).sum();
+    let mut weights = Vec::with_capacity(e.royalties.len() + 2);
+    weights.push(fee_bps * u128::from(BPS_ONE));
+    weights.extend(e.royalties.iter().map(|r| net_bps * u128::from(r.bps)));
+    weights.push(net_bps * (u128::from(BPS_ONE) - royalty_bps));
+
+    let Some((charge, parts, rounding)) = least_charge(price, &weights, &floors) else {
+        return Err(Reject::ChargeTooLarge {
+            charge_micros: floors_total.max(MAX_AMOUNT_MICROS + 1),
+        });
+    };
+    let last = parts.len() - 1;
+    debug_assert_eq!(parts.iter().sum::<u128>() + rounding, charge);
+    Ok(Stage1 {
+        currency,
+        price,
+        floors: floors_total,
+        charge,
+        fee: parts[0],
+        royalties: parts[1..last].to_vec(),
+        own: parts[last],
+        rounding,
+    })
 }
 
 /// A validated amount (the record layer already parsed and bounded it).
@@ -517,4 +687,83 @@ fn amount(s: &str) -> i128 {
     let v: u128 = s.parse().expect("validated amount");
     assert!(v <= MAX_AMOUNT_MICROS);
     v as i128
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{least_charge, split_stage1};
+
+    /// splitmix64, for reproducible random cases.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn weights(fee: u128, bps: &[u128]) -> Vec<u128> {
+        let mut w = vec![fee * 10_000];
+        w.extend(bps.iter().map(|b| (10_000 - fee) * b));
+        w.push((10_000 - fee) * (10_000 - bps.iter().sum::<u128>()));
+        w
+    }
+
+    fn brute_force(price: u128, weights: &[u128], floors: &[u128]) -> u128 {
+        (price..)
+            .find(|c| split_stage1(*c, weights, floors).is_some())
+            .unwrap()
+    }
+
+    #[test]
+    fn least_charge_is_the_least_covering_charge() {
+        // Cases where a bisection alone lands 2 units above the least charge: 3220 covers the
+        // floors, 3221 does not (the own level rounds down while a royalty rounds up), 3222
+        // does.
+        for (fee, bps, floors, price, least) in [
+            (
+                1967,
+                vec![1973, 960, 276, 1087],
+                vec![0, 864, 932, 255],
+                270,
+                3220,
+            ),
+            (
+                1729,
+                vec![1099, 160, 1831, 2352],
+                vec![746, 146, 0, 124],
+                78,
+                1853,
+            ),
+        ] {
+            let w = weights(fee, &bps);
+            assert_eq!(least_charge(price, &w, &floors).unwrap().0, least);
+            assert_eq!(brute_force(price, &w, &floors), least);
+        }
+        let mut rng = 7u64;
+        for case in 0..5_000 {
+            // Every tenth case: fee and royalties take nearly everything.
+            let extreme = case % 10 == 0;
+            let fee = u128::from(next(&mut rng) % if extreme { 9_000 } else { 2_001 });
+            let n = 1 + (next(&mut rng) % 4) as usize;
+            let bps: Vec<u128> = (0..n)
+                .map(|_| u128::from(next(&mut rng) % if extreme { 2_400 } else { 2_500 }))
+                .collect();
+            let floors: Vec<u128> = (0..n)
+                .map(|_| u128::from(next(&mut rng) % 3) * u128::from(next(&mut rng) % 500))
+                .collect();
+            let price = u128::from(next(&mut rng) % 300);
+            let w = weights(fee, &bps);
+            let (c, parts, rounding) = least_charge(price, &w, &floors).unwrap();
+            assert_eq!(
+                c,
+                brute_force(price, &w, &floors),
+                "fee {fee} bps {bps:?} floors {floors:?} price {price}"
+            );
+            assert_eq!(parts.iter().sum::<u128>() + rounding, c);
+            for (part, floor) in parts[1..parts.len() - 1].iter().zip(&floors) {
+                assert!(part >= floor);
+            }
+        }
+    }
 }

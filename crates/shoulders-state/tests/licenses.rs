@@ -505,3 +505,178 @@ fn every_preset_maps_to_an_spdx_id_and_valid_terms() {
     }
     assert!(preset("nope").is_none());
 }
+
+/// alice's base asks 5% and a floor of 1000 per call + 200 per 1k output tokens.
+fn floored_base() -> World {
+    let mut w = World::new();
+    w.license("alice", "alice/base-lic", "apache-2.0", json!({"royalty_bps": 500, "price_per_call_micros": "10000", "price_per_1k_output_tokens_micros": "1000", "royalty_floor_per_call_micros": "1000", "royalty_floor_per_1k_output_tokens_micros": "200"}));
+    w.model("alice", "alice/base", &[], &[], Some("alice/base-lic"))
+        .unwrap();
+    w
+}
+
+#[test]
+fn royalty_floors_bind_priced_derivatives_at_registration() {
+    let mut w = floored_base();
+    // A free adapter (its own licence priced 0) would serve the base's text for nothing.
+    w.license("bob", "bob/free", "apache-2.0", json!({}));
+    let err = w
+        .model(
+            "bob",
+            "bob/free-adapter",
+            &[("alice/base", "adapter")],
+            &[],
+            Some("bob/free"),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_BELOW_ROYALTY_FLOOR");
+    assert_eq!(
+        err.to_string(),
+        "ancestor alice/base (licence alice/base-lic) is owed at least 1000 micro-units USD per call on every use of its descendants; this model's price per call is 0 (clause: royalty_floor)"
+    );
+    assert!(w.state.model("bob/free-adapter").is_none());
+    // Per call covered, per 1k output tokens not.
+    w.license(
+        "bob",
+        "bob/cheap-tokens",
+        "apache-2.0",
+        json!({"price_per_call_micros": "1000", "price_per_1k_output_tokens_micros": "199"}),
+    );
+    refused(
+        w.model(
+            "bob",
+            "bob/cheap",
+            &[("alice/base", "adapter")],
+            &[],
+            Some("bob/cheap-tokens"),
+        ),
+        "E_LICENSE_BELOW_ROYALTY_FLOOR",
+        "at least 200 micro-units USD per 1k output tokens",
+    );
+    // A price in another currency than the floor.
+    w.license("bob", "bob/eur", "apache-2.0", json!({"currency": "EUR", "price_per_call_micros": "5000", "price_per_1k_output_tokens_micros": "5000"}));
+    refused(
+        w.model(
+            "bob",
+            "bob/eur-adapter",
+            &[("alice/base", "adapter")],
+            &[],
+            Some("bob/eur"),
+        ),
+        "E_LICENSE_BELOW_ROYALTY_FLOOR",
+        "sets its royalty floor in USD, but this model's price is in EUR",
+    );
+    // Priced at the floors: accepted. Without a licence of its own: accepted (it is charged
+    // the floors at each use).
+    w.license(
+        "bob",
+        "bob/at-floor",
+        "apache-2.0",
+        json!({"price_per_call_micros": "1000", "price_per_1k_output_tokens_micros": "200"}),
+    );
+    w.model(
+        "bob",
+        "bob/at-floor",
+        &[("alice/base", "adapter")],
+        &[],
+        Some("bob/at-floor"),
+    )
+    .unwrap();
+    w.model(
+        "bob",
+        "bob/unpriced",
+        &[("alice/base", "adapter")],
+        &[],
+        None,
+    )
+    .unwrap();
+    // The floor is part of the effective terms and of `check_use`'s answer.
+    let d = w.state.check_use("bob/unpriced", "chat", None, TS).unwrap();
+    assert!(d.price.is_none());
+    let r = &d.royalties[0];
+    let f = r.floor.as_ref().unwrap();
+    assert_eq!(
+        (
+            r.model_id.as_str(),
+            r.license_id.as_str(),
+            r.bps,
+            f.currency.as_str(),
+            f.per_call_micros,
+            f.per_1k_output_tokens_micros
+        ),
+        ("alice/base", "alice/base-lic", 500, "USD", 1000, 200)
+    );
+}
+
+#[test]
+fn royalty_floors_stack_along_the_lineage() {
+    let mut w = floored_base();
+    // bob's mid asks no share, only a floor of 500 per call: it is still in the stack.
+    w.license("bob", "bob/mid-lic", "apache-2.0", json!({"price_per_call_micros": "2000", "price_per_1k_output_tokens_micros": "300", "royalty_floor_per_call_micros": "500"}));
+    w.model(
+        "bob",
+        "bob/mid",
+        &[("alice/base", "finetune")],
+        &[],
+        Some("bob/mid-lic"),
+    )
+    .unwrap();
+    w.model("carol", "carol/top", &[("bob/mid", "adapter")], &[], None)
+        .unwrap();
+    let e = &w.state.model("carol/top").unwrap().effective;
+    let stack: Vec<(&str, u32, u128)> = e
+        .royalties
+        .iter()
+        .map(|r| {
+            (
+                r.model_id.as_str(),
+                r.bps,
+                r.floor.as_ref().unwrap().per_call_micros,
+            )
+        })
+        .collect();
+    assert_eq!(stack, vec![("alice/base", 500, 1000), ("bob/mid", 0, 500)]);
+    // 1200 per call covers alice's 1000 but not the 1500 the two floors total: bob's floor is
+    // the one left uncovered.
+    w.license(
+        "carol",
+        "carol/1200",
+        "apache-2.0",
+        json!({"price_per_call_micros": "1200", "price_per_1k_output_tokens_micros": "200"}),
+    );
+    let err = w
+        .model(
+            "carol",
+            "carol/cheap",
+            &[("bob/mid", "adapter")],
+            &[],
+            Some("carol/1200"),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_BELOW_ROYALTY_FLOOR");
+    assert_eq!(
+        err.to_string(),
+        "ancestor bob/mid (licence bob/mid-lic) is owed at least 500 micro-units USD per call on every use of its descendants (the floors along its lineage total 1500); this model's price per call is 1200 (clause: royalty_floor)"
+    );
+    // Floors of two currencies along one lineage cannot both be paid by one charge.
+    w.license("carol", "carol/eur-base-lic", "apache-2.0", json!({"currency": "EUR", "price_per_call_micros": "10", "price_per_1k_output_tokens_micros": "0", "royalty_floor_per_call_micros": "7"}));
+    w.model(
+        "carol",
+        "carol/eur-base",
+        &[],
+        &[],
+        Some("carol/eur-base-lic"),
+    )
+    .unwrap();
+    refused(
+        w.model(
+            "bob",
+            "bob/merged",
+            &[("alice/base", "merge"), ("carol/eur-base", "merge")],
+            &[],
+            None,
+        ),
+        "E_LICENSE_BELOW_ROYALTY_FLOOR",
+        "ancestors alice/base (licence alice/base-lic) and carol/eur-base (licence carol/eur-base-lic) set royalty floors in two currencies, USD and EUR",
+    );
+}

@@ -153,11 +153,20 @@ impl Rng {
 const RECEIPTS_PER_CASE: usize = 2100;
 const CASES: u32 = 48;
 
-/// One random world: actors, licences, datasets, contributions (with copies), a random
-/// lineage DAG; then thousands of receipts, deposits, withdrawals, claims and resubmissions.
-fn run_world(seed: u64) -> usize {
-    let mut rng = Rng(seed);
-    let mut b = Book::new();
+/// The fixed part of a random world.
+struct Setup {
+    actors: Vec<String>,
+    datasets: Vec<String>,
+    /// (log index, dataset) of every contribution.
+    contributions: Vec<(u64, String)>,
+    /// (model id, datasets of its whole lineage).
+    models: Vec<(String, Vec<String>)>,
+}
+
+/// Actors, an operator with a random fee, datasets, contributions (some contents repeat, so
+/// copies exist) and a random lineage DAG of models, each with a random licence (some with
+/// royalty floors) or none.
+fn setup(rng: &mut Rng, b: &mut Book) -> Setup {
     let actors: Vec<String> = (0..6).map(|i| format!("a{i}")).collect();
     for (i, a) in actors.iter().enumerate() {
         b.actor(a, i % 2 == 0 || rng.chance(30));
@@ -169,7 +178,6 @@ fn run_world(seed: u64) -> usize {
         json!({"operator": "a0", "protocol_fee_bps": fee_bps}),
     );
 
-    // Datasets and contributions; some contents repeat so copies exist.
     let n_datasets = 1 + rng.below(3) as usize;
     let datasets: Vec<String> = (0..n_datasets)
         .map(|i| {
@@ -193,8 +201,9 @@ fn run_world(seed: u64) -> usize {
         contributions.push((index, ds));
     }
 
-    // Models: a random DAG, each with its own random licence.
-    let mut models: Vec<(String, Vec<String>)> = Vec::new(); // (id, lineage datasets)
+    // Models: a random DAG, each with its own random licence (half of them with royalty
+    // floors) or, sometimes, none (then it is charged the floors upstream, if any).
+    let mut models: Vec<(String, Vec<String>)> = Vec::new();
     for m in 0..(1 + rng.below(5)) {
         let owner = actors[rng.below(6) as usize].clone();
         let lic = format!("{owner}/l{m}");
@@ -203,13 +212,18 @@ fn run_world(seed: u64) -> usize {
         } else {
             rng.below(3_000_000) as u128
         };
-        let body = license(
+        let mut body = license(
             &lic,
             rng.below(3001) as u32,
             rng.below(6001) as u32,
             per_call,
             rng.below(2_000_000) as u128,
         );
+        if rng.chance(50) {
+            body["terms"]["royalty_floor_per_call_micros"] = json!(rng.below(300_000).to_string());
+            body["terms"]["royalty_floor_per_1k_output_tokens_micros"] =
+                json!(rng.below(200_000).to_string());
+        }
         b.ok(&owner, Kind::LicenseDefine, body);
         let mut parents = Vec::new();
         let mut lineage = Vec::new();
@@ -236,11 +250,131 @@ fn run_world(seed: u64) -> usize {
             .collect();
         lineage.extend(own.iter().cloned());
         let id = format!("{owner}/m{m}");
-        // Stacked royalties may exceed 100%: that registration is refused and the model skipped.
-        if b.submit(&owner, Kind::ModelRegister, json!({"model_id": id, "name": "m", "parents": parents, "datasets": own, "license_id": lic})).is_ok() {
-            models.push((id, lineage));
+        let mut body = json!({"model_id": id, "name": "m", "parents": parents, "datasets": own});
+        if rng.chance(75) {
+            body["license_id"] = json!(lic);
+        }
+        // Stacked royalties may exceed 100%, or a price fall below the floors upstream: that
+        // registration is refused and the model skipped.
+        match b.submit(&owner, Kind::ModelRegister, body) {
+            Ok(_) => models.push((id, lineage)),
+            Err(e) => assert!(
+                [
+                    "E_LICENSE_ROYALTY_OVERFLOW",
+                    "E_LICENSE_BELOW_ROYALTY_FLOOR"
+                ]
+                .contains(&e.code()),
+                "{e}"
+            ),
         }
     }
+    Setup {
+        actors,
+        datasets,
+        contributions,
+        models,
+    }
+}
+
+/// A random attribution over contributions of `lineage`'s datasets (sometimes a stranger's,
+/// which the fold refuses), or none.
+fn random_attribution(
+    rng: &mut Rng,
+    contributions: &[(u64, String)],
+    lineage: &[String],
+) -> Vec<Value> {
+    let mut attribution = Vec::new();
+    let eligible: Vec<&(u64, String)> = contributions
+        .iter()
+        .filter(|(_, d)| lineage.contains(d) || rng.chance(2))
+        .collect();
+    if !eligible.is_empty() && rng.chance(80) {
+        let k = 1 + rng.below(eligible.len().min(4) as u64) as usize;
+        let mut picked: Vec<&(u64, String)> = Vec::new();
+        for _ in 0..k {
+            let c = eligible[rng.below(eligible.len() as u64) as usize];
+            if !picked.contains(&c) {
+                picked.push(c);
+            }
+        }
+        let mut left = 1_000_000u64;
+        for (i, (idx, ds)) in picked.iter().enumerate() {
+            let ppm = if i + 1 == picked.len() {
+                left
+            } else {
+                1 + rng.below(left - (picked.len() - i - 1) as u64)
+            };
+            left -= ppm;
+            attribution.push(json!({"dataset_id": ds, "contribution": idx, "ppm": ppm}));
+        }
+    }
+    attribution
+}
+
+/// Check a settled receipt's split against the floors of its model's lineage: the charge
+/// covers the price and every floor; each floored ancestor's level (its owner and its data
+/// contributors, plus at most the units its own split leaves to @rounding) gets at least its
+/// floor; and a charge raised above the price is the least that does so (the own level keeps
+/// only a few rounding units of it).
+fn check_floors(s: &State, index: u64) {
+    let receipt = s.receipt(index).unwrap();
+    let model = s.model(&receipt.model_id).unwrap();
+    let e = &model.effective;
+    let tokens = receipt.output_tokens;
+    let price = e.price.as_ref().map_or(0, |p| {
+        p.per_call_micros + (u128::from(tokens) * p.per_1k_output_tokens_micros).div_ceil(1000)
+    });
+    let legs = s.receipt_legs(index);
+    let level = |model_id: &str| -> i128 {
+        legs.iter()
+            .filter(|l| l.model_id.as_deref() == Some(model_id))
+            .filter(|l| matches!(l.role, Role::Royalty | Role::OwnerShare | Role::DataShare))
+            .map(|l| l.amount_micros)
+            .sum()
+    };
+    let rounding: i128 = legs
+        .iter()
+        .filter(|l| l.role == Role::Rounding)
+        .map(|l| l.amount_micros)
+        .sum();
+    let mut floors: u128 = 0;
+    for (r, f) in e.floors() {
+        let floor = f.for_use(tokens);
+        floors += floor;
+        assert!(
+            level(&r.model_id) + rounding >= floor as i128,
+            "{}: ancestor {} got {} (rounding {rounding}), floor {floor}",
+            receipt.usage_id,
+            r.model_id,
+            level(&r.model_id)
+        );
+    }
+    assert!(receipt.charge_micros >= price);
+    assert!(receipt.charge_micros >= floors, "charge below the floors");
+    if receipt.charge_micros > price {
+        let k = e.floors().count() as i128;
+        assert!(
+            level(&receipt.model_id) <= 2 * k + 1,
+            "a raised charge must be the least that covers the floors: own level {}",
+            level(&receipt.model_id)
+        );
+    }
+    let charge = s.charge_for(&receipt.model_id, tokens).unwrap();
+    assert_eq!(charge.total_micros, receipt.charge_micros);
+    assert_eq!((charge.price_micros, charge.floors_micros), (price, floors));
+}
+
+/// One random world (see [`setup`]); then thousands of receipts, deposits, withdrawals, claims
+/// and resubmissions.
+fn run_world(seed: u64) -> usize {
+    let mut rng = Rng(seed);
+    let mut b = Book::new();
+    let Setup {
+        actors,
+        contributions,
+        models,
+        ..
+    } = setup(&mut rng, &mut b);
 
     let mut deposits = BTreeMap::<String, i128>::new();
     let mut withdrawals = BTreeMap::<String, i128>::new();
@@ -324,32 +458,7 @@ fn run_world(seed: u64) -> usize {
             } else {
                 format!("u{}", usage_ids.len())
             };
-            // Attribution over contributions of the lineage's datasets (sometimes a stranger).
-            let mut attribution = Vec::new();
-            let eligible: Vec<&(u64, String)> = contributions
-                .iter()
-                .filter(|(_, d)| lineage.contains(d) || rng.chance(2))
-                .collect();
-            if !eligible.is_empty() && rng.chance(80) {
-                let k = 1 + rng.below(eligible.len().min(4) as u64) as usize;
-                let mut picked: Vec<&(u64, String)> = Vec::new();
-                for _ in 0..k {
-                    let c = eligible[rng.below(eligible.len() as u64) as usize];
-                    if !picked.contains(&c) {
-                        picked.push(c);
-                    }
-                }
-                let mut left = 1_000_000u64;
-                for (i, (idx, ds)) in picked.iter().enumerate() {
-                    let ppm = if i + 1 == picked.len() {
-                        left
-                    } else {
-                        1 + rng.below(left - (picked.len() - i - 1) as u64)
-                    };
-                    left -= ppm;
-                    attribution.push(json!({"dataset_id": ds, "contribution": idx, "ppm": ppm}));
-                }
-            }
+            let attribution = random_attribution(&mut rng, &contributions, &lineage);
             let tokens = rng.below(5000);
             let body = json!({"usage_id": usage_id, "model_id": model_id, "payer": payer, "use_category": "chat", "input_tokens": 1, "output_tokens": tokens, "output_hash": hash(7), "attribution": attribution});
             let payer_before = b.state.balance(&payer, "USD");
@@ -376,6 +485,7 @@ fn run_world(seed: u64) -> usize {
                         .filter(|l| l.role != Role::Charge)
                         .all(|l| l.amount_micros > 0));
                     assert!(payer_before >= charge);
+                    check_floors(&b.state, *index);
                 }
                 Err(e) => {
                     let code = e.code();
@@ -383,16 +493,15 @@ fn run_world(seed: u64) -> usize {
                         [
                             "E_INSUFFICIENT_FUNDS",
                             "E_USAGE_DUPLICATE",
-                            "E_ATTRIBUTION_INVALID"
+                            "E_ATTRIBUTION_INVALID",
+                            "E_MODEL_NOT_PRICED"
                         ]
                         .contains(&code),
                         "unexpected refusal {code}: {e}"
                     );
-                    if reuse {
-                        assert!(matches!(
-                            code,
-                            "E_USAGE_DUPLICATE" | "E_INSUFFICIENT_FUNDS" | "E_ATTRIBUTION_INVALID"
-                        ));
+                    if code == "E_MODEL_NOT_PRICED" {
+                        let e = &b.state.model(&model_id).unwrap().effective;
+                        assert!(e.price.is_none() && e.floors().next().is_none());
                     }
                 }
             }
@@ -408,10 +517,26 @@ fn run_world(seed: u64) -> usize {
     }
     if std::env::var_os("MONEY_STATS").is_some() {
         let r = b.state.receipts().count();
-        let fb = b.state.receipts().filter(|r| r.fallback).count();
+        let un = b.state.receipts().filter(|r| r.unattributed).count();
+        let floored = b
+            .state
+            .receipts()
+            .filter(|r| {
+                let e = &b.state.model(&r.model_id).unwrap().effective;
+                e.floors().next().is_some()
+            })
+            .count();
+        let raised = b
+            .state
+            .receipts()
+            .filter(|r| {
+                let c = b.state.charge_for(&r.model_id, r.output_tokens).unwrap();
+                c.total_micros > c.price_micros
+            })
+            .count();
         let legs = b.state.legs().len();
         eprintln!(
-            "seed {seed}: {r} settled ({fb} fallback), {legs} legs, rounding {}, unclaimed {}",
+            "seed {seed}: {r} settled ({un} unattributed, {floored} under floors, {raised} raised to cover them), {legs} legs, rounding {}, unclaimed {}",
             b.state.balance(ROUNDING, "USD"),
             b.state.balance(UNCLAIMED, "USD")
         );
@@ -429,6 +554,97 @@ proptest! {
     #[test]
     fn random_receipts_conserve_money(seed in any::<u64>()) {
         prop_assert_eq!(run_world(seed), RECEIPTS_PER_CASE);
+    }
+}
+
+/// A leg without its position in the log (which records added before it shift).
+type LegKey = (
+    String,
+    i128,
+    Role,
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+    Option<String>,
+);
+
+/// Settle `receipts` random receipts (from `rng`) in `b`, returning each one's legs or refusal.
+fn settle_some(
+    rng: &mut Rng,
+    b: &mut Book,
+    setup: &Setup,
+    receipts: usize,
+) -> Vec<Result<Vec<LegKey>, &'static str>> {
+    let mut out = Vec::new();
+    for u in 0..receipts {
+        if setup.models.is_empty() {
+            break;
+        }
+        let (model_id, lineage) = &setup.models[rng.below(setup.models.len() as u64) as usize];
+        let payer = &setup.actors[rng.below(6) as usize];
+        let attribution = random_attribution(rng, &setup.contributions, lineage);
+        let body = json!({"usage_id": format!("u{u}"), "model_id": model_id, "payer": payer, "use_category": "chat", "input_tokens": 1, "output_tokens": rng.below(5000), "output_hash": hash(7), "attribution": attribution});
+        out.push(
+            b.submit("a0", Kind::UsageReceipt, body)
+                .map(|index| {
+                    b.state
+                        .receipt_legs(index)
+                        .iter()
+                        .map(|l| {
+                            (
+                                l.account.to_string(),
+                                l.amount_micros,
+                                l.role,
+                                l.model_id.as_deref().map(String::from),
+                                l.dataset_id.as_deref().map(String::from),
+                                l.contribution,
+                                l.beneficiary.as_deref().map(String::from),
+                            )
+                        })
+                        .collect()
+                })
+                .map_err(|e| e.code()),
+        );
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// No data-pool payout without evidence: a newcomer adding any number of contributions of
+    /// any declared size (new content, or copies of existing content) to any dataset changes
+    /// no leg of receipts that do not name them, and earns nothing.
+    #[test]
+    fn volume_earns_nothing_without_attribution(
+        seed in any::<u64>(),
+        junk in prop::collection::vec((0usize..3, 1u64..=(1u64 << 40), 0u64..12), 0..16),
+        payout in any::<bool>(),
+    ) {
+        let run = |flood: bool| {
+            let mut rng = Rng(seed);
+            let mut b = Book::new();
+            let setup = setup(&mut rng, &mut b);
+            for a in &setup.actors {
+                b.ok("a0", Kind::FundsDeposit, json!({"account": a, "currency": "USD", "amount_micros": "1000000000000"}));
+            }
+            if flood {
+                b.actor("newbie", payout);
+                for (d, size, content) in &junk {
+                    let ds = &setup.datasets[d % setup.datasets.len()];
+                    // Contents 0..6 are copies of existing ones; the rest are new.
+                    b.ok("newbie", Kind::DataContribute, json!({"dataset_id": ds, "content_hash": hash(*content), "byte_size": size, "token_count": size}));
+                }
+            }
+            let settled = settle_some(&mut rng, &mut b, &setup, 40);
+            (settled, b)
+        };
+        let (plain, _) = run(false);
+        let (flooded, b) = run(true);
+        prop_assert_eq!(plain, flooded);
+        let st = b.state.statement("newbie", None, None);
+        prop_assert!(st.lines.is_empty(), "{:?}", st.lines);
+        prop_assert_eq!(b.state.balance("newbie", "USD"), 0);
     }
 }
 
@@ -700,14 +916,70 @@ fn copies_earn_nothing_and_are_credited_to_the_original() {
     assert_eq!(b.state.balance("cop", "USD"), 0);
     assert_eq!(b.state.contribution_uses(7), 1);
     assert_eq!(b.state.contribution_uses(copy), 0);
-    // Fallback (no attribution) counts first-seen bytes only: the copier still earns nothing.
+    // Without attribution the pool goes to the level's owner: the copier still earns nothing.
     let r = b.ok(
         "op",
         Kind::UsageReceipt,
         receipt("u2", "own/m", "pay", json!([])),
     );
-    assert!(b.state.receipt(r).unwrap().fallback);
+    assert!(b.state.receipt(r).unwrap().unattributed);
     assert!(b.state.receipt_legs(r).iter().all(|l| l.holder() != "cop"));
+}
+
+#[test]
+fn unattributed_pool_goes_to_the_level_owner_not_by_volume() {
+    let mut b = small_world();
+    // mallory floods the dataset with declared terabytes of junk.
+    b.actor("mal", true);
+    for n in 0..5 {
+        b.ok("mal", Kind::DataContribute, json!({"dataset_id": "own/ds", "content_hash": hash(100 + n), "byte_size": 1u64 << 40, "token_count": 1u64 << 40}));
+    }
+    b.ok(
+        "op",
+        Kind::FundsDeposit,
+        json!({"account": "pay", "currency": "USD", "amount_micros": "100000"}),
+    );
+    // own/m: 1000 per call, fee 1% = 10, level 990 whose licence gives 50% to data. No
+    // attribution: nobody's evidence, so the whole level is the owner's.
+    let r = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        receipt("u1", "own/m", "pay", json!([])),
+    );
+    assert!(b.state.receipt(r).unwrap().unattributed);
+    let legs: Vec<(&str, i128, Role)> = b
+        .state
+        .receipt_legs(r)
+        .iter()
+        .map(|l| (l.holder(), l.amount_micros, l.role))
+        .collect();
+    assert_eq!(
+        legs,
+        vec![
+            ("pay", -1000, Role::Charge),
+            ("@protocol", 10, Role::ProtocolFee),
+            ("own", 990, Role::OwnerShare)
+        ]
+    );
+    assert_eq!(b.state.balance("mal", "USD"), 0);
+    assert_eq!(b.state.balance("ann", "USD"), 0);
+    // Named, ann's contribution is paid its pool; the junk still earns nothing.
+    let r = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        receipt(
+            "u2",
+            "own/m",
+            "pay",
+            json!([{"dataset_id": "own/ds", "contribution": 7, "ppm": 1000000}]),
+        ),
+    );
+    assert!(!b.state.receipt(r).unwrap().unattributed);
+    assert_eq!(
+        b.state.statement("ann", None, None).totals[0].unclaimed_micros,
+        495
+    );
+    assert_eq!(b.state.balance("mal", "USD"), 0);
 }
 
 /// The worked example: every party's statement equals the figures computed by hand in the
@@ -833,4 +1105,323 @@ fn worked_example_matches_hand_computed_statements() {
     let totals = b.state.totals();
     assert!(totals.iter().all(|t| t.conserved));
     assert!(b.replayed() == b.state);
+}
+
+/// Royalty floors: op (1% fee); acme's base asks 5%, 20% of its level to its data, and a floor
+/// of 1000 per call + 200 per 1k output tokens; ann contributed to the base's dataset; ada
+/// builds adapters; pay pays.
+fn floor_world() -> (Book, u64) {
+    let mut b = Book::new();
+    for (h, payout) in [("op", true), ("acme", true), ("ada", true), ("bob", true)] {
+        b.actor(h, payout);
+    }
+    b.actor("pay", false);
+    b.actor("ann", false);
+    b.ok(
+        "op",
+        Kind::LedgerConfig,
+        json!({"operator": "op", "protocol_fee_bps": 100}),
+    );
+    let mut lic = license("acme/base-lic", 500, 2000, 10_000, 1000);
+    lic["terms"]["royalty_floor_per_call_micros"] = json!("1000");
+    lic["terms"]["royalty_floor_per_1k_output_tokens_micros"] = json!("200");
+    b.ok("acme", Kind::LicenseDefine, lic);
+    b.ok(
+        "acme",
+        Kind::DatasetCreate,
+        json!({"dataset_id": "acme/ds", "name": "d", "access": "open"}),
+    );
+    let ann = b.ok("ann", Kind::DataContribute, json!({"dataset_id": "acme/ds", "content_hash": hash(1), "byte_size": 10, "token_count": 10}));
+    b.ok(
+        "acme",
+        Kind::ModelRegister,
+        json!({"model_id": "acme/base", "name": "base", "datasets": ["acme/ds"], "license_id": "acme/base-lic"}),
+    );
+    b.ok(
+        "op",
+        Kind::FundsDeposit,
+        json!({"account": "pay", "currency": "USD", "amount_micros": "10000000"}),
+    );
+    (b, ann)
+}
+
+fn adapter(b: &mut Book, id: &str, parent: &str, license: Option<&str>) -> Result<u64, Reject> {
+    let owner = id.split('/').next().unwrap().to_string();
+    let mut body = json!({"model_id": id, "name": id, "parents": [{"model_id": parent, "relation": "adapter"}]});
+    if let Some(l) = license {
+        body["license_id"] = json!(l);
+    }
+    b.submit(&owner, Kind::ModelRegister, body)
+}
+
+fn call(usage_id: &str, model: &str, tokens: u64, attribution: Value) -> Value {
+    json!({"usage_id": usage_id, "model_id": model, "payer": "pay", "use_category": "chat", "input_tokens": 1, "output_tokens": tokens, "output_hash": hash(9), "attribution": attribution})
+}
+
+/// `(holder, amount, role, level model)` of each leg of the receipt at `index`.
+fn legs_of(s: &State, index: u64) -> Vec<(String, i128, Role, String)> {
+    s.receipt_legs(index)
+        .iter()
+        .map(|l| {
+            (
+                l.holder().to_string(),
+                l.amount_micros,
+                l.role,
+                l.model_id.as_deref().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn leg(holder: &str, amount: i128, role: Role, model: &str) -> (String, i128, Role, String) {
+    (holder.to_string(), amount, role, model.to_string())
+}
+
+#[test]
+fn free_adapter_is_charged_the_floors() {
+    let (mut b, ann) = floor_world();
+    // With a licence of its own priced 0 it is refused at registration...
+    b.ok("ada", Kind::LicenseDefine, license("ada/free", 0, 0, 0, 0));
+    let err = adapter(&mut b, "ada/free-adapter", "acme/base", Some("ada/free")).unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_BELOW_ROYALTY_FLOOR");
+    assert!(
+        err.to_string()
+            .contains("acme/base (licence acme/base-lic)"),
+        "{err}"
+    );
+    // ...and without one it is charged the floors at each use.
+    adapter(&mut b, "ada/adapter", "acme/base", None).unwrap();
+    // 500 output tokens: floor = 1000 + ceil(500 × 200 / 1000) = 1100. The charge C is the
+    // least with C − fee − 1100 ≥ 0 after the exact split: at C = 1111 the split (1% fee,
+    // 4.95% royalty, 94.05% own level) is 11 / 55 / 1045; the royalty is raised to the 1100
+    // floor by 1045 taken from the own level, which is left with 0. At 1110 the split is
+    // 11 / 55 / 1044 and the own level would be −1.
+    let charge = b.state.charge_for("ada/adapter", 500).unwrap();
+    assert_eq!(
+        (
+            charge.total_micros,
+            charge.price_micros,
+            charge.floors_micros,
+            charge.currency.as_str()
+        ),
+        (1111, 0, 1100, "USD")
+    );
+    let r = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        call(
+            "u1",
+            "ada/adapter",
+            500,
+            json!([{"dataset_id": "acme/ds", "contribution": ann, "ppm": 1000000}]),
+        ),
+    );
+    assert_eq!(b.state.receipt(r).unwrap().charge_micros, 1111);
+    // The base's level (1100) is split as always: 20% to the data it names, 80% to acme.
+    assert_eq!(
+        legs_of(&b.state, r),
+        vec![
+            leg("pay", -1111, Role::Charge, "ada/adapter"),
+            leg("@protocol", 11, Role::ProtocolFee, "ada/adapter"),
+            leg("acme", 880, Role::Royalty, "acme/base"),
+            leg("ann", 220, Role::DataShare, "acme/base"),
+        ]
+    );
+    // No output: at least the 1000 floor per call; 1010 is the least charge that covers it.
+    assert_eq!(
+        b.state.charge_for("ada/adapter", 0).unwrap().total_micros,
+        1010
+    );
+    // A model with neither a price nor floors upstream still cannot be metered.
+    b.ok(
+        "ada",
+        Kind::ModelRegister,
+        json!({"model_id": "ada/alone", "name": "alone"}),
+    );
+    let err = b
+        .submit(
+            "op",
+            Kind::UsageReceipt,
+            call("u2", "ada/alone", 1, json!([])),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "E_MODEL_NOT_PRICED");
+    // A payer who cannot cover the floors is refused, and nothing moves.
+    b.actor("poor", true);
+    b.ok(
+        "op",
+        Kind::FundsDeposit,
+        json!({"account": "poor", "currency": "USD", "amount_micros": "1009"}),
+    );
+    let before = summary(&b.state);
+    let mut body = call("u3", "ada/adapter", 0, json!([]));
+    body["payer"] = json!("poor");
+    let err = b.submit("op", Kind::UsageReceipt, body).unwrap_err();
+    assert_eq!(err.code(), "E_INSUFFICIENT_FUNDS");
+    assert!(err.to_string().contains("1010 are needed"), "{err}");
+    assert_eq!(summary(&b.state), before);
+    assert!(b.replayed() == b.state);
+}
+
+/// The attack floors close: before, a free adapter of a royalty-bearing model served its text
+/// at charge 0 and the ancestor's owner and contributors got nothing (5% of 0); with a floor,
+/// the free adapter cannot be registered, and an unpriced one pays the base at least the floor.
+#[test]
+fn free_derivative_attack_earns_nothing() {
+    let (mut b, ann) = floor_world();
+    b.ok(
+        "acme",
+        Kind::LicenseDefine,
+        license("acme/old-lic", 500, 2000, 10_000, 1000),
+    );
+    b.ok(
+        "acme",
+        Kind::ModelRegister,
+        json!({"model_id": "acme/old", "name": "old", "datasets": ["acme/ds"], "license_id": "acme/old-lic"}),
+    );
+    b.ok("ada", Kind::LicenseDefine, license("ada/free", 0, 0, 0, 0));
+    adapter(&mut b, "ada/free-old", "acme/old", Some("ada/free")).unwrap();
+    let named = json!([{"dataset_id": "acme/ds", "contribution": ann, "ppm": 1000000}]);
+    let r = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        call("before", "ada/free-old", 500, named.clone()),
+    );
+    assert_eq!(b.state.receipt(r).unwrap().charge_micros, 0);
+    assert!(
+        legs_of(&b.state, r).is_empty(),
+        "without floors the base got nothing"
+    );
+
+    let err = adapter(&mut b, "ada/free-new", "acme/base", Some("ada/free")).unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_BELOW_ROYALTY_FLOOR");
+    adapter(&mut b, "ada/unpriced", "acme/base", None).unwrap();
+    let r = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        call("after", "ada/unpriced", 500, named),
+    );
+    let base_level: i128 = legs_of(&b.state, r)
+        .iter()
+        .filter(|l| l.3 == "acme/base")
+        .map(|l| l.1)
+        .sum();
+    assert!(base_level >= 1100, "the base's level got {base_level}");
+    assert_eq!(
+        b.state.balance("ada", "USD"),
+        0,
+        "the adapter earns nothing"
+    );
+}
+
+#[test]
+fn priced_derivative_pays_the_larger_of_share_and_floor() {
+    let (mut b, _) = floor_world();
+    // 1,000,000 per call: the 5% share (49,500 after the 1% fee) is above the 1000 floor.
+    b.ok(
+        "ada",
+        Kind::LicenseDefine,
+        license("ada/rich", 0, 0, 1_000_000, 200),
+    );
+    adapter(&mut b, "ada/rich", "acme/base", Some("ada/rich")).unwrap();
+    let r = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        call("u1", "ada/rich", 0, json!([])),
+    );
+    assert_eq!(
+        legs_of(&b.state, r),
+        vec![
+            leg("pay", -1_000_000, Role::Charge, "ada/rich"),
+            leg("@protocol", 10_000, Role::ProtocolFee, "ada/rich"),
+            leg("acme", 49_500, Role::Royalty, "acme/base"),
+            leg("ada", 940_500, Role::OwnerShare, "ada/rich"),
+        ]
+    );
+    // The base names no contribution of its data: its pool went to acme.
+    assert!(b.state.receipt(r).unwrap().unattributed);
+    // 10,000 per call: the share would be 495, so the floor (1000) is paid instead; the price
+    // covers it, so the charge stays the price and the own level pays the difference.
+    b.ok(
+        "ada",
+        Kind::LicenseDefine,
+        license("ada/cheap", 0, 0, 10_000, 200),
+    );
+    adapter(&mut b, "ada/cheap", "acme/base", Some("ada/cheap")).unwrap();
+    let r = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        call("u2", "ada/cheap", 0, json!([])),
+    );
+    assert_eq!(
+        legs_of(&b.state, r),
+        vec![
+            leg("pay", -10_000, Role::Charge, "ada/cheap"),
+            leg("@protocol", 100, Role::ProtocolFee, "ada/cheap"),
+            leg("acme", 1000, Role::Royalty, "acme/base"),
+            leg("ada", 8900, Role::OwnerShare, "ada/cheap"),
+        ]
+    );
+    // Priced exactly at the floors: the fee comes on top, so the charge rises just enough
+    // (1000 + ceil(500 × 200 / 1000) = 1100 → 1111, as for an unpriced adapter).
+    b.ok(
+        "ada",
+        Kind::LicenseDefine,
+        license("ada/at-floor", 0, 0, 1000, 200),
+    );
+    adapter(&mut b, "ada/at-floor", "acme/base", Some("ada/at-floor")).unwrap();
+    let charge = b.state.charge_for("ada/at-floor", 500).unwrap();
+    assert_eq!((charge.price_micros, charge.total_micros), (1100, 1111));
+}
+
+#[test]
+fn floors_stack_along_a_chain() {
+    let (mut b, _) = floor_world();
+    // bob's mid asks no share, only a floor of 500 per call.
+    let mut lic = license("bob/mid-lic", 0, 0, 2000, 300);
+    lic["terms"]["royalty_floor_per_call_micros"] = json!("500");
+    b.ok("bob", Kind::LicenseDefine, lic);
+    b.ok(
+        "bob",
+        Kind::ModelRegister,
+        json!({"model_id": "bob/mid", "name": "mid", "parents": [{"model_id": "acme/base", "relation": "finetune"}], "license_id": "bob/mid-lic"}),
+    );
+    adapter(&mut b, "ada/top", "bob/mid", None).unwrap();
+    // Floors 1000 + 500 = 1500. At C = 1515 the split is 15 / 75 / 0 / 1425; the two
+    // royalties are raised to 1000 and 500 by 1425 from the own level, which keeps 0. At 1514
+    // (15 / 75 / 0 / 1424) it would be −1.
+    let r = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        call("u1", "ada/top", 0, json!([])),
+    );
+    assert_eq!(
+        legs_of(&b.state, r),
+        vec![
+            leg("pay", -1515, Role::Charge, "ada/top"),
+            leg("@protocol", 15, Role::ProtocolFee, "ada/top"),
+            leg("acme", 1000, Role::Royalty, "acme/base"),
+            leg("bob", 500, Role::Royalty, "bob/mid"),
+        ]
+    );
+    // A price below the stacked floors is refused, naming the floor left uncovered.
+    b.ok(
+        "ada",
+        Kind::LicenseDefine,
+        license("ada/1200", 0, 0, 1200, 200),
+    );
+    let err = adapter(&mut b, "ada/cheap", "bob/mid", Some("ada/1200")).unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_BELOW_ROYALTY_FLOOR");
+    assert!(
+        err.to_string().contains("bob/mid (licence bob/mid-lic)"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("total 1500"), "{err}");
+    // Floors in a currency other than the price are refused.
+    let mut eur = license("ada/eur", 0, 0, 1_000_000, 1_000_000);
+    eur["terms"]["currency"] = json!("EUR");
+    b.ok("ada", Kind::LicenseDefine, eur);
+    let err = adapter(&mut b, "ada/eur", "bob/mid", Some("ada/eur")).unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_BELOW_ROYALTY_FLOOR");
+    assert!(err.to_string().contains("EUR"), "{err}");
 }

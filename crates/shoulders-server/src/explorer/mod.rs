@@ -469,7 +469,20 @@ fn licence_card(s: &Ledger, model_id: &str) -> String {
             esc(&format!("{:.2}", f64::from(p.data_share_bps) / 100.0)),
             esc(&p.license_id)
         ),
-        _ => "Free to call: its licence sets no price.".into(),
+        _ => match e.floor_currency() {
+            // A free derivative still pays its ancestors their floors at every use.
+            Some(currency) => format!(
+                "Its own licence sets no price, but every call is charged at least the royalty floors upstream: {} per call + {} per 1,000 output tokens, plus the protocol fee.",
+                money(e.floors().map(|(_, f)| f.per_call_micros).sum::<u128>() as i128, currency),
+                money(
+                    e.floors()
+                        .map(|(_, f)| f.per_1k_output_tokens_micros)
+                        .sum::<u128>() as i128,
+                    currency
+                ),
+            ),
+            None => "Free to call: its licence sets no price.".into(),
+        },
     };
     rows.push(("price".into(), "What does a call cost?".into(), price));
     let royalties = if e.royalties.is_empty() {
@@ -478,11 +491,27 @@ fn licence_card(s: &Ledger, model_id: &str) -> String {
         e.royalties
             .iter()
             .map(|r| {
+                let pct = format!("{}%", esc(&format!("{:.2}", f64::from(r.bps) / 100.0)));
+                let share = match &r.floor {
+                    None => pct,
+                    Some(f) => {
+                        let floor = format!(
+                            "at least {} per call + {} per 1,000 output tokens on every use",
+                            money(f.per_call_micros as i128, &f.currency),
+                            money(f.per_1k_output_tokens_micros as i128, &f.currency)
+                        );
+                        if r.bps == 0 {
+                            floor
+                        } else {
+                            format!("{pct} but {floor}")
+                        }
+                    }
+                };
                 format!(
-                    "{}% to {} (owner of {})",
-                    esc(&format!("{:.2}", f64::from(r.bps) / 100.0)),
+                    "{share} to {} (owner of {}, licence {})",
                     holder_link(&r.owner),
-                    link(&model_href(&r.model_id), &r.model_id)
+                    link(&model_href(&r.model_id), &r.model_id),
+                    esc(&r.license_id)
                 )
             })
             .collect::<Vec<_>>()
