@@ -762,12 +762,6 @@ fn generated_docs(target: usize, seed: u64) -> impl Iterator<Item = Result<DocIn
     })
 }
 
-/// CPU time of the calling thread (Linux `schedstat`), to read latency on a shared machine.
-fn thread_cpu_micros() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    Some(s.split_whitespace().next()?.parse::<u64>().ok()? / 1000)
-}
-
 /// Build time and query latency on a generated 100 MB corpus (plus the real corpus):
 /// `cargo test -p shoulders-attrib --release --test paraphrase -- --ignored --nocapture`.
 #[test]
@@ -808,29 +802,19 @@ fn benchmark_100_mb() {
         queries.push(s[..end].to_string());
     }
     let opts = ParaphraseOptions::default();
-    let (mut wall, mut cpu): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    let mut micros: Vec<u64> = Vec::new();
     for q in &queries {
-        let (t, c) = (Instant::now(), thread_cpu_micros());
+        let t = Instant::now();
         let _ = index.query(q, &opts).expect("query");
-        wall.push(t.elapsed().as_micros() as u64);
-        if let (Some(a), Some(b)) = (c, thread_cpu_micros()) {
-            cpu.push(b - a);
-        }
+        micros.push(t.elapsed().as_micros() as u64);
     }
-    let report = |name: &str, v: &mut Vec<u64>| {
-        if v.is_empty() {
-            return;
-        }
-        v.sort_unstable();
-        let pct = |p: usize| v[(v.len() * p / 100).min(v.len() - 1)] as f64 / 1000.0;
-        println!(
-            "{} queries, {name}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            v.len(),
-            pct(50),
-            pct(99),
-            pct(100)
-        );
-    };
-    report("wall clock", &mut wall);
-    report("CPU time of the querying thread", &mut cpu);
+    micros.sort_unstable();
+    let pct = |p: usize| micros[(micros.len() * p / 100).min(micros.len() - 1)] as f64 / 1000.0;
+    println!(
+        "{} queries (wall clock): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        micros.len(),
+        pct(50),
+        pct(99),
+        pct(100)
+    );
 }
