@@ -120,7 +120,7 @@ impl IndexError {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
     move |source| IndexError::Io {
         path: path.to_path_buf(),
         source,
@@ -260,7 +260,7 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 }
 
 /// Removes the temporary directory unless disarmed.
-struct TempDir(Option<PathBuf>);
+pub(crate) struct TempDir(pub(crate) Option<PathBuf>);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -270,7 +270,7 @@ impl Drop for TempDir {
     }
 }
 
-fn unique_suffix() -> String {
+pub(crate) fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -579,7 +579,7 @@ fn write_file(
     file.sync_all().map_err(io_err(path))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), IndexError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), IndexError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
