@@ -315,25 +315,32 @@ def s_drift(b, tmp, rng):
 
 
 def s_paraphrase(b, tmp, rng):
-    if not PARAPHRASES.exists():
-        return ("no paraphrase set", "-"), "-"
-    cases = json.loads(PARAPHRASES.read_text())
-    cases = [c for c in (cases.get("paraphrases") if isinstance(cases, dict) else cases) or [] if c.get("source")]
-    lg = base_ledger(b, tmp)
+    # The paraphrase evaluation set: 17 real texts, each contributed by its own author (named
+    # after the file), 54 paraphrases written for the project; the adversary contributes an
+    # upper-cased copy of every text cut in three.
+    root = PARAPHRASES.parent
+    cases = json.loads(PARAPHRASES.read_text())["positives"]
+    files = sorted((root / "corpus").glob("*.txt"))
+    lg = Ledger(b, tmp)
+    names = {f.name: f"p{i}" for i, f in enumerate(files)}
+    for who in ["owner", *names.values(), ADV]:
+        lg.actor(who)
+    lg.submit("owner", "dataset.create", {"dataset_id": "owner/ds", "name": "DS", "access": "open"})
+    for f in files:
+        lg.contribute(names[f.name], f.read_text())
+    for f in files:
+        t = f.read_text().upper()
+        q = len(t) // 3
+        for i in range(3):
+            lg.contribute(ADV, t[i * q:(i + 1) * q if i < 2 else len(t)])
     lg.run("index", "build", "--data-dir", lg.data, "owner/ds")
-    # Paraphrase sources are files of the paraphrase corpus; keep those also in this corpus.
-    names = {f.name: a.name for a in CORPUS.iterdir() if a.is_dir() for f in a.iterdir()}
-    got = n = 0
+    got = adv = 0
     for c in cases:
-        author = names.get(Path(c["source"]).name)
-        if not author:
-            continue
-        sh = contributor_shares(lg.attribute(c["paraphrase"]))
-        got += sh.get(author, 0)
-        n += 1
-    if n == 0:
-        return ("paraphrase set uses another corpus", "-"), "-"
-    return (got / n / 1e4, float("nan")), f"{n} paraphrases"
+        sh = contributor_shares(lg.attribute(c["text"]))
+        got += sh.get(names[c["source"]], 0)
+        adv += sh.get(ADV, 0)
+    n = len(cases)
+    return (got / n / 1e4, adv / n / 1e4), f"{n} paraphrases"
 
 
 def s_free_derivative(b, tmp, rng):

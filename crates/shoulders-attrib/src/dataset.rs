@@ -52,6 +52,13 @@ pub fn index_dir(data_dir: &Path, dataset_id: &str) -> PathBuf {
     data_dir.join("indexes").join(dataset_id.replace('/', "__"))
 }
 
+/// The paraphrase (BM25 passage) index of `dataset_id`, beside its suffix-array index.
+pub fn paraphrase_dir(data_dir: &Path, dataset_id: &str) -> PathBuf {
+    data_dir
+        .join("indexes")
+        .join(format!("{}.paraphrase", dataset_id.replace('/', "__")))
+}
+
 /// Whether `data_dir` holds a built index for `dataset_id`.
 pub fn index_exists(data_dir: &Path, dataset_id: &str) -> bool {
     index_dir(data_dir, dataset_id)
@@ -84,6 +91,8 @@ pub struct BuildReport {
     pub copied_windows: u64,
     /// Contributions whose windows mostly (over half) copy earlier ones.
     pub mostly_copied: Vec<CopiedContribution>,
+    /// Passages in the paraphrase index.
+    pub paraphrase_passages: u64,
 }
 
 /// A contribution that is mostly a copy.
@@ -143,6 +152,18 @@ pub fn build(
     let json = serde_json::to_vec_pretty(&attribution)
         .map_err(|e| IndexError::Corrupt(format!("cannot encode {ATTRIBUTION_FILE}: {e}")))?;
     write_synced(&path, &json)?;
+    // The paraphrase index, from the originals the suffix-array index now holds.
+    let built = Index::open(&target)?;
+    let paraphrase_info = crate::paraphrase::build(
+        &paraphrase_dir(data_dir, dataset_id),
+        (0..built.doc_count()).map(|d| {
+            Ok(DocInput {
+                contribution: built.contribution(d).expect("document"),
+                bytes: built.original(d).expect("attribution index").to_vec(),
+            })
+        }),
+    )?;
+    drop(built);
     let mut mostly_copied = Vec::new();
     for (i, c) in attribution.contributions.iter().enumerate() {
         let (w, own) = (layout.windows[i], layout.own_windows[i]);
@@ -167,6 +188,7 @@ pub fn build(
         own_windows: own,
         copied_windows: all - own,
         mostly_copied,
+        paraphrase_passages: paraphrase_info.passage_count,
     })
 }
 
@@ -208,7 +230,23 @@ pub struct AttributionReport {
     pub index_ledger_size: u64,
     /// Maximal spans of the text found in the index (at least a window long), by start.
     pub spans: Vec<ReportSpan>,
+    /// When the text quotes nothing: passages it paraphrases above the confidence threshold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paraphrases: Vec<ParaphraseCredit>,
     pub shares: Shares,
+}
+
+/// A passage the text paraphrases ([`crate::paraphrase`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ParaphraseCredit {
+    /// Where the passage is (original byte range in its contribution).
+    pub contribution: u64,
+    pub start: u64,
+    pub end: u64,
+    pub confidence_ppm: u32,
+    /// Who is credited for it: the first contributors of its content (the copy map), with
+    /// the ppm of the confidence each receives.
+    pub credited: BTreeMap<u64, u64>,
 }
 
 /// One span of the text found in the dataset.
@@ -245,6 +283,10 @@ pub struct DatasetIndex {
     pub index: Index,
     pub meta: Attribution,
     contributor: BTreeMap<u64, String>,
+    /// Document ordinal of each contribution.
+    doc_of: BTreeMap<u64, u32>,
+    /// The paraphrase index, when built (indexes from before it have none).
+    paraphrase: Option<crate::paraphrase::ParaphraseIndex>,
 }
 
 impl DatasetIndex {
@@ -273,7 +315,12 @@ impl DatasetIndex {
             ))
         })?;
         let index = Index::open(&dir)?;
-        Self::new(index, meta)
+        let mut ix = Self::new(index, meta)?;
+        let para = paraphrase_dir(data_dir, dataset_id);
+        if para.exists() {
+            ix.paraphrase = Some(crate::paraphrase::ParaphraseIndex::open(&para)?);
+        }
+        Ok(ix)
     }
 
     /// Wrap an index and its metadata (they must describe the same documents).
@@ -296,10 +343,17 @@ impl DatasetIndex {
             .iter()
             .map(|c| (c.contribution, c.contributor.clone()))
             .collect();
+        let doc_of = ids
+            .iter()
+            .enumerate()
+            .map(|(d, &c)| (c, d as u32))
+            .collect();
         Ok(DatasetIndex {
             index,
             meta,
             contributor,
+            doc_of,
+            paraphrase: None,
         })
     }
 
@@ -342,10 +396,24 @@ impl DatasetIndex {
             windows.push(WindowCredit { start: i, owner });
         }
         let (weights, evidence_bytes) = byte_credit(&windows, window, out.len());
-        let shares = Shares::from_weights(Rule::Spans, evidence_bytes, &weights, |c| {
+        let name = |c: u64| {
             self.contributor(c)
                 .map_or_else(|| format!("contribution-{c}"), str::to_string)
-        });
+        };
+        let mut shares = Shares::from_weights(Rule::Spans, evidence_bytes, &weights, name);
+        let mut paraphrases = Vec::new();
+        if shares.rule == Rule::NoEvidence {
+            if let Some(p) = &self.paraphrase {
+                paraphrases = self.paraphrased(p, text)?;
+                let mut weights: BTreeMap<u64, u128> = BTreeMap::new();
+                for m in &paraphrases {
+                    for (&c, &ppm) in &m.credited {
+                        *weights.entry(c).or_insert(0) += u128::from(ppm);
+                    }
+                }
+                shares = Shares::from_weights(Rule::Paraphrase, 0, &weights, name);
+            }
+        }
         let spans = self.spans(text, &norm, &matches, &owner_at, window, opts);
         Ok(AttributionReport {
             dataset_id: self.meta.dataset_id.clone(),
@@ -355,8 +423,43 @@ impl DatasetIndex {
             text_tokens: text.len(),
             index_ledger_size: self.meta.ledger_size,
             spans,
+            paraphrases,
             shares,
         })
+    }
+
+    /// Passages `text` paraphrases, each credited to the first contributors of its content:
+    /// a passage of a chunked, edited or padded copy is credited to the original, in
+    /// proportion to the windows each owns; a passage too short for a window, to its own
+    /// contribution.
+    fn paraphrased(
+        &self,
+        p: &crate::paraphrase::ParaphraseIndex,
+        text: &str,
+    ) -> Result<Vec<ParaphraseCredit>, IndexError> {
+        let mut out = Vec::new();
+        for m in p.query(text, &crate::paraphrase::ParaphraseOptions::default())? {
+            let Some(&doc) = self.doc_of.get(&m.contribution) else {
+                continue;
+            };
+            let owners = self.index.window_owners_in(doc, m.start, m.end);
+            let mut weights: BTreeMap<u64, u128> = owners
+                .iter()
+                .filter_map(|(&d, &n)| Some((self.index.contribution(d)?, u128::from(n))))
+                .collect();
+            if weights.is_empty() {
+                weights.insert(m.contribution, 1);
+            }
+            let credited = crate::shares::largest_remainder(&weights, u64::from(m.confidence_ppm));
+            out.push(ParaphraseCredit {
+                contribution: m.contribution,
+                start: m.start,
+                end: m.end,
+                confidence_ppm: m.confidence_ppm,
+                credited,
+            });
+        }
+        Ok(out)
     }
 
     /// The maximal spans at least a window long, mapped back to the text as given.

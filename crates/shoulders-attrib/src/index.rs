@@ -41,6 +41,7 @@
 //! which the query occurs. Queries come from UTF-8, so a match never spans a separator; a
 //! query containing `0xFF` (or an empty query) counts 0 and finds nothing.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -1170,6 +1171,60 @@ impl Index {
             .copied()
             .unwrap_or(c.raw.len() as u64);
         crate::normalize::orig_range(&c.map, pos, end, doc_end, raw_end)
+    }
+
+    /// Owners of the windows that start inside the original byte range `[start, end)` of
+    /// document `doc`, with how many windows each owns (attribution indexes; empty otherwise,
+    /// and for a range too short to hold a window).
+    pub fn window_owners_in(&self, doc: u32, start: u64, end: u64) -> BTreeMap<u32, u64> {
+        let mut out = BTreeMap::new();
+        let Some(c) = self.content.as_ref() else {
+            return out;
+        };
+        let (Some(&raw_start), Some(&norm_start)) = (
+            c.raw_starts.get(doc as usize),
+            self.offsets.get(doc as usize),
+        ) else {
+            return out;
+        };
+        let norm_end = self
+            .offsets
+            .get(doc as usize + 1)
+            .copied()
+            .unwrap_or(self.n());
+        // Original → normalised: the map is monotone, so invert it run by run.
+        let to_norm = |o: u64| -> u64 {
+            let i = c.map.partition_point(|r| r.orig <= o);
+            let x = match i.checked_sub(1).map(|i| (i, c.map[i])) {
+                Some((i, r)) if r.linear => {
+                    let next = c.map.get(i + 1).map_or(u64::MAX, |n| n.norm);
+                    (r.norm + (o - r.orig)).min(next)
+                }
+                Some((_, r)) => r.norm,
+                None => 0,
+            };
+            x.clamp(norm_start + 1, norm_end)
+        };
+        let (a, b) = (to_norm(raw_start + 1 + start), to_norm(raw_start + 1 + end));
+        let w = c.window as u64;
+        if b < a + w {
+            return out;
+        }
+        // Window starts in [a, b - w]: walk the owner runs overlapping that range.
+        let last = b - w;
+        let mut i = c.owners.partition_point(|r| r.pos <= a).saturating_sub(1);
+        while i < c.owners.len() && c.owners[i].pos <= last {
+            let from = c.owners[i].pos.max(a);
+            let to = c
+                .owners
+                .get(i + 1)
+                .map_or(last + 1, |n| n.pos.min(last + 1));
+            if to > from {
+                *out.entry(c.owners[i].doc).or_insert(0) += to - from;
+            }
+            i += 1;
+        }
+        out
     }
 
     /// The original bytes that produced the normalised bytes `[pos, pos + len)` of the token
