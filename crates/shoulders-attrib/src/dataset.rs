@@ -93,6 +93,9 @@ pub struct BuildReport {
     pub mostly_copied: Vec<CopiedContribution>,
     /// Passages in the paraphrase index.
     pub paraphrase_passages: u64,
+    /// Wall time of the suffix-array index with its copy map, and of the paraphrase index.
+    pub index_seconds: f64,
+    pub paraphrase_seconds: f64,
 }
 
 /// A contribution that is mostly a copy.
@@ -130,6 +133,7 @@ pub fn build(
             }
         })
     });
+    let started = std::time::Instant::now();
     let info = build_with(
         &target,
         docs,
@@ -138,6 +142,7 @@ pub fn build(
         },
         progress,
     )?;
+    let index_seconds = started.elapsed().as_secs_f64();
     let layout = info.content.as_ref().expect("attribution build");
     let attribution = Attribution {
         format: ATTRIBUTION_FORMAT.into(),
@@ -153,6 +158,7 @@ pub fn build(
         .map_err(|e| IndexError::Corrupt(format!("cannot encode {ATTRIBUTION_FILE}: {e}")))?;
     write_synced(&path, &json)?;
     // The paraphrase index, from the originals the suffix-array index now holds.
+    let started = std::time::Instant::now();
     let built = Index::open(&target)?;
     let paraphrase_info = crate::paraphrase::build(
         &paraphrase_dir(data_dir, dataset_id),
@@ -164,6 +170,7 @@ pub fn build(
         }),
     )?;
     drop(built);
+    let paraphrase_seconds = started.elapsed().as_secs_f64();
     let mut mostly_copied = Vec::new();
     for (i, c) in attribution.contributions.iter().enumerate() {
         let (w, own) = (layout.windows[i], layout.own_windows[i]);
@@ -189,6 +196,8 @@ pub fn build(
         copied_windows: all - own,
         mostly_copied,
         paraphrase_passages: paraphrase_info.passage_count,
+        index_seconds,
+        paraphrase_seconds,
     })
 }
 
