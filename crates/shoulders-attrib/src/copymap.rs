@@ -53,22 +53,25 @@ pub struct CopyMap {
     pub docs: Vec<DocWindows>,
 }
 
-/// A suffix-array word (libsais gives `i32` up to 2 GiB of text, `i64` above).
+/// A suffix-array word (libsais gives `i32` up to 2 GiB of text, `i64` above). The PLCP array's
+/// words are reused to hold packed per-position facts, then owners, so both widths carry at
+/// least 32 bits.
 pub trait SaWord: Copy {
     fn to_u64(self) -> u64;
-    fn from_owner(doc: u32) -> Self;
-    fn owner(self) -> u32;
+    /// The low 32 bits, as stored.
+    fn bits(self) -> u32;
+    fn from_bits(v: u32) -> Self;
 }
 
 impl SaWord for i32 {
     fn to_u64(self) -> u64 {
         self as u32 as u64
     }
-    fn from_owner(doc: u32) -> Self {
-        doc as i32
-    }
-    fn owner(self) -> u32 {
+    fn bits(self) -> u32 {
         self as u32
+    }
+    fn from_bits(v: u32) -> Self {
+        v as i32
     }
 }
 
@@ -76,58 +79,32 @@ impl SaWord for i64 {
     fn to_u64(self) -> u64 {
         self as u64
     }
-    fn from_owner(doc: u32) -> Self {
-        i64::from(doc)
-    }
-    fn owner(self) -> u32 {
+    fn bits(self) -> u32 {
         self as u32
+    }
+    fn from_bits(v: u32) -> Self {
+        i64::from(v)
     }
 }
 
 /// Marks a position where no full window starts (near a document's end, or a separator).
 const NO_WINDOW: u32 = u32::MAX;
-
-/// Maps positions to documents quickly: the document at the start of each 4 KiB block, then a
-/// binary search among the few documents that start inside the block.
-struct DocLookup<'a> {
-    offsets: &'a [u64],
-    block_first: Vec<u32>,
-}
-
-const BLOCK_SHIFT: u32 = 12;
-
-impl<'a> DocLookup<'a> {
-    fn new(offsets: &'a [u64], n: u64) -> Self {
-        let blocks = (n >> BLOCK_SHIFT) as usize + 1;
-        let mut block_first = Vec::with_capacity(blocks);
-        let mut d = 0usize;
-        for b in 0..blocks {
-            let start = (b as u64) << BLOCK_SHIFT;
-            while d + 1 < offsets.len() && offsets[d + 1] <= start {
-                d += 1;
-            }
-            block_first.push(d as u32);
-        }
-        DocLookup {
-            offsets,
-            block_first,
-        }
-    }
-
-    fn doc(&self, pos: u64) -> usize {
-        let b = (pos >> BLOCK_SHIFT) as usize;
-        let lo = self.block_first[b] as usize;
-        let hi = self
-            .block_first
-            .get(b + 1)
-            .map_or(self.offsets.len(), |&x| x as usize + 1);
-        lo + self.offsets[lo..hi].partition_point(|&o| o <= pos) - 1
-    }
-}
+/// Most documents a copy map handles: the document ordinal shares a 32-bit word with two flags.
+pub const MAX_DOCS: usize = 1 << 30;
+/// Packed flag: a full window starts at this position.
+const FULL: u32 = 0b10;
+/// Packed flag: the suffix here shares at least a window with its suffix-array predecessor.
+const SHARES: u32 = 0b01;
 
 /// Compute the copy map of `text` (the token array: `0xFF` before each document, documents in
 /// log order, starting at `offsets`), given its suffix array `sa` and PLCP array `plcp`
-/// (overwritten). `window` ≥ 1.
+/// (overwritten). `window` ≥ 1; at most [`MAX_DOCS`] documents.
+///
+/// Three passes, two of them sequential: (1) over positions, pack each position's document,
+/// whether a full window starts there and whether its LCP reaches `window` into its PLCP word;
+/// (2) over ranks, group suffixes sharing a window and write each group's smallest document
+/// into its positions' words (one random read and one random write per rank: the whole cost);
+/// (3) over positions, run-length encode the owners and count each document's windows.
 pub fn compute<O: SaWord>(
     text: &[u8],
     sa: &[O],
@@ -137,50 +114,55 @@ pub fn compute<O: SaWord>(
 ) -> CopyMap {
     let n = text.len();
     assert!(window >= 1 && sa.len() >= n && plcp.len() >= n && !offsets.is_empty());
-    assert!(offsets.len() <= u32::MAX as usize);
-    let lookup = DocLookup::new(offsets, n as u64);
+    assert!(offsets.len() <= MAX_DOCS, "too many documents for a copy map");
     let w = window as u64;
-    // `Some(doc)` when a full window starts at `p`.
-    let window_doc = |p: u64| -> Option<u32> {
-        if text[p as usize] == crate::index::DOC_SEP {
-            return None;
+    // (1) Pack, in position order.
+    let mut doc = 0usize;
+    let mut end = offsets.get(1).copied().unwrap_or(n as u64);
+    for (p, word) in plcp.iter_mut().take(n).enumerate() {
+        let p = p as u64;
+        while p >= end {
+            doc += 1;
+            end = offsets.get(doc + 1).copied().unwrap_or(n as u64);
         }
-        let d = lookup.doc(p);
-        let end = offsets.get(d + 1).copied().unwrap_or(n as u64);
-        (p + w <= end).then_some(d as u32)
-    };
+        let full = p != offsets[doc] && p + w <= end;
+        let shares = word.to_u64() >= w;
+        *word = O::from_bits(
+            ((doc as u32) << 2) | if full { FULL } else { 0 } | if shares { SHARES } else { 0 },
+        );
+    }
+    // (2) Group by window in rank order; each slot is read at its own rank, before its group
+    // closes and overwrites it with the owner.
     let mut r = 0usize;
     while r < n {
-        let p = sa[r].to_u64();
-        let Some(first) = window_doc(p) else {
-            plcp[p as usize] = O::from_owner(NO_WINDOW);
+        let first = plcp[sa[r].to_u64() as usize].bits();
+        if first & FULL == 0 {
+            plcp[sa[r].to_u64() as usize] = O::from_bits(NO_WINDOW);
             r += 1;
             continue;
-        };
+        }
         let start = r;
-        let mut min_doc = first;
+        let mut min_doc = first >> 2;
         r += 1;
         while r < n {
-            let q = sa[r].to_u64();
-            if plcp[q as usize].to_u64() < w {
+            let v = plcp[sa[r].to_u64() as usize].bits();
+            // Shares a window with a full-window predecessor, so its window is full too.
+            if v & SHARES == 0 || v & FULL == 0 {
                 break;
             }
-            // LCP ≥ window with a full-window neighbour: this suffix shares the same window
-            // (so its window is full too).
-            let d = window_doc(q).expect("shares a full window");
-            min_doc = min_doc.min(d);
+            min_doc = min_doc.min(v >> 2);
             r += 1;
         }
         for k in start..r {
-            plcp[sa[k].to_u64() as usize] = O::from_owner(min_doc);
+            plcp[sa[k].to_u64() as usize] = O::from_bits(min_doc);
         }
     }
-    // Run-length encode in position order, counting each document's windows.
+    // (3) Run-length encode in position order, counting each document's windows.
     let mut runs: Vec<OwnerRun> = Vec::new();
     let mut docs = vec![DocWindows::default(); offsets.len()];
     let mut doc = 0usize;
     for (p, word) in plcp.iter().take(n).enumerate() {
-        let owner = word.owner();
+        let owner = word.bits();
         if owner == NO_WINDOW {
             continue;
         }

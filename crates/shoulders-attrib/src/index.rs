@@ -362,10 +362,14 @@ pub fn build_with(
             doc: ordinal,
             offset: e.valid_up_to(),
         })?;
-        if ordinal >= u64::from(u32::MAX) {
+        let max_docs = if window.is_some() {
+            copymap::MAX_DOCS as u64
+        } else {
+            u64::from(u32::MAX)
+        };
+        if ordinal >= max_docs {
             return Err(IndexError::TooLarge(format!(
-                "more than {} documents",
-                u32::MAX
+                "more than {max_docs} documents"
             )));
         }
         offsets.push(text.len() as u64);
