@@ -114,7 +114,10 @@ pub fn compute<O: SaWord>(
 ) -> CopyMap {
     let n = text.len();
     assert!(window >= 1 && sa.len() >= n && plcp.len() >= n && !offsets.is_empty());
-    assert!(offsets.len() <= MAX_DOCS, "too many documents for a copy map");
+    assert!(
+        offsets.len() <= MAX_DOCS,
+        "too many documents for a copy map"
+    );
     let w = window as u64;
     // (1) Pack, in position order.
     let mut doc = 0usize;

@@ -301,7 +301,8 @@ pub fn build(
 ///
 /// Memory: about 5 bytes per token up to 2 GiB of tokens, 9 above (see the module docs); an
 /// attribution build keeps the PLCP array too (9 bytes per token, 17 above 2 GiB) and streams
-/// the original documents to disk.
+/// the original documents to disk. The suffix array and the PLCP array are built on every core
+/// (libsais with OpenMP).
 pub fn build_with(
     dir: &Path,
     docs: impl Iterator<Item = Result<DocInput, IndexError>>,
@@ -424,7 +425,7 @@ pub fn build_with(
     let copies = if text.len() <= i32::MAX as usize {
         let sa = libsais::SuffixArrayConstruction::for_text(text.as_slice())
             .in_owned_buffer32()
-            .single_threaded()
+            .multi_threaded(sa_threads())
             .run()
             .map_err(sa_err)?;
         match window {
@@ -435,18 +436,25 @@ pub fn build_with(
             Some(w) => {
                 let (sa, mut plcp, _) = sa
                     .plcp_construction()
-                    .single_threaded()
+                    .multi_threaded(sa_threads())
                     .run()
                     .map_err(sa_err)?
                     .into_parts();
-                write_table(&table_path, &sa, text.len(), width)?;
-                Some(copymap::compute(&text, &sa, &mut plcp, &offsets, w))
+                Some(table_and_copy_map(
+                    &table_path,
+                    &text,
+                    &sa,
+                    &mut plcp,
+                    &offsets,
+                    width,
+                    w,
+                )?)
             }
         }
     } else {
         let sa = libsais::SuffixArrayConstruction::for_text(text.as_slice())
             .in_owned_buffer64()
-            .single_threaded()
+            .multi_threaded(sa_threads())
             .run()
             .map_err(sa_err)?;
         match window {
@@ -457,12 +465,19 @@ pub fn build_with(
             Some(w) => {
                 let (sa, mut plcp, _) = sa
                     .plcp_construction()
-                    .single_threaded()
+                    .multi_threaded(sa_threads())
                     .run()
                     .map_err(sa_err)?
                     .into_parts();
-                write_table(&table_path, &sa, text.len(), width)?;
-                Some(copymap::compute(&text, &sa, &mut plcp, &offsets, w))
+                Some(table_and_copy_map(
+                    &table_path,
+                    &text,
+                    &sa,
+                    &mut plcp,
+                    &offsets,
+                    width,
+                    w,
+                )?)
             }
         }
     };
@@ -526,6 +541,35 @@ pub fn build_with(
     drop(old_guard);
     progress(token_count);
     Ok(info)
+}
+
+/// Write `table.0` on one thread while the copy map is computed on another: both only read
+/// the suffix array, and the table is mostly I/O while the copy map is mostly memory.
+#[allow(clippy::too_many_arguments)]
+fn table_and_copy_map<O: copymap::SaWord + Copy + TryInto<u64> + Sync>(
+    table_path: &Path,
+    text: &[u8],
+    sa: &[O],
+    plcp: &mut [O],
+    offsets: &[u64],
+    width: u8,
+    window: usize,
+) -> Result<copymap::CopyMap, IndexError> {
+    std::thread::scope(|scope| {
+        let table = scope.spawn(|| write_table(table_path, sa, text.len(), width));
+        let copies = copymap::compute(text, sa, plcp, offsets, window);
+        table
+            .join()
+            .map_err(|_| IndexError::Corrupt("the table writer panicked".into()))??;
+        Ok(copies)
+    })
+}
+
+/// Threads for libsais (OpenMP): every core the process may use, at most 64. Given explicitly,
+/// because OpenMP's own default comes out as one thread under some container limits.
+fn sa_threads() -> libsais::ThreadCount {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get().min(64));
+    libsais::ThreadCount::fixed(n as u16)
 }
 
 /// Bit 63 of a map run's original position: the run is clamped.
