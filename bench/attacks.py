@@ -417,7 +417,11 @@ def main():
     ap.add_argument("--label", default="")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--only", default="")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless every attack earns the adversary nothing and the true author keeps its share "
+                         "(what the current rules promise; CI runs it)")
     args = ap.parse_args()
+    failures = []
     rng = random.Random(args.seed)
     print(f"| attack {args.label} | true author | true author's share | adversary's share |")
     print("|---|---|---|---|")
@@ -428,9 +432,34 @@ def main():
             try:
                 (t, a), who = fn(Path(args.shoulders).resolve(), tmp, random.Random(rng.random()))
                 print(f"| {name} | {who} | {fmt(t)} | {fmt(a)} |", flush=True)
+                failures.extend(f"{name}: {p}" for p in broken_promises(name, t, a))
             except Exception as e:  # a scenario the binary cannot run
                 print(f"| {name} | - | error: {str(e)[:80]} | - |", flush=True)
+                failures.append(f"{name}: {e}")
+    if args.check:
+        for f in failures:
+            print("FAILED:", f, file=sys.stderr)
+        return 1 if failures else 0
+    return 0
+
+
+def broken_promises(name, true_share, adversary):
+    """What the fair-pay rules promise for each row (checked with --check)."""
+    out = []
+    if isinstance(adversary, float) and adversary == adversary and adversary > 0:
+        out.append(f"the adversary earned {adversary:.2f}%")
+    if name.startswith("declared size") and true_share != "refused":
+        out.append(f"a contribution without content was not refused ({true_share})")
+    if name.startswith("free derivative") and str(true_share).startswith("0 "):
+        out.append("the base owner earned nothing from its free derivative")
+    floors = {"exact copy": 99.0, "edited copy: CRLF": 99.0, "edited copy: re-wrapped": 99.0,
+              "edited copy: upper case": 90.0, "chunked copy": 99.0, "boilerplate": 99.0,
+              "near-duplicate": 99.0, "drift": 90.0, "paraphrase": 90.0}
+    for prefix, floor in floors.items():
+        if name.startswith(prefix) and isinstance(true_share, float) and true_share < floor:
+            out.append(f"the true author kept {true_share:.1f}% (< {floor}%)")
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
