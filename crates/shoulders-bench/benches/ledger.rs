@@ -750,6 +750,7 @@ fn bench_proofs(table: &mut Table, base: &Path, mem: &MemoryHashes, count: usize
         }
         store
             .append(&AppendBatch {
+                state: None,
                 first_index: first,
                 records: records.iter().map(Vec::as_slice).collect(),
                 hashes,

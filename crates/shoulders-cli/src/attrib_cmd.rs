@@ -19,7 +19,7 @@ pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
 /// (Re)build the index of `dataset_id`; returns the report `index build` prints.
 pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Value> {
     let dir = crate::data_dir(data_dir);
-    let reader = Reader::open(&dir)?;
+    let mut reader = Reader::open(&dir)?;
     let state = reader.state()?;
     let dataset = state.dataset(dataset_id).ok_or_else(|| {
         LedgerError::NotFound(format!("no dataset {dataset_id:?} in this ledger"))

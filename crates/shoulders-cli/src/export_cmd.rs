@@ -15,7 +15,7 @@ pub fn run(data_dir: &Path, model_id: &str, format: &str) -> Result<()> {
     if !FORMATS.contains(&format) {
         bail!("unknown format {format:?}; use hf-card, spdx or cyclonedx");
     }
-    let reader = Reader::open(&crate::data_dir(data_dir))?;
+    let mut reader = Reader::open(&crate::data_dir(data_dir))?;
     let state = reader.state()?;
     let text = render(&state, reader.origin(), model_id, format)?;
     let mut out = std::io::stdout().lock();

@@ -80,7 +80,7 @@ impl Ledger {
     fn precheck(&self, record: &SignedRecord) -> Result<(), LedgerError> {
         let r = record.record();
         let leaf = leaf_hash(record.bytes());
-        self.with_state(|state| match state.seen(&r.signer, &r.client_id) {
+        match self.seen(&r.signer, &r.client_id)? {
             Some(seen) if seen.leaf_hash == leaf.0 => Ok(()),
             Some(seen) => Err(LedgerError::IdConflict {
                 client_id: r.client_id.clone(),
@@ -88,8 +88,12 @@ impl Ledger {
             }),
             None => match outside_window(self.admission_window_ms(), r.ts_ms) {
                 Some(err) => Err(err),
-                None => state.check(record).map_err(LedgerError::Rejected),
+                None => self.with_state(|state| {
+                    state
+                        .check_with(record, &shoulders_state::NoHistory)
+                        .map_err(LedgerError::Rejected)
+                }),
             },
-        })
+        }
     }
 }

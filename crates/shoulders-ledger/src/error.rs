@@ -36,6 +36,12 @@ pub enum LedgerError {
     WriterStopped,
     #[error("{0}")]
     NotFound(String),
+    #[error("page size {limit} is out of range: 1 to {max}")]
+    PageSize { limit: usize, max: usize },
+    #[error("bad cursor: {0}")]
+    Cursor(String),
+    #[error("the period holds more than {limit} legs of this holder; ask for a shorter period")]
+    PeriodTooLarge { limit: usize },
     #[error("content is {size_bytes} bytes; the limit is {limit_bytes}")]
     ContentTooLarge { size_bytes: u64, limit_bytes: u64 },
     #[error("stored content {0} does not match its hash; restore it from another copy")]
@@ -86,6 +92,9 @@ impl LedgerError {
             LedgerError::WriterStopped => "E_WRITER_STOPPED",
             LedgerError::BatchTooLarge { .. } => "E_BATCH_TOO_LARGE",
             LedgerError::NotFound(_) => "E_NOT_FOUND",
+            LedgerError::PageSize { .. } => "E_PAGE_TOO_LARGE",
+            LedgerError::Cursor(_) => "E_CURSOR_INVALID",
+            LedgerError::PeriodTooLarge { .. } => "E_PERIOD_TOO_LARGE",
             LedgerError::ContentTooLarge { .. } => "E_CONTENT_TOO_LARGE",
             LedgerError::ContentCorrupt(_) => "E_CONTENT_CORRUPT",
             LedgerError::ContentMissing(_) => "E_CONTENT_MISSING",

@@ -10,8 +10,10 @@ mod datadir;
 mod error;
 pub mod export;
 mod migrate;
+pub mod query;
 mod reader;
 mod replay;
+mod stored;
 mod writer;
 
 pub use content::{content_ref, ContentStore, Measured};

@@ -63,6 +63,7 @@ pub fn migrate(from: &StoreLocation, to: &StoreLocation) -> Result<MigrateReport
             hashes.extend(frontier.append(leaf_hash(r)));
         }
         target.append(&AppendBatch {
+            state: None,
             first_index: next,
             records: records.iter().map(Vec::as_slice).collect(),
             hashes,

@@ -1,4 +1,4 @@
-use crate::{load_signer, replay, DataDir, LedgerError};
+use crate::{load_signer, DataDir, LedgerError};
 use serde::Serialize;
 use shoulders_log::{consistency_proof, inclusion_proof, tree_root, Hash, LogError, LogSigner};
 use shoulders_state::State;
@@ -150,9 +150,29 @@ impl Reader {
         Ok(self.store.scan(from, to, visit)?)
     }
 
-    /// Recompute the state by replaying the stored log.
-    pub fn state(&self) -> Result<State, LedgerError> {
-        Ok(replay(&*self.store)?.0)
+    /// The stored state (bounded: entities, balances, counters), read without replaying the
+    /// log; it reflects the log's current size.
+    pub fn state(&mut self) -> Result<State, LedgerError> {
+        Ok(crate::stored::read_state(&mut *self.store)?.0)
+    }
+
+    /// The store, for the query layer ([`crate::query`]).
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    /// Where `(signer, client id)` was first used, if it was.
+    pub fn seen(
+        &self,
+        signer: &shoulders_record::PublicKey,
+        client_id: &str,
+    ) -> Result<Option<shoulders_state::Seen>, LedgerError> {
+        Ok(self
+            .store
+            .seen_many(&[(signer.0, client_id.to_string())])?
+            .pop()
+            .flatten()
+            .map(|(index, leaf_hash)| shoulders_state::Seen { index, leaf_hash }))
     }
 
     /// Write the first `size` records and their checkpoint in the export format.

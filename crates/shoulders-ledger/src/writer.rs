@@ -12,11 +12,13 @@
 //! a batch until its commit, so nobody ever observes a record that is not yet durable.
 
 use crate::reader::{ConsistencyProof, InclusionProof, Reader};
-use crate::{load_signer, replay, ContentStore, DataDir, LedgerError};
+use crate::stored::{self, BatchHistory, BatchWrites};
+use crate::{load_signer, ContentStore, DataDir, LedgerError};
 use serde::Serialize;
 use shoulders_log::{leaf_hash, Frontier, Hash, LogSigner};
 use shoulders_record::{Body, SignedRecord};
 use shoulders_state::State;
+use shoulders_state::HistoryRead;
 use shoulders_store::{AppendBatch, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -122,7 +124,9 @@ impl Ledger {
         let store =
             location.open_writer(std::time::Duration::from_millis(config.writer_lock_wait_ms))?;
         let (signer, verifier_key) = load_signer(dir, &*store)?;
-        let (state, frontier) = replay(&*store)?;
+        // The stored state, not a replay: opening costs O(entities), whatever the history.
+        let mut store = store;
+        let (state, frontier) = stored::open_state(&mut *store)?;
         let reader = Reader::from_parts(
             location.open_read_only()?,
             signer.clone(),
@@ -178,9 +182,30 @@ impl Ledger {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Run `f` on the committed state.
+    /// Run `f` on the committed state (bounded: entities, balances, counters).
     pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.committed().state)
+    }
+
+    /// Run `f` on the committed state and the store's history, consistently: the store is read
+    /// through the reader at the committed size, while no commit can run.
+    pub fn with_history<T>(
+        &self,
+        f: impl FnOnce(&State, &dyn shoulders_store::Store) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let committed = self.committed();
+        let mut reader = self.shared.reader.lock().unwrap_or_else(|p| p.into_inner());
+        reader.refresh()?;
+        f(&committed.state, reader.store())
+    }
+
+    /// Where `(signer, client id)` was first used in the committed log, if it was.
+    pub fn seen(
+        &self,
+        signer: &shoulders_record::PublicKey,
+        client_id: &str,
+    ) -> Result<Option<shoulders_state::Seen>, LedgerError> {
+        self.with_reader(|r, _| r.seen(signer, client_id))
     }
 
     /// The signed checkpoint of everything committed.
@@ -278,16 +303,8 @@ impl Ledger {
             return None;
         };
         // A (signer, id) already in the log is answered by the writer as a duplicate or an id
-        // conflict without looking at content (entries are never removed), so its content need
-        // not be read. Only a shortcut: while the writer holds the state for a commit, do not
-        // wait for it (that would keep this record out of the next group commit); check anyway.
-        let seen = match self.shared.committed.try_read() {
-            Ok(c) => c.state.seen(&r.signer, &r.client_id).is_some(),
-            Err(_) => false,
-        };
-        if seen {
-            return None;
-        }
+        // conflict before this verdict is looked at, so checking its content anyway is only a
+        // little wasted work.
         self.content.check_contribution(body).err()
     }
 
@@ -470,6 +487,26 @@ fn commit_batch(
 ) -> Vec<Vec<Result<Appended, LedgerError>>> {
     let mut committed = shared.committed.write().unwrap_or_else(|p| p.into_inner());
     let first_index = committed.frontier.size();
+    // The history the fold needs for this batch, in one query per table.
+    let mut history = match BatchHistory::prefetch(
+        &*store,
+        jobs.iter().flat_map(|j| j.records.iter().map(|c| &c.record)),
+    ) {
+        Ok(h) => h,
+        Err(err) => {
+            let message = err.to_string();
+            return jobs
+                .iter()
+                .map(|j| {
+                    j.records
+                        .iter()
+                        .map(|_| Err(LedgerError::Store(StoreError::Database(message.clone()))))
+                        .collect()
+                })
+                .collect();
+        }
+    };
+    let mut state_writes = BatchWrites::default();
     let mut to_write: Vec<&[u8]> = Vec::new();
     let mut hashes: Vec<Hash> = Vec::new();
     let mut outcomes: Vec<Vec<Result<Appended, LedgerError>>> = Vec::with_capacity(jobs.len());
@@ -483,7 +520,7 @@ fn commit_batch(
             } = checked;
             let rec: &SignedRecord = rec;
             let r = rec.record();
-            let outcome = if let Some(seen) = committed.state.seen(&r.signer, &r.client_id) {
+            let outcome = if let Some(seen) = history.seen(&r.signer, &r.client_id) {
                 if seen.leaf_hash == leaf.0 {
                     Ok(Appended {
                         index: seen.index,
@@ -501,14 +538,16 @@ fn commit_batch(
             } else if let Some(err) = refusal.take() {
                 // When the fold would refuse the record anyway, its reason is the better
                 // answer: no upload can make that record acceptable.
-                Err(match committed.state.check(rec) {
+                Err(match committed.state.check_with(rec, &history) {
                     Err(reject) => LedgerError::Rejected(reject),
                     Ok(()) => err,
                 })
             } else {
                 let index = committed.frontier.size();
-                match committed.state.apply(index, leaf.0, rec) {
-                    Ok(_) => {
+                match committed.state.apply_with(index, leaf.0, rec, &history) {
+                    Ok((_, effects)) => {
+                        history.record(&effects);
+                        state_writes.add(effects);
                         hashes.extend(committed.frontier.append(*leaf));
                         to_write.push(rec.bytes());
                         Ok(Appended {
@@ -527,10 +566,12 @@ fn commit_batch(
     if to_write.is_empty() {
         return outcomes;
     }
+    let writes = state_writes.finish(&committed.state);
     let batch = AppendBatch {
         first_index,
         records: to_write,
         hashes,
+        state: Some(&writes),
     };
     if let Err(err) = store.append(&batch) {
         // Nothing of this batch may be acknowledged; roll the in-memory state back to what is
@@ -544,7 +585,7 @@ fn commit_batch(
         let recovered = store
             .refresh()
             .map_err(LedgerError::from)
-            .and_then(|_| replay(store));
+            .and_then(|_| stored::load_state(store));
         match recovered {
             Ok((state, frontier)) => {
                 committed.state = state;

@@ -303,7 +303,7 @@ fn restart_recovers_the_exact_state_and_tree() {
     assert_eq!(reopened.checkpoint().unwrap(), checkpoint);
     assert!(reopened.with_state(|s| s == &state));
     // A read-only reader computes the same.
-    let reader = Reader::open(&data).unwrap();
+    let mut reader = Reader::open(&data).unwrap();
     assert_eq!(reader.checkpoint().unwrap(), checkpoint);
     assert_eq!(reader.state().unwrap(), state);
     // The model's lineage survives.

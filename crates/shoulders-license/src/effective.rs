@@ -1,10 +1,10 @@
 use crate::{Conflict, FloorConflict};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shoulders_record::{Derivatives, LicenseTerms, BPS_ONE};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A model's owned licence pricing, in micro-units of `currency`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Price {
     pub license_id: String,
     pub currency: String,
@@ -17,7 +17,7 @@ pub struct Price {
 
 /// The least an upstream model's owner is owed on every use of a descendant, in micro-units of
 /// `currency` (its licence's `royalty_floor_*` fields).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Floor {
     pub currency: String,
     pub per_call_micros: u128,
@@ -49,14 +49,14 @@ impl Floor {
 
 /// What an upstream model's owner is owed on each charge of a descendant: a share in basis
 /// points and, if its licence sets one, a floor (the larger of the two is paid).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Royalty {
     pub model_id: String,
     pub owner: String,
     /// The ancestor's own licence, which sets the share and the floor.
     pub license_id: String,
     pub bps: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<Floor>,
 }
 
@@ -81,7 +81,7 @@ impl Royalty {
 
 /// Effective terms with the origin of every restriction (a label such as `model acme/base` or
 /// `dataset acme/verse (licence acme/cc-by-nc)`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Effective {
     /// Sources that forbid commercial use (empty: commercial use allowed).
     pub noncommercial_by: BTreeSet<String>,
@@ -108,7 +108,7 @@ pub struct Effective {
     pub unlicensed: BTreeSet<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DerivativesClause {
     pub rule: Derivatives,
     pub by: BTreeSet<String>,
@@ -462,7 +462,7 @@ fn check_floors(e: &Effective) -> Result<(), Conflict> {
 }
 
 /// The answer to "may I use this model for `use_tag`?".
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub allowed: bool,
     /// Why not (empty when allowed), each naming the source and clause.

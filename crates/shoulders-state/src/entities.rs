@@ -1,6 +1,6 @@
 //! The derived entities. They serialise to the JSON that `shoulders show` prints.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shoulders_license::Effective;
 use shoulders_record::{
     Access, ActorRegister, ActorUpdate, Artifact, DataContribute, DatasetCreate, LicenseDefine,
@@ -8,20 +8,20 @@ use shoulders_record::{
 };
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub handle: String,
     pub name: String,
     pub public_key: PublicKey,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_address: Option<String>,
     /// Log index of the registering record.
     pub registered_at: u64,
     pub registered_ts_ms: u64,
     /// Log index of the latest `actor.update`, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<u64>,
 }
 
@@ -53,15 +53,15 @@ impl Actor {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dataset {
     pub dataset_id: String,
     pub owner: String,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub access: Access,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowlist: Vec<String>,
     pub created_at: u64,
     pub created_ts_ms: u64,
@@ -71,7 +71,7 @@ pub struct Dataset {
     pub contributors: BTreeMap<String, u64>,
     pub total_bytes: u64,
     pub total_tokens: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license_id: Option<String>,
     /// The dataset licence's terms as they flow into models trained on it.
     pub effective: Effective,
@@ -115,7 +115,7 @@ impl Dataset {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contribution {
     /// Log index of the `data.contribute` record; also the contribution's id.
     pub index: u64,
@@ -124,9 +124,9 @@ pub struct Contribution {
     pub content_hash: String,
     pub byte_size: u64,
     pub token_count: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub ts_ms: u64,
 }
@@ -147,21 +147,21 @@ impl Contribution {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Model {
     pub model_id: String,
     pub owner: String,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub parents: Vec<Parent>,
     /// Models registered later that name this one as a parent, in log order.
     pub children: Vec<String>,
     pub datasets: Vec<String>,
     pub artifacts: Vec<Artifact>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     pub registered_at: u64,
     pub registered_ts_ms: u64,
@@ -196,12 +196,12 @@ impl Model {
 }
 
 /// A `license.define` record: named, immutable terms any model or dataset may reference.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct License {
     pub license_id: String,
     pub owner: String,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spdx_id: Option<String>,
     pub terms: LicenseTerms,
     pub defined_at: u64,
@@ -224,13 +224,13 @@ impl License {
 
 /// A `license.grant`: the owner of a model or dataset lets `grantee` use it (e.g. for an
 /// approval-required derivative, use `derivative`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     pub license_id: String,
     pub grantor: String,
     pub grantee: String,
     pub uses: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
     pub granted_at: u64,
 }

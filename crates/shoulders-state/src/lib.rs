@@ -8,22 +8,25 @@
 //! Pure: no I/O, no clock. Time only enters through the records themselves.
 
 mod entities;
+pub mod history;
 pub mod lineage;
 pub mod money;
+mod persist;
 mod reject;
 mod settle;
 
 pub use entities::{Actor, Contribution, Dataset, Grant, License, Model};
+pub use history::{Effects, EntityKey, HistoryRead, MemoryHistory, NoHistory};
 pub use lineage::{provenance, to_dot, to_mermaid, Provenance};
 pub use money::{
-    AccountBalance, CurrencyTotals, Leg, Receipt, Role, SourceTotal, Statement, StatementLine,
-    StatementTotal,
+    AccountBalance, Books, CurrencyTotals, Leg, Receipt, Role, SourceCount, SourceKey, SourceTotal,
+    Statement, StatementLine, StatementTotal,
 };
+pub use persist::{EntityRow, LoadError};
 pub use reject::Reject;
 pub use settle::{Charge, Config};
 pub use shoulders_license::{Decision, Effective};
 
-use money::Books;
 use settle::PendingReceipt;
 use shoulders_license::{check_derivation, Royalty, Source};
 use shoulders_record::{
@@ -52,7 +55,12 @@ pub struct Applied {
 }
 
 /// Everything derived from the log so far.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// The bounded part (entities, balances, counters) is always here. History (each record's
+/// client id, receipts, legs) is kept in memory by [`State::new`] (`history` is `Some`), for
+/// tests, `verify` and small tools; a ledger makes its state with [`State::without_history`]
+/// and keeps history in its store, folding with [`State::apply_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
     next_index: u64,
     actors: BTreeMap<String, Actor>,
@@ -64,9 +72,15 @@ pub struct State {
     /// `(target label, grantee handle)` → grants, where a target label is `model <id>` or
     /// `dataset <id>` (the same labels licence terms use to name their origin).
     grants: BTreeMap<(String, String), Vec<Grant>>,
-    client_ids: HashMap<(PublicKey, String), Seen>,
     config: Option<Config>,
     books: Books,
+    history: Option<MemoryHistory>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
 }
 
 /// What the check phase computed for the commit phase.
@@ -90,8 +104,41 @@ pub fn dataset_label(id: &str) -> String {
 }
 
 impl State {
+    /// An empty state that keeps its history in memory.
     pub fn new() -> Self {
-        Self::default()
+        State {
+            history: Some(MemoryHistory::default()),
+            ..State::without_history()
+        }
+    }
+
+    /// An empty state whose history lives elsewhere (a ledger's store): fold with
+    /// [`State::apply_with`]; the history queries ([`State::statement`], [`State::receipts`],
+    /// …) then answer from nothing.
+    pub fn without_history() -> Self {
+        State {
+            next_index: 0,
+            actors: BTreeMap::new(),
+            actor_by_key: HashMap::new(),
+            datasets: BTreeMap::new(),
+            contributions: BTreeMap::new(),
+            models: BTreeMap::new(),
+            licenses: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            config: None,
+            books: Books::default(),
+            history: None,
+        }
+    }
+
+    /// The history kept in memory, if this state keeps it.
+    pub fn history(&self) -> Option<&MemoryHistory> {
+        self.history.as_ref()
+    }
+
+    /// The money books (balances and counters).
+    pub fn books(&self) -> &Books {
+        &self.books
     }
 
     /// Number of records folded (the log index the next record gets).
@@ -134,6 +181,22 @@ impl State {
 
     pub fn models(&self) -> impl Iterator<Item = &Model> {
         self.models.values()
+    }
+
+    /// Models in id order after `after` (exclusive; from the first when `None`).
+    pub fn models_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a Model> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_string()),
+            None => Bound::Unbounded,
+        };
+        self.models
+            .range((start, Bound::Unbounded))
+            .map(|(_, m)| m)
+    }
+
+    pub fn model_count(&self) -> usize {
+        self.models.len()
     }
 
     pub fn license(&self, id: &str) -> Option<&License> {
@@ -179,11 +242,10 @@ impl State {
         ))
     }
 
-    /// The earlier record a signer sent under `client_id`, if any (idempotency look-up).
+    /// The earlier record a signer sent under `client_id`, if any (idempotency look-up; from
+    /// the history kept in memory).
     pub fn seen(&self, signer: &PublicKey, client_id: &str) -> Option<Seen> {
-        self.client_ids
-            .get(&(*signer, client_id.to_string()))
-            .copied()
+        self.history.as_ref()?.seen(signer, client_id)
     }
 
     /// Every ancestor of `model_id` (breadth-first, each once), nearest first.
@@ -234,33 +296,60 @@ impl State {
         self.books.totals()
     }
 
-    /// Every credit and debit of `holder` with `from_ms <= ts < to_ms`, with causes and totals.
+    /// Every credit and debit of `holder` with `from_ms <= ts < to_ms`, with causes and totals
+    /// (from the history kept in memory; a ledger's statements come from its store).
     pub fn statement(&self, holder: &str, from_ms: Option<u64>, to_ms: Option<u64>) -> Statement {
-        self.books.statement(holder, from_ms, to_ms)
+        match &self.history {
+            Some(h) => h.statement(&self.books, holder, from_ms, to_ms),
+            None => {
+                let (by_source, totals) = self.books.sources_of(holder);
+                Statement {
+                    holder: holder.to_string(),
+                    from_ms,
+                    to_ms,
+                    lines: Vec::new(),
+                    by_source,
+                    totals,
+                }
+            }
+        }
     }
 
-    /// The settled receipt appended at `index`.
+    /// The settled receipt appended at `index` (history kept in memory).
     pub fn receipt(&self, index: u64) -> Option<&Receipt> {
-        self.books.receipts.get(&index)
+        self.history.as_ref()?.receipt(index)
     }
 
-    /// Settled receipts in log order.
+    /// Settled receipts in log order (history kept in memory).
     pub fn receipts(&self) -> impl Iterator<Item = &Receipt> {
-        self.books.receipts.values()
+        self.history.iter().flat_map(|h| h.receipts())
     }
 
-    /// The legs of a settled receipt (or of any other money record) at `index`.
+    /// The legs of a settled receipt (history kept in memory).
     pub fn receipt_legs(&self, index: u64) -> &[Leg] {
-        self.books
-            .receipts
-            .get(&index)
-            .map(|r| &self.books.legs[r.legs.clone()])
-            .unwrap_or(&[])
+        self.history
+            .as_ref()
+            .map_or(&[][..], |h| h.receipt_legs(index))
     }
 
-    /// Every leg posted so far, in log order.
+    /// Every leg posted so far, in log order (history kept in memory).
     pub fn legs(&self) -> &[Leg] {
-        &self.books.legs
+        self.history.as_ref().map_or(&[][..], |h| h.legs())
+    }
+
+    /// Receipts settled so far (a counter).
+    pub fn receipts_count(&self) -> u64 {
+        self.books.receipts_count
+    }
+
+    /// Legs posted so far (a counter).
+    pub fn legs_count(&self) -> u64 {
+        self.books.legs_count
+    }
+
+    /// Receipts settled for `model_id` (a counter).
+    pub fn model_calls(&self, model_id: &str) -> u64 {
+        self.books.model_calls.get(model_id).copied().unwrap_or(0)
     }
 
     /// Number of receipts that named `contribution` (copies credited to the original).
@@ -272,7 +361,8 @@ impl State {
             .unwrap_or(0)
     }
 
-    /// Fold one record appended at log position `index` with leaf hash `leaf_hash`.
+    /// Fold one record appended at log position `index` with leaf hash `leaf_hash`, keeping
+    /// its history in memory (a state made by [`State::new`]).
     ///
     /// `record` must already have passed signature verification. `index` must equal
     /// [`State::size`]: the fold is strictly sequential.
@@ -282,38 +372,79 @@ impl State {
         leaf_hash: LeafHash,
         record: &SignedRecord,
     ) -> Result<Applied, Reject> {
+        let mut history = self
+            .history
+            .take()
+            .expect("State::apply keeps history in memory: use apply_with");
+        let result = self.apply_with(index, leaf_hash, record, &history);
+        let applied = result.map(|(applied, effects)| {
+            history.absorb(effects);
+            applied
+        });
+        self.history = Some(history);
+        applied
+    }
+
+    /// Fold one record, reading history through `history`; returns what the record adds to
+    /// history and which bounded-state keys it changed, for the caller to store.
+    pub fn apply_with(
+        &mut self,
+        index: u64,
+        leaf_hash: LeafHash,
+        record: &SignedRecord,
+        history: &dyn HistoryRead,
+    ) -> Result<(Applied, Effects), Reject> {
         assert_eq!(
             index, self.next_index,
             "records must be folded in log order"
         );
         let rec = record.record();
-        let (signer_handle, subject, pending) = self.check_phase(index, rec)?;
+        let (signer_handle, subject, pending) = self.check_phase(index, rec, history)?;
         // Commit phase: infallible.
-        self.commit(index, &signer_handle, rec, pending);
-        self.client_ids.insert(
-            (rec.signer, rec.client_id.clone()),
-            Seen { index, leaf_hash },
-        );
+        let mut effects = self.commit(index, &signer_handle, rec, pending);
+        effects.seen = Some((rec.signer, rec.client_id.clone(), Seen { index, leaf_hash }));
+        effects.changed.sort();
+        effects.changed.dedup();
         self.next_index += 1;
-        Ok(Applied {
-            index,
-            kind: rec.kind,
-            subject,
-        })
+        Ok((
+            Applied {
+                index,
+                kind: rec.kind,
+                subject,
+            },
+            effects,
+        ))
     }
 
     /// Would `record` be accepted if it were folded next? Runs exactly the checks of
     /// [`State::apply`] and changes nothing, so a caller can refuse a record early (e.g. before
     /// storing the content a contribution names); the fold itself still decides.
     pub fn check(&self, record: &SignedRecord) -> Result<(), Reject> {
-        self.check_phase(self.next_index, record.record())
+        match &self.history {
+            Some(h) => self.check_with(record, h),
+            None => self.check_with(record, &NoHistory),
+        }
+    }
+
+    /// [`State::check`] reading history through `history`.
+    pub fn check_with(
+        &self,
+        record: &SignedRecord,
+        history: &dyn HistoryRead,
+    ) -> Result<(), Reject> {
+        self.check_phase(self.next_index, record.record(), history)
             .map(|_| ())
     }
 
     /// The check phase of [`State::apply`]: the signer's handle, the subject and what the commit
     /// phase will do. Nothing here mutates `self`.
-    fn check_phase(&self, index: u64, rec: &Record) -> Result<(String, String, Pending), Reject> {
-        if let Some(seen) = self.seen(&rec.signer, &rec.client_id) {
+    fn check_phase(
+        &self,
+        index: u64,
+        rec: &Record,
+        history: &dyn HistoryRead,
+    ) -> Result<(String, String, Pending), Reject> {
+        if let Some(seen) = history.seen(&rec.signer, &rec.client_id) {
             return Err(Reject::DuplicateId {
                 client_id: rec.client_id.clone(),
                 index: seen.index,
@@ -368,7 +499,7 @@ impl State {
                 (signer_handle.clone(), Pending::Legs(legs))
             }
             Body::UsageReceipt(b) => {
-                let pending = self.check_receipt(&signer_handle, index, rec.ts_ms, b)?;
+                let pending = self.check_receipt(&signer_handle, index, rec.ts_ms, b, history)?;
                 (b.usage_id.clone(), Pending::Receipt(pending))
             }
         };
@@ -550,12 +681,14 @@ impl State {
         signer: &str,
         rec: &shoulders_record::Record,
         pending: Pending,
-    ) {
+    ) -> Effects {
+        let mut fx = Effects::default();
         match &rec.body {
             Body::ActorRegister(b) => {
                 self.actor_by_key.insert(rec.signer, b.handle.clone());
                 self.actors
                     .insert(b.handle.clone(), Actor::new(index, rec, b));
+                fx.changed.push(EntityKey::Actor(b.handle.clone()));
             }
             Body::DatasetCreate(b) => {
                 let Pending::Dataset(effective) = pending else {
@@ -565,6 +698,7 @@ impl State {
                     b.dataset_id.clone(),
                     Dataset::new(index, signer, rec, b, effective),
                 );
+                fx.changed.push(EntityKey::Dataset(b.dataset_id.clone()));
             }
             Body::DataContribute(b) => {
                 self.commit_contribution_money(index, &b.content_hash);
@@ -572,6 +706,8 @@ impl State {
                 dataset.add(index, signer, b);
                 self.contributions
                     .insert(index, Contribution::new(index, signer, rec, b));
+                fx.changed.push(EntityKey::Dataset(b.dataset_id.clone()));
+                fx.changed.push(EntityKey::Contribution(index));
             }
             Body::ModelRegister(b) => {
                 for p in &b.parents {
@@ -585,10 +721,12 @@ impl State {
                     b.model_id.clone(),
                     Model::new(index, signer, rec, b, effective),
                 );
+                fx.changed.push(EntityKey::Model(b.model_id.clone()));
             }
             Body::LicenseDefine(b) => {
                 self.licenses
                     .insert(b.license_id.clone(), License::new(index, signer, rec, b));
+                fx.changed.push(EntityKey::License(b.license_id.clone()));
             }
             Body::LicenseGrant(b) => {
                 let target = match (&b.model_id, &b.dataset_id) {
@@ -596,49 +734,54 @@ impl State {
                     (None, Some(d)) => dataset_label(d),
                     (None, None) => unreachable!("validated"),
                 };
+                fx.changed
+                    .push(EntityKey::Grants(target.clone(), b.grantee.clone()));
                 self.grants
                     .entry((target, b.grantee.clone()))
                     .or_default()
                     .push(Grant::new(index, signer, b));
             }
-            Body::LedgerConfig(b) => self.commit_config(index, b),
+            Body::LedgerConfig(b) => {
+                self.commit_config(index, b);
+                fx.changed.push(EntityKey::Config);
+            }
             Body::ActorUpdate(b) => {
                 let actor = self.actors.get_mut(signer).expect("signer is registered");
                 actor.update(index, b);
+                fx.changed.push(EntityKey::Actor(signer.to_string()));
                 let Pending::Legs(legs) = pending else {
                     unreachable!("checked")
                 };
-                self.books.post(legs);
+                fx.legs = self.books.post(legs, &mut fx.changed);
             }
             Body::FundsDeposit(b) => {
                 let Pending::Legs(legs) = pending else {
                     unreachable!("checked")
                 };
-                self.books.post(legs);
-                *self
-                    .books
-                    .deposits
-                    .entry(self.books.name(&b.currency))
-                    .or_insert(0) += settle_amount(&b.amount_micros);
+                fx.legs = self.books.post(legs, &mut fx.changed);
+                let currency = self.books.intern(&b.currency);
+                *self.books.deposits.entry(currency.clone()).or_insert(0) +=
+                    settle_amount(&b.amount_micros);
+                fx.changed.push(EntityKey::Deposits(currency));
             }
             Body::FundsWithdraw(b) => {
                 let Pending::Legs(legs) = pending else {
                     unreachable!("checked")
                 };
-                self.books.post(legs);
-                *self
-                    .books
-                    .withdrawals
-                    .entry(self.books.name(&b.currency))
-                    .or_insert(0) += settle_amount(&b.amount_micros);
+                fx.legs = self.books.post(legs, &mut fx.changed);
+                let currency = self.books.intern(&b.currency);
+                *self.books.withdrawals.entry(currency.clone()).or_insert(0) +=
+                    settle_amount(&b.amount_micros);
+                fx.changed.push(EntityKey::Withdrawals(currency));
             }
             Body::UsageReceipt(_) => {
                 let Pending::Receipt(p) = pending else {
                     unreachable!("checked")
                 };
-                self.commit_receipt(p);
+                self.commit_receipt(p, &mut fx);
             }
         }
+        fx
     }
 }
 

@@ -8,7 +8,8 @@
 //! of several parties with exactly equal claims goes to [`ROUNDING`] instead, so no party gains
 //! from its position in a list.
 
-use serde::{Serialize, Serializer};
+use crate::history::EntityKey;
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ pub const UNCLAIMED: &str = "@unclaimed";
 pub const EXTERNAL: &str = "@external";
 
 /// Why a leg exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Deposit,
@@ -178,24 +179,140 @@ pub fn split(amount: u128, weights: &[u128]) -> (Vec<u128>, u128) {
     (parts, left)
 }
 
-/// Ledger-wide money state, part of [`crate::State`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Books {
-    pub balances: BTreeMap<(Arc<str>, Arc<str>), i128>,
-    pub deposits: BTreeMap<Arc<str>, i128>,
-    pub withdrawals: BTreeMap<Arc<str>, i128>,
-    pub legs: Vec<Leg>,
-    /// Leg positions per holder (the beneficiary for unclaimed legs).
-    pub legs_by_holder: HashMap<Arc<str>, Vec<usize>>,
+/// Ledger-wide money state, part of [`crate::State`]: bounded by the number of accounts,
+/// contributions and earning sources, never by the number of receipts (the legs themselves are
+/// history, see [`crate::history`]).
+#[derive(Clone, Debug, Default)]
+pub struct Books {
+    pub(crate) balances: BTreeMap<(Arc<str>, Arc<str>), i128>,
+    pub(crate) deposits: BTreeMap<Arc<str>, i128>,
+    pub(crate) withdrawals: BTreeMap<Arc<str>, i128>,
     /// Unclaimed earnings per `(beneficiary, currency)`; they sum to the [`UNCLAIMED`] balances.
-    pub unclaimed: BTreeMap<(Arc<str>, Arc<str>), i128>,
-    pub receipts: BTreeMap<u64, Receipt>,
-    pub usage_ids: HashMap<String, u64>,
+    pub(crate) unclaimed: BTreeMap<(Arc<str>, Arc<str>), i128>,
     /// How many receipts named each contribution (after duplicate redirection).
-    pub contribution_uses: HashMap<u64, u64>,
+    pub(crate) contribution_uses: HashMap<u64, u64>,
     /// Earliest contribution of each content hash: later copies are credited to it.
-    pub content_first: HashMap<String, u64>,
+    pub(crate) content_first: HashMap<String, u64>,
+    /// Every holder's legs summed by cause: statements' "by source" without a scan.
+    pub(crate) sources: BTreeMap<SourceKey, SourceCount>,
+    /// Receipts settled per model.
+    pub(crate) model_calls: HashMap<String, u64>,
+    pub(crate) receipts_count: u64,
+    pub(crate) legs_count: u64,
     names: HashSet<Arc<str>>,
+}
+
+/// Equal books hold equal money; the interned names are a cache and do not count.
+impl PartialEq for Books {
+    fn eq(&self, other: &Self) -> bool {
+        self.balances == other.balances
+            && self.deposits == other.deposits
+            && self.withdrawals == other.withdrawals
+            && self.unclaimed == other.unclaimed
+            && self.contribution_uses == other.contribution_uses
+            && self.content_first == other.content_first
+            && self.sources == other.sources
+            && self.model_calls == other.model_calls
+            && self.receipts_count == other.receipts_count
+            && self.legs_count == other.legs_count
+    }
+}
+
+impl Eq for Books {}
+
+/// A holder's earnings (or spending) from one cause: role, currency, the model whose level paid,
+/// the dataset and contribution credited, and whether it is held in the unclaimed pool.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SourceKey {
+    pub holder: Arc<str>,
+    pub role: Role,
+    pub currency: Arc<str>,
+    pub model_id: Option<Arc<str>>,
+    pub dataset_id: Option<Arc<str>>,
+    pub contribution: Option<u64>,
+    pub held: bool,
+}
+
+impl SourceKey {
+    pub fn of(leg: &Leg) -> Self {
+        SourceKey {
+            holder: Arc::from(leg.holder()),
+            role: leg.role,
+            currency: leg.currency.clone(),
+            model_id: leg.model_id.clone(),
+            dataset_id: leg.dataset_id.clone(),
+            contribution: leg.contribution,
+            held: leg.beneficiary.is_some(),
+        }
+    }
+}
+
+/// Records and amount summed for one [`SourceKey`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCount {
+    /// Distinct records (e.g. receipts: outputs that used a contribution).
+    pub count: u64,
+    pub amount_micros: i128,
+    /// The last record counted (a record's legs for one holder and source are adjacent).
+    pub last_index: u64,
+}
+
+impl SourceCount {
+    fn add(&mut self, leg: &Leg) {
+        if self.count == 0 || self.last_index != leg.index {
+            self.count += 1;
+            self.last_index = leg.index;
+        }
+        self.amount_micros += leg.amount_micros;
+    }
+}
+
+/// Legs grouped by source, for a statement over a period (all-time statements read
+/// [`Books`]' counters instead).
+#[derive(Default)]
+pub(crate) struct SourceTotals {
+    groups: BTreeMap<SourceKey, SourceCount>,
+}
+
+impl SourceTotals {
+    pub(crate) fn add(&mut self, leg: &Leg) {
+        self.groups.entry(SourceKey::of(leg)).or_default().add(leg);
+    }
+
+    /// The groups as statement lines, and credits/debits per currency (own account only).
+    pub(crate) fn finish(self) -> (Vec<SourceTotal>, BTreeMap<Arc<str>, (i128, i128)>) {
+        source_lines(self.groups.iter())
+    }
+}
+
+/// Statement "by source" lines and per-currency credits/debits from grouped counts. Within a
+/// group every leg has the same sign (a role always credits or always debits its holder).
+fn source_lines<'a>(
+    groups: impl Iterator<Item = (&'a SourceKey, &'a SourceCount)>,
+) -> (Vec<SourceTotal>, BTreeMap<Arc<str>, (i128, i128)>) {
+    let mut totals: BTreeMap<Arc<str>, (i128, i128)> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for (k, c) in groups {
+        if !k.held {
+            let t = totals.entry(k.currency.clone()).or_insert((0, 0));
+            if c.amount_micros >= 0 {
+                t.0 += c.amount_micros;
+            } else {
+                t.1 += c.amount_micros;
+            }
+        }
+        lines.push(SourceTotal {
+            role: k.role,
+            currency: k.currency.to_string(),
+            model_id: k.model_id.as_ref().map(|m| m.to_string()),
+            dataset_id: k.dataset_id.as_ref().map(|d| d.to_string()),
+            contribution: k.contribution,
+            held_in_unclaimed: k.held,
+            count: c.count,
+            amount_micros: c.amount_micros,
+        });
+    }
+    (lines, totals)
 }
 
 impl Books {
@@ -212,12 +329,14 @@ impl Books {
             .unwrap_or(0)
     }
 
-    /// Post a balanced set of legs. Panics if they do not sum to zero or drive an account other
-    /// than [`EXTERNAL`] below zero: the check phase must have made both impossible.
-    pub fn post(&mut self, legs: Vec<Leg>) -> std::ops::Range<usize> {
+    /// Post a balanced set of legs: balances, the unclaimed pool and the source counters.
+    /// Returns the legs (with interned names) and the keys they changed. Panics if they do not
+    /// sum to zero or drive an account other than [`EXTERNAL`] below zero: the check phase
+    /// must have made both impossible.
+    pub(crate) fn post(&mut self, legs: Vec<Leg>, changed: &mut Vec<EntityKey>) -> Vec<Leg> {
         let sum: i128 = legs.iter().map(|l| l.amount_micros).sum();
         assert_eq!(sum, 0, "legs of one movement must sum to zero");
-        let start = self.legs.len();
+        let mut out = Vec::with_capacity(legs.len());
         for mut leg in legs {
             leg.account = self.intern(&leg.account);
             leg.currency = self.intern(&leg.currency);
@@ -233,31 +352,158 @@ impl Books {
                 "account {} went below zero",
                 leg.account
             );
+            changed.push(EntityKey::Balance(
+                leg.account.clone(),
+                leg.currency.clone(),
+            ));
             if let Some(b) = &leg.beneficiary {
                 let b = self.intern(b);
                 *self
                     .unclaimed
                     .entry((b.clone(), leg.currency.clone()))
                     .or_insert(0) += leg.amount_micros;
+                changed.push(EntityKey::Unclaimed(b.clone(), leg.currency.clone()));
                 leg.beneficiary = Some(b);
             }
-            let holder = self.intern(leg.holder());
-            self.legs_by_holder
-                .entry(holder)
-                .or_default()
-                .push(self.legs.len());
-            self.legs.push(leg);
+            let key = SourceKey::of(&leg);
+            self.sources.entry(key.clone()).or_default().add(&leg);
+            changed.push(EntityKey::Source(key));
+            self.legs_count += 1;
+            out.push(leg);
         }
-        start..self.legs.len()
+        out
     }
 
-    fn intern(&mut self, s: &str) -> Arc<str> {
+    pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {
         if let Some(a) = self.names.get(s) {
             return a.clone();
         }
         let a: Arc<str> = Arc::from(s);
         self.names.insert(a.clone());
         a
+    }
+
+    /// Per-currency statement totals of `holder`, given its credits and debits.
+    pub(crate) fn statement_totals(
+        &self,
+        holder: &str,
+        credits_debits: &BTreeMap<Arc<str>, (i128, i128)>,
+    ) -> Vec<StatementTotal> {
+        let mut currencies: Vec<Arc<str>> = credits_debits.keys().cloned().collect();
+        for ((acc, cur), _) in self.balances.iter() {
+            if &**acc == holder && !currencies.contains(cur) {
+                currencies.push(cur.clone());
+            }
+        }
+        for ((b, cur), _) in self.unclaimed.iter() {
+            if &**b == holder && !currencies.contains(cur) {
+                currencies.push(cur.clone());
+            }
+        }
+        currencies.sort();
+        currencies
+            .into_iter()
+            .map(|cur| {
+                let (credits, debits) = credits_debits.get(&cur).copied().unwrap_or((0, 0));
+                StatementTotal {
+                    currency: cur.to_string(),
+                    credits_micros: credits,
+                    debits_micros: debits,
+                    balance_micros: self.balance(holder, &cur),
+                    unclaimed_micros: self
+                        .unclaimed
+                        .get(&(self.name(holder), cur.clone()))
+                        .copied()
+                        .unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+
+    /// A holder's all-time earnings by source and totals, from the counters (no legs read).
+    pub fn sources_of(&self, holder: &str) -> (Vec<SourceTotal>, Vec<StatementTotal>) {
+        let h = self.name(holder);
+        let groups = self
+            .sources
+            .range(
+                SourceKey {
+                    holder: h.clone(),
+                    role: Role::Deposit,
+                    currency: Arc::from(""),
+                    model_id: None,
+                    dataset_id: None,
+                    contribution: None,
+                    held: false,
+                }..,
+            )
+            .take_while(|(k, _)| k.holder == h);
+        let (lines, credits_debits) = source_lines(groups);
+        (lines, self.statement_totals(holder, &credits_debits))
+    }
+
+    /// A holder's earnings by source and totals over some of its legs (a period).
+    pub fn sources_over(&self, holder: &str, legs: &[Leg]) -> (Vec<SourceTotal>, Vec<StatementTotal>) {
+        let mut t = SourceTotals::default();
+        for l in legs {
+            t.add(l);
+        }
+        let (lines, credits_debits) = t.finish();
+        (lines, self.statement_totals(holder, &credits_debits))
+    }
+
+    pub fn accounts(&self) -> Vec<AccountBalance> {
+        self.balances
+            .iter()
+            .map(|((a, c), b)| AccountBalance {
+                account: a.to_string(),
+                currency: c.to_string(),
+                balance_micros: *b,
+            })
+            .collect()
+    }
+
+    pub fn totals(&self) -> Vec<CurrencyTotals> {
+        let mut currencies: Vec<&Arc<str>> = self.balances.keys().map(|(_, c)| c).collect();
+        currencies.sort();
+        currencies.dedup();
+        currencies
+            .into_iter()
+            .map(|cur| {
+                let deposits = self.deposits.get(cur).copied().unwrap_or(0);
+                let withdrawals = self.withdrawals.get(cur).copied().unwrap_or(0);
+                let mut held = 0i128;
+                let mut external = 0i128;
+                let mut negative = false;
+                for ((acc, c), b) in &self.balances {
+                    if c != cur {
+                        continue;
+                    }
+                    if &**acc == EXTERNAL {
+                        external += b;
+                    } else {
+                        held += b;
+                        negative |= *b < 0;
+                    }
+                }
+                let pool = self.balance(UNCLAIMED, cur);
+                let owed: i128 = self
+                    .unclaimed
+                    .iter()
+                    .filter(|((_, c), _)| c == cur)
+                    .map(|(_, v)| *v)
+                    .sum();
+                CurrencyTotals {
+                    currency: cur.to_string(),
+                    deposits_micros: deposits,
+                    withdrawals_micros: withdrawals,
+                    held_micros: held,
+                    conserved: held == deposits - withdrawals
+                        && external == -held
+                        && !negative
+                        && pool == owed,
+                }
+            })
+            .collect()
     }
 }
 
@@ -346,175 +592,6 @@ pub struct Statement {
     pub lines: Vec<StatementLine>,
     pub by_source: Vec<SourceTotal>,
     pub totals: Vec<StatementTotal>,
-}
-
-impl Books {
-    pub fn statement(&self, holder: &str, from_ms: Option<u64>, to_ms: Option<u64>) -> Statement {
-        let positions: &[usize] = self
-            .legs_by_holder
-            .get(holder)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let in_period =
-            |l: &Leg| from_ms.is_none_or(|f| l.ts_ms >= f) && to_ms.is_none_or(|t| l.ts_ms < t);
-        let mut lines = Vec::new();
-        type Key = (
-            Role,
-            Arc<str>,
-            Option<Arc<str>>,
-            Option<Arc<str>>,
-            Option<u64>,
-            bool,
-        );
-        let mut groups: BTreeMap<Key, (u64, i128, Option<u64>)> = BTreeMap::new();
-        let mut totals: BTreeMap<Arc<str>, (i128, i128)> = BTreeMap::new();
-        for &p in positions {
-            let leg = &self.legs[p];
-            if !in_period(leg) {
-                continue;
-            }
-            let usage_id = self.receipts.get(&leg.index).map(|r| r.usage_id.clone());
-            let key = (
-                leg.role,
-                leg.currency.clone(),
-                leg.model_id.clone(),
-                leg.dataset_id.clone(),
-                leg.contribution,
-                leg.beneficiary.is_some(),
-            );
-            let g = groups.entry(key).or_insert((0, 0, None));
-            // Count distinct causing records: legs of one record are adjacent per holder.
-            if g.2 != Some(leg.index) {
-                g.0 += 1;
-                g.2 = Some(leg.index);
-            }
-            g.1 += leg.amount_micros;
-            let t = totals.entry(leg.currency.clone()).or_insert((0, 0));
-            if leg.beneficiary.is_none() {
-                if leg.amount_micros >= 0 {
-                    t.0 += leg.amount_micros;
-                } else {
-                    t.1 += leg.amount_micros;
-                }
-            }
-            lines.push(StatementLine {
-                leg: leg.clone(),
-                usage_id,
-            });
-        }
-        let by_source = groups
-            .into_iter()
-            .map(
-                |(
-                    (role, currency, model_id, dataset_id, contribution, held),
-                    (count, amount, _),
-                )| {
-                    SourceTotal {
-                        role,
-                        currency: currency.to_string(),
-                        model_id: model_id.map(|m| m.to_string()),
-                        dataset_id: dataset_id.map(|d| d.to_string()),
-                        contribution,
-                        held_in_unclaimed: held,
-                        count,
-                        amount_micros: amount,
-                    }
-                },
-            )
-            .collect();
-        let mut currencies: Vec<Arc<str>> = totals.keys().cloned().collect();
-        for ((acc, cur), _) in self.balances.iter() {
-            if &**acc == holder && !currencies.contains(cur) {
-                currencies.push(cur.clone());
-            }
-        }
-        for ((b, cur), _) in self.unclaimed.iter() {
-            if &**b == holder && !currencies.contains(cur) {
-                currencies.push(cur.clone());
-            }
-        }
-        currencies.sort();
-        let totals = currencies
-            .into_iter()
-            .map(|cur| {
-                let (credits, debits) = totals.get(&cur).copied().unwrap_or((0, 0));
-                StatementTotal {
-                    currency: cur.to_string(),
-                    credits_micros: credits,
-                    debits_micros: debits,
-                    balance_micros: self.balance(holder, &cur),
-                    unclaimed_micros: self
-                        .unclaimed
-                        .get(&(self.name(holder), cur.clone()))
-                        .copied()
-                        .unwrap_or(0),
-                }
-            })
-            .collect();
-        Statement {
-            holder: holder.to_string(),
-            from_ms,
-            to_ms,
-            lines,
-            by_source,
-            totals,
-        }
-    }
-
-    pub fn accounts(&self) -> Vec<AccountBalance> {
-        self.balances
-            .iter()
-            .map(|((a, c), b)| AccountBalance {
-                account: a.to_string(),
-                currency: c.to_string(),
-                balance_micros: *b,
-            })
-            .collect()
-    }
-
-    pub fn totals(&self) -> Vec<CurrencyTotals> {
-        let mut currencies: Vec<&Arc<str>> = self.balances.keys().map(|(_, c)| c).collect();
-        currencies.sort();
-        currencies.dedup();
-        currencies
-            .into_iter()
-            .map(|cur| {
-                let deposits = self.deposits.get(cur).copied().unwrap_or(0);
-                let withdrawals = self.withdrawals.get(cur).copied().unwrap_or(0);
-                let mut held = 0i128;
-                let mut external = 0i128;
-                let mut negative = false;
-                for ((acc, c), b) in &self.balances {
-                    if c != cur {
-                        continue;
-                    }
-                    if &**acc == EXTERNAL {
-                        external += b;
-                    } else {
-                        held += b;
-                        negative |= *b < 0;
-                    }
-                }
-                let pool = self.balance(UNCLAIMED, cur);
-                let owed: i128 = self
-                    .unclaimed
-                    .iter()
-                    .filter(|((_, c), _)| c == cur)
-                    .map(|(_, v)| *v)
-                    .sum();
-                CurrencyTotals {
-                    currency: cur.to_string(),
-                    deposits_micros: deposits,
-                    withdrawals_micros: withdrawals,
-                    held_micros: held,
-                    conserved: held == deposits - withdrawals
-                        && external == -held
-                        && !negative
-                        && pool == owed,
-                }
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Who operates the ledger and its fee, from the latest `ledger.config` record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Config {
     pub operator: String,
     pub protocol_fee_bps: u32,
@@ -291,9 +291,10 @@ impl State {
         index: u64,
         ts_ms: u64,
         b: &UsageReceipt,
+        history: &dyn crate::HistoryRead,
     ) -> Result<PendingReceipt, Reject> {
         let config = self.operator(signer)?;
-        if let Some(&at) = self.books.usage_ids.get(&b.usage_id) {
+        if let Some(at) = history.usage(&b.usage_id) {
             return Err(Reject::UsageDuplicate {
                 usage_id: b.usage_id.clone(),
                 index: at,
@@ -487,22 +488,28 @@ impl State {
         })
     }
 
-    pub(crate) fn commit_receipt(&mut self, pending: PendingReceipt) {
+    pub(crate) fn commit_receipt(&mut self, pending: PendingReceipt, fx: &mut crate::Effects) {
         let PendingReceipt {
-            mut receipt,
+            receipt,
             legs,
             mut used,
         } = pending;
-        receipt.legs = self.books.post(legs);
+        fx.legs = self.books.post(legs, &mut fx.changed);
         used.sort_unstable();
         used.dedup();
         for c in used {
             *self.books.contribution_uses.entry(c).or_insert(0) += 1;
+            fx.changed.push(crate::EntityKey::ContributionUses(c));
         }
-        self.books
-            .usage_ids
-            .insert(receipt.usage_id.clone(), receipt.index);
-        self.books.receipts.insert(receipt.index, receipt);
+        *self
+            .books
+            .model_calls
+            .entry(receipt.model_id.clone())
+            .or_insert(0) += 1;
+        fx.changed
+            .push(crate::EntityKey::ModelCalls(receipt.model_id.clone()));
+        self.books.receipts_count += 1;
+        fx.receipt = Some(receipt);
     }
 
     /// Keep the duplicate map current as contributions arrive: the first contribution of each

@@ -5,7 +5,10 @@
 //! store runs it in `tests/conformance.rs`; other backends (PostgreSQL) are meant to run the
 //! same functions against a real server.
 
-use crate::{AppendBatch, Hash, Store, StoreError};
+use crate::{
+    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenRow, StateRow, StateWrites,
+    Store, StoreError,
+};
 use shoulders_log::{stored_hash_count, Frontier, MemoryHashes};
 
 /// Leaf bytes used by the suite: distinct per index.
@@ -27,6 +30,7 @@ fn append_range(
         hashes.extend(frontier.append(shoulders_log::leaf_hash(r)));
     }
     store.append(&AppendBatch {
+        state: None,
         first_index: first,
         records: records.iter().map(Vec::as_slice).collect(),
         hashes,
@@ -72,6 +76,7 @@ pub fn refuses_gaps_and_overlaps(store: &mut dyn Store) {
     for wrong in [0u64, 4, 6] {
         let err = store
             .append(&AppendBatch {
+                state: None,
                 first_index: wrong,
                 records: vec![b"x".as_slice()],
                 hashes: vec![Hash([0; 32])],
@@ -118,6 +123,219 @@ pub fn durable_across_handles(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dy
     assert_eq!(root, frontier.root());
 }
 
+fn leg(index: u64, seq: u32, holder: &str, amount: &str, role: &str) -> LegRow {
+    LegRow {
+        index,
+        seq,
+        ts_ms: 1_000 + index,
+        holder: holder.into(),
+        account: holder.into(),
+        currency: "USD".into(),
+        amount_micros: amount.into(),
+        role: role.into(),
+        model_id: Some("m/x".into()),
+        dataset_id: None,
+        contribution: (role == "data_share").then_some(7),
+        beneficiary: None,
+    }
+}
+
+fn receipt(index: u64, usage: &str, model: &str, payer: &str) -> ReceiptRow {
+    ReceiptRow {
+        index,
+        ts_ms: 1_000 + index,
+        usage_id: usage.into(),
+        model_id: model.into(),
+        payer: payer.into(),
+        use_category: "chat".into(),
+        currency: "USD".into(),
+        charge_micros: "1000000000000000000".into(),
+        input_tokens: 1,
+        output_tokens: 2,
+        unattributed: index % 2 == 0,
+    }
+}
+
+/// The fold's results are written in the same transaction as their records, read back by
+/// key and in pages, survive a reopen, and a refused append writes none of them.
+pub fn state_with_the_records(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dyn Store>) {
+    assert_eq!(store.state_size().unwrap(), None);
+    let mut frontier = Frontier::new();
+    let records: Vec<Vec<u8>> = (0..4).map(leaf).collect();
+    let mut hashes = Vec::new();
+    for r in &records {
+        hashes.extend(frontier.append(shoulders_log::leaf_hash(r)));
+    }
+    let writes = StateWrites {
+        size: 4,
+        rows: vec![
+            StateRow {
+                kind: "actor".into(),
+                key: "ann".into(),
+                value: b"{1}".to_vec(),
+            },
+            StateRow {
+                kind: "balance".into(),
+                key: "[\"ann\",\"USD\"]".into(),
+                value: b"5".to_vec(),
+            },
+        ],
+        seen: (0..4)
+            .map(|i| SeenRow {
+                signer: [i as u8; 32],
+                client_id: format!("id-{i}"),
+                index: i,
+                leaf_hash: [9; 32],
+            })
+            .collect(),
+        receipts: vec![
+            receipt(2, "u-2", "m/x", "bob"),
+            receipt(3, "u-3", "m/y", "bob"),
+        ],
+        legs: vec![
+            leg(2, 0, "bob", "-10", "charge"),
+            leg(2, 1, "ann", "10", "data_share"),
+            leg(3, 0, "bob", "-20", "charge"),
+            leg(3, 1, "ann", "20", "owner_share"),
+        ],
+    };
+    store
+        .append(&AppendBatch {
+            first_index: 0,
+            records: records.iter().map(Vec::as_slice).collect(),
+            hashes,
+            state: Some(&writes),
+        })
+        .unwrap();
+    // A refused append (wrong index) writes no state either.
+    let bad = StateWrites {
+        size: 99,
+        rows: vec![StateRow {
+            kind: "actor".into(),
+            key: "zed".into(),
+            value: vec![],
+        }],
+        ..StateWrites::default()
+    };
+    assert!(store
+        .append(&AppendBatch {
+            first_index: 9,
+            records: vec![b"x".as_slice()],
+            hashes: vec![Hash([0; 32])],
+            state: Some(&bad)
+        })
+        .is_err());
+    // The next batch replaces a row and adds history.
+    let more = StateWrites {
+        size: 5,
+        rows: vec![StateRow {
+            kind: "balance".into(),
+            key: "[\"ann\",\"USD\"]".into(),
+            value: b"6".to_vec(),
+        }],
+        seen: vec![SeenRow {
+            signer: [7; 32],
+            client_id: "id-4".into(),
+            index: 4,
+            leaf_hash: [8; 32],
+        }],
+        receipts: vec![],
+        legs: vec![leg(4, 0, "ann", "-6", "withdrawal")],
+    };
+    let rec = leaf(4);
+    let hashes = frontier.append(shoulders_log::leaf_hash(&rec));
+    store
+        .append(&AppendBatch {
+            first_index: 4,
+            records: vec![&rec],
+            hashes,
+            state: Some(&more),
+        })
+        .unwrap();
+    for s in [store as &dyn Store, &*reopen()] {
+        assert_eq!(s.state_size().unwrap(), Some(5));
+        let mut rows = Vec::new();
+        s.load_state(&mut |k, key, v| {
+            rows.push((k, key, v));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.contains(&("balance".into(), "[\"ann\",\"USD\"]".into(), b"6".to_vec())));
+        assert!(!rows.iter().any(|r| r.1 == "zed"));
+        let seen = s
+            .seen_many(&[
+                ([1; 32], "id-1".into()),
+                ([1; 32], "id-2".into()),
+                ([7; 32], "id-4".into()),
+            ])
+            .unwrap();
+        assert_eq!(seen, vec![Some((1, [9; 32])), None, Some((4, [8; 32]))]);
+        assert_eq!(
+            s.usage_many(&["u-3".into(), "u-9".into()]).unwrap(),
+            vec![Some(3), None]
+        );
+        assert_eq!(s.receipt(2).unwrap(), Some(receipt(2, "u-2", "m/x", "bob")));
+        assert_eq!(s.receipt(1).unwrap(), None);
+        let page = |model: Option<&str>, before, limit| {
+            s.receipts(&ReceiptQuery {
+                model_id: model.map(Into::into),
+                payer: None,
+                before,
+                limit,
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r.index)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(page(None, None, 10), vec![3, 2]);
+        assert_eq!(page(None, Some(3), 10), vec![2]);
+        assert_eq!(page(Some("m/x"), None, 10), vec![2]);
+        assert_eq!(page(None, None, 1), vec![3]);
+        let legs = |after, role: Option<&str>, limit| {
+            s.legs_of_holder(&LegQuery {
+                holder: "ann".into(),
+                from_ms: None,
+                to_ms: None,
+                role: role.map(Into::into),
+                after,
+                limit,
+            })
+            .unwrap()
+            .iter()
+            .map(|l| (l.index, l.seq))
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(legs(None, None, 10), vec![(2, 1), (3, 1), (4, 0)]);
+        assert_eq!(legs(Some((2, 1)), None, 10), vec![(3, 1), (4, 0)]);
+        assert_eq!(legs(None, None, 2), vec![(2, 1), (3, 1)]);
+        assert_eq!(legs(None, Some("data_share"), 10), vec![(2, 1)]);
+        let period = s
+            .legs_of_holder(&LegQuery {
+                holder: "ann".into(),
+                from_ms: Some(1_003),
+                to_ms: Some(1_004),
+                role: None,
+                after: None,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(period.len(), 1);
+        assert_eq!(period[0], leg(3, 1, "ann", "20", "owner_share"));
+        assert_eq!(s.legs_of_record(2).unwrap().len(), 2);
+    }
+    // A migration can replace everything at once.
+    store
+        .replace_state(&StateWrites {
+            size: 5,
+            ..StateWrites::default()
+        })
+        .unwrap();
+    assert_eq!(store.receipt(2).unwrap(), None);
+    assert_eq!(store.state_size().unwrap(), Some(5));
+}
+
 /// Run every check, each on a fresh store from `fresh`; `reopen_last` reopens the store most
 /// recently returned by `fresh`.
 pub fn run_all(
@@ -130,4 +348,6 @@ pub fn run_all(
     metadata(&mut *fresh());
     let mut store = fresh();
     durable_across_handles(&mut *store, reopen_last);
+    let mut store = fresh();
+    state_with_the_records(&mut *store, reopen_last);
 }

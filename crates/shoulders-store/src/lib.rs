@@ -1,19 +1,25 @@
 //! Durable storage behind the ledger.
 //!
 //! The [`Store`] trait is deliberately narrow: append a batch of records with the Merkle hashes
-//! they add, in one durable transaction; read records and stored hashes back. It knows nothing
-//! of record kinds or state, so any backend (SQLite, PostgreSQL) can implement it and the same
-//! conformance tests apply. [`StoreLocation`] picks the backend at run time.
+//! they add — and the fold's results for them ([`StateWrites`]) — in one durable transaction;
+//! read records, stored hashes, the stored state and history pages back. It knows nothing of
+//! record kinds: state rows are opaque, history rows plain data. Any backend (SQLite,
+//! PostgreSQL) implements it and the same conformance tests apply. [`StoreLocation`] picks the
+//! backend at run time.
 
 pub mod conformance;
 mod location;
 mod pg;
 mod sqlite;
+mod state;
 
 pub use location::StoreLocation;
 pub use pg::{redact_url, PostgresStore, SCHEMA_VERSION, WRITER_LOCK_KEY};
 pub use shoulders_log::Hash;
 pub use sqlite::SqliteStore;
+pub use state::{
+    LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenRow, StateRow, StateWrites, MAX_PAGE_ROWS,
+};
 
 /// Most records one append batch may carry.
 pub const MAX_BATCH_RECORDS: usize = 100_000;
@@ -65,6 +71,9 @@ pub struct AppendBatch<'a> {
     pub first_index: u64,
     pub records: Vec<&'a [u8]>,
     pub hashes: Vec<Hash>,
+    /// The fold's results for these records, written in the same transaction (absent for a
+    /// store that does not keep state, e.g. while a migration copies records).
+    pub state: Option<&'a StateWrites>,
 }
 
 /// Callback for [`Store::scan`]: receives each record's index and exact bytes.
@@ -89,7 +98,34 @@ pub trait Store: Send {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Set a metadata value durably.
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// The log size the stored state reflects (`None`: no state was ever stored, e.g. a
+    /// ledger made before state was persisted).
+    fn state_size(&self) -> Result<Option<u64>, StoreError>;
+    /// Visit every stored state row.
+    fn load_state(&self, visit: &mut StateVisit<'_>) -> Result<(), StoreError>;
+    /// Replace the whole stored state and history with `writes` in one transaction (a
+    /// migration that rebuilt them by replaying the log).
+    fn replace_state(&mut self, writes: &StateWrites) -> Result<(), StoreError>;
+    /// Where each `(signer, client id)` was first used, if it was.
+    fn seen_many(
+        &self,
+        keys: &[([u8; 32], String)],
+    ) -> Result<Vec<Option<(u64, [u8; 32])>>, StoreError>;
+    /// The receipt index that charged each usage id, if one did.
+    fn usage_many(&self, usage_ids: &[String]) -> Result<Vec<Option<u64>>, StoreError>;
+    /// A page of one holder's legs (log order, after the cursor).
+    fn legs_of_holder(&self, q: &LegQuery) -> Result<Vec<LegRow>, StoreError>;
+    /// Every leg a record posted, in order.
+    fn legs_of_record(&self, index: u64) -> Result<Vec<LegRow>, StoreError>;
+    /// The receipt settled at `index`.
+    fn receipt(&self, index: u64) -> Result<Option<ReceiptRow>, StoreError>;
+    /// A page of receipts (newest first, before the cursor), optionally of one model or payer.
+    fn receipts(&self, q: &ReceiptQuery) -> Result<Vec<ReceiptRow>, StoreError>;
 }
+
+/// Callback for [`Store::load_state`]: receives each row's kind, key and value.
+pub type StateVisit<'a> = dyn FnMut(String, String, Vec<u8>) -> Result<(), StoreError> + 'a;
 
 /// Adapts any [`Store`] to the log crate's hash reader.
 pub struct StoreHashes<'a, S: Store + ?Sized>(pub &'a S);

@@ -9,7 +9,10 @@
 //! of defence every append re-reads the log size inside its transaction and inserts rows keyed
 //! by their index, so an interleaving writer fails with `E_STORE_CONFLICT` instead of forking.
 
-use crate::{AppendBatch, Hash, Store, StoreError, Visit, MAX_BATCH_RECORDS};
+use crate::{
+    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, StateVisit, StateWrites, Store,
+    StoreError, Visit, MAX_BATCH_RECORDS, MAX_PAGE_ROWS,
+};
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 use shoulders_log::{stored_hash_count, stored_hash_index};
@@ -26,13 +29,41 @@ const SCAN_CHUNK_RECORDS: u64 = 1_000;
 
 /// Versioned schema: each entry is applied once, in order, in one transaction with its
 /// `schema_version` row. Never edit a released entry; add a new one.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-     CREATE TABLE records (idx BIGINT PRIMARY KEY CHECK (idx >= 0), bytes BYTEA NOT NULL);
-     CREATE TABLE hashes (id BIGINT PRIMARY KEY CHECK (id >= 0),
-                          hash BYTEA NOT NULL CHECK (octet_length(hash) = 32));",
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE records (idx BIGINT PRIMARY KEY CHECK (idx >= 0), bytes BYTEA NOT NULL);
+         CREATE TABLE hashes (id BIGINT PRIMARY KEY CHECK (id >= 0),
+                              hash BYTEA NOT NULL CHECK (octet_length(hash) = 32));",
+    ),
+    // The fold's results next to the log: the bounded state as rows, history in indexed
+    // tables. Empty after the migration: the ledger rebuilds them once from the log.
+    (
+        2,
+        "CREATE TABLE state_rows (kind TEXT NOT NULL, key TEXT NOT NULL, value BYTEA NOT NULL,
+                                  PRIMARY KEY (kind, key));
+         CREATE TABLE seen (signer BYTEA NOT NULL, client_id TEXT NOT NULL, idx BIGINT NOT NULL,
+                            leaf BYTEA NOT NULL, PRIMARY KEY (signer, client_id));
+         CREATE TABLE receipts (idx BIGINT PRIMARY KEY, ts_ms BIGINT NOT NULL,
+                                usage_id TEXT NOT NULL UNIQUE, model_id TEXT NOT NULL,
+                                payer TEXT NOT NULL, use_category TEXT NOT NULL,
+                                currency TEXT NOT NULL, charge TEXT NOT NULL,
+                                input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL,
+                                unattributed BOOLEAN NOT NULL);
+         CREATE INDEX receipts_by_model ON receipts (model_id, idx);
+         CREATE INDEX receipts_by_payer ON receipts (payer, idx);
+         CREATE TABLE legs (idx BIGINT NOT NULL, seq INTEGER NOT NULL, ts_ms BIGINT NOT NULL,
+                            holder TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL,
+                            amount TEXT NOT NULL, role TEXT NOT NULL, model_id TEXT,
+                            dataset_id TEXT, contribution BIGINT, beneficiary TEXT,
+                            PRIMARY KEY (idx, seq));
+         CREATE INDEX legs_by_holder ON legs (holder, idx, seq);",
+    ),
+];
+
+/// `meta` key holding the log size the stored state reflects.
+const STATE_SIZE: &str = "state_size";
 
 /// The schema version this code reads and writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -290,26 +321,24 @@ impl PostgresStore {
             url: redact_url(url),
             reconnect_url: None,
         };
-        let (count, max, hashes): (i64, Option<i64>, i64) = {
+        // O(log n) checks, not O(n) counts: the highest record index gives the size, and the
+        // highest stored-hash id must match it.
+        let (max, max_hash): (Option<i64>, Option<i64>) = {
             let mut c = store.client()?;
             let row = c
                 .query_one(
-                    "SELECT (SELECT COUNT(*) FROM records), (SELECT MAX(idx) FROM records),
-                            (SELECT COUNT(*) FROM hashes)",
+                    "SELECT (SELECT MAX(idx) FROM records), (SELECT MAX(id) FROM hashes)",
                     &[],
                 )
                 .map_err(pg_err)?;
-            (row.get(0), row.get(1), row.get(2))
+            (row.get(0), row.get(1))
         };
-        if max.map(|m| m + 1).unwrap_or(0) != count {
+        store.size = max.map_or(0, |m| m as u64 + 1);
+        let hashes = max_hash.map_or(0, |m| m as u64 + 1);
+        if hashes != stored_hash_count(store.size) {
             return Err(StoreError::Corrupt(format!(
-                "record indexes have gaps ({count} records, max index {max:?})"
-            )));
-        }
-        store.size = count as u64;
-        if hashes as u64 != stored_hash_count(store.size) {
-            return Err(StoreError::Corrupt(format!(
-                "{count} records but {hashes} stored hashes (expected {})",
+                "{} records but {hashes} stored hashes (expected {})",
+                store.size,
                 stored_hash_count(store.size)
             )));
         }
@@ -402,6 +431,13 @@ impl Store for PostgresStore {
             &[&hash_ids, &hashes],
         )
         .map_err(|e| conflict(e, on_disk))?;
+        if let Some(state) = batch.state {
+            assert_eq!(
+                state.size, end,
+                "state must reflect exactly the new log size"
+            );
+            write_state(&mut tx, state)?;
+        }
         // With synchronous_commit = on this returns after the WAL flush.
         tx.commit().map_err(pg_err)?;
         drop(client);
@@ -495,6 +531,318 @@ impl Store for PostgresStore {
             .map_err(pg_err)?;
         Ok(())
     }
+
+    fn state_size(&self) -> Result<Option<u64>, StoreError> {
+        self.meta(STATE_SIZE)?
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("{STATE_SIZE} is {v:?}")))
+            })
+            .transpose()
+    }
+
+    fn load_state(&self, visit: &mut StateVisit<'_>) -> Result<(), StoreError> {
+        // In pages, so a large state never sits whole in the client's buffers.
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let rows = self.read(|c| match &after {
+                None => c.query(
+                    "SELECT kind, key, value FROM state_rows ORDER BY kind, key LIMIT 10000",
+                    &[],
+                ),
+                Some((k, key)) => c.query(
+                    "SELECT kind, key, value FROM state_rows WHERE (kind, key) > ($1, $2)
+                     ORDER BY kind, key LIMIT 10000",
+                    &[k, key],
+                ),
+            })?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for row in &rows {
+                visit(row.get(0), row.get(1), row.get(2))?;
+            }
+            let last = rows.last().expect("not empty");
+            after = Some((last.get(0), last.get(1)));
+        }
+    }
+
+    fn replace_state(&mut self, writes: &StateWrites) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction().map_err(pg_err)?;
+        tx.batch_execute(
+            "DELETE FROM state_rows; DELETE FROM seen; DELETE FROM receipts; DELETE FROM legs;",
+        )
+        .map_err(pg_err)?;
+        write_state(&mut tx, writes)?;
+        tx.commit().map_err(pg_err)
+    }
+
+    fn seen_many(
+        &self,
+        keys: &[([u8; 32], String)],
+    ) -> Result<Vec<Option<(u64, [u8; 32])>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One round trip for the whole batch.
+        let signers: Vec<&[u8]> = keys.iter().map(|(s, _)| &s[..]).collect();
+        let ids: Vec<&str> = keys.iter().map(|(_, i)| i.as_str()).collect();
+        let rows = self.read(|c| {
+            c.query(
+                "SELECT k.signer, k.client_id, s.idx, s.leaf
+                   FROM unnest($1::BYTEA[], $2::TEXT[]) AS k(signer, client_id)
+                   JOIN seen s ON s.signer = k.signer AND s.client_id = k.client_id",
+                &[&signers, &ids],
+            )
+        })?;
+        let mut found: HashMap<(Vec<u8>, String), (u64, [u8; 32])> = HashMap::new();
+        for row in rows {
+            let leaf: &[u8] = row.get(3);
+            let leaf: [u8; 32] = leaf
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("a stored leaf hash is not 32 bytes".into()))?;
+            found.insert(
+                (row.get::<_, Vec<u8>>(0), row.get(1)),
+                (row.get::<_, i64>(2) as u64, leaf),
+            );
+        }
+        Ok(keys
+            .iter()
+            .map(|(s, i)| found.get(&(s.to_vec(), i.clone())).copied())
+            .collect())
+    }
+
+    fn usage_many(&self, usage_ids: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+        if usage_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.read(|c| {
+            c.query(
+                "SELECT usage_id, idx FROM receipts WHERE usage_id = ANY($1)",
+                &[&usage_ids],
+            )
+        })?;
+        let found: HashMap<String, u64> = rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect();
+        Ok(usage_ids.iter().map(|u| found.get(u).copied()).collect())
+    }
+
+    fn legs_of_holder(&self, q: &LegQuery) -> Result<Vec<LegRow>, StoreError> {
+        let (after_idx, after_seq) = q
+            .after
+            .map_or((-1i64, -1i32), |(i, s)| (to_i64(i), s as i32));
+        let from = q.from_ms.map(to_i64);
+        let to = q.to_ms.map(to_i64);
+        let limit = q.limit.min(MAX_PAGE_ROWS) as i64;
+        let rows = self.read(|c| {
+            c.query(
+                &format!(
+                    "SELECT {LEG_COLUMNS} FROM legs
+                      WHERE holder = $1 AND (idx, seq) > ($2, $3)
+                        AND ($4::BIGINT IS NULL OR ts_ms >= $4)
+                        AND ($5::BIGINT IS NULL OR ts_ms < $5)
+                        AND ($6::TEXT IS NULL OR role = $6)
+                      ORDER BY idx, seq LIMIT $7"
+                ),
+                &[
+                    &q.holder, &after_idx, &after_seq, &from, &to, &q.role, &limit,
+                ],
+            )
+        })?;
+        Ok(rows.iter().map(leg_row).collect())
+    }
+
+    fn legs_of_record(&self, index: u64) -> Result<Vec<LegRow>, StoreError> {
+        let rows = self.read(|c| {
+            c.query(
+                &format!("SELECT {LEG_COLUMNS} FROM legs WHERE idx = $1 ORDER BY seq"),
+                &[&to_i64(index)],
+            )
+        })?;
+        Ok(rows.iter().map(leg_row).collect())
+    }
+
+    fn receipt(&self, index: u64) -> Result<Option<ReceiptRow>, StoreError> {
+        Ok(self
+            .read(|c| {
+                c.query_opt(
+                    &format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE idx = $1"),
+                    &[&to_i64(index)],
+                )
+            })?
+            .as_ref()
+            .map(receipt_row))
+    }
+
+    fn receipts(&self, q: &ReceiptQuery) -> Result<Vec<ReceiptRow>, StoreError> {
+        let before = q.before.map(to_i64);
+        let limit = q.limit.min(MAX_PAGE_ROWS) as i64;
+        let rows = self.read(|c| {
+            c.query(
+                &format!(
+                    "SELECT {RECEIPT_COLUMNS} FROM receipts
+                      WHERE ($1::TEXT IS NULL OR model_id = $1)
+                        AND ($2::TEXT IS NULL OR payer = $2)
+                        AND ($3::BIGINT IS NULL OR idx < $3)
+                      ORDER BY idx DESC LIMIT $4"
+                ),
+                &[&q.model_id, &q.payer, &before, &limit],
+            )
+        })?;
+        Ok(rows.iter().map(receipt_row).collect())
+    }
+}
+
+const RECEIPT_COLUMNS: &str = "idx, ts_ms, usage_id, model_id, payer, use_category, currency, \
+    charge, input_tokens, output_tokens, unattributed";
+const LEG_COLUMNS: &str = "idx, seq, ts_ms, holder, account, currency, amount, role, model_id, \
+    dataset_id, contribution, beneficiary";
+
+fn receipt_row(r: &postgres::Row) -> ReceiptRow {
+    ReceiptRow {
+        index: r.get::<_, i64>(0) as u64,
+        ts_ms: r.get::<_, i64>(1) as u64,
+        usage_id: r.get(2),
+        model_id: r.get(3),
+        payer: r.get(4),
+        use_category: r.get(5),
+        currency: r.get(6),
+        charge_micros: r.get(7),
+        input_tokens: r.get::<_, i64>(8) as u64,
+        output_tokens: r.get::<_, i64>(9) as u64,
+        unattributed: r.get(10),
+    }
+}
+
+fn leg_row(r: &postgres::Row) -> LegRow {
+    LegRow {
+        index: r.get::<_, i64>(0) as u64,
+        seq: r.get::<_, i32>(1) as u32,
+        ts_ms: r.get::<_, i64>(2) as u64,
+        holder: r.get(3),
+        account: r.get(4),
+        currency: r.get(5),
+        amount_micros: r.get(6),
+        role: r.get(7),
+        model_id: r.get(8),
+        dataset_id: r.get(9),
+        contribution: r.get::<_, Option<i64>>(10).map(|c| c as u64),
+        beneficiary: r.get(11),
+    }
+}
+
+/// Write one batch's state inside an open transaction: one statement per table, arrays as
+/// parameters (one round trip each).
+fn write_state(tx: &mut postgres::Transaction<'_>, w: &StateWrites) -> Result<(), StoreError> {
+    if !w.rows.is_empty() {
+        let kinds: Vec<&str> = w.rows.iter().map(|r| r.kind.as_str()).collect();
+        let keys: Vec<&str> = w.rows.iter().map(|r| r.key.as_str()).collect();
+        let values: Vec<&[u8]> = w.rows.iter().map(|r| &r.value[..]).collect();
+        tx.execute(
+            "INSERT INTO state_rows (kind, key, value)
+             SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[])
+             ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+            &[&kinds, &keys, &values],
+        )
+        .map_err(pg_err)?;
+    }
+    if !w.seen.is_empty() {
+        let signers: Vec<&[u8]> = w.seen.iter().map(|s| &s.signer[..]).collect();
+        let ids: Vec<&str> = w.seen.iter().map(|s| s.client_id.as_str()).collect();
+        let idx: Vec<i64> = w.seen.iter().map(|s| to_i64(s.index)).collect();
+        let leaves: Vec<&[u8]> = w.seen.iter().map(|s| &s.leaf_hash[..]).collect();
+        tx.execute(
+            "INSERT INTO seen (signer, client_id, idx, leaf)
+             SELECT * FROM unnest($1::BYTEA[], $2::TEXT[], $3::BIGINT[], $4::BYTEA[])",
+            &[&signers, &ids, &idx, &leaves],
+        )
+        .map_err(pg_err)?;
+    }
+    if !w.receipts.is_empty() {
+        let r = &w.receipts;
+        let idx: Vec<i64> = r.iter().map(|x| to_i64(x.index)).collect();
+        let ts: Vec<i64> = r.iter().map(|x| to_i64(x.ts_ms)).collect();
+        let usage: Vec<&str> = r.iter().map(|x| x.usage_id.as_str()).collect();
+        let model: Vec<&str> = r.iter().map(|x| x.model_id.as_str()).collect();
+        let payer: Vec<&str> = r.iter().map(|x| x.payer.as_str()).collect();
+        let use_category: Vec<&str> = r.iter().map(|x| x.use_category.as_str()).collect();
+        let currency: Vec<&str> = r.iter().map(|x| x.currency.as_str()).collect();
+        let charge: Vec<&str> = r.iter().map(|x| x.charge_micros.as_str()).collect();
+        let input: Vec<i64> = r.iter().map(|x| to_i64(x.input_tokens)).collect();
+        let output: Vec<i64> = r.iter().map(|x| to_i64(x.output_tokens)).collect();
+        let unattributed: Vec<bool> = r.iter().map(|x| x.unattributed).collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO receipts ({RECEIPT_COLUMNS})
+                 SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
+                     $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::BIGINT[],
+                     $11::BOOLEAN[])"
+            ),
+            &[
+                &idx,
+                &ts,
+                &usage,
+                &model,
+                &payer,
+                &use_category,
+                &currency,
+                &charge,
+                &input,
+                &output,
+                &unattributed,
+            ],
+        )
+        .map_err(pg_err)?;
+    }
+    if !w.legs.is_empty() {
+        let l = &w.legs;
+        let idx: Vec<i64> = l.iter().map(|x| to_i64(x.index)).collect();
+        let seq: Vec<i32> = l.iter().map(|x| x.seq as i32).collect();
+        let ts: Vec<i64> = l.iter().map(|x| to_i64(x.ts_ms)).collect();
+        let holder: Vec<&str> = l.iter().map(|x| x.holder.as_str()).collect();
+        let account: Vec<&str> = l.iter().map(|x| x.account.as_str()).collect();
+        let currency: Vec<&str> = l.iter().map(|x| x.currency.as_str()).collect();
+        let amount: Vec<&str> = l.iter().map(|x| x.amount_micros.as_str()).collect();
+        let role: Vec<&str> = l.iter().map(|x| x.role.as_str()).collect();
+        let model: Vec<Option<&str>> = l.iter().map(|x| x.model_id.as_deref()).collect();
+        let dataset: Vec<Option<&str>> = l.iter().map(|x| x.dataset_id.as_deref()).collect();
+        let contribution: Vec<Option<i64>> = l.iter().map(|x| x.contribution.map(to_i64)).collect();
+        let beneficiary: Vec<Option<&str>> = l.iter().map(|x| x.beneficiary.as_deref()).collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO legs ({LEG_COLUMNS})
+                 SELECT * FROM unnest($1::BIGINT[], $2::INTEGER[], $3::BIGINT[], $4::TEXT[],
+                     $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[],
+                     $11::BIGINT[], $12::TEXT[])"
+            ),
+            &[
+                &idx,
+                &seq,
+                &ts,
+                &holder,
+                &account,
+                &currency,
+                &amount,
+                &role,
+                &model,
+                &dataset,
+                &contribution,
+                &beneficiary,
+            ],
+        )
+        .map_err(pg_err)?;
+    }
+    let size = w.size.to_string();
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&STATE_SIZE, &size],
+    )
+    .map_err(pg_err)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,16 +1,40 @@
 //! SQLite store: one database file in WAL mode with `synchronous=FULL`, so a committed
 //! transaction is on disk (WAL fsynced) before `append` returns.
 
-use crate::{AppendBatch, Hash, Store, StoreError, Visit, MAX_BATCH_RECORDS};
+use crate::{
+    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, StateVisit, StateWrites, Store,
+    StoreError, Visit, MAX_BATCH_RECORDS, MAX_PAGE_ROWS,
+};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use shoulders_log::{stored_hash_count, stored_hash_index};
 use std::path::Path;
 
+/// The log (records, hashes, metadata) and, since schema 2, the fold's results: the bounded
+/// state as rows and history in indexed tables. `CREATE ... IF NOT EXISTS` makes opening an
+/// older database add the new tables (empty: the ledger then rebuilds the state once).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, bytes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS hashes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state_rows (kind TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (kind, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (signer BLOB NOT NULL, client_id TEXT NOT NULL,
+    idx INTEGER NOT NULL, leaf BLOB NOT NULL, PRIMARY KEY (signer, client_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS receipts (idx INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL,
+    usage_id TEXT NOT NULL UNIQUE, model_id TEXT NOT NULL, payer TEXT NOT NULL,
+    use_category TEXT NOT NULL, currency TEXT NOT NULL, charge TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, unattributed INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS receipts_by_model ON receipts (model_id, idx);
+CREATE INDEX IF NOT EXISTS receipts_by_payer ON receipts (payer, idx);
+CREATE TABLE IF NOT EXISTS legs (idx INTEGER NOT NULL, seq INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+    holder TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, amount TEXT NOT NULL,
+    role TEXT NOT NULL, model_id TEXT, dataset_id TEXT, contribution INTEGER, beneficiary TEXT,
+    PRIMARY KEY (idx, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS legs_by_holder ON legs (holder, idx, seq);
 ";
+
+/// `meta` key holding the log size the stored state reflects.
+const STATE_SIZE: &str = "state_size";
 
 pub struct SqliteStore {
     conn: Connection,
@@ -37,6 +61,8 @@ impl SqliteStore {
         }
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         Self::configure(&conn)?;
+        // Schema 2's tables, for a database made before them.
+        conn.execute_batch(SCHEMA)?;
         Self::finish_open(conn)
     }
 
@@ -71,13 +97,17 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Open checks that cost `O(log n)`, not `O(n)`: the highest record index gives the size,
+    /// and the highest stored-hash id must match it (a gap would show up as a missing record or
+    /// hash on the first read that needs it, reported as `E_STORE_CORRUPT`).
     fn finish_open(conn: Connection) -> Result<Self, StoreError> {
         let mut store = SqliteStore { conn, size: 0 };
-        store.size = store.read_size()?;
-        let hashes: i64 = store
+        store.size = Self::read_size_fast(&store.conn)?;
+        let hashes: Option<i64> = store
             .conn
-            .query_row("SELECT COUNT(*) FROM hashes", [], |r| r.get(0))?;
-        if u64::try_from(hashes).ok() != Some(stored_hash_count(store.size)) {
+            .query_row("SELECT MAX(id) FROM hashes", [], |r| r.get(0))?;
+        let hashes = hashes.map_or(0, |m| m as u64 + 1);
+        if hashes != stored_hash_count(store.size) {
             return Err(StoreError::Corrupt(format!(
                 "{} records but {hashes} stored hashes (expected {})",
                 store.size,
@@ -85,22 +115,6 @@ impl SqliteStore {
             )));
         }
         Ok(store)
-    }
-
-    fn read_size(&self) -> Result<u64, StoreError> {
-        let (count, max): (i64, Option<i64>) =
-            self.conn
-                .query_row("SELECT COUNT(*), MAX(idx) FROM records", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-        let size =
-            u64::try_from(count).map_err(|_| StoreError::Corrupt("negative count".into()))?;
-        if max.map(|m| m + 1).unwrap_or(0) != count {
-            return Err(StoreError::Corrupt(format!(
-                "record indexes have gaps ({count} records, max index {max:?})"
-            )));
-        }
-        Ok(size)
     }
 
     /// Size from the highest index: O(log n), unlike `COUNT(*)`. Gaps are ruled out at open.
@@ -158,6 +172,13 @@ impl Store for SqliteStore {
             let mut insh = tx.prepare_cached("INSERT INTO hashes (id, hash) VALUES (?1, ?2)")?;
             for (i, h) in batch.hashes.iter().enumerate() {
                 insh.execute(params![to_i64(first_hash + i as u64), &h.0[..]])?;
+            }
+            if let Some(state) = batch.state {
+                assert_eq!(
+                    state.size, end,
+                    "state must reflect exactly the new log size"
+                );
+                write_state(&tx, state)?;
             }
         }
         tx.commit()?;
@@ -225,6 +246,243 @@ impl Store for SqliteStore {
         )?;
         Ok(())
     }
+
+    fn state_size(&self) -> Result<Option<u64>, StoreError> {
+        self.meta(STATE_SIZE)?
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("{STATE_SIZE} is {v:?}")))
+            })
+            .transpose()
+    }
+
+    fn load_state(&self, visit: &mut StateVisit<'_>) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, key, value FROM state_rows ORDER BY kind, key")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            visit(row.get(0)?, row.get(1)?, row.get(2)?)?;
+        }
+        Ok(())
+    }
+
+    fn replace_state(&mut self, writes: &StateWrites) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "DELETE FROM state_rows; DELETE FROM seen; DELETE FROM receipts; DELETE FROM legs;",
+        )?;
+        write_state(&tx, writes)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn seen_many(
+        &self,
+        keys: &[([u8; 32], String)],
+    ) -> Result<Vec<Option<(u64, [u8; 32])>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, leaf FROM seen WHERE signer = ?1 AND client_id = ?2")?;
+        keys.iter()
+            .map(|(signer, id)| {
+                let row: Option<(i64, Vec<u8>)> = stmt
+                    .query_row(params![&signer[..], id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                row.map(|(idx, leaf)| {
+                    let leaf: [u8; 32] = leaf.try_into().map_err(|_| {
+                        StoreError::Corrupt("a stored leaf hash is not 32 bytes".into())
+                    })?;
+                    Ok((idx as u64, leaf))
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    fn usage_many(&self, usage_ids: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx FROM receipts WHERE usage_id = ?1")?;
+        usage_ids
+            .iter()
+            .map(|u| {
+                Ok(stmt
+                    .query_row([u], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .map(|i| i as u64))
+            })
+            .collect()
+    }
+
+    fn legs_of_holder(&self, q: &LegQuery) -> Result<Vec<LegRow>, StoreError> {
+        let (after_idx, after_seq) = q
+            .after
+            .map_or((-1i64, -1i64), |(i, s)| (to_i64(i), i64::from(s)));
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
+                    contribution, beneficiary
+             FROM legs
+             WHERE holder = ?1 AND (idx > ?2 OR (idx = ?2 AND seq > ?3))
+               AND (?4 IS NULL OR ts_ms >= ?4) AND (?5 IS NULL OR ts_ms < ?5)
+               AND (?6 IS NULL OR role = ?6)
+             ORDER BY idx, seq LIMIT ?7",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                q.holder,
+                after_idx,
+                after_seq,
+                q.from_ms.map(to_i64),
+                q.to_ms.map(to_i64),
+                q.role,
+                q.limit.min(MAX_PAGE_ROWS) as i64
+            ],
+            leg_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn legs_of_record(&self, index: u64) -> Result<Vec<LegRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
+                    contribution, beneficiary
+             FROM legs WHERE idx = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([to_i64(index)], leg_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn receipt(&self, index: u64) -> Result<Option<ReceiptRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {RECEIPT_COLUMNS} FROM receipts WHERE idx = ?1"
+        ))?;
+        Ok(stmt.query_row([to_i64(index)], receipt_row).optional()?)
+    }
+
+    fn receipts(&self, q: &ReceiptQuery) -> Result<Vec<ReceiptRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {RECEIPT_COLUMNS} FROM receipts
+             WHERE (?1 IS NULL OR model_id = ?1) AND (?2 IS NULL OR payer = ?2)
+               AND (?3 IS NULL OR idx < ?3)
+             ORDER BY idx DESC LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                q.model_id,
+                q.payer,
+                q.before.map(to_i64),
+                q.limit.min(MAX_PAGE_ROWS) as i64
+            ],
+            receipt_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+const RECEIPT_COLUMNS: &str = "idx, ts_ms, usage_id, model_id, payer, use_category, currency, \
+    charge, input_tokens, output_tokens, unattributed";
+
+fn receipt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
+    Ok(ReceiptRow {
+        index: r.get::<_, i64>(0)? as u64,
+        ts_ms: r.get::<_, i64>(1)? as u64,
+        usage_id: r.get(2)?,
+        model_id: r.get(3)?,
+        payer: r.get(4)?,
+        use_category: r.get(5)?,
+        currency: r.get(6)?,
+        charge_micros: r.get(7)?,
+        input_tokens: r.get::<_, i64>(8)? as u64,
+        output_tokens: r.get::<_, i64>(9)? as u64,
+        unattributed: r.get::<_, i64>(10)? != 0,
+    })
+}
+
+fn leg_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LegRow> {
+    Ok(LegRow {
+        index: r.get::<_, i64>(0)? as u64,
+        seq: r.get::<_, i64>(1)? as u32,
+        ts_ms: r.get::<_, i64>(2)? as u64,
+        holder: r.get(3)?,
+        account: r.get(4)?,
+        currency: r.get(5)?,
+        amount_micros: r.get(6)?,
+        role: r.get(7)?,
+        model_id: r.get(8)?,
+        dataset_id: r.get(9)?,
+        contribution: r.get::<_, Option<i64>>(10)?.map(|c| c as u64),
+        beneficiary: r.get(11)?,
+    })
+}
+
+/// Write one batch's state inside an open transaction.
+fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), StoreError> {
+    let mut rows = tx.prepare_cached(
+        "INSERT INTO state_rows (kind, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT(kind, key) DO UPDATE SET value = excluded.value",
+    )?;
+    for r in &w.rows {
+        rows.execute(params![r.kind, r.key, r.value])?;
+    }
+    let mut seen = tx.prepare_cached(
+        "INSERT INTO seen (signer, client_id, idx, leaf) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for s in &w.seen {
+        seen.execute(params![
+            &s.signer[..],
+            s.client_id,
+            to_i64(s.index),
+            &s.leaf_hash[..]
+        ])?;
+    }
+    let mut receipts = tx.prepare_cached(&format!(
+        "INSERT INTO receipts ({RECEIPT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?;
+    for r in &w.receipts {
+        receipts.execute(params![
+            to_i64(r.index),
+            to_i64(r.ts_ms),
+            r.usage_id,
+            r.model_id,
+            r.payer,
+            r.use_category,
+            r.currency,
+            r.charge_micros,
+            to_i64(r.input_tokens),
+            to_i64(r.output_tokens),
+            i64::from(r.unattributed)
+        ])?;
+    }
+    let mut legs = tx.prepare_cached(
+        "INSERT INTO legs (idx, seq, ts_ms, holder, account, currency, amount, role, model_id,
+                           dataset_id, contribution, beneficiary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for l in &w.legs {
+        legs.execute(params![
+            to_i64(l.index),
+            i64::from(l.seq),
+            to_i64(l.ts_ms),
+            l.holder,
+            l.account,
+            l.currency,
+            l.amount_micros,
+            l.role,
+            l.model_id,
+            l.dataset_id,
+            l.contribution.map(to_i64),
+            l.beneficiary
+        ])?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![STATE_SIZE, w.size.to_string()],
+    )?;
+    Ok(())
 }
 
 impl SqliteStore {

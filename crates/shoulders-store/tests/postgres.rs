@@ -36,6 +36,7 @@ fn append(store: &mut PostgresStore, frontier: &mut Frontier, count: u64) {
     }
     store
         .append(&AppendBatch {
+            state: None,
             first_index: first,
             records: records.iter().map(Vec::as_slice).collect(),
             hashes,
@@ -89,6 +90,7 @@ fn an_interleaving_writer_cannot_fork_the_log() {
         let leaf = shoulders_log::leaf_hash(b"ours");
         let hashes = f.append(leaf);
         let result = store.append(&AppendBatch {
+            state: None,
             first_index: 3,
             records: vec![b"ours".as_slice()],
             hashes,
@@ -108,6 +110,7 @@ fn an_interleaving_writer_cannot_fork_the_log() {
     assert_eq!(store.refresh().unwrap(), 4);
     let err = store
         .append(&AppendBatch {
+            state: None,
             first_index: 3,
             records: vec![b"again".as_slice()],
             hashes: vec![],
@@ -198,6 +201,7 @@ fn readers_reconnect_and_writers_do_not() {
     let mut f = frontier.clone();
     let err = writer
         .append(&AppendBatch {
+            state: None,
             first_index: 5,
             records: vec![b"after".as_slice()],
             hashes: f.append(leaf),

@@ -1,0 +1,98 @@
+//! The fold's results as the store keeps them, next to the log and written in the same
+//! transaction as the records that caused them: the bounded state as `(kind, key, value)` rows,
+//! and history (each record's client id, receipts, legs) in indexed tables, so that opening a
+//! ledger reads the state instead of replaying the log and every history query is an index
+//! range. The store does not interpret rows: the ledger hands them over and reads them back.
+
+/// One row of the bounded state (its value is opaque to the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateRow {
+    pub kind: String,
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// Where a `(signer, client id)` pair was first used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenRow {
+    pub signer: [u8; 32],
+    pub client_id: String,
+    pub index: u64,
+    pub leaf_hash: [u8; 32],
+}
+
+/// A settled usage receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub index: u64,
+    pub ts_ms: u64,
+    pub usage_id: String,
+    pub model_id: String,
+    pub payer: String,
+    pub use_category: String,
+    pub currency: String,
+    /// Decimal micro-units.
+    pub charge_micros: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub unattributed: bool,
+}
+
+/// One leg of a money movement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegRow {
+    /// Log index of the record that caused it.
+    pub index: u64,
+    /// Position among that record's legs.
+    pub seq: u32,
+    pub ts_ms: u64,
+    /// Whose leg it is: the account, or the beneficiary of an unclaimed-pool leg.
+    pub holder: String,
+    pub account: String,
+    pub currency: String,
+    /// Decimal micro-units, negative for a debit.
+    pub amount_micros: String,
+    pub role: String,
+    pub model_id: Option<String>,
+    pub dataset_id: Option<String>,
+    pub contribution: Option<u64>,
+    pub beneficiary: Option<String>,
+}
+
+/// What one batch adds to the stored state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateWrites {
+    /// The log size the state reflects once this batch is committed.
+    pub size: u64,
+    /// Bounded-state rows to insert or replace.
+    pub rows: Vec<StateRow>,
+    pub seen: Vec<SeenRow>,
+    pub receipts: Vec<ReceiptRow>,
+    pub legs: Vec<LegRow>,
+}
+
+/// A page of one holder's legs, in log order, after `after` (exclusive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegQuery {
+    pub holder: String,
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+    /// Only legs of this role (e.g. `data_share`).
+    pub role: Option<String>,
+    /// Cursor: `(index, seq)` of the last leg already seen.
+    pub after: Option<(u64, u32)>,
+    pub limit: usize,
+}
+
+/// A page of receipts, newest first, before `before` (exclusive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptQuery {
+    pub model_id: Option<String>,
+    pub payer: Option<String>,
+    /// Cursor: the log index of the last receipt already seen.
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// Most rows one history query returns.
+pub const MAX_PAGE_ROWS: usize = 10_000;
