@@ -17,8 +17,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand_core::{OsRng, RngCore};
 use shoulders_ledger::{
-    init_with, verify_content, verify_export, DataDir, Ledger, LedgerError, OperatorInit, Reader,
-    StoreLocation, VerifyFailure,
+    init_with, verify_content, DataDir, Ledger, LedgerError, OperatorInit, Reader, StoreLocation,
+    VerifyFailure,
 };
 use shoulders_record::{sign_record, ActorKey, Body, Kind, RecordError};
 use std::io::Write;
@@ -186,6 +186,9 @@ enum Command {
         /// `content/` or its `content/sha256/`), hashing to its hash, with the record's sizes.
         #[arg(long, value_name = "DIR")]
         content: Option<PathBuf>,
+        /// Also print how long verification took and receipts verified per second.
+        #[arg(long)]
+        timing: bool,
     },
     /// Print current derived state as JSON.
     Show {
@@ -674,16 +677,43 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::rename(&tmp, &out)?;
             print_json(&serde_json::json!({ "file": out, "tree_size": reader.size() }))?;
         }
-        Command::Verify { file, key, content } => {
+        Command::Verify {
+            file,
+            key,
+            content,
+            timing,
+        } => {
             let key = if Path::new(&key).is_file() {
                 std::fs::read_to_string(&key).with_context(|| format!("cannot read {key}"))?
             } else {
                 key
             };
-            let bytes = read_limited(&file, MAX_EXPORT_FILE_BYTES, "export", "E_EXPORT_TOO_LARGE")?;
-            let (report, state) = verify_export(&bytes, key.trim())?;
-            drop(bytes);
+            // Streamed: memory stays bounded whatever the size of the export.
+            let meta = std::fs::metadata(&file)
+                .with_context(|| format!("cannot read export {}", file.display()))?;
+            if meta.len() > MAX_EXPORT_FILE_BYTES {
+                return Err(CliError {
+                    code: "E_EXPORT_TOO_LARGE",
+                    message: format!(
+                        "export {} is {} bytes; the limit is {MAX_EXPORT_FILE_BYTES}",
+                        file.display(),
+                        meta.len()
+                    ),
+                }
+                .into());
+            }
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("cannot read export {}", file.display()))?;
+            let started = std::time::Instant::now();
+            let (report, state) = shoulders_ledger::export::verify_export_from(input, key.trim())?;
+            let seconds = started.elapsed().as_secs_f64();
             let mut json = serde_json::to_value(&report)?;
+            if timing {
+                json["timing"] = serde_json::json!({
+                    "seconds": (seconds * 1000.0).round() / 1000.0,
+                    "receipts_per_s": (report.receipts as f64 / seconds.max(1e-9)).round(),
+                });
+            }
             if let Some(dir) = content {
                 let store = shoulders_ledger::ContentStore::at(&dir);
                 json["content"] = serde_json::to_value(verify_content(&state, &store)?)?;

@@ -91,6 +91,12 @@ pub struct StatementArgs {
     /// Add an inclusion proof of every line's record against the printed checkpoint.
     #[arg(long)]
     proofs: bool,
+    /// Lines per page (1 to 1000; default 100). By source and totals cover every line.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// The `next` cursor a previous page printed.
+    #[arg(long)]
+    cursor: Option<String>,
 }
 
 #[derive(Args)]
@@ -184,7 +190,7 @@ pub fn settle(a: SettleArgs) -> Result<()> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let legs: usize = ledger.with_state(|s| s.legs().len());
+    let legs = ledger.with_state(|s| s.legs_count());
     print_json(&json!({
         "receipts": total, "settled": settled, "already_settled": duplicates,
         "refused": refused, "first_refusal": first_error,
@@ -245,10 +251,18 @@ fn read_receipts(
 pub fn statement(a: StatementArgs) -> Result<()> {
     let dir = crate::data_dir(&a.data_dir);
     let mut reader = Reader::open(&dir)?;
+    let limit = shoulders_ledger::query::page_size(a.limit)?;
     let state = reader.state()?;
-    reader.refresh()?;
     let size = state.size();
-    let statement = state.statement(&a.actor, a.from, a.to);
+    let statement = shoulders_ledger::query::statement(
+        reader.store(),
+        &state,
+        &a.actor,
+        a.from,
+        a.to,
+        a.cursor.as_deref(),
+        limit,
+    )?;
     let known = state.actor(&a.actor).is_some() || a.actor.starts_with('@');
     if !known {
         return Err(shoulders_ledger::LedgerError::NotFound(format!(

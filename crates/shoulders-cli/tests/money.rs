@@ -216,6 +216,8 @@ fn settle_statements_accounts_and_verify() {
         p(&data),
         "alice",
         "--proofs",
+        "--limit",
+        "1000",
     ]));
     let cp = LogVerifier::new(&vkey)
         .unwrap()
@@ -264,6 +266,48 @@ fn settle_statements_accounts_and_verify() {
         "1800000000200",
     ]));
     assert_eq!(part["statement"]["lines"].as_array().unwrap().len(), 100);
+    // Pages: 120 lines at a time, each page's `next` cursor giving the following one, every
+    // line exactly once; by source and totals are the same on every page.
+    let mut cursor: Option<String> = None;
+    let mut seen = Vec::new();
+    loop {
+        let mut args = vec![
+            "statement",
+            "--data-dir",
+            p(&data),
+            "alice",
+            "--limit",
+            "120",
+        ];
+        if let Some(c) = &cursor {
+            args.extend(["--cursor", c.as_str()]);
+        }
+        let page = ok_json(shoulders(&args));
+        let lines = page["statement"]["lines"].as_array().unwrap();
+        assert!(lines.len() <= 120);
+        assert_eq!(page["statement"]["by_source"], st["statement"]["by_source"]);
+        seen.extend(lines.iter().map(|l| l["index"].as_u64().unwrap()));
+        match page["statement"]["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let all: Vec<u64> = lines.iter().map(|l| l["index"].as_u64().unwrap()).collect();
+    assert_eq!(seen, all);
+    for (args, code) in [
+        (vec!["--limit", "1001"], "E_PAGE_TOO_LARGE"),
+        (vec!["--limit", "0"], "E_PAGE_TOO_LARGE"),
+        (vec!["--cursor", "nonsense"], "E_CURSOR_INVALID"),
+    ] {
+        let mut a = vec!["statement", "--data-dir", p(&data), "alice"];
+        a.extend(args);
+        let out = shoulders(&a);
+        assert!(
+            stderr(&out).starts_with(&format!("error[{code}]")),
+            "{}",
+            stderr(&out)
+        );
+    }
 
     // bob claims by setting a payout address; then withdraws part of it.
     let held = balance("@unclaimed");
@@ -342,9 +386,16 @@ fn settle_statements_accounts_and_verify() {
         "--out",
         p(&export),
     ]));
-    let report = ok_json(shoulders(&["verify", "--key", &vkey, p(&export)]));
+    let report = ok_json(shoulders(&[
+        "verify",
+        "--key",
+        &vkey,
+        p(&export),
+        "--timing",
+    ]));
     assert_eq!(report["receipts"], json!(300));
     assert!(report["legs"].as_u64().unwrap() >= 300 * 6);
+    assert!(report["timing"]["receipts_per_s"].as_f64().unwrap() > 0.0);
     let acc = ok_json(shoulders(&["accounts", "--data-dir", p(&data)]));
     assert_eq!(acc["conserved"], json!(true));
     assert_eq!(

@@ -17,10 +17,11 @@ use crate::content::check_sizes;
 use crate::{ContentStore, LedgerError, Reader};
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use serde::Serialize;
-use shoulders_log::{leaf_hash, LogVerifier, MemoryHashes};
-use shoulders_record::{SignedRecord, MAX_RECORD_BYTES};
-use shoulders_state::State;
-use std::io::Write;
+use shoulders_log::{leaf_hash, Frontier, LogVerifier};
+use shoulders_record::{PublicKey, SignedRecord, MAX_RECORD_BYTES};
+use shoulders_state::{HistoryRead, Seen, State};
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
 
 /// First line of every export.
 pub const EXPORT_MAGIC: &str = "shoulders-log-export/v1";
@@ -86,56 +87,109 @@ fn fail(code: &'static str, index: Option<u64>, message: impl Into<String>) -> V
     }
 }
 
-/// Replay an export from scratch and check it against its signed checkpoint.
+/// Replay an export from scratch and check it against its signed checkpoint (see
+/// [`verify_export_from`]).
 pub fn verify_export(
     export: &[u8],
     verifier_key: &str,
 ) -> Result<(VerifyReport, State), VerifyFailure> {
+    verify_export_from(export, verifier_key)
+}
+
+/// History as the verifier keeps it: a 16-byte digest per `(signer, client id)` and per usage
+/// id, with where it was first used — enough for the fold's duplicate checks, and about 30
+/// bytes per record however many legs each receipt posts.
+#[derive(Default)]
+struct VerifyHistory {
+    seen: HashMap<u128, u64>,
+    usage: HashMap<u128, u64>,
+}
+
+fn digest(parts: &[&[u8]]) -> u128 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let d = h.finalize();
+    u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
+}
+
+impl HistoryRead for VerifyHistory {
+    fn seen(&self, signer: &PublicKey, client_id: &str) -> Option<Seen> {
+        self.seen
+            .get(&digest(&[&signer.0, client_id.as_bytes()]))
+            .map(|&index| Seen {
+                index,
+                leaf_hash: [0; 32],
+            })
+    }
+    fn usage(&self, usage_id: &str) -> Option<u64> {
+        self.usage.get(&digest(&[usage_id.as_bytes()])).copied()
+    }
+}
+
+/// Replay an export read from `input`, one record at a time, and check it against its signed
+/// checkpoint: every record's encoding and signature, the whole state refolded (money
+/// included), the Merkle root. Memory stays bounded whatever the history: the state keeps
+/// entities and balances, not legs; the tree keeps its right edge; history keeps a digest per
+/// record.
+pub fn verify_export_from(
+    input: impl std::io::Read,
+    verifier_key: &str,
+) -> Result<(VerifyReport, State), VerifyFailure> {
     let verifier =
         LogVerifier::new(verifier_key).map_err(|e| fail(e.code(), None, e.to_string()))?;
-    let magic = format!("{EXPORT_MAGIC}\n");
-    let rest = export.strip_prefix(magic.as_bytes()).ok_or_else(|| {
-        fail(
-            "E_EXPORT_MALFORMED",
-            None,
-            format!("the first line must be {EXPORT_MAGIC}"),
-        )
-    })?;
-    // Records end at the first empty line; the signed note follows.
-    let split = find_blank_line(rest).ok_or_else(|| {
-        fail(
-            "E_EXPORT_MALFORMED",
-            None,
-            "no empty line before the checkpoint",
-        )
-    })?;
-    // `split` is the `\n` of the empty line; the records end with the `\n` just before it.
-    let records_part = if split == 0 {
-        &rest[..0]
-    } else {
-        &rest[..split - 1]
-    };
-    let note = &rest[split + 1..];
-    let checkpoint = verifier
-        .open(note)
-        .map_err(|e| fail(e.code(), None, e.to_string()))?;
-
-    let mut state = State::new();
-    let mut tree = MemoryHashes::new();
+    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
     let max_line = MAX_RECORD_BYTES.div_ceil(3) * 4;
-    let lines = records_part
-        .split(|&b| b == b'\n')
-        .filter(|_| !records_part.is_empty());
-    for (i, line) in lines.enumerate() {
-        let index = i as u64;
-        if line.len() > max_line {
+    let mut line = Vec::with_capacity(4096);
+    let read_line = |input: &mut std::io::BufReader<_>, line: &mut Vec<u8>, index: Option<u64>| {
+        line.clear();
+        let n = std::io::Read::take(&mut *input, max_line as u64 + 2)
+            .read_until(b'\n', line)
+            .map_err(|e| fail("E_IO", index, format!("cannot read the export: {e}")))?;
+        if n > 0 && line.last() != Some(&b'\n') && line.len() > max_line {
             return Err(fail(
                 "E_RECORD_TOO_LARGE",
-                Some(index),
+                index,
                 "record line exceeds the record size limit",
             ));
         }
-        let bytes = B64.decode(line).map_err(|e| {
+        Ok(n)
+    };
+    read_line(&mut input, &mut line, None)?;
+    if line != format!("{EXPORT_MAGIC}\n").as_bytes() {
+        return Err(fail(
+            "E_EXPORT_MALFORMED",
+            None,
+            format!("the first line must be {EXPORT_MAGIC}"),
+        ));
+    }
+    let mut state = State::without_history();
+    let mut history = VerifyHistory::default();
+    let mut tree = Frontier::new();
+    loop {
+        let index = tree.size();
+        if read_line(&mut input, &mut line, Some(index))? == 0 {
+            return Err(fail(
+                "E_EXPORT_MALFORMED",
+                None,
+                "no empty line before the checkpoint",
+            ));
+        }
+        if line == b"\n" {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            return Err(fail(
+                "E_EXPORT_MALFORMED",
+                Some(index),
+                "the export ends inside a record line (no empty line before the checkpoint)",
+            ));
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let bytes = B64.decode(text).map_err(|e| {
             fail(
                 "E_EXPORT_MALFORMED",
                 Some(index),
@@ -145,11 +199,28 @@ pub fn verify_export(
         let record = SignedRecord::from_bytes(bytes)
             .map_err(|e| fail(e.code(), Some(index), e.to_string()))?;
         let leaf = leaf_hash(record.bytes());
-        state
-            .apply(index, leaf.0, &record)
+        let (_, effects) = state
+            .apply_with(index, leaf.0, &record, &history)
             .map_err(|e| fail(e.code(), Some(index), e.to_string()))?;
-        tree.append_leaf_hash(leaf);
+        if let Some((signer, client_id, _)) = &effects.seen {
+            history
+                .seen
+                .insert(digest(&[&signer.0, client_id.as_bytes()]), index);
+        }
+        if let Some(r) = &effects.receipt {
+            history
+                .usage
+                .insert(digest(&[r.usage_id.as_bytes()]), index);
+        }
+        tree.append(leaf);
     }
+    let mut note = Vec::new();
+    std::io::Read::take(&mut input, MAX_NOTE_BYTES + 1)
+        .read_to_end(&mut note)
+        .map_err(|e| fail("E_IO", None, format!("cannot read the export: {e}")))?;
+    let checkpoint = verifier
+        .open(&note)
+        .map_err(|e| fail(e.code(), None, e.to_string()))?;
     let size = tree.size();
     if size != checkpoint.size {
         let first_missing = size.min(checkpoint.size);
@@ -183,6 +254,7 @@ pub fn verify_export(
             ),
         ));
     }
+    let receipts = state.receipts_count();
     let report = VerifyReport {
         origin: checkpoint.origin,
         tree_size: size,
@@ -191,11 +263,14 @@ pub fn verify_export(
         datasets: state.datasets().count(),
         models: state.models().count(),
         contributions: state.datasets().map(|d| d.contributions.len()).sum(),
-        receipts: state.receipts().count(),
-        legs: state.legs().len(),
+        receipts: receipts as usize,
+        legs: state.legs_count() as usize,
     };
     Ok((report, state))
 }
+
+/// Largest checkpoint note read after the records (the `signed_note` limit).
+const MAX_NOTE_BYTES: u64 = 1 << 20;
 
 /// What [`verify_content`] checked.
 #[derive(Debug, Serialize, PartialEq)]
@@ -238,12 +313,4 @@ pub fn verify_content(state: &State, store: &ContentStore) -> Result<ContentRepo
             })?;
     }
     Ok(report)
-}
-
-/// Offset of the `\n` that ends an empty line (the first `\n` at the start or after a `\n`).
-fn find_blank_line(bytes: &[u8]) -> Option<usize> {
-    if bytes.first() == Some(&b'\n') {
-        return Some(0);
-    }
-    bytes.windows(2).position(|w| w == b"\n\n").map(|p| p + 1)
 }

@@ -35,8 +35,14 @@ pub struct Page<T> {
 pub fn page_size(limit: Option<usize>) -> Result<usize, LedgerError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
-        Some(0) => Err(LedgerError::PageSize { limit: 0, max: MAX_PAGE }),
-        Some(n) if n > MAX_PAGE => Err(LedgerError::PageSize { limit: n, max: MAX_PAGE }),
+        Some(0) => Err(LedgerError::PageSize {
+            limit: 0,
+            max: MAX_PAGE,
+        }),
+        Some(n) if n > MAX_PAGE => Err(LedgerError::PageSize {
+            limit: n,
+            max: MAX_PAGE,
+        }),
         Some(n) => Ok(n),
     }
 }
@@ -149,6 +155,7 @@ pub fn statement(
         role: None,
         after,
         limit: limit + 1,
+        newest_first: false,
     })?;
     let more = rows.len() > limit;
     let rows = &rows[..rows.len().min(limit)];
@@ -203,6 +210,7 @@ fn period_sources(
             role: None,
             after,
             limit: shoulders_store::MAX_PAGE_ROWS,
+            newest_first: false,
         })?;
         let Some(last) = rows.last() else { break };
         after = Some((last.index, last.seq));
@@ -240,12 +248,13 @@ pub fn receipts(
     Ok(Page { items, next, total })
 }
 
-/// A page of one holder's legs of one role (e.g. the outputs that paid a contributor a data
-/// share), in log order.
+/// A page of one holder's legs, optionally of one role (e.g. the outputs that paid a
+/// contributor a data share), in log order or newest first.
 pub fn legs_of(
     store: &dyn Store,
     holder: &str,
     role_name: Option<&str>,
+    newest_first: bool,
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<Page<Leg>, LedgerError> {
@@ -257,6 +266,7 @@ pub fn legs_of(
         role: role_name.map(str::to_string),
         after,
         limit: limit + 1,
+        newest_first,
     })?;
     let more = rows.len() > limit;
     let rows = &rows[..rows.len().min(limit)];
@@ -301,10 +311,7 @@ pub fn models<'a>(
     limit: usize,
 ) -> Result<Page<&'a Model>, LedgerError> {
     let after = name_cursor(cursor)?;
-    let mut items: Vec<&Model> = state
-        .models_after(after)
-        .take(limit + 1)
-        .collect();
+    let mut items: Vec<&Model> = state.models_after(after).take(limit + 1).collect();
     let more = items.len() > limit;
     items.truncate(limit);
     let next = more.then(|| format!("n{}", items.last().expect("full page").model_id));

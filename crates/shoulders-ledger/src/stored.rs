@@ -206,7 +206,11 @@ impl BatchWrites {
     pub(crate) fn finish(mut self, state: &State) -> StateWrites {
         self.changed.sort();
         self.changed.dedup();
-        self.writes.rows = state.entity_rows(&self.changed).into_iter().map(row).collect();
+        self.writes.rows = state
+            .entity_rows(&self.changed)
+            .into_iter()
+            .map(row)
+            .collect();
         self.writes.size = state.size();
         self.writes
     }

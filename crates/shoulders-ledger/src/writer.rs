@@ -17,8 +17,8 @@ use crate::{load_signer, ContentStore, DataDir, LedgerError};
 use serde::Serialize;
 use shoulders_log::{leaf_hash, Frontier, Hash, LogSigner};
 use shoulders_record::{Body, SignedRecord};
-use shoulders_state::State;
 use shoulders_state::HistoryRead;
+use shoulders_state::State;
 use shoulders_store::{AppendBatch, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -490,7 +490,8 @@ fn commit_batch(
     // The history the fold needs for this batch, in one query per table.
     let mut history = match BatchHistory::prefetch(
         &*store,
-        jobs.iter().flat_map(|j| j.records.iter().map(|c| &c.record)),
+        jobs.iter()
+            .flat_map(|j| j.records.iter().map(|c| &c.record)),
     ) {
         Ok(h) => h,
         Err(err) => {

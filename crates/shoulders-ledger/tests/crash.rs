@@ -212,6 +212,15 @@ fn kill_rounds(data: &DataDir, vkey: &str, kills: usize, what: Kill<'_>) {
         // and checks the stored Merkle hashes), and every acknowledged record is there.
         let ledger = Ledger::open(data).expect("the ledger reopens after SIGKILL");
         let size = ledger.size();
+        // The state it opened with (read from the store, not replayed) is exactly a fresh fold
+        // of the log.
+        let reader = shoulders_ledger::Reader::open(data).unwrap();
+        let (folded, _) = shoulders_ledger::replay(reader.store()).unwrap();
+        assert!(
+            ledger.with_state(|s| s.all_entity_rows()) == folded.all_entity_rows(),
+            "round {round}: the stored state differs from a fresh fold of the log"
+        );
+        drop(reader);
         let mut present = BTreeMap::new();
         shoulders_ledger::Reader::open(data)
             .unwrap()

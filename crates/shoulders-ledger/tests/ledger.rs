@@ -439,3 +439,31 @@ fn proofs_verify_against_signed_checkpoints() {
         "E_PROOF_BAD_RANGE"
     );
 }
+
+/// A ledger made before its state was stored (no state rows) is migrated once by a writer: it
+/// then opens with exactly the state a fresh fold of its log gives. Until then a reader says
+/// what to do instead of replaying.
+#[test]
+fn a_ledger_without_stored_state_is_migrated_by_its_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, ledger, _) = new_ledger(tmp.path());
+    populate(&ledger);
+    let expected = ledger.with_state(|s| s.all_entity_rows());
+    drop(ledger);
+    // What an older shoulders left: the log, no state.
+    let conn = rusqlite::Connection::open(data.database()).unwrap();
+    conn.execute_batch(
+        "DELETE FROM state_rows; DELETE FROM seen; DELETE FROM receipts; DELETE FROM legs;
+         DELETE FROM meta WHERE key = 'state_size';",
+    )
+    .unwrap();
+    drop(conn);
+    let err = Reader::open(&data).unwrap().state().unwrap_err();
+    assert_eq!(err.code(), "E_STORE_SCHEMA", "{err}");
+    let ledger = Ledger::open(&data).unwrap();
+    assert!(ledger.with_state(|s| s.all_entity_rows()) == expected);
+    // Idempotency still holds across the migration (client ids were rebuilt).
+    drop(ledger);
+    let state = Reader::open(&data).unwrap().state().unwrap();
+    assert!(state.all_entity_rows() == expected);
+}

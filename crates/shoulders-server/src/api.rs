@@ -661,6 +661,10 @@ pub struct StatementQuery {
     from: Option<u64>,
     /// Latest leg time, in ms since the epoch (exclusive).
     to: Option<u64>,
+    /// Lines per page, 1 to 1000 (default 100; `E_PAGE_TOO_LARGE` beyond).
+    limit: Option<usize>,
+    /// The `next` cursor of the previous page (`E_CURSOR_INVALID` if it is not one).
+    cursor: Option<String>,
 }
 
 /// Every credit and debit of one holder (an actor handle or a system account such as
@@ -668,7 +672,7 @@ pub struct StatementQuery {
 /// the unclaimed pool (as `shoulders statement`). An unknown holder has an empty statement.
 #[utoipa::path(get, path = "/api/statements/{holder}", tag = "money",
     params(("holder" = String, Path), StatementQuery),
-    responses((status = 200, description = "{holder, lines, by_source, totals}; amounts are decimal strings", body = Object),
+    responses((status = 200, description = "{holder, lines (one page), next (cursor of the next page, absent on the last), by_source, totals}; amounts are decimal strings", body = Object),
                (status = 400, body = ErrorBody)))]
 async fn statement(
     State(st): St,
@@ -686,8 +690,22 @@ async fn statement(
             ));
         }
     }
-    Ok(Json(
-        st.ledger
-            .with_state(|s| json!(s.statement(&holder, q.from, q.to))),
-    ))
+    let limit = shoulders_ledger::query::page_size(q.limit)?;
+    let st2 = Arc::clone(&st);
+    tokio::task::spawn_blocking(move || {
+        st2.ledger.with_history(|s, store| {
+            shoulders_ledger::query::statement(
+                store,
+                s,
+                &holder,
+                q.from,
+                q.to,
+                q.cursor.as_deref(),
+                limit,
+            )
+        })
+    })
+    .await?
+    .map(|page| Json(json!(page)))
+    .map_err(Into::into)
 }

@@ -495,14 +495,14 @@ fn submit_receipt(st: &AppState, receipt: UsageReceipt, now_ms: u64) -> ApiResul
     let id = receipt.usage_id.clone();
     let record = sign_record(key, &id, now_ms, Body::UsageReceipt(receipt))?;
     let appended = st.ledger.submit(record.bytes().to_vec())?;
-    let (charge, currency, legs) = st.ledger.with_state(|s| {
-        let r = s.receipt(appended.index);
-        (
-            r.map(|r| r.charge_micros.to_string()),
-            r.map(|r| r.currency.to_string()),
-            s.receipt_legs(appended.index).len(),
-        )
-    });
+    let (receipt_row, legs) = st.ledger.with_history(|_, store| {
+        Ok((
+            store.receipt(appended.index)?,
+            store.legs_of_record(appended.index)?.len(),
+        ))
+    })?;
+    let charge = receipt_row.as_ref().map(|r| r.charge_micros.clone());
+    let currency = receipt_row.as_ref().map(|r| r.currency.clone());
     Ok(Some(json!({
         "index": appended.index,
         "leaf_hash": appended.leaf_hash.to_string(),

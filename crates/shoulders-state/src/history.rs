@@ -55,6 +55,7 @@ pub enum EntityKey {
     /// A holder's earnings from one source (see [`crate::money::SourceKey`]).
     Source(crate::money::SourceKey),
     ModelCalls(String),
+    DataShareReceipts(String),
 }
 
 /// What one accepted record adds to history, and which bounded-state keys it changed.

@@ -74,6 +74,8 @@ pub struct State {
     grants: BTreeMap<(String, String), Vec<Grant>>,
     config: Option<Config>,
     books: Books,
+    /// Contributions per contributor (derived; rebuilt on load).
+    contributions_by: HashMap<String, Vec<u64>>,
     history: Option<MemoryHistory>,
 }
 
@@ -127,6 +129,7 @@ impl State {
             grants: BTreeMap::new(),
             config: None,
             books: Books::default(),
+            contributions_by: HashMap::new(),
             history: None,
         }
     }
@@ -190,9 +193,7 @@ impl State {
             Some(a) => Bound::Excluded(a.to_string()),
             None => Bound::Unbounded,
         };
-        self.models
-            .range((start, Bound::Unbounded))
-            .map(|(_, m)| m)
+        self.models.range((start, Bound::Unbounded)).map(|(_, m)| m)
     }
 
     pub fn model_count(&self) -> usize {
@@ -349,7 +350,29 @@ impl State {
 
     /// Receipts settled for `model_id` (a counter).
     pub fn model_calls(&self, model_id: &str) -> u64 {
-        self.books.model_calls.get(model_id).copied().unwrap_or(0)
+        self.books.model_calls.get(model_id).map_or(0, |u| u.calls)
+    }
+
+    /// Calls of `model_id` and what they charged (counters).
+    pub fn model_usage(&self, model_id: &str) -> Option<&money::ModelUsage> {
+        self.books.model_calls.get(model_id)
+    }
+
+    /// Receipts that paid `holder` a data share: outputs that used their data (a counter).
+    pub fn data_share_receipts(&self, holder: &str) -> u64 {
+        self.books
+            .data_share_receipts
+            .get(holder)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Contributions of `handle`, in log order (an index kept with the state).
+    pub fn contributions_of(&self, handle: &str) -> &[u64] {
+        self.contributions_by
+            .get(handle)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Number of receipts that named `contribution` (copies credited to the original).
@@ -706,6 +729,10 @@ impl State {
                 dataset.add(index, signer, b);
                 self.contributions
                     .insert(index, Contribution::new(index, signer, rec, b));
+                self.contributions_by
+                    .entry(signer.to_string())
+                    .or_default()
+                    .push(index);
                 fx.changed.push(EntityKey::Dataset(b.dataset_id.clone()));
                 fx.changed.push(EntityKey::Contribution(index));
             }

@@ -195,11 +195,33 @@ pub struct Books {
     pub(crate) content_first: HashMap<String, u64>,
     /// Every holder's legs summed by cause: statements' "by source" without a scan.
     pub(crate) sources: BTreeMap<SourceKey, SourceCount>,
-    /// Receipts settled per model.
-    pub(crate) model_calls: HashMap<String, u64>,
+    /// Receipts settled per model, and what they charged.
+    pub(crate) model_calls: HashMap<String, ModelUsage>,
+    /// Receipts that paid each holder a data share (outputs that used their data).
+    pub(crate) data_share_receipts: HashMap<String, u64>,
     pub(crate) receipts_count: u64,
     pub(crate) legs_count: u64,
     names: HashSet<Arc<str>>,
+}
+
+/// A model's metered use so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelUsage {
+    pub calls: u64,
+    /// Charged per currency, in micro-units (decimal strings in JSON).
+    pub charged_micros: BTreeMap<String, String>,
+}
+
+impl ModelUsage {
+    pub(crate) fn add(&mut self, currency: &str, charge_micros: u128) {
+        self.calls += 1;
+        let e = self
+            .charged_micros
+            .entry(currency.to_string())
+            .or_insert_with(|| "0".into());
+        let v: u128 = e.parse().unwrap_or(0);
+        *e = (v + charge_micros).to_string();
+    }
 }
 
 /// Equal books hold equal money; the interned names are a cache and do not count.
@@ -213,6 +235,7 @@ impl PartialEq for Books {
             && self.content_first == other.content_first
             && self.sources == other.sources
             && self.model_calls == other.model_calls
+            && self.data_share_receipts == other.data_share_receipts
             && self.receipts_count == other.receipts_count
             && self.legs_count == other.legs_count
     }
@@ -442,7 +465,11 @@ impl Books {
     }
 
     /// A holder's earnings by source and totals over some of its legs (a period).
-    pub fn sources_over(&self, holder: &str, legs: &[Leg]) -> (Vec<SourceTotal>, Vec<StatementTotal>) {
+    pub fn sources_over(
+        &self,
+        holder: &str,
+        legs: &[Leg],
+    ) -> (Vec<SourceTotal>, Vec<StatementTotal>) {
         let mut t = SourceTotals::default();
         for l in legs {
             t.add(l);

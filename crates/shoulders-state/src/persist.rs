@@ -107,6 +107,11 @@ impl State {
                 EntityKey::ModelCalls(m) => {
                     row("calls", m.clone(), json(&self.books.model_calls[m]))
                 }
+                EntityKey::DataShareReceipts(h) => row(
+                    "data_share_receipts",
+                    h.clone(),
+                    json(&self.books.data_share_receipts[h]),
+                ),
             });
         }
         out.push(EntityRow {
@@ -164,6 +169,12 @@ impl State {
         );
         keys.extend(b.sources.keys().cloned().map(EntityKey::Source));
         keys.extend(b.model_calls.keys().cloned().map(EntityKey::ModelCalls));
+        keys.extend(
+            b.data_share_receipts
+                .keys()
+                .cloned()
+                .map(EntityKey::DataShareReceipts),
+        );
         keys.sort();
         self.entity_rows(&keys)
     }
@@ -253,6 +264,11 @@ impl State {
                     let v: SourceCount = de(&value).map_err(bad)?;
                     s.books.sources.insert(k, v);
                 }
+                "data_share_receipts" => {
+                    s.books
+                        .data_share_receipts
+                        .insert(key.clone(), de(&value).map_err(bad)?);
+                }
                 "calls" => {
                     s.books
                         .model_calls
@@ -269,6 +285,10 @@ impl State {
         }
         // Derived lists, in log order.
         for c in s.contributions.values() {
+            s.contributions_by
+                .entry(c.contributor.clone())
+                .or_default()
+                .push(c.index);
             s.books
                 .content_first
                 .entry(c.content_hash.clone())

@@ -495,17 +495,34 @@ impl State {
             mut used,
         } = pending;
         fx.legs = self.books.post(legs, &mut fx.changed);
+        let mut paid: Vec<&str> = fx
+            .legs
+            .iter()
+            .filter(|l| l.role == Role::DataShare)
+            .map(|l| l.holder())
+            .collect();
+        paid.sort_unstable();
+        paid.dedup();
+        for holder in paid {
+            *self
+                .books
+                .data_share_receipts
+                .entry(holder.to_string())
+                .or_insert(0) += 1;
+            fx.changed
+                .push(crate::EntityKey::DataShareReceipts(holder.to_string()));
+        }
         used.sort_unstable();
         used.dedup();
         for c in used {
             *self.books.contribution_uses.entry(c).or_insert(0) += 1;
             fx.changed.push(crate::EntityKey::ContributionUses(c));
         }
-        *self
-            .books
+        self.books
             .model_calls
             .entry(receipt.model_id.clone())
-            .or_insert(0) += 1;
+            .or_default()
+            .add(&receipt.currency, receipt.charge_micros);
         fx.changed
             .push(crate::EntityKey::ModelCalls(receipt.model_id.clone()));
         self.books.receipts_count += 1;

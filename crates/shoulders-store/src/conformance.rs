@@ -301,6 +301,7 @@ pub fn state_with_the_records(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dy
                 role: role.map(Into::into),
                 after,
                 limit,
+                newest_first: false,
             })
             .unwrap()
             .iter()
@@ -311,6 +312,18 @@ pub fn state_with_the_records(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dy
         assert_eq!(legs(Some((2, 1)), None, 10), vec![(3, 1), (4, 0)]);
         assert_eq!(legs(None, None, 2), vec![(2, 1), (3, 1)]);
         assert_eq!(legs(None, Some("data_share"), 10), vec![(2, 1)]);
+        let newest = s
+            .legs_of_holder(&LegQuery {
+                holder: "ann".into(),
+                from_ms: None,
+                to_ms: None,
+                role: None,
+                after: Some((4, 0)),
+                limit: 1,
+                newest_first: true,
+            })
+            .unwrap();
+        assert_eq!((newest[0].index, newest[0].seq), (3, 1));
         let period = s
             .legs_of_holder(&LegQuery {
                 holder: "ann".into(),
@@ -319,6 +332,7 @@ pub fn state_with_the_records(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dy
                 role: None,
                 after: None,
                 limit: 10,
+                newest_first: false,
             })
             .unwrap();
         assert_eq!(period.len(), 1);

@@ -631,9 +631,12 @@ impl Store for PostgresStore {
     }
 
     fn legs_of_holder(&self, q: &LegQuery) -> Result<Vec<LegRow>, StoreError> {
-        let (after_idx, after_seq) = q
-            .after
-            .map_or((-1i64, -1i32), |(i, s)| (to_i64(i), s as i32));
+        let (cmp, order, none) = if q.newest_first {
+            ("<", "DESC", (i64::MAX, i32::MAX))
+        } else {
+            (">", "ASC", (-1i64, -1i32))
+        };
+        let (at_idx, at_seq) = q.after.map_or(none, |(i, s)| (to_i64(i), s as i32));
         let from = q.from_ms.map(to_i64);
         let to = q.to_ms.map(to_i64);
         let limit = q.limit.min(MAX_PAGE_ROWS) as i64;
@@ -641,15 +644,13 @@ impl Store for PostgresStore {
             c.query(
                 &format!(
                     "SELECT {LEG_COLUMNS} FROM legs
-                      WHERE holder = $1 AND (idx, seq) > ($2, $3)
+                      WHERE holder = $1 AND (idx, seq) {cmp} ($2, $3)
                         AND ($4::BIGINT IS NULL OR ts_ms >= $4)
                         AND ($5::BIGINT IS NULL OR ts_ms < $5)
                         AND ($6::TEXT IS NULL OR role = $6)
-                      ORDER BY idx, seq LIMIT $7"
+                      ORDER BY idx {order}, seq {order} LIMIT $7"
                 ),
-                &[
-                    &q.holder, &after_idx, &after_seq, &from, &to, &q.role, &limit,
-                ],
+                &[&q.holder, &at_idx, &at_seq, &from, &to, &q.role, &limit],
             )
         })?;
         Ok(rows.iter().map(leg_row).collect())

@@ -318,23 +318,26 @@ impl Store for SqliteStore {
     }
 
     fn legs_of_holder(&self, q: &LegQuery) -> Result<Vec<LegRow>, StoreError> {
-        let (after_idx, after_seq) = q
-            .after
-            .map_or((-1i64, -1i64), |(i, s)| (to_i64(i), i64::from(s)));
-        let mut stmt = self.conn.prepare_cached(
+        let (cmp, order, none) = if q.newest_first {
+            ("<", "DESC", (i64::MAX, i64::MAX))
+        } else {
+            (">", "ASC", (-1i64, -1i64))
+        };
+        let (at_idx, at_seq) = q.after.map_or(none, |(i, s)| (to_i64(i), i64::from(s)));
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
                     contribution, beneficiary
              FROM legs
-             WHERE holder = ?1 AND (idx > ?2 OR (idx = ?2 AND seq > ?3))
+             WHERE holder = ?1 AND (idx {cmp} ?2 OR (idx = ?2 AND seq {cmp} ?3))
                AND (?4 IS NULL OR ts_ms >= ?4) AND (?5 IS NULL OR ts_ms < ?5)
                AND (?6 IS NULL OR role = ?6)
-             ORDER BY idx, seq LIMIT ?7",
-        )?;
+             ORDER BY idx {order}, seq {order} LIMIT ?7"
+        ))?;
         let rows = stmt.query_map(
             params![
                 q.holder,
-                after_idx,
-                after_seq,
+                at_idx,
+                at_seq,
                 q.from_ms.map(to_i64),
                 q.to_ms.map(to_i64),
                 q.role,

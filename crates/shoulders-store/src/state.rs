@@ -71,7 +71,8 @@ pub struct StateWrites {
     pub legs: Vec<LegRow>,
 }
 
-/// A page of one holder's legs, in log order, after `after` (exclusive).
+/// A page of one holder's legs, in log order after `after` (exclusive), or newest first before
+/// it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegQuery {
     pub holder: String,
@@ -82,6 +83,8 @@ pub struct LegQuery {
     /// Cursor: `(index, seq)` of the last leg already seen.
     pub after: Option<(u64, u32)>,
     pub limit: usize,
+    /// Newest first (the cursor then bounds from above).
+    pub newest_first: bool,
 }
 
 /// A page of receipts, newest first, before `before` (exclusive).

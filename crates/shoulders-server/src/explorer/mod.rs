@@ -48,6 +48,10 @@ pub const RECENT_RECORDS: u64 = 25;
 pub const MAX_OUTPUTS_LISTED: usize = 100;
 /// Metered calls listed on a model page.
 pub const MAX_CALLS_LISTED: usize = 20;
+/// Entities listed per table on the home page (the rest are counted).
+pub const MAX_LISTED: usize = 50;
+/// Latest earning legs drawn in an actor's earnings chart.
+pub const MAX_CHART_LEGS: usize = 1_000;
 /// Longest record shown in full on a record page, in bytes.
 pub const MAX_SHOWN_RECORD_BYTES: usize = 64 << 10;
 
@@ -145,6 +149,21 @@ async fn render(
         )
         .into_response(),
     }
+}
+
+/// Run `f` on the committed state and the store's history, one consistent view.
+fn with_history<T>(
+    st: &AppState,
+    f: impl FnOnce(&Ledger, &dyn shoulders_store::Store) -> Result<T, PageError>,
+) -> Result<T, PageError> {
+    let mut out = None;
+    st.ledger
+        .with_history(|s, store| {
+            out = Some(f(s, store));
+            Ok(())
+        })
+        .map_err(storage_error)?;
+    out.expect("the closure ran")
 }
 
 fn storage_error(e: shoulders_ledger::LedgerError) -> PageError {
@@ -279,6 +298,7 @@ each record page checks its inclusion proof against this root in your browser.</
             );
             let models: Vec<Vec<String>> = s
                 .models()
+                .take(MAX_LISTED)
                 .map(|m| {
                     vec![
                         link(&model_href(&m.model_id), &m.model_id),
@@ -299,6 +319,7 @@ each record page checks its inclusion proof against this root in your browser.</
             );
             let datasets: Vec<Vec<String>> = s
                 .datasets()
+                .take(MAX_LISTED)
                 .map(|d| {
                     vec![
                         link(&dataset_href(&d.dataset_id), &d.dataset_id),
@@ -316,6 +337,7 @@ each record page checks its inclusion proof against this root in your browser.</
             );
             let actors: Vec<Vec<String>> = s
                 .actors()
+                .take(MAX_LISTED)
                 .map(|a| {
                     let st = s.statement(&a.handle, None, None);
                     let bal = st
@@ -349,16 +371,17 @@ each record page checks its inclusion proof against this root in your browser.</
                 let _ = write!(
                     body,
                     "<section><h2>Books</h2><p>{} usage receipts settled.</p>{}</section>",
-                    s.receipts().count(),
+                    s.receipts_count(),
                     table("totals", &["currency", "deposits", "withdrawals", "held", "conserved"], &totals)
                 );
             }
             // Preselect the most-called model: the one a visitor most likely wants to try.
-            let mut calls: BTreeMap<&str, u64> = BTreeMap::new();
-            for r in s.receipts() {
-                *calls.entry(r.model_id.as_str()).or_default() += 1;
-            }
-            let busiest = calls.iter().max_by_key(|(_, n)| **n).map(|(m, _)| *m);
+            let busiest = s
+                .models()
+                .map(|m| (m.model_id.as_str(), s.model_calls(&m.model_id)))
+                .filter(|(_, n)| *n > 0)
+                .max_by_key(|(_, n)| *n)
+                .map(|(m, _)| m);
             body.push_str(&try_box(st, s, busiest));
             page("Explorer", &body)
         }))
@@ -582,7 +605,7 @@ async fn model_page(State(st): St, p: Result<Path<(String, String)>, PathRejecti
     };
     let id = format!("{owner}/{name}");
     render(st, move |st| {
-        st.ledger.with_state(|s| {
+        with_history(st, |s, store| {
             let Some(m) = s.model(&id) else {
                 return Err(not_found(&format!("There is no model {id:?} on this ledger.")));
             };
@@ -656,30 +679,36 @@ async fn model_page(State(st): St, p: Result<Path<(String, String)>, PathRejecti
                     table("datasets", &["dataset", "used by", "contributions", "contributors"], &ds_rows)
                 }
             );
-            let calls: Vec<_> = s.receipts().filter(|r| r.model_id == id).collect();
-            let mut by_cur: BTreeMap<&str, i128> = BTreeMap::new();
-            for r in &calls {
-                *by_cur.entry(&r.currency).or_default() += r.charge_micros as i128;
-            }
+            let calls = shoulders_ledger::query::receipts(store, Some(&id), None, None, MAX_CALLS_LISTED, None)
+                .map_err(storage_error)?;
+            let usage = s.model_usage(&id);
             let rows: Vec<Vec<String>> = calls
+                .items
                 .iter()
-                .rev()
-                .take(MAX_CALLS_LISTED)
                 .map(|r| {
                     vec![
                         link(&record_href(r.index), &r.usage_id),
                         holder_link(&r.payer),
                         esc(&r.use_category),
-                        money(r.charge_micros as i128, &r.currency),
+                        money(r.charge_micros.parse().unwrap_or(0), &r.currency),
                         esc(&time(r.ts_ms)),
                     ]
                 })
                 .collect();
             let _ = write!(
                 body,
-                "<section><h2>Metered calls</h2><p>{} calls, charged {}.</p>{}</section>",
-                calls.len(),
-                if by_cur.is_empty() { "nothing".into() } else { by_cur.iter().map(|(c, v)| money(*v, c)).collect::<Vec<_>>().join(", ") },
+                "<section><h2>Metered calls</h2><p>{} calls, charged {}{}.</p>{}</section>",
+                usage.map_or(0, |u| u.calls),
+                match usage {
+                    Some(u) if !u.charged_micros.is_empty() => u
+                        .charged_micros
+                        .iter()
+                        .map(|(c, v)| money(v.parse().unwrap_or(0), c))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => "nothing".into(),
+                },
+                if calls.next.is_some() { format!(" (the latest {MAX_CALLS_LISTED} listed)") } else { String::new() },
                 table("calls", &["usage", "payer", "use", "charge", "time (UTC)"], &rows)
             );
             body.push_str(&try_box(st, s, Some(&id)));
@@ -775,11 +804,15 @@ async fn actor_page(State(st): St, p: Result<Path<String>, PathRejection>) -> Re
         Err(e) => return e.into_response(),
     };
     render(st, move |st| {
-        st.ledger.with_state(|s| {
+        with_history(st, |s, store| {
             let Some(a) = s.actor(&handle) else {
                 return Err(not_found(&format!("There is no actor {handle:?} on this ledger.")));
             };
+            // By source and totals from the counters; the chart and the outputs from the latest
+            // legs (bounded pages, whatever the history).
             let statement = s.statement(&handle, None, None);
+            let recent = shoulders_ledger::query::legs_of(store, &handle, None, true, None, MAX_CHART_LEGS)
+                .map_err(storage_error)?;
             let mut body = format!(
                 "<p class=\"lead\">{} · registered {} UTC in {} · payout address: {}</p>",
                 esc(&a.name),
@@ -816,9 +849,9 @@ async fn actor_page(State(st): St, p: Result<Path<String>, PathRejection>) -> Re
             // paid to the account or held in the unclaimed pool.
             let earning = |r: Role| matches!(r, Role::ProtocolFee | Role::Royalty | Role::DataShare | Role::OwnerShare | Role::Rounding);
             let mut per_currency: BTreeMap<String, Vec<(u64, i128)>> = BTreeMap::new();
-            for l in &statement.lines {
-                if earning(l.leg.role) && l.leg.amount_micros > 0 {
-                    per_currency.entry(l.leg.currency.to_string()).or_default().push((l.leg.ts_ms, l.leg.amount_micros));
+            for l in recent.items.iter().rev() {
+                if earning(l.role) && l.amount_micros > 0 {
+                    per_currency.entry(l.currency.to_string()).or_default().push((l.ts_ms, l.amount_micros));
                 }
             }
             body.push_str("<section><h2>Earnings over time</h2>");
@@ -849,19 +882,15 @@ async fn actor_page(State(st): St, p: Result<Path<String>, PathRejection>) -> Re
                 table("sources", &["role", "model", "dataset", "contribution", "held in", "records", "amount"], &sources)
             );
             let mut contributions = Vec::new();
-            for d in s.datasets() {
-                for c in d.contributions.iter().filter_map(|c| s.contribution(*c)) {
-                    if c.contributor == handle {
-                        let earned: i128 = statement.by_source.iter().filter(|g| g.contribution == Some(c.index)).map(|g| g.amount_micros).sum();
-                        contributions.push(vec![
-                            link(&record_href(c.index), &format!("#{}", c.index)),
-                            esc(c.title.as_deref().unwrap_or("untitled")),
-                            link(&dataset_href(&c.dataset_id), &c.dataset_id),
-                            s.contribution_uses(c.index).to_string(),
-                            micros(earned),
-                        ]);
-                    }
-                }
+            for c in s.contributions_of(&handle).iter().take(MAX_OUTPUTS_LISTED).filter_map(|c| s.contribution(*c)) {
+                let earned: i128 = statement.by_source.iter().filter(|g| g.contribution == Some(c.index)).map(|g| g.amount_micros).sum();
+                contributions.push(vec![
+                    link(&record_href(c.index), &format!("#{}", c.index)),
+                    esc(c.title.as_deref().unwrap_or("untitled")),
+                    link(&dataset_href(&c.dataset_id), &c.dataset_id),
+                    s.contribution_uses(c.index).to_string(),
+                    micros(earned),
+                ]);
             }
             if !contributions.is_empty() {
                 let _ = write!(
@@ -870,35 +899,35 @@ async fn actor_page(State(st): St, p: Result<Path<String>, PathRejection>) -> Re
                     table("contributions", &["contribution", "title", "dataset", "used in outputs", "earned"], &contributions)
                 );
             }
-            // Outputs that used this actor's data: receipts with a data share for them.
+            // Outputs that used this actor's data: receipts with a data share for them, the
+            // latest first (their number from the counters).
+            let shares = shoulders_ledger::query::legs_of(store, &handle, Some("data_share"), true, None, MAX_OUTPUTS_LISTED * 4)
+                .map_err(storage_error)?;
             let mut outputs: BTreeMap<u64, (i128, BTreeSet<u64>)> = BTreeMap::new();
-            for l in &statement.lines {
-                if l.leg.role == Role::DataShare {
-                    let e = outputs.entry(l.leg.index).or_default();
-                    e.0 += l.leg.amount_micros;
-                    e.1.extend(l.leg.contribution);
-                }
+            for l in &shares.items {
+                let e = outputs.entry(l.index).or_default();
+                e.0 += l.amount_micros;
+                e.1.extend(l.contribution);
             }
-            let rows: Vec<Vec<String>> = outputs
-                .iter()
-                .rev()
-                .take(MAX_OUTPUTS_LISTED)
-                .filter_map(|(index, (amount, cs))| {
-                    let r = s.receipt(*index)?;
-                    Some(vec![
-                        link(&record_href(*index), &r.usage_id),
-                        link(&model_href(&r.model_id), &r.model_id),
-                        esc(&time(r.ts_ms)),
-                        cs.iter().map(|c| link(&record_href(*c), &format!("#{c}"))).collect::<Vec<_>>().join(", "),
-                        money(*amount, &r.currency),
-                    ])
-                })
-                .collect();
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            for (index, (amount, cs)) in outputs.iter().rev().take(MAX_OUTPUTS_LISTED) {
+                let Some(r) = store.receipt(*index).map_err(|e| storage_error(e.into()))? else {
+                    continue;
+                };
+                rows.push(vec![
+                    link(&record_href(*index), &r.usage_id),
+                    link(&model_href(&r.model_id), &r.model_id),
+                    esc(&time(r.ts_ms)),
+                    cs.iter().map(|c| link(&record_href(*c), &format!("#{c}"))).collect::<Vec<_>>().join(", "),
+                    money(*amount, &r.currency),
+                ]);
+            }
+            let paid = s.data_share_receipts(&handle);
             let _ = write!(
                 body,
                 "<section><h2>Outputs that used their data</h2><p data-testid=\"outputs-count\">{} outputs{}.</p>{}</section>",
-                outputs.len(),
-                if outputs.len() > MAX_OUTPUTS_LISTED { format!(" (the latest {MAX_OUTPUTS_LISTED} listed)") } else { String::new() },
+                paid,
+                if paid as usize > rows.len() { format!(" (the latest {} listed)", rows.len()) } else { String::new() },
                 table("outputs", &["usage (receipt)", "model", "time (UTC)", "contributions", "earned"], &rows)
             );
             let owned: Vec<String> = s
@@ -930,7 +959,7 @@ async fn record_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Resp
         };
         let record: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let leaf = shoulders_log::leaf_hash(&bytes).to_string();
-        st.ledger.with_state(|s| {
+        with_history(st, |s, store| {
             let kind = record["kind"].as_str().unwrap_or("?");
             let mut body = format!(
                 "<dl class=\"facts\"><dt>kind</dt><dd><code data-testid=\"record-kind\">{}</code></dd>\
@@ -958,10 +987,12 @@ async fn record_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Resp
                         s.contribution_uses(index)
                     )
                 }),
-                "usage.receipt" => s.receipt(index).map(|r| {
-                    let legs: Vec<Vec<String>> = s
-                        .receipt_legs(index)
+                "usage.receipt" => store.receipt(index).map_err(|e| storage_error(e.into()))?.map(|r| {
+                    let legs: Vec<Vec<String>> = store
+                        .legs_of_record(index)
+                        .unwrap_or_default()
                         .iter()
+                        .filter_map(|l| shoulders_ledger::query::leg(l).ok())
                         .map(|l| {
                             vec![
                                 holder_link(l.holder()),
@@ -980,7 +1011,7 @@ async fn record_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Resp
                         esc(&r.use_category),
                         r.input_tokens,
                         r.output_tokens,
-                        money(r.charge_micros as i128, &r.currency),
+                        money(r.charge_micros.parse().unwrap_or(0), &r.currency),
                         table("legs", &["holder", "role", "level", "contribution", "amount"], &legs)
                     )
                 }),
