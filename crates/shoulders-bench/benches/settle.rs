@@ -82,7 +82,8 @@ fn main() {
         }
         drop(ledger);
         let reader = shoulders_ledger::Reader::open(&dir).expect("reader");
-        state.clone_from(&reader.state().expect("state"));
+        // A replay keeps history in memory, as a verifier's fold does.
+        state.clone_from(&shoulders_ledger::replay(reader.store()).expect("replay").0);
         let legs_before = state.legs().len();
         let start = Instant::now();
         for rec in &fold_receipts {
@@ -100,7 +101,7 @@ fn main() {
     }
     // 2. and 3. Durable on SQLite through the ledger: verify, fold, group commit, fsync.
     let ledger = Ledger::open(&dir).expect("open");
-    let legs0 = ledger.with_state(|s| s.legs().len());
+    let legs0 = ledger.with_state(|s| s.legs_count() as usize);
     let start = Instant::now();
     for rec in &single_receipts {
         ledger
@@ -108,7 +109,7 @@ fn main() {
             .expect("receipt settles");
     }
     let secs = start.elapsed().as_secs_f64();
-    let legs1 = ledger.with_state(|s| s.legs().len());
+    let legs1 = ledger.with_state(|s| s.legs_count() as usize);
     row(
         "SQLite, one receipt per commit",
         single_n,
@@ -132,7 +133,7 @@ fn main() {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let legs2 = ledger.with_state(|s| s.legs().len());
+    let legs2 = ledger.with_state(|s| s.legs_count() as usize);
     let legs_per_s = (legs2 - legs1) as f64 / secs;
     row(
         &format!("SQLite, batches of {BATCH}"),

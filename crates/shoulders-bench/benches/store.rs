@@ -141,7 +141,7 @@ fn settle(base: &Path, backend: Backend, receipt_count: usize) -> (usize, Durati
         .into_iter()
         .for_each(check);
     let signed = receipts(&mut world, &contributions, 0, receipt_count);
-    let legs_before = ledger.with_state(|s| s.legs().len());
+    let legs_before = ledger.with_state(|s| s.legs_count() as usize);
     let start = Instant::now();
     for batch in signed.chunks(SUBMIT_BATCH) {
         ledger
@@ -150,7 +150,7 @@ fn settle(base: &Path, backend: Backend, receipt_count: usize) -> (usize, Durati
             .for_each(check);
     }
     let elapsed = start.elapsed();
-    (ledger.with_state(|s| s.legs().len()) - legs_before, elapsed)
+    (ledger.with_state(|s| s.legs_count() as usize) - legs_before, elapsed)
 }
 
 fn check(result: Result<shoulders_ledger::Appended, shoulders_ledger::LedgerError>) {
