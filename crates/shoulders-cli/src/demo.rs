@@ -447,6 +447,8 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         admission_window_ms: shoulders_server::DEFAULT_ADMISSION_WINDOW_MS,
         rate_limit_per_s: shoulders_server::DEFAULT_RATE_LIMIT_PER_S,
         rate_limit_loopback: false,
+        read_only: false,
+        follow_interval_ms: shoulders_server::DEFAULT_FOLLOW_INTERVAL_MS,
     })
 }
 

@@ -235,7 +235,8 @@ enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Serve the REST API (/api), the OpenAI-compatible gateway (/v1) and /openapi.json.
+    /// Serve the REST API (/api), the OpenAI-compatible gateway (/v1), the web explorer and
+    /// /openapi.json: as the ledger's writer, or with --read-only as a read node following it.
     Serve(serve_cmd::ServeArgs),
     /// Gateway API keys (each names the actor that pays for its calls).
     Apikey {

@@ -5,9 +5,13 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use shoulders_server::{apikeys::ApiKeys, AppState, Metering, ServerConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Arguments of `shoulders serve`.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Topology: one writer (`serve` without --read-only; it takes the writer lock, E_WRITER_LOCKED or E_LOCKED while another writer holds it) and any number of `serve --read-only` nodes on the same log (the same PostgreSQL database, or the same SQLite data directory). A read node needs log.key, log.pub and, for PostgreSQL, database.url in its data directory; it serves the API reads, proofs, checkpoints (signed with its copy of log.key), the explorer, /api/attribute (indexes built in its own data directory) and GET /v1/models, and refuses writes and metered calls with E_READ_ONLY (403). It lags the writer by at most --follow-interval-ms plus the time to fold the new records, and keeps serving what is committed while the writer is down."
+)]
 pub struct ServeArgs {
     #[arg(long)]
     pub data_dir: PathBuf,
@@ -43,6 +47,16 @@ pub struct ServeArgs {
     pub rate_limit_per_s: u32,
     #[arg(long)]
     pub rate_limit_loopback: bool,
+    /// Serve reads only: open the log read-only (no writer lock, so any number of read nodes
+    /// run next to the one writer), build the state from it, then follow the writer; writes
+    /// and metered gateway calls are refused with `E_READ_ONLY` (403).
+    #[arg(long, conflicts_with_all = ["metering", "upstreams"])]
+    pub read_only: bool,
+    /// With --read-only: how often to poll the log for records the writer committed, in
+    /// milliseconds. A committed record is served after at most this plus the time to fold it.
+    #[arg(long, default_value_t = shoulders_server::DEFAULT_FOLLOW_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000), requires = "read_only")]
+    pub follow_interval_ms: u64,
 }
 
 fn parse_upstream(s: &str) -> Result<(String, String), String> {
@@ -71,6 +85,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     config.max_body_bytes = args.max_body_bytes;
     config.max_content_bytes = usize::try_from(args.max_content_bytes)?;
     config.request_timeout_ms = args.timeout_ms;
+    config.read_only = args.read_only;
+    config.follow_interval_ms = args.follow_interval_ms;
     config.metering = match args.metering.as_str() {
         "on" => Metering::On,
         "off" => Metering::Off,
@@ -83,27 +99,36 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         }
         _ => Metering::Off,
     };
-    let metering = config.metering;
+    // Opened before the async runtime starts: the PostgreSQL client is blocking and runs a
+    // runtime of its own, which cannot start on a runtime's thread.
+    let state = AppState::open(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(async move {
-        let state = AppState::open(config)?;
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        print_json(&json!({
-            "listening": format!("http://{addr}"),
-            "explorer": format!("http://{addr}/"),
-            "metering": if metering == Metering::On { "on" } else { "off" },
-            "openapi": format!("http://{addr}/openapi.json"),
-        }))?;
-        shoulders_server::serve(listener, state, shoulders_server::shutdown_signal()).await?;
-        anyhow::Ok(())
-    })?;
-    // Every clone of the state (and so the ledger) is gone: queued writes are committed.
+    let served = runtime.block_on({
+        let state = Arc::clone(&state);
+        async move {
+            let listener = tokio::net::TcpListener::bind(&args.listen)
+                .await
+                .with_context(|| format!("listen on {}", args.listen))?;
+            let addr = listener.local_addr()?;
+            print_json(&json!({
+                "listening": format!("http://{addr}"),
+                "explorer": format!("http://{addr}/"),
+                "metering": if state.config.metering == Metering::On { "on" } else { "off" },
+                "read_only": state.is_read_only(),
+                "openapi": format!("http://{addr}/openapi.json"),
+            }))?;
+            shoulders_server::serve(listener, state, shoulders_server::shutdown_signal()).await?;
+            anyhow::Ok(())
+        }
+    });
+    // Shutting the runtime down waits for its blocking tasks, so this is the last reference:
+    // the ledger closes here, off the runtime, and its writer commits anything still queued.
+    drop(runtime);
+    drop(state);
+    served?;
     eprintln!("shoulders serve: stopped cleanly");
     Ok(())
 }

@@ -2,18 +2,21 @@
 //! signed records with group commit, and serves proofs, checkpoints, exports and state.
 //!
 //! It knows nothing of HTTP or the command line; the CLI and the server are thin layers over
-//! [`Ledger`] and [`Reader`].
+//! [`Ledger`] (the writer), [`Follower`] (a read-only node that follows the writer) and
+//! [`Reader`]; the first two serve reads through the same [`View`].
 
 pub mod content;
 mod contribute;
 mod datadir;
 mod error;
 pub mod export;
+mod follower;
 mod migrate;
 pub mod query;
 mod reader;
 mod replay;
 mod stored;
+mod view;
 mod writer;
 
 pub use content::{content_ref, ContentStore, Measured};
@@ -23,10 +26,12 @@ pub use error::LedgerError;
 pub use export::{
     verify_content, verify_export, ContentReport, VerifyFailure, VerifyReport, EXPORT_MAGIC,
 };
+pub use follower::{Follower, MAX_FOLLOW_BATCH_BYTES, MAX_FOLLOW_BATCH_RECORDS};
 pub use migrate::{migrate, MigrateReport};
 pub use reader::{ConsistencyProof, InclusionProof, Reader};
 pub use replay::replay;
 pub use shoulders_store::StoreLocation;
+pub use view::View;
 pub use writer::{Appended, Ledger, LedgerConfig, MAX_SUBMIT_BATCH};
 
 use rand_core::CryptoRngCore;

@@ -72,6 +72,10 @@ impl Reader {
         &self.verifier_key
     }
 
+    pub(crate) fn signer(&self) -> &LogSigner {
+        &self.signer
+    }
+
     pub fn origin(&self) -> &str {
         self.signer.origin()
     }

@@ -257,6 +257,19 @@ impl BatchHistory {
         Ok(BatchHistory { seen, usage })
     }
 
+    /// [`BatchHistory::prefetch`] as of the log's first `before` records: what a read node
+    /// folding records `before..` sees, although the writer already stored their history.
+    pub(crate) fn prefetch_before<'a>(
+        store: &dyn Store,
+        records: impl Iterator<Item = &'a SignedRecord>,
+        before: u64,
+    ) -> Result<Self, StoreError> {
+        let mut history = Self::prefetch(store, records)?;
+        history.seen.retain(|_, s| s.index < before);
+        history.usage.retain(|_, index| *index < before);
+        Ok(history)
+    }
+
     /// Add an accepted record's history, so later records of the batch see it.
     pub(crate) fn record(&mut self, effects: &Effects) {
         if let Some((signer, id, s)) = &effects.seen {

@@ -8,14 +8,15 @@
 //! answers the submitters. One fsync thus acknowledges many records, and no record is
 //! acknowledged before it is durable.
 //!
-//! Readers take the state lock shared; the writer holds it exclusively from the first fold of
-//! a batch until its commit, so nobody ever observes a record that is not yet durable.
+//! Readers see the ledger through its [`View`]; the writer holds the view exclusively from the
+//! first fold of a batch until its commit, so nobody ever observes a record that is not yet
+//! durable.
 
 use crate::reader::{ConsistencyProof, InclusionProof, Reader};
 use crate::stored::{self, BatchHistory, BatchWrites};
-use crate::{load_signer, ContentStore, DataDir, LedgerError};
+use crate::{load_signer, ContentStore, DataDir, LedgerError, View};
 use serde::Serialize;
-use shoulders_log::{leaf_hash, Frontier, Hash, LogSigner};
+use shoulders_log::{leaf_hash, Hash};
 use shoulders_record::{Body, SignedRecord};
 use shoulders_state::HistoryRead;
 use shoulders_state::State;
@@ -24,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Most records one `submit_batch` call may carry.
@@ -72,16 +73,9 @@ fn ser_hash<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&h.to_string())
 }
 
-struct Committed {
-    state: State,
-    frontier: Frontier,
-}
-
 struct Shared {
     admission_window_ms: Option<u64>,
-    committed: RwLock<Committed>,
-    reader: Mutex<Reader>,
-    signer: LogSigner,
+    view: View,
     stopped: AtomicBool,
 }
 
@@ -127,16 +121,10 @@ impl Ledger {
         // The stored state, not a replay: opening costs O(entities), whatever the history.
         let mut store = store;
         let (state, frontier) = stored::open_state(&mut *store)?;
-        let reader = Reader::from_parts(
-            location.open_read_only()?,
-            signer.clone(),
-            verifier_key.clone(),
-        );
+        let reader = Reader::from_parts(location.open_read_only()?, signer, verifier_key.clone());
         let shared = Arc::new(Shared {
             admission_window_ms: config.admission_window_ms,
-            committed: RwLock::new(Committed { state, frontier }),
-            reader: Mutex::new(reader),
-            signer,
+            view: View::new(state, frontier, reader),
             stopped: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::sync_channel(config.queue_depth);
@@ -170,21 +158,19 @@ impl Ledger {
         self.shared.admission_window_ms
     }
 
-    /// Number of durably committed records.
-    pub fn size(&self) -> u64 {
-        self.committed().frontier.size()
+    /// What readers see: everything durably committed.
+    pub fn view(&self) -> &View {
+        &self.shared.view
     }
 
-    fn committed(&self) -> std::sync::RwLockReadGuard<'_, Committed> {
-        self.shared
-            .committed
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Number of durably committed records.
+    pub fn size(&self) -> u64 {
+        self.view().size()
     }
 
     /// Run `f` on the committed state (bounded: entities, balances, counters).
     pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self.committed().state)
+        self.view().with_state(f)
     }
 
     /// Run `f` on the committed state and the store's history, consistently: the store is read
@@ -193,10 +179,7 @@ impl Ledger {
         &self,
         f: impl FnOnce(&State, &dyn shoulders_store::Store) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
-        let committed = self.committed();
-        let mut reader = self.shared.reader.lock().unwrap_or_else(|p| p.into_inner());
-        reader.refresh()?;
-        f(&committed.state, reader.store())
+        self.view().with_history(f)
     }
 
     /// Where `(signer, client id)` was first used in the committed log, if it was.
@@ -205,26 +188,12 @@ impl Ledger {
         signer: &shoulders_record::PublicKey,
         client_id: &str,
     ) -> Result<Option<shoulders_state::Seen>, LedgerError> {
-        self.with_reader(|r, _| r.seen(signer, client_id))
+        self.view().seen(signer, client_id)
     }
 
     /// The signed checkpoint of everything committed.
     pub fn checkpoint(&self) -> Result<Vec<u8>, LedgerError> {
-        let (size, root) = {
-            let c = self.committed();
-            (c.frontier.size(), c.frontier.root())
-        };
-        Ok(self.shared.signer.sign(size, root)?)
-    }
-
-    fn with_reader<T>(
-        &self,
-        f: impl FnOnce(&Reader, u64) -> Result<T, LedgerError>,
-    ) -> Result<T, LedgerError> {
-        let size = self.size();
-        let mut reader = self.shared.reader.lock().unwrap_or_else(|p| p.into_inner());
-        reader.refresh()?;
-        f(&reader, size)
+        self.view().checkpoint()
     }
 
     /// Inclusion proof of `index` in the tree of `size` (default: everything committed).
@@ -233,7 +202,7 @@ impl Ledger {
         index: u64,
         size: Option<u64>,
     ) -> Result<InclusionProof, LedgerError> {
-        self.with_reader(|r, committed| r.inclusion_proof(index, size.unwrap_or(committed)))
+        self.view().inclusion_proof(index, size)
     }
 
     /// Consistency proof from `old` to `new` (default: everything committed).
@@ -242,23 +211,17 @@ impl Ledger {
         old: u64,
         new: Option<u64>,
     ) -> Result<ConsistencyProof, LedgerError> {
-        self.with_reader(|r, committed| r.consistency_proof(old, new.unwrap_or(committed)))
+        self.view().consistency_proof(old, new)
     }
 
     /// The exact bytes of record `index`.
     pub fn record(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
-        self.with_reader(|r, committed| {
-            if index < committed {
-                r.record(index)
-            } else {
-                Ok(None)
-            }
-        })
+        self.view().record(index)
     }
 
     /// Export everything committed.
     pub fn export(&self, out: &mut dyn std::io::Write) -> Result<(), LedgerError> {
-        self.with_reader(|r, committed| r.export(committed, out))
+        self.view().export(out)
     }
 
     /// Verify, fold and durably append one signed record. Returns only after it is committed
@@ -485,7 +448,7 @@ fn commit_batch(
     store: &mut dyn Store,
     jobs: &mut [Job],
 ) -> Vec<Vec<Result<Appended, LedgerError>>> {
-    let mut committed = shared.committed.write().unwrap_or_else(|p| p.into_inner());
+    let mut committed = shared.view.extend();
     let first_index = committed.frontier.size();
     // The history the fold needs for this batch, in one query per table.
     let mut history = match BatchHistory::prefetch(

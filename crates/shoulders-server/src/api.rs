@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::AppState;
+use crate::{AppState, WriterNode};
 
 type St = State<Arc<AppState>>;
 
@@ -111,15 +111,22 @@ pub struct AppendedBody {
         (status = 201, description = "appended", body = AppendedBody),
         (status = 200, description = "already in the log", body = AppendedBody),
         (status = 400, description = "malformed record or bad signature", body = ErrorBody),
+        (status = 403, description = "E_READ_ONLY: this node serves reads only; send writes to the writer node", body = ErrorBody),
         (status = 409, description = "client id reused for different bytes", body = ErrorBody),
         (status = 413, description = "body too large", body = ErrorBody),
         (status = 422, description = "refused by the fold (unknown reference, namespace, licence...)", body = ErrorBody),
     ))]
-async fn submit_record(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+async fn submit_record(
+    State(st): St,
+    _: WriterNode,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let bytes = body_bytes(body)?;
     let state = Arc::clone(&st);
-    let appended =
-        tokio::task::spawn_blocking(move || state.ledger.submit(bytes.to_vec())).await??;
+    let appended = tokio::task::spawn_blocking(move || {
+        Ok::<_, ApiError>(state.writer()?.submit(bytes.to_vec())?)
+    })
+    .await??;
     let status = if appended.duplicate {
         StatusCode::OK
     } else {
@@ -202,11 +209,12 @@ pub const CONTRIBUTION_ENVELOPE_BYTES: usize = 2 * shoulders_record::MAX_RECORD_
         (status = 201, description = "content stored and record appended", body = ContributedBody),
         (status = 200, description = "already in the log", body = ContributedBody),
         (status = 400, description = "malformed body or record, not a data.contribute, content hash mismatch, content not UTF-8", body = ErrorBody),
+        (status = 403, description = "E_READ_ONLY: this node serves reads only; send writes to the writer node", body = ErrorBody),
         (status = 409, description = "client id reused for different bytes", body = ErrorBody),
         (status = 413, description = "body or document too large", body = ErrorBody),
         (status = 422, description = "sizes not the measured ones, or refused by the fold", body = ErrorBody),
     ))]
-async fn submit_contribution(State(st): St, body: Body) -> ApiResult<Response> {
+async fn submit_contribution(State(st): St, _: WriterNode, body: Body) -> ApiResult<Response> {
     let limit = st.config.max_content_bytes;
     let bytes = read_body(body, limit.saturating_add(CONTRIBUTION_ENVELOPE_BYTES)).await?;
     let req: ContributionRequest = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
@@ -222,9 +230,10 @@ async fn submit_contribution(State(st): St, body: Body) -> ApiResult<Response> {
         ));
     }
     let state = Arc::clone(&st);
-    let done =
-        tokio::task::spawn_blocking(move || state.ledger.contribute(req.record, &req.content))
-            .await??;
+    let done = tokio::task::spawn_blocking(move || {
+        Ok::<_, ApiError>(state.writer()?.contribute(req.record, &req.content)?)
+    })
+    .await??;
     let status = if done.appended.duplicate {
         StatusCode::OK
     } else {
@@ -290,12 +299,12 @@ async fn list_records(
     let limit = q.limit.unwrap_or(20).min(MAX_LIST_RECORDS);
     let state = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {
-        let size = state.ledger.size();
+        let size = state.view().size();
         let from = q.from.unwrap_or(size.saturating_sub(limit)).min(size);
         let to = from.saturating_add(limit).min(size);
         let mut out = Vec::new();
         for index in from..to {
-            if let Some(bytes) = state.ledger.record(index)? {
+            if let Some(bytes) = state.view().record(index)? {
                 out.push(record_json(index, &bytes));
             }
         }
@@ -324,7 +333,7 @@ fn record_json(index: u64, bytes: &[u8]) -> Value {
 async fn get_record(State(st): St, p: Result<Path<u64>, PathRejection>) -> ApiResult<Response> {
     let index = path(p)?;
     let state = Arc::clone(&st);
-    let bytes = tokio::task::spawn_blocking(move || state.ledger.record(index)).await??;
+    let bytes = tokio::task::spawn_blocking(move || state.view().record(index)).await??;
     let bytes =
         bytes.ok_or_else(|| ApiError::not_found(format!("no record {index} in this log")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
@@ -334,7 +343,7 @@ async fn get_record(State(st): St, p: Result<Path<u64>, PathRejection>) -> ApiRe
 #[utoipa::path(get, path = "/api/checkpoint", tag = "log",
     responses((status = 200, description = "signed note", content_type = "text/plain", body = String)))]
 async fn checkpoint(State(st): St) -> ApiResult<Response> {
-    let note = st.ledger.checkpoint()?;
+    let note = st.view().checkpoint()?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
 }
 
@@ -355,7 +364,7 @@ async fn inclusion_proof(
 ) -> ApiResult<Json<Value>> {
     let q = query(q)?;
     let state = Arc::clone(&st);
-    let proof = tokio::task::spawn_blocking(move || state.ledger.inclusion_proof(q.index, q.size))
+    let proof = tokio::task::spawn_blocking(move || state.view().inclusion_proof(q.index, q.size))
         .await??;
     Ok(Json(json!(proof)))
 }
@@ -377,7 +386,7 @@ async fn consistency_proof(
     let q = query(q)?;
     let state = Arc::clone(&st);
     let proof =
-        tokio::task::spawn_blocking(move || state.ledger.consistency_proof(q.old, q.new)).await??;
+        tokio::task::spawn_blocking(move || state.view().consistency_proof(q.old, q.new)).await??;
     Ok(Json(json!(proof)))
 }
 
@@ -385,7 +394,7 @@ async fn consistency_proof(
 #[utoipa::path(get, path = "/api/actors", tag = "state", responses((status = 200, body = Object)))]
 async fn list_actors(State(st): St) -> Json<Value> {
     Json(
-        st.ledger
+        st.view()
             .with_state(|s| json!(s.actors().collect::<Vec<_>>())),
     )
 }
@@ -398,7 +407,7 @@ async fn get_actor(
     p: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
     let handle = path(p)?;
-    st.ledger
+    st.view()
         .with_state(|s| s.actor(&handle).map(|a| json!(a)))
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no actor {handle:?}")))
@@ -408,7 +417,7 @@ async fn get_actor(
 #[utoipa::path(get, path = "/api/datasets", tag = "state", responses((status = 200, body = Object)))]
 async fn list_datasets(State(st): St) -> Json<Value> {
     Json(
-        st.ledger
+        st.view()
             .with_state(|s| json!(s.datasets().collect::<Vec<_>>())),
     )
 }
@@ -423,7 +432,7 @@ async fn get_dataset(
 ) -> ApiResult<Json<Value>> {
     let (owner, name) = path(p)?;
     let id = format!("{owner}/{name}");
-    st.ledger
+    st.view()
         .with_state(|s| {
             s.dataset(&id).map(|d| {
                 let mut v = json!(d);
@@ -447,7 +456,7 @@ async fn get_contribution(
     p: Result<Path<u64>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
     let index = path(p)?;
-    st.ledger
+    st.view()
         .with_state(|s| s.contribution(index).map(|c| json!(c)))
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no contribution {index}")))
@@ -457,7 +466,7 @@ async fn get_contribution(
 #[utoipa::path(get, path = "/api/models", tag = "state", responses((status = 200, body = Object)))]
 async fn list_models(State(st): St) -> Json<Value> {
     Json(
-        st.ledger
+        st.view()
             .with_state(|s| json!(s.models().collect::<Vec<_>>())),
     )
 }
@@ -472,7 +481,7 @@ async fn get_model(
 ) -> ApiResult<Json<Value>> {
     let (owner, name) = path(p)?;
     let id = format!("{owner}/{name}");
-    st.ledger
+    st.view()
         .with_state(|s| s.model(&id).map(|m| json!(m)))
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))
@@ -498,7 +507,7 @@ async fn model_lineage(
     let q = query(q)?;
     let id = format!("{owner}/{name}");
     let prov = st
-        .ledger
+        .view()
         .with_state(|s| shoulders_state::provenance(s, &id))
         .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))?;
     let text =
@@ -539,7 +548,7 @@ async fn license_check(
     let q = query(q)?;
     let id = format!("{owner}/{name}");
     let now = q.at_ms.unwrap_or_else(crate::now_ms);
-    st.ledger
+    st.view()
         .with_state(|s| {
             let decision = s.check_use(&id, &q.use_tag, q.territory.as_deref(), now)?;
             let model = s.model(&id)?;
@@ -570,7 +579,7 @@ async fn get_license(
 ) -> ApiResult<Json<Value>> {
     let (owner, name) = path(p)?;
     let id = format!("{owner}/{name}");
-    st.ledger
+    st.view()
         .with_state(|s| s.license(&id).map(|l| json!(l)))
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no licence {id:?}")))
@@ -613,7 +622,7 @@ async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiRes
         ));
     }
     if st
-        .ledger
+        .view()
         .with_state(|s| s.dataset(&req.dataset_id).is_none())
     {
         return Err(ApiError::not_found(format!(
@@ -648,7 +657,7 @@ async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiRes
 #[utoipa::path(get, path = "/api/accounts", tag = "money",
     responses((status = 200, description = "{accounts: [{account, currency, balance_micros}], totals: [{currency, deposits_micros, withdrawals_micros, held_micros, conserved}], conserved}; amounts are decimal strings", body = Object)))]
 async fn list_accounts(State(st): St) -> Json<Value> {
-    Json(st.ledger.with_state(|s| {
+    Json(st.view().with_state(|s| {
         let totals = s.totals();
         let conserved = totals.iter().all(|t| t.conserved);
         json!({"accounts": s.accounts(), "totals": totals, "conserved": conserved})
@@ -693,7 +702,7 @@ async fn statement(
     let limit = shoulders_ledger::query::page_size(q.limit)?;
     let st2 = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {
-        st2.ledger.with_history(|s, store| {
+        st2.view().with_history(|s, store| {
             shoulders_ledger::query::statement(
                 store,
                 s,

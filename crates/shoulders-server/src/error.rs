@@ -50,6 +50,18 @@ impl ApiError {
         )
     }
 
+    /// A write sent to a read-only node. 403, not 409: the refusal is this node's role, not a
+    /// state of the resource that the client could resolve and retry against this node (the
+    /// `openai` clients retry 409 but not 403), and the request itself is fine: it succeeds on
+    /// the writer.
+    pub fn read_only() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "E_READ_ONLY",
+            "this node serves reads only; send writes to the writer node",
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "E_INTERNAL", message)
     }

@@ -34,7 +34,7 @@ use utoipa_axum::routes;
 
 use crate::api::body_bytes;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::{AppState, Metering};
+use crate::{AppState, Metering, WriterNode};
 
 /// Default and largest `max_tokens` (bytes: the embedded model's tokens are bytes).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -55,7 +55,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
 /// indexed dataset answers; others fail with `E_NO_INDEX`).
 #[utoipa::path(get, path = "/v1/models", tag = "gateway", responses((status = 200, body = Object)))]
 async fn list_models(State(st): State<Arc<AppState>>) -> Json<Value> {
-    let data = st.ledger.with_state(|s| {
+    let data = st.view().with_state(|s| {
         s.models()
             .map(|m| {
                 json!({
@@ -124,10 +124,13 @@ enum Api {
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway",
     request_body(content = Object, description = "OpenAI chat completion request; optional `use` (default `commercial`)"),
     responses((status = 200, description = "chat.completion (or text/event-stream chunks when stream is true), with a `shoulders` field", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 402, description = "E_INSUFFICIENT_FUNDS: the payer cannot cover the call", body = ErrorBody),
+        (status = 403, description = "E_LICENSE_DENIED: the use is not allowed; E_READ_ONLY: this node serves reads only, send metered calls to the writer node", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn chat_completions(
     State(st): State<Arc<AppState>>,
+    _: WriterNode,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -138,10 +141,13 @@ async fn chat_completions(
 #[utoipa::path(post, path = "/v1/completions", tag = "gateway",
     request_body(content = Object, description = "OpenAI completion request; optional `use` (default `commercial`)"),
     responses((status = 200, description = "text_completion (or text/event-stream chunks when stream is true), with a `shoulders` field", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 402, description = "E_INSUFFICIENT_FUNDS: the payer cannot cover the call", body = ErrorBody),
+        (status = 403, description = "E_LICENSE_DENIED: the use is not allowed; E_READ_ONLY: this node serves reads only, send metered calls to the writer node", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn completions(
     State(st): State<Arc<AppState>>,
+    _: WriterNode,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -224,7 +230,7 @@ fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
 /// The dataset the embedded model and the attribution use: the model's own datasets first, then
 /// its ancestors' by depth; the first with a built index.
 fn model_dataset(st: &AppState, model_id: &str) -> ApiResult<Option<(String, Arc<DatasetIndex>)>> {
-    let candidates: Vec<String> = st.ledger.with_state(|s| {
+    let candidates: Vec<String> = st.view().with_state(|s| {
         let mut out: Vec<String> = s
             .model(model_id)
             .map(|m| m.datasets.clone())
@@ -282,7 +288,7 @@ async fn handle(
     let use_tag = req.use_tag.clone().unwrap_or_else(|| "commercial".into());
     let now = crate::now_ms();
     let decision = st
-        .ledger
+        .view()
         .with_state(|s| s.check_use(&req.model, &use_tag, None, now))
         .ok_or_else(|| ApiError::not_found(format!("no model {:?} on this ledger", req.model)))?;
     if !decision.allowed {
@@ -302,7 +308,7 @@ async fn handle(
     // floored model is charged them). The fold computes the exact charge again when the receipt
     // is appended; a model it cannot charge at all is refused there, as before.
     if st.config.metering == Metering::On {
-        let least = st.ledger.with_state(|s| {
+        let least = st.view().with_state(|s| {
             s.charge_for(&req.model, 0)
                 .ok()
                 .map(|c| (s.balance(&payer, &c.currency), c))
@@ -494,8 +500,8 @@ fn submit_receipt(st: &AppState, receipt: UsageReceipt, now_ms: u64) -> ApiResul
         .ok_or_else(|| ApiError::internal("metering is on but no operator key is loaded"))?;
     let id = receipt.usage_id.clone();
     let record = sign_record(key, &id, now_ms, Body::UsageReceipt(receipt))?;
-    let appended = st.ledger.submit(record.bytes().to_vec())?;
-    let (receipt_row, legs) = st.ledger.with_history(|_, store| {
+    let appended = st.writer()?.submit(record.bytes().to_vec())?;
+    let (receipt_row, legs) = st.view().with_history(|_, store| {
         Ok((
             store.receipt(appended.index)?,
             store.legs_of_record(appended.index)?.len(),

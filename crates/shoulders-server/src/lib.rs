@@ -3,9 +3,15 @@
 //! to models registered on the ledger, answering with an embedded ∞-gram model over the model's
 //! datasets or forwarding to a configured upstream.
 //!
-//! Thin by design: every fact comes from [`shoulders_ledger::Ledger`] (writes, proofs,
-//! checkpoints) and its folded [`shoulders_state::State`]; blocking engine calls run on
-//! tokio's blocking pool so the async workers never wait on an fsync.
+//! Thin by design: every fact comes from the engine's [`shoulders_ledger::View`] (state,
+//! records, proofs, checkpoints) and writes go to [`shoulders_ledger::Ledger`]; blocking engine
+//! calls run on tokio's blocking pool so the async workers never wait on an fsync or a
+//! database round trip.
+//!
+//! A node is either the writer or a read-only node ([`ServerConfig::read_only`]): the latter
+//! opens the log read-only as a [`shoulders_ledger::Follower`], folds what the writer commits
+//! every [`ServerConfig::follow_interval_ms`], and refuses every write route with
+//! `E_READ_ONLY` (403) before doing any work.
 
 pub mod api;
 pub mod apikeys;
@@ -21,12 +27,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Router;
 use shoulders_attrib::dataset::{index_dir, DatasetIndex, ATTRIBUTION_FILE};
-use shoulders_ledger::{DataDir, Ledger};
+use shoulders_ledger::{DataDir, Follower, Ledger, View};
 use shoulders_record::ActorKey;
 use tower::ServiceBuilder;
 use utoipa::OpenApi;
@@ -45,6 +52,8 @@ pub const DEFAULT_RATE_LIMIT_PER_S: u32 = 200;
 
 /// How far a submitted record's signer timestamp may be from the server's clock (5 minutes).
 pub const DEFAULT_ADMISSION_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// How often a read-only node polls the log for records the writer committed, by default.
+pub const DEFAULT_FOLLOW_INTERVAL_MS: u64 = 250;
 
 /// Operator key file in the data directory (written by `shoulders init` once metering lands).
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
@@ -80,6 +89,12 @@ pub struct ServerConfig {
     pub upstream_timeout_ms: u64,
     /// Per-client-IP request rate limit (`None`: unlimited).
     pub rate_limit: Option<ratelimit::RateLimit>,
+    /// Serve reads only: open the log read-only (no writer lock), follow the writer, refuse
+    /// every write route with `E_READ_ONLY`. Metering is off and no operator key is loaded.
+    pub read_only: bool,
+    /// How often a read-only node polls the log for new records. A record the writer commits
+    /// is served by a read node after at most this plus the time to read, check and fold it.
+    pub follow_interval_ms: u64,
 }
 
 impl ServerConfig {
@@ -102,13 +117,22 @@ impl ServerConfig {
                 burst: 2 * DEFAULT_RATE_LIMIT_PER_S,
                 limit_loopback: false,
             }),
+            read_only: false,
+            follow_interval_ms: DEFAULT_FOLLOW_INTERVAL_MS,
         }
     }
 }
 
+/// The ledger a node serves: as its writer, or as a read-only follower of the writer.
+enum Node {
+    Writer(Ledger),
+    ReadOnly(Follower),
+}
+
 /// Everything the handlers share.
 pub struct AppState {
-    pub ledger: Ledger,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    node: Option<Node>,
     pub config: ServerConfig,
     pub api_keys: apikeys::ApiKeys,
     /// Signs usage receipts (from `D/operator.key`), when present.
@@ -147,17 +171,28 @@ impl StartError {
 }
 
 impl AppState {
-    /// Open the ledger for writing (taking the data directory's writer lock), the key table
-    /// and the operator key.
-    pub fn open(config: ServerConfig) -> Result<Arc<Self>, StartError> {
+    /// Open the ledger: for writing (taking the data directory's writer lock), or with
+    /// `config.read_only` read-only as a follower (no lock; metering off). Then the key table
+    /// and, on the writer, the operator key.
+    ///
+    /// Blocking, and on PostgreSQL it runs the blocking client: call it outside the async
+    /// runtime (or on its blocking pool).
+    pub fn open(mut config: ServerConfig) -> Result<Arc<Self>, StartError> {
         let mut dir = DataDir::new(&config.data_dir);
         if let Some(db) = &config.database {
             dir = dir.with_database(db.clone());
         }
-        let ledger = Ledger::open_with(&dir, config.ledger.clone())?;
+        let node = if config.read_only {
+            config.metering = Metering::Off;
+            Node::ReadOnly(Follower::open(&dir)?)
+        } else {
+            Node::Writer(Ledger::open_with(&dir, config.ledger.clone())?)
+        };
         let api_keys = apikeys::ApiKeys::load(&config.data_dir)?;
         let key_path = config.data_dir.join(OPERATOR_KEY_FILE);
+        // A read node signs nothing but checkpoints: it needs no operator key.
         let operator_key = match std::fs::read_to_string(&key_path) {
+            _ if config.read_only => None,
             Ok(text) => Some(
                 ActorKey::from_file_text(&text)
                     .map_err(|e| StartError::OperatorKey(format!("{}: {e}", key_path.display())))?,
@@ -178,7 +213,7 @@ impl AppState {
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
         Ok(Arc::new(AppState {
-            ledger,
+            node: Some(node),
             config,
             api_keys,
             operator_key,
@@ -186,6 +221,41 @@ impl AppState {
             indexes: Mutex::new(HashMap::new()),
             rate_buckets: ratelimit::Buckets::default(),
         }))
+    }
+
+    fn node(&self) -> &Node {
+        self.node
+            .as_ref()
+            .expect("the node lives until AppState is dropped")
+    }
+
+    /// What this node serves reads from: the writer's committed records, or what a read-only
+    /// node has folded so far.
+    pub fn view(&self) -> &View {
+        match self.node() {
+            Node::Writer(ledger) => ledger.view(),
+            Node::ReadOnly(follower) => follower.view(),
+        }
+    }
+
+    /// The writer, for the write routes; `E_READ_ONLY` on a read-only node.
+    pub fn writer(&self) -> ApiResult<&Ledger> {
+        match self.node() {
+            Node::Writer(ledger) => Ok(ledger),
+            Node::ReadOnly(_) => Err(ApiError::read_only()),
+        }
+    }
+
+    /// The follower, on a read-only node.
+    pub fn follower(&self) -> Option<&Follower> {
+        match self.node() {
+            Node::Writer(_) => None,
+            Node::ReadOnly(follower) => Some(follower),
+        }
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.follower().is_some()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -208,6 +278,36 @@ impl AppState {
         let ix = Arc::new(DatasetIndex::open(self.data_dir(), dataset_id)?);
         cache.insert(dataset_id.to_string(), (modified, Arc::clone(&ix)));
         Ok(Some(ix))
+    }
+}
+
+impl Drop for AppState {
+    /// The PostgreSQL client blocks on a runtime of its own, which panics on a thread that is
+    /// running async tasks; and the writer commits what is still queued when it is dropped.
+    /// So when the last reference goes away on a runtime's thread, the ledger is closed on a
+    /// plain thread (and this one waits for it).
+    fn drop(&mut self) {
+        let Some(node) = self.node.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| {
+                s.spawn(move || drop(node));
+            });
+        } else {
+            drop(node);
+        }
+    }
+}
+
+/// Extractor guarding the write routes: on a read-only node it refuses the request with
+/// `E_READ_ONLY` before any other extractor or the handler runs, so the body is not even read
+/// and nothing is appended.
+pub struct WriterNode;
+
+impl FromRequestParts<Arc<AppState>> for WriterNode {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, st: &Arc<AppState>) -> ApiResult<Self> {
+        st.writer().map(|_| WriterNode)
     }
 }
 
@@ -287,19 +387,81 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish and
 /// return. Writes are acknowledged only after they are durable, so nothing acknowledged can be
 /// lost; dropping the returned-to caller's last [`AppState`] reference closes the ledger,
-/// which commits anything still queued.
+/// which commits anything still queued. A read-only node follows the writer meanwhile
+/// ([`follow`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let follower = state
+        .is_read_only()
+        .then(|| tokio::spawn(follow(Arc::clone(&state))));
     let app = router(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    if let Some(task) = follower {
+        task.abort();
+        let _ = task.await;
+    }
+    served
+}
+
+/// A read-only node's follow loop: every `follow_interval_ms` after the previous poll ended,
+/// fold what the writer committed since ([`Follower::catch_up`], on the blocking pool). A
+/// record committed at time `t` is served from `t + interval + one catch-up` at the latest
+/// (while the database is reachable). Storage failures are reported once and retried at the
+/// next poll; a log that no longer matches what the node verified (`E_STORE_CORRUPT`) stops
+/// the loop, and the node keeps serving what it verified. Returns only then (or when
+/// aborted); a writer node returns at once.
+pub async fn follow(state: Arc<AppState>) {
+    if !state.is_read_only() {
+        return;
+    }
+    let interval = Duration::from_millis(state.config.follow_interval_ms);
+    let mut failing: Option<String> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let st = Arc::clone(&state);
+        let outcome = tokio::task::spawn_blocking(move || match st.follower() {
+            Some(follower) => follower.catch_up(),
+            None => Ok(0),
+        })
+        .await;
+        match outcome {
+            Ok(Ok(_)) => {
+                if failing.take().is_some() {
+                    eprintln!("shoulders serve: following the log again");
+                }
+            }
+            Ok(Err(e)) if e.code() == "E_STORE_CORRUPT" => {
+                eprintln!(
+                    "shoulders serve: stopped following the log: error[{}]: {e}; still serving the {} records verified so far",
+                    e.code(),
+                    state.view().size()
+                );
+                return;
+            }
+            Ok(Err(e)) => {
+                let message = format!("error[{}]: {e}", e.code());
+                if failing.as_deref() != Some(message.as_str()) {
+                    eprintln!(
+                        "shoulders serve: cannot read new records ({message}); retrying every {} ms",
+                        interval.as_millis()
+                    );
+                    failing = Some(message);
+                }
+            }
+            Err(e) => {
+                eprintln!("shoulders serve: the follow loop failed: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -733,6 +733,82 @@ async fn openapi_document_matches_the_routes() {
     s.stop().await;
 }
 
+/// A read-only node over the same ledger: every write route is refused with `E_READ_ONLY`
+/// (403, documented for exactly those routes) and appends nothing; reads, `GET /v1/models` and
+/// attribution answer. (Following the writer is tested with real processes in the CLI's
+/// `serve` tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_node_refuses_every_write_route() {
+    let f = fixture();
+    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let mut c = config(&f, Metering::On);
+    c.read_only = true;
+    let s = start(c).await;
+    let size = s.size().await;
+    let (_, doc) = json_of(s.client.get(s.url("/openapi.json")).send().await.unwrap()).await;
+    let writes = [
+        "POST /api/contributions",
+        "POST /api/records",
+        "POST /v1/chat/completions",
+        "POST /v1/completions",
+    ];
+    let mut refused = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let route = format!("{} {path}", method.to_uppercase());
+            if !writes.contains(&route.as_str()) {
+                continue;
+            }
+            assert!(
+                op["responses"]["403"].is_object(),
+                "{route}: 403 undocumented"
+            );
+            let rec = record(
+                &f.bob,
+                "ds-ro",
+                f.ts_ms,
+                Kind::DatasetCreate,
+                json!({"dataset_id": "bob/ro", "name": "RO", "access": "owner"}),
+            );
+            let (status, v) = json_of(
+                s.client
+                    .post(s.url(path))
+                    .bearer_auth(&token)
+                    .body(rec)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(
+                (status, code(&v)),
+                (StatusCode::FORBIDDEN, "E_READ_ONLY"),
+                "{route}"
+            );
+            refused.push(route);
+        }
+    }
+    refused.sort();
+    assert_eq!(refused, writes);
+    assert_eq!(s.size().await, size, "nothing appended");
+    let (status, models) = json_of(s.client.get(s.url("/v1/models")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, models["data"].as_array().unwrap().len()),
+        (StatusCode::OK, 2)
+    );
+    let (status, v) = json_of(
+        s.client
+            .post(s.url("/api/attribute"))
+            .json(&json!({"dataset_id": "alice/verse", "text": "The woods are lovely, dark and deep"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    s.stop().await;
+}
+
 async fn sse_events(resp: reqwest::Response) -> Vec<String> {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"]

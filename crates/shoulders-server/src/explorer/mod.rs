@@ -157,7 +157,7 @@ fn with_history<T>(
     f: impl FnOnce(&Ledger, &dyn shoulders_store::Store) -> Result<T, PageError>,
 ) -> Result<T, PageError> {
     let mut out = None;
-    st.ledger
+    st.view()
         .with_history(|s, store| {
             out = Some(f(s, store));
             Ok(())
@@ -212,6 +212,11 @@ fn demo_api_key(st: &AppState) -> Option<String> {
 
 /// The "try it" box: a form the script posts to `/v1/chat/completions`.
 fn try_box(st: &AppState, s: &Ledger, selected: Option<&str>) -> String {
+    if st.is_read_only() {
+        return "<section id=\"try\" class=\"try\" data-testid=\"try-read-only\"><h2>Try it</h2>\
+<p>This node serves reads only: model calls are metered by the writer node, which appends their receipts. Ask a model there.</p></section>"
+            .to_string();
+    }
     let now = crate::now_ms();
     let mut options = String::new();
     for m in s.models() {
@@ -253,21 +258,21 @@ fn try_box(st: &AppState, s: &Ledger, selected: Option<&str>) -> String {
 
 async fn home(State(st): St) -> Response {
     render(st, |st| {
-        let note = st.ledger.checkpoint().map_err(storage_error)?;
+        let note = st.view().checkpoint().map_err(storage_error)?;
         let note = String::from_utf8_lossy(&note).into_owned();
         let mut lines = note.lines();
         let origin = lines.next().unwrap_or("");
         let size = lines.next().unwrap_or("0");
         let root = lines.next().unwrap_or("");
-        let tree_size = st.ledger.size();
+        let tree_size = st.view().size();
         let mut recent = Vec::new();
         let from = tree_size.saturating_sub(RECENT_RECORDS);
         for index in (from..tree_size).rev() {
-            if let Some(bytes) = st.ledger.record(index).map_err(storage_error)? {
+            if let Some(bytes) = st.view().record(index).map_err(storage_error)? {
                 recent.push((index, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null)));
             }
         }
-        Ok(st.ledger.with_state(|s| {
+        Ok(st.view().with_state(|s| {
             let mut body = format!(
                 "<section class=\"checkpoint\" data-testid=\"checkpoint\"><h2>Checkpoint</h2>\
 <p>The log <code>{}</code> holds <strong data-testid=\"tree-size\">{}</strong> records; its Merkle root is \
@@ -725,7 +730,7 @@ async fn dataset_page(State(st): St, p: Result<Path<(String, String)>, PathRejec
     };
     let id = format!("{owner}/{name}");
     render(st, move |st| {
-        st.ledger.with_state(|s| {
+        st.view().with_state(|s| {
             let Some(d) = s.dataset(&id) else {
                 return Err(not_found(&format!(
                     "There is no dataset {id:?} on this ledger."
@@ -951,10 +956,10 @@ async fn record_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Resp
         Err(e) => return e.into_response(),
     };
     render(st, move |st| {
-        let Some(bytes) = st.ledger.record(index).map_err(storage_error)? else {
+        let Some(bytes) = st.view().record(index).map_err(storage_error)? else {
             return Err(not_found(&format!(
                 "There is no record {index}; the log holds {} records.",
-                st.ledger.size()
+                st.view().size()
             )));
         };
         let record: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);

@@ -1,0 +1,639 @@
+//! `shoulders serve` as real processes on ephemeral ports: the writer on a PostgreSQL ledger
+//! (signed writes, reads, proofs, a metered gateway call, a clean stop), and `serve
+//! --read-only` nodes following a writer on PostgreSQL (two of them, through the writer's stop
+//! and restart) and on SQLite (the same data directory).
+
+mod common;
+
+use common::{ok_json, shoulders, stderr};
+use serde_json::{json, Value};
+use shoulders_ledger::{init, init_with, ContentStore, DataDir, Ledger, OperatorInit};
+use shoulders_record::{sign_record, ActorKey, Body, Kind};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DOCS: [&str; 2] = [
+    "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n",
+    "The woods are lovely, dark and deep,\nBut I have promises to keep.\n",
+];
+/// How long a read node may take to show a committed record before the test fails. Generous
+/// (the expected lag is one poll interval plus a fold); the measured lag is printed.
+const FOLLOW_DEADLINE: Duration = Duration::from_secs(15);
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn record(key: &ActorKey, id: &str, kind: Kind, body: Value) -> Vec<u8> {
+    sign_record(key, id, now_ms(), Body::from_value(kind, body).unwrap())
+        .unwrap()
+        .bytes()
+        .to_vec()
+}
+
+/// A `shoulders serve` process; killed when dropped.
+struct Served {
+    child: Child,
+    base: String,
+    started: Value,
+    stderr: PathBuf,
+}
+
+impl Served {
+    fn start(dir: &Path, name: &str, extra: &[&str]) -> Served {
+        let stderr = dir
+            .parent()
+            .unwrap()
+            .join(format!("{name}-{}.stderr", now_ms()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoulders"))
+            .args(["serve", "--data-dir", p(dir), "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        // The first thing printed is one (pretty-printed) JSON object naming the address.
+        let mut out = serde_json::Deserializer::from_reader(child.stdout.take().unwrap())
+            .into_iter::<Value>();
+        let started = match out.next() {
+            Some(Ok(v)) => v,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} did not start: {}",
+                    std::fs::read_to_string(&stderr).unwrap()
+                )
+            }
+        };
+        Served {
+            base: started["listening"].as_str().unwrap().to_string(),
+            child,
+            started,
+            stderr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        respond(ureq::get(&self.url(path)).call())
+    }
+
+    fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn post(&self, path: &str, body: &[u8], token: Option<&str>) -> (u16, Value) {
+        let mut req = ureq::post(&self.url(path)).set("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.set("authorization", &format!("Bearer {t}"));
+        }
+        let (status, bytes) = respond(req.send_bytes(body));
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("POST {path}: not JSON: {}", String::from_utf8_lossy(&bytes))
+        });
+        (status, v)
+    }
+
+    fn checkpoint(&self) -> Vec<u8> {
+        let (status, note) = self.get("/api/checkpoint");
+        assert_eq!(status, 200);
+        note
+    }
+
+    fn size(&self) -> u64 {
+        let note = String::from_utf8(self.checkpoint()).unwrap();
+        note.lines().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// SIGTERM, then wait: a clean stop exits 0 and says so.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let err = std::fs::read_to_string(&self.stderr).unwrap();
+        assert!(status.success(), "serve exited with {status}: {err}");
+        assert!(err.contains("stopped cleanly"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the binary for a command expected to fail at once; killed (exit 124) if it does not.
+fn bounded(args: &[&str]) -> std::process::Output {
+    Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_shoulders"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn respond(r: Result<ureq::Response, ureq::Error>) -> (u16, Vec<u8>) {
+    let resp = match r {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = resp.status();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
+    (status, body)
+}
+
+/// Poll `f` until it holds; returns how long that took. Panics after [`FOLLOW_DEADLINE`].
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < FOLLOW_DEADLINE,
+            "{what}: not within {FOLLOW_DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
+fn hashes(proof: &Value) -> Vec<shoulders_log::Hash> {
+    proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| shoulders_log::Hash::parse_hash(h.as_str().unwrap()).unwrap())
+        .collect()
+}
+
+/// Check `node`'s checkpoint with the log's verifier key, and that record `index` (whose exact
+/// bytes it serves) is included in that checkpoint's tree by the proof it serves.
+fn assert_proven(node: &Served, vkey: &str, index: u64, bytes: &[u8]) -> u64 {
+    let verifier = shoulders_log::LogVerifier::new(vkey).unwrap();
+    let cp = verifier.open(&node.checkpoint()).unwrap();
+    let (status, served) = node.get(&format!("/api/records/{index}"));
+    assert_eq!((status, served.as_slice()), (200, bytes));
+    let proof = node.get_json(&format!(
+        "/api/proofs/inclusion?index={index}&size={}",
+        cp.size
+    ));
+    shoulders_log::verify_inclusion(
+        &hashes(&proof),
+        index,
+        cp.size,
+        shoulders_log::leaf_hash(bytes),
+        cp.root,
+    )
+    .unwrap();
+    cp.size
+}
+
+/// The ledger every test serves: an operator, alice (a verse dataset with two documents, its
+/// index, a priced model on it) and bob (a payer with a deposit and an API key). `database`:
+/// a PostgreSQL URL, or `None` for SQLite in the data directory.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    vkey: String,
+    bob: ActorKey,
+    token: String,
+}
+
+fn fixture(database: Option<&str>) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("writer");
+    let mut data = DataDir::new(&dir);
+    if let Some(url) = database {
+        data = data.with_database(shoulders_ledger::StoreLocation::parse(url).unwrap());
+    }
+    let operator = OperatorInit {
+        handle: "op".into(),
+        name: "Operator".into(),
+        protocol_fee_bps: 250,
+        ts_ms: now_ms(),
+    };
+    let vkey = init_with(
+        &data,
+        "test.shoulders.local/log",
+        Some(&operator),
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let op = ActorKey::from_file_text(&std::fs::read_to_string(dir.join("operator.key")).unwrap())
+        .unwrap();
+    let alice = ActorKey::generate(&mut rand_core::OsRng);
+    let bob = ActorKey::generate(&mut rand_core::OsRng);
+    let ledger = Ledger::open(&DataDir::new(&dir)).unwrap();
+    let submit = |key: &ActorKey, id: &str, kind: Kind, body: Value| {
+        ledger.submit(record(key, id, kind, body)).unwrap();
+    };
+    submit(
+        &alice,
+        "a",
+        Kind::ActorRegister,
+        json!({"handle": "alice", "name": "Alice"}),
+    );
+    submit(
+        &bob,
+        "b",
+        Kind::ActorRegister,
+        json!({"handle": "bob", "name": "Bob"}),
+    );
+    submit(
+        &alice,
+        "ds",
+        Kind::DatasetCreate,
+        json!({"dataset_id": "alice/verse", "name": "Verse", "access": "open"}),
+    );
+    let content = ContentStore::new(&DataDir::new(&dir));
+    for (i, doc) in DOCS.iter().enumerate() {
+        let hash = content.put(doc.as_bytes()).unwrap();
+        submit(
+            &alice,
+            &format!("c{i}"),
+            Kind::DataContribute,
+            json!({"dataset_id": "alice/verse", "content_hash": hash,
+                   "byte_size": doc.len(), "token_count": doc.len()}),
+        );
+    }
+    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
+    let mut terms = serde_json::to_value(terms).unwrap();
+    terms["price_per_call_micros"] = json!("1000");
+    submit(
+        &alice,
+        "lic",
+        Kind::LicenseDefine,
+        json!({"license_id": "alice/priced", "name": name, "spdx_id": spdx, "terms": terms}),
+    );
+    submit(
+        &alice,
+        "m",
+        Kind::ModelRegister,
+        json!({"model_id": "alice/verse-priced", "name": "Verse", "datasets": ["alice/verse"],
+               "license_id": "alice/priced"}),
+    );
+    submit(
+        &op,
+        "dep",
+        Kind::FundsDeposit,
+        json!({"account": "bob", "currency": "USD", "amount_micros": "100000"}),
+    );
+    drop(ledger);
+    ok_json(shoulders(&[
+        "index",
+        "build",
+        "--data-dir",
+        p(&dir),
+        "alice/verse",
+    ]));
+    let token =
+        shoulders_server::apikeys::ApiKeys::issue(&dir, "bob", now_ms(), &mut rand_core::OsRng)
+            .unwrap();
+    Fixture {
+        _tmp: tmp,
+        dir,
+        vkey,
+        bob,
+        token,
+    }
+}
+
+/// A read node's data directory, as README says: the log keys and the database location
+/// (PostgreSQL), plus the attribution indexes it serves.
+fn read_node_dir(f: &Fixture, name: &str) -> PathBuf {
+    let dir = f.dir.parent().unwrap().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    for file in ["log.key", "log.pub", "database.url"] {
+        std::fs::copy(f.dir.join(file), dir.join(file)).unwrap();
+    }
+    let out = Command::new("cp")
+        .args(["-r", p(&f.dir.join("indexes")), p(&dir)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    dir
+}
+
+fn new_dataset(f: &Fixture, id: &str) -> Vec<u8> {
+    record(
+        &f.bob,
+        &format!("ds-{id}"),
+        Kind::DatasetCreate,
+        json!({"dataset_id": format!("bob/{id}"), "name": "Notes", "access": "owner"}),
+    )
+}
+
+#[test]
+fn serve_runs_a_postgres_ledger() {
+    let f = fixture(Some(&shoulders_pgtest::fresh_database_url()));
+    let writer = Served::start(&f.dir, "writer", &[]);
+    assert_eq!(writer.started["metering"], "on");
+    assert_eq!(writer.started["read_only"], false);
+    let size = writer.size();
+
+    // A signed write, read back byte for byte and proven against the signed checkpoint.
+    let rec = new_dataset(&f, "notes");
+    let (status, v) = writer.post("/api/records", &rec, None);
+    assert_eq!((status, &v["index"]), (201, &json!(size)), "{v}");
+    assert_eq!(assert_proven(&writer, &f.vkey, size, &rec), size + 1);
+    let (status, v) = writer.post("/api/records", &rec, None);
+    assert_eq!((status, &v["duplicate"]), (200, &json!(true)), "{v}");
+    assert_eq!(writer.get_json("/api/datasets/bob/notes")["owner"], "bob");
+    let consistency = writer.get_json(&format!("/api/proofs/consistency?old=1&new={}", size + 1));
+    assert_eq!(consistency["new_size"], size + 1);
+
+    // A metered call: generated from the index, attributed, its receipt appended first.
+    let (status, v) = writer.post(
+        "/v1/completions",
+        json!({"model": "alice/verse-priced", "prompt": "Shall I", "max_tokens": 40})
+            .to_string()
+            .as_bytes(),
+        Some(&f.token),
+    );
+    assert_eq!(status, 200, "{v}");
+    let receipt = &v["shoulders"]["receipt"];
+    assert_eq!(receipt["index"], size + 1, "{v}");
+    let r = writer.get_json(&format!("/api/records/{}", size + 1));
+    assert_eq!(
+        (r["kind"].as_str(), &r["body"]["payer"]),
+        (Some("usage.receipt"), &json!("bob"))
+    );
+    assert_eq!(writer.get_json("/api/accounts")["conserved"], true);
+    let (status, page) = writer.get("/");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("try-form"));
+
+    // A clean stop (the blocking PostgreSQL client is closed off the async runtime), and
+    // everything acknowledged is there for the next process.
+    writer.stop();
+    let out = shoulders(&["checkpoint", "--data-dir", p(&f.dir)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("\n{}\n", size + 2)));
+}
+
+/// The write routes of a read node refuse with `E_READ_ONLY` before doing any work: not even
+/// the body is looked at, and nothing reaches the log.
+fn assert_refuses_writes(node: &Served, f: &Fixture, rec: &[u8]) {
+    let gateway = json!({"model": "alice/verse-priced", "prompt": "Shall I", "max_tokens": 20});
+    let contribution = json!({"record": String::from_utf8_lossy(rec), "content": "text"});
+    for (path, body, token) in [
+        ("/api/records", rec.to_vec(), None),
+        ("/api/records", b"not even JSON".to_vec(), None),
+        (
+            "/api/contributions",
+            contribution.to_string().into_bytes(),
+            None,
+        ),
+        (
+            "/v1/completions",
+            gateway.to_string().into_bytes(),
+            Some(f.token.as_str()),
+        ),
+        (
+            "/v1/chat/completions",
+            gateway.to_string().into_bytes(),
+            Some(f.token.as_str()),
+        ),
+        ("/v1/completions", gateway.to_string().into_bytes(), None),
+    ] {
+        let (status, v) = node.post(path, &body, token);
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (403, Some("E_READ_ONLY")),
+            "{path}: {v}"
+        );
+        assert_eq!(
+            v["error"]["message"],
+            "this node serves reads only; send writes to the writer node"
+        );
+    }
+}
+
+/// What a read node serves besides records and proofs: state, the explorer, the model list,
+/// attribution from its own index directory.
+fn assert_serves_reads(node: &Served) {
+    assert_eq!(node.started["read_only"], true);
+    assert_eq!(node.started["metering"], "off");
+    assert_eq!(
+        node.get_json("/api/models/alice/verse-priced")["owner"],
+        "alice"
+    );
+    let models = node.get_json("/v1/models");
+    assert_eq!(models["data"][0]["id"], "alice/verse-priced");
+    let (status, page) = node.get("/");
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains("This node serves reads only"), "{page}");
+    assert!(!page.contains("try-form"));
+    let (status, v) = node.post(
+        "/api/attribute",
+        json!({"dataset_id": "alice/verse", "text": "Shall I compare thee to a summer's day?"})
+            .to_string()
+            .as_bytes(),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(!v["spans"].as_array().unwrap().is_empty(), "{v}");
+}
+
+#[test]
+fn read_only_nodes_follow_a_postgres_writer() {
+    let f = fixture(Some(&shoulders_pgtest::fresh_database_url()));
+    let writer = Served::start(&f.dir, "writer", &[]);
+    let (dir1, dir2) = (read_node_dir(&f, "read1"), read_node_dir(&f, "read2"));
+    let read1 = Served::start(&dir1, "read1", &["--read-only"]);
+    let read2 = Served::start(
+        &dir2,
+        "read2",
+        &["--read-only", "--follow-interval-ms", "100"],
+    );
+    for node in [&read1, &read2] {
+        assert_serves_reads(node);
+        assert_eq!(node.checkpoint(), writer.checkpoint());
+    }
+
+    // Signed records go to the writer; both read nodes show them: records, state, a checkpoint
+    // of the same tree (the same bytes: the same key signs the same tree head), proofs.
+    let base = writer.size();
+    let verifier = shoulders_log::LogVerifier::new(&f.vkey).unwrap();
+    let old = verifier.open(&writer.checkpoint()).unwrap();
+    let recs: Vec<Vec<u8>> = (0..3).map(|i| new_dataset(&f, &format!("n{i}"))).collect();
+    for rec in &recs {
+        let (status, v) = writer.post("/api/records", rec, None);
+        assert_eq!(status, 201, "{v}");
+    }
+    let size = base + 3;
+    // From the writer's last acknowledgement, poll both nodes until each shows it.
+    let nodes = [("read1 (250 ms)", &read1), ("read2 (100 ms)", &read2)];
+    let start = Instant::now();
+    let mut lags: [Option<Duration>; 2] = [None, None];
+    wait_until("both read nodes", || {
+        for (lag, (_, node)) in lags.iter_mut().zip(nodes) {
+            if lag.is_none() && node.size() == size {
+                *lag = Some(start.elapsed());
+            }
+        }
+        lags.iter().all(Option::is_some)
+    });
+    for ((name, node), lag) in nodes.into_iter().zip(lags) {
+        let lag = lag.unwrap();
+        println!("{name}: showed the writer's last record {lag:?} after its acknowledgement");
+        assert_eq!(node.checkpoint(), writer.checkpoint());
+        for (i, rec) in recs.iter().enumerate() {
+            assert_eq!(assert_proven(node, &f.vkey, base + i as u64, rec), size);
+        }
+        let listed = node.get_json(&format!("/api/records?from={base}&limit=10"));
+        assert_eq!(listed["records"].as_array().unwrap().len(), 3);
+        assert_eq!(node.get_json("/api/datasets/bob/n2")["owner"], "bob");
+        let c = node.get_json(&format!("/api/proofs/consistency?old={base}&new={size}"));
+        let new = verifier.open(&node.checkpoint()).unwrap();
+        shoulders_log::verify_consistency(&hashes(&c), base, old.root, size, new.root).unwrap();
+    }
+
+    // Writes to a read node are refused and append nothing.
+    let rec = new_dataset(&f, "refused");
+    assert_refuses_writes(&read1, &f, &rec);
+    assert_refuses_writes(&read2, &f, &rec);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        (writer.size(), read1.size(), read2.size()),
+        (size, size, size)
+    );
+    // The same record is welcome at the writer.
+    assert_eq!(writer.post("/api/records", &rec, None).0, 201);
+    wait_until("read1 after the refused write", || read1.size() == size + 1);
+
+    // With the writer stopped, the read nodes keep serving what is committed, and a read node
+    // started now serves it too.
+    let committed = writer.checkpoint();
+    writer.stop();
+    for node in [&read1, &read2] {
+        wait_until("read nodes catch up", || node.checkpoint() == committed);
+        assert_proven(node, &f.vkey, size, &rec);
+        assert_serves_reads(node);
+    }
+    let read3 = Served::start(&read_node_dir(&f, "read3"), "read3", &["--read-only"]);
+    assert_eq!(read3.checkpoint(), committed);
+    assert_proven(&read3, &f.vkey, size, &rec);
+
+    // Read nodes never hold the writer lock: a writer starts beside three of them, and they
+    // follow it. A second writer is still refused.
+    let writer = Served::start(&f.dir, "writer-again", &[]);
+    let rec = new_dataset(&f, "after-restart");
+    assert_eq!(writer.post("/api/records", &rec, None).0, 201);
+    for node in [&read1, &read2, &read3] {
+        wait_until("read nodes follow the restarted writer", || {
+            node.size() == size + 2
+        });
+        assert_proven(node, &f.vkey, size + 1, &rec);
+    }
+    let second = read_node_dir(&f, "second-writer");
+    let out = bounded(&["serve", "--data-dir", p(&second), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("error[E_WRITER_LOCKED]"),
+        "{}",
+        stderr(&out)
+    );
+    for node in [read1, read2, read3] {
+        node.stop();
+    }
+    writer.stop();
+}
+
+#[test]
+fn a_read_only_node_follows_a_sqlite_writer_in_the_same_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    let vkey = init(
+        &DataDir::new(&dir),
+        "test.shoulders.local/log",
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let alice = ActorKey::generate(&mut rand_core::OsRng);
+    // Usage errors: following is for read nodes, and read nodes do not meter.
+    for args in [
+        vec!["--follow-interval-ms", "10"],
+        vec!["--read-only", "--metering", "on"],
+        vec!["--read-only", "--follow-interval-ms", "0"],
+    ] {
+        let mut all = vec!["serve", "--data-dir", p(&dir)];
+        all.extend(args);
+        assert_eq!(bounded(&all).status.code(), Some(2), "{all:?}");
+    }
+
+    let writer = Served::start(&dir, "writer", &[]);
+    let reader = Served::start(
+        &dir,
+        "reader",
+        &["--read-only", "--follow-interval-ms", "50"],
+    );
+    let rec = record(
+        &alice,
+        "a",
+        Kind::ActorRegister,
+        json!({"handle": "alice", "name": "A"}),
+    );
+    assert_eq!(writer.post("/api/records", &rec, None).0, 201);
+    let lag = wait_until("the SQLite read node", || reader.size() == 1);
+    println!("SQLite read node (50 ms): showed the record {lag:?} after its acknowledgement");
+    assert_eq!(reader.get_json("/api/actors/alice")["handle"], "alice");
+    assert_eq!(assert_proven(&reader, &vkey, 0, &rec), 1);
+    assert_eq!(reader.checkpoint(), writer.checkpoint());
+
+    let next = record(
+        &alice,
+        "d",
+        Kind::DatasetCreate,
+        json!({"dataset_id": "alice/d", "name": "D", "access": "open"}),
+    );
+    let (status, v) = reader.post("/api/records", &next, None);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("E_READ_ONLY"))
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!((writer.size(), reader.size()), (1, 1));
+
+    writer.stop();
+    assert_eq!(reader.size(), 1);
+    let late = Served::start(&dir, "late-reader", &["--read-only"]);
+    assert_eq!(late.checkpoint(), reader.checkpoint());
+    assert_proven(&late, &vkey, 0, &rec);
+    reader.stop();
+    late.stop();
+}
