@@ -124,6 +124,9 @@ enum Kill<'a> {
     DatabaseServer(&'a shoulders_pgtest::PgServer),
 }
 
+/// Records a waiting round lets the child acknowledge before it kills (see `kill_rounds`).
+const MIN_ACKS_BEFORE_KILL: usize = 60;
+
 fn kill_rounds(data: &DataDir, vkey: &str, kills: usize, what: Kill<'_>) {
     let seed: u64 = std::env::var("SHOULDERS_CRASH_SEED")
         .ok()
@@ -175,6 +178,15 @@ fn kill_rounds(data: &DataDir, vkey: &str, kills: usize, what: Kill<'_>) {
                     Ok(line) if line.ends_with("CRASH-CHILD-READY") => break,
                     Ok(line) => drop(record_ack(&line, &mut acked)),
                     Err(_) => panic!("child did not start"),
+                }
+            }
+            // And until it has acknowledged a few dozen records this round, however slow the
+            // machine: the kill then lands in a stream of acknowledged appends.
+            let before = acked.len();
+            while acked.len() < before + MIN_ACKS_BEFORE_KILL {
+                match rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok(line) => drop(record_ack(&line, &mut acked)),
+                    Err(_) => panic!("child stopped acknowledging records"),
                 }
             }
         }
