@@ -99,13 +99,13 @@ class ExplorerTest(unittest.TestCase):
         rows = self.page.locator("table.records tbody tr")
         expect(rows).to_have_count(25)
         expect(rows.first.locator("a").first).to_have_attribute("href", f"/records/{size - 1}")
-        models = [m["model_id"] for m in self.api("/api/models").json()]
+        models = [m["model_id"] for m in self.api("/api/models").json()["items"]]
         self.assertEqual(len(models), 4)
         for m in models:
             expect(self.page.locator("table.models")).to_contain_text(m)
-        for d in self.api("/api/datasets").json():
+        for d in self.api("/api/datasets").json()["items"]:
             expect(self.page.locator("table.datasets")).to_contain_text(d["dataset_id"])
-        for a in self.api("/api/actors").json():
+        for a in self.api("/api/actors").json()["items"]:
             expect(self.page.locator("table.actors")).to_contain_text(a["handle"])
         expect(self.page.locator("table.totals")).to_contain_text("yes")
         self.shot("home")

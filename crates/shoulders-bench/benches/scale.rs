@@ -183,7 +183,10 @@ fn serve(bin: &Path, dir: &DataDir) -> (Server, f64) {
         {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "serve never got ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "serve never got ready"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     (Server { child, url }, started.elapsed().as_secs_f64())
@@ -204,7 +207,11 @@ fn time_get(client: &reqwest::blocking::Client, url: &str, n: usize) -> (f64, f6
 fn time_cmd(bin: &Path, args: &[&str]) -> f64 {
     let t = Instant::now();
     let out = Command::new(bin).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     t.elapsed().as_secs_f64()
 }
 
@@ -232,7 +239,10 @@ fn main() {
         // A fresh database on SHOULDERS_TEST_PG_URL, or on a server started for the run.
         let url = shoulders_pgtest::fresh_database_url();
         eprintln!("building a PostgreSQL ledger with 1000000 receipts");
-        runs.push(("PostgreSQL 1000000".into(), build(&root.join("pg"), 1_000_000, Some(url))));
+        runs.push((
+            "PostgreSQL 1000000".into(),
+            build(&root.join("pg"), 1_000_000, Some(url)),
+        ));
     }
     println!("\nstate at scale (release build, 2 cores; figures per ledger, measured after a cold restart)");
     for (label, built) in &runs {
@@ -273,9 +283,15 @@ fn main() {
         drop(server);
         let d = dir.root().to_str().unwrap();
         let accounts_s = time_cmd(&bin, &["accounts", "--data-dir", d]);
-        let statement_s = time_cmd(&bin, &["statement", "--data-dir", d, "c0", "--limit", "100"]);
+        let statement_s = time_cmd(
+            &bin,
+            &["statement", "--data-dir", d, "c0", "--limit", "100"],
+        );
         let export = dir.root().join("export.txt");
-        time_cmd(&bin, &["export", "--data-dir", d, "--out", export.to_str().unwrap()]);
+        time_cmd(
+            &bin,
+            &["export", "--data-dir", d, "--out", export.to_str().unwrap()],
+        );
         let out = Command::new("/usr/bin/time")
             .args(["-f", "%M"])
             .arg(&bin)
@@ -284,7 +300,11 @@ fn main() {
             .arg("--timing")
             .output()
             .unwrap();
-        assert!(out.status.success(), "verify: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let verify_mib = String::from_utf8_lossy(&out.stderr)
             .lines()

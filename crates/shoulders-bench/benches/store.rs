@@ -150,7 +150,10 @@ fn settle(base: &Path, backend: Backend, receipt_count: usize) -> (usize, Durati
             .for_each(check);
     }
     let elapsed = start.elapsed();
-    (ledger.with_state(|s| s.legs_count() as usize) - legs_before, elapsed)
+    (
+        ledger.with_state(|s| s.legs_count() as usize) - legs_before,
+        elapsed,
+    )
 }
 
 fn check(result: Result<shoulders_ledger::Appended, shoulders_ledger::LedgerError>) {

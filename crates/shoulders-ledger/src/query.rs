@@ -8,7 +8,7 @@
 use crate::LedgerError;
 use serde::Serialize;
 use shoulders_state::money::{Leg, Role, StatementLine};
-use shoulders_state::{Contribution, Model, SourceTotal, State, StatementTotal};
+use shoulders_state::{Actor, Contribution, Dataset, Model, SourceTotal, State, StatementTotal};
 use shoulders_store::{LegQuery, LegRow, ReceiptQuery, ReceiptRow, Store};
 use std::sync::Arc;
 
@@ -304,6 +304,24 @@ pub fn records(
     })
 }
 
+/// A page of entities in name order, from an iterator that starts after the cursor's name.
+fn named_page<'a, T>(
+    items: impl Iterator<Item = &'a T>,
+    name: impl Fn(&T) -> &str,
+    limit: usize,
+    total: usize,
+) -> Page<&'a T> {
+    let mut items: Vec<&T> = items.take(limit + 1).collect();
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = more.then(|| format!("n{}", name(items.last().expect("full page"))));
+    Page {
+        items,
+        next,
+        total: Some(total as u64),
+    }
+}
+
 /// A page of models in id order.
 pub fn models<'a>(
     state: &'a State,
@@ -311,15 +329,42 @@ pub fn models<'a>(
     limit: usize,
 ) -> Result<Page<&'a Model>, LedgerError> {
     let after = name_cursor(cursor)?;
-    let mut items: Vec<&Model> = state.models_after(after).take(limit + 1).collect();
-    let more = items.len() > limit;
-    items.truncate(limit);
-    let next = more.then(|| format!("n{}", items.last().expect("full page").model_id));
-    Ok(Page {
-        items,
-        next,
-        total: Some(state.model_count() as u64),
-    })
+    Ok(named_page(
+        state.models_after(after),
+        |m| &m.model_id,
+        limit,
+        state.model_count(),
+    ))
+}
+
+/// A page of actors in handle order.
+pub fn actors<'a>(
+    state: &'a State,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<&'a Actor>, LedgerError> {
+    let after = name_cursor(cursor)?;
+    Ok(named_page(
+        state.actors_after(after),
+        |a| &a.handle,
+        limit,
+        state.actor_count(),
+    ))
+}
+
+/// A page of datasets in id order.
+pub fn datasets<'a>(
+    state: &'a State,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<&'a Dataset>, LedgerError> {
+    let after = name_cursor(cursor)?;
+    Ok(named_page(
+        state.datasets_after(after),
+        |d| &d.dataset_id,
+        limit,
+        state.dataset_count(),
+    ))
 }
 
 /// A page of a dataset's contributions, in log order.

@@ -10,9 +10,9 @@
 use crate::reader::{ConsistencyProof, InclusionProof, Reader};
 use crate::LedgerError;
 use shoulders_log::{Frontier, LogError, LogSigner};
-use shoulders_state::State;
 use shoulders_record::PublicKey;
 use shoulders_state::Seen;
+use shoulders_state::State;
 use shoulders_store::Store;
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -82,9 +82,7 @@ impl View {
 
     /// Where `(signer, client id)` was first used in the view's records, if it was.
     pub fn seen(&self, signer: &PublicKey, client_id: &str) -> Result<Option<Seen>, LedgerError> {
-        self.with_reader(|r, size| {
-            Ok(r.seen(signer, client_id)?.filter(|s| s.index < size))
-        })
+        self.with_reader(|r, size| Ok(r.seen(signer, client_id)?.filter(|s| s.index < size)))
     }
 
     /// The signed checkpoint of the view's tree (no storage read).

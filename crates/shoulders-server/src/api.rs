@@ -40,6 +40,9 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_actor))
         .routes(routes!(list_datasets))
         .routes(routes!(get_dataset))
+        .routes(routes!(dataset_contributions))
+        .routes(routes!(actor_receipts))
+        .routes(routes!(model_receipts))
         .routes(routes!(get_contribution))
         .routes(routes!(list_models))
         .routes(routes!(get_model))
@@ -284,7 +287,7 @@ async fn read_body(body: Body, limit: usize) -> ApiResult<Vec<u8>> {
 pub struct ListQuery {
     /// First index (default: the most recent `limit` records).
     from: Option<u64>,
-    /// How many (default 20, at most 1000).
+    /// How many (default 20, 1 to 1000; `E_PAGE_TOO_LARGE` beyond).
     limit: Option<u64>,
 }
 
@@ -296,7 +299,16 @@ async fn list_records(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let q = query(q)?;
-    let limit = q.limit.unwrap_or(20).min(MAX_LIST_RECORDS);
+    let limit = match q.limit.unwrap_or(20) {
+        n @ 1..=MAX_LIST_RECORDS => n,
+        n => {
+            return Err(shoulders_ledger::LedgerError::PageSize {
+                limit: usize::try_from(n).unwrap_or(usize::MAX),
+                max: MAX_LIST_RECORDS as usize,
+            }
+            .into())
+        }
+    };
     let state = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {
         let size = state.view().size();
@@ -308,9 +320,12 @@ async fn list_records(
                 out.push(record_json(index, &bytes));
             }
         }
-        Ok(Json(
-            json!({"tree_size": size, "from": from, "records": out}),
-        ))
+        let mut page = json!({"tree_size": size, "from": from, "records": out});
+        if from > 0 {
+            // Where the previous (older) page starts.
+            page["older_from"] = json!(from.saturating_sub(limit));
+        }
+        Ok(Json(page))
     })
     .await?
 }
@@ -390,13 +405,142 @@ async fn consistency_proof(
     Ok(Json(json!(proof)))
 }
 
-/// Every actor.
-#[utoipa::path(get, path = "/api/actors", tag = "state", responses((status = 200, body = Object)))]
-async fn list_actors(State(st): St) -> Json<Value> {
-    Json(
-        st.view()
-            .with_state(|s| json!(s.actors().collect::<Vec<_>>())),
-    )
+/// A page of a list: `limit` items (1 to 1000, default 100) after `cursor`.
+#[derive(Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Items per page, 1 to 1000 (default 100; `E_PAGE_TOO_LARGE` beyond).
+    limit: Option<usize>,
+    /// The `next` cursor of the previous page (`E_CURSOR_INVALID` if it is not one).
+    cursor: Option<String>,
+}
+
+/// Run a paged query on the state (bounded: no store read).
+fn state_page(
+    st: &AppState,
+    q: Result<Query<PageQuery>, QueryRejection>,
+    f: impl FnOnce(
+        &shoulders_state::State,
+        Option<&str>,
+        usize,
+    ) -> Result<Value, shoulders_ledger::LedgerError>,
+) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
+    let limit = shoulders_ledger::query::page_size(q.limit)?;
+    let page = st.view().with_state(|s| f(s, q.cursor.as_deref(), limit))?;
+    Ok(Json(page))
+}
+
+/// Actors in handle order, one page at a time.
+#[utoipa::path(get, path = "/api/actors", tag = "state", params(PageQuery),
+    responses((status = 200, description = "{items, next (cursor of the next page, absent on the last), total}", body = Object),
+               (status = 400, body = ErrorBody)))]
+async fn list_actors(
+    State(st): St,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    state_page(&st, q, |s, c, l| {
+        shoulders_ledger::query::actors(s, c, l).map(|p| json!(p))
+    })
+}
+
+/// The usage receipts an actor paid, newest first, one page at a time.
+#[utoipa::path(get, path = "/api/actors/{handle}/receipts", tag = "money",
+    params(("handle" = String, Path), PageQuery),
+    responses((status = 200, description = "{items, next}; amounts are decimal strings", body = Object),
+               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn actor_receipts(
+    State(st): St,
+    p: Result<Path<String>, PathRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let handle = path(p)?;
+    let q = query(q)?;
+    let limit = shoulders_ledger::query::page_size(q.limit)?;
+    let st2 = Arc::clone(&st);
+    tokio::task::spawn_blocking(move || {
+        st2.view().with_history(|s, store| {
+            if s.actor(&handle).is_none() {
+                return Err(shoulders_ledger::LedgerError::NotFound(format!(
+                    "no actor {handle:?}"
+                )));
+            }
+            shoulders_ledger::query::receipts(
+                store,
+                None,
+                Some(&handle),
+                q.cursor.as_deref(),
+                limit,
+                None,
+            )
+        })
+    })
+    .await?
+    .map(|page| Json(receipts_json(page)))
+    .map_err(Into::into)
+}
+
+/// The usage receipts of calls to a model, newest first, one page at a time; `total` is the
+/// model's call counter.
+#[utoipa::path(get, path = "/api/models/{owner}/{name}/receipts", tag = "money",
+    params(("owner" = String, Path), ("name" = String, Path), PageQuery),
+    responses((status = 200, description = "{items, next, total}; amounts are decimal strings", body = Object),
+               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn model_receipts(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let (owner, name) = path(p)?;
+    let id = format!("{owner}/{name}");
+    let q = query(q)?;
+    let limit = shoulders_ledger::query::page_size(q.limit)?;
+    let st2 = Arc::clone(&st);
+    tokio::task::spawn_blocking(move || {
+        st2.view().with_history(|s, store| {
+            if s.model(&id).is_none() {
+                return Err(shoulders_ledger::LedgerError::NotFound(format!(
+                    "no model {id:?}"
+                )));
+            }
+            let total = s.model_usage(&id).map_or(0, |u| u.calls);
+            shoulders_ledger::query::receipts(
+                store,
+                Some(&id),
+                None,
+                q.cursor.as_deref(),
+                limit,
+                Some(total),
+            )
+        })
+    })
+    .await?
+    .map(|page| Json(receipts_json(page)))
+    .map_err(Into::into)
+}
+
+/// A page of receipts as JSON (the store's rows are not serialisable themselves).
+fn receipts_json(page: shoulders_ledger::query::Page<shoulders_store::ReceiptRow>) -> Value {
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|r| {
+            json!({
+                "index": r.index, "ts_ms": r.ts_ms, "usage_id": r.usage_id,
+                "model_id": r.model_id, "payer": r.payer, "use_category": r.use_category,
+                "currency": r.currency, "charge_micros": r.charge_micros,
+                "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                "unattributed": r.unattributed,
+            })
+        })
+        .collect();
+    let mut v = json!({"items": items});
+    if let Some(next) = page.next {
+        v["next"] = json!(next);
+    }
+    if let Some(total) = page.total {
+        v["total"] = json!(total);
+    }
+    v
 }
 
 /// One actor.
@@ -413,13 +557,33 @@ async fn get_actor(
         .ok_or_else(|| ApiError::not_found(format!("no actor {handle:?}")))
 }
 
-/// Every dataset.
-#[utoipa::path(get, path = "/api/datasets", tag = "state", responses((status = 200, body = Object)))]
-async fn list_datasets(State(st): St) -> Json<Value> {
-    Json(
-        st.view()
-            .with_state(|s| json!(s.datasets().collect::<Vec<_>>())),
-    )
+/// Datasets in id order, one page at a time.
+#[utoipa::path(get, path = "/api/datasets", tag = "state", params(PageQuery),
+    responses((status = 200, description = "{items, next, total}", body = Object), (status = 400, body = ErrorBody)))]
+async fn list_datasets(
+    State(st): St,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    state_page(&st, q, |s, c, l| {
+        shoulders_ledger::query::datasets(s, c, l).map(|p| json!(p))
+    })
+}
+
+/// A dataset's contributions in log order, one page at a time.
+#[utoipa::path(get, path = "/api/datasets/{owner}/{name}/contributions", tag = "state",
+    params(("owner" = String, Path), ("name" = String, Path), PageQuery),
+    responses((status = 200, description = "{items, next, total}", body = Object),
+               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn dataset_contributions(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let (owner, name) = path(p)?;
+    let id = format!("{owner}/{name}");
+    state_page(&st, q, |s, cursor, limit| {
+        shoulders_ledger::query::dataset_contributions(s, &id, cursor, limit).map(|p| json!(p))
+    })
 }
 
 /// One dataset, with its contributions.
@@ -436,11 +600,18 @@ async fn get_dataset(
         .with_state(|s| {
             s.dataset(&id).map(|d| {
                 let mut v = json!(d);
-                v["contribution_records"] = json!(d
-                    .contributions
-                    .iter()
-                    .filter_map(|c| s.contribution(*c))
-                    .collect::<Vec<_>>());
+                // The first page only; the rest from /contributions with `contributions_next`.
+                let page = shoulders_ledger::query::dataset_contributions(
+                    s,
+                    &id,
+                    None,
+                    shoulders_ledger::query::DEFAULT_PAGE,
+                )
+                .expect("the dataset exists and no cursor was given");
+                v["contribution_records"] = json!(page.items);
+                if let Some(next) = page.next {
+                    v["contributions_next"] = json!(next);
+                }
                 v
             })
         })
@@ -462,13 +633,16 @@ async fn get_contribution(
         .ok_or_else(|| ApiError::not_found(format!("no contribution {index}")))
 }
 
-/// Every model.
-#[utoipa::path(get, path = "/api/models", tag = "state", responses((status = 200, body = Object)))]
-async fn list_models(State(st): St) -> Json<Value> {
-    Json(
-        st.view()
-            .with_state(|s| json!(s.models().collect::<Vec<_>>())),
-    )
+/// Models in id order, one page at a time.
+#[utoipa::path(get, path = "/api/models", tag = "state", params(PageQuery),
+    responses((status = 200, description = "{items, next, total}", body = Object), (status = 400, body = ErrorBody)))]
+async fn list_models(
+    State(st): St,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    state_page(&st, q, |s, c, l| {
+        shoulders_ledger::query::models(s, c, l).map(|p| json!(p))
+    })
 }
 
 /// One model.

@@ -97,6 +97,9 @@ impl From<LedgerError> for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             LedgerError::NotFound(_) => StatusCode::NOT_FOUND,
+            LedgerError::PageSize { .. }
+            | LedgerError::Cursor(_)
+            | LedgerError::PeriodTooLarge { .. } => StatusCode::BAD_REQUEST,
             LedgerError::Log(_) => StatusCode::BAD_REQUEST,
             LedgerError::WriterStopped | LedgerError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -152,7 +152,7 @@ async fn signed_writes_reads_and_proofs() {
 
     // State reads.
     let (_, actors) = json_of(s.client.get(s.url("/api/actors")).send().await.unwrap()).await;
-    let handles: Vec<&str> = actors
+    let handles: Vec<&str> = actors["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -194,7 +194,74 @@ async fn signed_writes_reads_and_proofs() {
         (StatusCode::OK, Some("alice"))
     );
     let (_, models) = json_of(s.client.get(s.url("/api/models")).send().await.unwrap()).await;
-    assert_eq!(models.as_array().unwrap().len(), 2);
+    assert_eq!(models["items"].as_array().unwrap().len(), 2);
+    assert_eq!(models["total"], 2);
+
+    // Every list is paged: one item per page, cursors chain to the end, totals from counters.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => s.url(&format!("/api/actors?limit=1&cursor={c}")),
+            None => s.url("/api/actors?limit=1"),
+        };
+        let (status, page) = json_of(s.client.get(url).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["items"].as_array().unwrap().len(), 1);
+        assert_eq!(page["total"].as_u64(), Some(handles.len() as u64));
+        seen.push(page["items"][0]["handle"].as_str().unwrap().to_string());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, handles);
+    for (url, code) in [
+        ("/api/actors?limit=1001", "E_PAGE_TOO_LARGE"),
+        ("/api/models?limit=0", "E_PAGE_TOO_LARGE"),
+        ("/api/datasets?cursor=zzz", "E_CURSOR_INVALID"),
+        ("/api/records?limit=5000", "E_PAGE_TOO_LARGE"),
+        (
+            "/api/models/alice/verse-base/receipts?cursor=l1.2",
+            "E_CURSOR_INVALID",
+        ),
+        ("/api/actors/alice/receipts?limit=2000", "E_PAGE_TOO_LARGE"),
+    ] {
+        let (status, body) = json_of(s.client.get(s.url(url)).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+        assert_eq!(body["error"]["code"], code, "{url}: {body}");
+    }
+    let (status, body) = json_of(
+        s.client
+            .get(s.url("/api/actors/nobody/receipts"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (_, datasets) = json_of(
+        s.client
+            .get(s.url("/api/datasets?limit=1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let first = datasets["items"][0]["dataset_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, contributions) = json_of(
+        s.client
+            .get(s.url(&format!("/api/datasets/{first}/contributions?limit=1")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{contributions}");
+    assert!(contributions["total"].as_u64().is_some(), "{contributions}");
     let (_, lineage) = json_of(
         s.client
             .get(s.url("/api/models/bob/tuned/lineage"))
@@ -682,15 +749,18 @@ async fn openapi_document_matches_the_routes() {
         "GET /api/accounts",
         "GET /api/actors",
         "GET /api/actors/{handle}",
+        "GET /api/actors/{handle}/receipts",
         "GET /api/checkpoint",
         "GET /api/contributions/{index}",
         "GET /api/datasets",
         "GET /api/datasets/{owner}/{name}",
+        "GET /api/datasets/{owner}/{name}/contributions",
         "GET /api/licenses/{owner}/{name}",
         "GET /api/models",
         "GET /api/models/{owner}/{name}",
         "GET /api/models/{owner}/{name}/license-check",
         "GET /api/models/{owner}/{name}/lineage",
+        "GET /api/models/{owner}/{name}/receipts",
         "GET /api/proofs/consistency",
         "GET /api/proofs/inclusion",
         "GET /api/records",
@@ -1144,9 +1214,15 @@ async fn graceful_shutdown_keeps_every_acknowledged_write() {
         assert!(*i >= base && *i < reader.size(), "acknowledged {i} missing");
         assert!(reader.record(*i).unwrap().is_some());
     }
-    // The writer lock was released: the ledger opens for writing again.
+    // The writer lock is released: the ledger opens for writing again. The last connection
+    // task may drop its handle on the state a moment after `serve` returned, so the new writer
+    // waits for the lock a while (a lock that is never released still fails here).
     drop(reader);
-    shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(&dir)).unwrap();
+    let patient = shoulders_ledger::LedgerConfig {
+        writer_lock_wait_ms: 30_000,
+        ..Default::default()
+    };
+    shoulders_ledger::Ledger::open_with(&shoulders_ledger::DataDir::new(&dir), patient).unwrap();
 }
 
 /// A new record signed outside the admission window is refused and appends nothing; an

@@ -188,16 +188,32 @@ impl State {
 
     /// Models in id order after `after` (exclusive; from the first when `None`).
     pub fn models_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a Model> + 'a {
-        use std::ops::Bound;
-        let start = match after {
-            Some(a) => Bound::Excluded(a.to_string()),
-            None => Bound::Unbounded,
-        };
-        self.models.range((start, Bound::Unbounded)).map(|(_, m)| m)
+        after_key(&self.models, after)
     }
 
     pub fn model_count(&self) -> usize {
         self.models.len()
+    }
+
+    /// Actors in handle order after `after` (exclusive; from the first when `None`).
+    pub fn actors_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a Actor> + 'a {
+        after_key(&self.actors, after)
+    }
+
+    pub fn actor_count(&self) -> usize {
+        self.actors.len()
+    }
+
+    /// Datasets in id order after `after` (exclusive; from the first when `None`).
+    pub fn datasets_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a Dataset> + 'a {
+        after_key(&self.datasets, after)
+    }
+
+    pub fn dataset_count(&self) -> usize {
+        self.datasets.len()
     }
 
     pub fn license(&self, id: &str) -> Option<&License> {
@@ -834,4 +850,18 @@ impl Dataset {
             Access::Allowlist => "owner and allowlist",
         }
     }
+}
+
+/// The values of `map` whose keys sort after `after` (all of them when `None`).
+fn after_key<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    after: Option<&str>,
+) -> impl Iterator<Item = &'a V> + 'a {
+    use std::ops::Bound;
+    let start = match after {
+        Some(a) => Bound::Excluded(a.to_string()),
+        None => Bound::Unbounded,
+    };
+    map.range::<String, _>((start, Bound::Unbounded))
+        .map(|(_, v)| v)
 }
