@@ -1,7 +1,7 @@
 //! State at scale: ledgers of many settled receipts, measured as an operator runs them.
 //!
 //! `cargo build --release -p shoulders-cli && cargo bench -p shoulders-bench --bench scale`
-//! (`SHOULDERS_SCALE_SIZES=100000,1000000,10000000`, default `100000,1000000`;
+//! (`SHOULDERS_SCALE_SIZES=100000,1000000,10000000`, default `1000,100000,1000000`;
 //! `SHOULDERS_SCALE_DIR` for where the ledgers go, default a temporary directory;
 //! `SHOULDERS_SCALE_PG=1` also builds the 1M ledger on PostgreSQL). For each size it settles
 //! that many receipts in batches of 1,000 (each naming four contributions: ~8 legs), then
@@ -218,7 +218,7 @@ fn time_cmd(bin: &Path, args: &[&str]) -> f64 {
 fn main() {
     let bin = binary();
     let sizes: Vec<usize> = std::env::var("SHOULDERS_SCALE_SIZES")
-        .unwrap_or_else(|_| "100000,1000000".into())
+        .unwrap_or_else(|_| "1000,100000,1000000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();

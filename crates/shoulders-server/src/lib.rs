@@ -126,7 +126,7 @@ impl ServerConfig {
 /// The ledger a node serves: as its writer, or as a read-only follower of the writer.
 enum Node {
     Writer(Ledger),
-    ReadOnly(Follower),
+    ReadOnly(Box<Follower>),
 }
 
 /// Everything the handlers share.
@@ -184,7 +184,7 @@ impl AppState {
         }
         let node = if config.read_only {
             config.metering = Metering::Off;
-            Node::ReadOnly(Follower::open(&dir)?)
+            Node::ReadOnly(Box::new(Follower::open(&dir)?))
         } else {
             Node::Writer(Ledger::open_with(&dir, config.ledger.clone())?)
         };

@@ -350,3 +350,61 @@ async fn accounts_and_statements_over_the_api() {
     }
     s.stop().await;
 }
+
+/// The home page lists at most `MAX_LISTED` of each kind and links to the next page by cursor;
+/// following the links shows every actor exactly once; a forged cursor is a 400 page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explorer_lists_are_paged_by_cursor() {
+    let tmp = tempfile::tempdir().unwrap();
+    ledger(tmp.path());
+    let extra = shoulders_server::explorer::MAX_LISTED + 7;
+    {
+        let ledger = Ledger::open(&DataDir::new(tmp.path())).unwrap();
+        let batch: Vec<Vec<u8>> = (0..extra)
+            .map(|i| {
+                let key = ActorKey::generate(&mut OsRng);
+                record(
+                    &key,
+                    "reg",
+                    TS,
+                    Kind::ActorRegister,
+                    json!({"handle": format!("p{i:03}"), "name": "P"}),
+                )
+            })
+            .collect();
+        for r in ledger.submit_batch(batch) {
+            r.unwrap();
+        }
+    }
+    let s = serve(tmp.path()).await;
+    let (_, total) = json_get(&s, "/api/actors?limit=1").await;
+    let total = total["total"].as_u64().unwrap() as usize;
+    assert!(total > shoulders_server::explorer::MAX_LISTED);
+    let mut listed = 0;
+    let mut path = "/".to_string();
+    let mut pages = 0;
+    loop {
+        let (status, _, html) = get(&s, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let actors = html
+            .split("<section id=\"actors\">")
+            .nth(1)
+            .unwrap()
+            .split("</section>")
+            .next()
+            .unwrap()
+            .to_string();
+        listed += actors.matches("href=\"/actors/").count();
+        pages += 1;
+        match actors.split("data-testid=\"more-actors\" href=\"").nth(1) {
+            Some(rest) => path = rest.split('"').next().unwrap().replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, total, "every actor once, over {pages} pages");
+    assert!(pages >= 2);
+    let (status, _, html) = get(&s, "/?actors=x1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("E_CURSOR_INVALID"), "{html}");
+    s.stop().await;
+}

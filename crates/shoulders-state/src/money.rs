@@ -292,6 +292,9 @@ impl SourceCount {
 
 /// Legs grouped by source, for a statement over a period (all-time statements read
 /// [`Books`]' counters instead).
+/// Credits and debits per currency, in micro-units.
+pub(crate) type CurrencyFlows = BTreeMap<Arc<str>, (i128, i128)>;
+
 #[derive(Default)]
 pub(crate) struct SourceTotals {
     groups: BTreeMap<SourceKey, SourceCount>,
@@ -303,7 +306,7 @@ impl SourceTotals {
     }
 
     /// The groups as statement lines, and credits/debits per currency (own account only).
-    pub(crate) fn finish(self) -> (Vec<SourceTotal>, BTreeMap<Arc<str>, (i128, i128)>) {
+    pub(crate) fn finish(self) -> (Vec<SourceTotal>, CurrencyFlows) {
         source_lines(self.groups.iter())
     }
 }
@@ -312,8 +315,8 @@ impl SourceTotals {
 /// group every leg has the same sign (a role always credits or always debits its holder).
 fn source_lines<'a>(
     groups: impl Iterator<Item = (&'a SourceKey, &'a SourceCount)>,
-) -> (Vec<SourceTotal>, BTreeMap<Arc<str>, (i128, i128)>) {
-    let mut totals: BTreeMap<Arc<str>, (i128, i128)> = BTreeMap::new();
+) -> (Vec<SourceTotal>, CurrencyFlows) {
+    let mut totals: CurrencyFlows = BTreeMap::new();
     let mut lines = Vec::new();
     for (k, c) in groups {
         if !k.held {

@@ -549,7 +549,7 @@ fn run_world(seed: u64) -> usize {
     check_books(&b.state, &deposits, &withdrawals);
     // Replaying the log recomputes exactly the same state, balances and legs included.
     assert!(b.replayed() == b.state, "replay differs");
-    if seed % 3 == 0 {
+    if seed.is_multiple_of(3) {
         check_persisted_fold(&b, seed);
     }
     receipts_tried

@@ -152,7 +152,7 @@ fn receipt(index: u64, usage: &str, model: &str, payer: &str) -> ReceiptRow {
         charge_micros: "1000000000000000000".into(),
         input_tokens: 1,
         output_tokens: 2,
-        unattributed: index % 2 == 0,
+        unattributed: index.is_multiple_of(2),
     }
 }
 

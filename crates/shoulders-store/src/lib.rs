@@ -79,6 +79,9 @@ pub struct AppendBatch<'a> {
 /// Callback for [`Store::scan`]: receives each record's index and exact bytes.
 pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
 
+/// Where a `(signer, client id)` was first used: its log index and leaf hash.
+pub type SeenAt = (u64, [u8; 32]);
+
 /// A log store. `append` must be atomic and durable when it returns `Ok`.
 pub trait Store: Send {
     /// Number of records stored (as of open or the last `append`/`refresh`).
@@ -108,10 +111,7 @@ pub trait Store: Send {
     /// migration that rebuilt them by replaying the log).
     fn replace_state(&mut self, writes: &StateWrites) -> Result<(), StoreError>;
     /// Where each `(signer, client id)` was first used, if it was.
-    fn seen_many(
-        &self,
-        keys: &[([u8; 32], String)],
-    ) -> Result<Vec<Option<(u64, [u8; 32])>>, StoreError>;
+    fn seen_many(&self, keys: &[([u8; 32], String)]) -> Result<Vec<Option<SeenAt>>, StoreError>;
     /// The receipt index that charged each usage id, if one did.
     fn usage_many(&self, usage_ids: &[String]) -> Result<Vec<Option<u64>>, StoreError>;
     /// A page of one holder's legs (log order, after the cursor).

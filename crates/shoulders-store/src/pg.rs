@@ -10,8 +10,8 @@
 //! by their index, so an interleaving writer fails with `E_STORE_CONFLICT` instead of forking.
 
 use crate::{
-    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, StateVisit, StateWrites, Store,
-    StoreError, Visit, MAX_BATCH_RECORDS, MAX_PAGE_ROWS,
+    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenAt, StateVisit, StateWrites,
+    Store, StoreError, Visit, MAX_BATCH_RECORDS, MAX_PAGE_ROWS,
 };
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
@@ -578,10 +578,7 @@ impl Store for PostgresStore {
         tx.commit().map_err(pg_err)
     }
 
-    fn seen_many(
-        &self,
-        keys: &[([u8; 32], String)],
-    ) -> Result<Vec<Option<(u64, [u8; 32])>>, StoreError> {
+    fn seen_many(&self, keys: &[([u8; 32], String)]) -> Result<Vec<Option<SeenAt>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }

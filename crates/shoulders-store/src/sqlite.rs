@@ -2,8 +2,8 @@
 //! transaction is on disk (WAL fsynced) before `append` returns.
 
 use crate::{
-    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, StateVisit, StateWrites, Store,
-    StoreError, Visit, MAX_BATCH_RECORDS, MAX_PAGE_ROWS,
+    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenAt, StateVisit, StateWrites,
+    Store, StoreError, Visit, MAX_BATCH_RECORDS, MAX_PAGE_ROWS,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use shoulders_log::{stored_hash_count, stored_hash_index};
@@ -279,10 +279,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn seen_many(
-        &self,
-        keys: &[([u8; 32], String)],
-    ) -> Result<Vec<Option<(u64, [u8; 32])>>, StoreError> {
+    fn seen_many(&self, keys: &[([u8; 32], String)]) -> Result<Vec<Option<SeenAt>>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT idx, leaf FROM seen WHERE signer = ?1 AND client_id = ?2")?;

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -167,10 +167,48 @@ fn with_history<T>(
 }
 
 fn storage_error(e: shoulders_ledger::LedgerError) -> PageError {
-    error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("{}: {e}", e.code()),
-    )
+    let status = match e {
+        shoulders_ledger::LedgerError::Cursor(_)
+        | shoulders_ledger::LedgerError::PageSize { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error_page(status, format!("{}: {e}", e.code()))
+}
+
+/// Where each paged list of a page starts: the `next` cursor its "more" link carried.
+#[derive(serde::Deserialize, Default)]
+struct Cursors {
+    models: Option<String>,
+    datasets: Option<String>,
+    actors: Option<String>,
+    calls: Option<String>,
+    contributions: Option<String>,
+}
+
+fn cursors(q: Result<Query<Cursors>, QueryRejection>) -> Result<Cursors, PageError> {
+    q.map(|Query(c)| c).map_err(|rej| {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            format!("bad query: {}", rej.body_text()),
+        )
+    })
+}
+
+/// A link to the next page of a list (`href` is the page, `param` its cursor parameter), or
+/// nothing on the last page.
+fn more_link(href: &str, param: &str, next: Option<&str>, anchor: &str, text: &str) -> String {
+    match next {
+        Some(cursor) => {
+            let cursor =
+                percent_encoding::utf8_percent_encode(cursor, percent_encoding::NON_ALPHANUMERIC);
+            format!(
+                "<p class=\"more\"><a data-testid=\"more-{param}\" href=\"{}?{param}={cursor}#{anchor}\">{}</a></p>",
+                esc(href),
+                esc(text)
+            )
+        }
+        None => String::new(),
+    }
 }
 
 /// The handle that signed a record, from its base64 public key.
@@ -256,8 +294,12 @@ fn try_box(st: &AppState, s: &Ledger, selected: Option<&str>) -> String {
     )
 }
 
-async fn home(State(st): St) -> Response {
-    render(st, |st| {
+async fn home(State(st): St, q: Result<Query<Cursors>, QueryRejection>) -> Response {
+    let c = match cursors(q) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    render(st, move |st| {
         let note = st.view().checkpoint().map_err(storage_error)?;
         let note = String::from_utf8_lossy(&note).into_owned();
         let mut lines = note.lines();
@@ -272,7 +314,7 @@ async fn home(State(st): St) -> Response {
                 recent.push((index, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null)));
             }
         }
-        Ok(st.view().with_state(|s| {
+        st.view().with_state(|s| {
             let mut body = format!(
                 "<section class=\"checkpoint\" data-testid=\"checkpoint\"><h2>Checkpoint</h2>\
 <p>The log <code>{}</code> holds <strong data-testid=\"tree-size\">{}</strong> records; its Merkle root is \
@@ -301,9 +343,11 @@ each record page checks its inclusion proof against this root in your browser.</
                 "<section><h2>Recent records</h2>{}</section>",
                 table("records", &["record", "kind", "signer", "about", "time (UTC)"], &rows)
             );
-            let models: Vec<Vec<String>> = s
-                .models()
-                .take(MAX_LISTED)
+            let model_page = shoulders_ledger::query::models(s, c.models.as_deref(), MAX_LISTED)
+                .map_err(storage_error)?;
+            let models: Vec<Vec<String>> = model_page
+                .items
+                .iter()
                 .map(|m| {
                     vec![
                         link(&model_href(&m.model_id), &m.model_id),
@@ -319,12 +363,15 @@ each record page checks its inclusion proof against this root in your browser.</
                 .collect();
             let _ = write!(
                 body,
-                "<section id=\"models\"><h2>Models</h2>{}</section>",
-                table("models", &["model", "name", "derived from", "licence"], &models)
+                "<section id=\"models\"><h2>Models</h2>{}{}</section>",
+                table("models", &["model", "name", "derived from", "licence"], &models),
+                more_link("/", "models", model_page.next.as_deref(), "models", &format!("more models (of {}) →", s.model_count()))
             );
-            let datasets: Vec<Vec<String>> = s
-                .datasets()
-                .take(MAX_LISTED)
+            let dataset_page = shoulders_ledger::query::datasets(s, c.datasets.as_deref(), MAX_LISTED)
+                .map_err(storage_error)?;
+            let datasets: Vec<Vec<String>> = dataset_page
+                .items
+                .iter()
                 .map(|d| {
                     vec![
                         link(&dataset_href(&d.dataset_id), &d.dataset_id),
@@ -337,12 +384,15 @@ each record page checks its inclusion proof against this root in your browser.</
                 .collect();
             let _ = write!(
                 body,
-                "<section id=\"datasets\"><h2>Datasets</h2>{}</section>",
-                table("datasets", &["dataset", "name", "contributions", "contributors", "licence"], &datasets)
+                "<section id=\"datasets\"><h2>Datasets</h2>{}{}</section>",
+                table("datasets", &["dataset", "name", "contributions", "contributors", "licence"], &datasets),
+                more_link("/", "datasets", dataset_page.next.as_deref(), "datasets", &format!("more datasets (of {}) →", s.dataset_count()))
             );
-            let actors: Vec<Vec<String>> = s
-                .actors()
-                .take(MAX_LISTED)
+            let actor_page = shoulders_ledger::query::actors(s, c.actors.as_deref(), MAX_LISTED)
+                .map_err(storage_error)?;
+            let actors: Vec<Vec<String>> = actor_page
+                .items
+                .iter()
                 .map(|a| {
                     let st = s.statement(&a.handle, None, None);
                     let bal = st
@@ -356,8 +406,9 @@ each record page checks its inclusion proof against this root in your browser.</
                 .collect();
             let _ = write!(
                 body,
-                "<section id=\"actors\"><h2>People and organisations</h2>{}</section>",
-                table("actors", &["handle", "name", "balance (incl. unclaimed)"], &actors)
+                "<section id=\"actors\"><h2>People and organisations</h2>{}{}</section>",
+                table("actors", &["handle", "name", "balance (incl. unclaimed)"], &actors),
+                more_link("/", "actors", actor_page.next.as_deref(), "actors", &format!("more people and organisations (of {}) →", s.actor_count()))
             );
             let totals: Vec<Vec<String>> = s
                 .totals()
@@ -388,8 +439,8 @@ each record page checks its inclusion proof against this root in your browser.</
                 .max_by_key(|(_, n)| *n)
                 .map(|(m, _)| m);
             body.push_str(&try_box(st, s, busiest));
-            page("Explorer", &body)
-        }))
+            Ok(page("Explorer", &body))
+        })
     })
     .await
 }
@@ -603,8 +654,12 @@ fn licence_card(s: &Ledger, model_id: &str) -> String {
     out
 }
 
-async fn model_page(State(st): St, p: Result<Path<(String, String)>, PathRejection>) -> Response {
-    let (owner, name) = match path_param(p) {
+async fn model_page(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<Cursors>, QueryRejection>,
+) -> Response {
+    let ((owner, name), c) = match path_param(p).and_then(|p| Ok((p, cursors(q)?))) {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -684,7 +739,7 @@ async fn model_page(State(st): St, p: Result<Path<(String, String)>, PathRejecti
                     table("datasets", &["dataset", "used by", "contributions", "contributors"], &ds_rows)
                 }
             );
-            let calls = shoulders_ledger::query::receipts(store, Some(&id), None, None, MAX_CALLS_LISTED, None)
+            let calls = shoulders_ledger::query::receipts(store, Some(&id), None, c.calls.as_deref(), MAX_CALLS_LISTED, None)
                 .map_err(storage_error)?;
             let usage = s.model_usage(&id);
             let rows: Vec<Vec<String>> = calls
@@ -702,7 +757,7 @@ async fn model_page(State(st): St, p: Result<Path<(String, String)>, PathRejecti
                 .collect();
             let _ = write!(
                 body,
-                "<section><h2>Metered calls</h2><p>{} calls, charged {}{}.</p>{}</section>",
+                "<section id=\"calls\"><h2>Metered calls</h2><p>{} calls, charged {}{}.</p>{}{}</section>",
                 usage.map_or(0, |u| u.calls),
                 match usage {
                     Some(u) if !u.charged_micros.is_empty() => u
@@ -713,8 +768,10 @@ async fn model_page(State(st): St, p: Result<Path<(String, String)>, PathRejecti
                         .join(", "),
                     _ => "nothing".into(),
                 },
-                if calls.next.is_some() { format!(" (the latest {MAX_CALLS_LISTED} listed)") } else { String::new() },
-                table("calls", &["usage", "payer", "use", "charge", "time (UTC)"], &rows)
+                if c.calls.is_some() { format!(" ({} listed, older than the first page)", rows.len()) }
+                else if calls.next.is_some() { format!(" (the latest {MAX_CALLS_LISTED} listed)") } else { String::new() },
+                table("calls", &["usage", "payer", "use", "charge", "time (UTC)"], &rows),
+                more_link(&model_href(&id), "calls", calls.next.as_deref(), "calls", "older calls →")
             );
             body.push_str(&try_box(st, s, Some(&id)));
             Ok(page(&id, &body))
@@ -723,8 +780,12 @@ async fn model_page(State(st): St, p: Result<Path<(String, String)>, PathRejecti
     .await
 }
 
-async fn dataset_page(State(st): St, p: Result<Path<(String, String)>, PathRejection>) -> Response {
-    let (owner, name) = match path_param(p) {
+async fn dataset_page(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<Cursors>, QueryRejection>,
+) -> Response {
+    let ((owner, name), c) = match path_param(p).and_then(|p| Ok((p, cursors(q)?))) {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
@@ -762,10 +823,16 @@ async fn dataset_page(State(st): St, p: Result<Path<(String, String)>, PathRejec
                     models.join(", ")
                 }
             );
-            let rows: Vec<Vec<String>> = d
-                .contributions
+            let contributions = shoulders_ledger::query::dataset_contributions(
+                s,
+                &id,
+                c.contributions.as_deref(),
+                MAX_LISTED,
+            )
+            .map_err(storage_error)?;
+            let rows: Vec<Vec<String>> = contributions
+                .items
                 .iter()
-                .filter_map(|c| s.contribution(*c))
                 .map(|c| {
                     vec![
                         format!(
@@ -783,7 +850,7 @@ async fn dataset_page(State(st): St, p: Result<Path<(String, String)>, PathRejec
                 .collect();
             let _ = write!(
                 body,
-                "<section><h2>Contributions</h2>{}</section>",
+                "<section id=\"contributions\"><h2>Contributions</h2>{}{}</section>",
                 table(
                     "contributions",
                     &[
@@ -795,6 +862,13 @@ async fn dataset_page(State(st): St, p: Result<Path<(String, String)>, PathRejec
                         "time (UTC)"
                     ],
                     &rows
+                ),
+                more_link(
+                    &dataset_href(&id),
+                    "contributions",
+                    contributions.next.as_deref(),
+                    "contributions",
+                    &format!("more contributions (of {}) →", d.contributions.len())
                 )
             );
             Ok(page(&id, &body))
