@@ -293,6 +293,25 @@ pub fn state_with_the_records(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dy
         assert_eq!(page(None, Some(3), 10), vec![2]);
         assert_eq!(page(Some("m/x"), None, 10), vec![2]);
         assert_eq!(page(None, None, 1), vec![3]);
+        // Every filter combination (each is its own statement).
+        let by = |model: Option<&str>, payer: Option<&str>, before| {
+            s.receipts(&ReceiptQuery {
+                model_id: model.map(Into::into),
+                payer: payer.map(Into::into),
+                before,
+                limit: 10,
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r.index)
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(by(None, Some("bob"), None), vec![3, 2]);
+        assert_eq!(by(None, Some("bob"), Some(3)), vec![2]);
+        assert_eq!(by(Some("m/y"), Some("bob"), None), vec![3]);
+        assert_eq!(by(Some("m/y"), Some("bob"), Some(3)), Vec::<u64>::new());
+        assert_eq!(by(Some("m/x"), None, Some(3)), vec![2]);
+        assert_eq!(by(None, Some("nobody"), None), Vec::<u64>::new());
         let legs = |after, role: Option<&str>, limit| {
             s.legs_of_holder(&LegQuery {
                 holder: "ann".into(),

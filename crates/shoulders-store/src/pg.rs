@@ -678,18 +678,22 @@ impl Store for PostgresStore {
     fn receipts(&self, q: &ReceiptQuery) -> Result<Vec<ReceiptRow>, StoreError> {
         let before = q.before.map(to_i64);
         let limit = q.limit.min(MAX_PAGE_ROWS) as i64;
-        let rows = self.read(|c| {
-            c.query(
-                &format!(
-                    "SELECT {RECEIPT_COLUMNS} FROM receipts
-                      WHERE ($1::TEXT IS NULL OR model_id = $1)
-                        AND ($2::TEXT IS NULL OR payer = $2)
-                        AND ($3::BIGINT IS NULL OR idx < $3)
-                      ORDER BY idx DESC LIMIT $4"
-                ),
-                &[&q.model_id, &q.payer, &before, &limit],
-            )
-        })?;
+        let (filter, limit_param) = q.where_sql(|n| format!("${n}"));
+        let sql = format!(
+            "SELECT {RECEIPT_COLUMNS} FROM receipts {filter} ORDER BY idx DESC LIMIT ${limit_param}"
+        );
+        let mut args: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+        if let Some(m) = &q.model_id {
+            args.push(m);
+        }
+        if let Some(p) = &q.payer {
+            args.push(p);
+        }
+        if let Some(b) = &before {
+            args.push(b);
+        }
+        args.push(&limit);
+        let rows = self.read(|c| c.query(&sql, &args))?;
         Ok(rows.iter().map(receipt_row).collect())
     }
 }

@@ -325,7 +325,7 @@ impl Store for SqliteStore {
             "SELECT idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
                     contribution, beneficiary
              FROM legs
-             WHERE holder = ?1 AND (idx {cmp} ?2 OR (idx = ?2 AND seq {cmp} ?3))
+             WHERE holder = ?1 AND (idx, seq) {cmp} (?2, ?3)
                AND (?4 IS NULL OR ts_ms >= ?4) AND (?5 IS NULL OR ts_ms < ?5)
                AND (?6 IS NULL OR role = ?6)
              ORDER BY idx {order}, seq {order} LIMIT ?7"
@@ -363,21 +363,16 @@ impl Store for SqliteStore {
     }
 
     fn receipts(&self, q: &ReceiptQuery) -> Result<Vec<ReceiptRow>, StoreError> {
+        let (filter, limit_param) = q.where_sql(|n| format!("?{n}"));
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {RECEIPT_COLUMNS} FROM receipts
-             WHERE (?1 IS NULL OR model_id = ?1) AND (?2 IS NULL OR payer = ?2)
-               AND (?3 IS NULL OR idx < ?3)
-             ORDER BY idx DESC LIMIT ?4"
+            "SELECT {RECEIPT_COLUMNS} FROM receipts {filter} ORDER BY idx DESC LIMIT ?{limit_param}"
         ))?;
-        let rows = stmt.query_map(
-            params![
-                q.model_id,
-                q.payer,
-                q.before.map(to_i64),
-                q.limit.min(MAX_PAGE_ROWS) as i64
-            ],
-            receipt_row,
-        )?;
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        args.extend(q.model_id.clone().map(Into::into));
+        args.extend(q.payer.clone().map(Into::into));
+        args.extend(q.before.map(|b| to_i64(b).into()));
+        args.push((q.limit.min(MAX_PAGE_ROWS) as i64).into());
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), receipt_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

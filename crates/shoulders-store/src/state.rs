@@ -97,5 +97,33 @@ pub struct ReceiptQuery {
     pub limit: usize,
 }
 
+impl ReceiptQuery {
+    /// The `WHERE` clause for the filters this query sets, numbering its placeholders with
+    /// `param(1..)` in the order model, payer, cursor (the page size takes the next number).
+    /// Each combination is its own statement, so the planner uses the matching index
+    /// (`receipts_by_model`, `receipts_by_payer`); a generic `(x IS NULL OR col = x)` hides it
+    /// and turns a rare model's page into a scan of every receipt.
+    pub(crate) fn where_sql(&self, param: impl Fn(usize) -> String) -> (String, usize) {
+        let mut clauses = Vec::new();
+        let mut n = 0;
+        for (set, column) in [
+            (self.model_id.is_some(), "model_id ="),
+            (self.payer.is_some(), "payer ="),
+            (self.before.is_some(), "idx <"),
+        ] {
+            if set {
+                n += 1;
+                clauses.push(format!("{column} {}", param(n)));
+            }
+        }
+        let sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        (sql, n + 1)
+    }
+}
+
 /// Most rows one history query returns.
 pub const MAX_PAGE_ROWS: usize = 10_000;
