@@ -52,6 +52,8 @@ pub const DEFAULT_RATE_LIMIT_PER_S: u32 = 200;
 
 /// How far a submitted record's signer timestamp may be from the server's clock (5 minutes).
 pub const DEFAULT_ADMISSION_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Most attribution indexes a node keeps open (memory-mapped) at once.
+pub const MAX_OPEN_INDEXES: usize = 64;
 /// How often a read-only node polls the log for records the writer committed, by default.
 pub const DEFAULT_FOLLOW_INTERVAL_MS: u64 = 250;
 
@@ -276,6 +278,17 @@ impl AppState {
             }
         }
         let ix = Arc::new(DatasetIndex::open(self.data_dir(), dataset_id)?);
+        if cache.len() >= MAX_OPEN_INDEXES && !cache.contains_key(dataset_id) {
+            // Bounded: drop the entry whose index was built longest ago (requests still using
+            // it keep their Arc; it is reopened when asked for again).
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
         cache.insert(dataset_id.to_string(), (modified, Arc::clone(&ix)));
         Ok(Some(ix))
     }
