@@ -404,7 +404,7 @@ impl DatasetIndex {
             owner_at[i] = Some(owner);
             windows.push(WindowCredit { start: i, owner });
         }
-        let (weights, evidence_bytes) = byte_credit(&windows, window, out.len());
+        let (weights, evidence_bytes) = byte_credit(&windows, window, out);
         let name = |c: u64| {
             self.contributor(c)
                 .map_or_else(|| format!("contribution-{c}"), str::to_string)

@@ -16,7 +16,10 @@
 //!   and a match that runs a few bytes past old text (a copy's edge, a junction with a common
 //!   word) earns only the bytes that are new.
 //! * **Short runs earn nothing.** Credited bytes come in runs of one owner; a run shorter than
-//!   [`MIN_RUN_BYTES`] (a few new bytes at the edge of someone else's text) is not credited.
+//!   [`MIN_RUN_BYTES`] (a few new bytes at the edge of someone else's text) or touching fewer
+//!   than [`MIN_RUN_WORDS`] words is not credited. The word count matters where bytes alone
+//!   mislead: one long token (an e-mail address, a URL) next to a common word is 32 bytes that
+//!   word salad contributed in bulk matches by chance, and evidence of nothing.
 //! * **Chance matches earn nothing.** A window is at least `window` bytes (32 by default, a
 //!   fixed length: a threshold that grew with the corpus could be pushed up by junk), and a
 //!   window of low-information text (fewer than [`MIN_DISTINCT_BYTES`] distinct bytes, e.g. a
@@ -36,6 +39,28 @@ pub const PPM: u64 = 1_000_000;
 pub const MIN_DISTINCT_BYTES: usize = 8;
 /// A run of output bytes credited to one owner that is shorter than this is not credited.
 pub const MIN_RUN_BYTES: usize = 16;
+/// A credited run must touch at least this many words (see [`words_in`]).
+pub const MIN_RUN_WORDS: usize = 4;
+
+/// Words a piece of normalised text touches: a word starts at a non-space byte after a space
+/// (or at the piece's start), and every character of three or four UTF-8 bytes counts as a
+/// word of its own, so scripts written without spaces (Chinese, Japanese, Thai) are not
+/// penalised.
+pub fn words_in(text: &[u8]) -> usize {
+    let mut words = 0;
+    let mut after_space = true;
+    for &b in text {
+        if b == b' ' {
+            after_space = true;
+            continue;
+        }
+        if b >= 0xE0 || after_space {
+            words += 1;
+        }
+        after_space = false;
+    }
+    words
+}
 
 /// Split `total` over `weights` in proportion, by largest remainder (ties to the earlier key);
 /// the parts sum to exactly `total`.
@@ -88,15 +113,16 @@ pub struct WindowCredit {
     pub owner: u64,
 }
 
-/// Credit per contribution (in output bytes) from the credited windows of an output of `len`
-/// bytes (see the module docs), and the number of output bytes credited. `windows` must be
-/// sorted by `start`, at most one per start.
+/// Credit per contribution (in output bytes) from the credited windows of the normalised
+/// output `text` (see the module docs), and the number of output bytes credited. `windows`
+/// must be sorted by `start`, at most one per start.
 pub fn byte_credit(
     windows: &[WindowCredit],
     window: usize,
-    len: usize,
+    text: &[u8],
 ) -> (BTreeMap<u64, u128>, u64) {
     assert!(window >= 1);
+    let len = text.len();
     debug_assert!(windows.windows(2).all(|w| w[0].start < w[1].start));
     // Owner of each byte: the earliest owner among the windows covering it.
     let mut owner_of: Vec<Option<u64>> = vec![None; len];
@@ -130,7 +156,7 @@ pub fn byte_credit(
             j += 1;
         }
         if let Some(o) = owner {
-            if j - start >= MIN_RUN_BYTES {
+            if j - start >= MIN_RUN_BYTES && words_in(&text[start..j]) >= MIN_RUN_WORDS {
                 *weights.entry(o).or_insert(0) += (j - start) as u128;
                 credited_bytes += (j - start) as u64;
             }
@@ -231,13 +257,39 @@ mod tests {
         windows.extend((10..30).map(|s| w(s, 7)));
         windows.push(w(45, 9));
         windows.push(w(60, 3));
-        let (weights, bytes) = byte_credit(&windows, 20, 100);
+        let text = "so many words in this text ".repeat(4);
+        let (weights, bytes) = byte_credit(&windows, 20, &text.as_bytes()[..100]);
         // 0..10: 9 alone (10 bytes, too short); 10..49: 7, earlier than 9; 49..60: 9 (11 bytes,
         // too short); 60..80: 3.
         assert_eq!(weights.get(&9), None);
         assert_eq!(weights[&7], 39);
         assert_eq!(weights[&3], 20);
         assert_eq!(bytes, 59);
+    }
+
+    #[test]
+    fn runs_of_few_words_are_not_evidence() {
+        assert_eq!(words_in(b" <someone@example.org> use"), 2);
+        assert_eq!(words_in(b"shall i compare thee"), 4);
+        assert_eq!(
+            words_in(b"ompare thee to"),
+            3,
+            "a partial first word counts"
+        );
+        assert_eq!(
+            words_in("春眠不覺曉".as_bytes()),
+            5,
+            "each CJK character is a word"
+        );
+        // One 33-byte run of two words: long enough in bytes, not in words.
+        let text = b" <nicolas.example@example.fr> use";
+        let windows: Vec<WindowCredit> = (0..2)
+            .map(|start| WindowCredit { start, owner: 4 })
+            .collect();
+        assert_eq!(byte_credit(&windows, 32, text), (BTreeMap::new(), 0));
+        let text = b"shall i compare thee to a summer's";
+        let (weights, bytes) = byte_credit(&windows, 32, text);
+        assert_eq!((weights[&4], bytes), (33, 33));
     }
 
     #[test]

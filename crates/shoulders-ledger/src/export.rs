@@ -96,37 +96,84 @@ pub fn verify_export(
     verify_export_from(export, verifier_key)
 }
 
-/// History as the verifier keeps it: a 16-byte digest per `(signer, client id)` and per usage
-/// id, with where it was first used — enough for the fold's duplicate checks, and about 30
+/// History as the verifier keeps it: a keyed 8-byte digest per `(signer, client id)` and per usage
+/// id, with where it was first used — enough for the fold's duplicate checks, and about 40
 /// bytes per record however many legs each receipt posts.
-#[derive(Default)]
 struct VerifyHistory {
-    seen: HashMap<u128, u64>,
-    usage: HashMap<u128, u64>,
+    seen: HashMap<u64, u64, Prehashed>,
+    usage: HashMap<u64, u64, Prehashed>,
+    /// Keyed anew for every verification, so nobody can craft ids whose digests collide.
+    key: std::collections::hash_map::RandomState,
 }
 
-fn digest(parts: &[&[u8]]) -> u128 {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p);
+impl Default for VerifyHistory {
+    fn default() -> Self {
+        VerifyHistory {
+            seen: HashMap::default(),
+            usage: HashMap::default(),
+            key: std::collections::hash_map::RandomState::new(),
+        }
     }
-    let d = h.finalize();
-    u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
+}
+
+impl VerifyHistory {
+    /// A 64-bit keyed digest (SipHash with this run's random key) of an id: 16 bytes per entry
+    /// with its index, so 10M receipts fit in well under 1 GB. Two distinct ids share a digest
+    /// with probability about n²/2^65 per run (3·10^-6 at 10M records); a false
+    /// `E_DUPLICATE_ID` would not repeat on a second run, which draws a new key.
+    fn digest(&self, kind: u8, parts: &[&[u8]]) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.key.build_hasher();
+        h.write_u8(kind);
+        for p in parts {
+            h.write_u64(p.len() as u64);
+            h.write(p);
+        }
+        h.finish()
+    }
+}
+
+/// The map keys are digests already: hash them as they are.
+#[derive(Clone, Copy, Default)]
+struct Prehashed;
+
+impl std::hash::BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl std::hash::Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl HistoryRead for VerifyHistory {
     fn seen(&self, signer: &PublicKey, client_id: &str) -> Option<Seen> {
         self.seen
-            .get(&digest(&[&signer.0, client_id.as_bytes()]))
+            .get(&self.digest(0, &[&signer.0, client_id.as_bytes()]))
             .map(|&index| Seen {
                 index,
                 leaf_hash: [0; 32],
             })
     }
     fn usage(&self, usage_id: &str) -> Option<u64> {
-        self.usage.get(&digest(&[usage_id.as_bytes()])).copied()
+        self.usage
+            .get(&self.digest(1, &[usage_id.as_bytes()]))
+            .copied()
     }
 }
 
@@ -203,14 +250,12 @@ pub fn verify_export_from(
             .apply_with(index, leaf.0, &record, &history)
             .map_err(|e| fail(e.code(), Some(index), e.to_string()))?;
         if let Some((signer, client_id, _)) = &effects.seen {
-            history
-                .seen
-                .insert(digest(&[&signer.0, client_id.as_bytes()]), index);
+            let d = history.digest(0, &[&signer.0, client_id.as_bytes()]);
+            history.seen.insert(d, index);
         }
         if let Some(r) = &effects.receipt {
-            history
-                .usage
-                .insert(digest(&[r.usage_id.as_bytes()]), index);
+            let d = history.digest(1, &[r.usage_id.as_bytes()]);
+            history.usage.insert(d, index);
         }
         tree.append(leaf);
     }
