@@ -21,10 +21,35 @@ impl PublicKey {
     }
 
     /// The dalek key, if these bytes are a valid curve point.
+    ///
+    /// Decompressing the point is about a third of a signature check, and a ledger's records
+    /// come from few signers (the operator signs every receipt), so each thread keeps the last
+    /// [`VERIFYING_KEY_CACHE`] keys it decompressed. Only valid points are cached; the cache
+    /// changes no answer.
     pub fn verifying_key(&self) -> Option<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.0).ok()
+        thread_local! {
+            static CACHE: std::cell::RefCell<Vec<([u8; 32], VerifyingKey)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(at) = cache.iter().position(|(bytes, _)| *bytes == self.0) {
+                // Move to the front: the most used keys are found first.
+                let hit = cache.remove(at);
+                let key = hit.1;
+                cache.insert(0, hit);
+                return Some(key);
+            }
+            let key = VerifyingKey::from_bytes(&self.0).ok()?;
+            cache.insert(0, (self.0, key));
+            cache.truncate(VERIFYING_KEY_CACHE);
+            Some(key)
+        })
     }
 }
+
+/// Decompressed verifying keys each thread keeps (see [`PublicKey::verifying_key`]).
+pub const VERIFYING_KEY_CACHE: usize = 16;
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
