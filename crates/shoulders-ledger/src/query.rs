@@ -159,16 +159,18 @@ pub fn statement(
     })?;
     let more = rows.len() > limit;
     let rows = &rows[..rows.len().min(limit)];
+    // The page's receipts in one round trip, not one look-up per line.
+    let indexes: Vec<u64> = rows.iter().map(|r| r.index).collect();
+    let usage: std::collections::HashMap<u64, String> = store
+        .receipts_at(&indexes)?
+        .into_iter()
+        .map(|r| (r.index, r.usage_id))
+        .collect();
     let mut lines = Vec::with_capacity(rows.len());
-    let mut usage: Option<(u64, Option<String>)> = None;
     for r in rows {
-        // A receipt's legs are adjacent: one look-up per receipt, not per leg.
-        if usage.as_ref().is_none_or(|(i, _)| *i != r.index) {
-            usage = Some((r.index, store.receipt(r.index)?.map(|x| x.usage_id)));
-        }
         lines.push(StatementLine {
             leg: leg(r)?,
-            usage_id: usage.as_ref().and_then(|(_, u)| u.clone()),
+            usage_id: usage.get(&r.index).cloned(),
         });
     }
     let next = more.then(|| {

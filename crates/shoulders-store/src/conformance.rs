@@ -277,6 +277,13 @@ pub fn state_with_the_records(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dy
         );
         assert_eq!(s.receipt(2).unwrap(), Some(receipt(2, "u-2", "m/x", "bob")));
         assert_eq!(s.receipt(1).unwrap(), None);
+        let at: Vec<u64> = s
+            .receipts_at(&[3, 1, 2, 3, 99])
+            .unwrap()
+            .iter()
+            .map(|r| r.index)
+            .collect();
+        assert_eq!(at, vec![2, 3], "receipts only, each once, in index order");
         let page = |model: Option<&str>, before, limit| {
             s.receipts(&ReceiptQuery {
                 model_id: model.map(Into::into),

@@ -120,6 +120,9 @@ pub trait Store: Send {
     fn legs_of_record(&self, index: u64) -> Result<Vec<LegRow>, StoreError>;
     /// The receipt settled at `index`.
     fn receipt(&self, index: u64) -> Result<Option<ReceiptRow>, StoreError>;
+    /// The receipts settled at any of `indexes` (at most [`MAX_PAGE_ROWS`]), in index order, in
+    /// one round trip: a page that names many receipts must not cost one query each.
+    fn receipts_at(&self, indexes: &[u64]) -> Result<Vec<ReceiptRow>, StoreError>;
     /// A page of receipts (newest first, before the cursor), optionally of one model or payer.
     fn receipts(&self, q: &ReceiptQuery) -> Result<Vec<ReceiptRow>, StoreError>;
 }

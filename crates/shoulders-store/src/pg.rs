@@ -675,6 +675,21 @@ impl Store for PostgresStore {
             .map(receipt_row))
     }
 
+    fn receipts_at(&self, indexes: &[u64]) -> Result<Vec<ReceiptRow>, StoreError> {
+        let indexes: Vec<i64> = indexes
+            .iter()
+            .take(MAX_PAGE_ROWS)
+            .map(|&i| to_i64(i))
+            .collect();
+        let rows = self.read(|c| {
+            c.query(
+                &format!("SELECT {RECEIPT_COLUMNS} FROM receipts WHERE idx = ANY($1) ORDER BY idx"),
+                &[&indexes],
+            )
+        })?;
+        Ok(rows.iter().map(receipt_row).collect())
+    }
+
     fn receipts(&self, q: &ReceiptQuery) -> Result<Vec<ReceiptRow>, StoreError> {
         let before = q.before.map(to_i64);
         let limit = q.limit.min(MAX_PAGE_ROWS) as i64;

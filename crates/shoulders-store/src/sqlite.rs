@@ -362,6 +362,18 @@ impl Store for SqliteStore {
         Ok(stmt.query_row([to_i64(index)], receipt_row).optional()?)
     }
 
+    fn receipts_at(&self, indexes: &[u64]) -> Result<Vec<ReceiptRow>, StoreError> {
+        // In-process: point look-ups are as cheap as one query.
+        let mut indexes: Vec<u64> = indexes.iter().copied().take(MAX_PAGE_ROWS).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut out = Vec::with_capacity(indexes.len());
+        for i in indexes {
+            out.extend(self.receipt(i)?);
+        }
+        Ok(out)
+    }
+
     fn receipts(&self, q: &ReceiptQuery) -> Result<Vec<ReceiptRow>, StoreError> {
         let (filter, limit_param) = q.where_sql(|n| format!("?{n}"));
         let mut stmt = self.conn.prepare_cached(&format!(

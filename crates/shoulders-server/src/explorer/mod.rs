@@ -989,8 +989,15 @@ async fn actor_page(State(st): St, p: Result<Path<String>, PathRejection>) -> Re
                 e.1.extend(l.contribution);
             }
             let mut rows: Vec<Vec<String>> = Vec::new();
+            let listed: Vec<u64> = outputs.keys().rev().take(MAX_OUTPUTS_LISTED).copied().collect();
+            let receipts: BTreeMap<u64, shoulders_store::ReceiptRow> = store
+                .receipts_at(&listed)
+                .map_err(|e| storage_error(e.into()))?
+                .into_iter()
+                .map(|r| (r.index, r))
+                .collect();
             for (index, (amount, cs)) in outputs.iter().rev().take(MAX_OUTPUTS_LISTED) {
-                let Some(r) = store.receipt(*index).map_err(|e| storage_error(e.into()))? else {
+                let Some(r) = receipts.get(index) else {
                     continue;
                 };
                 rows.push(vec![
