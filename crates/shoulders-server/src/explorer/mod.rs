@@ -309,11 +309,16 @@ async fn home(State(st): St, q: Result<Query<Cursors>, QueryRejection>) -> Respo
         let tree_size = st.view().size();
         let mut recent = Vec::new();
         let from = tree_size.saturating_sub(RECENT_RECORDS);
-        for index in (from..tree_size).rev() {
-            if let Some(bytes) = st.view().record(index).map_err(storage_error)? {
-                recent.push((index, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null)));
-            }
-        }
+        // One range read, not one read per record.
+        st.view()
+            .with_history(|_, store| {
+                Ok(store.scan(from, tree_size, &mut |index, bytes| {
+                    recent.push((index, serde_json::from_slice::<Value>(bytes).unwrap_or(Value::Null)));
+                    Ok(())
+                })?)
+            })
+            .map_err(storage_error)?;
+        recent.reverse();
         st.view().with_state(|s| {
             let mut body = format!(
                 "<section class=\"checkpoint\" data-testid=\"checkpoint\"><h2>Checkpoint</h2>\
