@@ -114,7 +114,15 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(self.server.balance("erin"), before - charge)
         # The books still balance, and erin's statement shows the charge with its usage id.
         self.assertTrue(self.server.get_json("/api/accounts")["conserved"])
-        lines = self.server.get_json("/api/statements/erin")["lines"]
+        # Statements are paged (oldest first): follow the `next` cursors to the end.
+        lines, cursor = [], None
+        while True:
+            page = self.server.get_json("/api/statements/erin?limit=1000"
+                                        + ("&cursor=" + cursor if cursor else ""))
+            lines += page["lines"]
+            cursor = page.get("next")
+            if not cursor:
+                break
         usage_id = resp.model_extra["shoulders"]["receipt"]["usage_id"]
         self.assertTrue(any(l.get("usage_id") == usage_id and int(l["amount_micros"]) == -charge
                             for l in lines))
