@@ -1,5 +1,5 @@
 //! One dataset's attribution index as `shoulders index build` leaves it in a data directory
-//! (`D/indexes/<owner>__<name>/`: the suffix-array index with its copy map, plus
+//! (`D/indexes/<owner>%2F<name>/`, see [`index_name`]: the suffix-array index with its copy map, plus
 //! `attribution.json`), and the attribution of a text against it: the spans found, who owns
 //! them, and contributor shares. One use case for the CLI (`shoulders attribute`), the API and
 //! the gateway: they all call [`DatasetIndex::attribute`] and get an [`AttributionReport`].
@@ -47,16 +47,32 @@ pub struct ContributionInfo {
     pub contributor: String,
 }
 
+/// The folder name of `dataset_id`'s indexes: every byte other than `a-z`, `0-9` and `-` is
+/// written `%XX`. One-to-one, so two datasets never share a folder (with `/` → `__`, the
+/// datasets `a/b__c` and `a__b/c` did, and one was answered from the other's index), and no
+/// name contains `.`, so the `.paraphrase` suffix cannot collide with another dataset either.
+pub fn index_name(dataset_id: &str) -> String {
+    let mut out = String::with_capacity(dataset_id.len() + 4);
+    for b in dataset_id.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The index directory of `dataset_id` under a data directory.
 pub fn index_dir(data_dir: &Path, dataset_id: &str) -> PathBuf {
-    data_dir.join("indexes").join(dataset_id.replace('/', "__"))
+    data_dir.join("indexes").join(index_name(dataset_id))
 }
 
 /// The paraphrase (BM25 passage) index of `dataset_id`, beside its suffix-array index.
 pub fn paraphrase_dir(data_dir: &Path, dataset_id: &str) -> PathBuf {
     data_dir
         .join("indexes")
-        .join(format!("{}.paraphrase", dataset_id.replace('/', "__")))
+        .join(format!("{}.paraphrase", index_name(dataset_id)))
 }
 
 /// Whether `data_dir` holds a built index for `dataset_id`.

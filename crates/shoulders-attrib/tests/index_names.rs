@@ -1,0 +1,60 @@
+//! Index folders are one-to-one with dataset ids: two datasets never share an index.
+
+use proptest::prelude::*;
+use shoulders_attrib::dataset::{
+    build, index_dir, index_name, paraphrase_dir, AttributeOptions, BuildDoc, DatasetIndex,
+};
+
+fn build_one(dir: &std::path::Path, dataset_id: &str, contributor: &str, text: &str) {
+    build(
+        dir,
+        dataset_id,
+        1,
+        std::iter::once(Ok(BuildDoc {
+            contribution: 0,
+            contributor: contributor.to_string(),
+            bytes: text.as_bytes().to_vec(),
+        })),
+        &mut |_| {},
+    )
+    .unwrap();
+}
+
+/// The datasets `a/b__c` and `a__b/c` mapped to one folder when `/` became `__`: the second
+/// build replaced the first, and one dataset was answered from the other's index.
+#[test]
+fn datasets_that_once_collided_keep_their_own_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = "the first dataset holds a sentence about tide pools and hermit crabs";
+    let second = "the second dataset holds a sentence about glaciers and moraines of ice";
+    build_one(tmp.path(), "a/b__c", "ann", first);
+    build_one(tmp.path(), "a__b/c", "bob", second);
+    assert_ne!(
+        index_dir(tmp.path(), "a/b__c"),
+        index_dir(tmp.path(), "a__b/c")
+    );
+    for (id, text, who) in [("a/b__c", first, "ann"), ("a__b/c", second, "bob")] {
+        let ix = DatasetIndex::open(tmp.path(), id).unwrap();
+        let r = ix.attribute(text, &AttributeOptions::default()).unwrap();
+        assert_eq!(
+            r.shares.contributors_ppm.keys().collect::<Vec<_>>(),
+            vec![who],
+            "{id} answered from its own index"
+        );
+    }
+    // A dataset named like another's paraphrase index has its own folder too.
+    assert_ne!(
+        index_dir(tmp.path(), "a/b.paraphrase"),
+        paraphrase_dir(tmp.path(), "a/b")
+    );
+}
+
+proptest! {
+    /// Distinct ids, distinct folder names; names are safe path components.
+    #[test]
+    fn index_names_are_one_to_one(a in "[a-z_./%-]{1,12}", b in "[a-z_./%-]{1,12}") {
+        let (na, nb) = (index_name(&a), index_name(&b));
+        prop_assert_eq!(a == b, na == nb);
+        prop_assert!(!na.contains('/') && !na.contains('.') && na != "..");
+    }
+}
