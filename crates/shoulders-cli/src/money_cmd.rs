@@ -276,7 +276,7 @@ pub fn statement(a: StatementArgs) -> Result<()> {
     let mut out = json!({ "tree_size": size, "checkpoint": checkpoint, "statement": statement });
     if a.proofs {
         let mut proofs = serde_json::Map::new();
-        for line in &statement.lines {
+        for line in &statement.statement.lines {
             let key = line.leg.index.to_string();
             if !proofs.contains_key(&key) {
                 let proof = reader.inclusion_proof(line.leg.index, size)?;

@@ -8,7 +8,9 @@
 use crate::LedgerError;
 use serde::Serialize;
 use shoulders_state::money::{Leg, Role, StatementLine};
-use shoulders_state::{Actor, Contribution, Dataset, Model, SourceTotal, State, StatementTotal};
+use shoulders_state::{
+    Actor, Contribution, Dataset, Model, SourceTotal, State, Statement, StatementTotal,
+};
 use shoulders_store::{LegQuery, LegRow, ReceiptQuery, ReceiptRow, Store};
 use std::sync::Arc;
 
@@ -125,16 +127,11 @@ pub fn leg(r: &LegRow) -> Result<Leg, LedgerError> {
 /// counters; over a period, summed from the period's legs).
 #[derive(Clone, Debug, Serialize)]
 pub struct StatementPage {
-    pub holder: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to_ms: Option<u64>,
-    pub lines: Vec<StatementLine>,
+    /// Its `lines` are this page's only.
+    #[serde(flatten)]
+    pub statement: Statement,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
-    pub by_source: Vec<SourceTotal>,
-    pub totals: Vec<StatementTotal>,
 }
 
 /// The statement of `holder` (see [`StatementPage`]).
@@ -183,13 +180,15 @@ pub fn statement(
         period_sources(store, state, holder, from_ms, to_ms)?
     };
     Ok(StatementPage {
-        holder: holder.to_string(),
-        from_ms,
-        to_ms,
-        lines,
+        statement: Statement {
+            holder: holder.to_string(),
+            from_ms,
+            to_ms,
+            lines,
+            by_source,
+            totals,
+        },
         next,
-        by_source,
-        totals,
     })
 }
 

@@ -79,6 +79,9 @@ pub struct AppendBatch<'a> {
 /// Callback for [`Store::scan`]: receives each record's index and exact bytes.
 pub type Visit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
 
+/// `meta` key holding the log size the stored state reflects (written with every batch).
+pub const STATE_SIZE_KEY: &str = "state_size";
+
 /// Where a `(signer, client id)` was first used: its log index and leaf hash.
 pub type SeenAt = (u64, [u8; 32]);
 
@@ -104,7 +107,14 @@ pub trait Store: Send {
 
     /// The log size the stored state reflects (`None`: no state was ever stored, e.g. a
     /// ledger made before state was persisted).
-    fn state_size(&self) -> Result<Option<u64>, StoreError>;
+    fn state_size(&self) -> Result<Option<u64>, StoreError> {
+        self.meta(STATE_SIZE_KEY)?
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("{STATE_SIZE_KEY} is {v:?}")))
+            })
+            .transpose()
+    }
     /// Visit every stored state row.
     fn load_state(&self, visit: &mut StateVisit<'_>) -> Result<(), StoreError>;
     /// Replace the whole stored state and history with `writes` in one transaction (a

@@ -9,6 +9,7 @@
 //! of defence every append re-reads the log size inside its transaction and inserts rows keyed
 //! by their index, so an interleaving writer fails with `E_STORE_CONFLICT` instead of forking.
 
+use crate::STATE_SIZE_KEY;
 use crate::{
     AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenAt, StateVisit, StateWrites,
     Store, StoreError, Visit, MAX_BATCH_RECORDS, MAX_PAGE_ROWS,
@@ -61,9 +62,6 @@ const MIGRATIONS: &[(i32, &str)] = &[
          CREATE INDEX legs_by_holder ON legs (holder, idx, seq);",
     ),
 ];
-
-/// `meta` key holding the log size the stored state reflects.
-const STATE_SIZE: &str = "state_size";
 
 /// The schema version this code reads and writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -532,15 +530,6 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn state_size(&self) -> Result<Option<u64>, StoreError> {
-        self.meta(STATE_SIZE)?
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| StoreError::Corrupt(format!("{STATE_SIZE} is {v:?}")))
-            })
-            .transpose()
-    }
-
     fn load_state(&self, visit: &mut StateVisit<'_>) -> Result<(), StoreError> {
         // In pages, so a large state never sits whole in the client's buffers.
         let mut after: Option<(String, String)> = None;
@@ -856,7 +845,7 @@ fn write_state(tx: &mut postgres::Transaction<'_>, w: &StateWrites) -> Result<()
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ($1, $2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        &[&STATE_SIZE, &size],
+        &[&STATE_SIZE_KEY, &size],
     )
     .map_err(pg_err)?;
     Ok(())

@@ -1,6 +1,7 @@
 //! SQLite store: one database file in WAL mode with `synchronous=FULL`, so a committed
 //! transaction is on disk (WAL fsynced) before `append` returns.
 
+use crate::STATE_SIZE_KEY;
 use crate::{
     AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenAt, StateVisit, StateWrites,
     Store, StoreError, Visit, MAX_BATCH_RECORDS, MAX_PAGE_ROWS,
@@ -32,9 +33,6 @@ CREATE TABLE IF NOT EXISTS legs (idx INTEGER NOT NULL, seq INTEGER NOT NULL, ts_
     PRIMARY KEY (idx, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS legs_by_holder ON legs (holder, idx, seq);
 ";
-
-/// `meta` key holding the log size the stored state reflects.
-const STATE_SIZE: &str = "state_size";
 
 pub struct SqliteStore {
     conn: Connection,
@@ -245,15 +243,6 @@ impl Store for SqliteStore {
             params![key, value],
         )?;
         Ok(())
-    }
-
-    fn state_size(&self) -> Result<Option<u64>, StoreError> {
-        self.meta(STATE_SIZE)?
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| StoreError::Corrupt(format!("{STATE_SIZE} is {v:?}")))
-            })
-            .transpose()
     }
 
     fn load_state(&self, visit: &mut StateVisit<'_>) -> Result<(), StoreError> {
@@ -487,7 +476,7 @@ fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), St
     }
     tx.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![STATE_SIZE, w.size.to_string()],
+        params![STATE_SIZE_KEY, w.size.to_string()],
     )?;
     Ok(())
 }
