@@ -142,9 +142,28 @@ struct Stage1 {
 }
 
 /// The stage-1 split of `charge`: `None` when the floors leave the own level negative.
+///
+/// The protocol fee (`parts[0]`) is rounded **up**: it is at least `ceil(charge × w_fee / W)`,
+/// so any charge with a non-zero fee rate pays at least one unit of fee (otherwise a price of
+/// a few units per call, or a use split into many tiny calls, would pay none). The unit that
+/// rounding up adds comes from the tied-remainder units first, then from the own level.
 fn split_stage1(charge: u128, weights: &[u128], floors: &[u128]) -> Option<(Vec<u128>, u128)> {
-    let (mut parts, rounding) = split(charge, weights);
+    let (mut parts, mut rounding) = split(charge, weights);
     let last = parts.len() - 1;
+    let total: u128 = weights.iter().sum();
+    if total > 0 && weights[0] > 0 {
+        // charge ≤ 10^18 and weights ≤ 10^8: no overflow.
+        let fee_least = (charge * weights[0]).div_ceil(total);
+        if parts[0] < fee_least {
+            let mut short = fee_least - parts[0];
+            debug_assert!(short <= 1, "largest remainder is within one unit of exact");
+            parts[0] = fee_least;
+            let from_rounding = short.min(rounding);
+            rounding -= from_rounding;
+            short -= from_rounding;
+            parts[last] = parts[last].checked_sub(short)?;
+        }
+    }
     let mut topped_up: u128 = 0;
     for (part, floor) in parts[1..last].iter_mut().zip(floors) {
         if *part < *floor {
@@ -741,23 +760,30 @@ mod tests {
 
     #[test]
     fn least_charge_is_the_least_covering_charge() {
-        // Cases where a bisection alone lands 2 units above the least charge: 3220 covers the
-        // floors, 3221 does not (the own level rounds down while a royalty rounds up), 3222
-        // does.
+        // Cases where a bisection alone lands 2 or 4 units above the least charge (the own
+        // level rounds down while a royalty or the rounded-up fee rounds up, so covering is
+        // not monotone in the charge).
         for (fee, bps, floors, price, least) in [
             (
-                1967,
-                vec![1973, 960, 276, 1087],
-                vec![0, 864, 932, 255],
-                270,
-                3220,
+                1654,
+                vec![2296, 526, 1898, 2257],
+                vec![0, 0, 415, 107],
+                69,
+                1009,
             ),
             (
-                1729,
-                vec![1099, 160, 1831, 2352],
-                vec![746, 146, 0, 124],
-                78,
-                1853,
+                664,
+                vec![69, 1832, 98, 1416],
+                vec![242, 23, 0, 201],
+                11,
+                587,
+            ),
+            (
+                613,
+                vec![796, 1174, 1510, 2140],
+                vec![130, 891, 0, 156],
+                206,
+                1712,
             ),
         ] {
             let w = weights(fee, &bps);

@@ -1302,10 +1302,10 @@ fn free_adapter_is_charged_the_floors() {
     // ...and without one it is charged the floors at each use.
     adapter(&mut b, "ada/adapter", "acme/base", None).unwrap();
     // 500 output tokens: floor = 1000 + ceil(500 × 200 / 1000) = 1100. The charge C is the
-    // least with C − fee − 1100 ≥ 0 after the exact split: at C = 1111 the split (1% fee,
-    // 4.95% royalty, 94.05% own level) is 11 / 55 / 1045; the royalty is raised to the 1100
-    // floor by 1045 taken from the own level, which is left with 0. At 1110 the split is
-    // 11 / 55 / 1044 and the own level would be −1.
+    // least with C − fee − 1100 ≥ 0 after the exact split: at C = 1112 the split (1% fee,
+    // rounded up, 4.95% royalty, 94.05% own level) is 12 / 55 / 1045; the royalty is raised
+    // to the 1100 floor by 1045 taken from the own level, which is left with 0. At 1111 the
+    // split is 12 / 55 / 1044 (the fee's 11.11 rounds up) and the own level would be −1.
     let charge = b.state.charge_for("ada/adapter", 500).unwrap();
     assert_eq!(
         (
@@ -1314,7 +1314,7 @@ fn free_adapter_is_charged_the_floors() {
             charge.floors_micros,
             charge.currency.as_str()
         ),
-        (1111, 0, 1100, "USD")
+        (1112, 0, 1100, "USD")
     );
     let r = b.ok(
         "op",
@@ -1326,21 +1326,22 @@ fn free_adapter_is_charged_the_floors() {
             json!([{"dataset_id": "acme/ds", "contribution": ann, "ppm": 1000000}]),
         ),
     );
-    assert_eq!(b.state.receipt(r).unwrap().charge_micros, 1111);
+    assert_eq!(b.state.receipt(r).unwrap().charge_micros, 1112);
     // The base's level (1100) is split as always: 20% to the data it names, 80% to acme.
     assert_eq!(
         legs_of(&b.state, r),
         vec![
-            leg("pay", -1111, Role::Charge, "ada/adapter"),
-            leg("@protocol", 11, Role::ProtocolFee, "ada/adapter"),
+            leg("pay", -1112, Role::Charge, "ada/adapter"),
+            leg("@protocol", 12, Role::ProtocolFee, "ada/adapter"),
             leg("acme", 880, Role::Royalty, "acme/base"),
             leg("ann", 220, Role::DataShare, "acme/base"),
         ]
     );
-    // No output: at least the 1000 floor per call; 1010 is the least charge that covers it.
+    // No output: at least the 1000 floor per call; 1011 is the least charge that covers it (at 1010 the fee's 10.1
+    // rounds up to 11 and leaves the own level 1 short).
     assert_eq!(
         b.state.charge_for("ada/adapter", 0).unwrap().total_micros,
-        1010
+        1011
     );
     // A model with neither a price nor floors upstream still cannot be metered.
     b.ok(
@@ -1361,14 +1362,14 @@ fn free_adapter_is_charged_the_floors() {
     b.ok(
         "op",
         Kind::FundsDeposit,
-        json!({"account": "poor", "currency": "USD", "amount_micros": "1009"}),
+        json!({"account": "poor", "currency": "USD", "amount_micros": "1010"}),
     );
     let before = summary(&b.state);
     let mut body = call("u3", "ada/adapter", 0, json!([]));
     body["payer"] = json!("poor");
     let err = b.submit("op", Kind::UsageReceipt, body).unwrap_err();
     assert_eq!(err.code(), "E_INSUFFICIENT_FUNDS");
-    assert!(err.to_string().contains("1010 are needed"), "{err}");
+    assert!(err.to_string().contains("1011 are needed"), "{err}");
     assert_eq!(summary(&b.state), before);
     assert!(b.replayed() == b.state);
 }
@@ -1473,7 +1474,7 @@ fn priced_derivative_pays_the_larger_of_share_and_floor() {
         ]
     );
     // Priced exactly at the floors: the fee comes on top, so the charge rises just enough
-    // (1000 + ceil(500 × 200 / 1000) = 1100 → 1111, as for an unpriced adapter).
+    // (1000 + ceil(500 × 200 / 1000) = 1100 → 1112, as for an unpriced adapter).
     b.ok(
         "ada",
         Kind::LicenseDefine,
@@ -1481,7 +1482,7 @@ fn priced_derivative_pays_the_larger_of_share_and_floor() {
     );
     adapter(&mut b, "ada/at-floor", "acme/base", Some("ada/at-floor")).unwrap();
     let charge = b.state.charge_for("ada/at-floor", 500).unwrap();
-    assert_eq!((charge.price_micros, charge.total_micros), (1100, 1111));
+    assert_eq!((charge.price_micros, charge.total_micros), (1100, 1112));
 }
 
 #[test]
@@ -1497,9 +1498,9 @@ fn floors_stack_along_a_chain() {
         json!({"model_id": "bob/mid", "name": "mid", "parents": [{"model_id": "acme/base", "relation": "finetune"}], "license_id": "bob/mid-lic"}),
     );
     adapter(&mut b, "ada/top", "bob/mid", None).unwrap();
-    // Floors 1000 + 500 = 1500. At C = 1515 the split is 15 / 75 / 0 / 1425; the two
-    // royalties are raised to 1000 and 500 by 1425 from the own level, which keeps 0. At 1514
-    // (15 / 75 / 0 / 1424) it would be −1.
+    // Floors 1000 + 500 = 1500. At C = 1516 the split is 16 / 75 / 0 / 1425 (the fee's 15.16
+    // rounds up); the two royalties are raised to 1000 and 500 by 1425 from the own level,
+    // which keeps 0. At 1515 (16 / 75 / 0 / 1424) it would be −1.
     let r = b.ok(
         "op",
         Kind::UsageReceipt,
@@ -1508,8 +1509,8 @@ fn floors_stack_along_a_chain() {
     assert_eq!(
         legs_of(&b.state, r),
         vec![
-            leg("pay", -1515, Role::Charge, "ada/top"),
-            leg("@protocol", 15, Role::ProtocolFee, "ada/top"),
+            leg("pay", -1516, Role::Charge, "ada/top"),
+            leg("@protocol", 16, Role::ProtocolFee, "ada/top"),
             leg("acme", 1000, Role::Royalty, "acme/base"),
             leg("bob", 500, Role::Royalty, "bob/mid"),
         ]
@@ -1534,4 +1535,41 @@ fn floors_stack_along_a_chain() {
     let err = adapter(&mut b, "ada/eur", "bob/mid", Some("ada/eur")).unwrap_err();
     assert_eq!(err.code(), "E_LICENSE_BELOW_ROYALTY_FLOOR");
     assert!(err.to_string().contains("EUR"), "{err}");
+}
+
+/// Issue 15, attack 5: with a 1% fee, a price of 20 units (or 1 unit, or per-token prices
+/// that round to a few units) paid no protocol fee, because the fee's exact share (0.2 units)
+/// lost the largest-remainder rounding. The fee is now rounded up: every non-zero charge pays
+/// at least one unit, and splitting a use into many tiny calls pays more fee, not less.
+#[test]
+fn small_prices_pay_the_protocol_fee() {
+    let mut b = small_world();
+    b.ok(
+        "op",
+        Kind::FundsDeposit,
+        json!({"account": "pay", "currency": "USD", "amount_micros": "100000"}),
+    );
+    for (n, price) in [1u128, 2, 20, 99, 100, 101, 150].into_iter().enumerate() {
+        let lic = format!("own/tiny{n}");
+        let model = format!("own/tiny{n}");
+        b.ok("own", Kind::LicenseDefine, license(&lic, 0, 0, price, 0));
+        b.ok(
+            "own",
+            Kind::ModelRegister,
+            json!({"model_id": model, "name": "m", "license_id": lic}),
+        );
+        let fee_before = b.state.balance("@protocol", "USD");
+        let own_before = b.state.balance("own", "USD");
+        let r = b.ok(
+            "op",
+            Kind::UsageReceipt,
+            receipt(&format!("tiny{n}"), &model, "pay", json!([])),
+        );
+        let fee = b.state.balance("@protocol", "USD") - fee_before;
+        let own = b.state.balance("own", "USD") - own_before;
+        // 1% of the price, rounded up.
+        assert_eq!(fee, (price as i128 + 99) / 100, "price {price}");
+        assert_eq!(fee + own, price as i128, "price {price}: conserved");
+        assert!(b.state.receipt(r).is_some());
+    }
 }
