@@ -89,7 +89,7 @@ class Harness:
         for i in range(records):
             with open(body_path, "w") as f:
                 json.dump({"dataset_id": f"alice/d{i}", "name": f"D{i}", "access": "owner"}, f)
-            out = subprocess.run([self.bin, "sign", "--key", f"{w}/alice.key", "--kind",
+            out = subprocess.run([self.bin, "sign", "--data-dir", self.data, "--key", f"{w}/alice.key", "--kind",
                                   "dataset.create", "--body", body_path, "--id", f"d{i}"],
                                  check=True, capture_output=True).stdout
             self.pool.append(out)

@@ -46,7 +46,7 @@ def main():
         body = f"{work}/b.json"
         with open(body, "w") as f:
             json.dump({"handle": "soak", "name": "Soak"}, f)
-        register = subprocess.run([bin_, "sign", "--key", f"{work}/w.key", "--kind",
+        register = subprocess.run([bin_, "sign", "--data-dir", data, "--key", f"{work}/w.key", "--kind",
                                    "actor.register", "--body", body, "--id", "reg"],
                                   check=True, capture_output=True).stdout
         proc = subprocess.Popen([bin_, "serve", "--data-dir", data, "--listen", "127.0.0.1:0",
@@ -70,7 +70,7 @@ def main():
         for i in range(2000):
             with open(body, "w") as f:
                 json.dump({"dataset_id": f"soak/d{i}", "name": "D", "access": "owner"}, f)
-            writes.append(subprocess.run([bin_, "sign", "--key", f"{work}/w.key", "--kind",
+            writes.append(subprocess.run([bin_, "sign", "--data-dir", data, "--key", f"{work}/w.key", "--kind",
                                           "dataset.create", "--body", body, "--id", f"d{i}"],
                                          check=True, capture_output=True).stdout)
         lock = threading.Lock()

@@ -286,6 +286,7 @@ fn sign_contributions(key: &ActorKey, prefix: &str, count: usize) -> Vec<Vec<u8>
         });
         sign_record(
             key,
+            shoulders_bench::BENCH_LOG,
             &format!("{prefix}-{i}"),
             1_700_000_000_000 + i as u64,
             body,
@@ -315,7 +316,7 @@ fn sign_contributions(key: &ActorKey, prefix: &str, count: usize) -> Vec<Vec<u8>
 fn fresh_ledger(base: &Path, name: &str, key: &ActorKey) -> (Ledger, PathBuf) {
     let root = base.join(name);
     let dir = DataDir::new(&root);
-    init(&dir, "bench.shoulders.local/log", &mut OsRng).expect("init ledger");
+    init(&dir, shoulders_bench::BENCH_LOG, &mut OsRng).expect("init ledger");
     let ledger = Ledger::open(&dir).expect("open ledger");
     ledger
         .content()
@@ -338,8 +339,14 @@ fn fresh_ledger(base: &Path, name: &str, key: &ActorKey) -> (Ledger, PathBuf) {
         }),
     ];
     for (i, body) in setup.into_iter().enumerate() {
-        let rec = sign_record(key, &format!("setup-{i}"), 1_600_000_000_000, body)
-            .expect("setup records are valid");
+        let rec = sign_record(
+            key,
+            shoulders_bench::BENCH_LOG,
+            &format!("setup-{i}"),
+            1_600_000_000_000,
+            body,
+        )
+        .expect("setup records are valid");
         ledger
             .submit(rec.bytes().to_vec())
             .expect("setup record accepted");

@@ -20,6 +20,7 @@ fn main() {
     let mut apply = |state: &mut State, kind: Kind, body: serde_json::Value| {
         let rec = sign_record(
             &key,
+            shoulders_bench::BENCH_LOG,
             &format!("r{n}"),
             1_767_225_600_000 + n,
             Body::from_value(kind, body).unwrap(),

@@ -68,7 +68,7 @@ fn build(root: &Path, n: usize, database: Option<String>) -> Built {
     };
     init_with(
         &dir,
-        "scale.shoulders.local/log",
+        shoulders_bench::BENCH_LOG,
         Some(&OperatorInit {
             handle: "operator".into(),
             name: "Operator".into(),

@@ -24,10 +24,16 @@ use shoulders_server::{apikeys::ApiKeys, AppState, Metering, ServerConfig};
 const TS_MS: u64 = 1_767_225_600_000;
 
 fn record(key: &ActorKey, id: &str, kind: Kind, body: Value) -> Vec<u8> {
-    sign_record(key, id, TS_MS, Body::from_value(kind, body).unwrap())
-        .unwrap()
-        .bytes()
-        .to_vec()
+    sign_record(
+        key,
+        shoulders_bench::BENCH_LOG,
+        id,
+        TS_MS,
+        Body::from_value(kind, body).unwrap(),
+    )
+    .unwrap()
+    .bytes()
+    .to_vec()
 }
 
 /// Generated verse-like documents (deterministic).
@@ -64,7 +70,7 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("ledger");
     let data = DataDir::new(&data_dir);
-    init(&data, "bench.shoulders.local/log", &mut OsRng).unwrap();
+    init(&data, shoulders_bench::BENCH_LOG, &mut OsRng).unwrap();
     let alice = ActorKey::generate(&mut OsRng);
     let bob = ActorKey::generate(&mut OsRng);
     let ledger = Ledger::open(&data).unwrap();

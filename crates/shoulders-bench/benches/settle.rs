@@ -43,7 +43,7 @@ fn main() {
     };
     init_with(
         &dir,
-        "bench.shoulders.local/log",
+        shoulders_bench::BENCH_LOG,
         Some(&op),
         &mut rand_core::OsRng,
     )

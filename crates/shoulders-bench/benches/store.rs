@@ -71,10 +71,16 @@ fn sign_contributions(key: &ActorKey, prefix: &str, count: usize) -> Vec<Vec<u8>
                 media_type: Some("text/plain".into()),
                 title: Some(format!("Document {i}")),
             });
-            sign_record(key, &format!("{prefix}-{i}"), 1_700_000_000_000, body)
-                .expect("benchmark records are valid")
-                .into_parts()
-                .1
+            sign_record(
+                key,
+                shoulders_bench::BENCH_LOG,
+                &format!("{prefix}-{i}"),
+                1_700_000_000_000,
+                body,
+            )
+            .expect("benchmark records are valid")
+            .into_parts()
+            .1
         })
         .collect()
 }
@@ -86,7 +92,7 @@ fn fresh_ledger(base: &Path, name: &str, backend: Backend, key: &ActorKey) -> Le
         let url = shoulders_pgtest::fresh_database_url();
         dir = dir.with_database(StoreLocation::parse(&url).expect("a PostgreSQL URL"));
     }
-    init(&dir, "bench.shoulders.local/log", &mut OsRng).expect("init ledger");
+    init(&dir, shoulders_bench::BENCH_LOG, &mut OsRng).expect("init ledger");
     let ledger = Ledger::open(&dir).expect("open ledger");
     ledger
         .content()
@@ -109,8 +115,14 @@ fn fresh_ledger(base: &Path, name: &str, backend: Backend, key: &ActorKey) -> Le
         }),
     ];
     for (i, body) in setup.into_iter().enumerate() {
-        let rec = sign_record(key, &format!("setup-{i}"), 1_600_000_000_000, body)
-            .expect("setup records are valid");
+        let rec = sign_record(
+            key,
+            shoulders_bench::BENCH_LOG,
+            &format!("setup-{i}"),
+            1_600_000_000_000,
+            body,
+        )
+        .expect("setup records are valid");
         ledger.submit(rec.bytes().to_vec()).expect("setup accepted");
     }
     ledger
@@ -130,7 +142,7 @@ fn settle(base: &Path, backend: Backend, receipt_count: usize) -> (usize, Durati
         protocol_fee_bps: 250,
         ts_ms: 1_800_000_000_000,
     };
-    init_with(&dir, "bench.shoulders.local/log", Some(&op), &mut OsRng).expect("init ledger");
+    init_with(&dir, shoulders_bench::BENCH_LOG, Some(&op), &mut OsRng).expect("init ledger");
     let operator = std::fs::read_to_string(dir.operator_key()).expect("operator key");
     let mut world = World::new(ActorKey::from_file_text(&operator).expect("operator key"));
     let (setup_records, contributions) = settle_setup(&mut world, 2);

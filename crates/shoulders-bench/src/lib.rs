@@ -9,6 +9,9 @@
 
 pub mod settle;
 
+/// The origin of every benchmark ledger: records are signed for it.
+pub const BENCH_LOG: &str = "bench.shoulders.local/log";
+
 /// Peak resident memory of this process so far (`VmHWM`), in KiB; 0 where unavailable.
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

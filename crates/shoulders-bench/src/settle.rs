@@ -41,6 +41,7 @@ impl World {
         let body = Body::from_value(kind, body).expect("valid bench body");
         sign_record(
             self.key(who),
+            crate::BENCH_LOG,
             &format!("b-{seq}"),
             1_800_000_000_000 + seq,
             body,

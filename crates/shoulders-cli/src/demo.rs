@@ -50,6 +50,7 @@ impl Demo {
         let body = Body::from_value(kind, body)?;
         Ok(sign_record(
             self.key(handle),
+            self.ledger.origin(),
             &format!("demo-{}", self.seq),
             self.ts_ms,
             body,
@@ -136,7 +137,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     };
     let verifier_key = init_with(
         &data,
-        "demo.shoulders.local/log",
+        &crate::unique_origin("demo.shoulders.local/log"),
         Some(&operator),
         &mut OsRng,
     )?;

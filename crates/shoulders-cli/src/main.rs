@@ -73,9 +73,11 @@ enum Command {
     Init {
         #[arg(long)]
         data_dir: PathBuf,
-        /// The log's name: first line of every checkpoint and the key name.
-        #[arg(long, default_value = "shoulders.local/log")]
-        origin: String,
+        /// The log's name: first line of every checkpoint and the key name, and signed into
+        /// every record (`log`), so it must be unique to this ledger. Default
+        /// `shoulders.local/log-<16 random hex digits>`.
+        #[arg(long)]
+        origin: Option<String>,
         /// Register an operator actor with this handle (key in D/operator.key) and configure it
         /// in the log; deposits and usage receipts need one.
         #[arg(long)]
@@ -126,6 +128,18 @@ enum Command {
     Sign {
         #[arg(long)]
         key: PathBuf,
+        /// Origin of the ledger the record is for (the first line of its checkpoint, e.g. from
+        /// `GET /api/checkpoint`); the signature covers it, so no other ledger accepts the
+        /// record (`E_WRONG_LEDGER`).
+        #[arg(
+            long,
+            required_unless_present = "data_dir",
+            conflicts_with = "data_dir"
+        )]
+        log: Option<String>,
+        /// Or read the origin from this ledger's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         #[arg(long)]
         kind: String,
         /// JSON file with the body.
@@ -452,6 +466,14 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `<prefix>-<16 random hex digits>`: an origin no other ledger has, so a record signed for
+/// one ledger never verifies on another (records sign their ledger's origin).
+pub(crate) fn unique_origin(prefix: &str) -> String {
+    let mut bytes = [0u8; 8];
+    OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
 pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
@@ -503,8 +525,10 @@ pub(crate) fn load_key(path: &Path) -> Result<ActorKey> {
         .map_err(|e| LedgerError::KeyFile(format!("{}: {e}", path.display())).into())
 }
 
-/// Sign the body in file `body` as a record of `kind` with the key in file `key`.
+/// Sign the body in file `body` as a record of `kind` with the key in file `key`, for the
+/// ledger whose origin is `log`.
 fn sign_body(
+    log: &str,
     key: &Path,
     kind: &str,
     body: &Path,
@@ -517,7 +541,13 @@ fn sign_body(
     let value = shoulders_record::parse_integer_json(&body_bytes)?;
     let body = Body::from_value(kind, value)?;
     let id = id.unwrap_or_else(random_id);
-    Ok(sign_record(&key, &id, ts_ms.unwrap_or_else(now_ms), body)?)
+    Ok(sign_record(
+        &key,
+        log,
+        &id,
+        ts_ms.unwrap_or_else(now_ms),
+        body,
+    )?)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -540,6 +570,7 @@ fn run(cli: Cli) -> Result<()> {
                 protocol_fee_bps,
                 ts_ms: now_ms(),
             });
+            let origin = origin.unwrap_or_else(|| unique_origin("shoulders.local/log"));
             let vkey = init_with(
                 &crate::data_dir(&data_dir),
                 &origin,
@@ -569,19 +600,26 @@ fn run(cli: Cli) -> Result<()> {
             id,
             ts_ms,
         } => {
-            let record = sign_body(&key, &kind, &body, id, ts_ms)?;
             let ledger = Ledger::open(&crate::data_dir(&data_dir))?;
+            let record = sign_body(ledger.origin(), &key, &kind, &body, id, ts_ms)?;
             let appended = ledger.submit(record.bytes().to_vec())?;
             print_json(&appended)?;
         }
         Command::Sign {
             key,
+            log,
+            data_dir,
             kind,
             body,
             id,
             ts_ms,
         } => {
-            let record = sign_body(&key, &kind, &body, id, ts_ms)?;
+            let log = match (log, data_dir) {
+                (Some(log), _) => log,
+                (None, Some(dir)) => Reader::open(&crate::data_dir(&dir))?.origin().to_string(),
+                (None, None) => unreachable!("clap requires --log or --data-dir"),
+            };
+            let record = sign_body(&log, &key, &kind, &body, id, ts_ms)?;
             std::io::stdout().write_all(record.bytes())?;
         }
         Command::Contribute {
@@ -627,14 +665,15 @@ fn run(cli: Cli) -> Result<()> {
                 body["title"] = t.into();
             }
             let body = Body::from_value(Kind::DataContribute, body)?;
+            let ledger = Ledger::open(&crate::data_dir(&data_dir))?;
             let record = sign_record(
                 &key,
+                ledger.origin(),
                 &id.unwrap_or_else(random_id),
                 ts_ms.unwrap_or_else(now_ms),
                 body,
             )?;
             // Content first: the ledger stores it durably, then appends the record.
-            let ledger = Ledger::open(&crate::data_dir(&data_dir))?;
             print_json(&ledger.contribute(record.bytes().to_vec(), &bytes)?)?;
         }
         Command::Checkpoint { data_dir } => {

@@ -185,6 +185,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let tensors: usize = body.artifacts.iter().map(|a| a.tensors.len()).sum();
     let record = sign_record(
         &key,
+        ledger.origin(),
         &args.id.unwrap_or_else(random_id),
         args.ts_ms.unwrap_or_else(crate::now_ms),
         Body::ModelRegister(body),

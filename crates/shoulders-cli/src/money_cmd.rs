@@ -129,13 +129,15 @@ fn submit_one(
     ts_ms: Option<u64>,
 ) -> Result<()> {
     let body = Body::from_value(kind, body)?;
+    let ledger = Ledger::open(dir)?;
     let record = sign_record(
         key,
+        ledger.origin(),
         &id.unwrap_or_else(random_id),
         ts_ms.unwrap_or_else(now_ms),
         body,
     )?;
-    let appended = Ledger::open(dir)?.submit(record.bytes().to_vec())?;
+    let appended = ledger.submit(record.bytes().to_vec())?;
     print_json(&appended)
 }
 
@@ -165,8 +167,13 @@ pub fn withdraw(a: WithdrawArgs) -> Result<()> {
 pub fn settle(a: SettleArgs) -> Result<()> {
     let dir = crate::data_dir(&a.data_dir);
     let key = operator_key(&dir, a.key)?;
-    let records = read_receipts(&a.receipts, &key, a.ts_ms.unwrap_or_else(now_ms))?;
     let ledger = Ledger::open(&dir)?;
+    let records = read_receipts(
+        &a.receipts,
+        &key,
+        ledger.origin(),
+        a.ts_ms.unwrap_or_else(now_ms),
+    )?;
     let started = std::time::Instant::now();
     let (mut settled, mut duplicates) = (0u64, 0u64);
     let mut refused: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -203,6 +210,7 @@ pub fn settle(a: SettleArgs) -> Result<()> {
 fn read_receipts(
     path: &Path,
     key: &shoulders_record::ActorKey,
+    log: &str,
     default_ts_ms: u64,
 ) -> Result<Vec<Vec<u8>>> {
     let file =
@@ -241,7 +249,7 @@ fn read_receipts(
             unreachable!("decoded as a receipt")
         };
         let id = id.unwrap_or_else(|| format!("receipt-{}", r.usage_id));
-        let record = sign_record(key, &id, ts_ms.unwrap_or(default_ts_ms), body)
+        let record = sign_record(key, log, &id, ts_ms.unwrap_or(default_ts_ms), body)
             .map_err(|e| bad(e.to_string()))?;
         out.push(record.bytes().to_vec());
     }

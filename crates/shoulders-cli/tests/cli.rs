@@ -701,7 +701,10 @@ fn init_prints_verifier_key_and_refuses_a_second_init() {
 fn init_default_origin_and_bad_origins() {
     let tmp = TempDir::new().unwrap();
     let vkey = expect_ok(&shoulders_in(tmp.path(), ["init", "--data-dir", "d"]));
-    assert!(vkey.starts_with("shoulders.local/log+"), "{vkey}");
+    assert!(vkey.starts_with("shoulders.local/log-"), "{vkey}");
+    // Each default origin is unique: records signed for one ledger never verify on another.
+    let again = expect_ok(&shoulders_in(tmp.path(), ["init", "--data-dir", "d2"]));
+    assert_ne!(vkey.split('+').next(), again.split('+').next());
 
     for bad in ["has space", "a+b", ""] {
         let out = shoulders_in(tmp.path(), ["init", "--data-dir", "bad", "--origin", bad]);
@@ -2219,10 +2222,14 @@ fn demo_builds_and_verifies_a_ledger() {
     ]));
     assert_eq!(
         report,
-        json!({ "origin": "demo.shoulders.local/log", "tree_size": 226, "root_hash": report["root_hash"],
+        json!({ "origin": report["origin"], "tree_size": 226, "root_hash": report["root_hash"],
                 "actors": 6, "datasets": 3, "models": 4, "contributions": 7,
                 "receipts": 200, "legs": report["legs"] })
     );
+    assert!(report["origin"]
+        .as_str()
+        .unwrap()
+        .starts_with("demo.shoulders.local/log-"));
     // Every contribution's content is in the demo's content store.
     let with_content = expect_json(&run(&[
         "verify",

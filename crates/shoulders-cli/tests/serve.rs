@@ -33,10 +33,16 @@ fn now_ms() -> u64 {
 }
 
 fn record(key: &ActorKey, id: &str, kind: Kind, body: Value) -> Vec<u8> {
-    sign_record(key, id, now_ms(), Body::from_value(kind, body).unwrap())
-        .unwrap()
-        .bytes()
-        .to_vec()
+    sign_record(
+        key,
+        "test.shoulders.local/log",
+        id,
+        now_ms(),
+        Body::from_value(kind, body).unwrap(),
+    )
+    .unwrap()
+    .bytes()
+    .to_vec()
 }
 
 /// A `shoulders serve` process; killed when dropped.

@@ -20,6 +20,7 @@ fn grow(dir: &DataDir, who: &str, n: usize) {
     let key = ActorKey::from_seed([who.len() as u8 + who.as_bytes()[0]; 32]);
     let reg = sign_record(
         &key,
+        "watch.example/log",
         "reg",
         1,
         Body::from_value(Kind::ActorRegister, json!({"handle": who, "name": who})).unwrap(),
@@ -30,6 +31,7 @@ fn grow(dir: &DataDir, who: &str, n: usize) {
         let body = json!({"dataset_id": format!("{who}/d{i}"), "name": "D", "access": "open"});
         let rec = sign_record(
             &key,
+            "watch.example/log",
             &format!("d{i}"),
             1,
             Body::from_value(Kind::DatasetCreate, body).unwrap(),

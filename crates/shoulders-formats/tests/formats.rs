@@ -53,7 +53,14 @@ impl Ledger {
             ActorKey::from_seed(seed)
         });
         let body = Body::from_value(kind, body).unwrap();
-        let rec = sign_record(key, &format!("rec-{n}"), T0 + n * 60_000, body).unwrap();
+        let rec = sign_record(
+            key,
+            "test.example/log",
+            &format!("rec-{n}"),
+            T0 + n * 60_000,
+            body,
+        )
+        .unwrap();
         let leaf = [n as u8; 32];
         self.state.apply(n, leaf, &rec).unwrap();
     }

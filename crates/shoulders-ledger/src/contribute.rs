@@ -79,6 +79,9 @@ impl Ledger {
     /// fold at commit time decides.
     fn precheck(&self, record: &SignedRecord) -> Result<(), LedgerError> {
         let r = record.record();
+        if let Some(err) = crate::writer::wrong_ledger(self.origin(), r) {
+            return Err(err);
+        }
         let leaf = leaf_hash(record.bytes());
         match self.seen(&r.signer, &r.client_id)? {
             Some(seen) if seen.leaf_hash == leaf.0 => Ok(()),

@@ -64,6 +64,8 @@ pub enum LedgerError {
     NotAContribution(String),
     #[error("too many records in one batch ({count}); the limit is {limit}")]
     BatchTooLarge { count: usize, limit: usize },
+    #[error("the record is signed for the ledger {record_log:?}, not this one ({origin:?}); sign it again for this ledger (`shoulders sign --log {origin}`)")]
+    WrongLedger { record_log: String, origin: String },
     #[error("the record's signer timestamp {ts_ms} ms is more than {window_ms} ms from this server's clock ({now_ms} ms); sign it again with the current time")]
     TimestampOutsideWindow {
         ts_ms: u64,
@@ -78,6 +80,7 @@ impl LedgerError {
             LedgerError::Rejected(r) => r.code(),
             LedgerError::IdConflict { .. } => "E_ID_CONFLICT",
             LedgerError::TimestampOutsideWindow { .. } => "E_TIMESTAMP_OUTSIDE_WINDOW",
+            LedgerError::WrongLedger { .. } => "E_WRONG_LEDGER",
             LedgerError::Store(e) => e.code(),
             LedgerError::Log(e) => e.code(),
             LedgerError::AlreadyInitialised(_) => "E_ALREADY_INITIALISED",

@@ -245,6 +245,9 @@ pub fn verify_export_from(
         })?;
         let record = SignedRecord::from_bytes(bytes)
             .map_err(|e| fail(e.code(), Some(index), e.to_string()))?;
+        if let Some(e) = crate::writer::wrong_ledger(verifier.origin(), record.record()) {
+            return Err(fail(e.code(), Some(index), e.to_string()));
+        }
         let leaf = leaf_hash(record.bytes());
         let (_, effects) = state
             .apply_with(index, leaf.0, &record, &history)

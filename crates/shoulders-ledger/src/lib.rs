@@ -147,6 +147,7 @@ pub fn init_with<R: CryptoRngCore + ?Sized>(
             let records = [
                 sign_record(
                     &key,
+                    origin,
                     "operator-register",
                     op.ts_ms,
                     Body::ActorRegister(ActorRegister {
@@ -158,6 +159,7 @@ pub fn init_with<R: CryptoRngCore + ?Sized>(
                 )?,
                 sign_record(
                     &key,
+                    origin,
                     "operator-config",
                     op.ts_ms,
                     Body::LedgerConfig(shoulders_record::LedgerConfig {

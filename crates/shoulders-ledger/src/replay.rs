@@ -11,6 +11,7 @@ use shoulders_store::{Store, StoreError, StoreHashes};
 /// appended, and `shoulders verify` re-checks all of them from an export.
 pub fn replay(store: &dyn Store) -> Result<(State, Frontier), LedgerError> {
     let size = store.size()?;
+    let origin = store.meta(crate::META_ORIGIN)?.unwrap_or_default();
     let mut state = State::new();
     let mut frontier = Frontier::new();
     let mut failure: Option<LedgerError> = None;
@@ -19,6 +20,12 @@ pub fn replay(store: &dyn Store) -> Result<(State, Frontier), LedgerError> {
             let leaf = leaf_hash(bytes);
             let outcome = SignedRecord::decode(bytes.to_vec())
                 .map_err(|e| e.to_string())
+                .and_then(
+                    |rec| match crate::writer::wrong_ledger(&origin, rec.record()) {
+                        Some(e) => Err(e.to_string()),
+                        None => Ok(rec),
+                    },
+                )
                 .and_then(|rec| state.apply(index, leaf.0, &rec).map_err(|e| e.to_string()));
             match outcome {
                 Ok(_) => {

@@ -163,6 +163,11 @@ impl Ledger {
         &self.shared.view
     }
 
+    /// The log's origin: every record must be signed for it (`log`), else `E_WRONG_LEDGER`.
+    pub fn origin(&self) -> &str {
+        self.view().origin()
+    }
+
     /// Number of durably committed records.
     pub fn size(&self) -> u64 {
         self.view().size()
@@ -430,6 +435,15 @@ fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>,
     }
 }
 
+/// The refusal of a record signed for another ledger (its `log` is not this ledger's origin):
+/// checked before anything else, so a record can never count here that was meant elsewhere.
+pub(crate) fn wrong_ledger(origin: &str, r: &shoulders_record::Record) -> Option<LedgerError> {
+    (r.log != origin).then(|| LedgerError::WrongLedger {
+        record_log: r.log.clone(),
+        origin: origin.to_string(),
+    })
+}
+
 /// The admission-window refusal for a record signed at `ts_ms`, if it is outside the window.
 pub(crate) fn outside_window(window_ms: Option<u64>, ts_ms: u64) -> Option<LedgerError> {
     let window_ms = window_ms?;
@@ -484,7 +498,9 @@ fn commit_batch(
             } = checked;
             let rec: &SignedRecord = rec;
             let r = rec.record();
-            let outcome = if let Some(seen) = history.seen(&r.signer, &r.client_id) {
+            let outcome = if let Some(err) = wrong_ledger(shared.view.origin(), r) {
+                Err(err)
+            } else if let Some(seen) = history.seen(&r.signer, &r.client_id) {
                 if seen.leaf_hash == leaf.0 {
                     Ok(Appended {
                         index: seen.index,

@@ -6,8 +6,9 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The envelope format this crate reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+/// The envelope format this crate reads and writes. Version 2 added `log`, the origin of the
+/// one ledger a record is signed for.
+pub const FORMAT_VERSION: u64 = 2;
 /// Prefix of every signed message, so a record signature can never be replayed as a signature
 /// over anything else (a checkpoint, another protocol's message).
 pub const SIGNING_DOMAIN: &[u8] = b"shoulders/record/v1\n";
@@ -17,6 +18,10 @@ pub const SIGNING_DOMAIN: &[u8] = b"shoulders/record/v1\n";
 pub struct Record {
     pub kind: Kind,
     pub signer: PublicKey,
+    /// The origin of the ledger this record is signed for (its checkpoints' first line). The
+    /// signature covers it, so a record signed for one ledger cannot be replayed on another:
+    /// the ledger refuses any other origin with `E_WRONG_LEDGER`.
+    pub log: String,
     /// Client-chosen idempotency key, unique per signer.
     pub client_id: String,
     /// When the signer says it signed, in milliseconds since the Unix epoch.
@@ -31,6 +36,7 @@ impl Record {
         let mut v = json!({
             "v": FORMAT_VERSION,
             "kind": self.kind.as_str(),
+            "log": self.log,
             "signer": self.signer.to_base64(),
             "id": self.client_id,
             "ts_ms": self.ts_ms,
@@ -44,8 +50,8 @@ impl Record {
 
     /// `(signing payload, canonical record bytes)` from a single serialisation of the body.
     ///
-    /// The envelope's keys in canonical (byte) order are `body, id, kind, sig, signer, ts_ms,
-    /// v`, so both encodings are the same text with the `sig` member present or absent; the
+    /// The envelope's keys in canonical (byte) order are `body, id, kind, log, sig, signer,
+    /// ts_ms, v`, so both encodings are the same text with the `sig` member present or absent; the
     /// body is canonical on its own because maps serialise sorted.
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
         let json_str = |s: &str| serde_json::to_vec(s).expect("strings always serialise");
@@ -57,6 +63,8 @@ impl Record {
         head.extend_from_slice(&json_str(&self.client_id));
         head.extend_from_slice(b",\"kind\":");
         head.extend_from_slice(&json_str(self.kind.as_str()));
+        head.extend_from_slice(b",\"log\":");
+        head.extend_from_slice(&json_str(&self.log));
         let mut tail = Vec::with_capacity(96);
         tail.extend_from_slice(b",\"signer\":");
         tail.extend_from_slice(&json_str(&self.signer.to_base64()));
@@ -98,6 +106,7 @@ pub struct SignedRecord {
 struct RawEnvelope {
     v: u64,
     kind: String,
+    log: String,
     signer: String,
     id: String,
     ts_ms: u64,
@@ -120,6 +129,12 @@ impl SignedRecord {
             return Err(RecordError::NotUtf8);
         }
         let value = parse_integer_json(&bytes)?;
+        // The version first, so a record of another format gets that reason, not a schema error.
+        if let Some(v) = value.get("v").and_then(Value::as_u64) {
+            if v != FORMAT_VERSION {
+                return Err(RecordError::UnsupportedVersion(v));
+            }
+        }
         let raw: RawEnvelope = serde_json::from_value(value)
             .map_err(|e| RecordError::Schema(format!("envelope: {e}")))?;
         if raw.v != FORMAT_VERSION {
@@ -129,6 +144,7 @@ impl SignedRecord {
         let signer = PublicKey::from_base64(&raw.signer).ok_or(RecordError::BadPublicKey)?;
         let key = signer.verifying_key().ok_or(RecordError::BadPublicKey)?;
         validate::client_id("id", &raw.id)?;
+        validate::log_origin("log", &raw.log)?;
         let signature: [u8; 64] = B64
             .decode(&raw.sig)
             .ok()
@@ -138,6 +154,7 @@ impl SignedRecord {
         let record = Record {
             kind,
             signer,
+            log: raw.log,
             client_id: raw.id,
             ts_ms: raw.ts_ms,
             body,
@@ -158,13 +175,9 @@ impl SignedRecord {
     /// Strict ed25519 verification (rejects small-order keys and non-canonical signatures, so a
     /// valid signature cannot be mutated into a second valid one).
     pub fn verify_signature(&self) -> Result<(), RecordError> {
-        let key = self
-            .record
-            .signer
-            .verifying_key()
-            .ok_or(RecordError::BadPublicKey)?;
         let sig = ed25519_dalek::Signature::from_bytes(&self.record.signature);
-        key.verify_strict(&self.record.signing_payload(), &sig)
+        self.key
+            .verify_strict(&self.payload, &sig)
             .map_err(|_| RecordError::BadSignature)
     }
 
@@ -188,19 +201,23 @@ impl SignedRecord {
     }
 }
 
-/// Validate `body`, then sign it as `key` and return the canonical record bytes.
+/// Validate `body`, then sign it as `key` for the ledger whose origin is `log` and return the
+/// canonical record bytes.
 pub fn sign_record(
     key: &ActorKey,
+    log: &str,
     client_id: &str,
     ts_ms: u64,
     body: Body,
 ) -> Result<SignedRecord, RecordError> {
     validate::client_id("id", client_id)?;
+    validate::log_origin("log", log)?;
     validate::int_range("ts_ms", ts_ms, 0, crate::MAX_SAFE_INTEGER)?;
     body.validate()?;
     let mut record = Record {
         kind: body.kind(),
         signer: key.public(),
+        log: log.to_string(),
         client_id: client_id.to_string(),
         ts_ms,
         body,

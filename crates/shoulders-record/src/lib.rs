@@ -25,6 +25,8 @@ pub use keys::{ActorKey, PublicKey};
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Longest client id (idempotency key), in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
+/// Longest ledger origin a record may name (the C2SP note origin limit the log uses).
+pub const MAX_LOG_ORIGIN_BYTES: usize = 255;
 /// Largest integer accepted in a record: 2^53 − 1, so every JSON reader (JavaScript included)
 /// reads the same value. Money amounts are decimal strings instead.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

@@ -217,6 +217,27 @@ pub fn unique_list<T: Ord>(field: &str, items: &[T], max: usize) -> R {
 }
 
 /// A client id (idempotency key): 1–128 bytes of printable ASCII without spaces.
+/// A ledger origin as a C2SP note names it: 1–255 bytes, no whitespace, control characters or
+/// `+` (the separator of a verifier key).
+pub fn log_origin(field: &str, value: &str) -> R {
+    let ok = !value.is_empty()
+        && value.len() <= crate::MAX_LOG_ORIGIN_BYTES
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '+');
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            field,
+            format!(
+                "must be the ledger's origin: 1-{} bytes without spaces, control characters or '+'",
+                crate::MAX_LOG_ORIGIN_BYTES
+            ),
+        ))
+    }
+}
+
 pub fn client_id(field: &str, value: &str) -> R {
     let ok = !value.is_empty()
         && value.len() <= crate::MAX_CLIENT_ID_BYTES

@@ -23,7 +23,7 @@ fn sample() -> SignedRecord {
         json!({"handle": "alice", "name": "Alice"}),
     )
     .unwrap();
-    sign_record(&key(1), "id-1", 1_700_000_000_000, body).unwrap()
+    sign_record(&key(1), "test.example/log", "id-1", 1_700_000_000_000, body).unwrap()
 }
 
 /// Each golden case is signed with a fixed seed; the bytes must match exactly, so any change
@@ -42,6 +42,7 @@ fn golden_records_have_exact_bytes() {
         let body = Body::from_value(kind, case["body"].clone()).unwrap();
         let rec = sign_record(
             &key,
+            case["log"].as_str().unwrap(),
             case["client_id"].as_str().unwrap(),
             case["ts_ms"].as_u64().unwrap(),
             body,
@@ -118,8 +119,26 @@ fn envelope_mutations_are_refused_with_stable_codes() {
     );
 
     assert_eq!(
-        code_of(mutate(&rec, |v| v["v"] = json!(2))),
+        code_of(mutate(&rec, |v| v["v"] = json!(3))),
         "E_RECORD_VERSION"
+    );
+    // Version 1 records (before the ledger origin was signed) are no longer read.
+    assert_eq!(
+        code_of(mutate(&rec, |v| {
+            v.as_object_mut().unwrap().remove("log");
+            v["v"] = json!(1);
+        })),
+        "E_RECORD_VERSION"
+    );
+    assert_eq!(
+        code_of(mutate(&rec, |v| {
+            v.as_object_mut().unwrap().remove("log");
+        })),
+        "E_RECORD_SCHEMA"
+    );
+    assert_eq!(
+        code_of(mutate(&rec, |v| v["log"] = json!("two words"))),
+        "E_FIELD_INVALID"
     );
     assert_eq!(
         code_of(mutate(&rec, |v| v["kind"] = json!("actor.delete"))),
@@ -154,6 +173,11 @@ fn envelope_mutations_are_refused_with_stable_codes() {
     );
     assert_eq!(
         code_of(mutate(&rec, |v| v["body"]["name"] = json!("Mallory"))),
+        "E_SIG_INVALID"
+    );
+    // The ledger origin is signed: moving a record to another ledger breaks the signature.
+    assert_eq!(
+        code_of(mutate(&rec, |v| v["log"] = json!("other.example/log"))),
         "E_SIG_INVALID"
     );
     assert_eq!(
@@ -191,7 +215,7 @@ fn signatures_do_not_verify_across_kinds_or_signers() {
     let a = sample();
     let body =
         Body::from_value(Kind::ActorRegister, json!({"handle": "bob", "name": "Bob"})).unwrap();
-    let b = sign_record(&key(1), "id-2", 1_700_000_000_000, body).unwrap();
+    let b = sign_record(&key(1), "test.example/log", "id-2", 1_700_000_000_000, body).unwrap();
     let a_sig: Value = serde_json::from_slice::<Value>(a.bytes()).unwrap()["sig"].clone();
     assert_eq!(code_of(mutate(&b, |v| v["sig"] = a_sig)), "E_SIG_INVALID");
 }
@@ -266,7 +290,7 @@ fn every_kind_round_trips() {
     for (kind, value) in bodies {
         let body = Body::from_value(kind, value.clone()).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(body.to_value(), value, "{kind}");
-        let rec = sign_record(&key(3), "x", 1, body).unwrap();
+        let rec = sign_record(&key(3), "test.example/log", "x", 1, body).unwrap();
         assert_eq!(SignedRecord::from_bytes(rec.bytes().to_vec()).unwrap(), rec);
         // The fast composed encoding equals generic canonical JSON of the whole envelope.
         let (payload, full) = rec.record().encode();

@@ -87,6 +87,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::IdConflict { .. } => StatusCode::CONFLICT,
             LedgerError::TimestampOutsideWindow { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            LedgerError::WrongLedger { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::BatchTooLarge { .. } | LedgerError::ContentTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

@@ -499,8 +499,15 @@ fn submit_receipt(st: &AppState, receipt: UsageReceipt, now_ms: u64) -> ApiResul
         .as_ref()
         .ok_or_else(|| ApiError::internal("metering is on but no operator key is loaded"))?;
     let id = receipt.usage_id.clone();
-    let record = sign_record(key, &id, now_ms, Body::UsageReceipt(receipt))?;
-    let appended = st.writer()?.submit(record.bytes().to_vec())?;
+    let writer = st.writer()?;
+    let record = sign_record(
+        key,
+        writer.origin(),
+        &id,
+        now_ms,
+        Body::UsageReceipt(receipt),
+    )?;
+    let appended = writer.submit(record.bytes().to_vec())?;
     let (receipt_row, legs) = st.view().with_history(|_, store| {
         Ok((
             store.receipt(appended.index)?,

@@ -159,7 +159,7 @@ proptest! {
         let mut accepted: Vec<SignedRecord> = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             let (actor, kind, value) = body(op);
-            let rec = sign_record(&keys[actor], &format!("op-{i}"), i as u64, Body::from_value(kind, value).unwrap()).unwrap();
+            let rec = sign_record(&keys[actor], "test.example/log", &format!("op-{i}"), i as u64, Body::from_value(kind, value).unwrap()).unwrap();
             let before = state.clone();
             let leaf = [i as u8; 32];
             match state.apply(state.size(), leaf, &rec) {

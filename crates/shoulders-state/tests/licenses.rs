@@ -34,6 +34,7 @@ impl World {
         self.seq += 1;
         let rec = sign_record(
             key,
+            "test.example/log",
             &format!("r{}", self.seq),
             TS + self.seq,
             Body::from_value(kind, body).unwrap(),

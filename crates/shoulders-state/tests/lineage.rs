@@ -41,6 +41,7 @@ impl Builder {
         let n = self.state.size();
         let rec = sign_record(
             &self.keys[actor],
+            "test.example/log",
             &format!("r{n}"),
             TS + n,
             Body::from_value(kind, body).unwrap(),

@@ -42,7 +42,14 @@ impl Book {
         self.next_id += 1;
         self.ts_ms += 1;
         let body = Body::from_value(kind, body).unwrap_or_else(|e| panic!("{kind}: {e}"));
-        sign_record(key, &format!("r-{}", self.next_id), self.ts_ms, body).unwrap()
+        sign_record(
+            key,
+            "test.example/log",
+            &format!("r-{}", self.next_id),
+            self.ts_ms,
+            body,
+        )
+        .unwrap()
     }
 
     fn apply(&mut self, rec: SignedRecord) -> Result<u64, Reject> {

@@ -31,7 +31,7 @@ fn valid_record() -> &'static SignedRecord {
                                    {"dataset_id": "a/d", "contribution": 5, "ppm": 400000}]}),
         )
         .unwrap();
-        sign_record(&key, "id-1", 1_767_225_600_000, body).unwrap()
+        sign_record(&key, "fuzz.example/log", "id-1", 1_767_225_600_000, body).unwrap()
     })
 }
 
@@ -158,7 +158,7 @@ fn valid_export() -> &'static (Vec<u8>, String) {
         .into_iter()
         .enumerate()
         {
-            let rec = sign_record(&key, &format!("r{i}"), 1, Body::from_value(kind, body).unwrap()).unwrap();
+            let rec = sign_record(&key, "fuzz.example/log", &format!("r{i}"), 1, Body::from_value(kind, body).unwrap()).unwrap();
             ledger.submit(rec.bytes().to_vec()).unwrap();
         }
         let mut out = Vec::new();

@@ -21,7 +21,7 @@ pub fn rec(key: &ActorKey, kind: &str, body: Value) -> Vec<u8> {
 pub fn rec_id(key: &ActorKey, id: &str, kind: &str, body: Value) -> Vec<u8> {
     let kind = Kind::parse(kind).unwrap();
     let body = Body::from_value(kind, body).unwrap();
-    sign_record(key, id, 1_767_225_600_000, body)
+    sign_record(key, "test.example/log", id, 1_767_225_600_000, body)
         .unwrap()
         .bytes()
         .to_vec()

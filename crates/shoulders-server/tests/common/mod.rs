@@ -32,10 +32,16 @@ impl Fixture {
 }
 
 pub fn record(key: &ActorKey, id: &str, ts_ms: u64, kind: Kind, body: Value) -> Vec<u8> {
-    sign_record(key, id, ts_ms, Body::from_value(kind, body).expect("body"))
-        .expect("sign")
-        .bytes()
-        .to_vec()
+    sign_record(
+        key,
+        "test.shoulders.local/log",
+        id,
+        ts_ms,
+        Body::from_value(kind, body).expect("body"),
+    )
+    .expect("sign")
+    .bytes()
+    .to_vec()
 }
 
 /// Build the ledger: alice (dataset owner and contributor) and bob (payer), a verse dataset
