@@ -17,7 +17,7 @@ use crate::stored::{self, BatchHistory, BatchWrites};
 use crate::{load_signer, ContentStore, DataDir, LedgerError, View};
 use serde::Serialize;
 use shoulders_log::{leaf_hash, Hash};
-use shoulders_record::{Body, SignedRecord};
+use shoulders_record::{sign_record, ActorKey, Body, SignedRecord};
 use shoulders_state::HistoryRead;
 use shoulders_state::State;
 use shoulders_store::{AppendBatch, Store, StoreError};
@@ -75,6 +75,9 @@ fn ser_hash<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
 
 struct Shared {
     admission_window_ms: Option<u64>,
+    /// The operator's key (`D/operator.key`), when this data directory has one: the writer
+    /// signs `ledger.clock` records with it.
+    operator_key: Option<ActorKey>,
     view: View,
     stopped: AtomicBool,
 }
@@ -122,8 +125,10 @@ impl Ledger {
         let mut store = store;
         let (state, frontier) = stored::open_state(&mut *store)?;
         let reader = Reader::from_parts(location.open_read_only()?, signer, verifier_key.clone());
+        let operator_key = load_operator_key(dir)?;
         let shared = Arc::new(Shared {
             admission_window_ms: config.admission_window_ms,
+            operator_key,
             view: View::new(state, frontier, reader),
             stopped: AtomicBool::new(false),
         });
@@ -457,6 +462,53 @@ pub(crate) fn outside_window(window_ms: Option<u64>, ts_ms: u64) -> Option<Ledge
     })
 }
 
+/// The log's clock advances at least this often while records that a licence time rule
+/// applies to are admitted: such a record is judged no earlier than this long before the writer
+/// admitted it.
+pub const CLOCK_TICK_MS: u64 = 1000;
+
+/// `D/operator.key`, if the data directory has one.
+fn load_operator_key(dir: &DataDir) -> Result<Option<ActorKey>, LedgerError> {
+    let path = dir.operator_key();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => ActorKey::from_file_text(&text)
+            .map(Some)
+            .map_err(|e| LedgerError::KeyFile(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LedgerError::io(&path, e)),
+    }
+}
+
+/// A `ledger.clock` record to admit before this batch: when a record in it is subject to a
+/// licence time rule (see `State::needs_log_time`) and the log's clock is more than
+/// [`CLOCK_TICK_MS`] behind the writer's. Without an operator key there is no clock, and time
+/// rules fall back to the signer's timestamp (bounded by the admission window).
+fn clock_record(shared: &Shared, state: &State, jobs: &[Job]) -> Option<SignedRecord> {
+    let key = shared.operator_key.as_ref()?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if now_ms <= state.log_time_ms().saturating_add(CLOCK_TICK_MS) {
+        return None;
+    }
+    let needed = jobs
+        .iter()
+        .flat_map(|j| &j.records)
+        .any(|c| state.needs_log_time(c.record.record()));
+    if !needed {
+        return None;
+    }
+    let body = Body::LedgerClock(shoulders_record::LedgerClock { now_ms });
+    sign_record(
+        key,
+        shared.view.origin(),
+        &format!("clock-{now_ms}"),
+        now_ms,
+        body,
+    )
+    .ok()
+}
+
 fn commit_batch(
     shared: &Shared,
     store: &mut dyn Store,
@@ -464,11 +516,14 @@ fn commit_batch(
 ) -> Vec<Vec<Result<Appended, LedgerError>>> {
     let mut committed = shared.view.extend();
     let first_index = committed.frontier.size();
+    let clock = clock_record(shared, &committed.state, jobs);
     // The history the fold needs for this batch, in one query per table.
     let mut history = match BatchHistory::prefetch(
         &*store,
-        jobs.iter()
-            .flat_map(|j| j.records.iter().map(|c| &c.record)),
+        clock.iter().chain(
+            jobs.iter()
+                .flat_map(|j| j.records.iter().map(|c| &c.record)),
+        ),
     ) {
         Ok(h) => h,
         Err(err) => {
@@ -487,6 +542,18 @@ fn commit_batch(
     let mut state_writes = BatchWrites::default();
     let mut to_write: Vec<&[u8]> = Vec::new();
     let mut hashes: Vec<Hash> = Vec::new();
+    if let Some(clock) = &clock {
+        // The log's time first, so the batch's records are judged by it. If the fold refuses
+        // it (the key in operator.key is no longer the operator's), the batch goes on without.
+        let leaf = leaf_hash(clock.bytes());
+        let index = committed.frontier.size();
+        if let Ok((_, effects)) = committed.state.apply_with(index, leaf.0, clock, &history) {
+            history.record(&effects);
+            state_writes.add(effects);
+            hashes.extend(committed.frontier.append(leaf));
+            to_write.push(clock.bytes());
+        }
+    }
     let mut outcomes: Vec<Vec<Result<Appended, LedgerError>>> = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
         let mut job_out = Vec::with_capacity(job.records.len());

@@ -46,10 +46,11 @@ pub enum Kind {
     FundsWithdraw,
     LedgerConfig,
     ActorUpdate,
+    LedgerClock,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::ActorRegister,
         Kind::DatasetCreate,
         Kind::DataContribute,
@@ -61,6 +62,7 @@ impl Kind {
         Kind::FundsWithdraw,
         Kind::LedgerConfig,
         Kind::ActorUpdate,
+        Kind::LedgerClock,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +78,7 @@ impl Kind {
             Kind::FundsWithdraw => "funds.withdraw",
             Kind::LedgerConfig => "ledger.config",
             Kind::ActorUpdate => "actor.update",
+            Kind::LedgerClock => "ledger.clock",
         }
     }
 
@@ -357,6 +360,17 @@ pub struct LedgerConfig {
     pub protocol_fee_bps: u32,
 }
 
+/// `ledger.clock`: the log's time, signed by the operator's writer when it admits a record that
+/// a licence time rule (an expiry) applies to. Licence time rules are judged at the later of
+/// the signer's timestamp and the last clock before the record, so back-dating a record never
+/// moves it before an expiry that the log has already passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerClock {
+    /// The writer's clock when it admitted the records that follow, in ms since the epoch.
+    pub now_ms: u64,
+}
+
 /// `actor.update`: an actor changes its own public details. Setting a payout address releases
 /// the earnings held for it in the unclaimed pool into its account.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -384,6 +398,7 @@ pub enum Body {
     FundsWithdraw(FundsWithdraw),
     LedgerConfig(LedgerConfig),
     ActorUpdate(ActorUpdate),
+    LedgerClock(LedgerClock),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, RecordError> {
@@ -404,6 +419,7 @@ impl Body {
             Body::FundsWithdraw(_) => Kind::FundsWithdraw,
             Body::LedgerConfig(_) => Kind::LedgerConfig,
             Body::ActorUpdate(_) => Kind::ActorUpdate,
+            Body::LedgerClock(_) => Kind::LedgerClock,
         }
     }
 
@@ -425,6 +441,7 @@ impl Body {
             Kind::FundsWithdraw => Body::FundsWithdraw(decode(value)?),
             Kind::LedgerConfig => Body::LedgerConfig(decode(value)?),
             Kind::ActorUpdate => Body::ActorUpdate(decode(value)?),
+            Kind::LedgerClock => Body::LedgerClock(decode(value)?),
         };
         body.validate()?;
         Ok(body)
@@ -444,6 +461,7 @@ impl Body {
             Body::FundsWithdraw(b) => serde_json::to_value(b),
             Body::LedgerConfig(b) => serde_json::to_value(b),
             Body::ActorUpdate(b) => serde_json::to_value(b),
+            Body::LedgerClock(b) => serde_json::to_value(b),
         };
         v.expect("plain structs always serialise")
     }
@@ -589,6 +607,9 @@ impl Body {
                 if let Some(p) = &b.payout_address {
                     v::line("payout_address", p, v::MAX_URL_BYTES)?;
                 }
+            }
+            Body::LedgerClock(b) => {
+                v::int_range("now_ms", b.now_ms, 0, crate::MAX_SAFE_INTEGER)?;
             }
             Body::LedgerConfig(b) => {
                 v::handle("operator", &b.operator)?;

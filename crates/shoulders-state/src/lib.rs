@@ -234,6 +234,43 @@ impl State {
 
     /// Whether `grantee` holds an unexpired grant on `target_label` covering `use_tag`
     /// (a grant listing no uses covers every use).
+    /// Does a licence time rule (an expiry of terms or of a grant) apply to `rec`? The writer
+    /// puts a `ledger.clock` before such a record when the log's clock is stale, so the rule is
+    /// judged at the time the log admitted it, not only at the signer's claim.
+    pub fn needs_log_time(&self, rec: &Record) -> bool {
+        let expires = |e: &Effective| e.expires.is_some();
+        match &rec.body {
+            Body::UsageReceipt(b) => self
+                .models
+                .get(&b.model_id)
+                .is_some_and(|m| expires(&m.effective)),
+            Body::ModelRegister(b) => {
+                let signer = self.actor_by_key.get(&rec.signer);
+                let grant_expires = |label: String| {
+                    signer.is_some_and(|s| {
+                        self.grants(&label, s)
+                            .iter()
+                            .any(|g| g.expires_at_ms.is_some())
+                    })
+                };
+                b.parents.iter().any(|p| {
+                    self.models
+                        .get(&p.model_id)
+                        .is_some_and(|m| expires(&m.effective))
+                        || grant_expires(model_label(&p.model_id))
+                }) || b.datasets.iter().any(|d| {
+                    self.datasets.get(d).is_some_and(|d| expires(&d.effective))
+                        || grant_expires(dataset_label(d))
+                }) || b.license_id.as_ref().is_some_and(|l| {
+                    self.licenses
+                        .get(l)
+                        .is_some_and(|l| l.terms.expires_at_ms.is_some())
+                })
+            }
+            _ => false,
+        }
+    }
+
     pub fn has_grant(&self, target_label: &str, grantee: &str, use_tag: &str, now_ms: u64) -> bool {
         self.grants(target_label, grantee).iter().any(|g| {
             (g.uses.is_empty() || g.uses.iter().any(|u| u == use_tag))
@@ -510,7 +547,8 @@ impl State {
                 (index.to_string(), Pending::Nothing)
             }
             Body::ModelRegister(b) => {
-                let effective = self.check_model_register(&signer_handle, rec.ts_ms, b)?;
+                let rule_ms = self.rule_time_ms(rec.ts_ms);
+                let effective = self.check_model_register(&signer_handle, rule_ms, b)?;
                 (b.model_id.clone(), Pending::Model(effective))
             }
             Body::LicenseDefine(b) => {
@@ -524,6 +562,10 @@ impl State {
             Body::LedgerConfig(b) => {
                 self.check_config(&signer_handle, b)?;
                 (b.operator.clone(), Pending::Nothing)
+            }
+            Body::LedgerClock(b) => {
+                self.check_clock(&signer_handle, b)?;
+                (signer_handle.clone(), Pending::Nothing)
             }
             Body::ActorUpdate(b) => {
                 let legs = self.check_actor_update(&signer_handle, index, rec.ts_ms, b);
@@ -786,6 +828,10 @@ impl State {
             }
             Body::LedgerConfig(b) => {
                 self.commit_config(index, b);
+                fx.changed.push(EntityKey::Config);
+            }
+            Body::LedgerClock(b) => {
+                self.commit_clock(b);
                 fx.changed.push(EntityKey::Config);
             }
             Body::ActorUpdate(b) => {

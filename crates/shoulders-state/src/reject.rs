@@ -46,6 +46,8 @@ pub enum Reject {
     NoOperator,
     #[error("only the ledger operator {operator:?} may sign this record")]
     NotOperator { operator: String },
+    #[error("the log's clock may not go back: {now_ms} ms is before {log_time_ms} ms")]
+    ClockBackwards { now_ms: u64, log_time_ms: u64 },
     #[error("the first ledger.config must name its own signer as operator, not {operator:?}")]
     OperatorSelf { operator: String },
     #[error("usage id {usage_id:?} was already charged by the receipt at index {index}")]
@@ -104,6 +106,7 @@ impl Reject {
             Reject::License(c) => c.code(),
             Reject::NoOperator => "E_NO_OPERATOR",
             Reject::NotOperator { .. } => "E_NOT_OPERATOR",
+            Reject::ClockBackwards { .. } => "E_CLOCK_BACKWARDS",
             Reject::OperatorSelf { .. } => "E_OPERATOR_SELF",
             Reject::UsageDuplicate { .. } => "E_USAGE_DUPLICATE",
             Reject::UseDenied { .. } => "E_USE_DENIED",

@@ -6,8 +6,8 @@ use crate::money::{split, Leg, Receipt, Role, EXTERNAL, PROTOCOL, ROUNDING, UNCL
 use crate::{Reject, State};
 use serde::Serialize;
 use shoulders_record::{
-    validate::MAX_AMOUNT_MICROS, ActorUpdate, FundsDeposit, FundsWithdraw, LedgerConfig,
-    UsageReceipt, BPS_ONE,
+    validate::MAX_AMOUNT_MICROS, ActorUpdate, FundsDeposit, FundsWithdraw, LedgerClock,
+    LedgerConfig, UsageReceipt, BPS_ONE,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +19,10 @@ pub struct Config {
     pub protocol_fee_bps: u32,
     /// Log index of the record that set it.
     pub set_at: u64,
+    /// The log's time: `now_ms` of the latest `ledger.clock` record (0 before the first).
+    /// Licence time rules are judged at `max(signer's ts_ms, log_time_ms)`.
+    #[serde(default)]
+    pub log_time_ms: u64,
 }
 
 /// A settled receipt waiting for commit.
@@ -219,11 +223,42 @@ impl State {
     }
 
     pub(crate) fn commit_config(&mut self, index: u64, b: &LedgerConfig) {
+        let log_time_ms = self.config.as_ref().map_or(0, |c| c.log_time_ms);
         self.config = Some(Config {
             operator: b.operator.clone(),
             protocol_fee_bps: b.protocol_fee_bps,
             set_at: index,
+            log_time_ms,
         });
+    }
+
+    /// A `ledger.clock` must be the operator's and may not go back.
+    pub(crate) fn check_clock(&self, signer: &str, b: &LedgerClock) -> Result<(), Reject> {
+        let config = self.operator(signer)?;
+        if b.now_ms < config.log_time_ms {
+            return Err(Reject::ClockBackwards {
+                now_ms: b.now_ms,
+                log_time_ms: config.log_time_ms,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn commit_clock(&mut self, b: &LedgerClock) {
+        let config = self.config.as_mut().expect("checked: an operator exists");
+        config.log_time_ms = b.now_ms;
+    }
+
+    /// The log's time (`now_ms` of the latest `ledger.clock`), 0 before the first.
+    pub fn log_time_ms(&self) -> u64 {
+        self.config.as_ref().map_or(0, |c| c.log_time_ms)
+    }
+
+    /// The time licence rules judge a record signed at `ts_ms` by: the later of the signer's
+    /// claim and the log's clock, so back-dating never moves a record before an expiry the log
+    /// has already passed (and post-dating only brings expiry closer).
+    pub fn rule_time_ms(&self, ts_ms: u64) -> u64 {
+        ts_ms.max(self.log_time_ms())
     }
 
     pub(crate) fn check_deposit(
@@ -326,7 +361,12 @@ impl State {
         if !self.actors.contains_key(&b.payer) {
             return Err(Reject::ActorUnknown(b.payer.clone()));
         }
-        let decision = shoulders_license::check_use(&model.effective, &b.use_category, None, ts_ms);
+        let decision = shoulders_license::check_use(
+            &model.effective,
+            &b.use_category,
+            None,
+            self.rule_time_ms(ts_ms),
+        );
         if !decision.allowed {
             return Err(Reject::UseDenied {
                 model_id: b.model_id.clone(),
