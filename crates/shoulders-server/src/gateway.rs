@@ -4,9 +4,12 @@
 //!
 //! For each call: the bearer token names the payer (see [`crate::apikeys`]); the payer's use
 //! (`"use"` in the request, default `commercial`) must be allowed by the model's effective
-//! licence; the completion comes from the model's configured upstream, or else from the
+//! licence; with metering on, the most the call can cost is reserved against the payer's
+//! balance before any model runs ([`crate::preauth`]; 402 when short); the completion comes
+//! from the model's configured upstream (its answer read under a byte cap), or else from the
 //! embedded ∞-gram model over the first of the model's (then its ancestors') datasets that has
-//! an attribution index; the output is attributed against that dataset; a `usage.receipt`
+//! an attribution index; its output tokens are counted here ([`counted_tokens`]), never taken
+//! from an upstream; the output is attributed against that dataset; a `usage.receipt`
 //! signed with the operator key is appended (when metering is on) **before** anything is
 //! returned; and the answer carries an extra `shoulders` field with the receipt, the
 //! attribution and the price. Streaming responses are produced from the finished, metered
