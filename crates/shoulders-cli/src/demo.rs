@@ -445,6 +445,8 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         max_body_bytes: shoulders_server::DEFAULT_MAX_BODY_BYTES,
         max_content_bytes: shoulders_server::DEFAULT_MAX_CONTENT_BYTES as u64,
         timeout_ms: shoulders_server::DEFAULT_REQUEST_TIMEOUT_MS,
+        max_upstream_body_bytes: shoulders_server::DEFAULT_MAX_UPSTREAM_BODY_BYTES as u64,
+        upstream_timeout_ms: shoulders_server::DEFAULT_UPSTREAM_TIMEOUT_MS,
         admission_window_ms: shoulders_server::DEFAULT_ADMISSION_WINDOW_MS,
         rate_limit_per_s: shoulders_server::DEFAULT_RATE_LIMIT_PER_S,
         rate_limit_loopback: false,

@@ -34,6 +34,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = shoulders_server::DEFAULT_MAX_CONTENT_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..=shoulders_ledger::content::MAX_CONTENT_BYTES))]
     pub max_content_bytes: u64,
+    /// Largest upstream answer the gateway reads, in bytes: the body is read as a stream and
+    /// the call fails with 502 `E_UPSTREAM_TOO_LARGE` (nothing charged) once over; at most 1 GiB.
+    #[arg(long, default_value_t = shoulders_server::DEFAULT_MAX_UPSTREAM_BODY_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub max_upstream_body_bytes: u64,
+    /// Time one upstream call may take, from connecting to the last byte of its answer
+    /// (502 `E_UPSTREAM` beyond), in milliseconds.
+    #[arg(long, default_value_t = shoulders_server::DEFAULT_UPSTREAM_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub upstream_timeout_ms: u64,
     /// Time a request may take before it is abandoned with `E_TIMEOUT`.
     #[arg(long, default_value_t = shoulders_server::DEFAULT_REQUEST_TIMEOUT_MS)]
     pub timeout_ms: u64,
@@ -85,6 +95,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     config.max_body_bytes = args.max_body_bytes;
     config.max_content_bytes = usize::try_from(args.max_content_bytes)?;
     config.request_timeout_ms = args.timeout_ms;
+    config.max_upstream_body_bytes = usize::try_from(args.max_upstream_body_bytes)?;
+    config.upstream_timeout_ms = args.upstream_timeout_ms;
     config.read_only = args.read_only;
     config.follow_interval_ms = args.follow_interval_ms;
     config.metering = match args.metering.as_str() {

@@ -4,9 +4,12 @@
 //!
 //! For each call: the bearer token names the payer (see [`crate::apikeys`]); the payer's use
 //! (`"use"` in the request, default `commercial`) must be allowed by the model's effective
-//! licence; the completion comes from the model's configured upstream, or else from the
+//! licence; with metering on, the most the call can cost is reserved against the payer's
+//! balance before any model runs ([`crate::preauth`]; 402 when short); the completion comes
+//! from the model's configured upstream (its answer read under a byte cap), or else from the
 //! embedded ∞-gram model over the first of the model's (then its ancestors') datasets that has
-//! an attribution index; the output is attributed against that dataset; a `usage.receipt`
+//! an attribution index; its output tokens are counted here ([`counted_tokens`]), never taken
+//! from an upstream; the output is attributed against that dataset; a `usage.receipt`
 //! signed with the operator key is appended (when metering is on) **before** anything is
 //! returned; and the answer carries an extra `shoulders` field with the receipt, the
 //! attribution and the price. Streaming responses are produced from the finished, metered
@@ -34,7 +37,7 @@ use utoipa_axum::routes;
 
 use crate::api::body_bytes;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::{AppState, Metering, WriterNode};
+use crate::{preauth, AppState, Metering, WriterNode};
 
 /// Default and largest `max_tokens` (bytes: the embedded model's tokens are bytes).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -257,9 +260,62 @@ fn model_dataset(st: &AppState, model_id: &str) -> ApiResult<Option<(String, Arc
 struct Completion {
     text: String,
     finish_reason: String,
+    /// Bytes of the prompt text.
     prompt_tokens: u64,
+    /// The tokens charged for: [`counted_tokens`] of the delivered text.
     completion_tokens: u64,
     source: &'static str,
+    /// The upstream's own `usage`, reported but never charged for.
+    upstream_usage: Option<Value>,
+}
+
+/// The output tokens a call is charged for: the delivered text's bytes, at most `max_tokens`.
+///
+/// The gateway counts them itself; an upstream's `usage` numbers are never trusted (a stub that
+/// reported 50 000 tokens for "ok" was charged for them). For the embedded model this is exact
+/// (its tokens are bytes). For an upstream it is the largest count the delivered text can
+/// justify: every token of a byte-level tokenizer decodes to at least one byte, so `n` bytes
+/// carry at most `n` tokens; and the upstream was asked for at most `max_tokens` (the gateway
+/// forwards it), which is also what the payer pre-authorised. So a call is never charged for
+/// more than it delivered nor more than it asked for; an upstream whose tokens average several
+/// bytes is charged per byte up to `max_tokens` (price such models per 1k bytes).
+pub fn counted_tokens(text: &str, max_tokens: usize) -> u64 {
+    text.len().min(max_tokens) as u64
+}
+
+/// Reserve the most a call to `model_id` with at most `max_tokens` output tokens can cost
+/// ([`shoulders_state::State::max_charge`]: the price per call, `max_tokens` at the per-1k
+/// price, and the royalty floors along the lineage) against the payer's balance less what its
+/// calls in flight hold. Refused with 402 `E_INSUFFICIENT_FUNDS` when it does not cover it, and
+/// with the fold's own code when the fold could not charge the call at all (no operator, a model
+/// without a price or floors, a charge over the limit): either way before any model runs.
+/// Blocking (reads the state).
+fn preauthorise(
+    st: &AppState,
+    payer: &str,
+    model_id: &str,
+    max_tokens: u64,
+) -> ApiResult<preauth::Hold> {
+    let max = st
+        .view()
+        .with_state(|s| s.max_charge(model_id, max_tokens))
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+    st.reservations()
+        .reserve(payer, &max.currency, max.total_micros, || {
+            st.view().with_state(|s| s.balance(payer, &max.currency))
+        })
+        .map_err(|short| {
+            ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "E_INSUFFICIENT_FUNDS",
+                format!(
+                    "{payer} holds {} {} micro-units, {} of them reserved by calls in flight; \
+                     a call to {model_id} with max_tokens {max_tokens} may cost up to {} \
+                     (lower max_tokens or deposit more)",
+                    short.balance_micros, max.currency, short.held_micros, max.total_micros
+                ),
+            )
+        })
 }
 
 async fn handle(
@@ -303,36 +359,28 @@ async fn handle(
         ));
     }
 
-    // Refuse before generating when the payer cannot cover even a call with no output: the
-    // price per call, or at least the royalty floors along the lineage (a free derivative of a
-    // floored model is charged them). The fold computes the exact charge again when the receipt
-    // is appended; a model it cannot charge at all is refused there, as before.
-    if st.config.metering == Metering::On {
-        let least = st.view().with_state(|s| {
-            s.charge_for(&req.model, 0)
-                .ok()
-                .map(|c| (s.balance(&payer, &c.currency), c))
-        });
-        if let Some((balance, charge)) = least {
-            if balance < charge.total_micros as i128 {
-                return Err(ApiError::new(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "E_INSUFFICIENT_FUNDS",
-                    format!(
-                        "{payer} holds {balance} {} micro-units; a call to {} costs at least {}",
-                        charge.currency, req.model, charge.total_micros
-                    ),
-                ));
-            }
+    // Pre-authorisation: hold the most this call can cost before any model runs; released
+    // when its receipt is committed, or on any failure or cancellation (the hold's `Drop`).
+    let hold = match st.config.metering {
+        Metering::On => {
+            let (st2, payer2, model2) = (Arc::clone(&st), payer.clone(), req.model.clone());
+            let max_tokens = max_tokens as u64;
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    preauthorise(&st2, &payer2, &model2, max_tokens)
+                })
+                .await??,
+            )
         }
-    }
+        Metering::Off => None,
+    };
 
     let upstream = st.config.upstreams.get(&req.model).cloned();
     let st2 = Arc::clone(&st);
     let model_id = req.model.clone();
     let dataset = tokio::task::spawn_blocking(move || model_dataset(&st2, &model_id)).await??;
     let completion = match &upstream {
-        Some(base) => call_upstream(&st, base, api, raw, &prompt).await?,
+        Some(base) => call_upstream(&st, base, api, raw, &prompt, max_tokens).await?,
         None => {
             let (_, ix) = dataset.clone().ok_or_else(|| no_index(&req.model))?;
             let params = GenerateParams {
@@ -350,11 +398,12 @@ async fn handle(
                 generate(&ix.index, &prompt2, &params)
                     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
                     .map(|g| Completion {
-                        completion_tokens: g.text.len() as u64,
+                        completion_tokens: counted_tokens(&g.text, max_tokens),
                         text: g.text,
                         finish_reason: g.finish_reason.as_str().to_string(),
                         prompt_tokens: prompt2.len() as u64,
                         source: "embedded-infini-gram",
+                        upstream_usage: None,
                     })
             })
             .await??
@@ -398,8 +447,16 @@ async fn handle(
         }),
     };
     let st3 = Arc::clone(&st);
-    let receipt_out =
-        tokio::task::spawn_blocking(move || submit_receipt(&st3, receipt, now)).await??;
+    let preauthorised = hold.as_ref().map(preauth::Hold::amount_micros);
+    let receipt_out = tokio::task::spawn_blocking(move || {
+        // The hold is released only once the receipt is committed (or refused): the balance the
+        // next reservation reads then already shows this charge. It moves into this task so a
+        // handler cancelled meanwhile cannot release it before the append is over.
+        let out = submit_receipt(&st3, receipt, now);
+        drop(hold);
+        out
+    })
+    .await??;
 
     let created = now / 1000;
     let shoulders = json!({
@@ -410,6 +467,11 @@ async fn handle(
         "receipt": receipt_out,
         "price": decision.price,
         "royalties": decision.royalties,
+        // What was held while the call ran: the most it could cost (`null` without metering).
+        "preauthorised_micros": preauthorised.map(|m| m.to_string()),
+        // What the upstream said it used, for information only: the charge is for the tokens
+        // counted here (`usage`).
+        "upstream_usage": completion.upstream_usage,
         // The report names its dataset (the index it was attributed against).
         "attribution": attribution.as_ref().map(|(_, r)| r),
         "timing_ms": {"completion": generated_ms, "with_attribution": attributed_ms},
@@ -533,6 +595,7 @@ async fn call_upstream(
     api: Api,
     mut raw: Value,
     prompt: &str,
+    max_tokens: usize,
 ) -> ApiResult<Completion> {
     let url = format!(
         "{}/{}",
@@ -547,8 +610,14 @@ async fn call_upstream(
         // The gateway meters the finished completion, then streams it itself.
         obj.insert("stream".into(), Value::Bool(false));
         obj.remove("use");
+        // Ask for no more than the payer pre-authorised and is charged for at most.
+        if !obj.contains_key("max_completion_tokens") {
+            obj.insert("max_tokens".into(), json!(max_tokens));
+        }
     }
     let bad = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "E_UPSTREAM", m);
+    // The client's timeout (`upstream_timeout_ms`) covers the whole exchange, the body's last
+    // byte included, so a trickling upstream is cut off too.
     let resp = st
         .http
         .post(&url)
@@ -557,13 +626,35 @@ async fn call_upstream(
         .await
         .map_err(|e| bad(format!("upstream {url} failed: {e}")))?;
     let status = resp.status();
-    let value: Value = resp.json().await.map_err(|e| {
+    let body = read_capped(resp, st.config.max_upstream_body_bytes)
+        .await
+        .map_err(|e| match e {
+            CappedError::TooLarge { limit } => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "E_UPSTREAM_TOO_LARGE",
+                format!(
+                    "upstream {url} answered more than {limit} bytes; the answer was dropped \
+                     and nothing was charged"
+                ),
+            ),
+            CappedError::Read(e) => bad(format!("upstream {url} failed while answering: {e}")),
+        })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
         bad(format!(
             "upstream {url} answered {status} with no JSON: {e}"
         ))
     })?;
     if !status.is_success() {
-        return Err(bad(format!("upstream {url} answered {status}: {value}")));
+        let mut shown = value.to_string();
+        if shown.len() > MAX_UPSTREAM_ERROR_SHOWN_BYTES {
+            let mut end = MAX_UPSTREAM_ERROR_SHOWN_BYTES;
+            while !shown.is_char_boundary(end) {
+                end -= 1;
+            }
+            shown.truncate(end);
+            shown.push('…');
+        }
+        return Err(bad(format!("upstream {url} answered {status}: {shown}")));
     }
     let choice = &value["choices"][0];
     let text = match api {
@@ -573,19 +664,41 @@ async fn call_upstream(
     .ok_or_else(|| bad(format!("upstream {url} answered without a completion text")))?
     .to_string();
     Ok(Completion {
-        prompt_tokens: value["usage"]["prompt_tokens"]
-            .as_u64()
-            .unwrap_or(prompt.len() as u64),
-        completion_tokens: value["usage"]["completion_tokens"]
-            .as_u64()
-            .unwrap_or(text.len() as u64),
+        prompt_tokens: prompt.len() as u64,
+        completion_tokens: counted_tokens(&text, max_tokens),
         finish_reason: choice["finish_reason"]
             .as_str()
             .unwrap_or("stop")
             .to_string(),
         text,
         source: "upstream",
+        upstream_usage: value.get("usage").filter(|u| u.is_object()).cloned(),
     })
+}
+
+/// Most bytes of an upstream's error answer quoted in the gateway's own error.
+const MAX_UPSTREAM_ERROR_SHOWN_BYTES: usize = 1024;
+
+enum CappedError {
+    TooLarge { limit: usize },
+    Read(reqwest::Error),
+}
+
+/// Read a response body chunk by chunk, failing as soon as it passes `limit` bytes (or declares
+/// more up front), so at most `limit` bytes plus one chunk are ever held. The client is built
+/// without decompression, so the bytes counted are the bytes received.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, CappedError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(CappedError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(CappedError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CappedError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Split at character boundaries into pieces of about `STREAM_CHUNK_BYTES`.

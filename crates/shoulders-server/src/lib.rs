@@ -18,6 +18,7 @@ pub mod apikeys;
 pub mod error;
 pub mod explorer;
 pub mod gateway;
+pub mod preauth;
 pub mod ratelimit;
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +55,13 @@ pub const DEFAULT_RATE_LIMIT_PER_S: u32 = 200;
 pub const DEFAULT_ADMISSION_WINDOW_MS: u64 = 5 * 60 * 1000;
 /// Most attribution indexes a node keeps open (memory-mapped) at once.
 pub const MAX_OPEN_INDEXES: usize = 64;
+/// Largest upstream answer the gateway reads, by default (`--max-upstream-body-bytes`): a
+/// completion of 16 384 tokens is well under 1 MiB of JSON, and the body is read as a stream and
+/// refused (`E_UPSTREAM_TOO_LARGE`) once over, so a hostile or broken upstream cannot make the
+/// server buffer more.
+pub const DEFAULT_MAX_UPSTREAM_BODY_BYTES: usize = 8 << 20;
+/// Time allowed for one upstream call by default, from connecting to the last byte of the body.
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 20_000;
 /// How often a read-only node polls the log for records the writer committed, by default.
 pub const DEFAULT_FOLLOW_INTERVAL_MS: u64 = 250;
 
@@ -87,8 +95,10 @@ pub struct ServerConfig {
     /// [`api::CONTRIBUTION_ENVELOPE_BYTES`] (the record), whatever `max_body_bytes` is.
     pub max_content_bytes: usize,
     pub request_timeout_ms: u64,
-    /// Time allowed for one upstream call.
+    /// Time allowed for one upstream call, from connecting to the last byte of its body.
     pub upstream_timeout_ms: u64,
+    /// Largest upstream answer read ([`DEFAULT_MAX_UPSTREAM_BODY_BYTES`]).
+    pub max_upstream_body_bytes: usize,
     /// Per-client-IP request rate limit (`None`: unlimited).
     pub rate_limit: Option<ratelimit::RateLimit>,
     /// Serve reads only: open the log read-only (no writer lock), follow the writer, refuse
@@ -113,7 +123,8 @@ impl ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_content_bytes: DEFAULT_MAX_CONTENT_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
-            upstream_timeout_ms: 20_000,
+            upstream_timeout_ms: DEFAULT_UPSTREAM_TIMEOUT_MS,
+            max_upstream_body_bytes: DEFAULT_MAX_UPSTREAM_BODY_BYTES,
             rate_limit: Some(ratelimit::RateLimit {
                 per_second: DEFAULT_RATE_LIMIT_PER_S,
                 burst: 2 * DEFAULT_RATE_LIMIT_PER_S,
@@ -142,6 +153,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     indexes: Mutex<HashMap<String, (SystemTime, Arc<DatasetIndex>)>>,
     rate_buckets: ratelimit::Buckets,
+    /// Money held for metered calls in flight (see [`preauth`]).
+    reservations: Arc<preauth::Reservations>,
 }
 
 /// Failures while starting.
@@ -222,6 +235,7 @@ impl AppState {
             http,
             indexes: Mutex::new(HashMap::new()),
             rate_buckets: ratelimit::Buckets::default(),
+            reservations: Arc::default(),
         }))
     }
 
@@ -254,6 +268,15 @@ impl AppState {
             Node::Writer(_) => None,
             Node::ReadOnly(follower) => Some(follower),
         }
+    }
+
+    /// What metered calls in flight hold of `payer`'s balance in `currency` (micro-units).
+    pub fn reserved_micros(&self, payer: &str, currency: &str) -> u128 {
+        self.reservations.held_micros(payer, currency)
+    }
+
+    pub fn reservations(&self) -> &Arc<preauth::Reservations> {
+        &self.reservations
     }
 
     pub fn is_read_only(&self) -> bool {

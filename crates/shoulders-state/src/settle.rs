@@ -615,6 +615,23 @@ impl State {
             floors_micros: s.floors,
         })
     }
+
+    /// The most one call to `model_id` can cost when its output is at most `max_output_tokens`:
+    /// what a caller must hold (and the gateway reserves) before the call runs, so a payer who
+    /// cannot pay for the longest allowed answer never gets one.
+    ///
+    /// It is the charge of the longest output, `charge_for(model_id, max_output_tokens)`: the
+    /// price and every floor grow with the tokens, and a charge that covers larger floors covers
+    /// smaller ones (each part of the split is independent of the floors), so the least covering
+    /// charge of a shorter output is never above it. The proptest
+    /// `max_charge_bounds_every_receipt_up_to_its_tokens` (`tests/money.rs`) checks the fold's
+    /// own receipts against it. (Where [`least_charge`] keeps its bisection's answer, a window
+    /// over [`MAX_SCAN`] units that only fee and royalties taking nearly all of a charge make,
+    /// the bound is not proven; the fold's own balance check still refuses any receipt the
+    /// payer cannot cover.)
+    pub fn max_charge(&self, model_id: &str, max_output_tokens: u64) -> Result<Charge, Reject> {
+        self.charge_for(model_id, max_output_tokens)
+    }
 }
 
 /// Most charges [`least_charge`] tries one by one below the bisection's answer.

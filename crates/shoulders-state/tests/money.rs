@@ -674,6 +674,92 @@ proptest! {
     }
 }
 
+/// One random world (see [`setup`]): for random `max_tokens` per model, receipts of outputs up
+/// to it (none, the longest, and random lengths between) are charged at most
+/// [`State::max_charge`] of it, in its currency. This is what makes the gateway's
+/// pre-authorisation sound: a call never costs more than what was reserved for it. Returns the
+/// receipts checked.
+fn max_charge_world(seed: u64) -> usize {
+    let mut rng = Rng(seed);
+    let mut b = Book::new();
+    let setup = setup(&mut rng, &mut b);
+    b.ok(
+        "a0",
+        Kind::FundsDeposit,
+        json!({"account": "a1", "currency": "USD", "amount_micros": "1000000000000000"}),
+    );
+    let mut checked = 0;
+    let mut n = 0;
+    for (model_id, lineage) in &setup.models {
+        for _ in 0..12 {
+            let max_tokens = match rng.below(4) {
+                0 => rng.below(3),
+                1 => rng.below(40),
+                _ => rng.below(20_000),
+            };
+            let max = match b.state.max_charge(model_id, max_tokens) {
+                Ok(max) => max,
+                Err(e) => {
+                    assert!(
+                        ["E_MODEL_NOT_PRICED", "E_CHARGE_TOO_LARGE"].contains(&e.code()),
+                        "{e}"
+                    );
+                    continue;
+                }
+            };
+            let mut lengths = vec![0, max_tokens, max_tokens.saturating_sub(1)];
+            lengths.extend((0..4).map(|_| rng.below(max_tokens + 1)));
+            for tokens in lengths {
+                let quote = b.state.charge_for(model_id, tokens).unwrap();
+                assert!(
+                    quote.total_micros <= max.total_micros,
+                    "{quote:?} > {max:?}"
+                );
+                n += 1;
+                let attribution = random_attribution(&mut rng, &setup.contributions, lineage);
+                let body = json!({"usage_id": format!("mc{n}"), "model_id": model_id,
+                    "payer": "a1", "use_category": "chat", "input_tokens": 1,
+                    "output_tokens": tokens, "output_hash": hash(7), "attribution": attribution});
+                match b.submit("a0", Kind::UsageReceipt, body) {
+                    Ok(index) => {
+                        let receipt = b.state.receipt(index).unwrap();
+                        assert_eq!(&*receipt.currency, max.currency.as_str());
+                        assert!(
+                            receipt.charge_micros <= max.total_micros,
+                            "{model_id}: {tokens} tokens charged {} > max_charge({max_tokens}) {}",
+                            receipt.charge_micros,
+                            max.total_micros
+                        );
+                        checked += 1;
+                    }
+                    // A random attribution may name a stranger's contribution.
+                    Err(e) => assert!(
+                        ["E_ATTRIBUTION_INVALID", "E_CONTRIBUTION_UNKNOWN"].contains(&e.code()),
+                        "{e}"
+                    ),
+                }
+            }
+        }
+    }
+    checked
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn max_charge_bounds_every_receipt_up_to_its_tokens(seed in any::<u64>()) {
+        max_charge_world(seed);
+    }
+}
+
+#[test]
+fn max_charge_worlds_settle_receipts() {
+    // The property above is not vacuous: fixed worlds settle receipts against it.
+    let checked: usize = (0..16).map(max_charge_world).sum();
+    assert!(checked > 100, "only {checked} receipts checked");
+}
+
 /// A leg without its position in the log (which records added before it shift).
 type LegKey = (
     String,
