@@ -97,7 +97,9 @@ class Harness:
     def start(self):
         self.proc = subprocess.Popen(
             [self.bin, "serve", "--data-dir", self.data, "--listen", "127.0.0.1:0",
-             "--metering", "on", "--admission-window-ms", "0"],
+             "--metering", "on", "--admission-window-ms", "0",
+             # One writer key at full speed: no per-signer write quota.
+             "--quota-records", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         text = ""
         while True:

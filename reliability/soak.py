@@ -50,7 +50,7 @@ def main():
                                    "actor.register", "--body", body, "--id", "reg"],
                                   check=True, capture_output=True).stdout
         proc = subprocess.Popen([bin_, "serve", "--data-dir", data, "--listen", "127.0.0.1:0",
-                                 "--admission-window-ms", "0"],
+                                 "--admission-window-ms", "0", "--quota-records", "0"],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         text = ""
         while True:

@@ -251,6 +251,8 @@ fn main() {
         let upstream = start_upstream(setup.upstream_text.clone()).await;
         let mut config = ServerConfig::new(&setup.data_dir);
         config.metering = Metering::Off;
+        // Throughput of one writer key: no per-signer write quota.
+        config.write_quota = None;
         config.upstreams.insert("alice/upstream".into(), upstream.clone());
         config.upstreams.insert("alice/upstream-plain".into(), upstream.clone());
         let state = AppState::open(config).unwrap();

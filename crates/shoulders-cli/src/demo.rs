@@ -452,6 +452,13 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         rate_limit_loopback: false,
         read_only: false,
         follow_interval_ms: shoulders_server::DEFAULT_FOLLOW_INTERVAL_MS,
+        header_timeout_ms: shoulders_server::conn::DEFAULT_HEADER_TIMEOUT_MS,
+        idle_timeout_ms: shoulders_server::conn::DEFAULT_IDLE_TIMEOUT_MS,
+        max_connections: shoulders_server::conn::DEFAULT_MAX_CONNECTIONS as u64,
+        quota_records: shoulders_server::quota::DEFAULT_QUOTA_RECORDS,
+        quota_bytes: shoulders_server::quota::DEFAULT_QUOTA_BYTES,
+        quota_window_ms: shoulders_server::quota::DEFAULT_QUOTA_WINDOW_MS,
+        max_page_bytes: shoulders_server::api::MAX_PAGE_BYTES as u64,
     })
 }
 

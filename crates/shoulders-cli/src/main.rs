@@ -282,6 +282,23 @@ enum ApikeyCommand {
         #[arg(long)]
         actor: String,
     },
+    /// List the keys: id (the first 16 hex digits of the token's SHA-256), actor, created_ms.
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Revoke keys: a running server refuses them (401) within about a second, no restart.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["key", "actor"])))]
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The token itself, or its key id (at least 8 leading hex digits, as `apikey list`
+        /// shows; E_API_KEY_AMBIGUOUS if it matches several keys).
+        key: Option<String>,
+        /// Revoke every key paying as this actor instead.
+        #[arg(long)]
+        actor: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -835,9 +852,15 @@ fn run(cli: Cli) -> Result<()> {
             no_serve,
         } => demo::run(data_dir, (!no_serve).then_some(listen))?,
         Command::Serve(args) => serve_cmd::serve(args)?,
-        Command::Apikey {
-            command: ApikeyCommand::New { data_dir, actor },
-        } => serve_cmd::apikey_new(data_dir, actor)?,
+        Command::Apikey { command } => match command {
+            ApikeyCommand::New { data_dir, actor } => serve_cmd::apikey_new(data_dir, actor)?,
+            ApikeyCommand::List { data_dir } => serve_cmd::apikey_list(data_dir)?,
+            ApikeyCommand::Revoke {
+                data_dir,
+                key,
+                actor,
+            } => serve_cmd::apikey_revoke(data_dir, key, actor)?,
+        },
     }
     Ok(())
 }

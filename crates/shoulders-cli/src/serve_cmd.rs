@@ -1,9 +1,10 @@
-//! `shoulders serve` and `shoulders apikey new`.
+//! `shoulders serve` and `shoulders apikey new|list|revoke`.
 
 use crate::print_json;
 use anyhow::{Context, Result};
 use serde_json::json;
-use shoulders_server::{apikeys::ApiKeys, AppState, Metering, ServerConfig};
+use shoulders_server::apikeys::{ApiKeys, Revoke};
+use shoulders_server::{AppState, Metering, ServerConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -67,6 +68,40 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = shoulders_server::DEFAULT_FOLLOW_INTERVAL_MS,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000), requires = "read_only")]
     pub follow_interval_ms: u64,
+    /// Time a client has to send a request's complete headers, from when the server starts
+    /// waiting for them (the connection's start, or the end of the previous response on a
+    /// keep-alive connection); the connection is closed after it (slowloris).
+    #[arg(long, default_value_t = shoulders_server::conn::DEFAULT_HEADER_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub header_timeout_ms: u64,
+    /// Close a connection on which no byte has moved for this long while no handler runs
+    /// (e.g. a client that stopped reading its response).
+    #[arg(long, default_value_t = shoulders_server::conn::DEFAULT_IDLE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once; further clients wait in the accept queue until one
+    /// closes. Keep it below the process's file descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = shoulders_server::conn::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=shoulders_server::conn::MAX_CONNECTIONS_LIMIT as u64))]
+    pub max_connections: u64,
+    /// Records each signer key may append over HTTP per --quota-window-ms
+    /// (`429 E_QUOTA_EXCEEDED` with Retry-After beyond); 0 turns write quotas off.
+    #[arg(long, default_value_t = shoulders_server::quota::DEFAULT_QUOTA_RECORDS)]
+    pub quota_records: u64,
+    /// Bytes each signer key may append per window: its records plus its contributions'
+    /// documents.
+    #[arg(long, default_value_t = shoulders_server::quota::DEFAULT_QUOTA_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_bytes: u64,
+    /// Length of a write-quota window, in milliseconds.
+    #[arg(long, default_value_t = shoulders_server::quota::DEFAULT_QUOTA_WINDOW_MS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub quota_window_ms: u64,
+    /// Byte budget of one list response: a page ends early, with its cursor, once its items
+    /// reach it (it always holds at least one item).
+    #[arg(long, default_value_t = shoulders_server::api::MAX_PAGE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub max_page_bytes: u64,
 }
 
 fn parse_upstream(s: &str) -> Result<(String, String), String> {
@@ -99,6 +134,17 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     config.upstream_timeout_ms = args.upstream_timeout_ms;
     config.read_only = args.read_only;
     config.follow_interval_ms = args.follow_interval_ms;
+    config.connections = shoulders_server::conn::ConnLimits {
+        header_timeout_ms: args.header_timeout_ms,
+        idle_timeout_ms: args.idle_timeout_ms,
+        max_connections: usize::try_from(args.max_connections)?,
+    };
+    config.write_quota = (args.quota_records > 0).then_some(shoulders_server::quota::WriteQuota {
+        records: args.quota_records,
+        bytes: args.quota_bytes,
+        window_ms: args.quota_window_ms,
+    });
+    config.max_page_bytes = usize::try_from(args.max_page_bytes)?;
     config.metering = match args.metering.as_str() {
         "on" => Metering::On,
         "off" => Metering::Off,
@@ -155,5 +201,38 @@ pub fn apikey_new(data_dir: PathBuf, actor: String) -> Result<()> {
         .into());
     }
     let token = ApiKeys::issue(&data_dir, &actor, crate::now_ms(), &mut rand_core::OsRng)?;
-    print_json(&json!({"actor": actor, "api_key": token}))
+    // The id `apikey list` shows and `apikey revoke` takes.
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let id = &digest[..shoulders_server::apikeys::KEY_ID_LEN];
+    print_json(&json!({"actor": actor, "api_key": token, "key_id": id}))
+}
+
+/// The keys (ids and payers; the tokens themselves are not stored).
+pub fn apikey_list(data_dir: PathBuf) -> Result<()> {
+    let keys = ApiKeys::load(&data_dir)?;
+    let keys: Vec<_> = keys
+        .keys
+        .iter()
+        .map(|k| json!({"key_id": k.id(), "actor": k.actor, "created_ms": k.created_ms}))
+        .collect();
+    print_json(&json!({ "keys": keys }))
+}
+
+/// Remove keys from `D/api-keys.json`; a running server stops accepting them within
+/// `RELOAD_CHECK_INTERVAL_MS` (it reloads the file when it changes).
+pub fn apikey_revoke(data_dir: PathBuf, key: Option<String>, actor: Option<String>) -> Result<()> {
+    // clap requires one of the two.
+    let which = match (key, actor) {
+        (Some(k), _) => Revoke::Key(k),
+        (None, a) => Revoke::Actor(a.unwrap_or_default()),
+    };
+    let removed = ApiKeys::revoke(&data_dir, &which)?;
+    let removed: Vec<_> = removed
+        .iter()
+        .map(|k| json!({"key_id": k.id(), "actor": k.actor}))
+        .collect();
+    print_json(&json!({
+        "revoked": removed,
+        "effective_within_ms": shoulders_server::apikeys::RELOAD_CHECK_INTERVAL_MS,
+    }))
 }

@@ -643,3 +643,79 @@ fn a_read_only_node_follows_a_sqlite_writer_in_the_same_directory() {
     reader.stop();
     late.stop();
 }
+
+/// `shoulders apikey revoke` on a running server (issue 15, item 13): the key works, is revoked
+/// with the CLI, and is refused (401) without a restart, within a deadline; nothing is charged
+/// to the payer after that, and another key keeps working.
+#[test]
+fn a_revoked_api_key_stops_working_without_a_restart() {
+    let f = fixture(None);
+    let other = ok_json(shoulders(&[
+        "apikey",
+        "new",
+        "--data-dir",
+        p(&f.dir),
+        "--actor",
+        "bob",
+    ]));
+    let other_token = other["api_key"].as_str().unwrap().to_string();
+    let other_id = other["key_id"].as_str().unwrap().to_string();
+    let writer = Served::start(&f.dir, "writer", &[]);
+    let call =
+        json!({"model": "alice/verse-priced", "prompt": "Shall I", "max_tokens": 10}).to_string();
+    let (status, v) = writer.post("/v1/completions", call.as_bytes(), Some(&f.token));
+    assert_eq!(status, 200, "{v}");
+    let receipts = || {
+        writer.get_json("/api/actors/bob/receipts")["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(receipts(), 1);
+
+    // Listed by id (the token itself is not stored); revoked by the token.
+    let listed = ok_json(shoulders(&["apikey", "list", "--data-dir", p(&f.dir)]));
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&f.token));
+    let out = ok_json(shoulders(&[
+        "apikey",
+        "revoke",
+        "--data-dir",
+        p(&f.dir),
+        &f.token,
+    ]));
+    assert_eq!(out["revoked"][0]["actor"], "bob");
+    // A probe that needs a valid key but charges nothing: an empty body is refused after
+    // authentication (400), or before it (401) once the key is gone.
+    let lag = wait_until("the revoked key refused", || {
+        let (status, v) = writer.post("/v1/completions", b"{}", Some(&f.token));
+        assert!(status == 400 || status == 401, "{status} {v}");
+        status == 401 && v["error"]["code"] == "E_UNAUTHORIZED"
+    });
+    println!("revoked key refused {lag:?} after `apikey revoke`");
+    let (status, _) = writer.post("/v1/completions", call.as_bytes(), Some(&f.token));
+    assert_eq!(status, 401);
+    assert_eq!(receipts(), 1, "nothing charged with the revoked key");
+    // The other key still works; revoking it again by id, then an unknown key, fails cleanly.
+    let (status, v) = writer.post("/v1/completions", call.as_bytes(), Some(&other_token));
+    assert_eq!(status, 200, "{v}");
+    ok_json(shoulders(&[
+        "apikey",
+        "revoke",
+        "--data-dir",
+        p(&f.dir),
+        &other_id[..8],
+    ]));
+    let out = shoulders(&["apikey", "revoke", "--data-dir", p(&f.dir), &other_id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("E_API_KEY_UNKNOWN"),
+        "{}",
+        stderr(&out)
+    );
+    wait_until("the second key refused", || {
+        writer.post("/v1/completions", b"{}", Some(&other_token)).0 == 401
+    });
+    assert_eq!(writer.get_json("/api/accounts")["conserved"], true);
+    writer.stop();
+}

@@ -63,7 +63,7 @@ fn a_back_dated_record_cannot_dodge_an_expiry_the_log_has_passed() {
     let acme = ActorKey::from_seed([1; 32]);
     let pay = ActorKey::from_seed([2; 32]);
     let expires_at_ms = t0 + 1500;
-    let mut submit = |key: &ActorKey, id: &str, ts: u64, kind: Kind, body: Value| {
+    let submit = |key: &ActorKey, id: &str, ts: u64, kind: Kind, body: Value| {
         ledger.submit(sign(key, id, ts, kind, body))
     };
     submit(

@@ -25,6 +25,10 @@ type St = State<Arc<AppState>>;
 
 /// Most records listed by one `GET /api/records`.
 pub const MAX_LIST_RECORDS: u64 = 1000;
+/// Byte budget of one list response, by default (`ServerConfig::max_page_bytes`): records are
+/// up to 1 MiB each, so 1 000 of them could be 1 GiB. Past it a page ends early with its
+/// cursor; it always holds at least one item, so it is at most this plus one item.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
 /// Largest text `POST /api/attribute` accepts, in bytes.
 pub const MAX_ATTRIBUTE_TEXT_BYTES: usize = 1 << 20;
 
@@ -127,6 +131,7 @@ async fn submit_record(
     let bytes = body_bytes(body)?;
     let state = Arc::clone(&st);
     let appended = tokio::task::spawn_blocking(move || {
+        charge_write(&state, &bytes, 0)?;
         Ok::<_, ApiError>(state.writer()?.submit(bytes.to_vec())?)
     })
     .await??;
@@ -234,6 +239,7 @@ async fn submit_contribution(State(st): St, _: WriterNode, body: Body) -> ApiRes
     }
     let state = Arc::clone(&st);
     let done = tokio::task::spawn_blocking(move || {
+        charge_write(&state, &req.record, req.content.len() as u64)?;
         Ok::<_, ApiError>(state.writer()?.contribute(req.record, &req.content)?)
     })
     .await??;
@@ -252,6 +258,24 @@ async fn submit_contribution(State(st): St, _: WriterNode, body: Body) -> ApiRes
         }),
     )
         .into_response())
+}
+
+/// Count a write against its signer's quota ([`crate::quota`]) before the ledger sees it:
+/// `429 E_QUOTA_EXCEEDED` (with `Retry-After`) past it. Only a record whose signature verifies
+/// is counted; anything else is left to the ledger, which refuses it with its own code.
+/// `extra_bytes`: a contribution's document.
+fn charge_write(st: &AppState, record: &[u8], extra_bytes: u64) -> ApiResult<()> {
+    let Ok(verified) = shoulders_record::SignedRecord::from_bytes(record.to_vec()) else {
+        return Ok(());
+    };
+    let bytes = (record.len() as u64).saturating_add(extra_bytes);
+    st.charge_write(&verified.record().signer, bytes)
+        .map_err(|e| {
+            let mut err =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "E_QUOTA_EXCEEDED", e.message);
+            err.retry_after_s = e.retry_after_s;
+            err
+        })
 }
 
 /// Read a request body of at most `limit` bytes (413 `E_BODY_TOO_LARGE` beyond), for a route
@@ -311,23 +335,80 @@ async fn list_records(
     };
     let state = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {
+        let budget = state.config.max_page_bytes;
         let size = state.view().size();
-        let from = q.from.unwrap_or(size.saturating_sub(limit)).min(size);
-        let to = from.saturating_add(limit).min(size);
         let mut out = Vec::new();
-        for index in from..to {
-            if let Some(bytes) = state.view().record(index)? {
-                out.push(record_json(index, &bytes));
+        let mut used = 0usize;
+        // Within the byte budget, and at least one record. Forward from `from` when given
+        // (`next_from` continues the range); without it, back from the newest, so the page is
+        // the latest records that fit (`older_from` continues).
+        let mut take = |index: u64, out: &mut Vec<Value>| -> ApiResult<bool> {
+            let Some(bytes) = state.view().record(index)? else {
+                return Ok(true);
+            };
+            let item = record_json(index, &bytes);
+            let len = serde_json::to_vec(&item).map_or(0, |v| v.len());
+            if !out.is_empty() && used.saturating_add(len) > budget {
+                return Ok(false);
             }
-        }
+            used = used.saturating_add(len);
+            out.push(item);
+            Ok(true)
+        };
+        let (from, to) = match q.from {
+            Some(from) => {
+                let from = from.min(size);
+                let end = from.saturating_add(limit).min(size);
+                let mut to = from;
+                while to < end && take(to, &mut out)? {
+                    to += 1;
+                }
+                (from, to)
+            }
+            None => {
+                let start = size.saturating_sub(limit);
+                let mut from = size;
+                while from > start && take(from - 1, &mut out)? {
+                    from -= 1;
+                }
+                out.reverse();
+                (from, size)
+            }
+        };
         let mut page = json!({"tree_size": size, "from": from, "records": out});
         if from > 0 {
             // Where the previous (older) page starts.
             page["older_from"] = json!(from.saturating_sub(limit));
         }
+        if to < size {
+            // Where the next (newer) page starts.
+            page["next_from"] = json!(to);
+        }
         Ok(Json(page))
     })
     .await?
+}
+
+/// Run `page(limit)` and, while its response is over `budget` bytes and holds more than one
+/// item (in its `key` array), again with fewer: the page ends early and its own `next` cursor
+/// (made by the query itself) continues where it ends. A few bounded re-queries at most.
+pub(crate) fn fit_page<E>(
+    budget: usize,
+    key: &str,
+    mut limit: usize,
+    mut page: impl FnMut(usize) -> Result<Value, E>,
+) -> Result<Value, E> {
+    loop {
+        let v = page(limit)?;
+        let items = v.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+        let len = serde_json::to_vec(&v).map_or(0, |b| b.len());
+        if len <= budget || items <= 1 {
+            return Ok(v);
+        }
+        // Scale down to what should fit, and always by at least one item.
+        let fits = (items as u128 * budget as u128 / len as u128) as usize;
+        limit = fits.clamp(1, items - 1);
+    }
 }
 
 fn record_json(index: u64, bytes: &[u8]) -> Value {
@@ -418,7 +499,7 @@ pub struct PageQuery {
 fn state_page(
     st: &AppState,
     q: Result<Query<PageQuery>, QueryRejection>,
-    f: impl FnOnce(
+    f: impl Fn(
         &shoulders_state::State,
         Option<&str>,
         usize,
@@ -426,7 +507,10 @@ fn state_page(
 ) -> ApiResult<Json<Value>> {
     let q = query(q)?;
     let limit = shoulders_ledger::query::page_size(q.limit)?;
-    let page = st.view().with_state(|s| f(s, q.cursor.as_deref(), limit))?;
+    let budget = st.config.max_page_bytes;
+    let page = st
+        .view()
+        .with_state(|s| fit_page(budget, "items", limit, |l| f(s, q.cursor.as_deref(), l)))?;
     Ok(Json(page))
 }
 
@@ -456,6 +540,7 @@ async fn actor_receipts(
     let handle = path(p)?;
     let q = query(q)?;
     let limit = shoulders_ledger::query::page_size(q.limit)?;
+    let budget = st.config.max_page_bytes;
     let st2 = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {
         st2.view().with_history(|s, store| {
@@ -464,18 +549,21 @@ async fn actor_receipts(
                     "no actor {handle:?}"
                 )));
             }
-            shoulders_ledger::query::receipts(
-                store,
-                None,
-                Some(&handle),
-                q.cursor.as_deref(),
-                limit,
-                None,
-            )
+            fit_page(budget, "items", limit, |l| {
+                shoulders_ledger::query::receipts(
+                    store,
+                    None,
+                    Some(&handle),
+                    q.cursor.as_deref(),
+                    l,
+                    None,
+                )
+                .map(receipts_json)
+            })
         })
     })
     .await?
-    .map(|page| Json(receipts_json(page)))
+    .map(Json)
     .map_err(Into::into)
 }
 
@@ -494,6 +582,7 @@ async fn model_receipts(
     let id = format!("{owner}/{name}");
     let q = query(q)?;
     let limit = shoulders_ledger::query::page_size(q.limit)?;
+    let budget = st.config.max_page_bytes;
     let st2 = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {
         st2.view().with_history(|s, store| {
@@ -503,18 +592,21 @@ async fn model_receipts(
                 )));
             }
             let total = s.model_usage(&id).map_or(0, |u| u.calls);
-            shoulders_ledger::query::receipts(
-                store,
-                Some(&id),
-                None,
-                q.cursor.as_deref(),
-                limit,
-                Some(total),
-            )
+            fit_page(budget, "items", limit, |l| {
+                shoulders_ledger::query::receipts(
+                    store,
+                    Some(&id),
+                    None,
+                    q.cursor.as_deref(),
+                    l,
+                    Some(total),
+                )
+                .map(receipts_json)
+            })
         })
     })
     .await?
-    .map(|page| Json(receipts_json(page)))
+    .map(Json)
     .map_err(Into::into)
 }
 
@@ -874,21 +966,25 @@ async fn statement(
         }
     }
     let limit = shoulders_ledger::query::page_size(q.limit)?;
+    let budget = st.config.max_page_bytes;
     let st2 = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {
         st2.view().with_history(|s, store| {
-            shoulders_ledger::query::statement(
-                store,
-                s,
-                &holder,
-                q.from,
-                q.to,
-                q.cursor.as_deref(),
-                limit,
-            )
+            fit_page(budget, "lines", limit, |l| {
+                shoulders_ledger::query::statement(
+                    store,
+                    s,
+                    &holder,
+                    q.from,
+                    q.to,
+                    q.cursor.as_deref(),
+                    l,
+                )
+                .map(|page| json!(page))
+            })
         })
     })
     .await?
-    .map(|page| Json(json!(page)))
+    .map(Json)
     .map_err(Into::into)
 }

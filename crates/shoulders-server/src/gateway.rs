@@ -170,16 +170,13 @@ fn payer(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
                 "missing `Authorization: Bearer <api key>`; an admin issues keys with `shoulders apikey new`",
             )
         })?;
-    st.api_keys
-        .lookup(token)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "E_UNAUTHORIZED",
-                "unknown API key; an admin issues keys with `shoulders apikey new`",
-            )
-        })
+    st.api_keys.lookup(token).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "E_UNAUTHORIZED",
+            "unknown API key; an admin issues keys with `shoulders apikey new`",
+        )
+    })
 }
 
 fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {

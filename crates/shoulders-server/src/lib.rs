@@ -15,14 +15,15 @@
 
 pub mod api;
 pub mod apikeys;
+pub mod conn;
 pub mod error;
 pub mod explorer;
 pub mod gateway;
 pub mod preauth;
+pub mod quota;
 pub mod ratelimit;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -107,6 +108,14 @@ pub struct ServerConfig {
     /// How often a read-only node polls the log for new records. A record the writer commits
     /// is served by a read node after at most this plus the time to read, check and fold it.
     pub follow_interval_ms: u64,
+    /// Connection bounds: header-read and idle timeouts, most connections at once
+    /// (`--header-timeout-ms`, `--idle-timeout-ms`, `--max-connections`; see [`conn`]).
+    pub connections: conn::ConnLimits,
+    /// Records and bytes each signer may append over HTTP per window (`None`: unlimited).
+    pub write_quota: Option<quota::WriteQuota>,
+    /// Byte budget of one list response (`--max-page-bytes`): a page ends early, with its
+    /// cursor, once its items reach it (always holding at least one item).
+    pub max_page_bytes: usize,
 }
 
 impl ServerConfig {
@@ -132,6 +141,9 @@ impl ServerConfig {
             }),
             read_only: false,
             follow_interval_ms: DEFAULT_FOLLOW_INTERVAL_MS,
+            connections: conn::ConnLimits::default(),
+            write_quota: Some(quota::WriteQuota::default()),
+            max_page_bytes: api::MAX_PAGE_BYTES,
         }
     }
 }
@@ -147,7 +159,8 @@ pub struct AppState {
     /// Always `Some` until dropped (see the `Drop` impl).
     node: Option<Node>,
     pub config: ServerConfig,
-    pub api_keys: apikeys::ApiKeys,
+    /// The gateway's keys, reloaded when `api-keys.json` changes (revocation without restart).
+    pub api_keys: apikeys::KeyTable,
     /// Signs usage receipts (from `D/operator.key`), when present.
     pub operator_key: Option<ActorKey>,
     pub http: reqwest::Client,
@@ -155,6 +168,7 @@ pub struct AppState {
     rate_buckets: ratelimit::Buckets,
     /// Money held for metered calls in flight (see [`preauth`]).
     reservations: Arc<preauth::Reservations>,
+    quotas: quota::Quotas,
 }
 
 /// Failures while starting.
@@ -203,7 +217,7 @@ impl AppState {
         } else {
             Node::Writer(Ledger::open_with(&dir, config.ledger.clone())?)
         };
-        let api_keys = apikeys::ApiKeys::load(&config.data_dir)?;
+        let api_keys = apikeys::KeyTable::open(&config.data_dir)?;
         let key_path = config.data_dir.join(OPERATOR_KEY_FILE);
         // A read node signs nothing but checkpoints: it needs no operator key.
         let operator_key = match std::fs::read_to_string(&key_path) {
@@ -236,6 +250,7 @@ impl AppState {
             indexes: Mutex::new(HashMap::new()),
             rate_buckets: ratelimit::Buckets::default(),
             reservations: Arc::default(),
+            quotas: quota::Quotas::default(),
         }))
     }
 
@@ -281,6 +296,27 @@ impl AppState {
 
     pub fn is_read_only(&self) -> bool {
         self.follower().is_some()
+    }
+
+    /// Count a verified record of `bytes` bytes (with its document, for a contribution)
+    /// against its signer's write quota; the operator's key is exempt.
+    pub fn charge_write(
+        &self,
+        signer: &shoulders_record::PublicKey,
+        bytes: u64,
+    ) -> Result<(), quota::Exceeded> {
+        let Some(q) = &self.config.write_quota else {
+            return Ok(());
+        };
+        if self
+            .operator_key
+            .as_ref()
+            .is_some_and(|k| &k.public() == signer)
+        {
+            return Ok(());
+        }
+        self.quotas
+            .charge(signer, bytes, q, std::time::Instant::now())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -421,7 +457,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish and
-/// return. Writes are acknowledged only after they are durable, so nothing acknowledged can be
+/// return. Connections are bounded in number and time ([`conn`]: `config.connections`). Writes are acknowledged only after they are durable, so nothing acknowledged can be
 /// lost; dropping the returned-to caller's last [`AppState`] reference closes the ledger,
 /// which commits anything still queued. A read-only node follows the writer meanwhile
 /// ([`follow`]).
@@ -433,13 +469,9 @@ pub async fn serve(
     let follower = state
         .is_read_only()
         .then(|| tokio::spawn(follow(Arc::clone(&state))));
+    let limits = state.config.connections;
     let app = router(state);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = conn::serve_connections(listener, app, limits, shutdown).await;
     if let Some(task) = follower {
         task.abort();
         let _ = task.await;
