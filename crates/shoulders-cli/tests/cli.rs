@@ -834,7 +834,8 @@ fn submit_appends_every_enabled_kind() {
             "bob" => &s.bob.1,
             _ => &s.carol.1,
         };
-        assert_eq!(v["v"], 1);
+        assert_eq!(v["v"], 2);
+        assert_eq!(v["log"], ORIGIN);
         assert_eq!(v["kind"], submitted["kind"]);
         assert_eq!(v["signer"], signer.as_str());
         assert_eq!(v["id"], format!("rec-{i}"));
@@ -1672,7 +1673,7 @@ fn verify_detects_tampered_records() {
     expect_verify_failure(fx, &t.to_bytes(), "E_RECORD_NOT_UTF8", Some(6));
     let t = export.with_record_json(1, |v| v["extra"] = json!(1));
     expect_verify_failure(fx, &t.to_bytes(), "E_RECORD_SCHEMA", Some(1));
-    let t = export.with_record_json(1, |v| v["v"] = json!(2));
+    let t = export.with_record_json(1, |v| v["v"] = json!(3));
     expect_verify_failure(fx, &t.to_bytes(), "E_RECORD_VERSION", Some(1));
 
     // Another record's signature.
@@ -1884,16 +1885,14 @@ fn verify_rejects_the_wrong_key() {
         &fx.verify(&path, other.data.join("log.pub").to_str().unwrap()),
         "E_CHECKPOINT_SIGNATURE",
     );
-    // Another log's key with another origin.
+    // Another log's key with another origin: its first record was not signed for that log.
     let tmp = TempDir::new().unwrap();
     let elsewhere = expect_ok(&shoulders_in(
         tmp.path(),
         ["init", "--data-dir", "d", "--origin", "other.example/log"],
     ));
-    expect_err(
-        &fx.verify(&path, elsewhere.trim_end()),
-        "E_CHECKPOINT_SIGNATURE",
-    );
+    let msg = expect_err(&fx.verify(&path, elsewhere.trim_end()), "E_WRONG_LEDGER");
+    assert!(msg.contains("at record 0"), "{msg}");
     // The right name and hash with another public key.
     let (head, _) = fx.vkey.rsplit_once('+').unwrap();
     let (_, other_b64) = other.vkey.rsplit_once('+').unwrap();

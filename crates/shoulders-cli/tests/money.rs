@@ -595,8 +595,8 @@ fn settle_charges_the_royalty_floors_of_a_free_adapter() {
         "1000000",
     ]));
 
-    // 20 calls of 500 output tokens: floor 1000 + 100 = 1100 each, charged 1111 (the least
-    // charge that pays the floor after the 1% fee). Ten name ann's contribution (the base's
+    // 20 calls of 500 output tokens: floor 1000 + 100 = 1100 each, charged 1112 (the least
+    // charge that pays the floor after the 1% fee, rounded up). Ten name ann's contribution (the base's
     // level: 880 to acme, 220 to ann), ten name nothing (1100 to acme).
     let receipts = dir.join("receipts.jsonl");
     let mut f = std::fs::File::create(&receipts).unwrap();
@@ -647,7 +647,7 @@ fn settle_charges_the_royalty_floors_of_a_free_adapter() {
     let st = ok_json(shoulders(&["statement", "--data-dir", p(&data), "payer"]));
     assert_eq!(
         st["statement"]["totals"][0]["balance_micros"],
-        (1_000_000 - 20 * 1111).to_string(),
+        (1_000_000 - 20 * 1112).to_string(),
         "{st}"
     );
     let st = ok_json(shoulders(&["statement", "--data-dir", p(&data), "ada"]));

@@ -49,7 +49,8 @@ fn a_record_signed_for_another_ledger_is_refused_and_moves_nothing() {
     let zed = ActorKey::from_seed([5; 32]);
     let (_, a) = funded(tmp.path(), "a.example/log", &zed);
     let (_, b) = funded(tmp.path(), "b.example/log", &zed);
-    let withdraw = json!({"currency": "USD", "amount_micros": "700"});
+    let withdraw = json!({"currency": "USD", "amount_micros": "700",
+                          "payout_address": "https://zed.example/pay"});
     let for_a = sign(&zed, "a.example/log", "w1", Kind::FundsWithdraw, withdraw);
 
     // The attack: replay zed's withdrawal from ledger A on ledger B.

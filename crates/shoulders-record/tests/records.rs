@@ -285,6 +285,7 @@ fn every_kind_round_trips() {
             Kind::ActorUpdate,
             json!({"payout_address": "IBAN DE00 0000"}),
         ),
+        (Kind::LedgerClock, json!({"now_ms": 1_767_225_600_000u64})),
     ];
     assert_eq!(bodies.len(), Kind::ALL.len());
     for (kind, value) in bodies {

@@ -1138,12 +1138,13 @@ async fn gateway_refuses_a_free_derivative_when_the_payer_cannot_cover_the_floor
         json!({"model_id": "bob/free-adapter", "name": "Free adapter",
                "parents": [{"model_id": "alice/verse-floored", "relation": "adapter"}]}),
     );
-    // One call with no output costs 1010: the 1000 floor plus the 1% fee on the charge.
+    // One call with no output costs 1011: the 1000 floor plus the 1% fee on the charge
+    // (rounded up).
     submit(
         &operator,
         "dep",
         Kind::FundsDeposit,
-        json!({"account": "bob", "currency": "USD", "amount_micros": "1009"}),
+        json!({"account": "bob", "currency": "USD", "amount_micros": "1010"}),
     );
     drop(ledger);
     let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
@@ -1165,7 +1166,7 @@ async fn gateway_refuses_a_free_derivative_when_the_payer_cannot_cover_the_floor
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("may cost up to 1010"),
+            .contains("may cost up to 1011"),
         "{v}"
     );
     assert_eq!(s.size().await, size, "nothing generated, nothing appended");
