@@ -381,6 +381,21 @@ pub fn check_derivation(
             }
         }
     }
+    let sources = effective.licenses.len() + effective.unlicensed.len();
+    let models = effective
+        .licenses
+        .keys()
+        .chain(&effective.unlicensed)
+        .filter(|label| label.starts_with("model "))
+        .count();
+    if models > crate::MAX_UPSTREAM_MODELS || sources > crate::MAX_EFFECTIVE_SOURCES {
+        return Err(Conflict::LineageTooLarge {
+            models,
+            sources,
+            max_models: crate::MAX_UPSTREAM_MODELS,
+            max_sources: crate::MAX_EFFECTIVE_SOURCES,
+        });
+    }
     let total = effective.total_royalty_bps();
     if total > BPS_ONE {
         return Err(Conflict::RoyaltyOverflow { total_bps: total });

@@ -34,6 +34,15 @@ pub use effective::{
 };
 pub use presets::{preset, PRESETS};
 
+/// Most models (the model itself included) whose terms one model's effective terms may carry.
+/// Effective terms name every upstream source, so without a bound a chain of `n` registrations
+/// would hold `n²/2` labels (issue 15: 400 chained registrations took 452 MB); with it, state
+/// stays linear in the number of records. Real lineages are far shallower.
+pub const MAX_UPSTREAM_MODELS: usize = 128;
+/// Most sources (models and datasets) one model's effective terms may carry: a registration's
+/// own 16 parents and 256 datasets always fit.
+pub const MAX_EFFECTIVE_SOURCES: usize = 1024;
+
 /// Why a registration was refused; each names the conflicting source and clause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {
@@ -69,6 +78,13 @@ pub enum Conflict {
     RoyaltyOverflow { total_bps: u32 },
     #[error("{0} (clause: royalty_floor)")]
     RoyaltyFloor(Box<FloorConflict>),
+    #[error("the lineage would carry the terms of {models} models and {sources} sources in all, more than the {max_models} models and {max_sources} sources one model may carry; register from a shallower ancestor or with fewer parents and datasets")]
+    LineageTooLarge {
+        models: usize,
+        sources: usize,
+        max_models: usize,
+        max_sources: usize,
+    },
 }
 
 impl Conflict {
@@ -83,6 +99,7 @@ impl Conflict {
             Conflict::Expired { .. } => "E_LICENSE_EXPIRED",
             Conflict::RoyaltyOverflow { .. } => "E_LICENSE_ROYALTY_OVERFLOW",
             Conflict::RoyaltyFloor(_) => "E_LICENSE_BELOW_ROYALTY_FLOOR",
+            Conflict::LineageTooLarge { .. } => "E_LINEAGE_TOO_LARGE",
         }
     }
 }

@@ -681,3 +681,107 @@ fn royalty_floors_stack_along_the_lineage() {
         "ancestors alice/base (licence alice/base-lic) and carol/eur-base (licence carol/eur-base-lic) set royalty floors in two currencies, USD and EUR",
     );
 }
+
+/// Issue 15, attack 6: effective terms name every upstream source, so 400 chained
+/// registrations held 400²/2 labels (452 MB in the server). A lineage may carry the terms of at
+/// most `MAX_UPSTREAM_MODELS` models; the next registration is refused with its own code and
+/// changes nothing, so the terms a model holds, and the state, stay linear in the records.
+#[test]
+fn a_long_chain_of_derivatives_is_bounded() {
+    use shoulders_license::MAX_UPSTREAM_MODELS;
+    let mut w = World::new();
+    // Long ids make each label as large as the record syntax allows.
+    let id = |i: usize| format!("alice/{i:0>90}");
+    w.ok(
+        "alice",
+        Kind::ModelRegister,
+        json!({"model_id": id(0), "name": "m"}),
+    );
+    for i in 1..MAX_UPSTREAM_MODELS {
+        w.ok(
+            "alice",
+            Kind::ModelRegister,
+            json!({"model_id": id(i), "name": "m",
+                   "parents": [{"model_id": id(i - 1), "relation": "finetune"}]}),
+        );
+    }
+    let deepest = w.state.model(&id(MAX_UPSTREAM_MODELS - 1)).unwrap();
+    assert_eq!(deepest.effective.unlicensed.len(), MAX_UPSTREAM_MODELS);
+    let before = w.state.clone();
+    let err = w
+        .submit(
+            "alice",
+            Kind::ModelRegister,
+            json!({"model_id": id(MAX_UPSTREAM_MODELS), "name": "m",
+                   "parents": [{"model_id": id(MAX_UPSTREAM_MODELS - 1), "relation": "finetune"}]}),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "E_LINEAGE_TOO_LARGE");
+    assert!(err.to_string().contains("129 models"), "{err}");
+    assert!(w.state == before, "a refused registration changes nothing");
+    // Every model's terms together stay within MAX_UPSTREAM_MODELS labels per model.
+    let labels: usize = w
+        .state
+        .models()
+        .map(|m| m.effective.unlicensed.len() + m.effective.licenses.len())
+        .sum();
+    assert!(labels <= MAX_UPSTREAM_MODELS * w.state.models().count());
+    // Siblings off the deepest ancestor's parent still register: the bound is on depth of
+    // terms, not on the number of models.
+    w.ok(
+        "alice",
+        Kind::ModelRegister,
+        json!({"model_id": "alice/sibling", "name": "m",
+               "parents": [{"model_id": id(MAX_UPSTREAM_MODELS - 2), "relation": "finetune"}]}),
+    );
+}
+
+/// The same bound on sources of any kind: datasets accumulate down a lineage too, and a model
+/// may carry at most `MAX_EFFECTIVE_SOURCES` of them.
+#[test]
+fn sources_accumulating_down_a_lineage_are_bounded() {
+    use shoulders_license::MAX_EFFECTIVE_SOURCES;
+    let mut w = World::new();
+    for d in 0..1024 {
+        w.ok(
+            "alice",
+            Kind::DatasetCreate,
+            json!({"dataset_id": format!("alice/d{d}"), "name": "d", "access": "open"}),
+        );
+    }
+    let datasets = |level: usize| -> Vec<String> {
+        (level * 256..(level + 1) * 256)
+            .map(|d| format!("alice/d{d}"))
+            .collect()
+    };
+    w.ok(
+        "alice",
+        Kind::ModelRegister,
+        json!({"model_id": "alice/l0", "name": "m", "datasets": datasets(0)}),
+    );
+    for level in 1..3 {
+        w.ok(
+            "alice",
+            Kind::ModelRegister,
+            json!({"model_id": format!("alice/l{level}"), "name": "m", "datasets": datasets(level),
+                   "parents": [{"model_id": format!("alice/l{}", level - 1), "relation": "finetune"}]}),
+        );
+    }
+    // l2 carries 3 models and 768 datasets; one more level would carry 1028 sources.
+    let before = w.state.clone();
+    let err = w
+        .submit(
+            "alice",
+            Kind::ModelRegister,
+            json!({"model_id": "alice/l3", "name": "m", "datasets": datasets(3),
+                   "parents": [{"model_id": "alice/l2", "relation": "finetune"}]}),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "E_LINEAGE_TOO_LARGE");
+    assert!(
+        err.to_string().contains(&format!("{} sources", 4 + 1024)),
+        "{err}"
+    );
+    assert!(MAX_EFFECTIVE_SOURCES < 4 + 1024);
+    assert!(w.state == before);
+}
