@@ -14,3 +14,5 @@ echo "== reliability: API fuzzing with schemathesis"
 bash reliability/api_fuzz.sh
 echo "== reliability: soak (bounded: 20 s; the full run is --seconds 300 on a release build)"
 python3 reliability/soak.py --shoulders "$PWD/target/debug/shoulders" --seconds 20
+echo "== reliability: hostile clients (the attacks of issue 15, bounded: about 20-40 s, debug build)"
+python3 reliability/hostile.py --shoulders "$PWD/target/debug/shoulders"
