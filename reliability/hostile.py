@@ -485,6 +485,13 @@ def setup(h):
                                           actor))["api_key"]
     h.tokens["bob2"] = json.loads(h.sh("apikey", "new", "--data-dir", h.d, "--actor",
                                        "bob"))["api_key"]
+    # Item 6: a chain of derivatives as deep as a lineage may carry (ids as long as allowed).
+    h.submit("chain", "actor.register", {"handle": "chain", "name": "Chain"})
+    for i in range(CHAIN_MODELS):
+        body = {"model_id": chain_id(i), "name": "m"}
+        if i:
+            body["parents"] = [{"model_id": chain_id(i - 1), "relation": "finetune"}]
+        h.submit("chain", "model.register", body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,6 +566,33 @@ def attack_preauth(h, stub, fam):
     cat = h.balance("cat")
     fam.attempt(cat >= 0 and 10 * PER_TOKEN - cat <= 2 * PER_TOKEN,
                 f"cat's balance {cat} after one call of 'ok'")
+
+
+CHAIN_MODELS = 128  # shoulders_license::MAX_UPSTREAM_MODELS
+
+
+def chain_id(i):
+    return f"chain/{i:0>90}"
+
+
+def attack_lineage_terms(h, stub, fam):
+    """Item 6: chained registrations beyond the lineage bound are refused; terms stay small."""
+    size0 = h.size()
+    for n in range(3):
+        rec = h.sign(h.key("chain"), "model.register",
+                     {"model_id": f"chain/deeper-{n}", "name": "m",
+                      "parents": [{"model_id": chain_id(CHAIN_MODELS - 1),
+                                   "relation": "finetune"}]})
+        status, v = h.jhttp("POST", "/api/records", rec)
+        fam.attempt(status == 422 and code_of(v) == "E_LINEAGE_TOO_LARGE",
+                    f"a registration past the lineage bound answered {status} {code_of(v)}")
+    fam.attempt(h.size() == size0, "nothing appended past the bound")
+    # Every model's terms listed: within the page byte budget, and the server stays small.
+    status, body = h.http("GET", "/api/models?limit=1000")
+    fam.attempt(status == 200 and len(body) <= MAX_PAGE_BYTES + 256 * 1024,
+                f"/api/models answered {status} with {len(body)} bytes")
+    rss = rss_kib(h.proc.pid, "VmHWM")
+    fam.attempt(rss < 400 * 1024, f"server peak memory {rss} KiB")
 
 
 def attack_wrong_ledger(h, stub, fam):
@@ -1018,7 +1052,7 @@ def main():
     stub_url = f"http://127.0.0.1:{stub_srv.server_address[1]}"
     fams = [Family(n) for n in (
         "1 upstream token claims", "2 pre-authorisation", "3 domain separation",
-        "4 log time", "5 fee rounding", "7 attribute route", "8 slowloris",
+        "4 log time", "5 fee rounding", "6 lineage terms", "7 attribute route", "8 slowloris",
         "9 write quotas and list limits", "10 upstream body cap", "11 CLI file inputs",
         "12 index folders", "13 key revocation")]
     by = {f.name.split()[0]: f for f in fams}
@@ -1029,6 +1063,7 @@ def main():
         prepare_log_time(h)
         for num, fn in [("1", attack_token_claims), ("2", attack_preauth),
                         ("3", attack_wrong_ledger), ("5", attack_fee_rounding),
+                        ("6", attack_lineage_terms),
                         ("12", attack_index_folders), ("7", attack_attribute),
                         ("9", attack_quotas_and_lists), ("10", attack_upstream_body),
                         ("8", attack_slowloris), ("4", attack_log_time),
