@@ -47,11 +47,7 @@ pub fn hash_file(
     rel: &str,
     progress: &mut Progress<'_>,
 ) -> Result<Artifact, ArtifactError> {
-    let mut file = File::open(path).map_err(|e| ArtifactError::io(path, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| ArtifactError::io(path, e))?
-        .len();
+    let (mut file, size) = crate::files::open_regular(path, u64::MAX)?;
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut whole = Sha256::new();
     stream(&mut file, path, size, &mut buf, &mut [&mut whole], progress)?;
@@ -167,6 +163,25 @@ pub struct ModelDir {
     pub gguf_license: Option<String>,
 }
 
+/// Where the symbolic link `link` under the model directory `root` leads, when it may be
+/// followed: its fully resolved target lies inside `root`, or inside the `blobs` directory of
+/// the Hugging Face cache entry `root` is a snapshot of (`models--org--name/snapshots/<rev>/`
+/// holds links to `models--org--name/blobs/<sha>`). Anything else (a link to `/dev/zero`, to
+/// a large file elsewhere, to a directory outside) is not followed. Links to directories are
+/// not descended into either way.
+fn allowed_link_target(root: &Path, link: &Path) -> Option<PathBuf> {
+    let target = std::fs::canonicalize(link).ok()?;
+    let root = std::fs::canonicalize(root).ok()?;
+    if target.starts_with(&root) {
+        return Some(target);
+    }
+    let snapshots = root.parent()?;
+    let entry = snapshots.parent()?;
+    let is_hf = snapshots.file_name()? == "snapshots"
+        && entry.file_name()?.to_str()?.starts_with("models--");
+    (is_hf && target.starts_with(entry.join("blobs"))).then_some(target)
+}
+
 fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -180,8 +195,26 @@ fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
                 continue;
             }
             let kind = entry.file_type().map_err(|e| ArtifactError::io(&path, e))?;
+            // A symbolic link counts as the file it points to when that stays inside the
+            // model directory or is a Hugging Face cache blob (see [`allowed_link_target`]);
+            // other links, like other special files, are not part of the model.
+            let (kind, target) = if kind.is_symlink() {
+                match allowed_link_target(root, &path) {
+                    Some(t) => (
+                        std::fs::metadata(&t)
+                            .map_err(|e| ArtifactError::io(&t, e))?
+                            .file_type(),
+                        t,
+                    ),
+                    None => continue,
+                }
+            } else {
+                (kind, path.clone())
+            };
             if kind.is_dir() {
-                stack.push(path);
+                if target == path {
+                    stack.push(path);
+                }
             } else if kind.is_file() {
                 let rel = path
                     .strip_prefix(root)
@@ -192,7 +225,7 @@ fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
                         reason: "file names must be UTF-8".into(),
                     })?
                     .to_string();
-                out.push((path, rel));
+                out.push((target, rel));
                 if out.len() > MAX_FILES {
                     return Err(ArtifactError::TooManyFiles {
                         dir: root.display().to_string(),
@@ -208,16 +241,17 @@ fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
 }
 
 fn read_small(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ArtifactError> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ArtifactError::io(path, e)),
-        Ok(m) if m.len() > limit => Err(ArtifactError::BadPath {
+    use crate::files::{read_regular_file, FileError};
+    match read_regular_file(path, limit) {
+        Err(FileError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(FileError::TooLarge { .. }) => Err(ArtifactError::BadPath {
             path: path.display().to_string(),
             reason: format!("larger than the {limit}-byte limit for this file"),
         }),
-        Ok(_) => std::fs::read(path)
-            .map(Some)
-            .map_err(|e| ArtifactError::io(path, e)),
+        Err(e) => Err(e.into()),
+        Ok(bytes) => Ok(Some(bytes)),
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod card;
 mod compare;
+pub mod files;
 mod gguf;
 mod hash;
 mod tee;
@@ -68,6 +69,9 @@ pub enum ArtifactError {
     TooManyFiles { dir: String, limit: usize },
     #[error("{path}: {reason}")]
     BadPath { path: String, reason: String },
+    /// A file that is not a regular file, or over its limit ([`files`]).
+    #[error(transparent)]
+    File(#[from] files::FileError),
 }
 
 impl ArtifactError {
@@ -80,6 +84,7 @@ impl ArtifactError {
             ArtifactError::BadConfig { .. } => "E_MODEL_CONFIG_INVALID",
             ArtifactError::TooManyFiles { .. } => "E_TOO_MANY_FILES",
             ArtifactError::BadPath { .. } => "E_PATH_INVALID",
+            ArtifactError::File(e) => e.code(),
         }
     }
 

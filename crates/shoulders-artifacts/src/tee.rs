@@ -47,11 +47,7 @@ pub(crate) fn read_teed<T>(
     error: FormatError,
     parse: impl FnOnce(&mut Tee<'_>) -> Result<T, ArtifactError>,
 ) -> Result<(T, u64, String), ArtifactError> {
-    let file = File::open(path).map_err(|e| ArtifactError::io(path, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| ArtifactError::io(path, e))?
-        .len();
+    let (file, size) = crate::files::open_regular(path, u64::MAX)?;
     let chunk = (CHUNK_BYTES as u64).min(size.max(1)) as usize;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
     let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(POOL);

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::Budget;
 use crate::index::{
     build_with, BuildMode, DocInput, Index, IndexError, DEFAULT_WINDOW_BYTES, MAX_OUTPUT_BYTES,
 };
@@ -394,6 +395,18 @@ impl DatasetIndex {
         text: &str,
         opts: &AttributeOptions,
     ) -> Result<AttributionReport, IndexError> {
+        self.attribute_within(text, opts, &mut Budget::for_output(text.len()))
+    }
+
+    /// [`DatasetIndex::attribute`] within `budget`: the span search stops with
+    /// `E_ATTRIBUTION_BUDGET` when it has spent its steps and `E_ATTRIBUTION_TIMEOUT` at the
+    /// budget's deadline or cancellation (the server passes its request deadline).
+    pub fn attribute_within(
+        &self,
+        text: &str,
+        opts: &AttributeOptions,
+        budget: &mut Budget,
+    ) -> Result<AttributionReport, IndexError> {
         if text.len() > MAX_OUTPUT_BYTES {
             return Err(IndexError::QueryTooLarge {
                 len: text.len(),
@@ -403,7 +416,7 @@ impl DatasetIndex {
         let window = self.index.window().expect("checked in new");
         let norm = normalize(text);
         let out = norm.bytes.as_slice();
-        let matches = self.index.longest_matches(out)?;
+        let matches = self.index.longest_matches_within(out, budget)?;
         let mut windows = Vec::new();
         let mut owner_at: Vec<Option<u64>> = vec![None; out.len()];
         for (i, m) in matches.iter().enumerate() {

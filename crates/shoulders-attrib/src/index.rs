@@ -48,6 +48,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::{Budget, STEP_BYTES};
 use crate::copymap::{self, OwnerRun};
 use crate::normalize::{MapRun, Normalizer, NORMALIZATION};
 
@@ -105,6 +106,12 @@ pub enum IndexError {
     /// A document is not valid UTF-8 (and so could contain the separator byte).
     #[error("document {doc} is not valid UTF-8 (byte offset {offset})")]
     InvalidDocument { doc: u64, offset: usize },
+    /// A span search used up its step budget ([`crate::budget::Budget`]).
+    #[error("attribution needs more than {limit} steps (the budget for this text); the text repeats the index too many ways to attribute it")]
+    BudgetExceeded { limit: u64 },
+    /// A span search passed its deadline or was cancelled.
+    #[error("attribution stopped after {steps} steps: {reason}")]
+    Cancelled { steps: u64, reason: &'static str },
 }
 
 impl IndexError {
@@ -117,6 +124,8 @@ impl IndexError {
             IndexError::QueryTooLarge { .. } => "E_QUERY_TOO_LARGE",
             IndexError::Empty => "E_INDEX_EMPTY",
             IndexError::InvalidDocument { .. } => "E_INDEX_INPUT",
+            IndexError::BudgetExceeded { .. } => "E_ATTRIBUTION_BUDGET",
+            IndexError::Cancelled { .. } => "E_ATTRIBUTION_TIMEOUT",
         }
     }
 }
@@ -960,12 +969,24 @@ impl Index {
     /// `> p` (`upper == true`); all suffixes in the range share `known` bytes with `p`.
     /// Binary search keeping the common prefix with both ends (Manber–Myers), so a step
     /// compares only from `min(lcp_lo, lcp_hi)` on.
-    fn bound(&self, p: &[u8], mut lo: u64, mut hi: u64, upper: bool, known: usize) -> u64 {
+    fn bound(
+        &self,
+        p: &[u8],
+        (mut lo, mut hi): (u64, u64),
+        upper: bool,
+        known: usize,
+        search: &mut Search<'_>,
+    ) -> Result<u64, IndexError> {
         use std::cmp::Ordering;
         let (mut llcp, mut rlcp) = (known, known);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let (lcp, ord) = self.compare_from(self.sa(mid), p, llcp.min(rlcp));
+            let pos = self.sa(mid);
+            let from = search.known_at(pos).max(llcp.min(rlcp));
+            let (lcp, ord) = self.compare_from(pos, p, from);
+            search
+                .budget
+                .charge(1 + (lcp.saturating_sub(from) / STEP_BYTES) as u64)?;
             let right = if upper {
                 ord != Ordering::Greater
             } else {
@@ -979,15 +1000,30 @@ impl Index {
                 rlcp = lcp;
             }
         }
-        lo
+        Ok(lo)
     }
 
     /// Suffix-array rank range of suffixes starting with `p` within `[lo, hi)`, whose suffixes
     /// all share `known` bytes with `p`.
-    fn range_in(&self, p: &[u8], lo: u64, hi: u64, known: usize) -> (u64, u64) {
-        let start = self.bound(p, lo, hi, false, known);
-        let end = self.bound(p, start, hi, true, known);
-        (start, end)
+    fn range_in(
+        &self,
+        p: &[u8],
+        (lo, hi): (u64, u64),
+        known: usize,
+        search: &mut Search<'_>,
+    ) -> Result<(u64, u64), IndexError> {
+        let start = self.bound(p, (lo, hi), false, known, search)?;
+        let end = self.bound(p, (start, hi), true, known, search)?;
+        Ok((start, end))
+    }
+
+    /// [`Index::range_in`] over the whole suffix array without a budget (one query: its cost
+    /// is bounded by `O(|p| · log N)`).
+    fn range_of(&self, p: &[u8]) -> (u64, u64) {
+        let mut budget = Budget::unlimited();
+        let mut search = Search::new(&mut budget);
+        self.range_in(p, (0, self.n()), 0, &mut search)
+            .unwrap_or((0, 0))
     }
 
     fn check_query(query: &[u8], limit: usize) -> Result<bool, IndexError> {
@@ -1006,7 +1042,7 @@ impl Index {
         if !Self::check_query(query, MAX_QUERY_BYTES)? {
             return Ok(0);
         }
-        let (lo, hi) = self.range_in(query, 0, self.n(), 0);
+        let (lo, hi) = self.range_of(query);
         Ok(hi - lo)
     }
 
@@ -1016,7 +1052,7 @@ impl Index {
         if !Self::check_query(query, MAX_QUERY_BYTES)? {
             return Ok(Vec::new());
         }
-        let (lo, hi) = self.range_in(query, 0, self.n(), 0);
+        let (lo, hi) = self.range_of(query);
         let take = (hi - lo).min(limit as u64);
         let mut hits: Vec<Hit> = (lo..lo + take)
             .filter_map(|r| self.locate(self.sa(r)))
@@ -1031,7 +1067,7 @@ impl Index {
         if p.is_empty() {
             return (0, self.n());
         }
-        self.range_in(p, 0, self.n(), 0)
+        self.range_of(p)
     }
 
     /// Token-array position stored at rank `r` (`r < token_count`).
@@ -1065,16 +1101,36 @@ impl Index {
 
     /// For every start `i` of `output`, the longest prefix of `output[i..]` that occurs in the
     /// index (a `0xFF` byte never matches) and the suffix-array rank range of its occurrences:
-    /// the matching statistics of `output` against the index.
-    ///
-    /// Since the match at `i` is at least the match at `i - 1` minus one byte, the search at
-    /// `i` starts from the known match (one binary search over the whole suffix array,
-    /// comparing from the common prefix with both ends) and then extends byte by byte, each
-    /// step a binary search of one byte inside the current range. Extension steps total
-    /// `O(|output|)`, so the cost is `O(|output| · log N)` for extensions plus, per start, one
-    /// search for the carried-over match: `O(|output| · match_len · log N)` worst case, near
-    /// `O(|output| · (match_len + log N))` in practice.
+    /// the matching statistics of `output` against the index. Spends at most the default
+    /// budget for `output` ([`Budget::for_output`]); see [`Index::longest_matches_within`].
     pub fn longest_matches(&self, output: &[u8]) -> Result<Vec<Match>, IndexError> {
+        self.longest_matches_within(output, &mut Budget::for_output(output.len()))
+    }
+
+    /// [`Index::longest_matches`] within `budget` (steps, deadline, cancellation).
+    ///
+    /// Matching statistics: the match at `i` is at least the match at `i - 1` minus its first
+    /// byte, so the search at `i` starts from that carried match and extends it byte by byte
+    /// (each byte one binary search inside the current range, comparing from the known
+    /// length: extensions total `O(|output| · log N)`).
+    ///
+    /// Re-finding the carried match is one binary search over the whole suffix array, and a
+    /// plain one would compare the whole carried match (up to `|output|` bytes) at every
+    /// start: a 1 MiB copy of an indexed document cost ~10^12 byte comparisons (issue 15).
+    /// Here the occurrences of the match at `i - 1`, each moved on by one byte, are known to
+    /// start with the carried match (*anchors*, up to [`MAX_ANCHORS`]), so comparing one of
+    /// them costs nothing; the other suffixes the search touches share only what the text
+    /// shares with its neighbours. Re-finding is then `O(log N)` comparisons of short common
+    /// prefixes, and the whole search `O(|output| · log N)` on text that does not repeat
+    /// itself at length. Text that does (a long run of one byte, or many long copies of one
+    /// passage) can still make comparisons long: the [`Budget`] counts every comparison and
+    /// every [`STEP_BYTES`] bytes compared, and stops the search with `E_ATTRIBUTION_BUDGET`
+    /// (or `E_ATTRIBUTION_TIMEOUT` at its deadline) instead of running on.
+    pub fn longest_matches_within(
+        &self,
+        output: &[u8],
+        budget: &mut Budget,
+    ) -> Result<Vec<Match>, IndexError> {
         if output.len() > MAX_OUTPUT_BYTES {
             return Err(IndexError::QueryTooLarge {
                 len: output.len(),
@@ -1082,15 +1138,27 @@ impl Index {
             });
         }
         let n = self.n();
-        let mut out = Vec::with_capacity(output.len());
+        let mut search = Search::new(budget);
+        let mut out: Vec<Match> = Vec::with_capacity(output.len());
         let mut prev_end = 0usize;
         for i in 0..output.len() {
             let carried = prev_end.saturating_sub(i);
+            search.anchors.clear();
+            if carried > 0 {
+                if let Some(prev) = out.last() {
+                    // The previous match is `carried + 1` bytes long exactly when it set
+                    // `prev_end`; its occurrences, one byte on, start with the carried match.
+                    if prev.len == carried + 1 {
+                        search.set_anchors(self, prev.lo, prev.hi, carried);
+                    }
+                }
+            }
             let (mut lo, mut hi) = if carried > 0 {
-                self.range_in(&output[i..i + carried], 0, n, 0)
+                self.range_in(&output[i..i + carried], (0, n), 0, &mut search)?
             } else {
                 (0, n)
             };
+            search.anchors.clear();
             let mut len = carried;
             if lo >= hi {
                 // Only possible on an inconsistent table: start over from nothing.
@@ -1098,7 +1166,48 @@ impl Index {
             }
             while i + len < output.len() && output[i + len] != DOC_SEP {
                 let p = &output[i..i + len + 1];
-                let (l2, h2) = self.range_in(p, lo, hi, len);
+                let (l2, h2) = self.range_in(p, (lo, hi), len, &mut search)?;
+                if l2 >= h2 {
+                    break;
+                }
+                (lo, hi) = (l2, h2);
+                len += 1;
+            }
+            if len == 0 {
+                (lo, hi) = (0, 0);
+            }
+            out.push(Match { len, lo, hi });
+            prev_end = prev_end.max(i + len);
+            search.budget.charge(1)?;
+        }
+        Ok(out)
+    }
+
+    /// The matching statistics as they were computed before issue 15: every carried match
+    /// re-found by a plain binary search. Quadratic on long matches; kept as the reference the
+    /// property tests compare [`Index::longest_matches`] with.
+    #[cfg(test)]
+    pub(crate) fn longest_matches_reference(&self, output: &[u8]) -> Vec<Match> {
+        let n = self.n();
+        let mut budget = Budget::unlimited();
+        let mut search = Search::new(&mut budget);
+        let mut out = Vec::with_capacity(output.len());
+        let mut prev_end = 0usize;
+        for i in 0..output.len() {
+            let carried = prev_end.saturating_sub(i);
+            let (mut lo, mut hi) = if carried > 0 {
+                self.range_in(&output[i..i + carried], (0, n), 0, &mut search)
+                    .unwrap()
+            } else {
+                (0, n)
+            };
+            let mut len = carried;
+            if lo >= hi {
+                (lo, hi, len) = (0, n, 0);
+            }
+            while i + len < output.len() && output[i + len] != DOC_SEP {
+                let p = &output[i..i + len + 1];
+                let (l2, h2) = self.range_in(p, (lo, hi), len, &mut search).unwrap();
                 if l2 >= h2 {
                     break;
                 }
@@ -1111,7 +1220,7 @@ impl Index {
             out.push(Match { len, lo, hi });
             prev_end = prev_end.max(i + len);
         }
-        Ok(out)
+        out
     }
 
     /// OLMoTrace-style maximal matching spans of `output`.
@@ -1126,10 +1235,30 @@ impl Index {
         min_len: usize,
         max_occurrences: u64,
     ) -> Result<Vec<Span>, IndexError> {
+        self.maximal_spans_within(
+            output,
+            min_len,
+            max_occurrences,
+            &mut Budget::for_output(output.len()),
+        )
+    }
+
+    /// [`Index::maximal_spans`] within `budget`.
+    pub fn maximal_spans_within(
+        &self,
+        output: &[u8],
+        min_len: usize,
+        max_occurrences: u64,
+        budget: &mut Budget,
+    ) -> Result<Vec<Span>, IndexError> {
         let min_len = min_len.max(1);
         let mut spans = Vec::new();
         let mut prev_end = 0usize;
-        for (i, m) in self.longest_matches(output)?.into_iter().enumerate() {
+        for (i, m) in self
+            .longest_matches_within(output, budget)?
+            .into_iter()
+            .enumerate()
+        {
             let end = i + m.len;
             if m.len >= min_len && end > prev_end && m.hi - m.lo <= max_occurrences {
                 spans.push(Span {
@@ -1298,4 +1427,199 @@ pub struct Match {
     /// Suffix-array rank range of the occurrences (empty when `len == 0`).
     pub lo: u64,
     pub hi: u64,
+}
+
+/// Most anchors kept between two starts of [`Index::longest_matches_within`]: the first and
+/// last `MAX_ANCHORS / 2` occurrences of the previous match. Those near the ends of the rank
+/// range are the ones a binary search for its bounds touches.
+pub const MAX_ANCHORS: usize = 64;
+
+/// One search's state: its budget, and the anchors (token-array positions known to start
+/// with the pattern's first `anchor_len` bytes, sorted).
+pub(crate) struct Search<'b> {
+    budget: &'b mut Budget,
+    anchors: Vec<u64>,
+    anchor_len: usize,
+}
+
+impl<'b> Search<'b> {
+    fn new(budget: &'b mut Budget) -> Self {
+        Search {
+            budget,
+            anchors: Vec::with_capacity(MAX_ANCHORS),
+            anchor_len: 0,
+        }
+    }
+
+    /// Anchors from the occurrences `[lo, hi)` of a match, each moved on by one byte: they
+    /// start with that match's last `len` bytes.
+    fn set_anchors(&mut self, index: &Index, lo: u64, hi: u64, len: usize) {
+        let half = (MAX_ANCHORS / 2) as u64;
+        let ranks = if hi - lo <= MAX_ANCHORS as u64 {
+            (lo..hi).chain(0..0)
+        } else {
+            (lo..lo + half).chain(hi - half..hi)
+        };
+        self.anchors.extend(ranks.map(|r| index.sa(r) + 1));
+        self.anchors.sort_unstable();
+        self.anchor_len = len;
+    }
+
+    /// Bytes known to match the pattern at token-array position `pos`.
+    fn known_at(&self, pos: u64) -> usize {
+        if !self.anchors.is_empty() && self.anchors.binary_search(&pos).is_ok() {
+            self.anchor_len
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    fn open_docs(docs: &[Vec<u8>]) -> (tempfile::TempDir, Index) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        build(
+            &dir,
+            docs.iter().enumerate().map(|(d, b)| {
+                Ok(DocInput {
+                    contribution: d as u64,
+                    bytes: b.clone(),
+                })
+            }),
+            &mut |_| {},
+        )
+        .unwrap();
+        let index = Index::open(&dir).unwrap();
+        (tmp, index)
+    }
+
+    /// Pseudo-random words (xorshift): prose-like text that does not repeat itself at length.
+    fn prose(len: usize, seed: u64) -> Vec<u8> {
+        const WORDS: [&str; 16] = [
+            "the", "river", "of", "stone", "carried", "a", "quiet", "lamp", "under", "broken",
+            "sky", "while", "seven", "orchards", "slept", "and",
+        ];
+        let mut x = seed | 1;
+        let mut out = Vec::with_capacity(len + 16);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
+            out.push(b' ');
+        }
+        out.truncate(len);
+        out
+    }
+
+    proptest! {
+        /// The anchored search returns exactly what the plain one did (lengths and rank
+        /// ranges), on small alphabets where matches are long and repeat many ways.
+        #[test]
+        fn longest_matches_equal_reference(
+            docs in prop::collection::vec(
+                prop::collection::vec(prop_oneof![8 => (0u8..3).prop_map(|b| b'a' + b), 1 => Just(b'z')], 0..60),
+                1..6),
+            outputs in prop::collection::vec(
+                prop::collection::vec(prop_oneof![
+                    20 => (0u8..3).prop_map(|b| b'a' + b),
+                    1 => Just(b'y'),
+                    1 => Just(0xFFu8),
+                ], 0..80),
+                1..4),
+            copy in any::<prop::sample::Index>(),
+        ) {
+            let (_tmp, index) = open_docs(&docs);
+            let mut outputs = outputs;
+            // A verbatim copy of a document (with a tail) too: the long carried matches.
+            let d = &docs[copy.index(docs.len())];
+            let mut copied = d.clone();
+            copied.extend_from_slice(d);
+            copied.push(b'a');
+            outputs.push(copied);
+            for out in &outputs {
+                let got = index.longest_matches(out).unwrap();
+                prop_assert_eq!(got, index.longest_matches_reference(out), "output {:?}", out);
+            }
+        }
+    }
+
+    /// Issue 15: a 1 MiB copy of an indexed document. The plain search compared the whole
+    /// carried match at every start (~10^12 byte comparisons, 94 s of CPU); the anchored one
+    /// takes a few hundred steps per byte at most, far under its budget.
+    #[test]
+    fn megabyte_copy_is_linear_in_steps() {
+        let doc = prose(MAX_OUTPUT_BYTES + 4096, 7);
+        let other = prose(64 * 1024, 99);
+        let (_tmp, index) = open_docs(&[other, doc.clone()]);
+        let out = &doc[1000..1000 + MAX_OUTPUT_BYTES];
+        let mut budget = Budget::for_output(out.len());
+        let matches = index.longest_matches_within(out, &mut budget).unwrap();
+        assert_eq!(matches[0].len, out.len());
+        assert_eq!(matches[out.len() - 1].len, 1);
+        let per_byte = budget.used() / out.len() as u64;
+        assert!(
+            per_byte < 200,
+            "{per_byte} steps per byte (budget {})",
+            crate::budget::STEPS_PER_OUTPUT_BYTE
+        );
+    }
+
+    /// Text that repeats the index every way (a long run of one byte against a long run of
+    /// it) still makes long comparisons: the budget stops it, and nothing runs on.
+    #[test]
+    fn repetitive_text_is_stopped_by_the_budget() {
+        let (_tmp, index) = open_docs(&[vec![b'a'; 200_000]]);
+        let mut out = vec![b'a'; 100_000];
+        out.push(b'b');
+        let mut budget = Budget::for_output(out.len());
+        let err = index.longest_matches_within(&out, &mut budget).unwrap_err();
+        assert_eq!(err.code(), "E_ATTRIBUTION_BUDGET");
+        assert!(budget.used() <= budget.limit() + 64 * 1024);
+    }
+
+    /// A passed deadline or a set cancellation flag stops the search at its next check, and
+    /// the progress counter stops growing.
+    #[test]
+    fn deadline_and_cancel_stop_the_search() {
+        let (_tmp, index) = open_docs(&[vec![b'a'; 200_000]]);
+        let mut out = vec![b'a'; 100_000];
+        out.push(b'b');
+        let progress = Arc::new(AtomicU64::new(0));
+        let mut budget = Budget::unlimited()
+            .with_deadline(std::time::Instant::now())
+            .with_progress(Arc::clone(&progress));
+        let err = index.longest_matches_within(&out, &mut budget).unwrap_err();
+        assert_eq!(err.code(), "E_ATTRIBUTION_TIMEOUT");
+        assert!(budget.used() <= 2 * crate::budget::CHECK_EVERY_STEPS + 64 * 1024);
+
+        let cancel = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(AtomicU64::new(0));
+        let worker = {
+            let (cancel, progress) = (Arc::clone(&cancel), Arc::clone(&progress));
+            let index = Arc::new(index);
+            std::thread::spawn(move || {
+                let mut budget = Budget::unlimited()
+                    .with_cancel(cancel)
+                    .with_progress(progress);
+                index.longest_matches_within(&out, &mut budget)
+            })
+        };
+        while progress.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        cancel.store(true, Ordering::Relaxed);
+        let err = worker.join().unwrap().unwrap_err();
+        assert_eq!(err.code(), "E_ATTRIBUTION_TIMEOUT");
+        let stopped_at = progress.load(Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(progress.load(Ordering::Relaxed), stopped_at);
+    }
 }

@@ -8,6 +8,7 @@
 //! index as an ∞-gram language model. [`paraphrase`] credits the sources of reworded outputs
 //! through a passage-level BM25 index and an integer confidence.
 
+pub mod budget;
 pub mod copymap;
 pub mod dataset;
 pub mod generate;

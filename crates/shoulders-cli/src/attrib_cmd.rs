@@ -83,10 +83,12 @@ pub fn build_files(docs_dir: &Path, out: &Path, attribution: bool) -> Result<()>
     let mut stack = vec![docs_dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
+            let entry = entry?;
+            let (path, kind) = (entry.path(), entry.file_type()?);
+            // Not through symbolic links: only the directory's own regular files.
+            if kind.is_dir() {
                 stack.push(path);
-            } else if path.is_file() {
+            } else if kind.is_file() {
                 files.push(path);
             }
         }
@@ -97,14 +99,14 @@ pub fn build_files(docs_dir: &Path, out: &Path, attribution: bool) -> Result<()>
             .cmp(&b.strip_prefix(docs_dir).ok())
     });
     let docs = files.iter().enumerate().map(|(i, path)| {
-        std::fs::read(path)
+        shoulders_artifacts::files::read_regular_file(path, shoulders_attrib::index::MAX_DOC_BYTES)
             .map(|bytes| DocInput {
                 contribution: i as u64,
                 bytes,
             })
-            .map_err(|source| shoulders_attrib::index::IndexError::Io {
+            .map_err(|e| shoulders_attrib::index::IndexError::Io {
                 path: path.clone(),
-                source,
+                source: std::io::Error::other(e),
             })
     });
     let start = std::time::Instant::now();

@@ -512,32 +512,77 @@ impl std::fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-/// Read a whole file of at most `limit` bytes; a larger one fails with `too_large_code`.
+/// Read a whole file of at most `limit` bytes: a regular file only (not a symbolic link,
+/// device or FIFO: `E_NOT_A_REGULAR_FILE`), its size checked on the open file before anything
+/// is allocated, a larger one failing with `too_large_code` (see
+/// [`shoulders_artifacts::files`]).
 pub(crate) fn read_limited(
     path: &Path,
     limit: u64,
     what: &str,
     too_large_code: &'static str,
 ) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
-    if meta.len() > limit {
-        return Err(CliError {
-            code: too_large_code,
-            message: format!(
-                "{what} {} is {} bytes; the limit is {limit}",
-                path.display(),
-                meta.len()
-            ),
-        }
-        .into());
-    }
-    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+    shoulders_artifacts::files::read_regular_file(path, limit)
+        .map_err(|e| file_error(e, what, too_large_code).into())
 }
 
+/// [`shoulders_artifacts::files::open_regular`] for a streamed input, with the CLI's codes.
+pub(crate) fn open_limited(
+    path: &Path,
+    limit: u64,
+    what: &str,
+    too_large_code: &'static str,
+) -> Result<std::fs::File> {
+    shoulders_artifacts::files::open_regular(path, limit)
+        .map(|(f, _)| f)
+        .map_err(|e| file_error(e, what, too_large_code).into())
+}
+
+fn file_error(
+    e: shoulders_artifacts::files::FileError,
+    what: &str,
+    too_large_code: &'static str,
+) -> CliError {
+    use shoulders_artifacts::files::FileError;
+    let code = match &e {
+        FileError::TooLarge { .. } => too_large_code,
+        other => other.code(),
+    };
+    CliError {
+        code,
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// A key given as a file (when `key` names an existing path) or inline: the file is read as
+/// [`read_limited`] (at most [`MAX_KEY_FILE_BYTES`]).
+pub(crate) fn key_text(key: &str) -> Result<String> {
+    let path = Path::new(key);
+    if std::fs::symlink_metadata(path).is_ok() {
+        let bytes = read_limited(path, MAX_KEY_FILE_BYTES, "key file", "E_KEY_FILE")?;
+        Ok(String::from_utf8(bytes)
+            .map_err(|_| CliError {
+                code: "E_KEY_FILE",
+                message: format!("key file {key} is not UTF-8"),
+            })?
+            .trim()
+            .to_string())
+    } else {
+        Ok(key.trim().to_string())
+    }
+}
+
+/// Largest key file read (a public or private key in its text form is under 200 bytes).
+pub(crate) const MAX_KEY_FILE_BYTES: u64 = 4096;
+
 pub(crate) fn load_key(path: &Path) -> Result<ActorKey> {
-    let text = String::from_utf8(read_limited(path, 4096, "key file", "E_KEY_FILE")?)
-        .map_err(|_| LedgerError::KeyFile(format!("{} is not UTF-8", path.display())))?;
+    let text = String::from_utf8(read_limited(
+        path,
+        MAX_KEY_FILE_BYTES,
+        "key file",
+        "E_KEY_FILE",
+    )?)
+    .map_err(|_| LedgerError::KeyFile(format!("{} is not UTF-8", path.display())))?;
     ActorKey::from_file_text(&text)
         .map_err(|e| LedgerError::KeyFile(format!("{}: {e}", path.display())).into())
 }
@@ -740,27 +785,10 @@ fn run(cli: Cli) -> Result<()> {
             content,
             timing,
         } => {
-            let key = if Path::new(&key).is_file() {
-                std::fs::read_to_string(&key).with_context(|| format!("cannot read {key}"))?
-            } else {
-                key
-            };
-            // Streamed: memory stays bounded whatever the size of the export.
-            let meta = std::fs::metadata(&file)
-                .with_context(|| format!("cannot read export {}", file.display()))?;
-            if meta.len() > MAX_EXPORT_FILE_BYTES {
-                return Err(CliError {
-                    code: "E_EXPORT_TOO_LARGE",
-                    message: format!(
-                        "export {} is {} bytes; the limit is {MAX_EXPORT_FILE_BYTES}",
-                        file.display(),
-                        meta.len()
-                    ),
-                }
-                .into());
-            }
-            let input = std::fs::File::open(&file)
-                .with_context(|| format!("cannot read export {}", file.display()))?;
+            let key = key_text(&key)?;
+            // Streamed: memory stays bounded whatever the size of the export; a regular file
+            // only, its size checked on the open file (a FIFO or /dev/zero never ends).
+            let input = open_limited(&file, MAX_EXPORT_FILE_BYTES, "export", "E_EXPORT_TOO_LARGE")?;
             let started = std::time::Instant::now();
             let (report, state) = shoulders_ledger::export::verify_export_from(input, key.trim())?;
             let seconds = started.elapsed().as_secs_f64();

@@ -207,15 +207,24 @@ pub fn settle(a: SettleArgs) -> Result<()> {
     }))
 }
 
+/// Largest receipts file `settle` reads (JSON lines; a receipt line is under 2 KiB, so ~500k
+/// receipts). Checked on the open file, and the reader stops there even if it grows.
+const MAX_RECEIPTS_FILE_BYTES: u64 = 1 << 30;
+
 fn read_receipts(
     path: &Path,
     key: &shoulders_record::ActorKey,
     log: &str,
     default_ts_ms: u64,
 ) -> Result<Vec<Vec<u8>>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = crate::open_limited(
+        path,
+        MAX_RECEIPTS_FILE_BYTES,
+        "receipts file",
+        "E_RECEIPTS_FILE",
+    )?;
     let mut out = Vec::new();
+    let file = std::io::Read::take(file, MAX_RECEIPTS_FILE_BYTES);
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
         let bad = |message: String| CliError {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use clap::Args;
 use shoulders_log::{check_advance, needs_proof, CheckpointView, Hash, LogVerifier};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Largest checkpoint or proof response read, in bytes.
@@ -93,15 +93,11 @@ fn consistency(agent: &ureq::Agent, base: &str, old: u64, new: u64) -> Result<Ve
 }
 
 fn read_key(key: &str) -> Result<String> {
-    Ok(if Path::new(key).is_file() {
-        std::fs::read_to_string(key)
-            .with_context(|| format!("cannot read {key}"))?
-            .trim()
-            .to_string()
-    } else {
-        key.trim().to_string()
-    })
+    crate::key_text(key)
 }
+
+/// Largest saved checkpoint note read back (a note is a few hundred bytes).
+const MAX_STATE_FILE_BYTES: u64 = 64 * 1024;
 
 pub fn run(a: WatchArgs) -> Result<()> {
     let verifier = LogVerifier::new(&read_key(&a.key)?)?;
@@ -111,7 +107,8 @@ pub fn run(a: WatchArgs) -> Result<()> {
     let base = a.url.trim_end_matches('/').to_string();
     let mut last: Option<(CheckpointView, Vec<u8>)> = match &a.state {
         Some(p) if p.exists() => {
-            let note = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let note =
+                crate::read_limited(p, MAX_STATE_FILE_BYTES, "state file", "E_FILE_TOO_LARGE")?;
             Some((open(&verifier, &note, "the saved")?, note))
         }
         _ => None,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -866,8 +866,16 @@ pub struct AttributeRequest {
 /// contributions credited for them (their first contributors), and shares in ppm (as
 /// `shoulders attribute`).
 #[utoipa::path(post, path = "/api/attribute", tag = "attribution", request_body = AttributeRequest,
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
-async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, description = "E_ATTRIBUTION_BUDGET", body = ErrorBody), (status = 429, body = ErrorBody), (status = 504, description = "E_ATTRIBUTION_TIMEOUT", body = ErrorBody)))]
+async fn attribute(
+    State(st): St,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    // An attribution costs CPU in proportion to the text: only key holders may ask, at the
+    // per-key rate (issue 15).
+    let actor = crate::gateway::payer(&st, &headers)?;
+    crate::ratelimit::attribute_limit(&st, &actor)?;
     let bytes = body_bytes(body)?;
     let req: AttributeRequest = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
     if req.text.is_empty() {
@@ -897,7 +905,9 @@ async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiRes
         )));
     }
     let state = Arc::clone(&st);
-    tokio::task::spawn_blocking(move || {
+    let cancel = crate::CancelOnDrop(Arc::default());
+    let mut budget = st.attribution_budget(req.text.len(), Arc::clone(&cancel.0));
+    let answer = tokio::task::spawn_blocking(move || {
         let ix = state.dataset_index(&req.dataset_id)?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
@@ -913,9 +923,11 @@ async fn attribute(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiRes
                 .max_spans
                 .unwrap_or(AttributeOptions::default().max_spans),
         };
-        Ok(Json(json!(ix.attribute(&req.text, &opts)?)))
+        Ok(Json(json!(ix.attribute_within(&req.text, &opts, &mut budget)?)))
     })
-    .await?
+    .await?;
+    drop(cancel);
+    answer
 }
 
 /// Every account's balance per currency, with the books' totals and conservation check (as

@@ -126,6 +126,9 @@ impl From<IndexError> for ApiError {
         let status = match &e {
             IndexError::QueryTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IndexError::Empty => StatusCode::CONFLICT,
+            // Deterministic for this text and index: retrying it will not help.
+            IndexError::BudgetExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            IndexError::Cancelled { .. } => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())

@@ -157,7 +157,8 @@ async fn completions(
     handle(st, headers, body, Api::Completions).await
 }
 
-fn payer(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+/// The actor an API key in `Authorization: Bearer` names (`401 E_UNAUTHORIZED` without one).
+pub(crate) fn payer(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -413,10 +414,13 @@ async fn handle(
     let attribution = match dataset.clone() {
         Some((dataset_id, ix)) if !completion.text.is_empty() => {
             let text = completion.text.clone();
+            let cancel = crate::CancelOnDrop(Arc::default());
+            let mut budget = st.attribution_budget(text.len(), Arc::clone(&cancel.0));
             let report = tokio::task::spawn_blocking(move || {
-                ix.attribute(&text, &AttributeOptions::default())
+                ix.attribute_within(&text, &AttributeOptions::default(), &mut budget)
             })
             .await??;
+            drop(cancel);
             Some((dataset_id, report))
         }
         _ => None,

@@ -25,8 +25,9 @@ pub mod ratelimit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
@@ -34,6 +35,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Router;
+use shoulders_attrib::budget::Budget;
 use shoulders_attrib::dataset::{index_dir, DatasetIndex, ATTRIBUTION_FILE};
 use shoulders_ledger::{DataDir, Follower, Ledger, View};
 use shoulders_record::ActorKey;
@@ -51,6 +53,8 @@ pub const DEFAULT_MAX_CONTENT_BYTES: usize = 16 << 20;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Requests per second each client IP may make by default (loopback exempt).
 pub const DEFAULT_RATE_LIMIT_PER_S: u32 = 200;
+/// Default [`ServerConfig::attribute_timeout_ms`]: two thirds of the request timeout.
+pub const DEFAULT_ATTRIBUTE_TIMEOUT_MS: u64 = 20_000;
 
 /// How far a submitted record's signer timestamp may be from the server's clock (5 minutes).
 pub const DEFAULT_ADMISSION_WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -102,6 +106,12 @@ pub struct ServerConfig {
     pub max_upstream_body_bytes: usize,
     /// Per-client-IP request rate limit (`None`: unlimited).
     pub rate_limit: Option<ratelimit::RateLimit>,
+    /// Per-API-key rate of `POST /api/attribute` (`None`: unlimited); loopback included.
+    pub attribute_rate_limit: Option<ratelimit::RateLimit>,
+    /// Wall time one attribution (`POST /api/attribute`, the gateway's attribution of an
+    /// output) may take before its search is cancelled (`504 E_ATTRIBUTION_TIMEOUT`). Below
+    /// the request timeout, so the client gets this answer rather than `E_TIMEOUT`.
+    pub attribute_timeout_ms: u64,
     /// Serve reads only: open the log read-only (no writer lock), follow the writer, refuse
     /// every write route with `E_READ_ONLY`. Metering is off and no operator key is loaded.
     pub read_only: bool,
@@ -139,6 +149,12 @@ impl ServerConfig {
                 burst: 2 * DEFAULT_RATE_LIMIT_PER_S,
                 limit_loopback: false,
             }),
+            attribute_rate_limit: Some(ratelimit::RateLimit {
+                per_second: ratelimit::DEFAULT_ATTRIBUTE_RATE_PER_S,
+                burst: ratelimit::DEFAULT_ATTRIBUTE_BURST,
+                limit_loopback: true,
+            }),
+            attribute_timeout_ms: DEFAULT_ATTRIBUTE_TIMEOUT_MS,
             read_only: false,
             follow_interval_ms: DEFAULT_FOLLOW_INTERVAL_MS,
             connections: conn::ConnLimits::default(),
@@ -152,6 +168,17 @@ impl ServerConfig {
 enum Node {
     Writer(Ledger),
     ReadOnly(Box<Follower>),
+}
+
+/// Sets its flag when dropped: held by a request's future across the blocking attribution it
+/// waits for, so when the request is abandoned (its timeout, a client gone) the search stops
+/// at its next check instead of running on.
+pub struct CancelOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Everything the handlers share.
@@ -169,6 +196,10 @@ pub struct AppState {
     /// Money held for metered calls in flight (see [`preauth`]).
     reservations: Arc<preauth::Reservations>,
     quotas: quota::Quotas,
+    attribute_buckets: ratelimit::Buckets<String>,
+    /// Steps the last attribution search had taken at its last check (it stops growing once
+    /// a cancelled search has stopped).
+    pub attribution_progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Failures while starting.
@@ -200,6 +231,16 @@ impl StartError {
 }
 
 impl AppState {
+    /// The budget of one attribution: its steps ([`Budget::for_output`]), the deadline
+    /// [`ServerConfig::attribute_timeout_ms`] from now, and `cancel` (set when the request is
+    /// dropped).
+    pub fn attribution_budget(&self, text_len: usize, cancel: Arc<AtomicBool>) -> Budget {
+        Budget::for_output(text_len)
+            .with_deadline(Instant::now() + Duration::from_millis(self.config.attribute_timeout_ms))
+            .with_cancel(cancel)
+            .with_progress(Arc::clone(&self.attribution_progress))
+    }
+
     /// Open the ledger: for writing (taking the data directory's writer lock), or with
     /// `config.read_only` read-only as a follower (no lock; metering off). Then the key table
     /// and, on the writer, the operator key.
@@ -251,6 +292,8 @@ impl AppState {
             rate_buckets: ratelimit::Buckets::default(),
             reservations: Arc::default(),
             quotas: quota::Quotas::default(),
+            attribute_buckets: ratelimit::Buckets::default(),
+            attribution_progress: Arc::default(),
         }))
     }
 

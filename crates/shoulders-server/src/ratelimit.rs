@@ -27,14 +27,23 @@ pub struct RateLimit {
     pub limit_loopback: bool,
 }
 
-#[derive(Default)]
-pub struct Buckets {
-    clients: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+/// One token bucket per client: an IP address (the middleware) or an API key's actor (the
+/// attribute route, [`attribute_limit`]).
+pub struct Buckets<K = IpAddr> {
+    clients: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl Buckets {
+impl<K> Default for Buckets<K> {
+    fn default() -> Self {
+        Buckets {
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Buckets<K> {
     /// Take one token for `ip`; `Err(seconds to wait)` when its bucket is empty.
-    fn take(&self, ip: IpAddr, limit: &RateLimit, now: Instant) -> Result<(), u64> {
+    pub(crate) fn take(&self, ip: K, limit: &RateLimit, now: Instant) -> Result<(), u64> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if clients.len() >= MAX_TRACKED_CLIENTS && !clients.contains_key(&ip) {
             clients.clear();
@@ -51,6 +60,33 @@ impl Buckets {
             Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
         }
     }
+}
+
+/// Default rate of `POST /api/attribute` per API key (its actor), per second, with a burst
+/// of [`DEFAULT_ATTRIBUTE_BURST`]. One attribution of a 1 MiB text takes up to a few seconds
+/// of CPU on a blocking thread; one a second per key keeps a key from occupying the blocking
+/// pool while a person pasting texts never notices.
+pub const DEFAULT_ATTRIBUTE_RATE_PER_S: u32 = 1;
+/// Attributions a key may ask for at once after being idle.
+pub const DEFAULT_ATTRIBUTE_BURST: u32 = 5;
+
+/// Take one token of `actor`'s attribution bucket (`429 E_RATE_LIMITED` when empty).
+pub fn attribute_limit(st: &AppState, actor: &str) -> Result<(), ApiError> {
+    let Some(limit) = st.config.attribute_rate_limit else {
+        return Ok(());
+    };
+    st.attribute_buckets
+        .take(actor.to_string(), &limit, Instant::now())
+        .map_err(|wait_s| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "E_RATE_LIMITED",
+                format!(
+                    "more than {} attributions per second for this API key; retry after {wait_s} s",
+                    limit.per_second
+                ),
+            )
+        })
 }
 
 /// The middleware: applies the configured limit, if any, per client IP.

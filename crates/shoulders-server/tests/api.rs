@@ -26,6 +26,7 @@ fn code(v: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_writes_reads_and_proofs() {
     let f = fixture();
+    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
     let s = start(config(&f, Metering::Off)).await;
     let size = s.size().await;
 
@@ -307,7 +308,7 @@ async fn signed_writes_reads_and_proofs() {
         (StatusCode::OK, &json!(true)),
         "{check}"
     );
-    let (status, v) = json_of(s.client.post(s.url("/api/attribute")).json(&json!({"dataset_id": "alice/verse", "text": "and now: The woods are lovely, dark and deep, indeed"})).send().await.unwrap()).await;
+    let (status, v) = json_of(s.client.post(s.url("/api/attribute")).bearer_auth(&token).json(&json!({"dataset_id": "alice/verse", "text": "and now: The woods are lovely, dark and deep, indeed"})).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     // Matching is on normalised text: the doc's "deep,\n" matches the output's "deep, ".
     assert_eq!(
@@ -869,6 +870,7 @@ async fn a_read_only_node_refuses_every_write_route() {
     let (status, v) = json_of(
         s.client
             .post(s.url("/api/attribute"))
+            .bearer_auth(&token)
             .json(&json!({"dataset_id": "alice/verse", "text": "The woods are lovely, dark and deep"}))
             .send()
             .await
