@@ -782,6 +782,6 @@ fn sources_accumulating_down_a_lineage_are_bounded() {
         err.to_string().contains(&format!("{} sources", 4 + 1024)),
         "{err}"
     );
-    assert!(MAX_EFFECTIVE_SOURCES < 4 + 1024);
+    const { assert!(MAX_EFFECTIVE_SOURCES < 4 + 1024) };
     assert!(w.state == before);
 }
