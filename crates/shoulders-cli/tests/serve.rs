@@ -338,11 +338,12 @@ fn fixture(database: Option<&str>) -> Fixture {
 }
 
 /// A read node's data directory, as README says: the log keys and the database location
-/// (PostgreSQL), plus the attribution indexes it serves.
+/// (PostgreSQL), plus the attribution indexes it serves and the API keys its attribute route
+/// checks.
 fn read_node_dir(f: &Fixture, name: &str) -> PathBuf {
     let dir = f.dir.parent().unwrap().join(name);
     std::fs::create_dir(&dir).unwrap();
-    for file in ["log.key", "log.pub", "database.url"] {
+    for file in ["log.key", "log.pub", "database.url", "api-keys.json"] {
         std::fs::copy(f.dir.join(file), dir.join(file)).unwrap();
     }
     let out = Command::new("cp")
@@ -450,7 +451,7 @@ fn assert_refuses_writes(node: &Served, f: &Fixture, rec: &[u8]) {
 
 /// What a read node serves besides records and proofs: state, the explorer, the model list,
 /// attribution from its own index directory.
-fn assert_serves_reads(node: &Served) {
+fn assert_serves_reads(node: &Served, token: &str) {
     assert_eq!(node.started["read_only"], true);
     assert_eq!(node.started["metering"], "off");
     assert_eq!(
@@ -469,7 +470,7 @@ fn assert_serves_reads(node: &Served) {
         json!({"dataset_id": "alice/verse", "text": "Shall I compare thee to a summer's day?"})
             .to_string()
             .as_bytes(),
-        None,
+        Some(token),
     );
     assert_eq!(status, 200, "{v}");
     assert!(!v["spans"].as_array().unwrap().is_empty(), "{v}");
@@ -487,7 +488,7 @@ fn read_only_nodes_follow_a_postgres_writer() {
         &["--read-only", "--follow-interval-ms", "100"],
     );
     for node in [&read1, &read2] {
-        assert_serves_reads(node);
+        assert_serves_reads(node, &f.token);
         assert_eq!(node.checkpoint(), writer.checkpoint());
     }
 
@@ -549,7 +550,7 @@ fn read_only_nodes_follow_a_postgres_writer() {
     for node in [&read1, &read2] {
         wait_until("read nodes catch up", || node.checkpoint() == committed);
         assert_proven(node, &f.vkey, size, &rec);
-        assert_serves_reads(node);
+        assert_serves_reads(node, &f.token);
     }
     let read3 = Served::start(&read_node_dir(&f, "read3"), "read3", &["--read-only"]);
     assert_eq!(read3.checkpoint(), committed);
