@@ -17,18 +17,31 @@ use axum::Json;
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
 use shoulders_attrib::dataset::BuildDoc;
-use shoulders_ledger::{init, ContentStore, DataDir, Ledger};
+use shoulders_ledger::{init_with, ContentStore, DataDir, Ledger, OperatorInit};
 use shoulders_record::{sign_record, ActorKey, Body, Kind};
 use shoulders_server::{apikeys::ApiKeys, AppState, Metering, ServerConfig};
 
 const TS_MS: u64 = 1_767_225_600_000;
 
 fn record(key: &ActorKey, id: &str, kind: Kind, body: Value) -> Vec<u8> {
+    record_at(key, id, kind, body, TS_MS)
+}
+
+/// A record signed now: the server refuses signer timestamps outside its admission window.
+fn record_now(key: &ActorKey, id: &str, kind: Kind, body: Value) -> Vec<u8> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    record_at(key, id, kind, body, now_ms)
+}
+
+fn record_at(key: &ActorKey, id: &str, kind: Kind, body: Value, ts_ms: u64) -> Vec<u8> {
     sign_record(
         key,
         shoulders_bench::BENCH_LOG,
         id,
-        TS_MS,
+        ts_ms,
         Body::from_value(kind, body).unwrap(),
     )
     .unwrap()
@@ -70,7 +83,20 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("ledger");
     let data = DataDir::new(&data_dir);
-    init(&data, shoulders_bench::BENCH_LOG, &mut OsRng).unwrap();
+    // With an operator: the gateway signs a durable usage receipt for every call.
+    let operator = OperatorInit {
+        handle: "operator".into(),
+        name: "Operator".into(),
+        protocol_fee_bps: 250,
+        ts_ms: TS_MS,
+    };
+    init_with(
+        &data,
+        shoulders_bench::BENCH_LOG,
+        Some(&operator),
+        &mut OsRng,
+    )
+    .unwrap();
     let alice = ActorKey::generate(&mut OsRng);
     let bob = ActorKey::generate(&mut OsRng);
     let ledger = Ledger::open(&data).unwrap();
@@ -105,6 +131,18 @@ fn setup() -> Setup {
             json!({"dataset_id": "alice/verse", "content_hash": hash, "byte_size": d.len(), "token_count": d.len()}),
         )));
     }
+    // Priced (1 micro-unit per call plus 1 per 1k output tokens), so every gateway call is
+    // metered: checked against the licence, pre-authorised against bob's funds, settled.
+    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
+    let mut terms = serde_json::to_value(terms).unwrap();
+    terms["price_per_call_micros"] = json!("1");
+    terms["price_per_1k_output_tokens_micros"] = json!("1");
+    submit(record(
+        &alice,
+        "lic",
+        Kind::LicenseDefine,
+        json!({"license_id": "alice/metered", "name": name, "spdx_id": spdx, "terms": terms}),
+    ));
     for (id, datasets) in [
         ("alice/embedded", json!(["alice/verse"])),
         ("alice/upstream", json!(["alice/verse"])),
@@ -114,9 +152,18 @@ fn setup() -> Setup {
             &alice,
             id,
             Kind::ModelRegister,
-            json!({"model_id": id, "name": "M", "datasets": datasets}),
+            json!({"model_id": id, "name": "M", "datasets": datasets,
+                   "license_id": "alice/metered"}),
         ));
     }
+    let operator_key =
+        ActorKey::from_file_text(&std::fs::read_to_string(data.operator_key()).unwrap()).unwrap();
+    submit(record(
+        &operator_key,
+        "deposit",
+        Kind::FundsDeposit,
+        json!({"account": "bob", "currency": "USD", "amount_micros": "1000000000000"}),
+    ));
     let size = ledger.size();
     drop(ledger);
     shoulders_attrib::dataset::build(
@@ -250,7 +297,7 @@ fn main() {
     rt.block_on(async move {
         let upstream = start_upstream(setup.upstream_text.clone()).await;
         let mut config = ServerConfig::new(&setup.data_dir);
-        config.metering = Metering::Off;
+        config.metering = Metering::On;
         // Throughput of one writer key: no per-signer write quota.
         config.write_quota = None;
         config.upstreams.insert("alice/upstream".into(), upstream.clone());
@@ -264,7 +311,7 @@ fn main() {
         }));
         let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
 
-        println!("shoulders serve load benchmark, 127.0.0.1, {seconds} s per row, metering off");
+        println!("shoulders serve load benchmark, 127.0.0.1, {seconds} s per row, metering on (a durable usage receipt per gateway call)");
         println!("| scenario                                     | conc |  req/s    | p50 ms   | p99 ms   | errors |");
         println!("|----------------------------------------------|------|-----------|----------|----------|--------|");
         let size: u64 = client.get(format!("{base}/api/checkpoint")).send().await.unwrap()
@@ -287,7 +334,7 @@ fn main() {
         let writer = Arc::new(setup.writer);
         let (c, b, w) = (client.clone(), base.clone(), Arc::clone(&writer));
         let s = run(conc, seconds, move |n| {
-            let body = record(&w, &format!("w{n}"), Kind::DatasetCreate,
+            let body = record_now(&w, &format!("w{n}"), Kind::DatasetCreate,
                 json!({"dataset_id": format!("bob/d{n}"), "name": "D", "access": "open"}));
             let (c, url) = (c.clone(), format!("{b}/api/records"));
             async move { c.post(url).body(body).send().await.map(|r| r.status().as_u16() == 201).unwrap_or(false) }
@@ -314,6 +361,13 @@ fn main() {
             row(name, conc, &s);
         }
 
+        {
+            let r = client.post(format!("{base}/v1/chat/completions")).bearer_auth(&token)
+                .json(&chat("alice/upstream-plain")).send().await.unwrap();
+            let status = r.status();
+            let text = r.text().await.unwrap();
+            assert!(status.is_success(), "a metered gateway call failed: {status} {text}");
+        }
         println!("\ngateway overhead over a direct upstream call (one request at a time, same run):");
         println!("| path                                         | p50 ms   | p99 ms   | p50 overhead ms |");
         println!("|----------------------------------------------|----------|----------|-----------------|");

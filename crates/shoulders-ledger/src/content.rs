@@ -206,8 +206,16 @@ impl ContentStore {
             Err(e) => return Err(LedgerError::io(&path, e)),
         };
         let mut hasher = Sha256::new();
-        // Room for a character cut at the end of the previous read (at most 3 bytes).
-        let mut buf = vec![0u8; READ_BUFFER_BYTES + 3];
+        // Sized to the blob (a zeroed 1 MiB buffer for a 500-byte document cost more than the
+        // rest of the record's admission), plus room for a character cut at the end of the
+        // previous read (at most 3 bytes) and one byte to see the end at once.
+        let stored_bytes = file
+            .metadata()
+            .map_or(READ_BUFFER_BYTES as u64, |m| m.len());
+        let buf_bytes = (stored_bytes as usize)
+            .saturating_add(1)
+            .min(READ_BUFFER_BYTES);
+        let mut buf = vec![0u8; buf_bytes + 3];
         let (mut carry, mut byte_size, mut utf8) = (0usize, 0u64, true);
         loop {
             let n = match file.read(&mut buf[carry..]) {

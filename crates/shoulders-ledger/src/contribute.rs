@@ -37,7 +37,17 @@ impl Ledger {
         record_bytes: Vec<u8>,
         content: &[u8],
     ) -> Result<Contributed, LedgerError> {
-        let record = SignedRecord::from_bytes(record_bytes)?;
+        self.contribute_record(SignedRecord::decode(record_bytes)?, content)
+    }
+
+    /// [`Ledger::contribute`] for a record already decoded (its signature is checked unless
+    /// it already was; see [`Ledger::submit_record`]).
+    pub fn contribute_record(
+        &self,
+        mut record: SignedRecord,
+        content: &[u8],
+    ) -> Result<Contributed, LedgerError> {
+        record.verify_signature()?;
         let r = record.record();
         let Body::DataContribute(body) = &r.body else {
             return Err(LedgerError::NotAContribution(r.kind.as_str().to_string()));

@@ -22,6 +22,7 @@ use shoulders_record::{PublicKey, SignedRecord, MAX_RECORD_BYTES};
 use shoulders_state::{HistoryRead, Seen, State};
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
+use std::ops::ControlFlow;
 
 /// First line of every export.
 pub const EXPORT_MAGIC: &str = "shoulders-log-export/v1";
@@ -177,11 +178,12 @@ impl HistoryRead for VerifyHistory {
     }
 }
 
-/// Replay an export read from `input`, one record at a time, and check it against its signed
+/// Replay an export read from `input`, in log order, and check it against its signed
 /// checkpoint: every record's encoding and signature, the whole state refolded (money
 /// included), the Merkle root. Memory stays bounded whatever the history: the state keeps
 /// entities and balances, not legs; the tree keeps its right edge; history keeps a digest per
-/// record.
+/// record; a few chunks of records are in flight. Signatures are checked in batches on every
+/// core while this thread folds.
 pub fn verify_export_from(
     input: impl std::io::Read,
     verifier_key: &str,
@@ -216,52 +218,95 @@ pub fn verify_export_from(
     let mut state = State::without_history();
     let mut history = VerifyHistory::default();
     let mut tree = Frontier::new();
-    loop {
-        let index = tree.size();
-        if read_line(&mut input, &mut line, Some(index))? == 0 {
-            return Err(fail(
-                "E_EXPORT_MALFORMED",
-                None,
-                "no empty line before the checkpoint",
-            ));
-        }
-        if line == b"\n" {
-            break;
-        }
-        if line.last() != Some(&b'\n') {
-            return Err(fail(
-                "E_EXPORT_MALFORMED",
-                Some(index),
-                "the export ends inside a record line (no empty line before the checkpoint)",
-            ));
-        }
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        let bytes = B64.decode(text).map_err(|e| {
-            fail(
-                "E_EXPORT_MALFORMED",
-                Some(index),
-                format!("record line is not base64: {e}"),
-            )
-        })?;
-        let record = SignedRecord::from_bytes(bytes)
-            .map_err(|e| fail(e.code(), Some(index), e.to_string()))?;
-        if let Some(e) = crate::writer::wrong_ledger(verifier.origin(), record.record()) {
-            return Err(fail(e.code(), Some(index), e.to_string()));
-        }
-        let leaf = leaf_hash(record.bytes());
-        let (_, effects) = state
-            .apply_with(index, leaf.0, &record, &history)
-            .map_err(|e| fail(e.code(), Some(index), e.to_string()))?;
-        if let Some((signer, client_id, _)) = &effects.seen {
-            let d = history.digest(0, &[&signer.0, client_id.as_bytes()]);
-            history.seen.insert(d, index);
-        }
-        if let Some(r) = &effects.receipt {
-            let d = history.digest(1, &[r.usage_id.as_bytes()]);
-            history.usage.insert(d, index);
-        }
-        tree.append(leaf);
+    // Lines are read here in chunks; workers base64-decode, decode and verify each chunk's
+    // signatures in one batch; this thread folds the results in log order.
+    let mut failure: Option<VerifyFailure> = None;
+    let mut end_seen = false;
+    {
+        let mut next_index = 0u64;
+        let mut stopped = false;
+        let chunks = std::iter::from_fn(|| {
+            if stopped {
+                return None;
+            }
+            let mut chunk = LineChunk {
+                first_index: next_index,
+                lines: Vec::new(),
+                stop: None,
+            };
+            let mut bytes = 0usize;
+            while chunk.lines.len() < VERIFY_CHUNK_RECORDS && bytes < VERIFY_CHUNK_BYTES {
+                let index = next_index;
+                match read_line(&mut input, &mut line, Some(index)) {
+                    Err(e) => chunk.stop = Some(Err(e)),
+                    Ok(0) => {
+                        chunk.stop = Some(Err(fail(
+                            "E_EXPORT_MALFORMED",
+                            None,
+                            "no empty line before the checkpoint",
+                        )))
+                    }
+                    Ok(_) if line == b"\n" => chunk.stop = Some(Ok(())),
+                    Ok(_) if line.last() != Some(&b'\n') => {
+                        chunk.stop = Some(Err(fail(
+                            "E_EXPORT_MALFORMED",
+                            Some(index),
+                            "the export ends inside a record line (no empty line before the checkpoint)",
+                        )))
+                    }
+                    Ok(_) => {
+                        bytes += line.len();
+                        line.pop();
+                        chunk.lines.push(std::mem::take(&mut line));
+                        next_index += 1;
+                        continue;
+                    }
+                }
+                stopped = true;
+                break;
+            }
+            Some(chunk)
+        });
+        let threads = crate::pipeline::worker_threads();
+        crate::pipeline::ordered_map(
+            chunks,
+            threads,
+            threads * 2,
+            decode_chunk,
+            |(first_index, records, stop)| {
+                for (offset, record) in records.into_iter().enumerate() {
+                    let index = first_index + offset as u64;
+                    let folded = record.and_then(|record| {
+                        fold_verified(
+                            &mut state,
+                            &mut history,
+                            &mut tree,
+                            index,
+                            &record,
+                            &verifier,
+                        )
+                    });
+                    if let Err(e) = folded {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+                match stop {
+                    Some(Ok(())) => end_seen = true,
+                    Some(Err(e)) => failure = Some(e),
+                    None => return ControlFlow::Continue(()),
+                }
+                ControlFlow::Break(())
+            },
+        );
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    debug_assert!(
+        end_seen,
+        "the pipeline ends with the records' end or a failure"
+    );
     let mut note = Vec::new();
     std::io::Read::take(&mut input, MAX_NOTE_BYTES + 1)
         .read_to_end(&mut note)
@@ -315,6 +360,89 @@ pub fn verify_export_from(
         legs: state.legs_count() as usize,
     };
     Ok((report, state))
+}
+
+/// Most records, and about the most bytes of record lines, `verify` hands a worker at once.
+const VERIFY_CHUNK_RECORDS: usize = 256;
+const VERIFY_CHUNK_BYTES: usize = 4 << 20;
+
+/// Record lines read from an export, and what ended the chunk: the records' end (`Ok`), a
+/// failure of the reading itself (`Err`), or nothing (more records follow).
+struct LineChunk {
+    first_index: u64,
+    lines: Vec<Vec<u8>>,
+    stop: Option<Result<(), VerifyFailure>>,
+}
+
+type DecodedChunk = (
+    u64,
+    Vec<Result<SignedRecord, VerifyFailure>>,
+    Option<Result<(), VerifyFailure>>,
+);
+
+/// A worker's part of `verify`: base64, record decoding and the chunk's signatures in one
+/// batch equation.
+fn decode_chunk(chunk: LineChunk) -> DecodedChunk {
+    let LineChunk {
+        first_index,
+        lines,
+        stop,
+    } = chunk;
+    let mut out: Vec<Option<Result<SignedRecord, VerifyFailure>>> = Vec::new();
+    let mut bytes = Vec::new();
+    let mut slots = Vec::new();
+    for (offset, text) in lines.iter().enumerate() {
+        let index = first_index + offset as u64;
+        match B64.decode(text) {
+            Ok(b) => {
+                bytes.push(b);
+                slots.push(offset);
+                out.push(None);
+            }
+            Err(e) => out.push(Some(Err(fail(
+                "E_EXPORT_MALFORMED",
+                Some(index),
+                format!("record line is not base64: {e}"),
+            )))),
+        }
+    }
+    for (offset, record) in slots.into_iter().zip(SignedRecord::from_bytes_batch(bytes)) {
+        let index = first_index + offset as u64;
+        out[offset] = Some(record.map_err(|e| fail(e.code(), Some(index), e.to_string())));
+    }
+    let records = out
+        .into_iter()
+        .map(|r| r.expect("every line has an outcome"))
+        .collect();
+    (first_index, records, stop)
+}
+
+/// Fold one verified record of an export at `index`.
+fn fold_verified(
+    state: &mut State,
+    history: &mut VerifyHistory,
+    tree: &mut Frontier,
+    index: u64,
+    record: &SignedRecord,
+    verifier: &LogVerifier,
+) -> Result<(), VerifyFailure> {
+    if let Some(e) = crate::writer::wrong_ledger(verifier.origin(), record.record()) {
+        return Err(fail(e.code(), Some(index), e.to_string()));
+    }
+    let leaf = leaf_hash(record.bytes());
+    let (_, effects) = state
+        .apply_with(index, leaf.0, record, &*history)
+        .map_err(|e| fail(e.code(), Some(index), e.to_string()))?;
+    if let Some((signer, client_id, _)) = &effects.seen {
+        let d = history.digest(0, &[&signer.0, client_id.as_bytes()]);
+        history.seen.insert(d, index);
+    }
+    if let Some(r) = &effects.receipt {
+        let d = history.digest(1, &[r.usage_id.as_bytes()]);
+        history.usage.insert(d, index);
+    }
+    tree.append(leaf);
+    Ok(())
 }
 
 /// Largest checkpoint note read after the records (the `signed_note` limit).

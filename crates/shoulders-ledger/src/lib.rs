@@ -12,6 +12,7 @@ mod error;
 pub mod export;
 mod follower;
 mod migrate;
+mod pipeline;
 pub mod query;
 mod reader;
 mod replay;

@@ -21,11 +21,10 @@ use shoulders_record::{sign_record, ActorKey, Body, SignedRecord};
 use shoulders_state::HistoryRead;
 use shoulders_state::State;
 use shoulders_store::{AppendBatch, Store, StoreError};
-use std::collections::BTreeMap;
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Most records one `submit_batch` call may carry.
@@ -241,8 +240,15 @@ impl Ledger {
     /// intact and with the measured sizes (`E_CONTENT_MISSING`, `E_CONTENT_CORRUPT`,
     /// `E_CONTENT_SIZE_MISMATCH`); [`Ledger::contribute`] stores the content and submits.
     pub fn submit(&self, bytes: Vec<u8>) -> Result<Appended, LedgerError> {
-        let checked = self.check(bytes)?;
-        self.submit_checked(checked)
+        self.submit_record(SignedRecord::decode(bytes)?)
+    }
+
+    /// [`Ledger::submit`] for a record already decoded: its signature is checked unless it
+    /// already was (decoded and verified by the caller, or signed in this process), so a server
+    /// that verified a record to charge its signer's quota does not verify it twice.
+    pub fn submit_record(&self, mut record: SignedRecord) -> Result<Appended, LedgerError> {
+        record.verify_signature()?;
+        self.submit_checked(self.check_record(record))
     }
 
     /// Hand one checked record to the writer and wait for its outcome.
@@ -250,11 +256,6 @@ impl Ledger {
         self.send(vec![checked])
             .pop()
             .expect("the writer answers every record")
-    }
-
-    /// Decode and verify `bytes`, then [`Ledger::check_record`].
-    fn check(&self, bytes: Vec<u8>) -> Result<Checked, LedgerError> {
-        Ok(self.check_record(SignedRecord::from_bytes(bytes)?))
     }
 
     /// The checks that run on the submitter's thread before the writer sees a verified record:
@@ -284,9 +285,11 @@ impl Ledger {
     /// Submit many records at once. Results are in input order, one per record, and accepted
     /// records are appended in input order.
     ///
-    /// Signatures are verified in chunks on worker threads; each verified chunk goes to the
-    /// writer as soon as it and every earlier chunk are ready, so verification of later chunks
-    /// overlaps the commit of earlier ones.
+    /// Records are decoded and their signatures verified in chunks on worker threads, one batch
+    /// equation per chunk ([`SignedRecord::from_bytes_batch`]; a chunk with a bad signature
+    /// falls back to one-by-one checks, so each bad record gets its own `E_SIG_INVALID` and the
+    /// others go on). Each verified chunk goes to the writer as soon as it and every earlier
+    /// chunk are ready, so verification of later chunks overlaps the commit of earlier ones.
     pub fn submit_batch(&self, batch: Vec<Vec<u8>>) -> Vec<Result<Appended, LedgerError>> {
         const CHUNK: usize = 256;
         let count = batch.len();
@@ -301,61 +304,43 @@ impl Ledger {
                 .collect();
         }
         let mut rest = batch.into_iter();
-        let chunks: Vec<Mutex<Vec<Vec<u8>>>> = (0..count.div_ceil(CHUNK))
-            .map(|_| Mutex::new(rest.by_ref().take(CHUNK).collect()))
-            .collect();
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8)
-            .min(chunks.len().max(1));
-        let next_chunk = AtomicUsize::new(0);
+        let chunks = std::iter::from_fn(|| {
+            let chunk: Vec<Vec<u8>> = rest.by_ref().take(CHUNK).collect();
+            (!chunk.is_empty()).then_some(chunk)
+        });
+        let threads = crate::pipeline::worker_threads().min(count.div_ceil(CHUNK).max(1));
         let mut results: Vec<Option<Result<Appended, LedgerError>>> =
             (0..count).map(|_| None).collect();
         let mut waiting: Vec<(Vec<usize>, Option<Replies>)> = Vec::new();
-        std::thread::scope(|s| {
-            let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Result<Checked, LedgerError>>)>();
-            for _ in 0..threads {
-                let (done_tx, chunks, next_chunk) = (done_tx.clone(), &chunks, &next_chunk);
-                s.spawn(move || loop {
-                    let i = next_chunk.fetch_add(1, Ordering::SeqCst);
-                    let Some(chunk) = chunks.get(i) else { break };
-                    let records =
-                        std::mem::take(&mut *chunk.lock().unwrap_or_else(|p| p.into_inner()));
-                    let checked = records.into_iter().map(|b| self.check(b)).collect();
-                    if done_tx.send((i, checked)).is_err() {
-                        break;
-                    }
-                });
-            }
-            drop(done_tx);
-            let mut ready = BTreeMap::new();
-            let mut next_to_send = 0;
-            for (i, verified) in done_rx {
-                ready.insert(i, verified);
-                while let Some(verified) = ready.remove(&next_to_send) {
-                    let base = next_to_send * CHUNK;
-                    let mut slots = Vec::new();
-                    let mut valid = Vec::new();
-                    for (offset, v) in verified.into_iter().enumerate() {
-                        match v {
-                            Ok(checked) => {
-                                slots.push(base + offset);
-                                valid.push(checked);
-                            }
-                            Err(e) => results[base + offset] = Some(Err(e)),
+        let mut base = 0;
+        crate::pipeline::ordered_map(
+            chunks,
+            threads,
+            threads * 2,
+            |records| {
+                SignedRecord::from_bytes_batch(records)
+                    .into_iter()
+                    .map(|r| Ok(self.check_record(r?)))
+                    .collect::<Vec<Result<Checked, LedgerError>>>()
+            },
+            |verified| {
+                let mut slots = Vec::new();
+                let mut valid = Vec::new();
+                for (offset, v) in verified.into_iter().enumerate() {
+                    match v {
+                        Ok(checked) => {
+                            slots.push(base + offset);
+                            valid.push(checked);
                         }
+                        Err(e) => results[base + offset] = Some(Err(e)),
                     }
-                    let rx = if valid.is_empty() {
-                        None
-                    } else {
-                        Some(self.enqueue(valid))
-                    };
-                    waiting.push((slots, rx));
-                    next_to_send += 1;
                 }
-            }
-        });
+                base += CHUNK;
+                let rx = (!valid.is_empty()).then(|| self.enqueue(valid));
+                waiting.push((slots, rx));
+                std::ops::ControlFlow::Continue(())
+            },
+        );
         for (slots, rx) in waiting {
             let Some(rx) = rx else { continue };
             let count = slots.len();

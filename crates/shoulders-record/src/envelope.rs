@@ -92,14 +92,25 @@ impl Record {
 }
 
 /// A record together with the exact bytes that were signed and will be logged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SignedRecord {
     record: Record,
     bytes: Vec<u8>,
     /// Kept from decoding so signature checks neither re-encode nor re-decompress the key.
     payload: Vec<u8>,
-    key: ed25519_dalek::VerifyingKey,
+    key: ed25519_zebra::VerificationKey,
+    /// The signature was checked (or made here): submitting it again need not re-verify.
+    verified: bool,
 }
+
+/// Two records are equal when their bytes are: the bytes determine everything else.
+impl PartialEq for SignedRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for SignedRecord {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,23 +180,84 @@ impl SignedRecord {
             bytes,
             payload,
             key,
+            verified: false,
         })
     }
 
-    /// Strict ed25519 verification (rejects small-order keys and non-canonical signatures, so a
-    /// valid signature cannot be mutated into a second valid one).
-    pub fn verify_signature(&self) -> Result<(), RecordError> {
-        let sig = ed25519_dalek::Signature::from_bytes(&self.record.signature);
-        self.key
-            .verify_strict(&self.payload, &sig)
-            .map_err(|_| RecordError::BadSignature)
+    /// Check the signature under the rules of [`crate::sig`] (so a valid signature cannot be
+    /// mutated into a second valid one, and a batch accepts exactly the same signatures).
+    pub fn verify_signature(&mut self) -> Result<(), RecordError> {
+        if !self.verified {
+            if !crate::sig::verify(&self.key, &self.payload, &self.record.signature) {
+                return Err(RecordError::BadSignature);
+            }
+            self.verified = true;
+        }
+        Ok(())
+    }
+
+    /// [`SignedRecord::verify_signature`] for many records at once, with one batch equation
+    /// ([`crate::sig::verify_batch`]): the same verdicts, in order, at about a third of the
+    /// cost when they verify.
+    pub fn verify_signatures(records: &mut [SignedRecord]) -> Vec<Result<(), RecordError>> {
+        let pending: Vec<usize> = (0..records.len())
+            .filter(|&i| !records[i].verified)
+            .collect();
+        let items: Vec<crate::sig::BatchItem<'_>> = pending
+            .iter()
+            .map(|&i| crate::sig::BatchItem {
+                key: &records[i].key,
+                message: &records[i].payload,
+                signature: &records[i].record.signature,
+            })
+            .collect();
+        let verdicts = crate::sig::verify_batch(&items);
+        let mut out = vec![Ok(()); records.len()];
+        for (&i, ok) in pending.iter().zip(verdicts) {
+            if ok {
+                records[i].verified = true;
+            } else {
+                out[i] = Err(RecordError::BadSignature);
+            }
+        }
+        out
+    }
+
+    /// Whether the signature has been checked (or the record was signed here).
+    pub fn is_verified(&self) -> bool {
+        self.verified
     }
 
     /// [`SignedRecord::decode`] then [`SignedRecord::verify_signature`].
     pub fn from_bytes(bytes: Vec<u8>) -> Result<SignedRecord, RecordError> {
-        let rec = Self::decode(bytes)?;
+        let mut rec = Self::decode(bytes)?;
         rec.verify_signature()?;
         Ok(rec)
+    }
+
+    /// [`SignedRecord::decode`] each, then verify every decoded one's signature in one batch.
+    pub fn from_bytes_batch(batch: Vec<Vec<u8>>) -> Vec<Result<SignedRecord, RecordError>> {
+        let mut decoded = Vec::with_capacity(batch.len());
+        let mut out: Vec<Option<Result<SignedRecord, RecordError>>> =
+            Vec::with_capacity(batch.len());
+        let mut slots = Vec::with_capacity(batch.len());
+        for (i, bytes) in batch.into_iter().enumerate() {
+            match Self::decode(bytes) {
+                Ok(rec) => {
+                    decoded.push(rec);
+                    slots.push(i);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        let verdicts = Self::verify_signatures(&mut decoded);
+        for ((slot, rec), verdict) in slots.into_iter().zip(decoded).zip(verdicts) {
+            out[slot] = Some(verdict.map(|()| rec));
+        }
+        out.into_iter()
+            .map(|r| r.expect("every record has a verdict"))
+            .collect()
     }
 
     pub fn record(&self) -> &Record {
@@ -238,5 +310,6 @@ pub fn sign_record(
         bytes,
         payload,
         key: verifying,
+        verified: true,
     })
 }

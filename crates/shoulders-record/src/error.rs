@@ -1,3 +1,5 @@
+use crate::FORMAT_VERSION;
+
 /// Why record bytes were refused before they reach the state fold. Each variant has a stable
 /// code (see [`RecordError::code`]) that API clients and scripts can rely on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,7 +17,7 @@ pub enum RecordError {
     BadNumber { path: String },
     #[error("record does not match the schema: {0}")]
     Schema(String),
-    #[error("unsupported record format version {0}; this ledger reads version 1")]
+    #[error("unsupported record format version {0}; this ledger reads version {FORMAT_VERSION}")]
     UnsupportedVersion(u64),
     #[error("unknown record kind {0:?}")]
     UnknownKind(String),
@@ -23,7 +25,7 @@ pub enum RecordError {
     InvalidField { field: String, reason: String },
     #[error("record bytes are not canonical (sorted keys, no whitespace, absent optional fields omitted); re-encode with the canonical encoder before signing")]
     NotCanonical,
-    #[error("signer public key is not a valid ed25519 key")]
+    #[error("signer public key is not a valid ed25519 key (a canonical encoding of a point not of small order)")]
     BadPublicKey,
     #[error("signature does not verify for the signer's key")]
     BadSignature,

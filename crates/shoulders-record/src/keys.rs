@@ -1,5 +1,5 @@
 use base64::{engine::general_purpose::STANDARD as B64, Engine as _};
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey};
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -20,15 +20,17 @@ impl PublicKey {
         B64.encode(self.0)
     }
 
-    /// The dalek key, if these bytes are a valid curve point.
+    /// The decompressed key signatures are checked against, if these bytes are an acceptable
+    /// signer key ([`crate::sig::acceptable_key`]: a canonical encoding of a point not of small
+    /// order).
     ///
     /// Decompressing the point is about a third of a signature check, and a ledger's records
     /// come from few signers (the operator signs every receipt), so each thread keeps the last
-    /// [`VERIFYING_KEY_CACHE`] keys it decompressed. Only valid points are cached; the cache
+    /// [`VERIFYING_KEY_CACHE`] keys it decompressed. Only acceptable keys are cached; the cache
     /// changes no answer.
-    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+    pub fn verifying_key(&self) -> Option<ed25519_zebra::VerificationKey> {
         thread_local! {
-            static CACHE: std::cell::RefCell<Vec<([u8; 32], VerifyingKey)>> =
+            static CACHE: std::cell::RefCell<Vec<([u8; 32], ed25519_zebra::VerificationKey)>> =
                 const { std::cell::RefCell::new(Vec::new()) };
         }
         CACHE.with(|cache| {
@@ -40,7 +42,7 @@ impl PublicKey {
                 cache.insert(0, hit);
                 return Some(key);
             }
-            let key = VerifyingKey::from_bytes(&self.0).ok()?;
+            let key = crate::sig::acceptable_key(&self.0)?;
             cache.insert(0, (self.0, key));
             cache.truncate(VERIFYING_KEY_CACHE);
             Some(key)

@@ -2,7 +2,8 @@
 //!
 //! A record's bytes are canonical JSON (sorted keys, no whitespace, integers only) so two
 //! implementations produce the same bytes and every accepted record has exactly one encoding.
-//! The signature is ed25519 (strict verification) over a domain-separated encoding of the
+//! The signature is ed25519 (the rule set of [`sig`]: ZIP-215 with canonical encodings, the same
+//! for single and batch verification) over a domain-separated encoding of the
 //! envelope without its `sig` field. The log stores the exact bytes; nothing is re-serialised.
 //!
 //! Pure: no filesystem, clock or network. The caller passes the timestamp and randomness.
@@ -12,6 +13,7 @@ mod canonical;
 mod envelope;
 mod error;
 mod keys;
+pub mod sig;
 pub mod validate;
 
 pub use body::*;

@@ -131,8 +131,8 @@ async fn submit_record(
     let bytes = body_bytes(body)?;
     let state = Arc::clone(&st);
     let appended = tokio::task::spawn_blocking(move || {
-        charge_write(&state, &bytes, 0)?;
-        Ok::<_, ApiError>(state.writer()?.submit(bytes.to_vec())?)
+        let record = charge_write(&state, bytes.to_vec(), 0)?;
+        Ok::<_, ApiError>(state.writer()?.submit_record(record)?)
     })
     .await??;
     let status = if appended.duplicate {
@@ -239,8 +239,8 @@ async fn submit_contribution(State(st): St, _: WriterNode, body: Body) -> ApiRes
     }
     let state = Arc::clone(&st);
     let done = tokio::task::spawn_blocking(move || {
-        charge_write(&state, &req.record, req.content.len() as u64)?;
-        Ok::<_, ApiError>(state.writer()?.contribute(req.record, &req.content)?)
+        let record = charge_write(&state, req.record, req.content.len() as u64)?;
+        Ok::<_, ApiError>(state.writer()?.contribute_record(record, &req.content)?)
     })
     .await??;
     let status = if done.appended.duplicate {
@@ -260,22 +260,27 @@ async fn submit_contribution(State(st): St, _: WriterNode, body: Body) -> ApiRes
         .into_response())
 }
 
-/// Count a write against its signer's quota ([`crate::quota`]) before the ledger sees it:
-/// `429 E_QUOTA_EXCEEDED` (with `Retry-After`) past it. Only a record whose signature verifies
-/// is counted; anything else is left to the ledger, which refuses it with its own code.
-/// `extra_bytes`: a contribution's document.
-fn charge_write(st: &AppState, record: &[u8], extra_bytes: u64) -> ApiResult<()> {
-    let Ok(verified) = shoulders_record::SignedRecord::from_bytes(record.to_vec()) else {
-        return Ok(());
-    };
+/// Decode and verify a record, then count the write against its signer's quota
+/// ([`crate::quota`]) before the ledger sees it: `429 E_QUOTA_EXCEEDED` (with `Retry-After`)
+/// past it. Only a record whose signature verifies is counted; anything else is refused with
+/// the ledger's own code. The verified record goes on to the ledger, which does not verify it
+/// again. `extra_bytes`: a contribution's document.
+fn charge_write(
+    st: &AppState,
+    record: Vec<u8>,
+    extra_bytes: u64,
+) -> ApiResult<shoulders_record::SignedRecord> {
     let bytes = (record.len() as u64).saturating_add(extra_bytes);
+    let verified = shoulders_record::SignedRecord::from_bytes(record)
+        .map_err(shoulders_ledger::LedgerError::from)?;
     st.charge_write(&verified.record().signer, bytes)
         .map_err(|e| {
             let mut err =
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "E_QUOTA_EXCEEDED", e.message);
             err.retry_after_s = e.retry_after_s;
             err
-        })
+        })?;
+    Ok(verified)
 }
 
 /// Read a request body of at most `limit` bytes (413 `E_BODY_TOO_LARGE` beyond), for a route
