@@ -1,7 +1,9 @@
 //! Load benchmark of `shoulders serve` over 127.0.0.1: requests/s and p50/p99 latency for
 //! public reads, signed writes and gateway calls, and the gateway's added latency over calling
 //! an upstream directly, measured in the same run against a trivial local OpenAI-compatible
-//! stub (attribution excluded, then included).
+//! stub (attribution excluded, then included). Metering is on, as in production: every gateway
+//! call is checked against a priced licence, pre-authorised against the payer's funds, and
+//! settled by a durable `usage.receipt` before it is answered.
 //!
 //! `cargo bench -p shoulders-bench --bench server` (or `bench/load.sh`). Each scenario runs for
 //! `SHOULDERS_BENCH_SECONDS` (default 3) seconds. Throughput scenarios use

@@ -467,3 +467,76 @@ fn a_ledger_without_stored_state_is_migrated_by_its_writer() {
     let state = Reader::open(&data).unwrap().state().unwrap();
     assert!(state.all_entity_rows() == expected);
 }
+
+/// Issue 21: signatures are checked in batches, one batch equation per chunk of 256. A chunk
+/// holding bad signatures falls back to one-by-one checks, so each bad record gets its own
+/// code and every other record of the batch, in that chunk or another, is appended in order.
+/// A small-order signer key is refused at decode (`E_KEY_INVALID`). Then `verify` of the
+/// export (batched too) accepts exactly what was appended.
+#[test]
+fn a_batch_with_bad_signatures_refuses_just_those() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, ledger, vkey) = new_ledger(tmp.path());
+    let alice = key(1);
+    ledger
+        .submit(rec(
+            &alice,
+            "actor.register",
+            json!({"handle": "alice", "name": "A"}),
+        ))
+        .unwrap();
+    let dataset = |i: usize| {
+        rec_id(
+            &alice,
+            &format!("batch-{i}"),
+            "dataset.create",
+            json!({"dataset_id": format!("alice/b{i}"), "name": "D", "access": "open"}),
+        )
+    };
+    let swap = |bytes: &[u8], field: &str, value: serde_json::Value| {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v[field] = value;
+        serde_json::to_vec(&v).unwrap()
+    };
+    let mut batch: Vec<Vec<u8>> = (0..700).map(dataset).collect();
+    let mut expected: Vec<Option<&str>> = vec![None; batch.len()];
+    // Signatures moved between records: valid signatures, wrong messages.
+    for (at, from) in [(3, 4), (255, 0), (256, 300), (511, 10), (699, 698)] {
+        let sig: serde_json::Value =
+            serde_json::from_slice::<serde_json::Value>(&batch[from]).unwrap()["sig"].clone();
+        batch[at] = swap(&batch[at], "sig", sig);
+        expected[at] = Some("E_SIG_INVALID");
+    }
+    // A small-order signer (the identity point's encoding): refused whatever its signature.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    use base64::Engine as _;
+    let identity = base64::engine::general_purpose::STANDARD.encode(identity);
+    batch[400] = swap(&batch[400], "signer", json!(identity));
+    expected[400] = Some("E_KEY_INVALID");
+    let before = ledger.size();
+    let out = ledger.submit_batch(batch);
+    let mut next = before;
+    for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
+        match (got, want) {
+            (Err(e), Some(code)) => assert_eq!(e.code(), *code, "record {i}"),
+            (Ok(a), None) => {
+                assert_eq!((a.index, a.duplicate), (next, false), "record {i}");
+                next += 1;
+            }
+            other => panic!("record {i}: {other:?}"),
+        }
+    }
+    assert_eq!(ledger.size(), before + 694);
+    // Resubmitting a refused record alone gives the same code (the single path).
+    let lone = swap(
+        &dataset(5),
+        "sig",
+        serde_json::from_slice::<serde_json::Value>(&dataset(6)).unwrap()["sig"].clone(),
+    );
+    assert_eq!(ledger.submit(lone).unwrap_err().code(), "E_SIG_INVALID");
+    let mut export = Vec::new();
+    ledger.export(&mut export).unwrap();
+    let (report, _) = verify_export(&export, &vkey).unwrap();
+    assert_eq!(report.tree_size, ledger.size());
+}
