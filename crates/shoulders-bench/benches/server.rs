@@ -363,12 +363,15 @@ fn main() {
             row(name, conc, &s);
         }
 
-        {
+        for model in ["alice/upstream-plain", "alice/upstream"] {
             let r = client.post(format!("{base}/v1/chat/completions")).bearer_auth(&token)
-                .json(&chat("alice/upstream-plain")).send().await.unwrap();
+                .json(&chat(model)).send().await.unwrap();
             let status = r.status();
             let text = r.text().await.unwrap();
             assert!(status.is_success(), "a metered gateway call failed: {status} {text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            println!("one call to {model}: timing_ms {} (from the request's arrival), receipt legs {}",
+                v["shoulders"]["timing_ms"], v["shoulders"]["receipt"]["legs"]);
         }
         println!("\ngateway overhead over a direct upstream call (one request at a time, same run):");
         println!("| path                                         | p50 ms   | p99 ms   | p50 overhead ms |");
