@@ -34,14 +34,19 @@ pub(crate) fn ordered_map<I, O>(
     let mut inputs = inputs.enumerate();
     let (work_tx, work_rx) = mpsc::channel::<(usize, I)>();
     let work_rx = Mutex::new(work_rx);
-    let (done_tx, done_rx) = mpsc::channel::<(usize, O)>();
+    // A worker's panic comes back as its answer and is resumed on the calling thread: the
+    // run fails loudly instead of waiting forever for an answer that never comes.
+    type Answer<O> = Result<O, Box<dyn std::any::Any + Send>>;
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Answer<O>)>();
     std::thread::scope(|s| {
         for _ in 0..threads {
             let (work_rx, done_tx, work) = (&work_rx, done_tx.clone(), &work);
             s.spawn(move || loop {
                 let next = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                 let Ok((i, item)) = next else { break };
-                if done_tx.send((i, work(item))).is_err() {
+                let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)));
+                let failed = answer.is_err();
+                if done_tx.send((i, answer)).is_err() || failed {
                     break;
                 }
             });
@@ -66,7 +71,11 @@ pub(crate) fn ordered_map<I, O>(
             if pending == 0 {
                 break;
             }
-            let (i, out) = done_rx.recv().expect("a worker answers every job");
+            let (i, answer) = done_rx.recv().expect("a worker answers every job");
+            let out = match answer {
+                Ok(out) => out,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
             ready.insert(i, out);
             while let Some(out) = ready.remove(&next_out) {
                 next_out += 1;
@@ -105,6 +114,23 @@ mod tests {
             },
         );
         assert_eq!(seen, (0..1000).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_panicking_job_fails_the_run_instead_of_hanging_it() {
+        let run = std::panic::catch_unwind(|| {
+            ordered_map(
+                0..100u32,
+                2,
+                4,
+                |i| {
+                    assert_ne!(i, 7, "job 7 fails");
+                    i
+                },
+                |_| ControlFlow::Continue(()),
+            )
+        });
+        assert!(run.is_err());
     }
 
     #[test]
