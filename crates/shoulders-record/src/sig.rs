@@ -18,7 +18,8 @@
 //! Rules 1–3 are byte checks made before either equation, identically for both paths; under
 //! rule 4 single and batch verification agree except with probability below 2^-128 per batch.
 //! Every signature `verify_strict` accepts is accepted here too (its cofactorless equation
-//! implies the cofactored one, and it needs canonical `R` and non-small-order `A`, `R`), so
+//! implies the cofactored one, and it needs canonical `R` and non-small-order `A`, `R`), except
+//! under a key written in a non-canonical encoding (y ≥ p), which no key generator produces; so
 //! honest signers see no change. Records have exactly one valid byte string still: a third
 //! party cannot turn a valid signature into another (rules 1–2 fix the encodings; a torsion
 //! point added to `R` changes `k`).
