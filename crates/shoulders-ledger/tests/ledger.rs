@@ -31,17 +31,18 @@ fn every_reject_code_leaves_the_log_unchanged() {
         "actor.register",
         json!({"handle": "zed", "name": "Z"}),
     );
-    let bad_sig = {
-        let mut v: serde_json::Value = serde_json::from_slice(&valid).unwrap();
-        let other: serde_json::Value = serde_json::from_slice(&rec(
-            &alice,
-            "actor.register",
-            json!({"handle": "zed2", "name": "Z"}),
-        ))
-        .unwrap();
-        v["sig"] = other["sig"].clone();
-        serde_json::to_vec(&v).unwrap()
-    };
+    let bad_sig = with_field(
+        &valid,
+        "sig",
+        field_of(
+            &rec(
+                &alice,
+                "actor.register",
+                json!({"handle": "zed2", "name": "Z"}),
+            ),
+            "sig",
+        ),
+    );
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
@@ -493,18 +494,11 @@ fn a_batch_with_bad_signatures_refuses_just_those() {
             json!({"dataset_id": format!("alice/b{i}"), "name": "D", "access": "open"}),
         )
     };
-    let swap = |bytes: &[u8], field: &str, value: serde_json::Value| {
-        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-        v[field] = value;
-        serde_json::to_vec(&v).unwrap()
-    };
     let mut batch: Vec<Vec<u8>> = (0..700).map(dataset).collect();
     let mut expected: Vec<Option<&str>> = vec![None; batch.len()];
     // Signatures moved between records: valid signatures, wrong messages.
     for (at, from) in [(3, 4), (255, 0), (256, 300), (511, 10), (699, 698)] {
-        let sig: serde_json::Value =
-            serde_json::from_slice::<serde_json::Value>(&batch[from]).unwrap()["sig"].clone();
-        batch[at] = swap(&batch[at], "sig", sig);
+        batch[at] = with_field(&batch[at], "sig", field_of(&batch[from], "sig"));
         expected[at] = Some("E_SIG_INVALID");
     }
     // A small-order signer (the identity point's encoding): refused whatever its signature.
@@ -512,7 +506,7 @@ fn a_batch_with_bad_signatures_refuses_just_those() {
     identity[0] = 1;
     use base64::Engine as _;
     let identity = base64::engine::general_purpose::STANDARD.encode(identity);
-    batch[400] = swap(&batch[400], "signer", json!(identity));
+    batch[400] = with_field(&batch[400], "signer", json!(identity));
     expected[400] = Some("E_KEY_INVALID");
     let before = ledger.size();
     let out = ledger.submit_batch(batch);
@@ -529,11 +523,7 @@ fn a_batch_with_bad_signatures_refuses_just_those() {
     }
     assert_eq!(ledger.size(), before + 694);
     // Resubmitting a refused record alone gives the same code (the single path).
-    let lone = swap(
-        &dataset(5),
-        "sig",
-        serde_json::from_slice::<serde_json::Value>(&dataset(6)).unwrap()["sig"].clone(),
-    );
+    let lone = with_field(&dataset(5), "sig", field_of(&dataset(6), "sig"));
     assert_eq!(ledger.submit(lone).unwrap_err().code(), "E_SIG_INVALID");
     let mut export = Vec::new();
     ledger.export(&mut export).unwrap();

@@ -18,6 +18,19 @@ pub fn rec(key: &ActorKey, kind: &str, body: Value) -> Vec<u8> {
     rec_id(key, &id, kind, body)
 }
 
+/// `record` with its envelope field `field` set to `value` (a moved signature, a swapped
+/// signer): still canonical JSON, so only the changed field can be refused.
+pub fn with_field(record: &[u8], field: &str, value: Value) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(record).unwrap();
+    v[field] = value;
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// The envelope field `field` of `record`.
+pub fn field_of(record: &[u8], field: &str) -> Value {
+    serde_json::from_slice::<Value>(record).unwrap()[field].clone()
+}
+
 pub fn rec_id(key: &ActorKey, id: &str, kind: &str, body: Value) -> Vec<u8> {
     let kind = Kind::parse(kind).unwrap();
     let body = Body::from_value(kind, body).unwrap();
