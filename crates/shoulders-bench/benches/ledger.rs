@@ -283,6 +283,7 @@ fn sign_contributions(key: &ActorKey, prefix: &str, count: usize) -> Vec<Vec<u8>
             token_count: DOCUMENT.len() as u64,
             media_type: Some("text/plain".into()),
             title: Some(format!("Document {i}")),
+            tdm_reservation: false,
         });
         sign_record(
             key,
@@ -336,6 +337,9 @@ fn fresh_ledger(base: &Path, name: &str, key: &ActorKey) -> (Ledger, PathBuf) {
             access: Access::Open,
             allowlist: vec![],
             license_id: None,
+            review: false,
+            quota: None,
+            disputes: None,
         }),
     ];
     for (i, body) in setup.into_iter().enumerate() {

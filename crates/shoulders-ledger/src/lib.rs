@@ -166,6 +166,7 @@ pub fn init_with<R: CryptoRngCore + ?Sized>(
                     Body::LedgerConfig(shoulders_record::LedgerConfig {
                         operator: op.handle.clone(),
                         protocol_fee_bps: op.protocol_fee_bps,
+                        dispute_bond: None,
                     }),
                 )?,
             ];

@@ -99,6 +99,9 @@ fn role(s: &str) -> Role {
         "data_share" => Role::DataShare,
         "owner_share" => Role::OwnerShare,
         "rounding" => Role::Rounding,
+        "dispute_bond" => Role::DisputeBond,
+        "escrow_release" => Role::EscrowRelease,
+        "escrow_award" => Role::EscrowAward,
         _ => Role::Claim,
     }
 }

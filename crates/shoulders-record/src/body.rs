@@ -31,6 +31,16 @@ pub const PPM_ONE: u32 = 1_000_000;
 pub const MAX_TERM_TAGS: usize = 64;
 /// Basis points that make a whole.
 pub const BPS_ONE: u32 = 10_000;
+/// Most evidence hashes one dispute may carry.
+pub const MAX_EVIDENCE: usize = 16;
+/// Longest quota window: a year and a day.
+pub const MAX_QUOTA_WINDOW_MS: u64 = 366 * 24 * 3600 * 1000;
+/// Highest review quality score.
+pub const MAX_QUALITY: u32 = 100;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 /// The record kinds. The string form is what appears in the envelope's `kind` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,10 +57,13 @@ pub enum Kind {
     LedgerConfig,
     ActorUpdate,
     LedgerClock,
+    DisputeOpen,
+    DisputeRule,
+    ContributionReview,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 15] = [
         Kind::ActorRegister,
         Kind::DatasetCreate,
         Kind::DataContribute,
@@ -63,6 +76,9 @@ impl Kind {
         Kind::LedgerConfig,
         Kind::ActorUpdate,
         Kind::LedgerClock,
+        Kind::DisputeOpen,
+        Kind::DisputeRule,
+        Kind::ContributionReview,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +95,9 @@ impl Kind {
             Kind::LedgerConfig => "ledger.config",
             Kind::ActorUpdate => "actor.update",
             Kind::LedgerClock => "ledger.clock",
+            Kind::DisputeOpen => "dispute.open",
+            Kind::DisputeRule => "dispute.rule",
+            Kind::ContributionReview => "contribution.review",
         }
     }
 
@@ -136,6 +155,58 @@ pub struct DatasetCreate {
     /// The `license.define` record whose terms apply to the dataset's contents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license_id: Option<String>,
+    /// Reviewed dataset: every contribution but the owner's stays pending (earning nothing,
+    /// attributed to nobody) until the owner accepts or rejects it (`contribution.review`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub review: bool,
+    /// Per-contributor limits per time window (the owner is exempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+    /// Who rules on disputes about the dataset's contributions, and the bond a claimant puts
+    /// up. Absent: the operator rules, with the ledger's bond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disputes: Option<DisputePolicy>,
+}
+
+/// How much one contributor may add to a dataset per window of `window_ms` (fixed windows
+/// counted from the epoch). At least one limit is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub window_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u64>,
+}
+
+/// Who may rule on a dispute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arbiter {
+    /// The dataset's owner (the operator instead when the owner is a party to the dispute).
+    Owner,
+    /// The ledger operator.
+    Operator,
+}
+
+/// An amount of money, in micro-units of `currency`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bond {
+    pub currency: String,
+    pub amount_micros: String,
+}
+
+/// A dataset's dispute policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputePolicy {
+    pub arbiter: Arbiter,
+    /// Put up by whoever opens a dispute; returned if it is upheld, paid to the disputed party
+    /// if it is dismissed (so freezing someone's earnings with a baseless dispute costs money).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bond: Option<Bond>,
 }
 
 /// `data.contribute`: one document added to a dataset. The ledger holds its hash and sizes; the
@@ -152,6 +223,10 @@ pub struct DataContribute {
     pub media_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Text-and-data-mining reservation (as W3C TDMRep's `tdm-reservation: 1`): no model may
+    /// be registered as trained on a dataset holding it. Attribution still finds it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tdm_reservation: bool,
 }
 
 /// How a model derives from a parent.
@@ -358,6 +433,10 @@ pub struct LedgerConfig {
     pub operator: String,
     /// Share of every usage charge paid to the protocol account, in basis points.
     pub protocol_fee_bps: u32,
+    /// The bond for disputes the operator rules on (about models, and about datasets without
+    /// a policy of their own). Absent: no bond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispute_bond: Option<Bond>,
 }
 
 /// `ledger.clock`: the log's time, signed by the operator's writer when it admits a record that
@@ -384,6 +463,69 @@ pub struct ActorUpdate {
     pub payout_address: Option<String>,
 }
 
+/// `dispute.open`: any actor contests a contribution or a model, with evidence. While it is
+/// open, the disputed party's earnings from that item are held in escrow. Its id is its log
+/// index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputeOpen {
+    /// The contribution contested (exactly one of `contribution` and `model_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contribution: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// For a contribution: the contribution it is said to copy. If the dispute is upheld, the
+    /// contested contribution's credit goes to this one's contributor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<u64>,
+    /// Content hashes (`sha256:<hex>`) backing the claim.
+    pub evidence: Vec<String>,
+    pub statement: String,
+    /// The bond the policy asks for, stated so the claimant signs the amount it puts up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bond: Option<Bond>,
+}
+
+/// The outcome of a dispute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Upheld,
+    Dismissed,
+}
+
+/// `dispute.rule`: the arbiter closes a dispute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisputeRule {
+    /// Log index of the `dispute.open` record.
+    pub dispute: u64,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// A reviewed dataset owner's decision on a pending contribution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    Accept,
+    Reject,
+}
+
+/// `contribution.review`: the owner of a reviewed dataset accepts or rejects a pending
+/// contribution, once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContributionReview {
+    pub contribution: u64,
+    pub decision: ReviewDecision,
+    /// Quality score 0–100 (accepted contributions only); shown, not used in any payout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// A typed body of any kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
@@ -399,6 +541,9 @@ pub enum Body {
     LedgerConfig(LedgerConfig),
     ActorUpdate(ActorUpdate),
     LedgerClock(LedgerClock),
+    DisputeOpen(DisputeOpen),
+    DisputeRule(DisputeRule),
+    ContributionReview(ContributionReview),
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, RecordError> {
@@ -420,6 +565,9 @@ impl Body {
             Body::LedgerConfig(_) => Kind::LedgerConfig,
             Body::ActorUpdate(_) => Kind::ActorUpdate,
             Body::LedgerClock(_) => Kind::LedgerClock,
+            Body::DisputeOpen(_) => Kind::DisputeOpen,
+            Body::DisputeRule(_) => Kind::DisputeRule,
+            Body::ContributionReview(_) => Kind::ContributionReview,
         }
     }
 
@@ -442,6 +590,9 @@ impl Body {
             Kind::LedgerConfig => Body::LedgerConfig(decode(value)?),
             Kind::ActorUpdate => Body::ActorUpdate(decode(value)?),
             Kind::LedgerClock => Body::LedgerClock(decode(value)?),
+            Kind::DisputeOpen => Body::DisputeOpen(decode(value)?),
+            Kind::DisputeRule => Body::DisputeRule(decode(value)?),
+            Kind::ContributionReview => Body::ContributionReview(decode(value)?),
         };
         body.validate()?;
         Ok(body)
@@ -462,6 +613,9 @@ impl Body {
             Body::LedgerConfig(b) => serde_json::to_value(b),
             Body::ActorUpdate(b) => serde_json::to_value(b),
             Body::LedgerClock(b) => serde_json::to_value(b),
+            Body::DisputeOpen(b) => serde_json::to_value(b),
+            Body::DisputeRule(b) => serde_json::to_value(b),
+            Body::ContributionReview(b) => serde_json::to_value(b),
         };
         v.expect("plain structs always serialise")
     }
@@ -498,6 +652,26 @@ impl Body {
                 }
                 if let Some(l) = &b.license_id {
                     v::namespaced_id("license_id", l)?;
+                }
+                if let Some(q) = &b.quota {
+                    v::int_range("quota.window_ms", q.window_ms, 1, MAX_QUOTA_WINDOW_MS)?;
+                    if q.max_bytes.is_none() && q.max_count.is_none() {
+                        return Err(RecordError::field(
+                            "quota",
+                            "set max_bytes, max_count or both",
+                        ));
+                    }
+                    if let Some(m) = q.max_bytes {
+                        v::int_range("quota.max_bytes", m, 1, MAX_CONTRIBUTION_BYTES)?;
+                    }
+                    if let Some(m) = q.max_count {
+                        v::int_range("quota.max_count", m, 1, u64::from(u32::MAX))?;
+                    }
+                }
+                if let Some(p) = &b.disputes {
+                    if let Some(bond) = &p.bond {
+                        validate_bond("disputes.bond", bond)?;
+                    }
                 }
             }
             Body::DataContribute(b) => {
@@ -619,6 +793,74 @@ impl Body {
                     0,
                     u64::from(BPS_ONE),
                 )?;
+                if let Some(bond) = &b.dispute_bond {
+                    validate_bond("dispute_bond", bond)?;
+                }
+            }
+            Body::DisputeOpen(b) => {
+                match (&b.contribution, &b.model_id) {
+                    (Some(_), None) => {}
+                    (None, Some(m)) => {
+                        v::namespaced_id("model_id", m)?;
+                        if b.original.is_some() {
+                            return Err(RecordError::field(
+                                "original",
+                                "only a dispute about a contribution names an original",
+                            ));
+                        }
+                    }
+                    _ => {
+                        return Err(RecordError::field(
+                            "contribution",
+                            "exactly one of contribution and model_id is required",
+                        ))
+                    }
+                }
+                if let (Some(c), Some(o)) = (b.contribution, b.original) {
+                    if c == o {
+                        return Err(RecordError::field(
+                            "original",
+                            "a contribution cannot copy itself",
+                        ));
+                    }
+                }
+                if b.evidence.is_empty() {
+                    return Err(RecordError::field(
+                        "evidence",
+                        "give at least one content hash",
+                    ));
+                }
+                v::unique_list("evidence", &b.evidence, MAX_EVIDENCE)?;
+                for e in &b.evidence {
+                    v::sha256_ref("evidence", e)?;
+                }
+                v::text("statement", &b.statement, MAX_DESCRIPTION_BYTES)?;
+                if b.statement.trim().is_empty() {
+                    return Err(RecordError::field("statement", "must not be empty"));
+                }
+                if let Some(bond) = &b.bond {
+                    validate_bond("bond", bond)?;
+                }
+            }
+            Body::DisputeRule(b) => {
+                v::text("reason", &b.reason, MAX_DESCRIPTION_BYTES)?;
+                if b.reason.trim().is_empty() {
+                    return Err(RecordError::field("reason", "must not be empty"));
+                }
+            }
+            Body::ContributionReview(b) => {
+                if let Some(q) = b.quality {
+                    v::int_range("quality", u64::from(q), 0, u64::from(MAX_QUALITY))?;
+                    if b.decision != ReviewDecision::Accept {
+                        return Err(RecordError::field(
+                            "quality",
+                            "only an accepted contribution gets a quality score",
+                        ));
+                    }
+                }
+                if let Some(n) = &b.note {
+                    v::text("note", n, MAX_DESCRIPTION_BYTES)?;
+                }
             }
             Body::ActorUpdate(b) => {
                 if b.name.is_none() && b.url.is_none() && b.payout_address.is_none() {
@@ -640,6 +882,17 @@ impl Body {
         }
         Ok(())
     }
+}
+
+fn validate_bond(field: &str, b: &Bond) -> Result<(), RecordError> {
+    v::currency(field, &b.currency)?;
+    if v::amount_micros(field, &b.amount_micros)? == 0 {
+        return Err(RecordError::field(
+            field,
+            "a bond must be greater than zero",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_model(b: &ModelRegister) -> Result<(), RecordError> {

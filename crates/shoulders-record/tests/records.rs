@@ -286,9 +286,39 @@ fn every_kind_round_trips() {
             json!({"payout_address": "IBAN DE00 0000"}),
         ),
         (Kind::LedgerClock, json!({"now_ms": 1_767_225_600_000u64})),
+        (
+            Kind::DisputeOpen,
+            json!({"contribution": 4, "original": 2, "evidence": [format!("sha256:{}", "2".repeat(64))], "statement": "copies contribution 2", "bond": {"currency": "USD", "amount_micros": "500"}}),
+        ),
+        (
+            Kind::DisputeRule,
+            json!({"dispute": 9, "verdict": "upheld", "reason": "same text, later"}),
+        ),
+        (
+            Kind::ContributionReview,
+            json!({"contribution": 4, "decision": "accept", "quality": 80, "note": "clean"}),
+        ),
     ];
     assert_eq!(bodies.len(), Kind::ALL.len());
-    for (kind, value) in bodies {
+    let extended = [
+        (
+            Kind::DatasetCreate,
+            json!({"dataset_id": "a/r", "name": "R", "access": "open", "review": true, "quota": {"window_ms": 86_400_000u64, "max_bytes": 1_000_000u64, "max_count": 10}, "disputes": {"arbiter": "owner", "bond": {"currency": "USD", "amount_micros": "100"}}}),
+        ),
+        (
+            Kind::DataContribute,
+            json!({"dataset_id": "a/d", "content_hash": format!("sha256:{}", "0".repeat(64)), "byte_size": 10, "token_count": 3, "tdm_reservation": true}),
+        ),
+        (
+            Kind::LedgerConfig,
+            json!({"operator": "op", "protocol_fee_bps": 250, "dispute_bond": {"currency": "USD", "amount_micros": "100"}}),
+        ),
+        (
+            Kind::DisputeOpen,
+            json!({"model_id": "a/m", "evidence": [format!("sha256:{}", "2".repeat(64))], "statement": "my weights"}),
+        ),
+    ];
+    for (kind, value) in bodies.into_iter().chain(extended) {
         let body = Body::from_value(kind, value.clone()).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(body.to_value(), value, "{kind}");
         let rec = sign_record(&key(3), "test.example/log", "x", 1, body).unwrap();

@@ -1,11 +1,16 @@
 //! The derived entities. They serialise to the JSON that `shoulders show` prints.
 
+use crate::governance::{ContributionRuling, ModelRuling, Review, ReviewState};
 use serde::{Deserialize, Serialize};
 use shoulders_license::Effective;
 use shoulders_record::{
-    Access, ActorRegister, ActorUpdate, Artifact, DataContribute, DatasetCreate, LicenseDefine,
-    LicenseGrant, LicenseTerms, ModelRegister, Parent, PublicKey, Record,
+    Access, ActorRegister, ActorUpdate, Artifact, DataContribute, DatasetCreate, DisputePolicy,
+    LicenseDefine, LicenseGrant, LicenseTerms, ModelRegister, Parent, PublicKey, Quota, Record,
 };
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +80,17 @@ pub struct Dataset {
     pub license_id: Option<String>,
     /// The dataset licence's terms as they flow into models trained on it.
     pub effective: Effective,
+    /// Contributions of anyone but the owner wait for the owner's review.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub review: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disputes: Option<DisputePolicy>,
+    /// Contributions carrying a text-and-data-mining reservation, in log order (derived;
+    /// rebuilt on load like `contributions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tdm_reserved: Vec<u64>,
 }
 
 impl Dataset {
@@ -100,11 +116,18 @@ impl Dataset {
             total_tokens: 0,
             license_id: b.license_id.clone(),
             effective,
+            review: b.review,
+            quota: b.quota.clone(),
+            disputes: b.disputes.clone(),
+            tdm_reserved: Vec::new(),
         }
     }
 
     pub(crate) fn add(&mut self, index: u64, contributor: &str, b: &DataContribute) {
         self.contributions.push(index);
+        if b.tdm_reservation {
+            self.tdm_reserved.push(index);
+        }
         *self
             .contributors
             .entry(contributor.to_string())
@@ -129,11 +152,34 @@ pub struct Contribution {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub ts_ms: u64,
+    /// Text-and-data-mining reservation: no model may declare training on it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tdm_reservation: bool,
+    /// Its review, in a reviewed dataset (absent for the owner's own and elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    /// An upheld dispute against it: redirected to an original, or taken down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruled_against: Option<ContributionRuling>,
 }
 
 impl Contribution {
-    pub(crate) fn new(index: u64, contributor: &str, rec: &Record, b: &DataContribute) -> Self {
+    pub(crate) fn new(
+        index: u64,
+        contributor: &str,
+        rec: &Record,
+        b: &DataContribute,
+        reviewed: bool,
+    ) -> Self {
         Contribution {
+            tdm_reservation: b.tdm_reservation,
+            review: reviewed.then_some(Review {
+                state: ReviewState::Pending,
+                quality: None,
+                note: None,
+                reviewed_at: None,
+            }),
+            ruled_against: None,
             index,
             dataset_id: b.dataset_id.clone(),
             contributor: contributor.to_string(),
@@ -167,6 +213,9 @@ pub struct Model {
     pub registered_ts_ms: u64,
     /// Licence terms in force for this model, combined along its lineage.
     pub effective: Effective,
+    /// An upheld dispute against it: its owner's earnings now go to the rightful party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruled_against: Option<ModelRuling>,
 }
 
 impl Model {
@@ -191,6 +240,7 @@ impl Model {
             registered_at: index,
             registered_ts_ms: rec.ts_ms,
             effective,
+            ruled_against: None,
         }
     }
 }

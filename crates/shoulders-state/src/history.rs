@@ -56,6 +56,10 @@ pub enum EntityKey {
     Source(crate::money::SourceKey),
     ModelCalls(String),
     DataShareReceipts(String),
+    /// A dispute (by the log index of its `dispute.open`).
+    Dispute(u64),
+    /// `(dataset, contributor)`: quota used in the current window.
+    QuotaUse(String, String),
 }
 
 /// What one accepted record adds to history, and which bounded-state keys it changed.

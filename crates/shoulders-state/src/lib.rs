@@ -8,6 +8,7 @@
 //! Pure: no I/O, no clock. Time only enters through the records themselves.
 
 mod entities;
+pub mod governance;
 pub mod history;
 pub mod lineage;
 pub mod money;
@@ -16,6 +17,10 @@ mod reject;
 mod settle;
 
 pub use entities::{Actor, Contribution, Dataset, Grant, License, Model};
+pub use governance::{
+    ContributionRuling, Dispute, DisputeStatus, DisputeTarget, ModelRuling, QuotaUse, Review,
+    ReviewState,
+};
 pub use history::{Effects, EntityKey, HistoryRead, MemoryHistory, NoHistory};
 pub use lineage::{provenance, to_dot, to_mermaid, Provenance};
 pub use money::{
@@ -27,6 +32,7 @@ pub use reject::Reject;
 pub use settle::{Charge, Config};
 pub use shoulders_license::{Decision, Effective};
 
+use governance::GovPending;
 use settle::PendingReceipt;
 use shoulders_license::{check_derivation, Royalty, Source};
 use shoulders_record::{
@@ -76,6 +82,17 @@ pub struct State {
     books: Books,
     /// Contributions per contributor (derived; rebuilt on load).
     contributions_by: HashMap<String, Vec<u64>>,
+    /// Every dispute by id (the log index of its `dispute.open`).
+    disputes: BTreeMap<u64, governance::Dispute>,
+    /// The open dispute of each target (derived; rebuilt on load).
+    open_disputes: HashMap<governance::DisputeTarget, u64>,
+    /// Open disputes per claimant (derived; rebuilt on load).
+    open_by_claimant: HashMap<String, u32>,
+    /// Per dataset: contributions attribution skips (pending or rejected in review, taken
+    /// down). Derived; rebuilt on load.
+    excluded: HashMap<String, BTreeSet<u64>>,
+    /// `(dataset, contributor)` → quota used in the current window.
+    quota_use: BTreeMap<(String, String), governance::QuotaUse>,
     history: Option<MemoryHistory>,
 }
 
@@ -93,6 +110,9 @@ enum Pending {
     /// A balanced movement (deposit, withdrawal, claim).
     Legs(Vec<Leg>),
     Receipt(PendingReceipt),
+    /// A contribution, with its quota use after it (when its dataset sets a quota).
+    Contribute(Option<governance::QuotaUse>),
+    Gov(GovPending),
 }
 
 /// The label licence terms use for a model or dataset.
@@ -130,6 +150,11 @@ impl State {
             config: None,
             books: Books::default(),
             contributions_by: HashMap::new(),
+            disputes: BTreeMap::new(),
+            open_disputes: HashMap::new(),
+            open_by_claimant: HashMap::new(),
+            excluded: HashMap::new(),
+            quota_use: BTreeMap::new(),
             history: None,
         }
     }
@@ -544,7 +569,8 @@ impl State {
             }
             Body::DataContribute(b) => {
                 self.check_contribute(&signer_handle, b)?;
-                (index.to_string(), Pending::Nothing)
+                let quota = self.check_quota(&signer_handle, self.rule_time_ms(rec.ts_ms), b)?;
+                (index.to_string(), Pending::Contribute(quota))
             }
             Body::ModelRegister(b) => {
                 let rule_ms = self.rule_time_ms(rec.ts_ms);
@@ -582,6 +608,18 @@ impl State {
             Body::UsageReceipt(b) => {
                 let pending = self.check_receipt(&signer_handle, index, rec.ts_ms, b, history)?;
                 (b.usage_id.clone(), Pending::Receipt(pending))
+            }
+            Body::DisputeOpen(b) => {
+                let p = self.check_dispute_open(&signer_handle, index, rec.ts_ms, b)?;
+                (index.to_string(), Pending::Gov(p))
+            }
+            Body::DisputeRule(b) => {
+                let p = self.check_dispute_rule(&signer_handle, index, rec.ts_ms, b)?;
+                (b.dispute.to_string(), Pending::Gov(p))
+            }
+            Body::ContributionReview(b) => {
+                let p = self.check_review(&signer_handle, b)?;
+                (b.contribution.to_string(), Pending::Gov(p))
             }
         };
         Ok((signer_handle, subject, pending))
@@ -711,6 +749,7 @@ impl State {
         if let Some(d) = b.datasets.iter().find(|d| !self.datasets.contains_key(*d)) {
             return Err(Reject::DatasetUnknown(d.clone()));
         }
+        self.check_tdm(b)?;
         let own = match &b.license_id {
             None => None,
             Some(id) => {
@@ -785,8 +824,21 @@ impl State {
                 self.commit_contribution_money(index, &b.content_hash);
                 let dataset = self.datasets.get_mut(&b.dataset_id).expect("checked");
                 dataset.add(index, signer, b);
+                let reviewed = dataset.review && dataset.owner != signer;
+                if reviewed {
+                    self.excluded
+                        .entry(b.dataset_id.clone())
+                        .or_default()
+                        .insert(index);
+                }
+                if let Pending::Contribute(Some(used)) = pending {
+                    let key = (b.dataset_id.clone(), signer.to_string());
+                    fx.changed
+                        .push(EntityKey::QuotaUse(key.0.clone(), key.1.clone()));
+                    self.quota_use.insert(key, used);
+                }
                 self.contributions
-                    .insert(index, Contribution::new(index, signer, rec, b));
+                    .insert(index, Contribution::new(index, signer, rec, b, reviewed));
                 self.contributions_by
                     .entry(signer.to_string())
                     .or_default()
@@ -868,6 +920,38 @@ impl State {
                     unreachable!("checked")
                 };
                 self.commit_receipt(p, &mut fx);
+            }
+            Body::DisputeOpen(_) => {
+                let Pending::Gov(GovPending::Open(d, legs)) = pending else {
+                    unreachable!("checked")
+                };
+                self.commit_dispute_open(*d, legs, &mut fx);
+            }
+            Body::DisputeRule(b) => {
+                let Pending::Gov(GovPending::Rule {
+                    verdict,
+                    legs,
+                    released,
+                    escrow_to,
+                    redirect_to,
+                }) = pending
+                else {
+                    unreachable!("checked")
+                };
+                self.commit_dispute_rule(
+                    index,
+                    signer,
+                    b,
+                    verdict,
+                    legs,
+                    released,
+                    escrow_to,
+                    redirect_to,
+                    &mut fx,
+                );
+            }
+            Body::ContributionReview(b) => {
+                self.commit_review(index, b, &mut fx);
             }
         }
         fx

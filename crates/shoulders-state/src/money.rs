@@ -40,6 +40,12 @@ pub enum Role {
     Rounding,
     /// Earnings moved out of the unclaimed pool once the contributor set a payout address.
     Claim,
+    /// A claimant's dispute bond: into the dispute's escrow, and out of it at the ruling.
+    DisputeBond,
+    /// Escrowed earnings returned to the disputed party (dispute dismissed).
+    EscrowRelease,
+    /// Escrowed earnings awarded to the rightful party (dispute upheld).
+    EscrowAward,
 }
 
 impl Role {
@@ -54,6 +60,9 @@ impl Role {
             Role::OwnerShare => "owner_share",
             Role::Rounding => "rounding",
             Role::Claim => "claim",
+            Role::DisputeBond => "dispute_bond",
+            Role::EscrowRelease => "escrow_release",
+            Role::EscrowAward => "escrow_award",
         }
     }
 }
@@ -78,7 +87,8 @@ pub struct Leg {
     /// contribution of the same content when it named a copy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contribution: Option<u64>,
-    /// For legs into or out of [`UNCLAIMED`]: whose earnings they are.
+    /// For legs into or out of [`UNCLAIMED`] or a dispute's escrow (`@escrow/<id>`): whose
+    /// money they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub beneficiary: Option<Arc<str>>,
 }
@@ -254,6 +264,9 @@ pub struct SourceKey {
     pub dataset_id: Option<Arc<str>>,
     pub contribution: Option<u64>,
     pub held: bool,
+    /// Held in this dispute's escrow (rather than the unclaimed pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<u64>,
 }
 
 impl SourceKey {
@@ -266,6 +279,7 @@ impl SourceKey {
             dataset_id: leg.dataset_id.clone(),
             contribution: leg.contribution,
             held: leg.beneficiary.is_some(),
+            escrow: crate::governance::escrow_dispute(&leg.account),
         }
     }
 }
@@ -333,7 +347,8 @@ fn source_lines<'a>(
             model_id: k.model_id.as_ref().map(|m| m.to_string()),
             dataset_id: k.dataset_id.as_ref().map(|d| d.to_string()),
             contribution: k.contribution,
-            held_in_unclaimed: k.held,
+            held_in_unclaimed: k.held && k.escrow.is_none(),
+            held_in_escrow: k.escrow,
             count: c.count,
             amount_micros: c.amount_micros,
         });
@@ -384,11 +399,15 @@ impl Books {
             ));
             if let Some(b) = &leg.beneficiary {
                 let b = self.intern(b);
-                *self
-                    .unclaimed
-                    .entry((b.clone(), leg.currency.clone()))
-                    .or_insert(0) += leg.amount_micros;
-                changed.push(EntityKey::Unclaimed(b.clone(), leg.currency.clone()));
+                // Escrow legs name whose money they hold too, but only the unclaimed pool
+                // keeps a per-beneficiary sub-ledger (an escrow account is one dispute's).
+                if &*leg.account == UNCLAIMED {
+                    *self
+                        .unclaimed
+                        .entry((b.clone(), leg.currency.clone()))
+                        .or_insert(0) += leg.amount_micros;
+                    changed.push(EntityKey::Unclaimed(b.clone(), leg.currency.clone()));
+                }
                 leg.beneficiary = Some(b);
             }
             let key = SourceKey::of(&leg);
@@ -460,6 +479,7 @@ impl Books {
                     dataset_id: None,
                     contribution: None,
                     held: false,
+                    escrow: None,
                 }..,
             )
             .take_while(|(k, _)| k.holder == h);
@@ -479,6 +499,17 @@ impl Books {
         }
         let (lines, credits_debits) = t.finish();
         (lines, self.statement_totals(holder, &credits_debits))
+    }
+
+    /// Every `(account, currency)` balance of `account` (one escrow account's holdings).
+    pub fn balances_of(&self, account: &str) -> Vec<((Arc<str>, Arc<str>), i128)> {
+        let a = self.name(account);
+        self.balances
+            .range((a.clone(), Arc::from(""))..)
+            .take_while(|((acc, _), _)| *acc == a)
+            .filter(|(_, b)| **b != 0)
+            .map(|(k, b)| (k.clone(), *b))
+            .collect()
     }
 
     pub fn accounts(&self) -> Vec<AccountBalance> {
@@ -586,6 +617,9 @@ pub struct SourceTotal {
     /// Whether these legs moved money held for the holder in the unclaimed pool rather than
     /// its own account.
     pub held_in_unclaimed: bool,
+    /// The dispute whose escrow holds these earnings, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_in_escrow: Option<u64>,
     /// Number of distinct records (e.g. receipts: outputs that used the contribution) in the
     /// period.
     pub count: u64,

@@ -57,6 +57,7 @@ impl State {
                 EntityKey::Dataset(id) => {
                     let mut d = self.datasets[id].clone();
                     d.contributions = Vec::new();
+                    d.tdm_reserved = Vec::new();
                     row("dataset", id.clone(), json(&d))
                 }
                 EntityKey::Contribution(i) => {
@@ -111,6 +112,12 @@ impl State {
                     "data_share_receipts",
                     h.clone(),
                     json(&self.books.data_share_receipts[h]),
+                ),
+                EntityKey::Dispute(id) => row("dispute", id.to_string(), json(&self.disputes[id])),
+                EntityKey::QuotaUse(d, h) => row(
+                    "quota",
+                    pair_key(d, h),
+                    json(&self.quota_use[&(d.clone(), h.clone())]),
                 ),
             });
         }
@@ -174,6 +181,12 @@ impl State {
                 .keys()
                 .cloned()
                 .map(EntityKey::DataShareReceipts),
+        );
+        keys.extend(self.disputes.keys().copied().map(EntityKey::Dispute));
+        keys.extend(
+            self.quota_use
+                .keys()
+                .map(|(d, h)| EntityKey::QuotaUse(d.clone(), h.clone())),
         );
         keys.sort();
         self.entity_rows(&keys)
@@ -274,6 +287,14 @@ impl State {
                         .model_calls
                         .insert(key.clone(), de(&value).map_err(bad)?);
                 }
+                "dispute" => {
+                    let d: crate::Dispute = de(&value).map_err(bad)?;
+                    s.disputes.insert(d.id, d);
+                }
+                "quota" => {
+                    let k = pair(&key).map_err(bad)?;
+                    s.quota_use.insert(k, de(&value).map_err(bad)?);
+                }
                 "counters" => {
                     let c: Counters = de(&value).map_err(bad)?;
                     s.books.receipts_count = c.receipts;
@@ -295,6 +316,21 @@ impl State {
                 .or_insert(c.index);
             if let Some(d) = s.datasets.get_mut(&c.dataset_id) {
                 d.contributions.push(c.index);
+                if c.tdm_reservation {
+                    d.tdm_reserved.push(c.index);
+                }
+            }
+            if !State::creditable(c) {
+                s.excluded
+                    .entry(c.dataset_id.clone())
+                    .or_default()
+                    .insert(c.index);
+            }
+        }
+        for d in s.disputes.values() {
+            if d.status == crate::DisputeStatus::Open {
+                s.open_disputes.insert(d.target(), d.id);
+                *s.open_by_claimant.entry(d.claimant.clone()).or_insert(0) += 1;
             }
         }
         models.sort_by_key(|m| m.registered_at);

@@ -81,6 +81,40 @@ pub enum Reject {
     NoPayoutAddress(String),
     #[error("signer already used client id {client_id:?} for the record at index {index}")]
     DuplicateId { client_id: String, index: u64 },
+    #[error("dispute: {0}")]
+    DisputeInvalid(String),
+    #[error("{target} already has an open dispute (index {dispute}); add evidence there or wait for its ruling")]
+    DisputeAlreadyOpen { target: String, dispute: u64 },
+    #[error("no dispute opened at log index {0}")]
+    DisputeUnknown(u64),
+    #[error("dispute {dispute} was already ruled on at index {ruled_at}")]
+    DisputeClosed { dispute: u64, ruled_at: u64 },
+    #[error("only {arbiter:?} may rule on dispute {dispute}")]
+    NotArbiter { dispute: u64, arbiter: String },
+    #[error("the dispute policy asks for a bond of {expected}, the record puts up {given}; state exactly the policy's bond")]
+    DisputeBond { expected: String, given: String },
+    #[error("{claimant:?} already has {max} open disputes, the most one actor may have; wait for rulings")]
+    TooManyDisputes { claimant: String, max: u32 },
+    #[error("review: {0}")]
+    ReviewInvalid(String),
+    #[error("{contributor:?} has used {used} of the {limit} {what} it may add to {dataset:?} per {window_ms} ms window (this adds {adding}); the window resets at {resets_at_ms} ms")]
+    QuotaExceeded {
+        dataset: String,
+        contributor: String,
+        what: &'static str,
+        used: u64,
+        adding: u64,
+        limit: u64,
+        window_ms: u64,
+        resets_at_ms: u64,
+    },
+    #[error("{model_id} declares training on {dataset:?}, which holds {count} contribution(s) with a text-and-data-mining reservation: {contributions:?}")]
+    TdmReserved {
+        model_id: String,
+        dataset: String,
+        count: usize,
+        contributions: Vec<u64>,
+    },
 }
 
 impl Reject {
@@ -116,6 +150,16 @@ impl Reject {
             Reject::ContributionUnknown(_) => "E_CONTRIBUTION_UNKNOWN",
             Reject::AttributionInvalid(_) => "E_ATTRIBUTION_INVALID",
             Reject::NoPayoutAddress(_) => "E_NO_PAYOUT_ADDRESS",
+            Reject::DisputeInvalid(_) => "E_DISPUTE_INVALID",
+            Reject::DisputeAlreadyOpen { .. } => "E_DISPUTE_ALREADY_OPEN",
+            Reject::DisputeUnknown(_) => "E_DISPUTE_UNKNOWN",
+            Reject::DisputeClosed { .. } => "E_DISPUTE_CLOSED",
+            Reject::NotArbiter { .. } => "E_NOT_ARBITER",
+            Reject::DisputeBond { .. } => "E_DISPUTE_BOND",
+            Reject::TooManyDisputes { .. } => "E_TOO_MANY_DISPUTES",
+            Reject::ReviewInvalid(_) => "E_REVIEW_INVALID",
+            Reject::QuotaExceeded { .. } => "E_QUOTA_EXCEEDED",
+            Reject::TdmReserved { .. } => "E_TDM_RESERVED",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `actor.update` and `usage.receipt`. Each check computes the complete set of legs without
 //! touching the state; the commit posts them.
 
+use crate::governance::{escrow_account, DisputeTarget};
 use crate::money::{split, Leg, Receipt, Role, EXTERNAL, PROTOCOL, ROUNDING, UNCLAIMED};
 use crate::{Reject, State};
 use serde::Serialize;
@@ -23,6 +24,9 @@ pub struct Config {
     /// Licence time rules are judged at `max(signer's ts_ms, log_time_ms)`.
     #[serde(default)]
     pub log_time_ms: u64,
+    /// The bond for disputes the operator rules on (see `ledger.config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispute_bond: Option<shoulders_record::Bond>,
 }
 
 /// A settled receipt waiting for commit.
@@ -34,17 +38,17 @@ pub(crate) struct PendingReceipt {
 }
 
 /// Collects the legs of one movement; zero amounts are left out.
-struct Legs<'a> {
-    state: &'a State,
+pub(crate) struct Legs<'a> {
+    pub(crate) state: &'a State,
     index: u64,
     ts_ms: u64,
-    currency: Arc<str>,
-    legs: Vec<Leg>,
+    pub(crate) currency: Arc<str>,
+    pub(crate) legs: Vec<Leg>,
 }
 
 impl Legs<'_> {
     #[allow(clippy::too_many_arguments)]
-    fn push(
+    pub(crate) fn push(
         &mut self,
         account: &str,
         amount_micros: i128,
@@ -73,34 +77,68 @@ impl Legs<'_> {
     }
 
     /// Credit a data contributor: into its account, or held in the unclaimed pool when it has
-    /// no payout address yet.
+    /// no payout address yet; into the dispute's escrow while the contribution is disputed.
     fn credit_contributor(
         &mut self,
         contributor: &str,
         amount: u128,
         model_id: &str,
         dataset_id: &str,
-        contribution: Option<u64>,
+        contribution: u64,
     ) {
-        let has_address = self
+        let target = DisputeTarget::Contribution(contribution);
+        match self.state.escrow_for(&target) {
+            Some(d) => self.push(
+                &escrow_account(d),
+                amount as i128,
+                Role::DataShare,
+                Some(model_id),
+                Some(dataset_id),
+                Some(contribution),
+                Some(contributor),
+            ),
+            None => self.credit_to(
+                contributor,
+                amount,
+                Role::DataShare,
+                Some(model_id),
+                Some(dataset_id),
+                Some(contribution),
+            ),
+        }
+    }
+
+    /// Pay a model level's owner: whoever an upheld dispute gave the model's earnings to, into
+    /// the dispute's escrow while the model is disputed.
+    fn pay_level_owner(&mut self, model_id: &str, owner: &str, amount: u128, role: Role) {
+        let model = &self.state.models[model_id];
+        let owner = model
+            .ruled_against
+            .as_ref()
+            .map_or(owner, |r| r.earnings_to.as_str());
+        match self
             .state
-            .actors
-            .get(contributor)
-            .is_some_and(|a| a.payout_address.is_some());
-        let (account, beneficiary) = if has_address {
-            (contributor, None)
-        } else {
-            (UNCLAIMED, Some(contributor))
-        };
-        self.push(
-            account,
-            amount as i128,
-            Role::DataShare,
-            Some(model_id),
-            Some(dataset_id),
-            contribution,
-            beneficiary,
-        );
+            .escrow_for(&DisputeTarget::Model(model_id.to_string()))
+        {
+            Some(d) => self.push(
+                &escrow_account(d),
+                amount as i128,
+                role,
+                Some(model_id),
+                None,
+                None,
+                Some(owner),
+            ),
+            None => self.push(
+                owner,
+                amount as i128,
+                role,
+                Some(model_id),
+                None,
+                None,
+                None,
+            ),
+        }
     }
 }
 
@@ -195,7 +233,7 @@ impl State {
         Ok(config)
     }
 
-    fn new_legs(&self, index: u64, ts_ms: u64, currency: &str) -> Legs<'_> {
+    pub(crate) fn new_legs(&self, index: u64, ts_ms: u64, currency: &str) -> Legs<'_> {
         Legs {
             state: self,
             index,
@@ -229,6 +267,7 @@ impl State {
             protocol_fee_bps: b.protocol_fee_bps,
             set_at: index,
             log_time_ms,
+            dispute_bond: b.dispute_bond.clone(),
         });
     }
 
@@ -400,8 +439,11 @@ impl State {
                     a.contribution, c.dataset_id, a.dataset_id
                 )));
             }
-            let first = self.books.content_first[&c.content_hash];
-            *named.entry((a.dataset_id.as_str(), first)).or_insert(0) += u128::from(a.ppm);
+            // Pending, rejected and taken-down contributions earn nothing: their weight is
+            // dropped, so the pool follows the remaining evidence (or, with none, the owner).
+            if let Some(credited) = self.credited_contribution(c) {
+                *named.entry((a.dataset_id.as_str(), credited)).or_insert(0) += u128::from(a.ppm);
+            }
         }
         if !named.is_empty() {
             let mut lineage: Vec<&str> = model.datasets.iter().map(String::as_str).collect();
@@ -492,15 +534,7 @@ impl State {
                 rounding += r;
                 (p[0], p[1])
             };
-            legs.push(
-                owner,
-                owner_part as i128,
-                role,
-                Some(level_model_id),
-                None,
-                None,
-                None,
-            );
+            legs.pay_level_owner(level_model_id, owner, owner_part, role);
             if pool > 0 {
                 let weights: Vec<u128> = shares.iter().map(|s| s.weight).collect();
                 let (parts, r) = split(pool, &weights);
@@ -511,7 +545,7 @@ impl State {
                         part,
                         level_model_id,
                         s.dataset_id,
-                        Some(s.contribution),
+                        s.contribution,
                     );
                 }
             }
@@ -783,7 +817,7 @@ fn stage1(fee_bps: u32, model: &crate::Model, output_tokens: u64) -> Result<Stag
 }
 
 /// A validated amount (the record layer already parsed and bounded it).
-fn amount(s: &str) -> i128 {
+pub(crate) fn amount(s: &str) -> i128 {
     let v: u128 = s.parse().expect("validated amount");
     assert!(v <= MAX_AMOUNT_MICROS);
     v as i128
