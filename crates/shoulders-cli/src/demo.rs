@@ -143,7 +143,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     )?;
     println!("ledger   {}", dir.display());
     println!("verifier {verifier_key}\n");
-    let mut keys: Vec<(&'static str, ActorKey)> = ["alice", "bob", "carol-lab", "dave", "erin"]
+    let mut keys: Vec<(&'static str, ActorKey)> = ["alice", "bob", "carol-lab", "dave", "erin", "frank"]
         .into_iter()
         .map(|h| (h, ActorKey::generate(&mut OsRng)))
         .collect();
@@ -403,6 +403,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     println!("  shares (ppm): {}", answer["shares"]["contributors_ppm"]);
 
     meter(&mut demo, &dir)?;
+    governance(&mut demo, &dir)?;
 
     let export_path = dir.join("export.txt");
     let mut file = std::fs::File::create(&export_path).context("create export")?;
@@ -587,4 +588,166 @@ fn meter(demo: &mut Demo, dir: &std::path::Path) -> Result<()> {
         println!("  every balance sums to deposits minus withdrawals: conserved");
         Ok(())
     })
+}
+
+/// A poem frank uploads before its author does: prior possession the copy map cannot see.
+const DISPUTED_POEM: &str = "I wandered lonely as a cloud\nThat floats on high o'er vales and hills,\nWhen all at once I saw a crowd,\nA host, of golden daffodils;\nBeside the lake, beneath the trees,\nFluttering and dancing in the breeze.\n";
+
+/// Governance, start to finish: frank contributes a poem before its author, alice, does, so
+/// the copy map credits him; alice disputes it, naming her contribution as the original; while
+/// the dispute is open frank's earnings are held in escrow; the operator upholds it, the escrow
+/// goes to alice and so does every later credit of frank's copy. Then a reviewed dataset: a
+/// pending contribution earns nothing until accepted, and a do-not-train mark refuses a model.
+fn governance(demo: &mut Demo, dir: &std::path::Path) -> Result<()> {
+    const DATASET: &str = "carol-lab/public-domain-verse";
+    println!("\ngovernance: a dispute from start to finish:");
+    demo.submit(
+        "frank",
+        Kind::ActorRegister,
+        json!({"handle": "frank", "name": "Frank Copier"}),
+        "Frank Copier",
+    )?;
+    let copy = demo.contribute(
+        "frank",
+        DATASET,
+        DISPUTED_POEM,
+        json!({"title": "Daffodils (uploaded by frank)"}),
+    )?;
+    let original = demo.contribute(
+        "alice",
+        DATASET,
+        DISPUTED_POEM,
+        json!({"title": "Daffodils"}),
+    )?;
+    crate::attrib_cmd::build_index(dir, DATASET)?;
+    let verse = shoulders_attrib::dataset::DatasetIndex::open(dir, DATASET)?;
+    let text = "When all at once I saw a crowd, a host, of golden daffodils, beside the lake.";
+    let mut calls = 0;
+    let mut call = |demo: &mut Demo, n: usize| -> Result<()> {
+        let excluded = demo
+            .ledger
+            .with_state(|s| s.attribution_excluded(DATASET));
+        let opts = shoulders_attrib::dataset::AttributeOptions {
+            excluded,
+            ..Default::default()
+        };
+        let answer = verse.attribute(text, &opts)?;
+        let attribution: Vec<Value> = answer
+            .shares
+            .contributions_ppm
+            .iter()
+            .map(|(c, ppm)| json!({"dataset_id": DATASET, "contribution": c, "ppm": ppm}))
+            .collect();
+        let mut batch = Vec::new();
+        for _ in 0..n {
+            calls += 1;
+            let body = json!({
+                "usage_id": format!("demo-daffodils-{calls}"), "model_id": "carol-lab/verse-base",
+                "payer": "erin", "use_category": "commercial", "input_tokens": 8,
+                "output_tokens": text.len(),
+                "output_hash": format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
+                "attribution": attribution,
+            });
+            batch.push(demo.sign("operator", Kind::UsageReceipt, body)?.bytes().to_vec());
+        }
+        for r in demo.ledger.submit_batch(batch) {
+            r?;
+        }
+        Ok(())
+    };
+    let usd = |micros: i128| format!("{}.{:06} USD", micros / 1_000_000, micros % 1_000_000);
+    let earned = |demo: &Demo, who: &str| -> i128 {
+        demo.ledger.with_state(|s| {
+            s.statement(who, None, None)
+                .totals
+                .iter()
+                .filter(|t| t.currency == "USD")
+                .map(|t| t.balance_micros + t.unclaimed_micros)
+                .sum()
+        })
+    };
+    call(demo, 5)?;
+    println!(
+        "  5 calls quote the poem; the copy map credits frank's earlier upload #{copy}: frank holds {}",
+        usd(earned(demo, "frank"))
+    );
+    let hash = content(DISPUTED_POEM).0;
+    let dispute = demo.submit(
+        "alice",
+        Kind::DisputeOpen,
+        json!({"contribution": copy, "original": original, "evidence": [hash],
+               "statement": "Contribution #copy is my poem, which frank uploaded before I did."
+                   .replace("#copy", &format!("#{copy}"))}),
+        &format!("alice disputes #{copy}, naming her #{original} as the original"),
+    )?;
+    call(demo, 5)?;
+    let escrow = shoulders_state::governance::escrow_account(dispute);
+    let held = demo.ledger.with_state(|s| s.balance(&escrow, "USD"));
+    println!(
+        "  5 more calls while the dispute is open: {} held in {escrow}, frank still holds {}",
+        usd(held),
+        usd(earned(demo, "frank"))
+    );
+    let alice_before = earned(demo, "alice");
+    demo.submit(
+        "operator",
+        Kind::DisputeRule,
+        json!({"dispute": dispute, "verdict": "upheld",
+               "reason": "alice's drafts predate frank's upload; the texts are identical"}),
+        &format!("the operator upholds dispute #{dispute}"),
+    )?;
+    println!(
+        "  ruling: the escrow ({}) goes to alice",
+        usd(earned(demo, "alice") - alice_before)
+    );
+    let alice_before = earned(demo, "alice");
+    let frank_before = earned(demo, "frank");
+    call(demo, 5)?;
+    println!(
+        "  5 calls after the ruling: alice earns {}, frank {}",
+        usd(earned(demo, "alice") - alice_before),
+        usd(earned(demo, "frank") - frank_before)
+    );
+    if earned(demo, "frank") != frank_before || held == 0 {
+        bail!("the demo expected the ruling to move frank's credit to alice");
+    }
+
+    println!("\ngovernance: a reviewed dataset and a do-not-train mark:");
+    demo.submit(
+        "dave",
+        Kind::DatasetCreate,
+        json!({"dataset_id": "dave/reviewed-notes", "name": "Reviewed notes", "access": "open",
+               "review": true, "quota": {"window_ms": 86_400_000u64, "max_count": 10},
+               "disputes": {"arbiter": "owner"}}),
+        "dave/reviewed-notes (open, reviewed, 10 contributions a day each)",
+    )?;
+    let pending = demo.contribute(
+        "alice",
+        "dave/reviewed-notes",
+        "A note on metre: the iamb is a short syllable followed by a long one.",
+        json!({"title": "On metre"}),
+    )?;
+    let reserved = demo.contribute(
+        "bob",
+        "dave/reviewed-notes",
+        "A note on rhyme, which bob does not want used to train models.",
+        json!({"title": "On rhyme", "tdm_reservation": true}),
+    )?;
+    demo.submit(
+        "dave",
+        Kind::ContributionReview,
+        json!({"contribution": pending, "decision": "accept", "quality": 80}),
+        &format!("dave accepts #{pending} (quality 80); #{reserved} stays pending"),
+    )?;
+    let refused = demo.sign(
+        "dave",
+        Kind::ModelRegister,
+        json!({"model_id": "dave/notes-model", "name": "Notes model",
+               "datasets": ["dave/reviewed-notes"]}),
+    )?;
+    match demo.ledger.submit(refused.bytes().to_vec()) {
+        Err(e) => println!("  refused  {}: {e}", e.code()),
+        Ok(_) => bail!("the demo expected training on a reserved contribution to be refused"),
+    }
+    Ok(())
 }

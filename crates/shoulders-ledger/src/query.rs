@@ -341,6 +341,30 @@ pub fn models<'a>(
     ))
 }
 
+/// A page of disputes, newest first (cursor: the last id shown, `r<id>`).
+pub fn disputes<'a>(
+    state: &'a State,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<&'a shoulders_state::Dispute>, LedgerError> {
+    let before = index_cursor(cursor)?;
+    let mut items: Vec<&shoulders_state::Dispute> = state
+        .disputes()
+        .rev()
+        .filter(|d| before.is_none_or(|b| d.id < b))
+        .take(limit + 1)
+        .collect();
+    let next = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        format!("r{}", items[limit - 1].id)
+    });
+    Ok(Page {
+        items,
+        next,
+        total: Some(state.dispute_count() as u64),
+    })
+}
+
 /// A page of actors in handle order.
 pub fn actors<'a>(
     state: &'a State,

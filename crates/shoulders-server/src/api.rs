@@ -48,6 +48,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(actor_receipts))
         .routes(routes!(model_receipts))
         .routes(routes!(get_contribution))
+        .routes(routes!(list_disputes))
+        .routes(routes!(get_dispute))
         .routes(routes!(list_models))
         .routes(routes!(get_model))
         .routes(routes!(model_lineage))
@@ -725,9 +727,55 @@ async fn get_contribution(
 ) -> ApiResult<Json<Value>> {
     let index = path(p)?;
     st.view()
-        .with_state(|s| s.contribution(index).map(|c| json!(c)))
+        .with_state(|s| {
+            s.contribution(index).map(|c| {
+                let mut v = json!(c);
+                let target = shoulders_state::DisputeTarget::Contribution(index);
+                if let Some(d) = s.open_dispute(&target) {
+                    v["open_dispute"] = json!(d.id);
+                }
+                v
+            })
+        })
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no contribution {index}")))
+}
+
+/// Disputes, newest first, one page at a time.
+#[utoipa::path(get, path = "/api/disputes", tag = "governance", params(PageQuery),
+    responses((status = 200, description = "{items, next, total}", body = Object), (status = 400, body = ErrorBody)))]
+async fn list_disputes(
+    State(st): St,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    state_page(&st, q, |s, c, l| {
+        shoulders_ledger::query::disputes(s, c, l).map(|p| json!(p))
+    })
+}
+
+/// One dispute (by the log index of its `dispute.open` record), with what its escrow holds now.
+#[utoipa::path(get, path = "/api/disputes/{id}", tag = "governance",
+    params(("id" = u64, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn get_dispute(State(st): St, p: Result<Path<u64>, PathRejection>) -> ApiResult<Json<Value>> {
+    let id = path(p)?;
+    st.view()
+        .with_state(|s| {
+            s.dispute(id).map(|d| {
+                let mut v = json!(d);
+                let escrow = shoulders_state::governance::escrow_account(id);
+                let held: serde_json::Map<String, Value> = s
+                    .books()
+                    .balances_of(&escrow)
+                    .into_iter()
+                    .map(|((_, cur), amount)| (cur.to_string(), json!(amount.to_string())))
+                    .collect();
+                v["escrow_account"] = json!(escrow);
+                v["escrow_held_micros"] = Value::Object(held);
+                v
+            })
+        })
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no dispute {id}")))
 }
 
 /// Models in id order, one page at a time.
@@ -753,7 +801,16 @@ async fn get_model(
     let (owner, name) = path(p)?;
     let id = format!("{owner}/{name}");
     st.view()
-        .with_state(|s| s.model(&id).map(|m| json!(m)))
+        .with_state(|s| {
+            s.model(&id).map(|m| {
+                let mut v = json!(m);
+                let target = shoulders_state::DisputeTarget::Model(id.clone());
+                if let Some(d) = s.open_dispute(&target) {
+                    v["open_dispute"] = json!(d.id);
+                }
+                v
+            })
+        })
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))
 }

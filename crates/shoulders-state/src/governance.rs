@@ -184,8 +184,12 @@ impl State {
     }
 
     /// Every dispute, in log order.
-    pub fn disputes(&self) -> impl Iterator<Item = &Dispute> {
+    pub fn disputes(&self) -> impl DoubleEndedIterator<Item = &Dispute> {
         self.disputes.values()
+    }
+
+    pub fn dispute_count(&self) -> usize {
+        self.disputes.len()
     }
 
     /// The open dispute about `target`, if any.

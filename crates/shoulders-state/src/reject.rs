@@ -158,7 +158,7 @@ impl Reject {
             Reject::DisputeBond { .. } => "E_DISPUTE_BOND",
             Reject::TooManyDisputes { .. } => "E_TOO_MANY_DISPUTES",
             Reject::ReviewInvalid(_) => "E_REVIEW_INVALID",
-            Reject::QuotaExceeded { .. } => "E_QUOTA_EXCEEDED",
+            Reject::QuotaExceeded { .. } => "E_DATASET_QUOTA_EXCEEDED",
             Reject::TdmReserved { .. } => "E_TDM_RESERVED",
         }
     }

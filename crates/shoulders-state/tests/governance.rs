@@ -611,13 +611,13 @@ fn quotas_refuse_with_a_clear_code_and_reset_per_window() {
     let e = b
         .submit_at("author", Kind::DataContribute, body(3, 10), t + 2)
         .unwrap_err();
-    assert_eq!(e.code(), "E_QUOTA_EXCEEDED");
+    assert_eq!(e.code(), "E_DATASET_QUOTA_EXCEEDED");
     assert!(e.to_string().contains("resets at"), "{e}");
     // Another contributor has its own quota; the owner none.
     let e = b
         .submit_at("troll", Kind::DataContribute, body(4, 251), t + 3)
         .unwrap_err();
-    assert_eq!(e.code(), "E_QUOTA_EXCEEDED");
+    assert_eq!(e.code(), "E_DATASET_QUOTA_EXCEEDED");
     for i in 0..5 {
         b.submit_at("owner", Kind::DataContribute, body(10 + i, 200), t + 4)
             .unwrap();
@@ -631,7 +631,7 @@ fn quotas_refuse_with_a_clear_code_and_reset_per_window() {
         b.submit_at("author", Kind::DataContribute, body(7, 10), t + 6)
             .unwrap_err()
             .code(),
-        "E_QUOTA_EXCEEDED"
+        "E_DATASET_QUOTA_EXCEEDED"
     );
     b.check();
 }

@@ -10,6 +10,8 @@
 //!   the unclaimed pool, the outputs that used the actor's contributions.
 //! * `/records/{index}` — the record, what it did, and its inclusion proof, checked in the
 //!   browser with WebCrypto against the signed checkpoint's root.
+//! * `/disputes/{id}` — a dispute: who contests what, the evidence, the escrow it holds, the
+//!   arbiter and the ruling.
 //!
 //! Every value from the ledger is untrusted: it reaches the page only through
 //! [`html::esc`] / [`html::seg`].
@@ -31,6 +33,7 @@ use serde_json::Value;
 use shoulders_record::{Derivatives, PublicKey};
 use shoulders_state::money::Role;
 use shoulders_state::State as Ledger;
+use shoulders_state::{Contribution, Dataset, Dispute, DisputeStatus, DisputeTarget, ReviewState};
 
 use crate::AppState;
 use html::{
@@ -67,6 +70,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/datasets/{owner}/{name}", get(dataset_page))
         .route("/actors/{handle}", get(actor_page))
         .route("/records/{index}", get(record_page))
+        .route("/disputes/{id}", get(dispute_page))
         .route(
             "/static/explorer.js",
             get(|| async {
@@ -415,6 +419,19 @@ each record page checks its inclusion proof against this root in your browser.</
                 table("actors", &["handle", "name", "balance (incl. unclaimed)"], &actors),
                 more_link("/", "actors", actor_page.next.as_deref(), "actors", &format!("more people and organisations (of {}) →", s.actor_count()))
             );
+            let disputes: Vec<Vec<String>> = s
+                .disputes()
+                .rev()
+                .take(MAX_LISTED)
+                .map(|d| dispute_row(s, d))
+                .collect();
+            if !disputes.is_empty() {
+                let _ = write!(
+                    body,
+                    "<section id=\"disputes\"><h2>Disputes</h2>{}</section>",
+                    table("disputes", &["dispute", "about", "claimant", "respondent", "status"], &disputes)
+                );
+            }
             let totals: Vec<Vec<String>> = s
                 .totals()
                 .iter()
@@ -686,6 +703,22 @@ async fn model_page(
             if let Some(d) = &m.description {
                 let _ = write!(body, "<p>{}</p>", esc(d));
             }
+            if let Some(d) = s.open_dispute(&DisputeTarget::Model(id.clone())) {
+                let _ = write!(
+                    body,
+                    "<p class=\"notice\" data-testid=\"model-dispute\">Disputed by {} ({}): the owner's earnings from this model are held in escrow until the ruling.</p>",
+                    holder_link(&d.claimant),
+                    link(&dispute_href(d.id), &format!("dispute #{}", d.id))
+                );
+            }
+            if let Some(r) = &m.ruled_against {
+                let _ = write!(
+                    body,
+                    "<p class=\"notice\" data-testid=\"model-dispute\">Ruled against in {}: its owner's earnings now go to {}.</p>",
+                    link(&dispute_href(r.dispute), &format!("dispute #{}", r.dispute)),
+                    holder_link(&r.earnings_to)
+                );
+            }
             // The tree: ancestors above (layer −depth), the model, descendants below.
             let mut nodes = Vec::new();
             let mut ancestors: Vec<_> = prov.ancestors.iter().collect();
@@ -814,6 +847,7 @@ async fn dataset_page(
             if let Some(desc) = &d.description {
                 let _ = write!(body, "<p>{}</p>", esc(desc));
             }
+            let _ = write!(body, "<p data-testid=\"governance\">{}</p>", esc(&governance_line(s, d)));
             let models: Vec<String> = s
                 .models()
                 .filter(|m| m.datasets.contains(&id))
@@ -849,6 +883,7 @@ async fn dataset_page(
                         holder_link(&c.contributor),
                         c.byte_size.to_string(),
                         s.contribution_uses(c.index).to_string(),
+                        contribution_status(s, c),
                         esc(&time(c.ts_ms)),
                     ]
                 })
@@ -864,6 +899,7 @@ async fn dataset_page(
                         "contributor",
                         "bytes",
                         "used in outputs",
+                        "status",
                         "time (UTC)"
                     ],
                     &rows
@@ -1128,6 +1164,198 @@ async fn record_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Resp
                 esc(&shown)
             );
             Ok(page(&format!("Record #{index}"), &body))
+        })
+    })
+    .await
+}
+
+fn dispute_href(id: u64) -> String {
+    format!("/disputes/{id}")
+}
+
+fn contribution_href(s: &Ledger, index: u64) -> String {
+    match s.contribution(index) {
+        Some(c) => format!("{}#c-{index}", dataset_href(&c.dataset_id)),
+        None => record_href(index),
+    }
+}
+
+/// How a dataset is governed, in words.
+fn governance_line(s: &Ledger, d: &Dataset) -> String {
+    let mut parts = vec![if d.review {
+        "Reviewed: contributions wait for the owner's acceptance and earn nothing until then".to_string()
+    } else {
+        "Not reviewed: contributions count as soon as they are appended".to_string()
+    }];
+    if let Some(q) = &d.quota {
+        let mut limits = Vec::new();
+        if let Some(n) = q.max_count {
+            limits.push(format!("{n} contributions"));
+        }
+        if let Some(b) = q.max_bytes {
+            limits.push(format!("{b} bytes"));
+        }
+        parts.push(format!(
+            "quota per contributor: {} per {} s",
+            limits.join(" and "),
+            q.window_ms / 1000
+        ));
+    }
+    let (arbiter, bond) = match &d.disputes {
+        Some(p) => (
+            match p.arbiter {
+                shoulders_record::Arbiter::Owner => "the owner (the operator when the owner is a party)",
+                shoulders_record::Arbiter::Operator => "the operator",
+            },
+            p.bond.clone(),
+        ),
+        None => (
+            "the operator",
+            s.config().and_then(|c| c.dispute_bond.clone()),
+        ),
+    };
+    parts.push(format!(
+        "disputes ruled by {arbiter}, bond {}",
+        bond.map_or("none".into(), |b| format!("{} {}", html::micros(b.amount_micros.parse().unwrap_or(0)), b.currency))
+    ));
+    if !d.tdm_reserved.is_empty() {
+        parts.push(format!(
+            "{} contribution(s) reserve text and data mining: no model may declare training on this dataset",
+            d.tdm_reserved.len()
+        ));
+    }
+    parts.join(" · ")
+}
+
+/// A contribution's standing, as HTML: review, rulings, open dispute, do-not-train mark.
+fn contribution_status(s: &Ledger, c: &Contribution) -> String {
+    let mut out = Vec::new();
+    match c.review.as_ref().map(|r| (r.state, r.quality)) {
+        Some((ReviewState::Pending, _)) => out.push("pending review (earns nothing)".to_string()),
+        Some((ReviewState::Rejected, _)) => out.push("rejected (earns nothing)".to_string()),
+        Some((ReviewState::Accepted, Some(q))) => out.push(format!("accepted, quality {q}")),
+        Some((ReviewState::Accepted, None)) => out.push("accepted".to_string()),
+        None => {}
+    }
+    let mut html: Vec<String> = out.iter().map(|t| esc(t)).collect();
+    if let Some(r) = &c.ruled_against {
+        let by = link(&dispute_href(r.dispute), &format!("dispute #{}", r.dispute));
+        html.push(match r.redirect_to {
+            Some(o) => format!(
+                "ruled a copy ({by}): credit goes to {}",
+                link(&contribution_href(s, o), &format!("#{o}"))
+            ),
+            None => format!("taken down ({by})"),
+        });
+    }
+    if let Some(d) = s.open_dispute(&DisputeTarget::Contribution(c.index)) {
+        html.push(format!(
+            "disputed ({}): earnings held in escrow",
+            link(&dispute_href(d.id), &format!("#{}", d.id))
+        ));
+    }
+    if c.tdm_reservation {
+        html.push("reserves text and data mining".into());
+    }
+    if html.is_empty() {
+        "counts".into()
+    } else {
+        html.join("; ")
+    }
+}
+
+fn dispute_about(s: &Ledger, d: &Dispute) -> String {
+    match d.target() {
+        DisputeTarget::Contribution(c) => link(&contribution_href(s, c), &format!("contribution #{c}")),
+        DisputeTarget::Model(m) => link(&model_href(&m), &format!("model {m}")),
+    }
+}
+
+fn dispute_status(d: &Dispute) -> &'static str {
+    match d.status {
+        DisputeStatus::Open => "open",
+        DisputeStatus::Upheld => "upheld",
+        DisputeStatus::Dismissed => "dismissed",
+    }
+}
+
+fn dispute_row(s: &Ledger, d: &Dispute) -> Vec<String> {
+    vec![
+        link(&dispute_href(d.id), &format!("#{}", d.id)),
+        dispute_about(s, d),
+        holder_link(&d.claimant),
+        holder_link(&d.respondent),
+        esc(dispute_status(d)),
+    ]
+}
+
+async fn dispute_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Response {
+    let id = match path_param(p) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    render(st, move |st| {
+        st.view().with_state(|s| {
+            let Some(d) = s.dispute(id) else {
+                return Err(not_found(&format!("There is no dispute #{id} on this ledger.")));
+            };
+            let arbiter = match d.arbiter {
+                shoulders_record::Arbiter::Owner => "the dataset's owner",
+                shoulders_record::Arbiter::Operator => "the ledger operator",
+            };
+            let mut body = format!(
+                "<p class=\"lead\" data-testid=\"dispute-status\">{} · {} against {} about {} · opened in {} · ruled by {}</p>",
+                esc(dispute_status(d)),
+                holder_link(&d.claimant),
+                holder_link(&d.respondent),
+                dispute_about(s, d),
+                link(&record_href(d.opened_at), &format!("record #{}", d.opened_at)),
+                esc(arbiter),
+            );
+            let _ = write!(body, "<blockquote>{}</blockquote>", esc(&d.statement));
+            if let Some(o) = d.original {
+                let _ = write!(
+                    body,
+                    "<p>Says it copies {}.</p>",
+                    link(&contribution_href(s, o), &format!("contribution #{o}"))
+                );
+            }
+            let evidence: Vec<Vec<String>> = d.evidence.iter().map(|e| vec![format!("<code>{}</code>", esc(e))]).collect();
+            let _ = write!(body, "<section><h2>Evidence</h2>{}</section>", table("evidence", &["content hash"], &evidence));
+            if let Some(b) = &d.bond {
+                let _ = write!(body, "<p>Bond: {}.</p>", money(b.amount_micros.parse().unwrap_or(0), &b.currency));
+            }
+            let escrow = shoulders_state::governance::escrow_account(d.id);
+            let held: Vec<String> = s
+                .books()
+                .balances_of(&escrow)
+                .into_iter()
+                .map(|((_, cur), v)| money(v, &cur))
+                .collect();
+            let _ = write!(
+                body,
+                "<p data-testid=\"escrow\">Escrow <code>{}</code> holds: {}.</p>",
+                esc(&escrow),
+                if held.is_empty() { "nothing".into() } else { held.join(", ") }
+            );
+            if let (Some(at), Some(by)) = (d.ruled_at, &d.ruled_by) {
+                let released: Vec<String> = d
+                    .escrow_released_micros
+                    .iter()
+                    .map(|(cur, v)| money(v.parse().unwrap_or(0), cur))
+                    .collect();
+                let _ = write!(
+                    body,
+                    "<section id=\"ruling\"><h2>Ruling</h2><p data-testid=\"ruling\">{} by {} in {}: {}</p><p>Escrowed earnings released: {}{}.</p></section>",
+                    esc(dispute_status(d)),
+                    holder_link(by),
+                    link(&record_href(at), &format!("record #{at}")),
+                    esc(d.reason.as_deref().unwrap_or("")),
+                    if released.is_empty() { "none".into() } else { released.join(", ") },
+                    d.escrow_to.as_ref().map_or(String::new(), |t| format!(" to {}", holder_link(t))),
+                );
+            }
+            Ok(page(&format!("Dispute #{id}"), &body))
         })
     })
     .await
