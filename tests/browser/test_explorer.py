@@ -206,6 +206,33 @@ class ExplorerTest(unittest.TestCase):
         self.expect_proof_verified()
         self.shot("receipt-record")
 
+    def test_dispute_from_start_to_finish(self):
+        # The demo's dispute: alice contests frank's earlier upload of her poem and wins.
+        disputes = self.api("/api/disputes").json()["items"]
+        contested = next(d for d in disputes if d.get("original") is not None)
+        self.assertEqual(contested["status"], "upheld")
+        self.page.goto("/")
+        self.page.locator("table.disputes").get_by_role("link", name=f"#{contested['id']}").click()
+        expect(self.page).to_have_url(re.compile(rf"/disputes/{contested['id']}$"))
+        expect(self.page.get_by_test_id("dispute-status")).to_contain_text("upheld")
+        expect(self.page.get_by_test_id("ruling")).to_contain_text("upheld by operator")
+        expect(self.page.get_by_test_id("escrow")).to_contain_text("holds: nothing")
+        self.shot("dispute")
+        # The copy's row on its dataset page says where its credit goes now.
+        self.page.get_by_role("link", name=f"contribution #{contested['contribution']}").first.click()
+        expect(self.page).to_have_url(re.compile(r"/datasets/carol-lab/public-domain-verse#c-\d+$"))
+        row = self.page.locator(f"#c-{contested['contribution']}").locator("xpath=ancestor::tr")
+        expect(row).to_contain_text(f"credit goes to #{contested['original']}")
+        # alice was paid the escrow: her statement shows the award.
+        st = self.api("/api/statements/alice").json()
+        self.assertTrue(any(s["role"] == "escrow_award" for s in st["by_source"]), st["by_source"])
+        # The reviewed dataset shows its governance and a pending contribution.
+        self.page.goto("/datasets/dave/reviewed-notes")
+        expect(self.page.get_by_test_id("governance")).to_contain_text("Reviewed")
+        expect(self.page.locator("table.contributions")).to_contain_text("pending review")
+        expect(self.page.locator("table.contributions")).to_contain_text("reserves text and data mining")
+        self.shot("dataset-reviewed")
+
     def test_record_page_verifies_its_inclusion_proof(self):
         ds = self.api("/api/datasets/carol-lab/public-domain-verse").json()
         index = ds["contributions"][0]
@@ -275,7 +302,7 @@ class ExplorerTest(unittest.TestCase):
         self.assertEqual(self.checkpoint()[0], size_before + 1, "a refused call writes nothing")
 
     def test_unknown_pages_are_404(self):
-        for path in ["/models/nobody/nothing", "/actors/nobody", "/records/999999", "/datasets/a/b"]:
+        for path in ["/models/nobody/nothing", "/actors/nobody", "/records/999999", "/datasets/a/b", "/disputes/999999"]:
             resp = self.page.goto(path)
             self.assertEqual(resp.status, 404, path)
             expect(self.page.get_by_test_id("error")).to_be_visible()

@@ -165,6 +165,10 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         title: Option<String>,
+        /// Reserve text and data mining (W3C TDMRep `tdm-reservation`): no model may be
+        /// registered as trained on a dataset holding this contribution (`E_TDM_RESERVED`).
+        #[arg(long)]
+        tdm_reservation: bool,
         /// Client id (idempotency key); random when omitted.
         #[arg(long)]
         id: Option<String>,
@@ -690,6 +694,7 @@ fn run(cli: Cli) -> Result<()> {
             dataset,
             file,
             title,
+            tdm_reservation,
             id,
             ts_ms,
         } => {
@@ -723,6 +728,9 @@ fn run(cli: Cli) -> Result<()> {
                 "byte_size": size, "token_count": shoulders_ledger::content::token_count(size),
                 "media_type": "text/plain"
             });
+            if tdm_reservation {
+                body["tdm_reservation"] = true.into();
+            }
             if let Some(t) = title {
                 body["title"] = t.into();
             }

@@ -243,6 +243,15 @@ fn record_subject(record: &Value) -> String {
             return out;
         }
     }
+    // Governance records name a log index.
+    for (key, what) in [
+        ("dispute", "dispute"),
+        ("contribution", "contribution"),
+    ] {
+        if let Some(v) = body.get(key).and_then(Value::as_u64) {
+            return format!("{what} #{v}");
+        }
+    }
     String::new()
 }
 
