@@ -231,16 +231,25 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-/// Tuning of [`DatasetIndex::attribute`] (what is shown; the shares do not depend on it).
-#[derive(Debug, Clone, Copy)]
+/// Tuning of [`DatasetIndex::attribute`]: what is shown, and which contributions may earn.
+#[derive(Debug, Clone)]
 pub struct AttributeOptions {
-    /// Show at most this many spans, the rarest and longest first.
+    /// Show at most this many spans, the rarest and longest first (the shares do not depend
+    /// on it).
     pub max_spans: usize,
+    /// Contributions (ids, as in `attribution.json`) that earn nothing: taken down after a
+    /// dispute, or pending or rejected in a reviewed dataset. A window one of them owns goes
+    /// to the earliest contribution not listed that holds it, so a takedown takes effect with
+    /// the next query, without a rebuild. Ids the index does not hold are ignored.
+    pub excluded: BTreeSet<u64>,
 }
 
 impl Default for AttributeOptions {
     fn default() -> Self {
-        AttributeOptions { max_spans: 64 }
+        AttributeOptions {
+            max_spans: 64,
+            excluded: BTreeSet::new(),
+        }
     }
 }
 
@@ -260,6 +269,11 @@ pub struct AttributionReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paraphrases: Vec<ParaphraseCredit>,
     pub shares: Shares,
+    /// Excluded contributions ([`AttributeOptions::excluded`]) that the copy map names as the
+    /// owner of a credited window (or of a credited paraphrase's windows): without the list
+    /// they would have been credited, so a reader sees that a takedown took effect.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<u64>,
 }
 
 /// A passage the text paraphrases ([`crate::paraphrase`]).
@@ -300,8 +314,12 @@ pub struct SpanSource {
     pub offset: u64,
     pub length: u64,
     /// The contribution credited for this occurrence's content (itself, or the earlier
-    /// contribution it copies).
+    /// contribution it copies; never an excluded one).
     pub owner: Option<u64>,
+    /// This occurrence's contribution is excluded ([`AttributeOptions::excluded`]): shown, but
+    /// it earns nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub excluded: bool,
 }
 
 /// An opened dataset index with its contributor metadata.
@@ -417,21 +435,12 @@ impl DatasetIndex {
         let norm = normalize(text);
         let out = norm.bytes.as_slice();
         let matches = self.index.longest_matches_within(out, budget)?;
-        let mut windows = Vec::new();
+        let excluded = self.excluded_docs(&opts.excluded);
+        let mut skipped = BTreeSet::new();
+        let windows = self.credit_windows(out, &matches, &excluded, &mut skipped, budget)?;
         let mut owner_at: Vec<Option<u64>> = vec![None; out.len()];
-        for (i, m) in matches.iter().enumerate() {
-            if m.len < window || !informative(&out[i..i + window]) {
-                continue;
-            }
-            let Some(owner) = self
-                .index
-                .window_owner(m.lo)
-                .and_then(|d| self.index.contribution(d))
-            else {
-                continue;
-            };
-            owner_at[i] = Some(owner);
-            windows.push(WindowCredit { start: i, owner });
+        for w in &windows {
+            owner_at[w.start] = Some(w.owner);
         }
         let (weights, evidence_bytes) = byte_credit(&windows, window, out);
         let name = |c: u64| {
@@ -442,7 +451,7 @@ impl DatasetIndex {
         let mut paraphrases = Vec::new();
         if shares.rule == Rule::NoEvidence {
             if let Some(p) = &self.paraphrase {
-                paraphrases = self.paraphrased(p, text)?;
+                paraphrases = self.paraphrased(p, text, &excluded, &mut skipped, budget)?;
                 let mut weights: BTreeMap<u64, u128> = BTreeMap::new();
                 for m in &paraphrases {
                     for (&c, &ppm) in &m.credited {
@@ -452,7 +461,7 @@ impl DatasetIndex {
                 shares = Shares::from_weights(Rule::Paraphrase, 0, &weights, name);
             }
         }
-        let spans = self.spans(text, &norm, &matches, &owner_at, window, opts);
+        let spans = self.spans(text, &norm, &matches, &owner_at, opts, &excluded, budget)?;
         Ok(AttributionReport {
             dataset_id: self.meta.dataset_id.clone(),
             tokenizer: self.meta.tokenizer.clone(),
@@ -463,30 +472,124 @@ impl DatasetIndex {
             spans,
             paraphrases,
             shares,
+            excluded: skipped
+                .into_iter()
+                .filter_map(|d| self.index.contribution(d))
+                .collect(),
         })
+    }
+
+    /// The credited windows of the normalised text `text` (sorted by start): every start whose
+    /// match is at least a window long and whose window is informative, owned by the copy
+    /// map's owner, or, when `opts.excluded` names that owner, by the earliest contribution
+    /// not excluded that holds the window (not credited when there is none). What
+    /// [`DatasetIndex::attribute_within`] turns into byte credit and shares.
+    pub fn credited_windows_within(
+        &self,
+        text: &str,
+        opts: &AttributeOptions,
+        budget: &mut Budget,
+    ) -> Result<Vec<WindowCredit>, IndexError> {
+        if text.len() > MAX_OUTPUT_BYTES {
+            return Err(IndexError::QueryTooLarge {
+                len: text.len(),
+                limit: MAX_OUTPUT_BYTES,
+            });
+        }
+        let out = normalize(text).bytes;
+        let matches = self.index.longest_matches_within(&out, budget)?;
+        let excluded = self.excluded_docs(&opts.excluded);
+        self.credit_windows(&out, &matches, &excluded, &mut BTreeSet::new(), budget)
+    }
+
+    /// Document ordinals of the excluded contributions the index holds.
+    fn excluded_docs(&self, excluded: &BTreeSet<u64>) -> BTreeSet<u32> {
+        excluded
+            .iter()
+            .filter_map(|c| self.doc_of.get(c).copied())
+            .collect()
+    }
+
+    /// See [`DatasetIndex::credited_windows_within`]; excluded owners that lost a window are
+    /// added to `skipped`. Only windows whose owner is excluded search the index again (one
+    /// binary search and one step per occurrence of the window), so with nothing excluded
+    /// this is the copy map alone.
+    fn credit_windows(
+        &self,
+        out: &[u8],
+        matches: &[crate::index::Match],
+        excluded: &BTreeSet<u32>,
+        skipped: &mut BTreeSet<u32>,
+        budget: &mut Budget,
+    ) -> Result<Vec<WindowCredit>, IndexError> {
+        let window = self.index.window().expect("checked in new");
+        let skip = |d: u32| excluded.contains(&d);
+        let mut windows = Vec::new();
+        for (i, m) in matches.iter().enumerate() {
+            if m.len < window || !informative(&out[i..i + window]) {
+                continue;
+            }
+            let Some(mut doc) = self.index.window_owner(m.lo) else {
+                continue;
+            };
+            if skip(doc) {
+                skipped.insert(doc);
+                match self
+                    .index
+                    .earliest_holder_within(&out[i..i + window], &skip, budget)?
+                {
+                    Some(d) => doc = d,
+                    None => continue,
+                }
+            }
+            let Some(owner) = self.index.contribution(doc) else {
+                continue;
+            };
+            windows.push(WindowCredit { start: i, owner });
+        }
+        Ok(windows)
     }
 
     /// Passages `text` paraphrases, each credited to the first contributors of its content:
     /// a passage of a chunked, edited or padded copy is credited to the original, in
     /// proportion to the windows each owns; a passage too short for a window, to its own
-    /// contribution.
+    /// contribution. Excluded contributions earn nothing here either: their windows go to the
+    /// earliest holder not excluded, and a passage nobody may be credited for is dropped.
     fn paraphrased(
         &self,
         p: &crate::paraphrase::ParaphraseIndex,
         text: &str,
+        excluded: &BTreeSet<u32>,
+        skipped: &mut BTreeSet<u32>,
+        budget: &mut Budget,
     ) -> Result<Vec<ParaphraseCredit>, IndexError> {
+        let skip = |d: u32| excluded.contains(&d);
         let mut out = Vec::new();
         for m in p.query(text, &crate::paraphrase::ParaphraseOptions::default())? {
             let Some(&doc) = self.doc_of.get(&m.contribution) else {
                 continue;
             };
             let owners = self.index.window_owners_in(doc, m.start, m.end);
+            let has_window = !owners.is_empty();
+            let owners = if owners.keys().any(|&d| skip(d)) {
+                self.index
+                    .window_owners_in_excluding(doc, m.start, m.end, &skip, skipped, budget)?
+            } else {
+                owners
+            };
             let mut weights: BTreeMap<u64, u128> = owners
                 .iter()
                 .filter_map(|(&d, &n)| Some((self.index.contribution(d)?, u128::from(n))))
                 .collect();
+            if !has_window {
+                if skip(doc) {
+                    skipped.insert(doc);
+                } else {
+                    weights.insert(m.contribution, 1);
+                }
+            }
             if weights.is_empty() {
-                weights.insert(m.contribution, 1);
+                continue;
             }
             let credited = crate::shares::largest_remainder(&weights, u64::from(m.confidence_ppm));
             out.push(ParaphraseCredit {
@@ -501,15 +604,18 @@ impl DatasetIndex {
     }
 
     /// The maximal spans at least a window long, mapped back to the text as given.
+    #[allow(clippy::too_many_arguments)]
     fn spans(
         &self,
         text: &str,
         norm: &crate::normalize::Normalized,
         matches: &[crate::index::Match],
         owner_at: &[Option<u64>],
-        window: usize,
         opts: &AttributeOptions,
-    ) -> Vec<ReportSpan> {
+        excluded: &BTreeSet<u32>,
+        budget: &mut Budget,
+    ) -> Result<Vec<ReportSpan>, IndexError> {
+        let window = self.index.window().expect("checked in new");
         let out = norm.bytes.as_slice();
         let mut found = Vec::new();
         let mut prev_end = 0usize;
@@ -548,6 +654,24 @@ impl DatasetIndex {
                 .flatten()
                 .copied()
                 .collect();
+            // Every occurrence starts with the span's first window, so all share its owner; an
+            // excluded owner's window was passed on already if it is a credited one.
+            let owner = match self.index.window_owner(m.lo) {
+                Some(d) if excluded.contains(&d) => {
+                    if informative(&out[i..i + window]) {
+                        owner_at[i]
+                    } else {
+                        self.index
+                            .earliest_holder_within(
+                                &out[i..i + window],
+                                &|d| excluded.contains(&d),
+                                budget,
+                            )?
+                            .and_then(|d| self.index.contribution(d))
+                    }
+                }
+                d => d.and_then(|d| self.index.contribution(d)),
+            };
             let take = (m.hi - m.lo).min(MAX_SOURCES_PER_SPAN as u64);
             let mut contributions: Vec<SpanSource> = (m.lo..m.lo + take)
                 .filter_map(|r| {
@@ -558,10 +682,8 @@ impl DatasetIndex {
                         contributor: self.contributor(hit.contribution).map(str::to_string),
                         offset: hit.offset,
                         length,
-                        owner: self
-                            .index
-                            .window_owner(r)
-                            .and_then(|d| self.index.contribution(d)),
+                        owner,
+                        excluded: excluded.contains(&hit.doc),
                     })
                 })
                 .collect();
@@ -578,6 +700,6 @@ impl DatasetIndex {
                 contributions,
             });
         }
-        spans
+        Ok(spans)
     }
 }

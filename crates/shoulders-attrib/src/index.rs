@@ -41,7 +41,7 @@
 //! which the query occurs. Queries come from UTF-8, so a match never spans a separator; a
 //! query containing `0xFF` (or an empty query) counts 0 and finds nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -1355,15 +1355,78 @@ impl Index {
     /// and for a range too short to hold a window).
     pub fn window_owners_in(&self, doc: u32, start: u64, end: u64) -> BTreeMap<u32, u64> {
         let mut out = BTreeMap::new();
-        let Some(c) = self.content.as_ref() else {
-            return out;
-        };
-        let (Some(&raw_start), Some(&norm_start)) = (
-            c.raw_starts.get(doc as usize),
-            self.offsets.get(doc as usize),
+        let (Some(c), Some((a, last))) = (
+            self.content.as_ref(),
+            self.window_starts_in(doc, start, end),
         ) else {
             return out;
         };
+        // Window starts in [a, last]: walk the owner runs overlapping that range.
+        let mut i = c.owners.partition_point(|r| r.pos <= a).saturating_sub(1);
+        while i < c.owners.len() && c.owners[i].pos <= last {
+            let from = c.owners[i].pos.max(a);
+            let to = c
+                .owners
+                .get(i + 1)
+                .map_or(last + 1, |n| n.pos.min(last + 1));
+            if to > from {
+                *out.entry(c.owners[i].doc).or_insert(0) += to - from;
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// [`Index::window_owners_in`] when the documents `skip` names may not own anything: each
+    /// window whose owner is skipped goes to [`Index::earliest_holder_within`] (or to nobody),
+    /// and each skipped owner is added to `skipped`. With nothing skipped it is
+    /// `window_owners_in` and spends no steps.
+    pub fn window_owners_in_excluding(
+        &self,
+        doc: u32,
+        start: u64,
+        end: u64,
+        skip: &dyn Fn(u32) -> bool,
+        skipped: &mut BTreeSet<u32>,
+        budget: &mut Budget,
+    ) -> Result<BTreeMap<u32, u64>, IndexError> {
+        let mut out = self.window_owners_in(doc, start, end);
+        let moved: Vec<u32> = out.keys().copied().filter(|&d| skip(d)).collect();
+        if moved.is_empty() {
+            return Ok(out);
+        }
+        for d in &moved {
+            out.remove(d);
+            skipped.insert(*d);
+        }
+        let (Some(c), Some((a, last))) = (
+            self.content.as_ref(),
+            self.window_starts_in(doc, start, end),
+        ) else {
+            return Ok(out);
+        };
+        let w = c.window as u64;
+        for p in a..=last {
+            let owner = copymap::owner_at(&c.owners, p);
+            if !owner.is_some_and(|o| moved.contains(&o)) {
+                continue;
+            }
+            let window = &self.text[p as usize..(p + w) as usize];
+            if let Some(h) = self.earliest_holder_within(window, skip, budget)? {
+                *out.entry(h).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first and last normalised token-array positions where a full window starts inside
+    /// the original byte range `[start, end)` of document `doc` (`None`: no window fits).
+    fn window_starts_in(&self, doc: u32, start: u64, end: u64) -> Option<(u64, u64)> {
+        let c = self.content.as_ref()?;
+        let (&raw_start, &norm_start) = (
+            c.raw_starts.get(doc as usize)?,
+            self.offsets.get(doc as usize)?,
+        );
         let norm_end = self
             .offsets
             .get(doc as usize + 1)
@@ -1385,23 +1448,40 @@ impl Index {
         let (a, b) = (to_norm(raw_start + 1 + start), to_norm(raw_start + 1 + end));
         let w = c.window as u64;
         if b < a + w {
-            return out;
+            return None;
         }
-        // Window starts in [a, b - w]: walk the owner runs overlapping that range.
-        let last = b - w;
-        let mut i = c.owners.partition_point(|r| r.pos <= a).saturating_sub(1);
-        while i < c.owners.len() && c.owners[i].pos <= last {
-            let from = c.owners[i].pos.max(a);
-            let to = c
-                .owners
-                .get(i + 1)
-                .map_or(last + 1, |n| n.pos.min(last + 1));
-            if to > from {
-                *out.entry(c.owners[i].doc).or_insert(0) += to - from;
+        Some((a, b - w))
+    }
+
+    /// The earliest document (lowest ordinal, so lowest contribution id) holding the exact
+    /// normalised bytes `window` that `skip` does not name; `None` when every holder is
+    /// skipped (or none exists). This is the copy map's rule with some documents removed, for
+    /// the windows whose owner was taken down or is pending review, without a rebuild: the
+    /// window's occurrences are one suffix-array range, found by binary search and then
+    /// scanned, every occurrence one step of `budget` (so a window copied a million times
+    /// costs a million steps, and a text full of them ends in `E_ATTRIBUTION_BUDGET`).
+    pub fn earliest_holder_within(
+        &self,
+        window: &[u8],
+        skip: &dyn Fn(u32) -> bool,
+        budget: &mut Budget,
+    ) -> Result<Option<u32>, IndexError> {
+        if window.is_empty() || window.contains(&DOC_SEP) {
+            return Ok(None);
+        }
+        let mut search = Search::new(budget);
+        let (lo, hi) = self.range_in(window, (0, self.n()), 0, &mut search)?;
+        let mut best: Option<u32> = None;
+        for r in lo..hi {
+            search.budget.charge(1)?;
+            let Some(hit) = self.locate(self.sa(r)) else {
+                continue;
+            };
+            if best.is_none_or(|b| hit.doc < b) && !skip(hit.doc) {
+                best = Some(hit.doc);
             }
-            i += 1;
         }
-        out
+        Ok(best)
     }
 
     /// The original bytes that produced the normalised bytes `[pos, pos + len)` of the token

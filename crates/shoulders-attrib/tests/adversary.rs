@@ -9,15 +9,17 @@
 //! * the honest author of a quoted passage keeps everything it had (≥ 90% here);
 //! * shares always sum to exactly 1 000 000 ppm (or there is no evidence at all).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use shoulders_attrib::budget::Budget;
 use shoulders_attrib::dataset::{build, AttributeOptions, BuildDoc, DatasetIndex};
-use shoulders_attrib::shares::{Rule, PPM};
+use shoulders_attrib::normalize::normalize;
+use shoulders_attrib::shares::{informative, Rule, PPM};
 
 const ADVERSARY: &str = "mallory";
 
@@ -55,6 +57,11 @@ struct Built {
 }
 
 fn index_of(docs: &[(String, String)]) -> Built {
+    index_with_ids(docs, |i| i as u64)
+}
+
+/// [`index_of`] with contribution ids `id(i)` (increasing: documents are in log order).
+fn index_with_ids(docs: &[(String, String)], id: impl Fn(usize) -> u64) -> Built {
     let dir = tempfile::tempdir().unwrap();
     build(
         dir.path(),
@@ -62,7 +69,7 @@ fn index_of(docs: &[(String, String)]) -> Built {
         docs.len() as u64,
         docs.iter().enumerate().map(|(i, (who, text))| {
             Ok(BuildDoc {
-                contribution: i as u64,
+                contribution: id(i),
                 contributor: who.clone(),
                 bytes: text.clone().into_bytes(),
             })
@@ -503,5 +510,354 @@ fn paraphrases_are_credited_to_the_first_contributor_not_to_copies() {
             .attribute(case["text"].as_str().unwrap(), &AttributeOptions::default())
             .unwrap();
         assert_eq!(r.shares.contributors_ppm.get(ADVERSARY), None);
+    }
+}
+
+// ---- exclusions (takedowns, pending review) ------------------------------------------------
+
+/// Outputs whose reports are kept in `tests/data/golden_reports.json`: quotes of every third
+/// document (boilerplate copies among them), edited quotes, two authors at once, junk, and
+/// paraphrases.
+fn golden_outputs() -> Vec<String> {
+    let docs = corpus();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut out = Vec::new();
+    for (i, (_, text)) in docs.iter().enumerate().step_by(3) {
+        let quote = passage(text, text.len() / 3, 400);
+        out.push(quote.to_string());
+        if i % 2 == 0 {
+            out.push(edit(quote, &mut rng));
+        }
+    }
+    let (a, b) = (&docs[1].1, &docs[docs.len() - 2].1);
+    out.push(format!(
+        "{} and then {}",
+        passage(a, a.len() / 2, 300),
+        passage(b, b.len() / 4, 300)
+    ));
+    out.push(junk(600, &mut rng));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/paraphrase");
+    let cases: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("cases.json")).unwrap()).unwrap();
+    // The first few cases (exact windows), and those the base corpus credits as paraphrases.
+    let paraphrased = [
+        "mpl-scope",
+        "tar-description",
+        "gzip-truncate",
+        "sed-description",
+    ];
+    for (i, case) in cases["positives"].as_array().unwrap().iter().enumerate() {
+        if i < 6 || paraphrased.contains(&case["id"].as_str().unwrap()) {
+            out.push(case["text"].as_str().unwrap().to_string());
+        }
+    }
+    out
+}
+
+/// With no exclusions the reports are byte for byte what they were before exclusions existed.
+/// Regenerate deliberately with `UPDATE_GOLDEN=1 cargo test -p shoulders-attrib --test
+/// adversary golden`.
+#[test]
+fn golden_reports_without_exclusions_are_unchanged() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden_reports.json");
+    let got: Vec<serde_json::Value> = golden_outputs()
+        .into_iter()
+        .map(|output| {
+            let r = base()
+                .index
+                .attribute(&output, &AttributeOptions::default())
+                .unwrap();
+            serde_json::json!({"output": output, "report": serde_json::to_string(&r).unwrap()})
+        })
+        .collect();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+    }
+    let want: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g["output"], w["output"], "the golden outputs changed");
+        assert_eq!(
+            g["report"], w["report"],
+            "report changed for {}",
+            g["output"]
+        );
+    }
+}
+
+fn excluding(ids: &[u64]) -> AttributeOptions {
+    AttributeOptions {
+        excluded: ids.iter().copied().collect(),
+        ..AttributeOptions::default()
+    }
+}
+
+/// A plagiarist contributes an author's text before the author does. The copy map credits
+/// the plagiarist; once it is taken down (excluded), the author, the next holder, gets
+/// everything, at once and without a rebuild; with both excluded nobody is credited.
+#[test]
+fn a_takedown_passes_credit_to_the_next_holder() {
+    let (_, text) = &corpus()[5];
+    let (_, other) = &corpus()[20];
+    let docs = vec![
+        ("plagiarist".to_string(), text.clone()),
+        ("other".to_string(), other.clone()),
+        ("author".to_string(), text.clone()),
+    ];
+    let ix = index_of(&docs);
+    let output = passage(text, text.len() / 3, 400);
+    let attribute = |ids: &[u64]| ix.index.attribute(output, &excluding(ids)).unwrap();
+
+    let before = attribute(&[]);
+    assert_eq!(before.shares.contributions_ppm, BTreeMap::from([(0, PPM)]));
+    assert!(before.excluded.is_empty());
+
+    let after = attribute(&[0]);
+    assert_eq!(after.shares.contributions_ppm, BTreeMap::from([(2, PPM)]));
+    assert_eq!(after.shares.contributors_ppm["author"], PPM);
+    assert_eq!(after.excluded, vec![0], "the report shows the takedown");
+    for span in &after.spans {
+        assert_eq!(span.credited, vec![2]);
+        // The plagiarist's occurrence is still shown, marked, and owned by the author.
+        let marked: Vec<(u64, bool)> = span
+            .contributions
+            .iter()
+            .map(|c| (c.contribution, c.excluded))
+            .collect();
+        assert_eq!(marked, vec![(0, true), (2, false)]);
+        assert!(span.contributions.iter().all(|c| c.owner == Some(2)));
+    }
+    let json = serde_json::to_string(&after).unwrap();
+    assert!(json.contains(r#""excluded":true"#) && json.contains(r#""excluded":[0]"#));
+
+    let neither = attribute(&[0, 2]);
+    assert_eq!(
+        neither.shares.rule,
+        Rule::NoEvidence,
+        "{:?}",
+        neither.shares
+    );
+    assert!(neither.shares.contributions_ppm.is_empty());
+    assert!(neither.spans.iter().all(|s| s.credited.is_empty()));
+    assert!(neither.paraphrases.is_empty());
+    assert_eq!(neither.excluded, vec![0]);
+
+    // Excluding the later holder alone takes nothing from the owner and is not "a takedown
+    // that took effect"; its occurrence is marked.
+    let later = attribute(&[2]);
+    assert_eq!(later.shares, before.shares);
+    assert!(later.excluded.is_empty());
+    assert!(later.spans[0].contributions.iter().any(|c| c.excluded));
+}
+
+/// Excluding contributions that hold none of the text (or that the index does not hold)
+/// changes nothing: the report is byte for byte the same.
+#[test]
+fn excluding_unrelated_contributions_changes_nothing() {
+    let ix = &base().index;
+    for output in golden_outputs() {
+        let plain = ix.attribute(&output, &AttributeOptions::default()).unwrap();
+        let mut mentioned: BTreeSet<u64> = plain.shares.contributions_ppm.keys().copied().collect();
+        for s in &plain.spans {
+            mentioned.extend(&s.credited);
+            mentioned.extend(s.contributions.iter().map(|c| c.contribution));
+            mentioned.extend(s.contributions.iter().filter_map(|c| c.owner));
+        }
+        for p in &plain.paraphrases {
+            mentioned.insert(p.contribution);
+            mentioned.extend(p.credited.keys());
+        }
+        let unrelated: Vec<u64> = (0..corpus().len() as u64)
+            .filter(|c| !mentioned.contains(c))
+            .collect();
+        assert!(!unrelated.is_empty());
+        let mut ids = vec![unrelated[0], unrelated[unrelated.len() / 2], 1_000_000];
+        ids.push(*unrelated.last().unwrap());
+        let r = ix.attribute(&output, &excluding(&ids)).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            serde_json::to_string(&plain).unwrap(),
+            "excluding {ids:?} changed the report of {output:?}"
+        );
+    }
+}
+
+/// The paraphrase path follows a takedown too: a passage credited by retrieval goes, window
+/// by window, to the next holder of its content (a later copy, which the paraphrase index does
+/// not even hold).
+#[test]
+fn a_takedown_moves_paraphrase_credit_too() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/paraphrase");
+    let cases: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("cases.json")).unwrap()).unwrap();
+    let case = cases["positives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "tar-description")
+        .unwrap();
+    let output = case["text"].as_str().unwrap();
+    let plain = base()
+        .index
+        .attribute(output, &AttributeOptions::default())
+        .unwrap();
+    assert_eq!(plain.shares.rule, Rule::Paraphrase);
+    let source = *plain.shares.contributions_ppm.keys().next().unwrap();
+    let mut docs = corpus().clone();
+    docs.push(("later".to_string(), corpus()[source as usize].1.clone()));
+    let ix = index_of(&docs);
+    let r = ix.index.attribute(output, &excluding(&[source])).unwrap();
+    assert_eq!(r.shares.rule, Rule::Paraphrase);
+    assert_eq!(
+        r.shares.contributors_ppm,
+        BTreeMap::from([("later".into(), PPM)])
+    );
+    assert_eq!(r.excluded, vec![source]);
+    let copy = docs.len() as u64 - 1;
+    let r = ix
+        .index
+        .attribute(output, &excluding(&[source, copy]))
+        .unwrap();
+    assert!(r
+        .paraphrases
+        .iter()
+        .all(|p| !p.credited.contains_key(&source)));
+    assert!(!r.shares.contributions_ppm.contains_key(&source));
+    assert!(!r.shares.contributions_ppm.contains_key(&copy));
+}
+
+/// The slow path is charged to the budget: one step per occurrence of a window whose owner is
+/// excluded, so a window held by many excluded copies cannot make a query unbounded.
+#[test]
+fn passing_credit_on_is_charged_to_the_budget() {
+    let (_, text) = &corpus()[7];
+    let quote = passage(text, text.len() / 2, 200).to_string();
+    let copies = 300usize;
+    let docs: Vec<(String, String)> = (0..copies)
+        .map(|i| (format!("copier{i}"), format!("copy {i}\n{quote}\n")))
+        .collect();
+    let ix = index_of(&docs);
+    let all_but_last: Vec<u64> = (0..copies as u64 - 1).collect();
+    let steps = |opts: &AttributeOptions| {
+        let mut budget = Budget::unlimited();
+        let r = ix
+            .index
+            .attribute_within(&quote, opts, &mut budget)
+            .unwrap();
+        (budget.used(), r)
+    };
+    let (plain_steps, plain) = steps(&AttributeOptions::default());
+    assert_eq!(plain.shares.contributors_ppm["copier0"], PPM);
+    let (slow_steps, slow) = steps(&excluding(&all_but_last));
+    let last = format!("copier{}", copies - 1);
+    assert_eq!(slow.shares.contributors_ppm[&last], PPM);
+    let windows = ix
+        .index
+        .credited_windows_within(
+            &quote,
+            &AttributeOptions::default(),
+            &mut Budget::unlimited(),
+        )
+        .unwrap()
+        .len() as u64;
+    assert!(windows > 100);
+    assert!(
+        slow_steps >= plain_steps + windows * copies as u64,
+        "{slow_steps} steps, {plain_steps} without exclusions, {windows} windows"
+    );
+    // A budget the plain query fits in is not enough once every window needs the slow path.
+    let mut budget = Budget::steps(plain_steps + 1000);
+    assert!(ix
+        .index
+        .attribute_within(&quote, &AttributeOptions::default(), &mut budget)
+        .is_ok());
+    let mut budget = Budget::steps(plain_steps + 1000);
+    let err = ix
+        .index
+        .attribute_within(&quote, &excluding(&all_but_last), &mut budget)
+        .unwrap_err();
+    assert_eq!(err.code(), "E_ATTRIBUTION_BUDGET");
+}
+
+/// Phrases for small random corpora: each informative (≥ 8 distinct bytes), so windows made
+/// of them are evidence, and few, so documents share windows often.
+const PHRASES: [&str; 5] = [
+    "quick brown fox ",
+    "jumps over the lazy dog, ",
+    "while seven orchards slept; ",
+    "River Stone Lamp ",
+    "never contributed anywhere ",
+];
+
+fn phrases(picks: &[usize]) -> String {
+    picks.iter().map(|&p| PHRASES[p % PHRASES.len()]).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// Against brute force: for any exclusion set, every window of the output that is
+    /// informative is credited exactly to the earliest non-excluded document holding it (both
+    /// normalised), and windows no such document holds are not credited.
+    #[test]
+    fn credited_windows_match_brute_force(
+        docs in proptest::collection::vec(
+            (proptest::collection::vec(0usize..4, 0..8), any::<bool>()), 1..7),
+        copies in proptest::collection::vec((any::<prop::sample::Index>(), 0usize..3), 0..3),
+        output in proptest::collection::vec(0usize..5, 1..10),
+        mask in any::<u32>(),
+    ) {
+        let mut texts: Vec<String> = docs
+            .iter()
+            .map(|(picks, upper)| {
+                let t = phrases(picks);
+                if *upper { t.to_uppercase().replace(' ', "\n") } else { t }
+            })
+            .collect();
+        // Later copies (whole, or cut) of earlier documents.
+        for (which, cut) in &copies {
+            let t = texts[which.index(texts.len())].clone();
+            texts.push(t[t.len() * cut / 4..].to_string());
+        }
+        let docs: Vec<(String, String)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("c{i}"), t.clone()))
+            .collect();
+        // Ids with gaps, as log indexes have.
+        let id = |i: usize| 3 + 5 * i as u64;
+        let ix = index_with_ids(&docs, id);
+        let mut excluded: BTreeSet<u64> =
+            (0..docs.len()).filter(|i| mask >> i & 1 == 1).map(id).collect();
+        if mask >> 31 == 1 {
+            excluded.insert(1_000_000);
+        }
+        let output = phrases(&output);
+        let opts = AttributeOptions { excluded: excluded.clone(), ..AttributeOptions::default() };
+        let got: BTreeMap<usize, u64> = ix
+            .index
+            .credited_windows_within(&output, &opts, &mut Budget::unlimited())
+            .unwrap()
+            .into_iter()
+            .map(|w| (w.start, w.owner))
+            .collect();
+        let norm_docs: Vec<Vec<u8>> = texts.iter().map(|t| normalize(t).bytes).collect();
+        let out = normalize(&output).bytes;
+        let w = 32;
+        let mut want = BTreeMap::new();
+        for s in 0..(out.len() + 1).saturating_sub(w) {
+            let win = &out[s..s + w];
+            if !informative(win) {
+                continue;
+            }
+            let owner = (0..norm_docs.len())
+                .filter(|&i| !excluded.contains(&id(i)))
+                .find(|&i| norm_docs[i].windows(w).any(|x| x == win));
+            if let Some(i) = owner {
+                want.insert(s, id(i));
+            }
+        }
+        prop_assert_eq!(got, want);
     }
 }

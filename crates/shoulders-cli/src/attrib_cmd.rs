@@ -181,6 +181,7 @@ pub fn attribute_value(args: AttributeArgs) -> Result<serde_json::Value> {
         &text,
         &AttributeOptions {
             max_spans: args.max_spans,
+            ..Default::default()
         },
     )?;
     Ok(serde_json::to_value(report)?)

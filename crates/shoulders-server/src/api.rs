@@ -984,6 +984,7 @@ async fn attribute(
             max_spans: req
                 .max_spans
                 .unwrap_or(AttributeOptions::default().max_spans),
+            ..Default::default()
         };
         Ok(Json(json!(ix.attribute_within(&req.text, &opts, &mut budget)?)))
     })
