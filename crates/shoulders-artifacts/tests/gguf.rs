@@ -342,6 +342,7 @@ fn tensors_and_file_are_hashed_exactly() {
         artifacts: vec![artifact],
         license_id: None,
         url: None,
+        max_royalty_bps: None,
     });
     body.validate().unwrap();
 }

@@ -350,7 +350,15 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     for use_tag in ["commercial", "research"] {
         let decision = demo
             .ledger
-            .with_state(|s| s.check_use("dave/verse-instruct-q4", use_tag, None, crate::now_ms()))
+            .with_state(|s| {
+                s.check_use(
+                    "dave/verse-instruct-q4",
+                    use_tag,
+                    None,
+                    crate::now_ms(),
+                    None,
+                )
+            })
             .expect("the model exists");
         let verdict = if decision.allowed {
             "allowed".to_string()

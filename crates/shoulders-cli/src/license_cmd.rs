@@ -12,11 +12,12 @@ pub fn check(
     use_tag: &str,
     territory: Option<&str>,
     at_ms: Option<u64>,
+    max_royalty_bps: Option<u32>,
 ) -> Result<()> {
     let state = Reader::open(&crate::data_dir(data_dir))?.state()?;
     let now = at_ms.unwrap_or_else(crate::now_ms);
     let decision = state
-        .check_use(model_id, use_tag, territory, now)
+        .check_use(model_id, use_tag, territory, now, max_royalty_bps)
         .ok_or_else(|| LedgerError::NotFound(format!("no model {model_id:?} in this ledger")))?;
     let model = state.model(model_id).expect("checked above");
     print_json(&json!({
@@ -24,6 +25,7 @@ pub fn check(
         "use": use_tag,
         "territory": territory,
         "at_ms": now,
+        "max_royalty_bps": max_royalty_bps,
         "allowed": decision.allowed,
         "reasons": decision.reasons,
         "notes": decision.notes,

@@ -352,6 +352,10 @@ enum LicenseCommand {
         /// Check at this time (ms since the epoch) instead of now.
         #[arg(long)]
         at_ms: Option<u64>,
+        /// The most stacked upstream royalty you accept, in basis points (0-10000): the use is
+        /// denied when the model's royalty stack totals more.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+        max_royalty_bps: Option<u32>,
     },
     /// List the licence presets and their SPDX ids.
     Presets,
@@ -860,7 +864,15 @@ fn run(cli: Cli) -> Result<()> {
                 use_tag,
                 territory,
                 at_ms,
-            } => license_cmd::check(&data_dir, &model_id, &use_tag, territory.as_deref(), at_ms)?,
+                max_royalty_bps,
+            } => license_cmd::check(
+                &data_dir,
+                &model_id,
+                &use_tag,
+                territory.as_deref(),
+                at_ms,
+                max_royalty_bps,
+            )?,
             LicenseCommand::Presets => license_cmd::presets()?,
             LicenseCommand::Preset { name, license_id } => license_cmd::preset(&name, &license_id)?,
         },

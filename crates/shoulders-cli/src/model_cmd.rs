@@ -71,6 +71,11 @@ pub struct ImportArgs {
     /// The model's licence (a `license.define` id); checked against its lineage.
     #[arg(long)]
     pub license_id: Option<String>,
+    /// The most stacked upstream royalty you accept, in basis points (0-10000): the
+    /// registration is refused (E_LICENSE_ROYALTY_ABOVE_MAX, naming every ancestor of the
+    /// stack) when the lineage's royalties total more.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub max_royalty_bps: Option<u32>,
     /// Client id (idempotency key); random when omitted.
     #[arg(long)]
     pub id: Option<String>,
@@ -180,6 +185,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         artifacts: scanned.artifacts,
         license_id: args.license_id,
         url: None,
+        max_royalty_bps: args.max_royalty_bps,
     };
     let files = body.artifacts.len();
     let tensors: usize = body.artifacts.iter().map(|a| a.tensors.len()).sum();

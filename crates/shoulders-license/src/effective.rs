@@ -1,6 +1,6 @@
 use crate::{Conflict, FloorConflict};
 use serde::{Deserialize, Serialize};
-use shoulders_record::{Derivatives, LicenseTerms, BPS_ONE};
+use shoulders_record::{Derivatives, LicenseTerms, RoyaltyReach, BPS_ONE};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A model's owned licence pricing, in micro-units of `currency`.
@@ -58,6 +58,11 @@ pub struct Royalty {
     pub bps: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<Floor>,
+    /// Which descendants owe it (the licence's `royalty_reach`): every descendant, or only the
+    /// direct children of `model_id`. Left out when it is every descendant, so stored terms
+    /// written before reach existed read back unchanged.
+    #[serde(default, skip_serializing_if = "RoyaltyReach::is_all_ancestors")]
+    pub reach: RoyaltyReach,
 }
 
 impl Royalty {
@@ -70,6 +75,7 @@ impl Royalty {
             license_id: license_id.to_string(),
             bps: t.royalty_bps,
             floor: Floor::from_terms(t),
+            reach: t.royalty_reach.unwrap_or_default(),
         }
     }
 
@@ -98,7 +104,7 @@ pub struct Effective {
     /// Earliest expiry and who set it.
     pub expires: Option<(u64, String)>,
     /// Stacked upstream royalties, one per ancestor model whose own licence sets a royalty
-    /// share and/or a floor, nearest first.
+    /// share and/or a floor and whose reach extends to this model, nearest first.
     pub royalties: Vec<Royalty>,
     /// The model's own licence pricing, if it has a licence.
     pub price: Option<Price>,
@@ -190,7 +196,12 @@ impl Effective {
         }
     }
 
-    /// Combine `other` into `self`, most restrictive clause winning.
+    /// Combine `other` (the effective terms of a source of the model `self` describes) into
+    /// `self`, most restrictive clause winning. Royalties of `other`'s stack with
+    /// [`RoyaltyReach::DirectParent`] are not carried: `other`'s model owes them as a direct
+    /// child of their models, and `self`'s model is at least a grandchild of those. (A parent's
+    /// own royalty is added by [`check_derivation`] from [`Source::royalty`], whatever its
+    /// reach.)
     pub fn merge(&mut self, other: &Effective) {
         self.noncommercial_by
             .extend(other.noncommercial_by.iter().cloned());
@@ -233,6 +244,9 @@ impl Effective {
             }
         }
         for r in &other.royalties {
+            if r.reach == RoyaltyReach::DirectParent {
+                continue;
+            }
             if !self.royalties.iter().any(|m| m.model_id == r.model_id) {
                 self.royalties.push(r.clone());
             }
@@ -244,6 +258,20 @@ impl Effective {
 
     pub fn total_royalty_bps(&self) -> u32 {
         self.royalties.iter().map(|r| r.bps).sum()
+    }
+
+    /// Every ancestor of the royalty stack with its share and licence, nearest first, e.g.
+    /// `alice/base 3000 bps (licence alice/base-lic), bob/mid 0 bps (licence bob/mid-lic)`;
+    /// `no ancestor` when the stack is empty.
+    pub fn royalty_stack(&self) -> String {
+        if self.royalties.is_empty() {
+            return "no ancestor".into();
+        }
+        self.royalties
+            .iter()
+            .map(|r| format!("{} {} bps (licence {})", r.model_id, r.bps, r.license_id))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The royalty floors of the stack, with their ancestors.
@@ -266,7 +294,7 @@ pub struct Source<'a> {
     pub label: String,
     pub effective: &'a Effective,
     /// `Some` for a parent model with a licence: the royalty share and floor its own licence
-    /// asks, owed to its owner.
+    /// asks, owed to its owner by the new model (a direct child) whatever its reach.
     pub royalty: Option<Royalty>,
 }
 
@@ -404,6 +432,22 @@ pub fn check_derivation(
     Ok(effective)
 }
 
+/// Refuse effective terms whose royalty stack totals more basis points than `max_bps`, the most
+/// a registrant accepts (`model.register.max_royalty_bps`). The refusal lists every ancestor of
+/// the stack with its share and licence, so the registrant sees which one to drop. Floors are
+/// amounts, not shares, and are not counted.
+pub fn check_max_royalty(e: &Effective, max_bps: u32) -> Result<(), Conflict> {
+    let total_bps = e.total_royalty_bps();
+    if total_bps > max_bps {
+        return Err(Conflict::RoyaltyAboveMax {
+            total_bps,
+            max_bps,
+            stack: e.royalty_stack(),
+        });
+    }
+    Ok(())
+}
+
 fn floor_conflict(c: FloorConflict) -> Conflict {
     Conflict::RoyaltyFloor(Box::new(c))
 }
@@ -489,8 +533,15 @@ pub struct Decision {
 }
 
 /// Whether `use_tag` (e.g. `commercial`, `research`) is allowed at `now_ms`, optionally in
-/// `territory`.
-pub fn check_use(e: &Effective, use_tag: &str, territory: Option<&str>, now_ms: u64) -> Decision {
+/// `territory`, by a user who accepts at most `max_royalty_bps` of stacked upstream royalties
+/// (`None`: any stack).
+pub fn check_use(
+    e: &Effective,
+    use_tag: &str,
+    territory: Option<&str>,
+    now_ms: u64,
+    max_royalty_bps: Option<u32>,
+) -> Decision {
     let mut reasons = Vec::new();
     if use_tag == "commercial" && !e.noncommercial_by.is_empty() {
         for by in &e.noncommercial_by {
@@ -528,6 +579,15 @@ pub fn check_use(e: &Effective, use_tag: &str, territory: Option<&str>, now_ms: 
         if *at <= now_ms {
             reasons.push(format!(
                 "the licence of {by} expired at {at} ms (clause: expires_at_ms)"
+            ));
+        }
+    }
+    if let Some(max) = max_royalty_bps {
+        let total = e.total_royalty_bps();
+        if total > max {
+            reasons.push(format!(
+                "the royalty stack totals {total} bps, more than the maximum of {max} bps accepted for this use; it is owed to {} (clause: royalty_bps)",
+                e.royalty_stack()
             ));
         }
     }

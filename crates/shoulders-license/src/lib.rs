@@ -15,14 +15,19 @@
 //! | allowed uses | intersection of the sources that restrict them |
 //! | territories | intersection of the sources that restrict them |
 //! | expiry | the earliest |
-//! | royalties | stacked: each ancestor whose licence asks a share or a floor is owed it, once |
+//! | royalties | stacked: each ancestor whose licence asks a share or a floor is owed it, once, by every descendant (reach `all_ancestors`, the default) or by its direct children only (`direct_parent`) |
 //!
 //! A **royalty floor** is the least an ancestor's owner is owed on every use of a descendant
 //! (per call plus per 1k output tokens, in the ancestor licence's currency). Floors stack like
 //! royalties; a descendant with a price of its own must price at least their sum, and one
 //! without is charged them at each use, so a free derivative cannot dodge its ancestors.
 //!
+//! A licence's **royalty reach** says who owes its royalty (share and floor): every descendant
+//! of a model under it, or (`direct_parent`) only the model's direct children. Reach is about
+//! money only: every other clause flows to all descendants.
+//!
 //! [`check_derivation`] refuses a registration that would break an upstream licence;
+//! [`check_max_royalty`] one whose royalty stack is over what the registrant accepts;
 //! [`check_use`] answers whether a use is allowed now and at what price. Pure: the caller
 //! passes time and approvals in.
 
@@ -30,9 +35,11 @@ mod effective;
 mod presets;
 
 pub use effective::{
-    check_derivation, check_use, Decision, Effective, Floor, Price, Royalty, Source,
+    check_derivation, check_max_royalty, check_use, Decision, Effective, Floor, Price, Royalty,
+    Source,
 };
 pub use presets::{preset, PRESETS};
+pub use shoulders_record::RoyaltyReach;
 
 /// Most models (the model itself included) whose terms one model's effective terms may carry.
 /// Effective terms name every upstream source, so without a bound a chain of `n` registrations
@@ -76,6 +83,13 @@ pub enum Conflict {
         "stacked royalties would total {total_bps} bps, more than 10000 (clause: royalty_bps)"
     )]
     RoyaltyOverflow { total_bps: u32 },
+    #[error("the royalty stack would total {total_bps} bps, more than the maximum of {max_bps} bps accepted; it is owed to {stack}: build on other ancestors or accept a higher maximum (clause: royalty_bps)")]
+    RoyaltyAboveMax {
+        total_bps: u32,
+        max_bps: u32,
+        /// Every ancestor of the stack with its share and licence ([`Effective::royalty_stack`]).
+        stack: String,
+    },
     #[error("{0} (clause: royalty_floor)")]
     RoyaltyFloor(Box<FloorConflict>),
     #[error("the lineage would carry the terms of {models} models and {sources} sources in all, more than the {max_models} models and {max_sources} sources one model may carry; register from a shallower ancestor or with fewer parents and datasets")]
@@ -98,6 +112,7 @@ impl Conflict {
             Conflict::Territory { .. } => "E_LICENSE_TERRITORY",
             Conflict::Expired { .. } => "E_LICENSE_EXPIRED",
             Conflict::RoyaltyOverflow { .. } => "E_LICENSE_ROYALTY_OVERFLOW",
+            Conflict::RoyaltyAboveMax { .. } => "E_LICENSE_ROYALTY_ABOVE_MAX",
             Conflict::RoyaltyFloor(_) => "E_LICENSE_BELOW_ROYALTY_FLOOR",
             Conflict::LineageTooLarge { .. } => "E_LINEAGE_TOO_LARGE",
         }

@@ -74,6 +74,7 @@ pub fn preset(name: &str) -> Option<(&'static str, &'static str, LicenseTerms)> 
         registration_fee_micros: "0".into(),
         royalty_floor_per_call_micros: None,
         royalty_floor_per_1k_output_tokens_micros: None,
+        royalty_reach: None,
         expires_at_ms: None,
         allowed_uses: Vec::new(),
         forbidden_uses: Vec::new(),

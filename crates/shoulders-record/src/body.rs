@@ -300,6 +300,56 @@ pub struct ModelRegister {
     pub license_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The most stacked upstream royalty, in basis points, the registrant accepts (0..=10000):
+    /// the registration is refused (`E_LICENSE_ROYALTY_ABOVE_MAX`) when the royalty stack of
+    /// its effective terms totals more. Absent: any stack up to 10000. Omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_royalty_bps: Option<u32>,
+}
+
+/// Which descendants owe a licence's royalty (share and floor).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoyaltyReach {
+    /// Every descendant of a model under the licence, however deep (the default).
+    #[default]
+    AllAncestors,
+    /// Only the direct children of a model under the licence; grandchildren and further
+    /// descendants owe it nothing.
+    DirectParent,
+}
+
+impl RoyaltyReach {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoyaltyReach::AllAncestors => "all_ancestors",
+            RoyaltyReach::DirectParent => "direct_parent",
+        }
+    }
+
+    /// The default reach, which is left out of every encoding that has it.
+    pub fn is_all_ancestors(&self) -> bool {
+        *self == RoyaltyReach::AllAncestors
+    }
+}
+
+impl fmt::Display for RoyaltyReach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RoyaltyReach {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all_ancestors" => Ok(RoyaltyReach::AllAncestors),
+            "direct_parent" => Ok(RoyaltyReach::DirectParent),
+            other => Err(format!(
+                "unknown royalty reach {other:?}; use all_ancestors or direct_parent"
+            )),
+        }
+    }
 }
 
 /// Whether derivatives of licensed work may be made.
@@ -338,6 +388,12 @@ pub struct LicenseTerms {
     /// use, like prices). Absent: no floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub royalty_floor_per_1k_output_tokens_micros: Option<String>,
+    /// Which descendants owe the royalty share and floor: `all_ancestors` (every descendant)
+    /// or `direct_parent` (only the direct children of a model under this licence). Absent:
+    /// all ancestors, so records without it keep their bytes and meaning. Other clauses flow
+    /// to every descendant whatever the reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub royalty_reach: Option<RoyaltyReach>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -400,6 +456,11 @@ pub struct UsageReceipt {
     pub attribution: Vec<AttributionShare>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_hash: Option<String>,
+    /// The most stacked upstream royalty, in basis points, the payer accepts for this use
+    /// (0..=10000): the fold refuses the receipt (`E_USE_DENIED`) when the model's royalty
+    /// stack totals more. Absent: no limit. Omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_royalty_bps: Option<u32>,
 }
 
 /// `funds.deposit`: the operator credits an actor's account.
@@ -756,6 +817,9 @@ impl Body {
                 if let Some(e) = &b.evidence_hash {
                     v::sha256_ref("evidence_hash", e)?;
                 }
+                if let Some(m) = b.max_royalty_bps {
+                    v::int_range("max_royalty_bps", u64::from(m), 0, u64::from(BPS_ONE))?;
+                }
             }
             Body::FundsDeposit(b) => {
                 v::handle("account", &b.account)?;
@@ -982,6 +1046,9 @@ fn validate_model(b: &ModelRegister) -> Result<(), RecordError> {
     }
     if let Some(u) = &b.url {
         v::url("url", u)?;
+    }
+    if let Some(m) = b.max_royalty_bps {
+        v::int_range("max_royalty_bps", u64::from(m), 0, u64::from(BPS_ONE))?;
     }
     Ok(())
 }

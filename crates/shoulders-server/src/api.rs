@@ -860,6 +860,9 @@ pub struct LicenseCheckQuery {
     territory: Option<String>,
     /// Time of the use (default: now).
     at_ms: Option<u64>,
+    /// The most stacked upstream royalty the user accepts, in basis points (0-10000): the use
+    /// is denied when the model's royalty stack totals more.
+    max_royalty_bps: Option<u32>,
 }
 
 /// May this model be used this way? Effective licence terms of its whole lineage, reasons,
@@ -876,15 +879,29 @@ async fn license_check(
     let q = query(q)?;
     let id = format!("{owner}/{name}");
     let now = q.at_ms.unwrap_or_else(crate::now_ms);
+    if let Some(max) = q.max_royalty_bps.filter(|m| *m > shoulders_record::BPS_ONE) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E_QUERY_INVALID",
+            format!("max_royalty_bps {max} is over 10000"),
+        ));
+    }
     st.view()
         .with_state(|s| {
-            let decision = s.check_use(&id, &q.use_tag, q.territory.as_deref(), now)?;
+            let decision = s.check_use(
+                &id,
+                &q.use_tag,
+                q.territory.as_deref(),
+                now,
+                q.max_royalty_bps,
+            )?;
             let model = s.model(&id)?;
             Some(json!({
                 "model_id": id,
                 "use": q.use_tag,
                 "territory": q.territory,
                 "at_ms": now,
+                "max_royalty_bps": q.max_royalty_bps,
                 "allowed": decision.allowed,
                 "reasons": decision.reasons,
                 "notes": decision.notes,

@@ -14,6 +14,10 @@
 //! returned; and the answer carries an extra `shoulders` field with the receipt, the
 //! attribution and the price. Streaming responses are produced from the finished, metered
 //! completion, so a client never sees text whose receipt is not durable.
+//!
+//! A request may also bound the royalty stack the payer accepts (`max_royalty_bps`, basis
+//! points): a model whose stack totals more is refused with 403 `E_LICENSE_DENIED` before
+//! anything is reserved or run, and the receipt carries the bound.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -114,6 +118,11 @@ struct GatewayRequest {
     stop: Option<StopField>,
     #[serde(rename = "use")]
     use_tag: Option<String>,
+    /// The most stacked upstream royalty the payer accepts, in basis points (0-10000): a model
+    /// whose royalty stack totals more is refused (403 `E_LICENSE_DENIED`) before it runs; the
+    /// receipt carries it, so every verifier sees the limit the use was accepted under and the
+    /// fold checks it again.
+    max_royalty_bps: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -125,11 +134,11 @@ enum Api {
 /// Create a chat completion (OpenAI Chat Completions API). The embedded model continues the
 /// last user message.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway",
-    request_body(content = Object, description = "OpenAI chat completion request; optional `use` (default `commercial`)"),
+    request_body(content = Object, description = "OpenAI chat completion request; optional `use` (default `commercial`) and `max_royalty_bps` (the most stacked upstream royalty the payer accepts, 0-10000; put in the receipt)"),
     responses((status = 200, description = "chat.completion (or text/event-stream chunks when stream is true), with a `shoulders` field", body = Object),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 402, description = "E_INSUFFICIENT_FUNDS: the payer cannot cover the call", body = ErrorBody),
-        (status = 403, description = "E_LICENSE_DENIED: the use is not allowed; E_READ_ONLY: this node serves reads only, send metered calls to the writer node", body = ErrorBody),
+        (status = 403, description = "E_LICENSE_DENIED: the use is not allowed (or the model's royalty stack is over `max_royalty_bps`); E_READ_ONLY: this node serves reads only, send metered calls to the writer node", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn chat_completions(
     State(st): State<Arc<AppState>>,
@@ -142,11 +151,11 @@ async fn chat_completions(
 
 /// Create a completion (OpenAI legacy Completions API): the embedded model continues `prompt`.
 #[utoipa::path(post, path = "/v1/completions", tag = "gateway",
-    request_body(content = Object, description = "OpenAI completion request; optional `use` (default `commercial`)"),
+    request_body(content = Object, description = "OpenAI completion request; optional `use` (default `commercial`) and `max_royalty_bps` (the most stacked upstream royalty the payer accepts, 0-10000; put in the receipt)"),
     responses((status = 200, description = "text_completion (or text/event-stream chunks when stream is true), with a `shoulders` field", body = Object),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 402, description = "E_INSUFFICIENT_FUNDS: the payer cannot cover the call", body = ErrorBody),
-        (status = 403, description = "E_LICENSE_DENIED: the use is not allowed; E_READ_ONLY: this node serves reads only, send metered calls to the writer node", body = ErrorBody),
+        (status = 403, description = "E_LICENSE_DENIED: the use is not allowed (or the model's royalty stack is over `max_royalty_bps`); E_READ_ONLY: this node serves reads only, send metered calls to the writer node", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
 async fn completions(
     State(st): State<Arc<AppState>>,
@@ -339,11 +348,21 @@ async fn handle(
             format!("max_tokens {max_tokens} is over the limit {MAX_MAX_TOKENS}"),
         ));
     }
+    if let Some(max) = req
+        .max_royalty_bps
+        .filter(|m| *m > shoulders_record::BPS_ONE)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E_GENERATE_PARAMS",
+            format!("max_royalty_bps {max} is over 10000"),
+        ));
+    }
     let use_tag = req.use_tag.clone().unwrap_or_else(|| "commercial".into());
     let now = crate::now_ms();
     let decision = st
         .view()
-        .with_state(|s| s.check_use(&req.model, &use_tag, None, now))
+        .with_state(|s| s.check_use(&req.model, &use_tag, None, now, req.max_royalty_bps))
         .ok_or_else(|| ApiError::not_found(format!("no model {:?} on this ledger", req.model)))?;
     if !decision.allowed {
         return Err(ApiError::new(
@@ -446,6 +465,7 @@ async fn handle(
                 hex::encode(Sha256::digest(serde_json::to_vec(r).unwrap_or_default()))
             )
         }),
+        max_royalty_bps: req.max_royalty_bps,
     };
     let st3 = Arc::clone(&st);
     let preauthorised = hold.as_ref().map(preauth::Hold::amount_micros);
@@ -463,6 +483,7 @@ async fn handle(
     let shoulders = json!({
         "payer": payer,
         "use": use_tag,
+        "max_royalty_bps": req.max_royalty_bps,
         "source": completion.source,
         "metering": match st.config.metering { Metering::On => "on", Metering::Off => "off" },
         "receipt": receipt_out,
@@ -612,6 +633,7 @@ async fn call_upstream(
         // The gateway meters the finished completion, then streams it itself.
         obj.insert("stream".into(), Value::Bool(false));
         obj.remove("use");
+        obj.remove("max_royalty_bps");
         // Ask for no more than the payer pre-authorised and is charged for at most.
         if !obj.contains_key("max_completion_tokens") {
             obj.insert("max_tokens".into(), json!(max_tokens));

@@ -308,6 +308,21 @@ async fn signed_writes_reads_and_proofs() {
         (StatusCode::OK, &json!(true)),
         "{check}"
     );
+    // bob/tuned owes no royalty upstream, so any maximum royalty accepts it.
+    let (status, check) = json_of(
+        s.client
+            .get(s.url("/api/models/bob/tuned/license-check?use=research&max_royalty_bps=0"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{check}");
+    assert_eq!(
+        (&check["allowed"], &check["max_royalty_bps"]),
+        (&json!(true), &json!(0)),
+        "{check}"
+    );
     let (status, v) = json_of(s.client.post(s.url("/api/attribute")).bearer_auth(&token).json(&json!({"dataset_id": "alice/verse", "text": "and now: The woods are lovely, dark and deep, indeed"})).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     // Matching is on normalised text: the doc's "deep,\n" matches the output's "deep, ".
@@ -327,6 +342,10 @@ async fn signed_writes_reads_and_proofs() {
             "E_QUERY_INVALID",
         ),
         ("/api/models/bob/tuned/license-check", "E_QUERY_INVALID"),
+        (
+            "/api/models/bob/tuned/license-check?use=chat&max_royalty_bps=10001",
+            "E_QUERY_INVALID",
+        ),
         ("/api/nothing-here", "E_ROUTE_NOT_FOUND"),
     ] {
         let (status, v) = json_of(s.client.get(s.url(path)).send().await.unwrap()).await;

@@ -64,6 +64,8 @@ fn ledger(dir: &Path) -> (u64, u64) {
     terms["price_per_call_micros"] = json!("1000");
     terms["data_share_bps"] = json!(5000);
     terms["royalty_floor_per_call_micros"] = json!("100");
+    // Owed by alice/base's direct children only (bob/tuned is one).
+    terms["royalty_reach"] = json!("direct_parent");
     submit(
         &alice,
         TS,
@@ -217,6 +219,12 @@ async fn every_page_renders_and_escapes_ledger_text() {
             "at least 0.000100 USD per call + 0.000000 USD per 1,000 output tokens on every use to"
         ),
         "{tuned}"
+    );
+    assert!(
+        tuned.contains(
+            "licence alice/priced; direct parent only: models built on this one do not owe it)"
+        ),
+        "the licence card shows the royalty's reach: {tuned}"
     );
     let (status, _, _) = get(&s, "/static/explorer.css").await;
     assert_eq!(status, StatusCode::OK);

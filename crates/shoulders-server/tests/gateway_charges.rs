@@ -326,6 +326,114 @@ async fn a_long_upstream_answer_is_charged_max_tokens_at_most() {
     assert_eq!(verify_clean(&f), expected);
 }
 
+/// A payer's maximum royalty (`max_royalty_bps` in the request): a model whose royalty stack
+/// totals more is refused with 403 `E_LICENSE_DENIED` before any model runs, and nothing is
+/// appended or charged; within it the call runs, the field is not sent upstream, and the signed
+/// receipt carries the maximum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_its_maximum_royalty_is_refused_before_generation() {
+    const CHILD: &str = "alice/roy-child";
+    let (stub, url) = stub(
+        Reply::Text {
+            text: "ok".into(),
+            claimed_tokens: 2,
+        },
+        true,
+    )
+    .await;
+    let deposit = 1_000_000;
+    let (f, mut c, token) = metered(deposit, &url);
+    // alice's base asks 20% of every descendant's charge; her child of it is priced per token.
+    {
+        let ledger =
+            shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(f.data_dir())).unwrap();
+        let submit = |id: &str, kind, body| {
+            ledger
+                .submit(record(&f.alice, id, f.ts_ms, kind, body))
+                .unwrap()
+        };
+        let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
+        let mut terms = serde_json::to_value(terms).unwrap();
+        terms["royalty_bps"] = json!(2000);
+        terms["price_per_1k_output_tokens_micros"] = json!(PER_1K_MICROS.to_string());
+        submit(
+            "lic-r20",
+            Kind::LicenseDefine,
+            json!({"license_id": "alice/r20", "name": name, "spdx_id": spdx, "terms": terms}),
+        );
+        submit(
+            "m-roy-base",
+            Kind::ModelRegister,
+            json!({"model_id": "alice/roy-base", "name": "base", "license_id": "alice/r20"}),
+        );
+        submit(
+            "m-roy-child",
+            Kind::ModelRegister,
+            json!({"model_id": CHILD, "name": "child", "license_id": "alice/per-token",
+                   "parents": [{"model_id": "alice/roy-base", "relation": "finetune"}]}),
+        );
+    }
+    c.upstreams.insert(CHILD.into(), url.clone());
+    let s = start(c).await;
+    let size = s.size().await;
+    let post = |path: &'static str, max: Value| {
+        let mut body = json!({"model": CHILD, "max_tokens": 10, "max_royalty_bps": max});
+        if path.ends_with("chat/completions") {
+            body["messages"] = json!([{"role": "user", "content": "Shall I"}]);
+        } else {
+            body["prompt"] = json!("Shall I");
+        }
+        s.client
+            .post(s.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    for path in ["/v1/completions", "/v1/chat/completions"] {
+        let (status, v) = json_of(post(path, json!(1999)).await.unwrap()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(code(&v), "E_LICENSE_DENIED");
+        let message = v["error"]["message"].as_str().unwrap();
+        for part in [
+            "maximum of 1999 bps",
+            "alice/roy-base 2000 bps (licence alice/r20)",
+        ] {
+            assert!(message.contains(part), "{message} should name {part}");
+        }
+    }
+    let (status, v) = json_of(post("/v1/completions", json!(10_001)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(code(&v), "E_GENERATE_PARAMS");
+    assert_eq!(stub.hits(), 0, "the upstream never ran");
+    assert_eq!(s.size().await, size, "nothing appended");
+    assert_eq!(balance(&s, "bob").await, deposit as i128);
+
+    // At the maximum the call runs; the receipt it signs carries the maximum.
+    let (status, v) = json_of(post("/v1/completions", json!(2000)).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(stub.hits(), 1);
+    assert!(
+        stub.last_request.lock().unwrap().as_ref().unwrap()["max_royalty_bps"].is_null(),
+        "the gateway's own field is not sent upstream"
+    );
+    assert_eq!(v["shoulders"]["max_royalty_bps"], 2000);
+    assert_eq!(s.size().await, size + 1, "one receipt");
+    let (_, r) = json_of(
+        s.client
+            .get(s.url(&format!("/api/records/{size}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r["kind"], "usage.receipt");
+    assert_eq!(r["body"]["max_royalty_bps"], 2000, "{r}");
+    let charged = 2 * PER_TOKEN_MICROS;
+    assert_eq!(balance(&s, "bob").await, deposit as i128 - charged as i128);
+    s.stop().await;
+    assert_eq!(verify_clean(&f), deposit as i128 - charged as i128);
+}
+
 /// Attack (issue 15, item 2): a payer with nothing makes 10 calls to a per-token-priced model.
 /// The old check covered only the per-call price (0 here), so each call reached the upstream
 /// and the model's work was given away. Now each is refused with 402 before the upstream is

@@ -34,7 +34,7 @@ pub use shoulders_license::{Decision, Effective};
 
 use governance::GovPending;
 use settle::PendingReceipt;
-use shoulders_license::{check_derivation, Royalty, Source};
+use shoulders_license::{check_derivation, check_max_royalty, Royalty, Source};
 use shoulders_record::{
     Access, ActorRegister, Body, DataContribute, DatasetCreate, Kind, LicenseDefine, LicenseGrant,
     ModelRegister, PublicKey, Record, SignedRecord,
@@ -303,14 +303,16 @@ impl State {
         })
     }
 
-    /// May `actor` use model `model_id` for `use_tag` at `now_ms`? Effective licence terms of
-    /// the whole lineage, plus the price and royalties.
+    /// May `actor` use model `model_id` for `use_tag` at `now_ms`, accepting at most
+    /// `max_royalty_bps` of stacked upstream royalties (`None`: any)? Effective licence terms
+    /// of the whole lineage, plus the price and royalties.
     pub fn check_use(
         &self,
         model_id: &str,
         use_tag: &str,
         territory: Option<&str>,
         now_ms: u64,
+        max_royalty_bps: Option<u32>,
     ) -> Option<Decision> {
         let model = self.models.get(model_id)?;
         Some(shoulders_license::check_use(
@@ -318,6 +320,7 @@ impl State {
             use_tag,
             territory,
             now_ms,
+            max_royalty_bps,
         ))
     }
 
@@ -786,13 +789,12 @@ impl State {
             });
         }
         let approved = |label: &str| self.has_grant(label, signer, "derivative", ts_ms);
-        Ok(check_derivation(
-            &model_label(&b.model_id),
-            own,
-            &sources,
-            ts_ms,
-            &approved,
-        )?)
+        let effective =
+            check_derivation(&model_label(&b.model_id), own, &sources, ts_ms, &approved)?;
+        if let Some(max) = b.max_royalty_bps {
+            check_max_royalty(&effective, max)?;
+        }
+        Ok(effective)
     }
 
     fn commit(

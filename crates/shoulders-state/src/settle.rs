@@ -400,11 +400,14 @@ impl State {
         if !self.actors.contains_key(&b.payer) {
             return Err(Reject::ActorUnknown(b.payer.clone()));
         }
+        // The payer's maximum royalty stack is a condition of the use, refused like the
+        // licence's own clauses (`E_USE_DENIED`, the stack named in the reasons).
         let decision = shoulders_license::check_use(
             &model.effective,
             &b.use_category,
             None,
             self.rule_time_ms(ts_ms),
+            b.max_royalty_bps,
         );
         if !decision.allowed {
             return Err(Reject::UseDenied {

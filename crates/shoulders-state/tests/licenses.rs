@@ -182,7 +182,7 @@ fn noncommercial_data_refuses_a_commercial_licence() {
     );
     let d = w
         .state
-        .check_use("bob/m-tuned", "commercial", None, TS)
+        .check_use("bob/m-tuned", "commercial", None, TS, None)
         .unwrap();
     assert!(!d.allowed);
     assert!(
@@ -194,7 +194,7 @@ fn noncommercial_data_refuses_a_commercial_licence() {
     );
     assert!(
         w.state
-            .check_use("bob/m-tuned", "research", None, TS)
+            .check_use("bob/m-tuned", "research", None, TS, None)
             .unwrap()
             .allowed
     );
@@ -308,7 +308,10 @@ fn behavioural_restrictions_flow_down_and_cannot_be_lifted() {
         Some("bob/apache-2.0"),
     )
     .unwrap();
-    let d = w.state.check_use("bob/c", "military", None, TS).unwrap();
+    let d = w
+        .state
+        .check_use("bob/c", "military", None, TS, None)
+        .unwrap();
     assert!(
         !d.allowed && d.reasons[0].contains("model alice/parent"),
         "{:?}",
@@ -316,7 +319,7 @@ fn behavioural_restrictions_flow_down_and_cannot_be_lifted() {
     );
     assert!(
         w.state
-            .check_use("bob/c", "research", None, TS)
+            .check_use("bob/c", "research", None, TS, None)
             .unwrap()
             .allowed
     );
@@ -359,11 +362,14 @@ fn expired_and_territorial_licences() {
     .unwrap();
     assert!(
         w.state
-            .check_use("bob/c", "chat", Some("EU"), TS)
+            .check_use("bob/c", "chat", Some("EU"), TS, None)
             .unwrap()
             .allowed
     );
-    let d = w.state.check_use("bob/c", "chat", Some("US"), TS).unwrap();
+    let d = w
+        .state
+        .check_use("bob/c", "chat", Some("US"), TS, None)
+        .unwrap();
     assert!(
         !d.allowed && d.reasons[0].contains("territories"),
         "{:?}",
@@ -454,7 +460,10 @@ fn royalties_stack_once_per_ancestor_and_may_not_exceed_the_whole() {
         "10000",
     );
     // Price comes from the model's own licence.
-    let d = w.state.check_use("alice/base", "chat", None, TS).unwrap();
+    let d = w
+        .state
+        .check_use("alice/base", "chat", None, TS, None)
+        .unwrap();
     let price = d.price.unwrap();
     assert_eq!(
         (
@@ -592,7 +601,10 @@ fn royalty_floors_bind_priced_derivatives_at_registration() {
     )
     .unwrap();
     // The floor is part of the effective terms and of `check_use`'s answer.
-    let d = w.state.check_use("bob/unpriced", "chat", None, TS).unwrap();
+    let d = w
+        .state
+        .check_use("bob/unpriced", "chat", None, TS, None)
+        .unwrap();
     assert!(d.price.is_none());
     let r = &d.royalties[0];
     let f = r.floor.as_ref().unwrap();
@@ -679,6 +691,163 @@ fn royalty_floors_stack_along_the_lineage() {
         ),
         "E_LICENSE_BELOW_ROYALTY_FLOOR",
         "ancestors alice/base (licence alice/base-lic) and carol/eur-base (licence carol/eur-base-lic) set royalty floors in two currencies, USD and EUR",
+    );
+}
+
+/// alice's base asks 10% and a floor of 700 per call, owed by its direct children only; bob
+/// fine-tunes it under a licence asking 5%; carol builds on bob's model.
+fn direct_reach_chain() -> World {
+    let mut w = World::new();
+    w.license("alice", "alice/direct", "apache-2.0", json!({"royalty_bps": 1000, "royalty_reach": "direct_parent", "price_per_call_micros": "5000", "royalty_floor_per_call_micros": "700"}));
+    w.model("alice", "alice/base", &[], &[], Some("alice/direct"))
+        .unwrap();
+    w.license(
+        "bob",
+        "bob/r5",
+        "apache-2.0",
+        json!({"royalty_bps": 500, "price_per_call_micros": "1000"}),
+    );
+    w.model(
+        "bob",
+        "bob/child",
+        &[("alice/base", "finetune")],
+        &[],
+        Some("bob/r5"),
+    )
+    .unwrap();
+    w
+}
+
+fn stack_of(w: &World, model: &str) -> Vec<(String, u32)> {
+    w.state
+        .model(model)
+        .unwrap()
+        .effective
+        .royalties
+        .iter()
+        .map(|r| (r.model_id.clone(), r.bps))
+        .collect()
+}
+
+#[test]
+fn a_direct_parent_royalty_binds_children_not_grandchildren() {
+    let mut w = direct_reach_chain();
+    assert_eq!(stack_of(&w, "bob/child"), vec![("alice/base".into(), 1000)]);
+    // The child's price must cover the direct royalty's floor; the grandchild's need not.
+    w.license("bob", "bob/free", "apache-2.0", json!({}));
+    refused(
+        w.model(
+            "bob",
+            "bob/free-child",
+            &[("alice/base", "adapter")],
+            &[],
+            Some("bob/free"),
+        ),
+        "E_LICENSE_BELOW_ROYALTY_FLOOR",
+        "alice/base",
+    );
+    w.model(
+        "carol",
+        "carol/grandchild",
+        &[("bob/child", "adapter")],
+        &[],
+        Some("bob/free"),
+    )
+    .unwrap();
+    assert_eq!(
+        stack_of(&w, "carol/grandchild"),
+        vec![("bob/child".into(), 500)]
+    );
+    // The grandchild still carries every other clause of the base's licence (attribution).
+    let d = w
+        .state
+        .check_use("carol/grandchild", "chat", None, TS, None)
+        .unwrap();
+    assert!(
+        d.notes.iter().any(|n| n.contains("model alice/base")),
+        "{:?}",
+        d.notes
+    );
+    assert_eq!(d.royalties.len(), 1);
+    // A merge of the child and the base is a direct child of the base again: it owes it once.
+    w.model(
+        "carol",
+        "carol/merge",
+        &[("bob/child", "merge"), ("alice/base", "merge")],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        stack_of(&w, "carol/merge"),
+        vec![("bob/child".into(), 500), ("alice/base".into(), 1000)]
+    );
+}
+
+#[test]
+fn a_registration_over_its_maximum_royalty_is_refused_naming_each_ancestor() {
+    let mut w = World::new();
+    w.license(
+        "alice",
+        "alice/r30",
+        "apache-2.0",
+        json!({"royalty_bps": 3000}),
+    );
+    w.license("bob", "bob/r20", "apache-2.0", json!({"royalty_bps": 2000}));
+    w.model("alice", "alice/base", &[], &[], Some("alice/r30"))
+        .unwrap();
+    w.model(
+        "bob",
+        "bob/mid",
+        &[("alice/base", "finetune")],
+        &[],
+        Some("bob/r20"),
+    )
+    .unwrap();
+    let top = |max: u32| {
+        json!({"model_id": "carol/top", "name": "top", "max_royalty_bps": max,
+               "parents": [{"model_id": "bob/mid", "relation": "finetune"}]})
+    };
+    let before = w.state.clone();
+    let err = w
+        .submit("carol", Kind::ModelRegister, top(4999))
+        .unwrap_err();
+    assert_eq!(err.code(), "E_LICENSE_ROYALTY_ABOVE_MAX");
+    let msg = err.to_string();
+    for part in [
+        "5000 bps",
+        "maximum of 4999 bps",
+        "alice/base 3000 bps (licence alice/r30)",
+        "bob/mid 2000 bps (licence bob/r20)",
+        "(clause: royalty_bps)",
+    ] {
+        assert!(msg.contains(part), "{msg} should name {part}");
+    }
+    assert!(w.state == before, "a refused registration changes nothing");
+    // At the maximum: accepted.
+    w.ok("carol", Kind::ModelRegister, top(5000));
+    // A maximum of 0 accepts a lineage that owes nothing.
+    w.ok(
+        "carol",
+        Kind::ModelRegister,
+        json!({"model_id": "carol/own", "name": "own", "max_royalty_bps": 0}),
+    );
+    // The use check takes the same limit.
+    let d = w
+        .state
+        .check_use("carol/top", "chat", None, TS, Some(4000))
+        .unwrap();
+    assert!(!d.allowed);
+    assert!(
+        d.reasons[0].contains("alice/base 3000 bps (licence alice/r30)"),
+        "{:?}",
+        d.reasons
+    );
+    assert!(
+        w.state
+            .check_use("carol/top", "chat", None, TS, Some(5000))
+            .unwrap()
+            .allowed
     );
 }
 

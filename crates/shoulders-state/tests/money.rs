@@ -224,13 +224,22 @@ fn setup(rng: &mut Rng, b: &mut Book) -> Setup {
         } else {
             rng.below(3_000_000) as u128
         };
+        let royalty_bps = rng.below(3001) as u32;
         let mut body = license(
             &lic,
-            rng.below(3001) as u32,
+            royalty_bps,
             rng.below(6001) as u32,
             per_call,
             rng.below(2_000_000) as u128,
         );
+        // Royalty reach, drawn from the share already drawn (no extra draw, so every seed
+        // keeps the world it had before reach existed): a third owed by direct children only,
+        // a third with an explicit all_ancestors, a third with no reach (the same).
+        match royalty_bps % 3 {
+            0 => body["terms"]["royalty_reach"] = json!("direct_parent"),
+            1 => body["terms"]["royalty_reach"] = json!("all_ancestors"),
+            _ => {}
+        }
         if rng.chance(50) {
             body["terms"]["royalty_floor_per_call_micros"] = json!(rng.below(300_000).to_string());
             body["terms"]["royalty_floor_per_1k_output_tokens_micros"] =
@@ -269,7 +278,10 @@ fn setup(rng: &mut Rng, b: &mut Book) -> Setup {
         // Stacked royalties may exceed 100%, or a price fall below the floors upstream: that
         // registration is refused and the model skipped.
         match b.submit(&owner, Kind::ModelRegister, body) {
-            Ok(_) => models.push((id, lineage)),
+            Ok(_) => {
+                check_reach(&b.state, &id);
+                models.push((id, lineage))
+            }
             Err(e) => assert!(
                 [
                     "E_LICENSE_ROYALTY_OVERFLOW",
@@ -286,6 +298,43 @@ fn setup(rng: &mut Rng, b: &mut Book) -> Setup {
         contributions,
         models,
     }
+}
+
+/// The royalty stack of a registered model, against an oracle written from the rule: every
+/// licensed ancestor whose licence asks a share or a floor is in it once, except one whose reach
+/// is `direct_parent` and that is not a parent of the model.
+fn check_reach(s: &State, model_id: &str) {
+    let model = s.model(model_id).unwrap();
+    let mut expected = std::collections::BTreeSet::new();
+    for anc in s.ancestors(model_id) {
+        let a = s.model(&anc).unwrap();
+        let Some(l) = a.license_id.as_ref().and_then(|l| s.license(l)) else {
+            continue;
+        };
+        let r = shoulders_license::Royalty::from_terms(
+            &a.model_id,
+            &a.owner,
+            l.license_id.as_str(),
+            &l.terms,
+        );
+        let parent = model.parents.iter().any(|p| p.model_id == anc);
+        if r.is_owed() && (parent || r.reach == shoulders_record::RoyaltyReach::AllAncestors) {
+            expected.insert(anc);
+        }
+    }
+    let stack: Vec<&str> = model
+        .effective
+        .royalties
+        .iter()
+        .map(|r| r.model_id.as_str())
+        .collect();
+    let got: std::collections::BTreeSet<String> = stack.iter().map(|m| m.to_string()).collect();
+    assert_eq!(
+        got.len(),
+        stack.len(),
+        "{model_id}: an ancestor twice in {stack:?}"
+    );
+    assert_eq!(got, expected, "{model_id}: royalty stack");
 }
 
 /// A random attribution over contributions of `lineage`'s datasets (sometimes a stranger's,
@@ -1634,6 +1683,149 @@ fn floors_stack_along_a_chain() {
 /// that round to a few units) paid no protocol fee, because the fee's exact share (0.2 units)
 /// lost the largest-remainder rounding. The fee is now rounded up: every non-zero charge pays
 /// at least one unit, and splitting a use into many tiny calls pays more fee, not less.
+/// Royalty reach: op (1% fee); acme's base asks 10% and a floor of 300 per call, owed by its
+/// direct children only; bob's child of it asks 5% (owed by all its descendants); carol's
+/// grandchild builds on bob's child. Every model charges 2000 per call.
+fn reach_world() -> Book {
+    let mut b = Book::new();
+    for h in ["op", "acme", "bob", "carol"] {
+        b.actor(h, true);
+    }
+    b.actor("pay", false);
+    b.ok(
+        "op",
+        Kind::LedgerConfig,
+        json!({"operator": "op", "protocol_fee_bps": 100}),
+    );
+    let mut lic = license("acme/direct", 1000, 0, 2000, 0);
+    lic["terms"]["royalty_reach"] = json!("direct_parent");
+    lic["terms"]["royalty_floor_per_call_micros"] = json!("300");
+    b.ok("acme", Kind::LicenseDefine, lic);
+    b.ok(
+        "acme",
+        Kind::ModelRegister,
+        json!({"model_id": "acme/base", "name": "base", "license_id": "acme/direct"}),
+    );
+    b.ok(
+        "bob",
+        Kind::LicenseDefine,
+        license("bob/r5", 500, 0, 2000, 0),
+    );
+    adapter(&mut b, "bob/child", "acme/base", Some("bob/r5")).unwrap();
+    b.ok(
+        "carol",
+        Kind::LicenseDefine,
+        license("carol/c0", 0, 0, 2000, 0),
+    );
+    adapter(&mut b, "carol/grandchild", "bob/child", Some("carol/c0")).unwrap();
+    b.ok(
+        "op",
+        Kind::FundsDeposit,
+        json!({"account": "pay", "currency": "USD", "amount_micros": "1000000"}),
+    );
+    b
+}
+
+#[test]
+fn a_grandchild_pays_a_direct_reach_grandparent_nothing() {
+    let mut b = reach_world();
+    // The child owes the base: 1% fee (20), the base's royalty 0.99 × 10% = 198 raised to its
+    // 300 floor, the rest to bob.
+    let child = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        call("u1", "bob/child", 0, json!([])),
+    );
+    assert_eq!(
+        legs_of(&b.state, child),
+        vec![
+            leg("pay", -2000, Role::Charge, "bob/child"),
+            leg("@protocol", 20, Role::ProtocolFee, "bob/child"),
+            leg("acme", 300, Role::Royalty, "acme/base"),
+            leg("bob", 1680, Role::OwnerShare, "bob/child"),
+        ]
+    );
+    // The grandchild owes its parent (0.99 × 5% = 99) and nothing to the base, neither the
+    // share nor the floor.
+    let grandchild = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        call("u2", "carol/grandchild", 0, json!([])),
+    );
+    assert_eq!(
+        legs_of(&b.state, grandchild),
+        vec![
+            leg("pay", -2000, Role::Charge, "carol/grandchild"),
+            leg("@protocol", 20, Role::ProtocolFee, "carol/grandchild"),
+            leg("bob", 99, Role::Royalty, "bob/child"),
+            leg("carol", 1881, Role::OwnerShare, "carol/grandchild"),
+        ]
+    );
+    assert_eq!(
+        b.state
+            .charge_for("carol/grandchild", 0)
+            .unwrap()
+            .floors_micros,
+        0
+    );
+    assert_eq!(b.state.balance("acme", "USD"), 300);
+    check_books(
+        &b.state,
+        &BTreeMap::from([("USD".to_string(), 1_000_000)]),
+        &BTreeMap::new(),
+    );
+    assert!(b.replayed() == b.state);
+}
+
+#[test]
+fn a_receipt_over_its_maximum_royalty_is_refused_and_posts_nothing() {
+    let mut b = reach_world();
+    let before = summary(&b.state);
+    let over = |usage_id: &str, model: &str, max: u32| {
+        let mut body = call(usage_id, model, 0, json!([]));
+        body["max_royalty_bps"] = json!(max);
+        body
+    };
+    // The child's stack is the base's 10%; the grandchild's only the child's 5%.
+    let err = b
+        .submit("op", Kind::UsageReceipt, over("u1", "bob/child", 999))
+        .unwrap_err();
+    assert_eq!(err.code(), "E_USE_DENIED");
+    let msg = err.to_string();
+    for part in [
+        "1000 bps",
+        "maximum of 999 bps",
+        "acme/base 1000 bps (licence acme/direct)",
+        "(clause: royalty_bps)",
+    ] {
+        assert!(msg.contains(part), "{msg} should name {part}");
+    }
+    let err = b
+        .submit(
+            "op",
+            Kind::UsageReceipt,
+            over("u2", "carol/grandchild", 499),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "E_USE_DENIED");
+    assert!(
+        err.to_string()
+            .contains("bob/child 500 bps (licence bob/r5)"),
+        "{err}"
+    );
+    assert_eq!(summary(&b.state), before, "a refused receipt posts nothing");
+    assert_eq!(b.state.balance("pay", "USD"), 1_000_000);
+    // At the maximum: charged, and the receipt keeps the maximum it was accepted under.
+    let at = b.ok(
+        "op",
+        Kind::UsageReceipt,
+        over("u3", "carol/grandchild", 500),
+    );
+    assert_eq!(b.state.receipt(at).unwrap().charge_micros, 2000);
+    b.ok("op", Kind::UsageReceipt, over("u4", "bob/child", 1000));
+    assert!(b.replayed() == b.state);
+}
+
 #[test]
 fn small_prices_pay_the_protocol_fee() {
     let mut b = small_world();

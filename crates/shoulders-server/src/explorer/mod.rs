@@ -272,7 +272,7 @@ fn try_box(st: &AppState, s: &Ledger, selected: Option<&str>) -> String {
     let mut options = String::new();
     for m in s.models() {
         let commercial = s
-            .check_use(&m.model_id, "commercial", None, now)
+            .check_use(&m.model_id, "commercial", None, now, None)
             .is_some_and(|d| d.allowed);
         let _ = write!(
             options,
@@ -509,7 +509,7 @@ fn licence_card(s: &Ledger, model_id: &str) -> String {
     let e = &m.effective;
     let now = crate::now_ms();
     let mut rows: Vec<(String, String, String)> = Vec::new();
-    let commercial = s.check_use(model_id, "commercial", None, now);
+    let commercial = s.check_use(model_id, "commercial", None, now, None);
     let allowed = commercial.as_ref().is_some_and(|d| d.allowed);
     let why = if e.noncommercial_by.is_empty() {
         commercial
@@ -617,8 +617,16 @@ fn licence_card(s: &Ledger, model_id: &str) -> String {
                         }
                     }
                 };
+                // Reach: a direct-parent royalty is owed by this model, a direct child, but
+                // not by the models built on it.
+                let reach = match r.reach {
+                    shoulders_record::RoyaltyReach::AllAncestors => "",
+                    shoulders_record::RoyaltyReach::DirectParent => {
+                        "; direct parent only: models built on this one do not owe it"
+                    }
+                };
                 format!(
-                    "{share} to {} (owner of {}, licence {})",
+                    "{share} to {} (owner of {}, licence {}{reach})",
                     holder_link(&r.owner),
                     link(&model_href(&r.model_id), &r.model_id),
                     esc(&r.license_id)
