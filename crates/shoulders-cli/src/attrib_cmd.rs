@@ -177,11 +177,21 @@ pub fn attribute_value(args: AttributeArgs) -> Result<serde_json::Value> {
         .into());
     }
     let index = DatasetIndex::open(&args.data_dir, &args.dataset_id)?;
+    // Takedowns and pending reviews apply at once: the ledger's current exclusions (a
+    // directory holding only an index, as `index build-files` writes, has none).
+    let dir = crate::data_dir(&args.data_dir);
+    let excluded = if dir.exists() {
+        Reader::open(&dir)?
+            .state()?
+            .attribution_excluded(&args.dataset_id)
+    } else {
+        Default::default()
+    };
     let report = index.attribute(
         &text,
         &AttributeOptions {
             max_spans: args.max_spans,
-            ..Default::default()
+            excluded,
         },
     )?;
     Ok(serde_json::to_value(report)?)

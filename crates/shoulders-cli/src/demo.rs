@@ -143,10 +143,11 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     )?;
     println!("ledger   {}", dir.display());
     println!("verifier {verifier_key}\n");
-    let mut keys: Vec<(&'static str, ActorKey)> = ["alice", "bob", "carol-lab", "dave", "erin", "frank"]
-        .into_iter()
-        .map(|h| (h, ActorKey::generate(&mut OsRng)))
-        .collect();
+    let mut keys: Vec<(&'static str, ActorKey)> =
+        ["alice", "bob", "carol-lab", "dave", "erin", "frank"]
+            .into_iter()
+            .map(|h| (h, ActorKey::generate(&mut OsRng)))
+            .collect();
     keys.push(("operator", crate::load_key(&data.operator_key())?));
     let mut demo = Demo {
         ledger: Ledger::open(&data)?,
@@ -632,9 +633,7 @@ fn governance(demo: &mut Demo, dir: &std::path::Path) -> Result<()> {
     let text = "When all at once I saw a crowd, a host, of golden daffodils, beside the lake.";
     let mut calls = 0;
     let mut call = |demo: &mut Demo, n: usize| -> Result<()> {
-        let excluded = demo
-            .ledger
-            .with_state(|s| s.attribution_excluded(DATASET));
+        let excluded = demo.ledger.with_state(|s| s.attribution_excluded(DATASET));
         let opts = shoulders_attrib::dataset::AttributeOptions {
             excluded,
             ..Default::default()
@@ -656,7 +655,11 @@ fn governance(demo: &mut Demo, dir: &std::path::Path) -> Result<()> {
                 "output_hash": format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes()))),
                 "attribution": attribution,
             });
-            batch.push(demo.sign("operator", Kind::UsageReceipt, body)?.bytes().to_vec());
+            batch.push(
+                demo.sign("operator", Kind::UsageReceipt, body)?
+                    .bytes()
+                    .to_vec(),
+            );
         }
         for r in demo.ledger.submit_batch(batch) {
             r?;

@@ -12,11 +12,25 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-fn submit_out(data: &Path, key: &Path, kind: &str, body: Value, dir: &Path) -> std::process::Output {
+fn submit_out(
+    data: &Path,
+    key: &Path,
+    kind: &str,
+    body: Value,
+    dir: &Path,
+) -> std::process::Output {
     let file = dir.join(format!("body-{}.json", rand::random::<u64>()));
     std::fs::write(&file, body.to_string()).unwrap();
     shoulders(&[
-        "submit", "--data-dir", p(data), "--key", p(key), "--kind", kind, "--body", p(&file),
+        "submit",
+        "--data-dir",
+        p(data),
+        "--key",
+        p(key),
+        "--kind",
+        kind,
+        "--body",
+        p(&file),
     ])
 }
 
@@ -30,7 +44,13 @@ fn contribute(data: &Path, key: &Path, text: &str, extra: &[&str], dir: &Path) -
     let doc = dir.join(format!("doc-{}.txt", rand::random::<u64>()));
     std::fs::write(&doc, text).unwrap();
     let mut args = vec![
-        "contribute", "--data-dir", p(data), "--key", p(key), "--dataset", "owner/d",
+        "contribute",
+        "--data-dir",
+        p(data),
+        "--key",
+        p(key),
+        "--dataset",
+        "owner/d",
     ];
     args.extend_from_slice(extra);
     args.push(p(&doc));
@@ -92,7 +112,10 @@ fn do_not_train_and_a_dispute_through_the_binary() {
     let out = submit_out(&data, &keys["owner"], "model.register", model.clone(), dir);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("E_TDM_RESERVED") && err.contains(&format!("[{reserved}]")), "{err}");
+    assert!(
+        err.contains("E_TDM_RESERVED") && err.contains(&format!("[{reserved}]")),
+        "{err}"
+    );
 
     // The reserved contribution is disputed and taken down, after which the model registers.
     let takedown = submit(
@@ -136,9 +159,7 @@ fn do_not_train_and_a_dispute_through_the_binary() {
                "attribution": [{"dataset_id": "owner/d", "contribution": copy, "ppm": 1_000_000}]})
     };
     submit(&data, &op_key, "usage.receipt", receipt(1), dir);
-    let shown = ok_json(shoulders(&[
-        "statement", "--data-dir", p(&data), "copier",
-    ]));
+    let shown = ok_json(shoulders(&["statement", "--data-dir", p(&data), "copier"]));
     assert!(
         shown["statement"]["by_source"]
             .as_array()
@@ -162,14 +183,30 @@ fn do_not_train_and_a_dispute_through_the_binary() {
             .unwrap()
             .iter()
             .find(|a| a["account"] == who)
-            .map_or(0, |a| a["balance_micros"].as_str().unwrap().parse::<i64>().unwrap())
+            .map_or(0, |a| {
+                a["balance_micros"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap()
+            })
     };
-    assert_eq!(balance("author"), 1000, "escrow (500) and the later receipt's pool (500)");
+    assert_eq!(
+        balance("author"),
+        1000,
+        "escrow (500) and the later receipt's pool (500)"
+    );
     assert_eq!(balance("copier"), 0);
     assert_eq!(balance(&format!("@escrow/{dispute}")), 0);
 
     let export = dir.join("export.txt");
-    ok_json(shoulders(&["export", "--data-dir", p(&data), "--out", p(&export)]));
+    ok_json(shoulders(&[
+        "export",
+        "--data-dir",
+        p(&data),
+        "--out",
+        p(&export),
+    ]));
     let report = ok_json(shoulders(&["verify", "--key", &vkey, p(&export)]));
     assert_eq!(report["receipts"], 2, "{report}");
 }

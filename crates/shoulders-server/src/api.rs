@@ -983,6 +983,10 @@ async fn attribute(
             req.dataset_id
         )));
     }
+    // Takedowns and pending reviews apply to the very next query (no rebuild).
+    let excluded = st
+        .view()
+        .with_state(|s| s.attribution_excluded(&req.dataset_id));
     let state = Arc::clone(&st);
     let cancel = crate::CancelOnDrop(Arc::default());
     let mut budget = st.attribution_budget(req.text.len(), Arc::clone(&cancel.0));
@@ -1001,7 +1005,7 @@ async fn attribute(
             max_spans: req
                 .max_spans
                 .unwrap_or(AttributeOptions::default().max_spans),
-            ..Default::default()
+            excluded,
         };
         Ok(Json(json!(ix.attribute_within(&req.text, &opts, &mut budget)?)))
     })

@@ -435,10 +435,16 @@ async fn handle(
             let text = completion.text.clone();
             let cancel = crate::CancelOnDrop(Arc::default());
             let mut budget = st.attribution_budget(text.len(), Arc::clone(&cancel.0));
-            let report = tokio::task::spawn_blocking(move || {
-                ix.attribute_within(&text, &AttributeOptions::default(), &mut budget)
-            })
-            .await??;
+            // Takedowns and pending reviews apply at once (the fold drops them too).
+            let opts = AttributeOptions {
+                excluded: st
+                    .view()
+                    .with_state(|s| s.attribution_excluded(&dataset_id)),
+                ..Default::default()
+            };
+            let report =
+                tokio::task::spawn_blocking(move || ix.attribute_within(&text, &opts, &mut budget))
+                    .await??;
             drop(cancel);
             Some((dataset_id, report))
         }

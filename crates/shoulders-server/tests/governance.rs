@@ -88,7 +88,7 @@ async fn a_takedown_applies_to_the_next_attribution() {
         ),
     )
     .await;
-    assert_eq!(status, 200, "{opened}");
+    assert_eq!(status, 201, "{opened}");
     let id = opened["index"].as_u64().unwrap();
     let list = get(&s, "/api/disputes").await;
     assert_eq!(list["total"], 1);
@@ -99,7 +99,9 @@ async fn a_takedown_applies_to_the_next_attribution() {
     let c = get(&s, &format!("/api/contributions/{FIRST_POEM}")).await;
     assert_eq!(c["open_dispute"], id);
     assert!(page(&s, "/datasets/alice/verse").await.contains("disputed"));
-    assert!(page(&s, &format!("/disputes/{id}")).await.contains("this poem is not alice"));
+    assert!(page(&s, &format!("/disputes/{id}"))
+        .await
+        .contains("this poem is not alice"));
 
     // Only the operator rules; alice's own ruling is refused with its code.
     let (status, refused) = post(
@@ -113,7 +115,10 @@ async fn a_takedown_applies_to_the_next_attribution() {
         ),
     )
     .await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("E_NOT_ARBITER")));
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("E_NOT_ARBITER"))
+    );
     let (status, ruled) = post(
         &s,
         record(
@@ -125,11 +130,16 @@ async fn a_takedown_applies_to_the_next_attribution() {
         ),
     )
     .await;
-    assert_eq!(status, 200, "{ruled}");
-    assert_eq!(get(&s, &format!("/api/disputes/{id}")).await["status"], "upheld");
+    assert_eq!(status, 201, "{ruled}");
+    assert_eq!(
+        get(&s, &format!("/api/disputes/{id}")).await["status"],
+        "upheld"
+    );
     let c = get(&s, &format!("/api/contributions/{FIRST_POEM}")).await;
     assert_eq!(c["ruled_against"]["dispute"], id);
-    assert!(page(&s, &format!("/disputes/{id}")).await.contains("upheld"));
+    assert!(page(&s, &format!("/disputes/{id}"))
+        .await
+        .contains("upheld"));
     assert!(page(&s, "/").await.contains("Disputes"));
 
     // The next attribution skips the taken-down poem, with no rebuild, and says so.

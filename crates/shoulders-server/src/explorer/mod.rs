@@ -244,10 +244,7 @@ fn record_subject(record: &Value) -> String {
         }
     }
     // Governance records name a log index.
-    for (key, what) in [
-        ("dispute", "dispute"),
-        ("contribution", "contribution"),
-    ] {
+    for (key, what) in [("dispute", "dispute"), ("contribution", "contribution")] {
         if let Some(v) = body.get(key).and_then(Value::as_u64) {
             return format!("{what} #{v}");
         }
@@ -864,7 +861,11 @@ async fn dataset_page(
             if let Some(desc) = &d.description {
                 let _ = write!(body, "<p>{}</p>", esc(desc));
             }
-            let _ = write!(body, "<p data-testid=\"governance\">{}</p>", esc(&governance_line(s, d)));
+            let _ = write!(
+                body,
+                "<p data-testid=\"governance\">{}</p>",
+                esc(&governance_line(s, d))
+            );
             let models: Vec<String> = s
                 .models()
                 .filter(|m| m.datasets.contains(&id))
@@ -1200,7 +1201,8 @@ fn contribution_href(s: &Ledger, index: u64) -> String {
 /// How a dataset is governed, in words.
 fn governance_line(s: &Ledger, d: &Dataset) -> String {
     let mut parts = vec![if d.review {
-        "Reviewed: contributions wait for the owner's acceptance and earn nothing until then".to_string()
+        "Reviewed: contributions wait for the owner's acceptance and earn nothing until then"
+            .to_string()
     } else {
         "Not reviewed: contributions count as soon as they are appended".to_string()
     }];
@@ -1221,7 +1223,9 @@ fn governance_line(s: &Ledger, d: &Dataset) -> String {
     let (arbiter, bond) = match &d.disputes {
         Some(p) => (
             match p.arbiter {
-                shoulders_record::Arbiter::Owner => "the owner (the operator when the owner is a party)",
+                shoulders_record::Arbiter::Owner => {
+                    "the owner (the operator when the owner is a party)"
+                }
                 shoulders_record::Arbiter::Operator => "the operator",
             },
             p.bond.clone(),
@@ -1233,7 +1237,11 @@ fn governance_line(s: &Ledger, d: &Dataset) -> String {
     };
     parts.push(format!(
         "disputes ruled by {arbiter}, bond {}",
-        bond.map_or("none".into(), |b| format!("{} {}", html::micros(b.amount_micros.parse().unwrap_or(0)), b.currency))
+        bond.map_or("none".into(), |b| format!(
+            "{} {}",
+            html::micros(b.amount_micros.parse().unwrap_or(0)),
+            b.currency
+        ))
     ));
     if !d.tdm_reserved.is_empty() {
         parts.push(format!(
@@ -1283,7 +1291,9 @@ fn contribution_status(s: &Ledger, c: &Contribution) -> String {
 
 fn dispute_about(s: &Ledger, d: &Dispute) -> String {
     match d.target() {
-        DisputeTarget::Contribution(c) => link(&contribution_href(s, c), &format!("contribution #{c}")),
+        DisputeTarget::Contribution(c) => {
+            link(&contribution_href(s, c), &format!("contribution #{c}"))
+        }
         DisputeTarget::Model(m) => link(&model_href(&m), &format!("model {m}")),
     }
 }
