@@ -217,6 +217,9 @@ class ExplorerTest(unittest.TestCase):
         expect(self.page.get_by_test_id("dispute-status")).to_contain_text("upheld")
         expect(self.page.get_by_test_id("ruling")).to_contain_text("upheld by operator")
         expect(self.page.get_by_test_id("escrow")).to_contain_text("holds: nothing")
+        clawed = int(contested["clawed_back_micros"]["USD"])
+        self.assertGreater(clawed, 0, "frank's earnings before the dispute")
+        expect(self.page.get_by_test_id("clawback")).to_contain_text(f"{clawed / 1e6:.6f} USD")
         self.shot("dispute")
         # The copy's row on its dataset page says where its credit goes now.
         self.page.get_by_role("link", name=f"contribution #{contested['contribution']}").first.click()

@@ -708,8 +708,9 @@ fn governance(demo: &mut Demo, dir: &std::path::Path) -> Result<()> {
         &format!("the operator upholds dispute #{dispute}"),
     )?;
     println!(
-        "  ruling: the escrow ({}) goes to alice",
-        usd(earned(demo, "alice") - alice_before)
+        "  ruling: the escrow and what frank's copy earned before the dispute ({} in all) go to alice; frank holds {}",
+        usd(earned(demo, "alice") - alice_before),
+        usd(earned(demo, "frank"))
     );
     let alice_before = earned(demo, "alice");
     let frank_before = earned(demo, "frank");

@@ -2197,6 +2197,15 @@ fn demo_builds_and_verifies_a_ledger() {
     assert!(text.contains("settled 200 usage receipts"), "{text}");
     assert!(text.contains("refused  E_USE_DENIED"), "{text}");
     assert!(text.contains("held in the unclaimed pool"), "{text}");
+    // The governance walk-through: escrow while disputed, then credit follows the ruling.
+    assert!(text.contains("alice disputes"), "{text}");
+    assert!(text.contains("held in @escrow/"), "{text}");
+    assert!(
+        text.contains("in all) go to alice; frank holds 0.000000 USD"),
+        "{text}"
+    );
+    assert!(text.contains("frank 0.000000 USD"), "{text}");
+    assert!(text.contains("refused  E_TDM_RESERVED"), "{text}");
     assert!(
         text.contains("deposits minus withdrawals: conserved"),
         "{text}"
@@ -2221,9 +2230,9 @@ fn demo_builds_and_verifies_a_ledger() {
     ]));
     assert_eq!(
         report,
-        json!({ "origin": report["origin"], "tree_size": 226, "root_hash": report["root_hash"],
-                "actors": 6, "datasets": 3, "models": 4, "contributions": 7,
-                "receipts": 200, "legs": report["legs"] })
+        json!({ "origin": report["origin"], "tree_size": 250, "root_hash": report["root_hash"],
+                "actors": 7, "datasets": 4, "models": 4, "contributions": 11,
+                "receipts": 215, "legs": report["legs"] })
     );
     assert!(report["origin"]
         .as_str()
@@ -2238,12 +2247,12 @@ fn demo_builds_and_verifies_a_ledger() {
         "--content",
         p(&dir),
     ]));
-    assert_eq!(with_content["content"]["contributions_checked"], 7);
+    assert_eq!(with_content["content"]["contributions_checked"], 11);
     let cp = expect_ok(&run(&["checkpoint", "--data-dir", p(&dir)]));
     let cp = parse_checkpoint(cp.as_bytes());
     assert_eq!(
         (cp.size, B64.encode(cp.root)),
-        (226, report["root_hash"].as_str().unwrap().to_string())
+        (250, report["root_hash"].as_str().unwrap().to_string())
     );
     assert!(
         text.contains(&format!("root {}", report["root_hash"].as_str().unwrap())),

@@ -51,7 +51,7 @@ fn lineage_and_standard_exports() {
         .collect();
     assert!(datasets.contains(&("dave/instructions", 2)), "{datasets:?}");
     assert!(
-        datasets.contains(&("carol-lab/public-domain-verse", 5)),
+        datasets.contains(&("carol-lab/public-domain-verse", 7)),
         "{datasets:?}"
     );
     let edges: Vec<(&str, &str, &str)> = p["edges"]

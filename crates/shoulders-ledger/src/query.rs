@@ -102,6 +102,7 @@ fn role(s: &str) -> Role {
         "dispute_bond" => Role::DisputeBond,
         "escrow_release" => Role::EscrowRelease,
         "escrow_award" => Role::EscrowAward,
+        "clawback" => Role::Clawback,
         _ => Role::Claim,
     }
 }

@@ -767,7 +767,7 @@ async fn get_dispute(State(st): St, p: Result<Path<u64>, PathRejection>) -> ApiR
                     .books()
                     .balances_of(&escrow)
                     .into_iter()
-                    .map(|((_, cur), amount)| (cur.to_string(), json!(amount.to_string())))
+                    .map(|(cur, amount)| (cur.to_string(), json!(amount.to_string())))
                     .collect();
                 v["escrow_account"] = json!(escrow);
                 v["escrow_held_micros"] = Value::Object(held);

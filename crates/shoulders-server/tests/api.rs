@@ -775,6 +775,8 @@ async fn openapi_document_matches_the_routes() {
         "GET /api/datasets",
         "GET /api/datasets/{owner}/{name}",
         "GET /api/datasets/{owner}/{name}/contributions",
+        "GET /api/disputes",
+        "GET /api/disputes/{id}",
         "GET /api/licenses/{owner}/{name}",
         "GET /api/models",
         "GET /api/models/{owner}/{name}",

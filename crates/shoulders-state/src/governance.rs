@@ -142,6 +142,13 @@ pub struct Dispute {
     pub escrow_released_micros: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escrow_to: Option<String>,
+    /// Upheld with an original: what the copy earned before the dispute, taken back from its
+    /// contributor's unclaimed earnings and account and paid to the original's contributor...
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clawed_back_micros: BTreeMap<String, String>,
+    /// ...and what could not be, because it had already been withdrawn or spent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clawback_short_micros: BTreeMap<String, String>,
 }
 
 impl Dispute {
@@ -163,17 +170,22 @@ pub struct QuotaUse {
     pub bytes: u64,
 }
 
+/// What a ruling does, computed by the check phase.
+pub(crate) struct Ruling {
+    pub verdict: Verdict,
+    pub legs: Vec<Leg>,
+    pub released: BTreeMap<String, String>,
+    pub escrow_to: Option<String>,
+    /// For an upheld contribution dispute: the resolved original (None: taken down).
+    pub redirect_to: Option<u64>,
+    pub clawed_back: BTreeMap<String, String>,
+    pub clawback_short: BTreeMap<String, String>,
+}
+
 /// What the check phase computed for a governance record's commit.
 pub(crate) enum GovPending {
     Open(Box<Dispute>, Vec<Leg>),
-    Rule {
-        verdict: Verdict,
-        legs: Vec<Leg>,
-        released: BTreeMap<String, String>,
-        escrow_to: Option<String>,
-        /// For an upheld contribution dispute: the resolved original (None: taken down).
-        redirect_to: Option<u64>,
-    },
+    Rule(Box<Ruling>),
     Review,
 }
 
@@ -515,6 +527,8 @@ impl State {
             reason: None,
             escrow_released_micros: BTreeMap::new(),
             escrow_to: None,
+            clawed_back_micros: BTreeMap::new(),
+            clawback_short_micros: BTreeMap::new(),
         };
         Ok(GovPending::Open(Box::new(dispute), legs))
     }
@@ -561,7 +575,7 @@ impl State {
         let escrow = escrow_account(d.id);
         let mut legs: Vec<Leg> = Vec::new();
         let mut released = BTreeMap::new();
-        for ((account, currency), balance) in self.books.balances_of(&escrow) {
+        for (currency, balance) in self.books.balances_of(&escrow) {
             let bond = d
                 .bond
                 .as_ref()
@@ -578,7 +592,7 @@ impl State {
                     Role::EscrowRelease
                 };
                 l.push(
-                    &account,
+                    &escrow,
                     -earnings,
                     role,
                     model,
@@ -603,7 +617,7 @@ impl State {
             }
             if bond > 0 {
                 l.push(
-                    &account,
+                    &escrow,
                     -bond,
                     Role::DisputeBond,
                     model,
@@ -623,13 +637,59 @@ impl State {
             }
             legs.extend(l.legs);
         }
-        Ok(GovPending::Rule {
+        // Past credit: what the copy earned before the dispute goes to the original too, as far
+        // as its contributor still holds it (unclaimed earnings first, then its account).
+        let mut clawed_back = BTreeMap::new();
+        let mut clawback_short = BTreeMap::new();
+        if let (Some(c), Some(o)) = (d.contribution, redirect_to) {
+            let to = &self.contributions[&o].contributor;
+            for (currency, earned) in self.books.earned_from(&d.respondent, c) {
+                if earned <= 0 {
+                    continue;
+                }
+                let from_pool = earned.min(self.books.unclaimed_of(&d.respondent, &currency));
+                let from_account = (earned - from_pool)
+                    .min(self.books.balance(&d.respondent, &currency))
+                    .max(0);
+                let taken = from_pool + from_account;
+                let mut l = self.new_legs(index, ts_ms, &currency);
+                l.push(
+                    crate::money::UNCLAIMED,
+                    -from_pool,
+                    Role::Clawback,
+                    None,
+                    None,
+                    Some(c),
+                    Some(&d.respondent),
+                );
+                l.push(
+                    &d.respondent,
+                    -from_account,
+                    Role::Clawback,
+                    None,
+                    None,
+                    Some(c),
+                    None,
+                );
+                l.credit_to(to, taken as u128, Role::Clawback, None, None, Some(o));
+                legs.extend(l.legs);
+                if taken > 0 {
+                    clawed_back.insert(currency.to_string(), taken.to_string());
+                }
+                if earned > taken {
+                    clawback_short.insert(currency.to_string(), (earned - taken).to_string());
+                }
+            }
+        }
+        Ok(GovPending::Rule(Box::new(Ruling {
             verdict: b.verdict,
             legs,
             escrow_to: (!released.is_empty()).then_some(earnings_to),
             released,
             redirect_to,
-        })
+            clawed_back,
+            clawback_short,
+        })))
     }
 
     pub(crate) fn check_review(
@@ -689,19 +749,23 @@ impl State {
         self.disputes.insert(dispute.id, dispute);
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn commit_dispute_rule(
         &mut self,
         index: u64,
         signer: &str,
         b: &DisputeRule,
-        verdict: Verdict,
-        legs: Vec<Leg>,
-        released: BTreeMap<String, String>,
-        escrow_to: Option<String>,
-        redirect_to: Option<u64>,
+        ruling: Ruling,
         fx: &mut crate::Effects,
     ) {
+        let Ruling {
+            verdict,
+            legs,
+            released,
+            escrow_to,
+            redirect_to,
+            clawed_back,
+            clawback_short,
+        } = ruling;
         fx.legs = self.books.post(legs, &mut fx.changed);
         let d = self.disputes.get_mut(&b.dispute).expect("checked");
         d.status = if verdict == Verdict::Upheld {
@@ -714,6 +778,8 @@ impl State {
         d.reason = Some(b.reason.clone());
         d.escrow_released_micros = released;
         d.escrow_to = escrow_to;
+        d.clawed_back_micros = clawed_back;
+        d.clawback_short_micros = clawback_short;
         let d = d.clone();
         fx.changed.push(crate::EntityKey::Dispute(d.id));
         self.open_disputes.remove(&d.target());

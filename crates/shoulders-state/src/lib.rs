@@ -930,27 +930,10 @@ impl State {
                 self.commit_dispute_open(*d, legs, &mut fx);
             }
             Body::DisputeRule(b) => {
-                let Pending::Gov(GovPending::Rule {
-                    verdict,
-                    legs,
-                    released,
-                    escrow_to,
-                    redirect_to,
-                }) = pending
-                else {
+                let Pending::Gov(GovPending::Rule(ruling)) = pending else {
                     unreachable!("checked")
                 };
-                self.commit_dispute_rule(
-                    index,
-                    signer,
-                    b,
-                    verdict,
-                    legs,
-                    released,
-                    escrow_to,
-                    redirect_to,
-                    &mut fx,
-                );
+                self.commit_dispute_rule(index, signer, b, *ruling, &mut fx);
             }
             Body::ContributionReview(b) => {
                 self.commit_review(index, b, &mut fx);

@@ -46,6 +46,9 @@ pub enum Role {
     EscrowRelease,
     /// Escrowed earnings awarded to the rightful party (dispute upheld).
     EscrowAward,
+    /// What a contribution ruled a copy earned before its dispute, taken back (as far as its
+    /// contributor still holds it) and paid to the original's contributor.
+    Clawback,
 }
 
 impl Role {
@@ -63,6 +66,7 @@ impl Role {
             Role::DisputeBond => "dispute_bond",
             Role::EscrowRelease => "escrow_release",
             Role::EscrowAward => "escrow_award",
+            Role::Clawback => "clawback",
         }
     }
 }
@@ -487,6 +491,42 @@ impl Books {
         (lines, self.statement_totals(holder, &credits_debits))
     }
 
+    /// What `holder` earned from `contribution` outside any escrow, per currency: its data
+    /// shares and escrow releases credited for it (from the counters, no legs read).
+    pub(crate) fn earned_from(&self, holder: &str, contribution: u64) -> BTreeMap<Arc<str>, i128> {
+        let h = self.name(holder);
+        let mut out = BTreeMap::new();
+        let start = SourceKey {
+            holder: h.clone(),
+            role: Role::Deposit,
+            currency: Arc::from(""),
+            model_id: None,
+            dataset_id: None,
+            contribution: None,
+            held: false,
+            escrow: None,
+        };
+        for (k, c) in self
+            .sources
+            .range(start..)
+            .take_while(|(k, _)| k.holder == h)
+        {
+            let earning = matches!(k.role, Role::DataShare | Role::EscrowRelease);
+            if earning && k.contribution == Some(contribution) && k.escrow.is_none() {
+                *out.entry(k.currency.clone()).or_insert(0) += c.amount_micros;
+            }
+        }
+        out
+    }
+
+    /// What the unclaimed pool holds for `holder` in `currency`.
+    pub(crate) fn unclaimed_of(&self, holder: &str, currency: &str) -> i128 {
+        self.unclaimed
+            .get(&(self.name(holder), self.name(currency)))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// A holder's earnings by source and totals over some of its legs (a period).
     pub fn sources_over(
         &self,
@@ -501,14 +541,14 @@ impl Books {
         (lines, self.statement_totals(holder, &credits_debits))
     }
 
-    /// Every `(account, currency)` balance of `account` (one escrow account's holdings).
-    pub fn balances_of(&self, account: &str) -> Vec<((Arc<str>, Arc<str>), i128)> {
+    /// Every non-zero balance of `account`, per currency (one escrow account's holdings).
+    pub fn balances_of(&self, account: &str) -> Vec<(Arc<str>, i128)> {
         let a = self.name(account);
         self.balances
             .range((a.clone(), Arc::from(""))..)
             .take_while(|((acc, _), _)| *acc == a)
             .filter(|(_, b)| **b != 0)
-            .map(|(k, b)| (k.clone(), *b))
+            .map(|((_, currency), b)| (currency.clone(), *b))
             .collect()
     }
 

@@ -287,10 +287,21 @@ fn plagiarism_upheld_moves_escrow_and_future_credit_to_the_original() {
     let author_before = b.balance("author");
     rule(&mut b, "op", d, "upheld").unwrap();
     assert_eq!(b.balance(&escrow_account(d)), 0);
-    assert_eq!(b.balance("author") - author_before, 1000, "escrow awarded");
+    assert_eq!(
+        b.balance("author") - author_before,
+        1000 + 500,
+        "escrow awarded, and the pre-dispute earnings clawed back"
+    );
+    assert_eq!(
+        b.unclaimed("plagiarist"),
+        0,
+        "past credit goes to the original too"
+    );
     let dispute = b.state.dispute(d).unwrap();
     assert_eq!(dispute.status, DisputeStatus::Upheld);
     assert_eq!(dispute.escrow_to.as_deref(), Some("author"));
+    assert_eq!(dispute.clawed_back_micros["USD"], "500");
+    assert!(dispute.clawback_short_micros.is_empty());
 
     // Future receipts naming the plagiarised contribution credit the original.
     let before = b.balance("author");
@@ -298,7 +309,7 @@ fn plagiarism_upheld_moves_escrow_and_future_credit_to_the_original() {
     assert_eq!(b.balance("author") - before, 500);
     assert_eq!(
         b.unclaimed("plagiarist"),
-        500,
+        0,
         "the plagiarist earns nothing more"
     );
     // It stays attributable (its credit follows the redirection), and cannot be re-disputed.
@@ -311,6 +322,39 @@ fn plagiarism_upheld_moves_escrow_and_future_credit_to_the_original() {
         rule(&mut b, "op", d, "dismissed").unwrap_err().code(),
         "E_DISPUTE_CLOSED"
     );
+    b.check();
+}
+
+#[test]
+fn a_clawback_takes_what_is_left_and_records_the_rest() {
+    let mut b = world(json!({}), None);
+    // The copier has a payout address, is paid, and withdraws part before the ruling.
+    b.ok(
+        "troll",
+        Kind::ActorUpdate,
+        json!({"payout_address": "acct:troll"}),
+    );
+    let copy = b.contribute("troll", "owner/d", 1);
+    let original = b.contribute("author", "owner/d", 2);
+    register_model(&mut b);
+    for _ in 0..3 {
+        b.receipt("owner/m", &[("owner/d", copy, 1_000_000)])
+            .unwrap();
+    }
+    // 1,500 earned; it also holds 1,000,000 deposited, of which it withdraws all but 200.
+    b.ok(
+        "troll",
+        Kind::FundsWithdraw,
+        json!({"currency": "USD", "amount_micros": (1_000_000 + 1_500 - 200).to_string()}),
+    );
+    let d = open(&mut b, "author", copy, Some(original)).unwrap();
+    let author_before = b.balance("author");
+    rule(&mut b, "op", d, "upheld").unwrap();
+    let dispute = b.state.dispute(d).unwrap();
+    assert_eq!(dispute.clawed_back_micros["USD"], "200");
+    assert_eq!(dispute.clawback_short_micros["USD"], "1300");
+    assert_eq!(b.balance("troll"), 0, "never below zero");
+    assert_eq!(b.balance("author") - author_before, 200);
     b.check();
 }
 

@@ -1008,7 +1008,11 @@ async fn actor_page(State(st): St, p: Result<Path<String>, PathRejection>) -> Re
                         g.model_id.as_deref().map(|m| link(&model_href(m), m)).unwrap_or_default(),
                         g.dataset_id.as_deref().map(|d| link(&dataset_href(d), d)).unwrap_or_default(),
                         g.contribution.map(|c| link(&record_href(c), &format!("#{c}"))).unwrap_or_default(),
-                        if g.held_in_unclaimed { "unclaimed pool".into() } else { "own account".into() },
+                        match (g.held_in_escrow, g.held_in_unclaimed) {
+                            (Some(d), _) => format!("escrow of {}", link(&dispute_href(d), &format!("dispute #{d}"))),
+                            (None, true) => "unclaimed pool".into(),
+                            (None, false) => "own account".into(),
+                        },
                         g.count.to_string(),
                         money(g.amount_micros, &g.currency),
                     ]
@@ -1357,7 +1361,7 @@ async fn dispute_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Res
                 .books()
                 .balances_of(&escrow)
                 .into_iter()
-                .map(|((_, cur), v)| money(v, &cur))
+                .map(|(cur, v)| money(v, &cur))
                 .collect();
             let _ = write!(
                 body,
@@ -1381,6 +1385,24 @@ async fn dispute_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Res
                     if released.is_empty() { "none".into() } else { released.join(", ") },
                     d.escrow_to.as_ref().map_or(String::new(), |t| format!(" to {}", holder_link(t))),
                 );
+                let amounts = |m: &BTreeMap<String, String>| {
+                    m.iter()
+                        .map(|(cur, v)| money(v.parse().unwrap_or(0), cur))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                if !d.clawed_back_micros.is_empty() || !d.clawback_short_micros.is_empty() {
+                    let _ = write!(
+                        body,
+                        "<p data-testid=\"clawback\">Earned by the copy before the dispute, clawed back for the original: {}{}.</p>",
+                        if d.clawed_back_micros.is_empty() { "nothing".into() } else { amounts(&d.clawed_back_micros) },
+                        if d.clawback_short_micros.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; already withdrawn or spent, not recovered: {}", amounts(&d.clawback_short_micros))
+                        }
+                    );
+                }
             }
             Ok(page(&format!("Dispute #{id}"), &body))
         })
