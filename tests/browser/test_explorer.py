@@ -171,6 +171,36 @@ class ExplorerTest(unittest.TestCase):
             "data-model", "dave/verse-instruct-q4")
         self.shot("model-verse-instruct-q4")
 
+    def test_model_page_shows_what_changed_from_the_parent(self):
+        self.page.goto("/models/dave/verse-instruct")
+        diff = self.api("/api/models/dave/verse-instruct/diff").json()
+        self.assertEqual(diff["parent"], "carol-lab/verse-base")
+        # The demo's fine-tune retrains layers 2-3 of 4 and leaves everything else alone.
+        self.assertEqual(diff["totals"]["changed_percent"], "12.6%")
+        section = self.page.get_by_test_id("diff")
+        expect(section.locator("h2")).to_have_text("What this model changed from its parent")
+        expect(section.get_by_test_id("diff-summary")).to_have_text(diff["summary"])
+        changed = section.get_by_test_id("diff-changed")
+        expect(changed).to_have_text("12.6%")
+        expect(changed).to_have_attribute("data-ppm", str(diff["totals"]["changed_ppm"]))
+        rows = section.locator("table.diff-layers tbody tr")
+        expect(rows).to_have_count(len(diff["layers"]))
+        expect(rows.filter(has_text="layer 2")).to_contain_text("100%")
+        expect(rows.filter(has_text="layer 0")).to_contain_text("0%")
+        expect(section.locator("table.diff-tensors tbody tr")).to_have_count(diff["totals"]["tensors"]["changed"])
+        # Each edge of the family tree says what its child changed.
+        tree = self.page.get_by_test_id("family-tree")
+        edge = tree.locator('g.edge[data-child="dave/verse-instruct"][data-parent="carol-lab/verse-base"]')
+        expect(edge.locator("text.summary")).to_have_text("12.6% of parameters changed (layers 2–3)")
+        q4 = tree.locator('g.edge[data-child="dave/verse-instruct-q4"] text.summary')
+        expect(q4).to_contain_text("all 39 tensors re-typed")
+        self.shot("model-verse-instruct-diff")
+        # The adapter's page lists the modules it targets.
+        self.page.goto("/models/alice/verse-adapter")
+        section = self.page.get_by_test_id("diff")
+        expect(section.get_by_test_id("diff-adapter")).to_contain_text("on 8 base modules")
+        expect(section.locator("table.diff-modules tbody tr")).to_have_count(8)
+
     def test_dataset_page_lists_contributions(self):
         self.page.goto("/models/carol-lab/verse-base")
         self.page.get_by_role("link", name="carol-lab/public-domain-verse").first.click()

@@ -161,6 +161,8 @@ pub struct ModelDir {
     pub gguf_base_models: Vec<String>,
     /// `general.license` of the first `*.gguf` file (in path order) that has one.
     pub gguf_license: Option<String>,
+    /// A PEFT adapter's `adapter_config.json`, if present (see [`crate::parse_adapter_config`]).
+    pub adapter: Option<shoulders_record::AdapterConfig>,
 }
 
 /// Where the symbolic link `link` under the model directory `root` leads, when it may be
@@ -322,11 +324,21 @@ pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, Ar
             })?
         }
     };
+    // In a Hugging Face cache snapshot the file is a link into the entry's blobs: follow it
+    // when `list_files` would; any other link is refused by the read (not a regular file).
+    let mut adapter_path = root.join(crate::ADAPTER_CONFIG_FILE);
+    if std::fs::symlink_metadata(&adapter_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        if let Some(target) = allowed_link_target(root, &adapter_path) {
+            adapter_path = target;
+        }
+    }
+    let adapter = crate::read_adapter_config(&adapter_path)?;
     Ok(ModelDir {
         config,
         card,
         artifacts,
         gguf_base_models,
         gguf_license,
+        adapter,
     })
 }

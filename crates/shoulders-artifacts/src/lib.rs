@@ -10,10 +10,13 @@
 //! * Every other file is hashed as a whole.
 //! * `README.md`'s YAML front matter (the model card) gives lineage hints: `license`,
 //!   `base_model`, `base_model_relation`, `datasets`.
+//! * A PEFT adapter's `adapter_config.json` gives its target modules and rank
+//!   ([`parse_adapter_config`]).
 //!
 //! [`compare`] re-checks a directory against registered artifacts and names exactly which
 //! files and tensors differ.
 
+mod adapter;
 mod card;
 mod compare;
 pub mod files;
@@ -21,6 +24,9 @@ mod gguf;
 mod hash;
 mod tee;
 
+pub use adapter::{
+    parse_adapter_config, read_adapter_config, ADAPTER_CONFIG_FILE, MAX_ADAPTER_CONFIG_BYTES,
+};
 pub use card::{parse_front_matter, ModelCard};
 pub use compare::{compare, Difference, Report};
 pub use gguf::{ggml_type_name, hash_gguf, GgufHints};
@@ -65,6 +71,8 @@ pub enum ArtifactError {
     BadCard { path: String, reason: String },
     #[error("{path}: {reason}")]
     BadConfig { path: String, reason: String },
+    #[error("adapter configuration {path}: {reason}")]
+    BadAdapterConfig { path: String, reason: String },
     #[error("{dir} holds more than {limit} files")]
     TooManyFiles { dir: String, limit: usize },
     #[error("{path}: {reason}")]
@@ -82,6 +90,7 @@ impl ArtifactError {
             ArtifactError::BadGguf { .. } => "E_GGUF_INVALID",
             ArtifactError::BadCard { .. } => "E_MODEL_CARD_INVALID",
             ArtifactError::BadConfig { .. } => "E_MODEL_CONFIG_INVALID",
+            ArtifactError::BadAdapterConfig { .. } => "E_ADAPTER_CONFIG_INVALID",
             ArtifactError::TooManyFiles { .. } => "E_TOO_MANY_FILES",
             ArtifactError::BadPath { .. } => "E_PATH_INVALID",
             ArtifactError::File(e) => e.code(),

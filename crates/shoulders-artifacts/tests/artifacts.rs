@@ -237,3 +237,57 @@ fn malformed_safetensors_are_refused_with_a_code() {
         assert_eq!(err.code(), "E_SAFETENSORS_INVALID", "{what}: {err}");
     }
 }
+
+#[test]
+fn adapter_config_is_read_and_followed_into_a_cache_entry_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    write_model(&plain);
+    let mut f = no_progress();
+    let mut progress: &mut dyn FnMut(u64) = &mut f;
+    assert_eq!(scan_dir(&plain, &mut progress).unwrap().adapter, None);
+    std::fs::write(
+        plain.join("adapter_config.json"),
+        r#"{"peft_type":"LORA","target_modules":["v_proj","q_proj"],"r":8,"lora_alpha":16}"#,
+    )
+    .unwrap();
+    let adapter = scan_dir(&plain, &mut progress).unwrap().adapter.unwrap();
+    assert_eq!(adapter.target_modules, vec!["q_proj", "v_proj"]);
+    assert_eq!((adapter.r, adapter.lora_alpha), (Some(8), Some(16)));
+
+    // A Hugging Face cache snapshot links its files into the entry's blobs: followed.
+    let entry = tmp.path().join("models--acme--lora");
+    let snapshot = entry.join("snapshots/abc123");
+    write_model(&snapshot);
+    std::fs::create_dir_all(entry.join("blobs")).unwrap();
+    std::fs::write(
+        entry.join("blobs/0f0f"),
+        r#"{"peft_type":"LORA","target_modules":"all-linear"}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../../blobs/0f0f", snapshot.join("adapter_config.json")).unwrap();
+    let adapter = scan_dir(&snapshot, &mut progress).unwrap().adapter.unwrap();
+    assert_eq!(adapter.target_modules, vec!["all-linear"]);
+
+    // A link anywhere else is not read; nor is a file over the limit or malformed JSON.
+    let elsewhere = tmp.path().join("elsewhere");
+    write_model(&elsewhere);
+    std::os::unix::fs::symlink(
+        plain.join("adapter_config.json"),
+        elsewhere.join("adapter_config.json"),
+    )
+    .unwrap();
+    let err = scan_dir(&elsewhere, &mut progress).unwrap_err();
+    assert_eq!(err.code(), "E_NOT_A_REGULAR_FILE", "{err}");
+    std::fs::write(
+        plain.join("adapter_config.json"),
+        vec![b' '; shoulders_artifacts::MAX_ADAPTER_CONFIG_BYTES as usize + 1],
+    )
+    .unwrap();
+    let err = scan_dir(&plain, &mut progress).unwrap_err();
+    assert_eq!(err.code(), "E_ADAPTER_CONFIG_INVALID", "{err}");
+    std::fs::write(plain.join("adapter_config.json"), "{\"r\": [8]}").unwrap();
+    let err = scan_dir(&plain, &mut progress).unwrap_err();
+    assert_eq!(err.code(), "E_ADAPTER_CONFIG_INVALID", "{err}");
+    assert!(err.to_string().contains("`r` must be a number"), "{err}");
+}

@@ -343,6 +343,7 @@ fn tensors_and_file_are_hashed_exactly() {
         license_id: None,
         url: None,
         max_royalty_bps: None,
+        adapter: None,
     });
     body.validate().unwrap();
 }

@@ -117,6 +117,97 @@ fn content(text: &str) -> (String, u64) {
     )
 }
 
+/// Layers of the demo's toy llama-style model, and its sizes (hidden, key/value, MLP, vocab).
+const DEMO_LAYERS: u64 = 4;
+const DEMO_DIMS: (u64, u64, u64, u64) = (512, 128, 1376, 32_000);
+
+/// The demo base model's tensors in Hugging Face names with their shapes (outermost first):
+/// embeddings, per layer the attention and MLP projections and two norms, the final norm and
+/// the output head.
+fn demo_tensor_shapes() -> Vec<(String, Vec<u64>)> {
+    let (hidden, kv, mlp, vocab) = DEMO_DIMS;
+    let mut out = vec![("model.embed_tokens.weight".to_string(), vec![vocab, hidden])];
+    for l in 0..DEMO_LAYERS {
+        for (part, shape) in [
+            ("self_attn.q_proj.weight", vec![hidden, hidden]),
+            ("self_attn.k_proj.weight", vec![kv, hidden]),
+            ("self_attn.v_proj.weight", vec![kv, hidden]),
+            ("self_attn.o_proj.weight", vec![hidden, hidden]),
+            ("mlp.gate_proj.weight", vec![mlp, hidden]),
+            ("mlp.up_proj.weight", vec![mlp, hidden]),
+            ("mlp.down_proj.weight", vec![hidden, mlp]),
+            ("input_layernorm.weight", vec![hidden]),
+            ("post_attention_layernorm.weight", vec![hidden]),
+        ] {
+            out.push((format!("model.layers.{l}.{part}"), shape));
+        }
+    }
+    out.push(("model.norm.weight".into(), vec![hidden]));
+    out.push(("lm_head.weight".into(), vec![vocab, hidden]));
+    out
+}
+
+/// A made-up but deterministic tensor hash: SHA-256 of the model that wrote it and its name.
+fn demo_hash(model: &str, tensor: &str) -> String {
+    content(&format!("{model}:{tensor}")).0
+}
+
+/// `model`'s `model.safetensors`: each tensor's hash comes from `owner(name)`, the model whose
+/// weights it carries (so a fine-tune shares its base's hashes where it left the weights
+/// alone). The file's size is what BF16 weights would take.
+fn demo_artifact(model: &str, owner: &dyn Fn(&str) -> &'static str) -> Value {
+    let shapes = demo_tensor_shapes();
+    let params: u64 = shapes.iter().map(|(_, s)| s.iter().product::<u64>()).sum();
+    let tensors: Vec<Value> = shapes
+        .iter()
+        .map(|(name, shape)| json!({ "name": name, "dtype": "BF16", "shape": shape, "sha256": demo_hash(owner(name), name) }))
+        .collect();
+    json!({ "path": "model.safetensors", "size_bytes": 2 * params + 8 + 4096,
+            "sha256": content(&format!("demo weights {model}")).0, "tensors": tensors })
+}
+
+/// The same model quantised to GGUF as llama.cpp names and lays it out: llama.cpp tensor
+/// names, dimensions innermost-first, Q4_K matrices, a Q6_K output head and F32 norms.
+fn demo_gguf_artifact(model: &str) -> Value {
+    let (hidden, _, _, _) = DEMO_DIMS;
+    let mut tensors = Vec::new();
+    let mut bytes = 0u64;
+    for (name, shape) in demo_tensor_shapes() {
+        let gguf = shoulders_state::diff::gguf_name(&name).unwrap_or(name);
+        let n: u64 = shape.iter().product();
+        let (dtype, size) = match (gguf.as_str(), shape.len()) {
+            (_, 1) => ("F32", 4 * n),
+            ("output.weight", _) => ("Q6_K", n / 256 * 210),
+            _ => ("Q4_K", n / 256 * 144),
+        };
+        bytes += size;
+        let dims: Vec<u64> = shape.iter().rev().copied().collect();
+        tensors.push(json!({ "name": gguf, "dtype": dtype, "shape": dims, "sha256": demo_hash(model, &gguf) }));
+    }
+    json!({ "path": "verse-instruct-Q4_K_M.gguf", "size_bytes": bytes + 64 * hidden,
+            "sha256": content(&format!("demo weights {model}")).0, "tensors": tensors })
+}
+
+/// A PEFT LoRA adapter (rank 16) on the query and value projections of every layer.
+fn demo_adapter_artifact(model: &str) -> Value {
+    let (hidden, kv, _, _) = DEMO_DIMS;
+    let rank = 16u64;
+    let mut tensors = Vec::new();
+    let mut params = 0u64;
+    for l in 0..DEMO_LAYERS {
+        for (proj, out) in [("q_proj", hidden), ("v_proj", kv)] {
+            let module = format!("base_model.model.model.layers.{l}.self_attn.{proj}");
+            for (part, shape) in [("lora_A", [rank, hidden]), ("lora_B", [out, rank])] {
+                let name = format!("{module}.{part}.weight");
+                params += shape[0] * shape[1];
+                tensors.push(json!({ "name": name, "dtype": "F32", "shape": shape, "sha256": demo_hash(model, &name) }));
+            }
+        }
+    }
+    json!({ "path": "adapter_model.safetensors", "size_bytes": 4 * params + 8 + 2048,
+            "sha256": content(&format!("demo weights {model}")).0, "tensors": tensors })
+}
+
 /// Build the demo ledger in `data_dir` (a new temporary directory when `None`), then serve it
 /// on `listen` when given.
 pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
@@ -243,20 +334,34 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
             json!({ "title": format!("pair {}", i + 1) }),
         )?;
     }
-    let (weights, weights_len) = content("demo weights of carol-lab/verse-base");
-    demo.submit("carol-lab", Kind::ModelRegister, json!({
-        "model_id": "carol-lab/verse-base", "name": "Verse base",
-        "datasets": ["carol-lab/public-domain-verse"], "license_id": "carol-lab/base-terms",
-        "artifacts": [{ "path": "model.safetensors", "size_bytes": weights_len, "sha256": weights,
-            "tensors": [{ "name": "embed.weight", "dtype": "F16", "shape": [256, 64], "sha256": weights }] }]
-    }), "carol-lab/verse-base (base model)")?;
+    // Realistic tensor lists, so the explorer can show who changed what: the fine-tune
+    // retrains layers 2-3 only, the 4-bit copy re-types every tensor, the adapter adds LoRA
+    // weights beside the base's.
+    demo.submit(
+        "carol-lab",
+        Kind::ModelRegister,
+        json!({
+            "model_id": "carol-lab/verse-base", "name": "Verse base",
+            "datasets": ["carol-lab/public-domain-verse"], "license_id": "carol-lab/base-terms",
+            "artifacts": [demo_artifact("carol-lab/verse-base", &|_| "carol-lab/verse-base")]
+        }),
+        "carol-lab/verse-base (base model)",
+    )?;
+    let instruct_owner = |name: &str| {
+        if name.starts_with("model.layers.2.") || name.starts_with("model.layers.3.") {
+            "dave/verse-instruct"
+        } else {
+            "carol-lab/verse-base"
+        }
+    };
     demo.submit(
         "dave",
         Kind::ModelRegister,
         json!({
             "model_id": "dave/verse-instruct", "name": "Verse instruct",
             "parents": [{ "model_id": "carol-lab/verse-base", "relation": "finetune" }],
-            "datasets": ["dave/instructions"], "license_id": "dave/nc"
+            "datasets": ["dave/instructions"], "license_id": "dave/nc",
+            "artifacts": [demo_artifact("dave/verse-instruct", &instruct_owner)]
         }),
         "dave/verse-instruct (finetune of carol-lab/verse-base, non-commercial)",
     )?;
@@ -265,7 +370,8 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         Kind::ModelRegister,
         json!({
             "model_id": "dave/verse-instruct-q4", "name": "Verse instruct, 4-bit",
-            "parents": [{ "model_id": "dave/verse-instruct", "relation": "quantized" }]
+            "parents": [{ "model_id": "dave/verse-instruct", "relation": "quantized" }],
+            "artifacts": [demo_gguf_artifact("dave/verse-instruct-q4")]
         }),
         "dave/verse-instruct-q4 (quantized)",
     )?;
@@ -276,7 +382,9 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         Kind::ModelRegister,
         json!({
             "model_id": "alice/verse-adapter", "name": "Verse LoRA adapter",
-            "parents": [{ "model_id": "carol-lab/verse-base", "relation": "adapter" }]
+            "parents": [{ "model_id": "carol-lab/verse-base", "relation": "adapter" }],
+            "artifacts": [demo_adapter_artifact("alice/verse-adapter")],
+            "adapter": { "peft_type": "LORA", "target_modules": ["q_proj", "v_proj"], "r": 16, "lora_alpha": 32 }
         }),
         "alice/verse-adapter (adapter of carol-lab/verse-base, no licence)",
     )?;

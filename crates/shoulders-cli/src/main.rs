@@ -388,6 +388,14 @@ enum ModelCommand {
         model_id: String,
         dir: PathBuf,
     },
+    /// What CHILD changed from PARENT, tensor by tensor (identical, changed, added, removed),
+    /// with totals per layer and a one-line summary, from the registered hashes; JSON.
+    Diff {
+        #[arg(long)]
+        data_dir: PathBuf,
+        parent: String,
+        child: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -888,6 +896,11 @@ fn run(cli: Cli) -> Result<()> {
                 model_id,
                 dir,
             } => model_cmd::check(&data_dir, &model_id, &dir)?,
+            ModelCommand::Diff {
+                data_dir,
+                parent,
+                child,
+            } => model_cmd::diff(&data_dir, &parent, &child)?,
         },
         Command::Migrate { from, to } => {
             let from = StoreLocation::parse(&from).map_err(LedgerError::from)?;

@@ -1,4 +1,4 @@
-//! `shoulders model import` and `shoulders model check`.
+//! `shoulders model import`, `shoulders model check` and `shoulders model diff`.
 
 use crate::{load_key, print_json, random_id, CliError};
 use anyhow::{Context, Result};
@@ -186,8 +186,10 @@ pub fn import(args: ImportArgs) -> Result<()> {
         license_id: args.license_id,
         url: None,
         max_royalty_bps: args.max_royalty_bps,
+        adapter: scanned.adapter,
     };
     let files = body.artifacts.len();
+    let adapter = body.adapter.clone();
     let tensors: usize = body.artifacts.iter().map(|a| a.tensors.len()).sum();
     let record = sign_record(
         &key,
@@ -206,6 +208,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         "files": files,
         "tensors": tensors,
         "card_license": card.license,
+        "adapter": adapter,
     }))
 }
 
@@ -230,4 +233,18 @@ pub fn check(data_dir: &Path, model_id: &str, dir: &Path) -> Result<()> {
         }
         .into())
     }
+}
+
+/// `shoulders model diff`: what CHILD changed from PARENT, tensor by tensor, from the hashes on
+/// the ledger (no files are read). Any two models may be compared; the relation is the child's
+/// to that parent, or null.
+pub fn diff(data_dir: &Path, parent: &str, child: &str) -> Result<()> {
+    let state = Reader::open(&crate::data_dir(data_dir))?.state()?;
+    let find = |id: &str| {
+        state
+            .model(id)
+            .ok_or_else(|| LedgerError::NotFound(format!("no model {id:?} in this ledger")))
+    };
+    let diff = shoulders_state::model_diff(find(parent)?, find(child)?);
+    print_json(&diff)
 }

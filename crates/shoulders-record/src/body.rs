@@ -37,6 +37,10 @@ pub const MAX_EVIDENCE: usize = 16;
 pub const MAX_QUOTA_WINDOW_MS: u64 = 366 * 24 * 3600 * 1000;
 /// Highest review quality score.
 pub const MAX_QUALITY: u32 = 100;
+/// Most target modules an adapter's configuration may name.
+pub const MAX_ADAPTER_TARGETS: usize = 256;
+/// Longest adapter target module name (or pattern), in bytes.
+pub const MAX_ADAPTER_TARGET_BYTES: usize = 256;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -305,6 +309,31 @@ pub struct ModelRegister {
     /// its effective terms totals more. Absent: any stack up to 10000. Omitted when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_royalty_bps: Option<u32>,
+    /// What a PEFT adapter's `adapter_config.json` says it adapts (`model import` fills it when
+    /// the directory has one). Omitted when absent, so records without it keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterConfig>,
+}
+
+/// The part of a PEFT `adapter_config.json` a parameter diff needs: which base modules the
+/// adapter targets and its rank. The adapter's tensors say the same thing by their names; the
+/// configuration is kept as well because it is what the adapter's author declared (and it
+/// names modules, such as regular expressions or `all-linear`, that no tensor name spells).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterConfig {
+    /// `peft_type`, e.g. `LORA`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peft_type: Option<String>,
+    /// `target_modules`: module names (sorted, without duplicates) or one pattern, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_modules: Vec<String>,
+    /// `r`, the LoRA rank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r: Option<u64>,
+    /// `lora_alpha`, the LoRA scaling numerator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_alpha: Option<u64>,
 }
 
 /// Which descendants owe a licence's royalty (share and floor).
@@ -1049,6 +1078,30 @@ fn validate_model(b: &ModelRegister) -> Result<(), RecordError> {
     }
     if let Some(m) = b.max_royalty_bps {
         v::int_range("max_royalty_bps", u64::from(m), 0, u64::from(BPS_ONE))?;
+    }
+    if let Some(a) = &b.adapter {
+        validate_adapter(a)?;
+    }
+    Ok(())
+}
+
+fn validate_adapter(a: &AdapterConfig) -> Result<(), RecordError> {
+    if let Some(t) = &a.peft_type {
+        v::tag("adapter.peft_type", t, 64)?;
+    }
+    v::unique_list(
+        "adapter.target_modules",
+        &a.target_modules,
+        MAX_ADAPTER_TARGETS,
+    )?;
+    for m in &a.target_modules {
+        v::line("adapter.target_modules", m, MAX_ADAPTER_TARGET_BYTES)?;
+    }
+    if let Some(r) = a.r {
+        v::int_range("adapter.r", r, 0, MAX_SAFE_INTEGER)?;
+    }
+    if let Some(alpha) = a.lora_alpha {
+        v::int_range("adapter.lora_alpha", alpha, 0, MAX_SAFE_INTEGER)?;
     }
     Ok(())
 }

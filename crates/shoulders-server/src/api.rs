@@ -53,6 +53,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_models))
         .routes(routes!(get_model))
         .routes(routes!(model_lineage))
+        .routes(routes!(model_diff))
         .routes(routes!(license_check))
         .routes(routes!(get_license))
         .routes(routes!(attribute))
@@ -850,6 +851,53 @@ async fn model_lineage(
             format!("unknown lineage format {other:?}; use json, dot or mermaid"),
         )),
     }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct DiffQuery {
+    /// The model to compare against, `owner/name`; default: the model's first parent.
+    parent: Option<String>,
+}
+
+/// What a model changed from its parent, tensor by tensor: status (identical, changed, added,
+/// removed, or inherited for an adapter's base), totals by status and per layer, the share of
+/// the parent's parameters changed (ppm), quantisation or adapter details and a one-line
+/// summary. Computed from the registered tensor hashes only.
+#[utoipa::path(get, path = "/api/models/{owner}/{name}/diff", tag = "state",
+    params(("owner" = String, Path), ("name" = String, Path), DiffQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody),
+               (status = 404, description = "unknown model or parent, or no parent to compare with", body = ErrorBody)))]
+async fn model_diff(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<DiffQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let (owner, name) = path(p)?;
+    let q = query(q)?;
+    let id = format!("{owner}/{name}");
+    // Copy the two models out of the snapshot, then diff without holding it.
+    let (parent, child) = st.view().with_state(|s| {
+        let child = s
+            .model(&id)
+            .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))?;
+        let parent_id = match &q.parent {
+            Some(p) => p.clone(),
+            None => child
+                .parents
+                .first()
+                .map(|p| p.model_id.clone())
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "{id:?} has no parent; name one to compare with in ?parent="
+                    ))
+                })?,
+        };
+        let parent = s
+            .model(&parent_id)
+            .ok_or_else(|| ApiError::not_found(format!("no model {parent_id:?}")))?;
+        Ok::<_, ApiError>((parent.clone(), child.clone()))
+    })?;
+    Ok(Json(json!(shoulders_state::model_diff(&parent, &child))))
 }
 
 #[derive(Deserialize, IntoParams)]

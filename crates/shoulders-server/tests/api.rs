@@ -295,6 +295,43 @@ async fn signed_writes_reads_and_proofs() {
         .await
         .unwrap();
     assert!(mermaid.contains("flowchart"), "{mermaid}");
+    // The parameter diff against the first parent; neither fixture model lists tensors.
+    let (status, diff) = json_of(
+        s.client
+            .get(s.url("/api/models/bob/tuned/diff"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(
+        (&diff["parent"], &diff["relation"], &diff["comparable"]),
+        (
+            &json!("alice/verse-base"),
+            &json!("finetune"),
+            &json!(false)
+        ),
+        "{diff}"
+    );
+    assert_eq!(
+        diff["summary"],
+        "finetune · no tensor hashes recorded for either model"
+    );
+    // Any model may be named as the one to compare with.
+    let (status, diff) = json_of(
+        s.client
+            .get(s.url("/api/models/alice/verse-base/diff?parent=bob/tuned"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, &diff["relation"]),
+        (StatusCode::OK, &Value::Null),
+        "{diff}"
+    );
     let (status, check) = json_of(
         s.client
             .get(s.url("/api/models/bob/tuned/license-check?use=research"))
@@ -337,6 +374,12 @@ async fn signed_writes_reads_and_proofs() {
         ("/api/records/999", "E_NOT_FOUND"),
         ("/api/records/x", "E_PATH_PARAM_INVALID"),
         ("/api/models/bob/none/lineage", "E_NOT_FOUND"),
+        ("/api/models/bob/none/diff", "E_NOT_FOUND"),
+        ("/api/models/alice/verse-base/diff", "E_NOT_FOUND"),
+        (
+            "/api/models/bob/tuned/diff?parent=alice/none",
+            "E_NOT_FOUND",
+        ),
         (
             "/api/models/bob/tuned/lineage?format=png",
             "E_QUERY_INVALID",
@@ -780,6 +823,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /api/licenses/{owner}/{name}",
         "GET /api/models",
         "GET /api/models/{owner}/{name}",
+        "GET /api/models/{owner}/{name}/diff",
         "GET /api/models/{owner}/{name}/license-check",
         "GET /api/models/{owner}/{name}/lineage",
         "GET /api/models/{owner}/{name}/receipts",

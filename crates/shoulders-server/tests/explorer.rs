@@ -18,6 +18,11 @@ const TS: u64 = 1_767_225_600_000;
 const CALLS: u64 = 6;
 const EVIL: &str = "<script>alert(\"x\")</script><img src=x onerror=alert(1)>";
 
+/// A fake `sha256:` reference: one hex digit repeated.
+fn sha(digit: char) -> String {
+    format!("sha256:{}", digit.to_string().repeat(64))
+}
+
 /// alice (contributor, name full of markup) contributes two documents to her dataset; her model
 /// is priced; bob pays for `CALLS` calls, one a minute, each crediting the first document.
 fn ledger(dir: &Path) -> (u64, u64) {
@@ -99,14 +104,23 @@ fn ledger(dir: &Path) -> (u64, u64) {
         TS,
         Kind::ModelRegister,
         json!({"model_id": "alice/base", "name": "Base",
-        "description": EVIL, "datasets": ["alice/verse"], "license_id": "alice/priced"}),
+        "description": EVIL, "datasets": ["alice/verse"], "license_id": "alice/priced",
+        "artifacts": [{"path": "model.safetensors", "size_bytes": 1, "sha256": sha('0'), "tensors": [
+            {"name": "model.layers.0.mlp.weight", "dtype": "F16", "shape": [4, 4], "sha256": sha('1')},
+            {"name": EVIL, "dtype": "F16", "shape": [2], "sha256": sha('2')}]}]}),
     );
+    // The fine-tune changes layer 0 (16 of the base's 18 parameters) and adds a tensor whose
+    // name is markup, which the diff section must show as text.
     submit(
         &bob,
         TS,
         Kind::ModelRegister,
         json!({"model_id": "bob/tuned", "name": "Tuned",
-        "parents": [{"model_id": "alice/base", "relation": "finetune"}]}),
+        "parents": [{"model_id": "alice/base", "relation": "finetune"}],
+        "artifacts": [{"path": "model.safetensors", "size_bytes": 1, "sha256": sha('3'), "tensors": [
+            {"name": "model.layers.0.mlp.weight", "dtype": "F16", "shape": [4, 4], "sha256": sha('3')},
+            {"name": EVIL, "dtype": "F16", "shape": [2], "sha256": sha('2')},
+            {"name": format!("{EVIL}.new"), "dtype": "F32", "shape": [3], "sha256": sha('4')}]}]}),
     );
     submit(
         &operator,
@@ -206,8 +220,28 @@ async fn every_page_renders_and_escapes_ledger_text() {
         "licence card shows the price"
     );
     assert!(model.contains(&format!("{CALLS} calls, charged 0.006000 USD")));
+    // The edge carries what the fine-tune changed.
+    assert!(
+        model.contains(
+            "class=\"summary\">88.9% of parameters changed (layer 0), 1 tensor added</text>"
+        ),
+        "{model}"
+    );
     // bob's unpriced fine-tune owes alice's floor on every call.
     let (_, _, tuned) = get(&s, "/models/bob/tuned").await;
+    assert!(tuned.contains("data-testid=\"diff\""), "{tuned}");
+    assert!(
+        tuned.contains("data-ppm=\"888888\">88.9%</strong>"),
+        "{tuned}"
+    );
+    assert!(
+        tuned.contains("<code>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;.new</code>"),
+        "the added tensor is listed as text: {tuned}"
+    );
+    assert!(
+        !model.contains("data-testid=\"diff\""),
+        "a model without parents has no diff section"
+    );
     assert!(
         tuned.contains(
             "every call is charged at least the royalty floors upstream: 0.000100 USD per call"

@@ -216,6 +216,9 @@ pub struct Model {
     /// An upheld dispute against it: its owner's earnings now go to the rightful party.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ruled_against: Option<ModelRuling>,
+    /// A PEFT adapter's declared configuration (`model.register.adapter`), for the diff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<shoulders_record::AdapterConfig>,
 }
 
 impl Model {
@@ -241,6 +244,7 @@ impl Model {
             registered_ts_ms: rec.ts_ms,
             effective,
             ruled_against: None,
+            adapter: b.adapter.clone(),
         }
     }
 }

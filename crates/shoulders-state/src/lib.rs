@@ -7,6 +7,7 @@
 //!
 //! Pure: no I/O, no clock. Time only enters through the records themselves.
 
+pub mod diff;
 mod entities;
 pub mod governance;
 pub mod history;
@@ -16,6 +17,7 @@ mod persist;
 mod reject;
 mod settle;
 
+pub use diff::{model_diff, ModelDiff, TensorStatus};
 pub use entities::{Actor, Contribution, Dataset, Grant, License, Model};
 pub use governance::{
     ContributionRuling, Dispute, DisputeStatus, DisputeTarget, ModelRuling, QuotaUse, Review,

@@ -3,8 +3,9 @@
 //!
 //! * `/` — the signed checkpoint, recent records, models, datasets, people, and a "try it"
 //!   box that calls the gateway and highlights the attributed spans of the answer.
-//! * `/models/{owner}/{name}` — family tree (inline SVG, each node a link), the licence in plain
-//!   words, datasets and contributors, recent metered calls.
+//! * `/models/{owner}/{name}` — family tree (inline SVG, each node a link, each edge labelled
+//!   with what the child changed), what the model changed from its parent (parameter diff), the
+//!   licence in plain words, datasets and contributors, recent metered calls.
 //! * `/datasets/{owner}/{name}` — contributions, contributors, how often each was used.
 //! * `/actors/{handle}` — earnings over time (inline SVG chart), balance and earnings held in
 //!   the unclaimed pool, the outputs that used the actor's contributions.
@@ -16,6 +17,7 @@
 //! Every value from the ledger is untrusted: it reaches the page only through
 //! [`html::esc`] / [`html::seg`].
 
+pub mod diff;
 pub mod html;
 pub mod svg;
 
@@ -749,7 +751,7 @@ async fn model_page(
             let mut edges: Vec<svg::TreeEdge> = prov
                 .edges
                 .iter()
-                .map(|e| svg::TreeEdge { child: e.child.clone(), parent: e.parent.clone(), relation: e.relation.as_str().into() })
+                .map(|e| svg::TreeEdge { child: e.child.clone(), parent: e.parent.clone(), relation: e.relation.as_str().into(), summary: None })
                 .collect();
             let below: BTreeSet<&str> = std::iter::once(id.as_str())
                 .chain(descendants.iter().map(|d| d.model_id.as_str()))
@@ -757,15 +759,22 @@ async fn model_page(
             for d in &descendants {
                 if let Some(dm) = s.model(&d.model_id) {
                     for p in dm.parents.iter().filter(|p| below.contains(p.model_id.as_str())) {
-                        edges.push(svg::TreeEdge { child: d.model_id.clone(), parent: p.model_id.clone(), relation: p.relation.as_str().into() });
+                        edges.push(svg::TreeEdge { child: d.model_id.clone(), parent: p.model_id.clone(), relation: p.relation.as_str().into(), summary: None });
                     }
                 }
+            }
+            // Label the drawn edges with what each child changed (the tree draws at most
+            // MAX_TREE_NODES models, so at most that many diffs per edge end are computed).
+            let drawn: BTreeSet<&str> = nodes.iter().take(svg::MAX_TREE_NODES).map(|n| n.model_id.as_str()).collect();
+            for e in edges.iter_mut().filter(|e| drawn.contains(e.child.as_str()) && drawn.contains(e.parent.as_str())) {
+                e.summary = diff::edge_summary(s, &e.child, &e.parent);
             }
             let _ = write!(
                 body,
                 "<section><h2>Family tree</h2><p class=\"note\">Ancestors above, descendants below; click a model to open it.</p>{}</section>",
                 svg::family_tree(&nodes, &edges)
             );
+            body.push_str(&diff::diff_section(s, m));
             body.push_str(&licence_card(s, &id));
             let mut ds_rows = Vec::new();
             for d in &prov.datasets {

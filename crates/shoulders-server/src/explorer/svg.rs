@@ -1,6 +1,6 @@
 //! Inline SVG computed on the server: the family tree of a model (layered: ancestors above,
-//! descendants below, edges labelled with the relation, every node a link) and an earnings
-//! chart. No script is needed to draw either.
+//! descendants below, edges labelled with the relation and what the child changed, every node
+//! a link) and an earnings chart. No script is needed to draw either.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -14,6 +14,12 @@ const NODE_W: i64 = 190;
 const NODE_H: i64 = 38;
 const GAP_X: i64 = 30;
 const GAP_Y: i64 = 70;
+/// Narrowest tree drawn when edges carry summaries, so a one-column tree has room for them.
+const MIN_LABELLED_W: i64 = 760;
+/// Room added on each side for the summaries of the outermost edges.
+const LABEL_PAD: i64 = 120;
+/// Longest edge summary drawn (characters); the whole line is the edge's tooltip.
+const MAX_SUMMARY_CHARS: usize = 64;
 
 /// One model in the tree: its id, its layer (negative: ancestors, 0: the model, positive:
 /// descendants) and whether it is the model the page is about.
@@ -28,6 +34,8 @@ pub struct TreeEdge {
     pub child: String,
     pub parent: String,
     pub relation: String,
+    /// What the child changed from the parent, in one line (the parameter diff's summary).
+    pub summary: Option<String>,
 }
 
 fn short(s: &str, max: usize) -> String {
@@ -47,7 +55,10 @@ pub fn family_tree(nodes: &[TreeNode], edges: &[TreeEdge]) -> String {
         layers.entry(n.layer).or_default().push(n);
     }
     let widest = layers.values().map(Vec::len).max().unwrap_or(1) as i64;
-    let width = widest * (NODE_W + GAP_X) + GAP_X;
+    let mut width = widest * (NODE_W + GAP_X) + GAP_X;
+    if edges.iter().any(|e| e.summary.is_some()) {
+        width = (width + 2 * LABEL_PAD).max(MIN_LABELLED_W);
+    }
     let height = layers.len() as i64 * (NODE_H + GAP_Y) - GAP_Y + 2 * 20;
     // Centre of each node.
     let mut pos: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
@@ -76,12 +87,40 @@ pub fn family_tree(nodes: &[TreeNode], edges: &[TreeEdge]) -> String {
         let (y1, y2) = (py + NODE_H / 2, cy - NODE_H / 2);
         let _ = write!(
             out,
-            "<g class=\"edge\"><line x1=\"{px}\" y1=\"{y1}\" x2=\"{cx}\" y2=\"{y2}\" marker-end=\"url(#arrow)\"/>\
-             <text x=\"{}\" y=\"{}\" class=\"relation\">{}</text></g>",
+            "<g class=\"edge\" data-child=\"{}\" data-parent=\"{}\">",
+            esc(&e.child),
+            esc(&e.parent)
+        );
+        if let Some(summary) = &e.summary {
+            let _ = write!(out, "<title>{}</title>", esc(summary));
+        }
+        let _ = write!(
+            out,
+            "<line x1=\"{px}\" y1=\"{y1}\" x2=\"{cx}\" y2=\"{y2}\" marker-end=\"url(#arrow)\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"relation\">{}</text>",
             (px + cx) / 2 + 6,
             (y1 + y2) / 2 + 4,
             esc(&e.relation)
         );
+        if let Some(summary) = &e.summary {
+            // The part after the relation, which is already drawn; it runs away from the edge
+            // (leftwards for a child on the left) so siblings' labels do not overlap.
+            let rest = summary
+                .split_once(" · ")
+                .map_or(summary.as_str(), |(_, r)| r);
+            let (x, anchor) = if cx < px {
+                ((px + cx) / 2 - 6, "end")
+            } else {
+                ((px + cx) / 2 + 6, "start")
+            };
+            let _ = write!(
+                out,
+                "<text x=\"{x}\" y=\"{}\" text-anchor=\"{anchor}\" class=\"summary\">{}</text>",
+                (y1 + y2) / 2 + 18,
+                esc(&short(rest, MAX_SUMMARY_CHARS))
+            );
+        }
+        out.push_str("</g>");
     }
     for n in layers.values().flatten() {
         let (cx, cy) = pos[n.model_id.as_str()];
@@ -212,13 +251,24 @@ mod tests {
             child: "b/<tuned>".into(),
             parent: "a/base".into(),
             relation: "finetune".into(),
+            summary: Some("finetune · 12% of <parameters> changed".into()),
         }];
         let svg = family_tree(&nodes, &edges);
         assert!(svg.contains("href=\"/models/a/base\""));
         assert!(svg.contains("href=\"/models/b/%3Ctuned%3E\""));
         assert!(svg.contains("&lt;tuned&gt;") && !svg.contains("<tuned>"));
         assert!(svg.contains(">finetune</text>"));
+        assert!(svg.contains("<title>finetune · 12% of &lt;parameters&gt; changed</title>"));
+        assert!(svg.contains("class=\"summary\">12% of &lt;parameters&gt; changed</text>"));
+        assert!(!svg.contains("<parameters>"));
         assert_eq!(svg.matches("<line").count(), 1);
+        // Long summaries are cut in the drawing (the tooltip has them whole).
+        let long = TreeEdge {
+            summary: Some(format!("finetune · {}", "x".repeat(100))),
+            ..edges.into_iter().next().unwrap()
+        };
+        let svg = family_tree(&nodes, &[long]);
+        assert!(svg.contains(&format!("{}…</text>", "x".repeat(MAX_SUMMARY_CHARS - 1))));
     }
 
     #[test]
