@@ -4,8 +4,9 @@ use crate::governance::{ContributionRuling, ModelRuling, Review, ReviewState};
 use serde::{Deserialize, Serialize};
 use shoulders_license::Effective;
 use shoulders_record::{
-    Access, ActorRegister, ActorUpdate, Artifact, DataContribute, DatasetCreate, DisputePolicy,
-    LicenseDefine, LicenseGrant, LicenseTerms, ModelRegister, Parent, PublicKey, Quota, Record,
+    Access, ActorRegister, ActorUpdate, Artifact, CreditRole, DataContribute, DatasetCreate,
+    DisputePolicy, LicenseDefine, LicenseGrant, LicenseTerms, ModelRegister, Parent, PublicKey,
+    Quota, Record, TrainingRun,
 };
 
 fn is_false(b: &bool) -> bool {
@@ -216,6 +217,18 @@ pub struct Model {
     /// An upheld dispute against it: its owner's earnings now go to the rightful party.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ruled_against: Option<ModelRuling>,
+    /// How it was trained and who is credited, as registered (the configuration document
+    /// itself is in the content store, under `training.config_hash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingRun>,
+}
+
+/// One credit an actor holds: a model whose training run names it, and for what. Recognition,
+/// not payment: no money follows a credit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credited {
+    pub model_id: String,
+    pub role: CreditRole,
 }
 
 impl Model {
@@ -241,6 +254,7 @@ impl Model {
             registered_ts_ms: rec.ts_ms,
             effective,
             ruled_against: None,
+            training: b.training.clone(),
         }
     }
 }

@@ -4,10 +4,12 @@
 //! * `/` — the signed checkpoint, recent records, models, datasets, people, and a "try it"
 //!   box that calls the gateway and highlights the attributed spans of the answer.
 //! * `/models/{owner}/{name}` — family tree (inline SVG, each node a link), the licence in plain
-//!   words, datasets and contributors, recent metered calls.
+//!   words, how it was trained (framework, code, compute, credits, configuration), datasets and
+//!   contributors, recent metered calls.
 //! * `/datasets/{owner}/{name}` — contributions, contributors, how often each was used.
 //! * `/actors/{handle}` — earnings over time (inline SVG chart), balance and earnings held in
-//!   the unclaimed pool, the outputs that used the actor's contributions.
+//!   the unclaimed pool, the outputs that used the actor's contributions, the training runs
+//!   that credit it.
 //! * `/records/{index}` — the record, what it did, and its inclusion proof, checked in the
 //!   browser with WebCrypto against the signed checkpoint's root.
 //! * `/disputes/{id}` — a dispute: who contests what, the evidence, the escrow it holds, the
@@ -18,6 +20,7 @@
 
 pub mod html;
 pub mod svg;
+pub mod training;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -767,6 +770,7 @@ async fn model_page(
                 svg::family_tree(&nodes, &edges)
             );
             body.push_str(&licence_card(s, &id));
+            body.push_str(&training::training_section(&st.content(), m));
             let mut ds_rows = Vec::new();
             for d in &prov.datasets {
                 let contributors = d
@@ -1088,6 +1092,7 @@ async fn actor_page(State(st): St, p: Result<Path<String>, PathRejection>) -> Re
             if !owned.is_empty() {
                 let _ = write!(body, "<section><h2>Owns</h2><p>{}</p></section>", owned.join(", "));
             }
+            body.push_str(&training::credits_section(s, &handle));
             Ok(page(&format!("{} ({})", a.name, a.handle), &body))
         })
     })
