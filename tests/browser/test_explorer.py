@@ -266,6 +266,50 @@ class ExplorerTest(unittest.TestCase):
         expect(self.page.locator("table.contributions")).to_contain_text("reserves text and data mining")
         self.shot("dataset-reviewed")
 
+    def test_training_run_and_credits(self):
+        # dave/verse-instruct's training run, as the API returns it, is shown in words.
+        t = self.api("/api/models/dave/verse-instruct/training").json()
+        run, config = t["training"], t["config"]
+        self.assertIsNotNone(config, t.get("config_error"))
+        self.page.goto("/models/dave/verse-instruct")
+        section = self.page.get_by_test_id("training")
+        expect(section).to_be_visible()
+        expect(section.get_by_role("heading", name="How it was trained")).to_be_visible()
+        fw = run["framework"]
+        expect(section.get_by_test_id("training-framework")).to_have_text(f'{fw["name"]} {fw["version"]}')
+        code = section.get_by_test_id("training-code")
+        expect(code).to_have_attribute("href", run["code"]["repository"])
+        expect(section).to_contain_text(run["code"]["commit"])
+        expect(section.get_by_test_id("training-compute")).to_contain_text(
+            f'{run["compute"]["energy_wh"] / 1000:g} kWh')
+        credits = section.get_by_test_id("training-credits").locator("li")
+        expect(credits).to_have_count(len(run["credits"]))
+        for c in run["credits"]:
+            expect(section.get_by_test_id("training-credits")).to_contain_text(
+                f'{c["actor"]} — {c["role"].replace("_", " ")}')
+        # The configuration: a row per setting, nested settings as dotted keys.
+        table = section.get_by_test_id("training-config").locator("table")
+        expect(table.locator("tr", has_text="learning_rate")).to_contain_text(str(config["learning_rate"]))
+        expect(table.locator("tr", has_text="lr_scheduler.type")).to_contain_text(config["lr_scheduler"]["type"])
+        section.scroll_into_view_if_needed()
+        self.shot("model-training")
+        # A credited person's page lists the models that credit them, with the role.
+        section.get_by_test_id("training-credits").get_by_role("link", name="alice").click()
+        expect(self.page).to_have_url(re.compile(r"/actors/alice$"))
+        mine = self.page.get_by_test_id("credits")
+        expect(mine).to_contain_text("Credited on")
+        row = mine.locator("tr", has_text="dave/verse-instruct")
+        expect(row).to_contain_text("evaluator")
+        expect(mine).to_contain_text("not payment")
+        mine.scroll_into_view_if_needed()
+        self.shot("actor-credits")
+        row.get_by_role("link", name="dave/verse-instruct").click()
+        expect(self.page).to_have_url(re.compile(r"/models/dave/verse-instruct$"))
+        # carol-lab is credited as the framework's author.
+        self.page.goto("/actors/carol-lab")
+        expect(self.page.get_by_test_id("credits").locator("tr", has_text="dave/verse-instruct")).to_contain_text(
+            "framework author")
+
     def test_record_page_verifies_its_inclusion_proof(self):
         ds = self.api("/api/datasets/carol-lab/public-domain-verse").json()
         index = ds["contributions"][0]

@@ -344,6 +344,7 @@ fn tensors_and_file_are_hashed_exactly() {
         url: None,
         max_royalty_bps: None,
         adapter: None,
+        training: None,
     });
     body.validate().unwrap();
 }

@@ -27,6 +27,23 @@ const INSTRUCTIONS: &[&str] = &[
     "Instruction: describe autumn in one line.\nResponse: The maples spend their gold and ask for nothing back.\n",
 ];
 
+/// The hyperparameters of dave's fine-tune (a training configuration: a JSON object kept in
+/// the content store, its hash in the model's record).
+const TRAINING_CONFIG: &str = r#"{
+  "base_model": "carol-lab/verse-base",
+  "method": "full fine-tune",
+  "runtime": "PyTorch 2.4.0",
+  "learning_rate": 0.0002,
+  "lr_scheduler": {"type": "cosine", "warmup_steps": 100},
+  "epochs": 3,
+  "batch_size": 16,
+  "max_seq_len": 512,
+  "optimizer": {"name": "adamw", "betas": [0.9, 0.95], "weight_decay": 0.01},
+  "bf16": true,
+  "seed": 1234
+}
+"#;
+
 struct Demo {
     ledger: Ledger,
     keys: Vec<(&'static str, ActorKey)>,
@@ -354,6 +371,13 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
             "carol-lab/verse-base"
         }
     };
+    // How dave fine-tuned it: the hyperparameters go to the content store (the record signs
+    // their hash); carol-lab is credited for verse-tune, the fine-tuning library it wrote (on
+    // PyTorch), alice for the evaluation. Credits are recognition, not payment.
+    let config_hash = demo
+        .ledger
+        .content()
+        .put_training_config(TRAINING_CONFIG.as_bytes())?;
     demo.submit(
         "dave",
         Kind::ModelRegister,
@@ -361,9 +385,20 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
             "model_id": "dave/verse-instruct", "name": "Verse instruct",
             "parents": [{ "model_id": "carol-lab/verse-base", "relation": "finetune" }],
             "datasets": ["dave/instructions"], "license_id": "dave/nc",
-            "artifacts": [demo_artifact("dave/verse-instruct", &instruct_owner)]
+            "artifacts": [demo_artifact("dave/verse-instruct", &instruct_owner)],
+            "training": {
+                "config_hash": config_hash,
+                "code": { "repository": "https://git.example.org/dave/verse-instruct",
+                          "commit": "3f9c2a7d1e8b4c6f0a5d9e2b7c1f4a8d6e3b0c9f" },
+                "framework": { "name": "verse-tune", "version": "0.3.1" },
+                "credits": [{ "actor": "carol-lab", "role": "framework_author" },
+                            { "actor": "dave", "role": "trainer" },
+                            { "actor": "alice", "role": "evaluator" }],
+                "compute": { "hardware": "1x NVIDIA A100 80GB", "accelerator_hours": 6,
+                             "energy_wh": 2400, "region": "eu-west-1" }
+            }
         }),
-        "dave/verse-instruct (finetune of carol-lab/verse-base, non-commercial)",
+        "dave/verse-instruct (finetune of carol-lab/verse-base, non-commercial; training run credits carol-lab and alice)",
     )?;
     demo.submit(
         "dave",

@@ -11,6 +11,7 @@ mod lineage_cmd;
 mod model_cmd;
 mod money_cmd;
 mod serve_cmd;
+mod training_args;
 mod watch_cmd;
 
 use anyhow::{Context, Result};
@@ -371,7 +372,7 @@ enum LicenseCommand {
 #[derive(Subcommand)]
 enum ModelCommand {
     /// Hash a Hugging Face-style model directory (per tensor for *.safetensors) and register it.
-    Import(model_cmd::ImportArgs),
+    Import(Box<model_cmd::ImportArgs>),
     /// Print a model's lineage, datasets, licence and hashes as a Hugging Face model-card
     /// header, an SPDX 3.0.1 document (AI and Dataset profiles) or a CycloneDX 1.6 ML-BOM.
     Export {
@@ -885,7 +886,7 @@ fn run(cli: Cli) -> Result<()> {
             LicenseCommand::Preset { name, license_id } => license_cmd::preset(&name, &license_id)?,
         },
         Command::Model { command } => match command {
-            ModelCommand::Import(args) => model_cmd::import(args)?,
+            ModelCommand::Import(args) => model_cmd::import(*args)?,
             ModelCommand::Export {
                 data_dir,
                 model_id,

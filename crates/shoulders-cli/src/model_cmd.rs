@@ -87,6 +87,9 @@ pub struct ImportArgs {
     /// e.g. when they name models that are not on this ledger.
     #[arg(long)]
     pub no_hints: bool,
+    /// How the model was trained and who is credited.
+    #[command(flatten)]
+    pub training: crate::training_args::TrainingArgs,
 }
 
 pub fn import(args: ImportArgs) -> Result<()> {
@@ -98,6 +101,8 @@ pub fn import(args: ImportArgs) -> Result<()> {
         }
         .into());
     }
+    // A bad configuration file fails before the directory is hashed.
+    let training_config = args.training.read_config()?;
     let scanned = hash_dir(&args.dir)?;
     let mut card = scanned.card.clone().unwrap_or_default();
     if args.no_hints {
@@ -176,6 +181,9 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let model_id = args
         .model_id
         .unwrap_or_else(|| format!("{handle}/{dir_name}"));
+    let training = args
+        .training
+        .training_run(&ledger, training_config.as_deref())?;
     let body = ModelRegister {
         model_id: model_id.clone(),
         name: args.name.unwrap_or(dir_name),
@@ -185,6 +193,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         artifacts: scanned.artifacts,
         license_id: args.license_id,
         url: None,
+        training,
         max_royalty_bps: args.max_royalty_bps,
         adapter: scanned.adapter,
     };

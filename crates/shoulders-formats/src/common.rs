@@ -1,7 +1,8 @@
 //! What the three exports share: the set of models and datasets one export covers, stable IRIs,
 //! time formatting and licence-id helpers.
 
-use shoulders_record::Relation;
+use serde_json::{Map, Value};
+use shoulders_record::{Framework, Relation, TrainingRun};
 use shoulders_state::{Dataset, Model, State};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -60,6 +61,22 @@ impl<'a> Scope<'a> {
         out
     }
 
+    /// The training frameworks the models name, each `(name, version)` once, in order of first
+    /// mention (the exported model first).
+    pub fn frameworks(&self) -> Vec<&'a Framework> {
+        let mut out: Vec<&'a Framework> = Vec::new();
+        for f in self
+            .models
+            .iter()
+            .filter_map(|m| m.training.as_ref()?.framework.as_ref())
+        {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        out
+    }
+
     /// An actor's display name, falling back to the handle.
     pub fn actor_name<'b>(&self, handle: &'b str) -> &'b str
     where
@@ -107,6 +124,83 @@ pub(crate) fn actor_iri(handle: &str) -> String {
 
 pub(crate) fn license_iri(license_id: &str) -> String {
     format!("urn:shoulders:license:{}", pct(license_id))
+}
+
+/// A training framework's IRI: one per `(name, version)`, shared by every model that used it.
+pub(crate) fn framework_iri(f: &Framework) -> String {
+    format!(
+        "urn:shoulders:framework:{}@{}",
+        pct(&f.name),
+        pct(&f.version)
+    )
+}
+
+/// Watt-hours as a decimal number of kWh (`2400` → `2.4`).
+pub(crate) fn kwh(wh: u64) -> String {
+    shoulders_record::kwh_text(wh)
+}
+
+/// The top-level scalar entries of a training configuration, sorted by key: strings as they
+/// are, numbers and booleans as JSON writes them, `null` as no value. Nested objects and
+/// arrays have no place in the standards' flat lists; they stay in the ledger's copy.
+pub(crate) fn hyperparameters(config: &Map<String, Value>) -> Vec<(&str, Option<String>)> {
+    let mut out: Vec<(&str, Option<String>)> = config
+        .iter()
+        .filter_map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Null => None,
+                Value::Array(_) | Value::Object(_) => return None,
+            };
+            Some((k.as_str(), text))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(b.0));
+    out
+}
+
+/// A training run in words (SPDX `ai_informationAboutTraining`): framework, code, compute,
+/// configuration and credits, each when stated.
+pub(crate) fn training_text(scope: &Scope<'_>, t: &TrainingRun) -> String {
+    let mut parts = Vec::new();
+    if let Some(f) = &t.framework {
+        parts.push(format!("Framework: {} {}.", f.name, f.version));
+    }
+    if let Some(c) = &t.code {
+        parts.push(format!("Code: {} at commit {}.", c.repository, c.commit));
+    }
+    if let Some(c) = &t.compute {
+        let mut compute = Vec::new();
+        if let Some(h) = &c.hardware {
+            compute.push(h.clone());
+        }
+        if let Some(h) = c.accelerator_hours {
+            compute.push(format!("{h} accelerator hours"));
+        }
+        if let Some(e) = c.energy_wh {
+            compute.push(format!("{} kWh", kwh(e)));
+        }
+        if let Some(r) = &c.region {
+            compute.push(format!("region {r}"));
+        }
+        parts.push(format!("Compute: {}.", compute.join(", ")));
+    }
+    if let Some(h) = &t.config_hash {
+        parts.push(format!(
+            "Configuration: {h} (a JSON document in the ledger's content store)."
+        ));
+    }
+    if !t.credits.is_empty() {
+        let credits: Vec<String> = t
+            .credits
+            .iter()
+            .map(|c| format!("{} ({})", scope.actor_name(&c.actor), c.role.as_str()))
+            .collect();
+        parts.push(format!("Credited: {}.", credits.join(", ")));
+    }
+    parts.join(" ")
 }
 
 /// The hex digest of a ledger `sha256:<hex>` reference.
@@ -197,6 +291,29 @@ mod tests {
         assert_eq!(iso8601(4_107_542_400_000), "2100-03-01T00:00:00Z");
         assert_eq!(iso8601(u64::MAX), "9999-12-31T23:59:59Z");
         assert_eq!(iso8601((1 << 53) - 1), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn energy_and_hyperparameters_as_text() {
+        assert_eq!(kwh(2400), "2.4");
+        assert_eq!(kwh(1), "0.001");
+        assert_eq!(kwh(12_000), "12");
+        assert_eq!(kwh(0), "0");
+        assert_eq!(kwh(1_050), "1.05");
+        let config: Map<String, Value> = serde_json::from_str(
+            r#"{"lr": 0.0002, "name": "run a", "fp16": true, "seed": null, "sched": {"t": 1}, "ids": [1], "epochs": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            hyperparameters(&config),
+            vec![
+                ("epochs", Some("3".to_string())),
+                ("fp16", Some("true".to_string())),
+                ("lr", Some("0.0002".to_string())),
+                ("name", Some("run a".to_string())),
+                ("seed", None),
+            ]
+        );
     }
 
     #[test]

@@ -6,14 +6,23 @@
 //!   training datasets, and `pedigree.ancestors` naming its direct parents.
 //! * `components`: every ancestor model (nearest first, each once) built the same way, then every
 //!   training dataset of the model and its ancestors (`data`, with a `dataset` entry in `data`).
-//! * `dependencies`: each model depends on its direct parents and its datasets; datasets have no
-//!   dependencies and are listed with just their `ref`, as the spec asks for leaves.
+//! * `dependencies`: each model depends on its direct parents, its datasets and its training
+//!   framework; datasets and frameworks have no dependencies and are listed with just their
+//!   `ref`, as the spec asks for leaves.
+//! * A training run: the framework as a `framework` component (one per name and version),
+//!   the training energy as `modelCard.considerations.environmentalConsiderations
+//!   .energyConsumptions` (activity `training`, in kWh), the code as a `vcs` external reference,
+//!   and everything without a CycloneDX field (configuration hash, hyperparameters, credits,
+//!   compute) as `shoulders:training.*` / `shoulders:hyperparameter:*` model-card properties.
 //!
 //! `bom-ref`s are the `urn:shoulders:` IRIs. Ledger facts with no CycloneDX field are
 //! `shoulders:`-namespaced `properties`.
 
-use crate::common::{dataset_iri, model_iri, sha256_hex, Scope, TOOL_NAME, TOOL_VERSION};
-use crate::LicenseSummary;
+use crate::common::{
+    dataset_iri, framework_iri, hyperparameters, kwh, model_iri, sha256_hex, Scope, TOOL_NAME,
+    TOOL_VERSION,
+};
+use crate::{Attachments, LicenseSummary};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use shoulders_state::{Dataset, Model, State};
@@ -61,7 +70,76 @@ fn licenses(l: &LicenseSummary) -> Value {
     }
 }
 
-fn model_component(scope: &Scope<'_>, m: &Model, license: Option<&LicenseSummary>) -> Value {
+/// The model card's training facts: the energy as an `energyConsumptions` entry, the rest as
+/// properties (CycloneDX has no field for hyperparameters, credits or compute).
+fn training_card(m: &Model, config: Option<&Map<String, Value>>) -> (Option<Value>, Vec<Value>) {
+    let Some(t) = &m.training else {
+        return (None, Vec::new());
+    };
+    let mut props = Vec::new();
+    if let Some(h) = &t.config_hash {
+        props.push(property("shoulders:training.config_hash", h));
+    }
+    if let Some(f) = &t.framework {
+        props.push(property(
+            "shoulders:training.framework",
+            format!("{} {}", f.name, f.version),
+        ));
+    }
+    if let Some(c) = &t.code {
+        props.push(property(
+            "shoulders:training.code.repository",
+            &c.repository,
+        ));
+        props.push(property("shoulders:training.code.commit", &c.commit));
+    }
+    for c in &t.credits {
+        props.push(property(
+            "shoulders:training.credit",
+            format!("{}:{}", c.actor, c.role.as_str()),
+        ));
+    }
+    let mut energy = None;
+    if let Some(c) = &t.compute {
+        if let Some(h) = &c.hardware {
+            props.push(property("shoulders:training.compute.hardware", h));
+        }
+        if let Some(h) = c.accelerator_hours {
+            props.push(property("shoulders:training.compute.accelerator_hours", h));
+        }
+        if let Some(wh) = c.energy_wh {
+            props.push(property("shoulders:training.compute.energy_wh", wh));
+            // A JSON number of kWh, as the schema asks; written from the decimal text so the
+            // output does not depend on float formatting.
+            let value: Value = serde_json::from_str(&kwh(wh)).expect("a decimal is a JSON number");
+            energy = Some(
+                json!({"environmentalConsiderations": {"energyConsumptions": [{
+                    "activity": "training",
+                    "energyProviders": [],
+                    "activityEnergyCost": {"value": value, "unit": "kWh"},
+                }]}}),
+            );
+        }
+        if let Some(r) = &c.region {
+            props.push(property("shoulders:training.compute.region", r));
+        }
+    }
+    for (k, v) in config.map(hyperparameters).unwrap_or_default() {
+        let name = format!("shoulders:hyperparameter:{k}");
+        props.push(match v {
+            Some(v) => property(&name, v),
+            None => json!({ "name": name }),
+        });
+    }
+    (energy, props)
+}
+
+fn model_component(
+    scope: &Scope<'_>,
+    m: &Model,
+    license: Option<&LicenseSummary>,
+    config: Option<&Map<String, Value>>,
+) -> Value {
     let mut c = Map::new();
     c.insert("type".into(), "machine-learning-model".into());
     c.insert("bom-ref".into(), model_iri(&m.model_id).into());
@@ -95,11 +173,16 @@ fn model_component(scope: &Scope<'_>, m: &Model, license: Option<&LicenseSummary
             json!({"ancestors": ancestors, "notes": notes.join("; ")}),
         );
     }
+    let mut references = Vec::new();
     if let Some(url) = &m.url {
-        c.insert(
-            "externalReferences".into(),
-            json!([{"type": "website", "url": url}]),
-        );
+        references.push(json!({"type": "website", "url": url}));
+    }
+    if let Some(code) = m.training.as_ref().and_then(|t| t.code.as_ref()) {
+        references.push(json!({"type": "vcs", "url": code.repository,
+                               "comment": format!("training code, commit {}", code.commit)}));
+    }
+    if !references.is_empty() {
+        c.insert("externalReferences".into(), references.into());
     }
     if !m.artifacts.is_empty() {
         let files: Vec<Value> = m
@@ -120,16 +203,24 @@ fn model_component(scope: &Scope<'_>, m: &Model, license: Option<&LicenseSummary
             .collect();
         c.insert("components".into(), files.into());
     }
+    let mut card = Map::new();
     if !m.datasets.is_empty() {
         let refs: Vec<Value> = m
             .datasets
             .iter()
             .map(|d| json!({"ref": dataset_iri(d)}))
             .collect();
-        c.insert(
-            "modelCard".into(),
-            json!({"modelParameters": {"datasets": refs}}),
-        );
+        card.insert("modelParameters".into(), json!({ "datasets": refs }));
+    }
+    let (energy, training_props) = training_card(m, config);
+    if let Some(e) = energy {
+        card.insert("considerations".into(), e);
+    }
+    if !training_props.is_empty() {
+        card.insert("properties".into(), training_props.into());
+    }
+    if !card.is_empty() {
+        c.insert("modelCard".into(), Value::Object(card));
     }
     let mut props = vec![
         property("shoulders:name", &m.name),
@@ -203,14 +294,21 @@ pub(crate) fn bom(
     model_id: &str,
     license: Option<&LicenseSummary>,
     serial_seed: &[u8],
+    attachments: Attachments<'_>,
 ) -> Option<Value> {
     let scope = Scope::new(state, model_id)?;
     let subject = scope.subject();
     let mut components: Vec<Value> = scope.models[1..]
         .iter()
-        .map(|m| model_component(&scope, m, None))
+        .map(|m| model_component(&scope, m, None, None))
         .collect();
     components.extend(scope.datasets.iter().map(|d| dataset_component(&scope, d)));
+    let frameworks = scope.frameworks();
+    components.extend(frameworks.iter().map(|f| {
+        json!({"type": "framework", "bom-ref": framework_iri(f), "name": f.name,
+               "version": f.version,
+               "properties": [property("shoulders:role", "training framework")]})
+    }));
 
     let mut dependencies: Vec<Value> = scope
         .models
@@ -221,6 +319,12 @@ pub(crate) fn bom(
                 .iter()
                 .map(|p| model_iri(&p.model_id))
                 .chain(m.datasets.iter().map(|d| dataset_iri(d)))
+                .chain(
+                    m.training
+                        .as_ref()
+                        .and_then(|t| t.framework.as_ref())
+                        .map(framework_iri),
+                )
                 .collect();
             if on.is_empty() {
                 json!({"ref": model_iri(&m.model_id)})
@@ -235,6 +339,11 @@ pub(crate) fn bom(
             .iter()
             .map(|d| json!({"ref": dataset_iri(&d.dataset_id)})),
     );
+    dependencies.extend(
+        frameworks
+            .iter()
+            .map(|f| json!({ "ref": framework_iri(f) })),
+    );
 
     let mut bom = Map::new();
     bom.insert("$schema".into(), SCHEMA.into());
@@ -246,7 +355,7 @@ pub(crate) fn bom(
         "metadata".into(),
         json!({
             "tools": {"components": [{"type": "application", "name": TOOL_NAME, "version": TOOL_VERSION}]},
-            "component": model_component(&scope, subject, license),
+            "component": model_component(&scope, subject, license, attachments.training_config),
         }),
     );
     if !components.is_empty() {

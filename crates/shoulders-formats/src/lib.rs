@@ -12,6 +12,15 @@
 //!   (`machine-learning-model`), ancestors and datasets (`data`) as components, lineage as
 //!   `pedigree` and `dependencies`.
 //!
+//! A model's training run (`training` of its `model.register`) goes where each standard has a
+//! place for it: the framework as a package / component the model uses, the training energy as
+//! SPDX `ai_energyConsumption` / CycloneDX `environmentalConsiderations.energyConsumptions`
+//! (activity `training`), the configuration's top-level scalar entries as SPDX
+//! `ai_hyperparameter` / CycloneDX model-card properties (when the caller passes the document
+//! in [`Attachments`]), the code as a `vcs` reference, credits as SPDX
+//! `software_attributionText`, and the rest in SPDX `ai_informationAboutTraining` and
+//! `shoulders:training.*` properties.
+//!
 //! Pure and deterministic: the same state and arguments always give the same bytes. Nothing here
 //! reads a clock, a file or the network; the SPDX creation time and the CycloneDX serial-number
 //! seed are arguments.
@@ -28,6 +37,16 @@ mod hf;
 mod spdx;
 
 use shoulders_state::State;
+
+/// Documents a model's record names only by hash (the ledger keeps them in its content store,
+/// not on the log). The caller reads them; this crate reads no files.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Attachments<'a> {
+    /// The exported model's training configuration: the JSON object its
+    /// `training.config_hash` names. Its top-level scalar entries become SPDX
+    /// `ai_hyperparameter` entries and CycloneDX model-card properties.
+    pub training_config: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
 
 /// The licence facts an export needs. The licence subsystem owns the real records; callers
 /// build this from them (or pass `None` when the model has no licence).
@@ -70,7 +89,18 @@ pub fn spdx3_json(
     license: Option<&LicenseSummary>,
     created_ms: u64,
 ) -> Option<serde_json::Value> {
-    spdx::document(state, model_id, license, created_ms)
+    spdx::document(state, model_id, license, created_ms, Attachments::default())
+}
+
+/// [`spdx3_json`] with the documents the record names by hash (its training configuration).
+pub fn spdx3_json_with(
+    state: &State,
+    model_id: &str,
+    license: Option<&LicenseSummary>,
+    created_ms: u64,
+    attachments: Attachments<'_>,
+) -> Option<serde_json::Value> {
+    spdx::document(state, model_id, license, created_ms, attachments)
 }
 
 /// A CycloneDX 1.6 ML-BOM for `model_id`. `serialNumber` is a `urn:uuid:` derived from
@@ -82,5 +112,23 @@ pub fn cyclonedx_json(
     license: Option<&LicenseSummary>,
     serial_seed: &[u8],
 ) -> Option<serde_json::Value> {
-    cyclonedx::bom(state, model_id, license, serial_seed)
+    cyclonedx::bom(
+        state,
+        model_id,
+        license,
+        serial_seed,
+        Attachments::default(),
+    )
+}
+
+/// [`cyclonedx_json`] with the documents the record names by hash (its training
+/// configuration).
+pub fn cyclonedx_json_with(
+    state: &State,
+    model_id: &str,
+    license: Option<&LicenseSummary>,
+    serial_seed: &[u8],
+    attachments: Attachments<'_>,
+) -> Option<serde_json::Value> {
+    cyclonedx::bom(state, model_id, license, serial_seed, attachments)
 }

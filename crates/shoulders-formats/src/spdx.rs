@@ -14,13 +14,21 @@
 //! * for every `ai_AIPackage` and `dataset_DatasetPackage` exactly one `hasDeclaredLicense` and
 //!   one `hasConcludedLicense`, as both profiles require. The declared licence is the given
 //!   [`LicenseSummary`] for the exported model and `NoAssertion` otherwise; the ledger does not
-//!   conclude licences, so the concluded licence is always `NoAssertion`.
+//!   conclude licences, so the concluded licence is always `NoAssertion`;
+//! * model `usesTool` its training framework, a `software_Package` (primary purpose
+//!   `framework`) shared by every model naming the same name and version.
+//!
+//! A model's training run also fills `ai_energyConsumption` (training energy, in kWh),
+//! `ai_hyperparameter` (the exported model's configuration, when given), `ai_informationAboutTraining`
+//! (the run in words), `software_sourceInfo` and a `vcs` `externalRef` (the code and commit),
+//! and `software_attributionText` (one line per credit).
 
 use crate::common::{
-    actor_iri, dataset_iri, file_iri, iso8601, license_iri, license_ref, license_terms_text,
-    model_iri, pct, sha256_hex, Scope, TOOL_NAME, TOOL_VERSION,
+    actor_iri, dataset_iri, file_iri, framework_iri, hyperparameters, iso8601, kwh, license_iri,
+    license_ref, license_terms_text, model_iri, pct, sha256_hex, training_text, Scope, TOOL_NAME,
+    TOOL_VERSION,
 };
-use crate::LicenseSummary;
+use crate::{Attachments, LicenseSummary};
 use serde_json::{json, Map, Value};
 use shoulders_state::{Dataset, Model, State};
 
@@ -81,6 +89,7 @@ pub(crate) fn document(
     model_id: &str,
     license: Option<&LicenseSummary>,
     created_ms: u64,
+    attachments: Attachments<'_>,
 ) -> Option<Value> {
     let scope = Scope::new(state, model_id)?;
     let subject = scope.subject();
@@ -122,8 +131,29 @@ pub(crate) fn document(
         g.element("Agent", &actor_iri(handle), f);
     }
 
-    for m in &scope.models {
-        model_elements(&mut g, m);
+    for (i, m) in scope.models.iter().enumerate() {
+        // Only the exported model's configuration is passed in.
+        let config = if i == 0 {
+            attachments.training_config
+        } else {
+            None
+        };
+        model_elements(&mut g, &scope, m, config);
+    }
+    for f in scope.frameworks() {
+        g.element(
+            "software_Package",
+            &framework_iri(f),
+            vec![
+                ("name", f.name.clone().into()),
+                (
+                    "comment",
+                    "A training framework named by a shoulders training run.".into(),
+                ),
+                ("software_packageVersion", f.version.clone().into()),
+                ("software_primaryPurpose", "framework".into()),
+            ],
+        );
     }
     for d in &scope.datasets {
         dataset_element(&mut g, state, d);
@@ -174,6 +204,14 @@ pub(crate) fn document(
         if !m.datasets.is_empty() {
             let to = m.datasets.iter().map(|d| dataset_iri(d)).collect();
             g.relationship(&from, "trainedOn", to, None);
+        }
+        if let Some(f) = m.training.as_ref().and_then(|t| t.framework.as_ref()) {
+            g.relationship(
+                &from,
+                "usesTool",
+                vec![framework_iri(f)],
+                Some("training framework".into()),
+            );
         }
         let declared_here = if i == 0 { declared.clone() } else { None };
         license_relationships(&mut g, &from, declared_here);
@@ -229,7 +267,12 @@ fn license_relationships(g: &mut Graph, from: &str, declared: Option<String>) {
     );
 }
 
-fn model_elements(g: &mut Graph, m: &Model) {
+fn model_elements(
+    g: &mut Graph,
+    scope: &Scope<'_>,
+    m: &Model,
+    config: Option<&Map<String, Value>>,
+) {
     let mut f = vec![
         ("name", m.model_id.clone().into()),
         ("summary", m.name.clone().into()),
@@ -247,6 +290,62 @@ fn model_elements(g: &mut Graph, m: &Model) {
     f.push(("releaseTime", iso8601(m.registered_ts_ms).into()));
     f.push(("software_primaryPurpose", "model".into()));
     opt(&mut f, "software_homePage", m.url.as_deref());
+    if let Some(t) = &m.training {
+        if let Some(c) = &t.code {
+            f.push((
+                "software_sourceInfo",
+                format!(
+                    "Trained with the code of {} at commit {}.",
+                    c.repository, c.commit
+                )
+                .into(),
+            ));
+            f.push((
+                "externalRef",
+                json!([{"type": "ExternalRef", "externalRefType": "vcs",
+                        "locator": [c.repository], "comment": format!("training code, commit {}", c.commit)}]),
+            ));
+        }
+        if !t.credits.is_empty() {
+            let lines: Vec<String> = t
+                .credits
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} (shoulders actor {}): {} of the training run",
+                        scope.actor_name(&c.actor),
+                        c.actor,
+                        c.role.as_str().replace('_', " ")
+                    )
+                })
+                .collect();
+            f.push(("software_attributionText", lines.into()));
+        }
+        if let Some(wh) = t.compute.as_ref().and_then(|c| c.energy_wh) {
+            f.push((
+                "ai_energyConsumption",
+                json!({"type": "ai_EnergyConsumption", "ai_trainingEnergyConsumption": [
+                    {"type": "ai_EnergyConsumptionDescription", "ai_energyQuantity": kwh(wh),
+                     "ai_energyUnit": "kilowattHour"}]}),
+            ));
+        }
+        if let Some(config) = config {
+            let entries: Vec<Value> = hyperparameters(config)
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Some(v) => json!({"type": "DictionaryEntry", "key": k, "value": v}),
+                    None => json!({"type": "DictionaryEntry", "key": k}),
+                })
+                .collect();
+            if !entries.is_empty() {
+                f.push(("ai_hyperparameter", entries.into()));
+            }
+        }
+        f.push((
+            "ai_informationAboutTraining",
+            training_text(scope, t).into(),
+        ));
+    }
     g.element("ai_AIPackage", &model_iri(&m.model_id), f);
 
     for a in &m.artifacts {

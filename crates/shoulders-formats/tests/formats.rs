@@ -7,7 +7,10 @@
 
 use jsonschema::{Registry, Validator};
 use serde_json::{json, Value};
-use shoulders_formats::{cyclonedx_json, hf_card_yaml, spdx3_json, LicenseSummary};
+use shoulders_formats::{
+    cyclonedx_json, cyclonedx_json_with, hf_card_yaml, spdx3_json, spdx3_json_with, Attachments,
+    LicenseSummary,
+};
 use shoulders_record::{sign_record, ActorKey, Body, Kind};
 use shoulders_state::State;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +21,37 @@ use yaml_rust2::{Yaml, YamlLoader};
 const T0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const DEEPEST: &str = "dan/merged-1b";
 const CREATED_MS: u64 = 1_767_312_000_123; // 2026-01-02T00:00:00.123Z
+/// A model with a full training run (and a descendant naming the same framework).
+const TRAINED: &str = "ben/chat-1b";
+
+/// The training configuration `ben/chat-1b`'s run names by hash: scalars, a null and nested
+/// values (which the standards' flat lists leave out).
+fn training_config() -> serde_json::Map<String, Value> {
+    serde_json::from_value(json!({
+        "learning_rate": 0.0002, "epochs": 3, "batch_size": 16, "optimizer": "adamw",
+        "bf16": true, "seed": null, "scheduler": {"type": "cosine", "warmup_steps": 100},
+        "layers_frozen": [0, 1]
+    }))
+    .unwrap()
+}
+
+/// `sha256:` of the configuration's canonical text (as a caller would find it stored).
+fn training_config_hash() -> String {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(&training_config()).unwrap();
+    let digest = sha2::Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Whether a caller reading the content store would pass `config` for `model_id`: its run
+/// names that configuration.
+fn attachments_for(state: &State, model_id: &str) -> bool {
+    state
+        .model(model_id)
+        .and_then(|m| m.training.as_ref()?.config_hash.as_ref())
+        .is_some_and(|h| *h == training_config_hash())
+}
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -167,6 +201,27 @@ fn ledger() -> State {
         ModelRegister,
         json!({"model_id": "ann/student-1b", "name": "Student 1B",
                "parents": [{"model_id": "ann/base-1b", "relation": "finetune"}, {"model_id": "dan/other-1b", "relation": "distilled"}]}),
+    );
+    l.submit(
+        "ben",
+        ModelRegister,
+        json!({"model_id": TRAINED, "name": "Chat 1B",
+               "parents": [{"model_id": "ben/tuned-1b", "relation": "finetune"}],
+               "training": {
+                   "config_hash": training_config_hash(),
+                   "code": {"repository": "https://git.example/ben/chat-train", "commit": "0123456789abcdef0123456789abcdef01234567"},
+                   "framework": {"name": "PyTorch", "version": "2.4"},
+                   "credits": [{"actor": "ann", "role": "data_engineer"}, {"actor": "ben", "role": "trainer"},
+                               {"actor": "cat", "role": "framework_author"}, {"actor": "dan", "role": "evaluator"}],
+                   "compute": {"hardware": "8x NVIDIA H100 80GB", "accelerator_hours": 96, "energy_wh": 2400, "region": "eu-west-1"}}}),
+    );
+    l.submit(
+        "cat",
+        ModelRegister,
+        json!({"model_id": "cat/chat-1b-q4", "name": "Chat 1B, 4-bit",
+               "parents": [{"model_id": TRAINED, "relation": "quantized"}],
+               "training": {"framework": {"name": "PyTorch", "version": "2.4"},
+                            "compute": {"energy_wh": 1}}}),
     );
     l.state
 }
@@ -663,8 +718,38 @@ fn check_spdx(state: &State, model_id: &str, license: Option<&LicenseSummary>, d
         "trainedOn",
         "hasDeclaredLicense",
         "hasConcludedLicense",
+        "usesTool",
     ]
     .into();
+    // Training frameworks: one package per (name, version), used by exactly the models naming it.
+    let mut frameworks = BTreeSet::new();
+    let mut uses = BTreeSet::new();
+    for m in &models {
+        if let Some(f) = state
+            .model(m)
+            .unwrap()
+            .training
+            .as_ref()
+            .and_then(|t| t.framework.as_ref())
+        {
+            let iri = format!("urn:shoulders:framework:{}@{}", f.name, f.version);
+            frameworks.insert(iri.clone());
+            uses.insert((format!("urn:shoulders:model:{m}"), iri));
+        }
+    }
+    assert_eq!(of_type("software_Package"), frameworks);
+    let used: BTreeSet<(String, String)> = rels
+        .iter()
+        .filter(|r| r["relationshipType"] == "usesTool")
+        .map(|r| {
+            assert_eq!(r["to"].as_array().unwrap().len(), 1);
+            (
+                r["from"].as_str().unwrap().to_string(),
+                r["to"][0].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(used, uses);
     for r in &rels {
         assert!(known.contains(r["relationshipType"].as_str().unwrap()));
     }
@@ -789,13 +874,110 @@ fn check_spdx(state: &State, model_id: &str, license: Option<&LicenseSummary>, d
 #[test]
 fn spdx_for_every_model_validates_and_means_what_the_ledger_says() {
     let state = ledger();
+    let config = training_config();
     for m in state.models() {
         for l in [None, Some(apache()), Some(community())] {
             let doc = spdx3_json(&state, &m.model_id, l.as_ref(), CREATED_MS).unwrap();
             report("SPDX 3.0.1", spdx_validator(), &doc);
             check_spdx(&state, &m.model_id, l.as_ref(), &doc);
+            if attachments_for(&state, &m.model_id) {
+                let with = Attachments {
+                    training_config: Some(&config),
+                };
+                let doc =
+                    spdx3_json_with(&state, &m.model_id, l.as_ref(), CREATED_MS, with).unwrap();
+                report("SPDX 3.0.1", spdx_validator(), &doc);
+                check_spdx(&state, &m.model_id, l.as_ref(), &doc);
+            }
         }
     }
+}
+
+fn graph_node<'a>(doc: &'a Value, id: &str) -> &'a Value {
+    doc["@graph"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["spdxId"] == id)
+        .unwrap_or_else(|| panic!("no {id}"))
+}
+
+#[test]
+fn spdx_carries_the_training_run() {
+    let state = ledger();
+    let config = training_config();
+    let with = Attachments {
+        training_config: Some(&config),
+    };
+    let doc = spdx3_json_with(&state, "cat/chat-1b-q4", None, CREATED_MS, with).unwrap();
+    report("SPDX 3.0.1", spdx_validator(), &doc);
+    // The configuration is only the exported model's: its ancestor's run shows no
+    // hyperparameters here, but its energy, code and credits.
+    let chat = graph_node(&doc, "urn:shoulders:model:ben/chat-1b");
+    assert!(chat.get("ai_hyperparameter").is_none());
+    let doc = spdx3_json_with(&state, TRAINED, None, CREATED_MS, with).unwrap();
+    report("SPDX 3.0.1", spdx_validator(), &doc);
+    let chat = graph_node(&doc, "urn:shoulders:model:ben/chat-1b");
+    assert_eq!(
+        chat["ai_hyperparameter"],
+        json!([
+            {"type": "DictionaryEntry", "key": "batch_size", "value": "16"},
+            {"type": "DictionaryEntry", "key": "bf16", "value": "true"},
+            {"type": "DictionaryEntry", "key": "epochs", "value": "3"},
+            {"type": "DictionaryEntry", "key": "learning_rate", "value": "0.0002"},
+            {"type": "DictionaryEntry", "key": "optimizer", "value": "adamw"},
+            {"type": "DictionaryEntry", "key": "seed"},
+        ])
+    );
+    assert_eq!(
+        chat["ai_energyConsumption"],
+        json!({"type": "ai_EnergyConsumption", "ai_trainingEnergyConsumption": [
+            {"type": "ai_EnergyConsumptionDescription", "ai_energyQuantity": "2.4", "ai_energyUnit": "kilowattHour"}]})
+    );
+    let credits = chat["software_attributionText"].as_array().unwrap();
+    assert_eq!(credits.len(), 4);
+    assert_eq!(
+        credits[2],
+        "Cat Adapter (shoulders actor cat): framework author of the training run"
+    );
+    assert_eq!(chat["externalRef"][0]["externalRefType"], "vcs");
+    assert_eq!(
+        chat["externalRef"][0]["locator"],
+        json!(["https://git.example/ben/chat-train"])
+    );
+    let info = chat["ai_informationAboutTraining"].as_str().unwrap();
+    for part in [
+        "Framework: PyTorch 2.4.",
+        "commit 0123456789abcdef0123456789abcdef01234567",
+        "8x NVIDIA H100 80GB, 96 accelerator hours, 2.4 kWh, region eu-west-1",
+        &training_config_hash(),
+        "Ann Archivist (data_engineer)",
+        "Dan Merger (evaluator)",
+    ] {
+        assert!(info.contains(part), "{part} in {info}");
+    }
+    let framework = graph_node(&doc, "urn:shoulders:framework:PyTorch@2.4");
+    assert_eq!(framework["type"], "software_Package");
+    assert_eq!(framework["software_packageVersion"], "2.4");
+    assert_eq!(framework["software_primaryPurpose"], "framework");
+    // Without the configuration, everything but the hyperparameters is still there.
+    let doc = spdx3_json(&state, TRAINED, None, CREATED_MS).unwrap();
+    let chat = graph_node(&doc, "urn:shoulders:model:ben/chat-1b");
+    assert!(chat.get("ai_hyperparameter").is_none());
+    assert!(chat.get("ai_energyConsumption").is_some());
+    golden(
+        "trained.spdx.json",
+        &pretty(
+            &spdx3_json_with(
+                &state,
+                "cat/chat-1b-q4",
+                None,
+                CREATED_MS,
+                Attachments::default(),
+            )
+            .unwrap(),
+        ),
+    );
 }
 
 #[test]
@@ -902,6 +1084,30 @@ fn check_cyclonedx(state: &State, model_id: &str, license: Option<&LicenseSummar
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(data, datasets);
+    let mut frameworks = BTreeSet::new();
+    for m in std::iter::once(model_id.to_string()).chain(ancestors.iter().cloned()) {
+        if let Some(f) = state
+            .model(&m)
+            .unwrap()
+            .training
+            .as_ref()
+            .and_then(|t| t.framework.as_ref())
+        {
+            frameworks.insert((f.name.clone(), f.version.clone()));
+        }
+    }
+    let listed: Vec<(String, String)> = components
+        .iter()
+        .filter(|c| c["type"] == "framework")
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), frameworks.len(), "each framework once");
+    assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), frameworks);
 
     // Every model component: files with the ledger's hashes, parents in pedigree, datasets in
     // the model card.
@@ -975,6 +1181,12 @@ fn check_cyclonedx(state: &State, model_id: &str, license: Option<&LicenseSummar
                         .iter()
                         .map(|d| format!("urn:shoulders:dataset:{d}")),
                 )
+                .chain(
+                    m.training
+                        .as_ref()
+                        .and_then(|t| t.framework.as_ref())
+                        .map(|f| format!("urn:shoulders:framework:{}@{}", f.name, f.version)),
+                )
                 .collect();
             assert_eq!(on, want);
         } else {
@@ -1004,14 +1216,105 @@ fn check_cyclonedx(state: &State, model_id: &str, license: Option<&LicenseSummar
 #[test]
 fn cyclonedx_for_every_model_validates_and_means_what_the_ledger_says() {
     let state = ledger();
+    let config = training_config();
     for m in state.models() {
         for l in [None, Some(apache()), Some(community())] {
             let seed = m.registered_at.to_be_bytes();
             let bom = cyclonedx_json(&state, &m.model_id, l.as_ref(), &seed).unwrap();
             report("CycloneDX 1.6", cyclonedx_validator(), &bom);
             check_cyclonedx(&state, &m.model_id, l.as_ref(), &bom);
+            if attachments_for(&state, &m.model_id) {
+                let with = Attachments {
+                    training_config: Some(&config),
+                };
+                let bom =
+                    cyclonedx_json_with(&state, &m.model_id, l.as_ref(), &seed, with).unwrap();
+                report("CycloneDX 1.6", cyclonedx_validator(), &bom);
+                check_cyclonedx(&state, &m.model_id, l.as_ref(), &bom);
+            }
         }
     }
+}
+
+#[test]
+fn cyclonedx_carries_the_training_run() {
+    let state = ledger();
+    let config = training_config();
+    let with = Attachments {
+        training_config: Some(&config),
+    };
+    let bom = cyclonedx_json_with(&state, TRAINED, None, b"seed", with).unwrap();
+    report("CycloneDX 1.6", cyclonedx_validator(), &bom);
+    let card = &bom["metadata"]["component"]["modelCard"];
+    assert_eq!(
+        card["considerations"]["environmentalConsiderations"]["energyConsumptions"],
+        json!([{"activity": "training", "energyProviders": [],
+                "activityEnergyCost": {"value": 2.4, "unit": "kWh"}}])
+    );
+    let props: Vec<(String, Option<String>)> = card["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["value"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let has = |name: &str, value: Option<&str>| {
+        assert!(
+            props.contains(&(name.to_string(), value.map(str::to_string))),
+            "{name}={value:?} in {props:?}"
+        );
+    };
+    has(
+        "shoulders:training.config_hash",
+        Some(&training_config_hash()),
+    );
+    has("shoulders:training.framework", Some("PyTorch 2.4"));
+    has(
+        "shoulders:training.code.commit",
+        Some("0123456789abcdef0123456789abcdef01234567"),
+    );
+    has("shoulders:training.credit", Some("cat:framework_author"));
+    has("shoulders:training.credit", Some("dan:evaluator"));
+    has(
+        "shoulders:training.compute.hardware",
+        Some("8x NVIDIA H100 80GB"),
+    );
+    has("shoulders:training.compute.accelerator_hours", Some("96"));
+    has("shoulders:training.compute.region", Some("eu-west-1"));
+    has("shoulders:hyperparameter:learning_rate", Some("0.0002"));
+    has("shoulders:hyperparameter:epochs", Some("3"));
+    has("shoulders:hyperparameter:seed", None);
+    assert!(
+        !props.iter().any(|(n, _)| n.contains("scheduler")),
+        "nested values stay on the ledger"
+    );
+    let vcs = &bom["metadata"]["component"]["externalReferences"][0];
+    assert_eq!(vcs["type"], "vcs");
+    assert_eq!(vcs["url"], "https://git.example/ben/chat-train");
+    let framework = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "framework")
+        .unwrap();
+    assert_eq!(
+        (&framework["name"], &framework["version"]),
+        (&json!("PyTorch"), &json!("2.4"))
+    );
+    // The quantized child names the same framework: one component, both depend on it.
+    let bom = cyclonedx_json(&state, "cat/chat-1b-q4", None, b"seed").unwrap();
+    report("CycloneDX 1.6", cyclonedx_validator(), &bom);
+    let child = &bom["metadata"]["component"]["modelCard"];
+    assert_eq!(
+        child["considerations"]["environmentalConsiderations"]["energyConsumptions"][0]
+            ["activityEnergyCost"]["value"],
+        json!(0.001)
+    );
+    golden("trained.cdx.json", &pretty(&bom));
 }
 
 #[test]

@@ -12,6 +12,11 @@
 //! [`ContentStore::measure`] measures (tokens are UTF-8 bytes). A declared size is a lever: one
 //! record declaring 2^40 bytes for content nobody stored would take every fallback attribution
 //! and make the dataset's index unbuildable. So sizes are measured, never declared.
+//!
+//! **Training configurations** live here too: a `model.register` whose `training.config_hash`
+//! names one is admitted only when the document is stored, intact, at most
+//! [`MAX_TRAINING_CONFIG_BYTES`] and a JSON object ([`ContentStore::training_config`]), so the
+//! configuration of every registered run can always be shown.
 
 use crate::{DataDir, LedgerError};
 use sha2::{Digest, Sha256};
@@ -25,12 +30,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// are built from documents this size at most).
 pub const MAX_CONTENT_BYTES: u64 = 1 << 30;
 
+/// Largest training configuration (hyperparameters), in bytes: a configuration, not data.
+pub const MAX_TRAINING_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Bytes read at a time while measuring a stored document (memory stays flat for any size).
 const READ_BUFFER_BYTES: usize = 1 << 20;
 
 /// The `sha256:<hex>` reference of `bytes`.
 pub fn content_ref(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// `bytes` as a training configuration: a JSON object of at most [`MAX_TRAINING_CONFIG_BYTES`]
+/// (`E_TRAINING_CONFIG_INVALID` otherwise). Any JSON inside it is allowed (numbers with
+/// fractions included: the document is shown, never folded).
+pub fn parse_training_config(
+    bytes: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, LedgerError> {
+    if bytes.len() as u64 > MAX_TRAINING_CONFIG_BYTES {
+        return Err(LedgerError::TrainingConfigInvalid(format!(
+            "it is {} bytes; the limit is {MAX_TRAINING_CONFIG_BYTES}",
+            bytes.len()
+        )));
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(LedgerError::TrainingConfigInvalid(
+            "it must be a JSON object of settings, e.g. {\"learning_rate\": 0.0002}".into(),
+        )),
+        Err(e) => Err(LedgerError::TrainingConfigInvalid(format!(
+            "it is not JSON: {e}"
+        ))),
+    }
 }
 
 /// Byte-level tokens of a UTF-8 document of `byte_size` bytes: every byte is a token
@@ -150,6 +181,40 @@ impl ContentStore {
             return Err(LedgerError::ContentCorrupt(content_ref.to_string()));
         }
         Ok(bytes)
+    }
+
+    /// Check and store a training configuration ([`parse_training_config`]); returns its
+    /// reference, the `training.config_hash` to sign.
+    pub fn put_training_config(&self, bytes: &[u8]) -> Result<String, LedgerError> {
+        parse_training_config(bytes)?;
+        self.put(bytes)
+    }
+
+    /// The training configuration stored under `config_hash`, read in bounded memory (at most
+    /// [`MAX_TRAINING_CONFIG_BYTES`] + 1 bytes): `E_CONTENT_MISSING` when it is not stored,
+    /// `E_CONTENT_CORRUPT` when it does not hash to its reference, `E_TRAINING_CONFIG_INVALID`
+    /// when it is too large or not a JSON object. The admission rule of a new `model.register`
+    /// that names one, and what the API and explorer show.
+    pub fn training_config(
+        &self,
+        config_hash: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, LedgerError> {
+        let path = self.path(config_hash)?;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LedgerError::TrainingConfigMissing(config_hash.to_string()))
+            }
+            Err(e) => return Err(LedgerError::io(&path, e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_TRAINING_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| LedgerError::io(&path, e))?;
+        if bytes.len() as u64 <= MAX_TRAINING_CONFIG_BYTES && content_ref(&bytes) != config_hash {
+            return Err(LedgerError::ContentCorrupt(config_hash.to_string()));
+        }
+        parse_training_config(&bytes)
     }
 
     pub fn contains(&self, content_ref: &str) -> bool {
@@ -308,6 +373,55 @@ mod tests {
             let r = store.put(bytes).unwrap();
             assert_eq!(store.measure(&r).unwrap_err().code(), "E_CONTENT_NOT_UTF8");
         }
+    }
+
+    #[test]
+    fn training_configs_are_json_objects_within_the_limit() {
+        let (_tmp, store) = store();
+        let r = store
+            .put_training_config(br#"{"learning_rate": 0.0002, "epochs": 3}"#)
+            .unwrap();
+        let config = store.training_config(&r).unwrap();
+        assert_eq!(config["epochs"], 3);
+        for bad in [&b"[1, 2]"[..], b"7", b"{\"a\":", b"\xff"] {
+            let err = store.put_training_config(bad).unwrap_err();
+            assert_eq!(err.code(), "E_TRAINING_CONFIG_INVALID", "{bad:?}");
+            // Stored some other way (a contribution), it is still refused as a configuration.
+            let r = store.put(bad).unwrap();
+            assert_eq!(
+                store.training_config(&r).unwrap_err().code(),
+                "E_TRAINING_CONFIG_INVALID"
+            );
+        }
+        let big = format!(
+            "{{\"pad\": \"{}\"}}",
+            "x".repeat(MAX_TRAINING_CONFIG_BYTES as usize)
+        );
+        assert_eq!(
+            store
+                .put_training_config(big.as_bytes())
+                .unwrap_err()
+                .code(),
+            "E_TRAINING_CONFIG_INVALID"
+        );
+        let r = store.put(big.as_bytes()).unwrap();
+        assert_eq!(
+            store.training_config(&r).unwrap_err().code(),
+            "E_TRAINING_CONFIG_INVALID"
+        );
+        assert_eq!(
+            store
+                .training_config(&content_ref(b"{}"))
+                .unwrap_err()
+                .code(),
+            "E_CONTENT_MISSING"
+        );
+        let r = store.put_training_config(b"{}").unwrap();
+        std::fs::write(store.path(&r).unwrap(), b"{ }").unwrap();
+        assert_eq!(
+            store.training_config(&r).unwrap_err().code(),
+            "E_CONTENT_CORRUPT"
+        );
     }
 
     #[test]

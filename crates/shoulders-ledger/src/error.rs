@@ -60,6 +60,10 @@ pub enum LedgerError {
     ContentNotUtf8(String),
     #[error("the record names content {declared} but the uploaded content hashes to {actual}")]
     ContentHashMismatch { declared: String, actual: String },
+    #[error("the ledger has not received the training configuration {0}; `shoulders model import --training-config FILE` stores it with the registration")]
+    TrainingConfigMissing(String),
+    #[error("the training configuration is not usable: {0}")]
+    TrainingConfigInvalid(String),
     #[error("this route takes a data.contribute record, not {0}; submit other records with `POST /api/records` or `shoulders submit`")]
     NotAContribution(String),
     #[error("too many records in one batch ({count}); the limit is {limit}")]
@@ -105,6 +109,8 @@ impl LedgerError {
             LedgerError::ContentNotUtf8(_) => "E_CONTENT_NOT_UTF8",
             LedgerError::ContentHashMismatch { .. } => "E_CONTENT_HASH_MISMATCH",
             LedgerError::NotAContribution(_) => "E_NOT_A_CONTRIBUTION",
+            LedgerError::TrainingConfigMissing(_) => "E_CONTENT_MISSING",
+            LedgerError::TrainingConfigInvalid(_) => "E_TRAINING_CONFIG_INVALID",
         }
     }
 

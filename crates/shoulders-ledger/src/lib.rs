@@ -20,7 +20,9 @@ mod stored;
 mod view;
 mod writer;
 
-pub use content::{content_ref, ContentStore, Measured};
+pub use content::{
+    content_ref, parse_training_config, ContentStore, Measured, MAX_TRAINING_CONFIG_BYTES,
+};
 pub use contribute::Contributed;
 pub use datadir::{write_new_file, DataDir};
 pub use error::LedgerError;

@@ -238,7 +238,10 @@ impl Ledger {
     ///
     /// A new `data.contribute` is admitted only for content already in [`Ledger::content`],
     /// intact and with the measured sizes (`E_CONTENT_MISSING`, `E_CONTENT_CORRUPT`,
-    /// `E_CONTENT_SIZE_MISMATCH`); [`Ledger::contribute`] stores the content and submits.
+    /// `E_CONTENT_SIZE_MISMATCH`); [`Ledger::contribute`] stores the content and submits. A
+    /// new `model.register` naming a `training.config_hash` is admitted only when that
+    /// configuration is stored there, intact, and a JSON object of at most 1 MiB
+    /// (`E_CONTENT_MISSING`, `E_CONTENT_CORRUPT`, `E_TRAINING_CONFIG_INVALID`).
     pub fn submit(&self, bytes: Vec<u8>) -> Result<Appended, LedgerError> {
         self.submit_record(SignedRecord::decode(bytes)?)
     }
@@ -259,7 +262,8 @@ impl Ledger {
     }
 
     /// The checks that run on the submitter's thread before the writer sees a verified record:
-    /// a new contribution's content must be stored, intact and of the declared sizes. Replay
+    /// a new contribution's content must be stored, intact and of the declared sizes, and a new
+    /// registration's training configuration stored, intact and a JSON object. Replay
     /// never runs this (the log is admitted history; its content is not re-read on open).
     pub(crate) fn check_record(&self, record: SignedRecord) -> Checked {
         let leaf = leaf_hash(record.bytes());
@@ -273,13 +277,19 @@ impl Ledger {
 
     fn content_refusal(&self, record: &SignedRecord) -> Option<LedgerError> {
         let r = record.record();
-        let Body::DataContribute(body) = &r.body else {
-            return None;
-        };
         // A (signer, id) already in the log is answered by the writer as a duplicate or an id
         // conflict before this verdict is looked at, so checking its content anyway is only a
         // little wasted work.
-        self.content.check_contribution(body).err()
+        match &r.body {
+            Body::DataContribute(body) => self.content.check_contribution(body).err(),
+            // A registration naming a training configuration: the document must be here, so
+            // the configuration of every admitted run can be shown.
+            Body::ModelRegister(body) => {
+                let hash = body.training.as_ref()?.config_hash.as_ref()?;
+                self.content.training_config(hash).err()
+            }
+            _ => None,
+        }
     }
 
     /// Submit many records at once. Results are in input order, one per record, and accepted

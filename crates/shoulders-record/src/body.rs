@@ -41,6 +41,15 @@ pub const MAX_QUALITY: u32 = 100;
 pub const MAX_ADAPTER_TARGETS: usize = 256;
 /// Longest adapter target module name (or pattern), in bytes.
 pub const MAX_ADAPTER_TARGET_BYTES: usize = 256;
+/// Most people one training run credits.
+pub const MAX_CREDITS: usize = 64;
+/// Longest framework name or version, hardware description or region, in bytes.
+pub const MAX_TRAINING_LABEL_BYTES: usize = 100;
+/// Most accelerator hours one training run may state: far beyond any run, and small enough that
+/// sums over many runs stay below 2^53.
+pub const MAX_ACCELERATOR_HOURS: u64 = 1_000_000_000_000;
+/// Most energy one training run may state, in watt-hours (10^15 Wh = 1 PWh).
+pub const MAX_ENERGY_WH: u64 = 1_000_000_000_000_000;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -313,6 +322,10 @@ pub struct ModelRegister {
     /// the directory has one). Omitted when absent, so records without it keep their bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<AdapterConfig>,
+    /// How the model was trained and who is credited for it. Absent: not stated. Omitted when
+    /// absent, so records without it keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingRun>,
 }
 
 /// The part of a PEFT `adapter_config.json` a parameter diff needs: which base modules the
@@ -334,6 +347,141 @@ pub struct AdapterConfig {
     /// `lora_alpha`, the LoRA scaling numerator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora_alpha: Option<u64>,
+}
+
+/// The provenance of a training run: its configuration, code, framework, compute and the people
+/// credited for it. Every part is a claim of the registrant, signed like the rest of the record;
+/// only the configuration is checked against something (its document must be in the ledger's
+/// content store when the record is admitted, so it can always be shown).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingRun {
+    /// `sha256:<hex>` of the training configuration (hyperparameters): the exact bytes of a
+    /// JSON object of at most 1 MiB, kept in the ledger's content store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// The training code, pinned to one commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeRef>,
+    /// The training framework, e.g. `PyTorch` `2.4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<Framework>,
+    /// The people and organisations credited for the run, each `(actor, role)` once. Credits are
+    /// recognition, not payment: no money follows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credits: Vec<Credit>,
+    /// What the run used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<Compute>,
+}
+
+/// Source code at one commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRef {
+    /// The repository's `http(s)://` URL.
+    pub repository: String,
+    /// The commit: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits, so it names one tree.
+    pub commit: String,
+}
+
+/// A software framework and its version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Framework {
+    pub name: String,
+    pub version: String,
+}
+
+/// What a credited actor did for a training run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditRole {
+    /// Built the framework or library the run used.
+    FrameworkAuthor,
+    /// Collected, cleaned or added training data.
+    DataEngineer,
+    /// Ran the training: chose the configuration, launched and watched the run.
+    Trainer,
+    /// Evaluated the trained model.
+    Evaluator,
+}
+
+impl CreditRole {
+    pub const ALL: [CreditRole; 4] = [
+        CreditRole::FrameworkAuthor,
+        CreditRole::DataEngineer,
+        CreditRole::Trainer,
+        CreditRole::Evaluator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreditRole::FrameworkAuthor => "framework_author",
+            CreditRole::DataEngineer => "data_engineer",
+            CreditRole::Trainer => "trainer",
+            CreditRole::Evaluator => "evaluator",
+        }
+    }
+}
+
+impl fmt::Display for CreditRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CreditRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        CreditRole::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown credit role {s:?}; use framework_author, data_engineer, trainer or evaluator")
+            })
+    }
+}
+
+/// One credited actor and what it did.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credit {
+    /// A registered actor's handle.
+    pub actor: String,
+    pub role: CreditRole,
+}
+
+/// Watt-hours as a decimal number of kWh, without floats: `2400` → `2.4`, `1` → `0.001`,
+/// `12000` → `12` (how exports and pages show [`Compute::energy_wh`]).
+pub fn kwh_text(wh: u64) -> String {
+    let (whole, frac) = (wh / 1000, wh % 1000);
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_string()
+    }
+}
+
+/// The compute a training run used. Integers only (records carry no floats): energy in
+/// watt-hours, so a run of 2.4 kWh is `2400`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compute {
+    /// E.g. `8x NVIDIA H100 80GB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<String>,
+    /// Accelerator (GPU/TPU) hours, summed over accelerators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator_hours: Option<u64>,
+    /// Energy the run used, in watt-hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_wh: Option<u64>,
+    /// Where it ran, e.g. a cloud region (`eu-west-1`) or a country code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// Which descendants owe a licence's royalty (share and floor).
@@ -1082,6 +1230,9 @@ fn validate_model(b: &ModelRegister) -> Result<(), RecordError> {
     if let Some(a) = &b.adapter {
         validate_adapter(a)?;
     }
+    if let Some(t) = &b.training {
+        validate_training(t)?;
+    }
     Ok(())
 }
 
@@ -1102,6 +1253,80 @@ fn validate_adapter(a: &AdapterConfig) -> Result<(), RecordError> {
     }
     if let Some(alpha) = a.lora_alpha {
         v::int_range("adapter.lora_alpha", alpha, 0, MAX_SAFE_INTEGER)?;
+    }
+    Ok(())
+}
+
+/// A training run states something (an empty one would be a second encoding of "not stated"),
+/// and every part within its limit.
+fn validate_training(t: &TrainingRun) -> Result<(), RecordError> {
+    if t.config_hash.is_none()
+        && t.code.is_none()
+        && t.framework.is_none()
+        && t.credits.is_empty()
+        && t.compute.is_none()
+    {
+        return Err(RecordError::field(
+            "training",
+            "set at least one of config_hash, code, framework, credits and compute, or leave training out",
+        ));
+    }
+    if let Some(h) = &t.config_hash {
+        v::sha256_ref("training.config_hash", h)?;
+    }
+    if let Some(c) = &t.code {
+        v::url("training.code.repository", &c.repository)?;
+        let hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if !(matches!(c.commit.len(), 40 | 64) && hex(&c.commit)) {
+            return Err(RecordError::field(
+                "training.code.commit",
+                "must be a full commit id: 40 or 64 lowercase hex digits",
+            ));
+        }
+    }
+    if let Some(f) = &t.framework {
+        v::line("training.framework.name", &f.name, MAX_TRAINING_LABEL_BYTES)?;
+        v::line(
+            "training.framework.version",
+            &f.version,
+            MAX_TRAINING_LABEL_BYTES,
+        )?;
+    }
+    v::unique_list("training.credits", &t.credits, MAX_CREDITS)?;
+    for c in &t.credits {
+        v::handle("training.credits.actor", &c.actor)?;
+    }
+    if let Some(c) = &t.compute {
+        if c.hardware.is_none()
+            && c.accelerator_hours.is_none()
+            && c.energy_wh.is_none()
+            && c.region.is_none()
+        {
+            return Err(RecordError::field(
+                "training.compute",
+                "set at least one of hardware, accelerator_hours, energy_wh and region, or leave compute out",
+            ));
+        }
+        if let Some(h) = &c.hardware {
+            v::line("training.compute.hardware", h, MAX_TRAINING_LABEL_BYTES)?;
+        }
+        if let Some(h) = c.accelerator_hours {
+            v::int_range(
+                "training.compute.accelerator_hours",
+                h,
+                0,
+                MAX_ACCELERATOR_HOURS,
+            )?;
+        }
+        if let Some(e) = c.energy_wh {
+            v::int_range("training.compute.energy_wh", e, 0, MAX_ENERGY_WH)?;
+        }
+        if let Some(r) = &c.region {
+            v::line("training.compute.region", r, MAX_TRAINING_LABEL_BYTES)?;
+        }
     }
     Ok(())
 }

@@ -54,6 +54,7 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(get_model))
         .routes(routes!(model_lineage))
         .routes(routes!(model_diff))
+        .routes(routes!(model_training))
         .routes(routes!(license_check))
         .routes(routes!(get_license))
         .routes(routes!(attribute))
@@ -851,6 +852,40 @@ async fn model_lineage(
             format!("unknown lineage format {other:?}; use json, dot or mermaid"),
         )),
     }
+}
+
+/// How a model was trained: its registered training run (framework, code, compute, credits)
+/// and the configuration document the run names, read from this node's content store (a JSON
+/// object of at most 1 MiB, checked against its hash). `training` is `null` when the model
+/// records no run; `config` is `null` when the run names no configuration or this node does not
+/// hold it (`config_error` then says why).
+#[utoipa::path(get, path = "/api/models/{owner}/{name}/training", tag = "state",
+    params(("owner" = String, Path), ("name" = String, Path)),
+    responses((status = 200, description = "{model_id, training, config, config_error?}", body = Object),
+               (status = 404, body = ErrorBody)))]
+async fn model_training(
+    State(st): St,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let (owner, name) = path(p)?;
+    let id = format!("{owner}/{name}");
+    let training = st
+        .view()
+        .with_state(|s| s.model(&id).map(|m| m.training.clone()))
+        .ok_or_else(|| ApiError::not_found(format!("no model {id:?}")))?;
+    let hash = training.as_ref().and_then(|t| t.config_hash.clone());
+    let mut v = json!({"model_id": id, "training": training, "config": null});
+    if let Some(hash) = hash {
+        // At most 1 MiB read and parsed, off the async threads.
+        let content = st.content();
+        match tokio::task::spawn_blocking(move || content.training_config(&hash)).await? {
+            Ok(config) => v["config"] = Value::Object(config),
+            Err(e) => {
+                v["config_error"] = json!({"code": e.code(), "message": e.to_string()});
+            }
+        }
+    }
+    Ok(Json(v))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -366,6 +366,13 @@ impl AppState {
         &self.config.data_dir
     }
 
+    /// The data directory's content store (contributed documents, training configurations). A
+    /// read-only node holds what its data directory holds: a copy of the writer's `content/`,
+    /// or nothing.
+    pub fn content(&self) -> shoulders_ledger::ContentStore {
+        shoulders_ledger::ContentStore::new(&DataDir::new(&self.config.data_dir))
+    }
+
     /// The dataset's attribution index, loaded once and reloaded when `index build` replaces it.
     /// `None` when no index was built. Blocking (reads files).
     pub fn dataset_index(&self, dataset_id: &str) -> ApiResult<Option<Arc<DatasetIndex>>> {

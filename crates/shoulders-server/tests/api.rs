@@ -827,6 +827,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /api/models/{owner}/{name}/license-check",
         "GET /api/models/{owner}/{name}/lineage",
         "GET /api/models/{owner}/{name}/receipts",
+        "GET /api/models/{owner}/{name}/training",
         "GET /api/proofs/consistency",
         "GET /api/proofs/inclusion",
         "GET /api/records",

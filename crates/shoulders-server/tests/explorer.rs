@@ -269,6 +269,155 @@ async fn every_page_renders_and_escapes_ledger_text() {
     s.stop().await;
 }
 
+/// A ledger whose model records a training run (its configuration full of markup, in the
+/// content store) crediting alice, plus a run whose configuration was deleted after admission
+/// and a model with no run.
+fn training_ledger(dir: &Path) {
+    let data = DataDir::new(dir);
+    init_with(&data, "test.shoulders.local/log", None, &mut OsRng).unwrap();
+    let alice = ActorKey::generate(&mut OsRng);
+    let bob = ActorKey::generate(&mut OsRng);
+    let carol = ActorKey::generate(&mut OsRng);
+    let ledger = Ledger::open(&data).unwrap();
+    let mut n = 0;
+    let mut submit = |key: &ActorKey, kind: Kind, body: Value| {
+        n += 1;
+        ledger
+            .submit(record(key, &format!("t{n}"), TS, kind, body))
+            .unwrap();
+    };
+    submit(
+        &alice,
+        Kind::ActorRegister,
+        json!({"handle": "alice", "name": EVIL}),
+    );
+    submit(
+        &bob,
+        Kind::ActorRegister,
+        json!({"handle": "bob", "name": "Bob"}),
+    );
+    submit(
+        &carol,
+        Kind::ActorRegister,
+        json!({"handle": "carol", "name": "Carol"}),
+    );
+    let config = json!({"learning_rate": 0.0002, "epochs": 3, "note": EVIL,
+                        "optimizer": {"name": "adamw", "betas": [0.9, 0.95]}});
+    let store = ContentStore::new(&data);
+    let hash = store
+        .put_training_config(&serde_json::to_vec(&config).unwrap())
+        .unwrap();
+    submit(
+        &bob,
+        Kind::ModelRegister,
+        json!({"model_id": "bob/trained", "name": "Trained",
+               "training": {"config_hash": hash,
+                            "code": {"repository": "https://git.example/bob/train?a=1&b=\"x\"<y>", "commit": "a".repeat(40)},
+                            "framework": {"name": "PyTorch", "version": "2.4"},
+                            "credits": [{"actor": "carol", "role": "framework_author"},
+                                        {"actor": "alice", "role": "evaluator"}],
+                            "compute": {"hardware": "1x A100", "accelerator_hours": 6, "energy_wh": 2400, "region": EVIL}}}),
+    );
+    let gone = store.put_training_config(b"{\"epochs\": 1}").unwrap();
+    submit(
+        &bob,
+        Kind::ModelRegister,
+        json!({"model_id": "bob/lost", "name": "Lost",
+               "training": {"config_hash": gone, "credits": [{"actor": "alice", "role": "data_engineer"}]}}),
+    );
+    std::fs::remove_file(store.root().join(&gone["sha256:".len()..])).unwrap();
+    submit(
+        &bob,
+        Kind::ModelRegister,
+        json!({"model_id": "bob/plain", "name": "Plain"}),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_section_and_credits_are_shown_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    training_ledger(tmp.path());
+    let s = serve(tmp.path()).await;
+
+    let (status, _, html) = get(&s, "/models/bob/trained").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("<script").count(), 1, "only ours: {html}");
+    assert!(!html.contains("<img"));
+    let section = &html[html
+        .find("data-testid=\"training\"")
+        .expect("a training section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("How it was trained"));
+    assert!(section.contains("data-testid=\"training-framework\">PyTorch 2.4<"));
+    assert!(
+        section.contains("href=\"https://git.example/bob/train?a=1&amp;b=&quot;x&quot;&lt;y&gt;\""),
+        "{section}"
+    );
+    assert!(section.contains(&format!("at commit <code>{}</code>", "a".repeat(40))));
+    assert!(section.contains("1x A100 · 6 accelerator hours · 2.4 kWh · region &lt;script&gt;"));
+    assert!(section.contains("<a href=\"/actors/carol\">carol</a> — framework author"));
+    assert!(section.contains("<a href=\"/actors/alice\">alice</a> — evaluator"));
+    assert!(section.contains("recognition, not payment"));
+    // The configuration as a key/value table: nested keys dotted, markup escaped.
+    for (k, v) in [
+        ("epochs", "3"),
+        ("learning_rate", "0.0002"),
+        ("optimizer.betas", "[0.9,0.95]"),
+        ("optimizer.name", "adamw"),
+    ] {
+        assert!(
+            section.contains(&format!("<td><code>{k}</code></td><td>{v}</td>")),
+            "{k}: {section}"
+        );
+    }
+    assert!(section.contains("<td><code>note</code></td><td>&lt;script&gt;alert(&quot;x&quot;)"));
+
+    // The API returns the run and the whole configuration.
+    let (status, v) = json_get(&s, "/api/models/bob/trained/training").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["training"]["framework"]["name"], "PyTorch");
+    assert_eq!(v["training"]["credits"][1]["actor"], "alice");
+    assert_eq!(v["config"]["optimizer"]["betas"], json!([0.9, 0.95]));
+    assert!(v.get("config_error").is_none());
+    let (_, model) = json_get(&s, "/api/models/bob/trained").await;
+    assert_eq!(model["training"]["compute"]["energy_wh"], 2400);
+
+    // A run whose configuration this node no longer holds: shown without it, and said so.
+    let (_, _, lost) = get(&s, "/models/bob/lost").await;
+    assert!(
+        lost.contains("does not hold the configuration document"),
+        "{lost}"
+    );
+    let (_, v) = json_get(&s, "/api/models/bob/lost/training").await;
+    assert_eq!(v["config"], Value::Null);
+    assert_eq!(v["config_error"]["code"], "E_CONTENT_MISSING");
+    // No run: no section, and `training: null`.
+    let (_, _, plain) = get(&s, "/models/bob/plain").await;
+    assert!(!plain.contains("data-testid=\"training\""));
+    let (_, v) = json_get(&s, "/api/models/bob/plain/training").await;
+    assert_eq!((&v["training"], &v["config"]), (&Value::Null, &Value::Null));
+    let (status, _) = json_get(&s, "/api/models/bob/none/training").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Actor pages: the models that credit them, with the roles.
+    let (_, _, alice) = get(&s, "/actors/alice").await;
+    let credits = &alice[alice
+        .find("data-testid=\"credits\"")
+        .expect("a credits section")..];
+    assert!(credits.contains("2 training credits"), "{credits}");
+    assert!(
+        credits.contains("<a href=\"/models/bob/trained\">bob/trained</a></td><td>evaluator</td>")
+    );
+    assert!(
+        credits.contains("<a href=\"/models/bob/lost\">bob/lost</a></td><td>data engineer</td>")
+    );
+    let (_, _, carol) = get(&s, "/actors/carol").await;
+    assert!(carol.contains("1 training credit:"), "{carol}");
+    let (_, _, bob) = get(&s, "/actors/bob").await;
+    assert!(!bob.contains("data-testid=\"credits\""));
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contributor_page_matches_the_statement() {
     let tmp = tempfile::tempdir().unwrap();

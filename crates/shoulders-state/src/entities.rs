@@ -4,8 +4,9 @@ use crate::governance::{ContributionRuling, ModelRuling, Review, ReviewState};
 use serde::{Deserialize, Serialize};
 use shoulders_license::Effective;
 use shoulders_record::{
-    Access, ActorRegister, ActorUpdate, Artifact, DataContribute, DatasetCreate, DisputePolicy,
-    LicenseDefine, LicenseGrant, LicenseTerms, ModelRegister, Parent, PublicKey, Quota, Record,
+    Access, ActorRegister, ActorUpdate, Artifact, CreditRole, DataContribute, DatasetCreate,
+    DisputePolicy, LicenseDefine, LicenseGrant, LicenseTerms, ModelRegister, Parent, PublicKey,
+    Quota, Record, TrainingRun,
 };
 
 fn is_false(b: &bool) -> bool {
@@ -219,6 +220,18 @@ pub struct Model {
     /// A PEFT adapter's declared configuration (`model.register.adapter`), for the diff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<shoulders_record::AdapterConfig>,
+    /// How it was trained and who is credited, as registered (the configuration document
+    /// itself is in the content store, under `training.config_hash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingRun>,
+}
+
+/// One credit an actor holds: a model whose training run names it, and for what. Recognition,
+/// not payment: no money follows a credit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credited {
+    pub model_id: String,
+    pub role: CreditRole,
 }
 
 impl Model {
@@ -245,6 +258,7 @@ impl Model {
             effective,
             ruled_against: None,
             adapter: b.adapter.clone(),
+            training: b.training.clone(),
         }
     }
 }

@@ -18,7 +18,7 @@ mod reject;
 mod settle;
 
 pub use diff::{model_diff, ModelDiff, TensorStatus};
-pub use entities::{Actor, Contribution, Dataset, Grant, License, Model};
+pub use entities::{Actor, Contribution, Credited, Dataset, Grant, License, Model};
 pub use governance::{
     ContributionRuling, Dispute, DisputeStatus, DisputeTarget, ModelRuling, QuotaUse, Review,
     ReviewState,
@@ -95,6 +95,9 @@ pub struct State {
     excluded: HashMap<String, BTreeSet<u64>>,
     /// `(dataset, contributor)` → quota used in the current window.
     quota_use: BTreeMap<(String, String), governance::QuotaUse>,
+    /// Training credits per credited actor, in log order (derived from the models' training
+    /// runs; rebuilt on load).
+    credits_by: HashMap<String, Vec<Credited>>,
     history: Option<MemoryHistory>,
 }
 
@@ -157,6 +160,7 @@ impl State {
             open_by_claimant: HashMap::new(),
             excluded: HashMap::new(),
             quota_use: BTreeMap::new(),
+            credits_by: HashMap::new(),
             history: None,
         }
     }
@@ -458,6 +462,15 @@ impl State {
             .unwrap_or(&[])
     }
 
+    /// The training runs that credit `handle`, in log order: each model and the role it is
+    /// credited for (an index kept with the state). Credits are recognition, not payment.
+    pub fn credits_of(&self, handle: &str) -> &[Credited] {
+        self.credits_by
+            .get(handle)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
     /// Number of receipts that named `contribution` (copies credited to the original).
     pub fn contribution_uses(&self, contribution: u64) -> u64 {
         self.books
@@ -754,6 +767,15 @@ impl State {
         if let Some(d) = b.datasets.iter().find(|d| !self.datasets.contains_key(*d)) {
             return Err(Reject::DatasetUnknown(d.clone()));
         }
+        // Credits name actors, so a credit always leads to someone's page.
+        if let Some(c) = b
+            .training
+            .iter()
+            .flat_map(|t| &t.credits)
+            .find(|c| !self.actors.contains_key(&c.actor))
+        {
+            return Err(Reject::ActorUnknown(c.actor.clone()));
+        }
         self.check_tdm(b)?;
         let own = match &b.license_id {
             None => None,
@@ -862,6 +884,7 @@ impl State {
                     b.model_id.clone(),
                     Model::new(index, signer, rec, b, effective),
                 );
+                self.index_credits(&b.model_id, b.training.as_ref());
                 fx.changed.push(EntityKey::Model(b.model_id.clone()));
             }
             Body::LicenseDefine(b) => {
@@ -942,6 +965,22 @@ impl State {
             }
         }
         fx
+    }
+}
+
+impl State {
+    /// Add a model's training credits to the per-actor index (the fold and `from_rows` both
+    /// call this, in log order, so a loaded state has the same index).
+    fn index_credits(&mut self, model_id: &str, training: Option<&shoulders_record::TrainingRun>) {
+        for c in training.iter().flat_map(|t| &t.credits) {
+            self.credits_by
+                .entry(c.actor.clone())
+                .or_default()
+                .push(Credited {
+                    model_id: model_id.to_string(),
+                    role: c.role,
+                });
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 //!
 //! A row is `(kind, key, value)`, the value JSON. Lists that grow with history are not stored
 //! inside rows (a dataset's contribution list, a model's children, the first contribution of
-//! each content hash, the key → handle map): they are rebuilt on load from the rows they derive
-//! from, so rewriting a row never costs more than the row itself.
+//! each content hash, the key → handle map, the training credits per actor): they are rebuilt on
+//! load from the rows they derive from, so rewriting a row never costs more than the row itself.
 
 use crate::history::EntityKey;
 use crate::money::{SourceCount, SourceKey};
@@ -340,6 +340,7 @@ impl State {
                     parent.children.push(m.model_id.clone());
                 }
             }
+            s.index_credits(&m.model_id, m.training.as_ref());
             s.models.insert(m.model_id.clone(), m);
         }
         Ok(s)

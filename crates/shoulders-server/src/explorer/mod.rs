@@ -5,10 +5,12 @@
 //!   box that calls the gateway and highlights the attributed spans of the answer.
 //! * `/models/{owner}/{name}` — family tree (inline SVG, each node a link, each edge labelled
 //!   with what the child changed), what the model changed from its parent (parameter diff), the
-//!   licence in plain words, datasets and contributors, recent metered calls.
+//!   licence in plain words, how it was trained (framework, code, compute, credits,
+//!   configuration), datasets and contributors, recent metered calls.
 //! * `/datasets/{owner}/{name}` — contributions, contributors, how often each was used.
 //! * `/actors/{handle}` — earnings over time (inline SVG chart), balance and earnings held in
-//!   the unclaimed pool, the outputs that used the actor's contributions.
+//!   the unclaimed pool, the outputs that used the actor's contributions, the training runs
+//!   that credit it.
 //! * `/records/{index}` — the record, what it did, and its inclusion proof, checked in the
 //!   browser with WebCrypto against the signed checkpoint's root.
 //! * `/disputes/{id}` — a dispute: who contests what, the evidence, the escrow it holds, the
@@ -20,6 +22,7 @@
 pub mod diff;
 pub mod html;
 pub mod svg;
+pub mod training;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -776,6 +779,7 @@ async fn model_page(
             );
             body.push_str(&diff::diff_section(s, m));
             body.push_str(&licence_card(s, &id));
+            body.push_str(&training::training_section(&st.content(), m));
             let mut ds_rows = Vec::new();
             for d in &prov.datasets {
                 let contributors = d
@@ -1097,6 +1101,7 @@ async fn actor_page(State(st): St, p: Result<Path<String>, PathRejection>) -> Re
             if !owned.is_empty() {
                 let _ = write!(body, "<section><h2>Owns</h2><p>{}</p></section>", owned.join(", "));
             }
+            body.push_str(&training::credits_section(s, &handle));
             Ok(page(&format!("{} ({})", a.name, a.handle), &body))
         })
     })
