@@ -448,13 +448,20 @@ impl State {
                 *named.entry((a.dataset_id.as_str(), credited)).or_insert(0) += u128::from(a.ppm);
             }
         }
-        if !named.is_empty() {
+        // Every entry must be in the lineage, credited or not (a dropped entry is still a claim
+        // the receipt makes).
+        if !b.attribution.is_empty() {
             let mut lineage: Vec<&str> = model.datasets.iter().map(String::as_str).collect();
             let ancestors = self.ancestors(&model.model_id);
             for anc in &ancestors {
                 lineage.extend(self.models[anc].datasets.iter().map(String::as_str));
             }
-            if let Some((d, _)) = named.keys().find(|(d, _)| !lineage.contains(d)) {
+            if let Some(d) = b
+                .attribution
+                .iter()
+                .map(|a| a.dataset_id.as_str())
+                .find(|d| !lineage.contains(d))
+            {
                 return Err(Reject::AttributionInvalid(format!(
                     "dataset {d:?} is not among the datasets of {} or its ancestors",
                     b.model_id

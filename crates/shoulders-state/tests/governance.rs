@@ -608,6 +608,23 @@ fn reviewed_dataset_pending_and_rejected_earn_nothing() {
 }
 
 #[test]
+fn a_dropped_entry_outside_the_lineage_is_still_refused() {
+    let mut b = world(json!({}), None);
+    b.ok(
+        "author",
+        Kind::DatasetCreate,
+        json!({"dataset_id": "author/rev", "name": "r", "access": "open", "review": true}),
+    );
+    let pending = b.contribute("troll", "author/rev", 40);
+    register_model(&mut b);
+    let e = b
+        .receipt("owner/m", &[("author/rev", pending, 1_000_000)])
+        .unwrap_err();
+    assert_eq!(e.code(), "E_ATTRIBUTION_INVALID", "{e}");
+    b.check();
+}
+
+#[test]
 fn a_copy_of_pending_content_in_another_dataset_is_credited_to_itself() {
     let mut b = world(json!({"review": true}), None);
     b.ok(
