@@ -253,6 +253,22 @@ impl Default for AttributeOptions {
     }
 }
 
+impl AttributionReport {
+    /// Every contribution the report names: credited, or shown as an occurrence of a span.
+    pub fn contributions_named(&self) -> impl Iterator<Item = u64> + '_ {
+        self.shares
+            .contributions_ppm
+            .keys()
+            .copied()
+            .chain(self.spans.iter().flat_map(|s| {
+                s.credited
+                    .iter()
+                    .copied()
+                    .chain(s.contributions.iter().map(|c| c.contribution))
+            }))
+    }
+}
+
 /// The attribution of one text: the report every front end shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttributionReport {

@@ -180,13 +180,15 @@ pub fn attribute_value(args: AttributeArgs) -> Result<serde_json::Value> {
     // Takedowns and pending reviews apply at once: the ledger's current exclusions (a
     // directory holding only an index, as `index build-files` writes, has none).
     let dir = crate::data_dir(&args.data_dir);
-    let excluded = if dir.exists() {
-        Reader::open(&dir)?
-            .state()?
-            .attribution_excluded(&args.dataset_id)
+    let state = if dir.exists() {
+        Some(Reader::open(&dir)?.state()?)
     } else {
-        Default::default()
+        None
     };
+    let excluded = state
+        .as_ref()
+        .map(|s| s.attribution_excluded(&args.dataset_id))
+        .unwrap_or_default();
     let report = index.attribute(
         &text,
         &AttributeOptions {
@@ -194,5 +196,15 @@ pub fn attribute_value(args: AttributeArgs) -> Result<serde_json::Value> {
             excluded,
         },
     )?;
-    Ok(serde_json::to_value(report)?)
+    // Reserved content is still found and credited; the report says which (a violation of a
+    // do-not-train mark is visible).
+    let reserved = state
+        .as_ref()
+        .map(|s| s.tdm_reserved_among(report.contributions_named()))
+        .unwrap_or_default();
+    let mut v = serde_json::to_value(report)?;
+    if !reserved.is_empty() {
+        v["tdm_reserved"] = serde_json::json!(reserved);
+    }
+    Ok(v)
 }

@@ -117,6 +117,34 @@ fn do_not_train_and_a_dispute_through_the_binary() {
         "{err}"
     );
 
+    // Attribution still finds reserved content, and says it is reserved.
+    ok_json(shoulders(&[
+        "index",
+        "build",
+        "--data-dir",
+        p(&data),
+        "owner/d",
+    ]));
+    let output = dir.join("output.txt");
+    std::fs::write(
+        &output,
+        "the model said: notes the author does not want mined",
+    )
+    .unwrap();
+    let report = ok_json(shoulders(&[
+        "attribute",
+        "--data-dir",
+        p(&data),
+        "--dataset",
+        "owner/d",
+        "--text",
+        p(&output),
+    ]));
+    assert_eq!(report["tdm_reserved"], json!([reserved]), "{report}");
+    assert!(report["shares"]["contributions_ppm"]
+        .get(reserved.to_string())
+        .is_some());
+
     // The reserved contribution is disputed and taken down, after which the model registers.
     let takedown = submit(
         &data,

@@ -1090,7 +1090,17 @@ async fn attribute(
                 .unwrap_or(AttributeOptions::default().max_spans),
             excluded,
         };
-        Ok(Json(json!(ix.attribute_within(&req.text, &opts, &mut budget)?)))
+        let report = ix.attribute_within(&req.text, &opts, &mut budget)?;
+        // Reserved content is still found and credited; the report says which, so a model
+        // trained on it in breach of the reservation is visible.
+        let reserved = state
+            .view()
+            .with_state(|s| s.tdm_reserved_among(report.contributions_named()));
+        let mut v = json!(report);
+        if !reserved.is_empty() {
+            v["tdm_reserved"] = json!(reserved);
+        }
+        Ok(Json(v))
     })
     .await?;
     drop(cancel);

@@ -153,3 +153,70 @@ async fn a_takedown_applies_to_the_next_attribution() {
     assert_eq!(after["excluded"], json!([FIRST_POEM]), "{after}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn attribution_reports_reserved_content() {
+    let f = fixture();
+    let data = DataDir::new(f.data_dir());
+    let ledger = Ledger::open(&data).unwrap();
+    let text = "a reserved note: nobody may train a model on these words of bob's";
+    let hash = shoulders_ledger::ContentStore::new(&data)
+        .put(text.as_bytes())
+        .unwrap();
+    let reserved = ledger
+        .submit(record(
+            &f.bob,
+            "reserved",
+            f.ts_ms,
+            Kind::DataContribute,
+            json!({"dataset_id": "alice/verse", "content_hash": hash, "byte_size": text.len(),
+                   "token_count": text.len(), "tdm_reservation": true}),
+        ))
+        .unwrap()
+        .index;
+    let size = ledger.size();
+    drop(ledger);
+    // Rebuild the index with the reserved document (the fixture's poems are records 3..=5).
+    let mut docs: Vec<(u64, &str, &str)> = common::DOCS
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (FIRST_POEM + i as u64, "alice", *d))
+        .collect();
+    docs.push((reserved, "bob", text));
+    shoulders_attrib::dataset::build(
+        data.root(),
+        "alice/verse",
+        size,
+        docs.into_iter().map(|(contribution, who, d)| {
+            Ok(shoulders_attrib::dataset::BuildDoc {
+                contribution,
+                contributor: who.into(),
+                bytes: d.as_bytes().to_vec(),
+            })
+        }),
+        &mut |_| {},
+    )
+    .unwrap();
+    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let s = start(config(&f, Metering::Off)).await;
+    let report: Value = s
+        .client
+        .post(s.url("/api/attribute"))
+        .bearer_auth(&token)
+        .json(&json!({"dataset_id": "alice/verse", "text": text}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Still credited, and flagged: a model trained on it would be breaking the reservation.
+    assert!(
+        report["shares"]["contributions_ppm"]
+            .get(reserved.to_string())
+            .is_some(),
+        "{report}"
+    );
+    assert_eq!(report["tdm_reserved"], json!([reserved]), "{report}");
+    s.stop().await;
+}

@@ -218,6 +218,16 @@ impl State {
         self.excluded.get(dataset_id).cloned().unwrap_or_default()
     }
 
+    /// Which of `contributions` carry a text-and-data-mining reservation (sorted, each once):
+    /// an attribution report lists them, so reserved content found in an output is visible.
+    pub fn tdm_reserved_among(&self, contributions: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let set: std::collections::BTreeSet<u64> = contributions
+            .into_iter()
+            .filter(|c| self.contributions.get(c).is_some_and(|c| c.tdm_reservation))
+            .collect();
+        set.into_iter().collect()
+    }
+
     /// May `c` be credited at all (not pending, not rejected, not taken down)?
     pub(crate) fn creditable(c: &Contribution) -> bool {
         let reviewed_out = c
