@@ -87,7 +87,12 @@ impl Legs<'_> {
         contribution: u64,
     ) {
         let target = DisputeTarget::Contribution(contribution);
-        match self.state.escrow_for(&target) {
+        let escrow = if self.state.open_disputes.is_empty() {
+            None
+        } else {
+            self.state.escrow_for(&target)
+        };
+        match escrow {
             Some(d) => self.push(
                 &escrow_account(d),
                 amount as i128,
@@ -111,6 +116,19 @@ impl Legs<'_> {
     /// Pay a model level's owner: whoever an upheld dispute gave the model's earnings to, into
     /// the dispute's escrow while the model is disputed.
     fn pay_level_owner(&mut self, model_id: &str, owner: &str, amount: u128, role: Role) {
+        if self.state.disputes.is_empty() {
+            // No dispute was ever opened: no escrow, no ruling to follow.
+            self.push(
+                owner,
+                amount as i128,
+                role,
+                Some(model_id),
+                None,
+                None,
+                None,
+            );
+            return;
+        }
         let model = &self.state.models[model_id];
         let owner = model
             .ruled_against
