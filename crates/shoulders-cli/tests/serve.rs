@@ -238,6 +238,22 @@ struct Fixture {
     token: String,
 }
 
+/// Open the writer that `init_with` just closed. The tests of this file spawn `shoulders serve`
+/// processes concurrently: a child forked by another test in the instant between fork and exec
+/// still holds a copy of every open descriptor, this ledger's lock file included (close-on-exec
+/// closes it only at the exec), so the lock can look taken for a moment. Retry briefly.
+fn open_writer(dir: &std::path::Path) -> Ledger {
+    for _ in 0..100 {
+        match Ledger::open(&DataDir::new(dir)) {
+            Err(shoulders_ledger::LedgerError::Locked(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed locked for 2 s", dir.display())
+}
+
 fn fixture(database: Option<&str>) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("writer");
@@ -262,7 +278,7 @@ fn fixture(database: Option<&str>) -> Fixture {
         .unwrap();
     let alice = ActorKey::generate(&mut rand_core::OsRng);
     let bob = ActorKey::generate(&mut rand_core::OsRng);
-    let ledger = Ledger::open(&DataDir::new(&dir)).unwrap();
+    let ledger = open_writer(&dir);
     let submit = |key: &ActorKey, id: &str, kind: Kind, body: Value| {
         ledger.submit(record(key, id, kind, body)).unwrap();
     };
