@@ -4,34 +4,12 @@
 
 mod common;
 
-use common::{ok_json, shoulders, stderr};
+use common::{ok_json, shoulders, stderr, submit_out};
 use serde_json::{json, Value};
 use std::path::Path;
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-fn submit_out(
-    data: &Path,
-    key: &Path,
-    kind: &str,
-    body: Value,
-    dir: &Path,
-) -> std::process::Output {
-    let file = dir.join(format!("body-{}.json", rand::random::<u64>()));
-    std::fs::write(&file, body.to_string()).unwrap();
-    shoulders(&[
-        "submit",
-        "--data-dir",
-        p(data),
-        "--key",
-        p(key),
-        "--kind",
-        kind,
-        "--body",
-        p(&file),
-    ])
 }
 
 fn submit(data: &Path, key: &Path, kind: &str, body: Value, dir: &Path) -> u64 {

@@ -5,7 +5,7 @@
 mod common;
 
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
-use common::{ok_json, shoulders, stderr};
+use common::{ok_json, shoulders, stderr, submit_out};
 use serde_json::{json, Value};
 use shoulders_log::{verify_inclusion, Hash, LogVerifier};
 use std::io::Write;
@@ -16,19 +16,7 @@ fn p(path: &Path) -> &str {
 }
 
 fn submit(data: &Path, key: &Path, kind: &str, body: Value, dir: &Path) -> Value {
-    let file = dir.join(format!("body-{}.json", rand::random::<u64>()));
-    std::fs::write(&file, body.to_string()).unwrap();
-    ok_json(shoulders(&[
-        "submit",
-        "--data-dir",
-        p(data),
-        "--key",
-        p(key),
-        "--kind",
-        kind,
-        "--body",
-        p(&file),
-    ]))
+    ok_json(submit_out(data, key, kind, body, dir))
 }
 
 fn hash_of(b64: &str) -> Hash {

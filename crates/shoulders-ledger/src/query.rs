@@ -349,12 +349,8 @@ pub fn disputes<'a>(
     limit: usize,
 ) -> Result<Page<&'a shoulders_state::Dispute>, LedgerError> {
     let before = index_cursor(cursor)?;
-    let mut items: Vec<&shoulders_state::Dispute> = state
-        .disputes()
-        .rev()
-        .filter(|d| before.is_none_or(|b| d.id < b))
-        .take(limit + 1)
-        .collect();
+    let mut items: Vec<&shoulders_state::Dispute> =
+        state.disputes_before(before).take(limit + 1).collect();
     let next = (items.len() > limit).then(|| {
         items.truncate(limit);
         format!("r{}", items[limit - 1].id)

@@ -200,6 +200,15 @@ impl State {
         self.disputes.values()
     }
 
+    /// Disputes with an id below `before` (all when `None`), newest first: a range, so a deep
+    /// page costs no more than the first.
+    pub fn disputes_before(&self, before: Option<u64>) -> impl Iterator<Item = &Dispute> {
+        self.disputes
+            .range(..before.unwrap_or(u64::MAX))
+            .rev()
+            .map(|(_, d)| d)
+    }
+
     pub fn dispute_count(&self) -> usize {
         self.disputes.len()
     }
