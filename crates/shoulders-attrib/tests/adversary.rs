@@ -87,13 +87,18 @@ fn base() -> &'static Built {
 }
 
 fn shares(ix: &DatasetIndex, text: &str) -> BTreeMap<String, u64> {
+    shares_by_rule(ix, text).1
+}
+
+/// [`shares`] and the rule that produced them.
+fn shares_by_rule(ix: &DatasetIndex, text: &str) -> (Rule, BTreeMap<String, u64>) {
     let r = ix.attribute(text, &AttributeOptions::default()).unwrap();
     let sum: u64 = r.shares.contributors_ppm.values().sum();
     match r.shares.rule {
         Rule::NoEvidence => assert!(r.shares.contributors_ppm.is_empty()),
         _ => assert_eq!(sum, PPM, "ppm must sum to exactly one million"),
     }
-    r.shares.contributors_ppm
+    (r.shares.rule, r.shares.contributors_ppm)
 }
 
 fn char_floor(s: &str, mut i: usize) -> usize {
@@ -303,13 +308,20 @@ proptest! {
                 2 => edit(quote, &mut rng),
                 _ => format!("In short: {quote} That is all."),
             };
-            let before = shares(&base().index, &output);
+            let (rule, before) = shares_by_rule(&base().index, &output);
             let after = shares(&attacked_ix.index, &output);
             prop_assert_eq!(after.get(ADVERSARY), None, "mix {} output {:?}", mix, output);
-            prop_assert_eq!(&before, &after, "the attack changed the attribution of {:?}", output);
-            // The honest author keeps its share; where it owns the passage that is ≥ 90%.
-            let kept = after.get(author).copied().unwrap_or(0);
-            prop_assert_eq!(kept, before.get(author).copied().unwrap_or(0));
+            if rule == Rule::Spans {
+                // Span evidence is decided by log order alone: nothing added later moves it.
+                prop_assert_eq!(&before, &after, "the attack changed the attribution of {:?}", output);
+                let kept = after.get(author).copied().unwrap_or(0);
+                prop_assert_eq!(kept, before.get(author).copied().unwrap_or(0));
+            }
+            // Too short for a window (a quote cut at the end of its document): the paraphrase
+            // fallback weighs candidates with corpus statistics (idf, BM25), which any later
+            // document moves, so honest sources' shares may shift among themselves; the
+            // adversary still earns nothing (asserted above). SECURITY.md, *A malicious
+            // contributor*, states this limit.
         }
     }
 
