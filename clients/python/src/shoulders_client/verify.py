@@ -96,7 +96,8 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, text: str) -> "VerifierKey":
-        parts = text.strip().split("+") if isinstance(text, str) else []
+        # The base64 key may itself hold "+": split at the first two only, as Go's note does.
+        parts = text.strip().split("+", 2) if isinstance(text, str) else []
         if len(parts) != 3 or not parts[0] or len(parts[1]) != 8:
             raise ShouldersError("E_KEY_MALFORMED", "a verifier key is <origin>+<8 hex digits>+<base64>")
         name, id_hex, key_b64 = parts
