@@ -12,6 +12,7 @@ import unittest
 from _server import REPO_ROOT, Server, run
 from shoulders_client import (ActorKey, ApiError, Client, ShouldersError, content_hash, leaf_hash,
                               sign_record, verify_inclusion)
+from shoulders_client import client as client_module
 
 SERVER = None
 
@@ -211,6 +212,9 @@ class Errors(unittest.TestCase):
         key = ActorKey.generate()
         for call, code in ((lambda: self.client.contribute(key, "a/b", ""), "E_FIELD_INVALID"),
                            (lambda: self.client.contribute(key, "a/b", b"\xff"), "E_CONTENT_NOT_UTF8"),
+                           (lambda: self.client.contribute(key, "a/b", "\ud800"), "E_CONTENT_NOT_UTF8"),
+                           (lambda: self.client.contribute(key, "a/b", 5), "E_FIELD_INVALID"),
+                           (lambda: self.client.attribute("a/b", b"bytes"), "E_FIELD_INVALID"),
                            (lambda: self.client.attribute("a/b", ""), "E_TEXT_EMPTY"),
                            (lambda: self.client.attribute("a/b", "x" * (1 << 20 | 1)), "E_TEXT_TOO_LARGE"),
                            (lambda: self.client.statement("alice", limit=1001), "E_PAGE_TOO_LARGE")):
@@ -218,6 +222,15 @@ class Errors(unittest.TestCase):
                 call()
             self.assertEqual(e.exception.code, code)
             self.assertNotIsInstance(e.exception, ApiError)
+        # The document limit (1 GiB), lowered here so the test need not hold a gigabyte.
+        limit = client_module.MAX_CONTENT_BYTES
+        client_module.MAX_CONTENT_BYTES = 4
+        try:
+            with self.assertRaises(ShouldersError) as e:
+                self.client.contribute(key, "a/b", "12345")
+            self.assertEqual(e.exception.code, "E_CONTENT_TOO_LARGE")
+        finally:
+            client_module.MAX_CONTENT_BYTES = limit
         self.assertEqual(self.client.checkpoint(SERVER.verifier_key).size, before)
 
     def test_an_unreachable_server_and_an_oversized_answer(self):

@@ -179,7 +179,15 @@ class Client:
 
         Answers ``{index, leaf_hash, duplicate, content_hash}`` once both are durable.
         """
-        data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        if isinstance(content, str):
+            try:
+                data = content.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ShouldersError("E_CONTENT_NOT_UTF8", "the document holds a lone surrogate") from None
+        elif isinstance(content, (bytes, bytearray, memoryview)):
+            data = bytes(content)
+        else:
+            raise ShouldersError("E_FIELD_INVALID", "the document is a str or bytes")
         if not data:
             raise ShouldersError("E_FIELD_INVALID", "the document is empty")
         if len(data) > MAX_CONTENT_BYTES:
@@ -254,6 +262,8 @@ class Client:
     def attribute(self, dataset_id: str, text: str, max_spans: Optional[int] = None) -> dict:
         """Which contributions of ``dataset_id`` a text quotes: spans, sources and shares (ppm).
         Needs the client's ``api_key`` (the server meters attribution per key)."""
+        if not isinstance(text, str):
+            raise ShouldersError("E_FIELD_INVALID", "text is a str")
         if not text:
             raise ShouldersError("E_TEXT_EMPTY", "text is empty")
         size = len(text.encode("utf-8", "surrogatepass"))
