@@ -12,8 +12,9 @@
 //! from an upstream; the output is attributed against that dataset; a `usage.receipt`
 //! signed with the operator key is appended (when metering is on) **before** anything is
 //! returned; and the answer carries an extra `shoulders` field with the receipt, the
-//! attribution and the price. Streaming responses are produced from the finished, metered
-//! completion, so a client never sees text whose receipt is not durable.
+//! attribution and the price. Streaming responses of the embedded model are produced from the
+//! finished, metered completion, so a client never sees text whose receipt is not durable; an
+//! upstream's stream is relayed as it arrives and settled at its end ([`crate::streaming`]).
 //!
 //! A request may also bound the royalty stack the payer accepts (`max_royalty_bps`, basis
 //! points): a model whose stack totals more is refused with 403 `E_LICENSE_DENIED` before

@@ -163,6 +163,10 @@ async fn stub(script: Vec<Step>) -> (Arc<Stub>, String) {
         .with_state(Arc::clone(&stub));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    // No Nagle delay on the stub's small writes, so a direct call is a fair baseline.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     (stub, base)
 }
