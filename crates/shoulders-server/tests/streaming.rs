@@ -88,8 +88,10 @@ struct Stub {
     finished: AtomicBool,
     /// The gateway closed the stream before its end (it stopped reading).
     abandoned: AtomicBool,
-    /// Answer with this status and a JSON error instead of a stream.
+    /// Answer with this status and a JSON body instead of a stream.
     status: Mutex<Option<u16>>,
+    /// Wait on the gate before sending any header.
+    hold_headers: AtomicBool,
 }
 
 impl Stub {
@@ -104,6 +106,9 @@ impl Stub {
 async fn stub_answer(State(stub): State<Arc<Stub>>, body: Bytes) -> Response {
     stub.hits.fetch_add(1, Ordering::SeqCst);
     *stub.last_request.lock().unwrap() = serde_json::from_slice(&body).ok();
+    if stub.hold_headers.load(Ordering::SeqCst) {
+        stub.gate.acquire().await.unwrap().forget();
+    }
     if let Some(status) = *stub.status.lock().unwrap() {
         let status = axum::http::StatusCode::from_u16(status).unwrap();
         return (
@@ -156,6 +161,7 @@ async fn stub(script: Vec<Step>) -> (Arc<Stub>, String) {
         finished: AtomicBool::new(false),
         abandoned: AtomicBool::new(false),
         status: Mutex::new(None),
+        hold_headers: AtomicBool::new(false),
     });
     let app = axum::Router::new()
         .route("/v1/completions", axum::routing::post(stub_answer))
@@ -492,6 +498,10 @@ async fn chunks_reach_the_client_before_the_upstream_has_sent_its_last() {
         assert_eq!(last["usage"]["completion_tokens"], text.len() as u64);
         let sh = &last["shoulders"];
         assert_eq!(sh["stream"], "relayed");
+        assert_eq!(
+            sh["attribution"]["dataset_id"], "alice/verse",
+            "the delivered text is attributed: {sh}"
+        );
         assert_eq!(sh["upstream_usage"]["completion_tokens"], 50_000);
         let receipt = &sh["receipt"];
         assert_eq!(receipt["index"], size, "{last}");
@@ -699,6 +709,18 @@ async fn refusals_come_before_the_first_byte() {
     assert_eq!(s.held(), 0);
     assert_eq!(s.size().await, size, "nothing appended");
 
+    // An upstream that answers a completion instead of a stream: 502 before any byte.
+    *stub.status.lock().unwrap() = Some(200);
+    let resp = s.stream(&token, true, json!({"max_tokens": 10})).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "E_UPSTREAM", "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("text/event-stream"));
+    assert_eq!((s.held(), s.size().await), (0, size));
+
     // The same call within the balance streams and is charged.
     *stub.status.lock().unwrap() = None;
     let mut events = Events::new(s.stream(&token, true, json!({"max_tokens": 10})).await);
@@ -758,4 +780,37 @@ async fn time_to_first_text_overhead() {
         p(&gateway, 0.5) - p(&direct, 0.5)
     );
     s.stop().await;
+}
+
+/// An upstream that sends no header within `--upstream-timeout-ms` is a JSON 502
+/// `E_UPSTREAM_TIMEOUT` with nothing charged; a completed stream without text is charged as a
+/// non-streaming call without text (a receipt for 0 tokens: the price per call, here 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_times_out_and_an_empty_stream_is_a_receipt() {
+    let (stub, url) = stub(finish_events(true)).await;
+    let (f, mut c, token) = metered(DEPOSIT, &url);
+    c.upstream_timeout_ms = 1_000;
+    let s = serve(c).await;
+    let size = s.size().await;
+    stub.hold_headers.store(true, Ordering::SeqCst);
+    let resp = s.stream(&token, true, json!({})).await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "E_UPSTREAM_TIMEOUT", "{v}");
+    assert_eq!(
+        (s.held(), s.size().await),
+        (0, size),
+        "nothing held nor appended"
+    );
+
+    stub.hold_headers.store(false, Ordering::SeqCst);
+    let mut events = Events::new(s.stream(&token, true, json!({})).await);
+    let rest = events.rest().await;
+    assert_eq!(rest.last().unwrap(), "[DONE]");
+    let last = &rest[rest.len() - 2];
+    assert_eq!(last["usage"]["completion_tokens"], 0);
+    assert_eq!(last["shoulders"]["receipt"]["index"], size, "{last}");
+    assert_receipt_for(&s, size, "").await;
+    s.stop().await;
+    assert_eq!(verify_clean(&f), DEPOSIT as i128);
 }
