@@ -814,3 +814,40 @@ async fn a_silent_upstream_times_out_and_an_empty_stream_is_a_receipt() {
     s.stop().await;
     assert_eq!(verify_clean(&f), DEPOSIT as i128);
 }
+
+/// A relayed stream longer than `max_tokens` is charged `max_tokens` at most (the gateway's
+/// count, as for a non-streaming call); with metering off it is relayed without a receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tokens_bounds_the_charge_and_metering_off_appends_nothing() {
+    let mut script = vec![text_event(false, "Shall I "), text_event(false, "compare")];
+    script.extend(finish_events(false));
+    let (_stub, url) = stub(script).await;
+    let (f, c, token) = metered(DEPOSIT, &url);
+    let s = serve(c).await;
+    let size = s.size().await;
+    let mut events = Events::new(s.stream(&token, false, json!({"max_tokens": 5})).await);
+    let rest = events.rest().await;
+    let last = &rest[rest.len() - 2];
+    assert_eq!(last["usage"]["completion_tokens"], 5, "{last}");
+    let r = s.record(size).await;
+    assert_eq!(r["body"]["output_tokens"], 5, "{r}");
+    assert_eq!(r["body"]["output_hash"], sha256("Shall I compare"));
+    s.stop().await;
+    assert_eq!(verify_clean(&f), (DEPOSIT - 5 * PER_TOKEN_MICROS) as i128);
+
+    let (_f, mut c, token) = metered(DEPOSIT, &url);
+    c.metering = Metering::Off;
+    let s = serve(c).await;
+    let size = s.size().await;
+    let mut events = Events::new(s.stream(&token, false, json!({})).await);
+    let rest = events.rest().await;
+    assert_eq!(rest.last().unwrap(), "[DONE]");
+    let sh = &rest[rest.len() - 2]["shoulders"];
+    assert_eq!(sh["metering"], "off", "{sh}");
+    assert!(
+        sh["receipt"].is_null() && sh["preauthorised_micros"].is_null(),
+        "{sh}"
+    );
+    assert_eq!(s.size().await, size, "nothing appended");
+    s.stop().await;
+}
