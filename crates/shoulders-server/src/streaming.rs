@@ -110,11 +110,10 @@ impl StreamFailure {
     }
 }
 
-/// How the upstream part of a stream ended.
-enum Stop {
+/// How the upstream part of a stream ended when it did not fail.
+enum End {
     /// `[DONE]`, or a clean end after a chunk with a `finish_reason`.
     Finished,
-    Failed(StreamFailure),
     /// The client went away (its response body was dropped).
     Disconnected,
 }
@@ -289,11 +288,11 @@ async fn run(
         model: call.model.clone(),
     };
     let mut seen = Seen::default();
-    let stop = pump(&st, &call, &url, &frame, resp, &tx, &mut seen).await;
+    let ended = pump(&st, &call, &url, &frame, resp, &tx, &mut seen).await;
     // Let the client take what is queued (or go away) before the delivered text is read.
-    let connected = !matches!(stop, Stop::Disconnected) && barrier(&tx).await;
+    let connected = !matches!(ended, Ok(End::Disconnected)) && barrier(&tx).await;
     let text = lock(&delivered).clone();
-    let completed = matches!(stop, Stop::Finished) && connected;
+    let completed = matches!(ended, Ok(End::Finished)) && connected;
     let generated_ms = call.started.elapsed().as_secs_f64() * 1e3;
     let settled = settle(&st, &mut call, &text, completed).await;
     if !connected {
@@ -314,9 +313,9 @@ async fn run(
             attributed_ms,
         )
     });
-    let failure = match stop {
-        Stop::Failed(f) => Some(f),
-        _ => settle_failure,
+    let failure = match ended {
+        Err(f) => Some(f),
+        Ok(_) => settle_failure,
     };
     let counted = gateway::counted_tokens(&text, call.max_tokens);
     let last = match failure {
@@ -353,6 +352,47 @@ async fn barrier(tx: &mpsc::Sender<Out>) -> bool {
     tx.send(Out::Barrier(taken)).await.is_ok() && rx.await.is_ok()
 }
 
+/// Names the upstream and its bounds in each failure.
+struct Upstream<'a> {
+    url: &'a str,
+    timeout_ms: u64,
+    limit_bytes: usize,
+}
+
+impl Upstream<'_> {
+    fn failed(&self, reason: impl Into<String>) -> StreamFailure {
+        StreamFailure::Upstream {
+            url: self.url.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn bad(&self, reason: String) -> StreamFailure {
+        StreamFailure::BadEvent {
+            url: self.url.to_string(),
+            reason,
+        }
+    }
+
+    fn too_large(&self) -> StreamFailure {
+        StreamFailure::TooLarge {
+            url: self.url.to_string(),
+            limit_bytes: self.limit_bytes,
+        }
+    }
+
+    fn read_error(&self, e: &reqwest::Error) -> StreamFailure {
+        if e.is_timeout() {
+            StreamFailure::Timeout {
+                url: self.url.to_string(),
+                timeout_ms: self.timeout_ms,
+            }
+        } else {
+            self.failed(format!("reading the stream failed: {e}"))
+        }
+    }
+}
+
 /// Read the upstream's events and queue the gateway's chunks until the stream ends, fails, or
 /// the client goes away (then the upstream response is dropped: nothing more is read).
 async fn pump(
@@ -363,25 +403,23 @@ async fn pump(
     mut resp: reqwest::Response,
     tx: &mpsc::Sender<Out>,
     seen: &mut Seen,
-) -> Stop {
-    let limit_bytes = st.config.max_upstream_body_bytes;
-    let too_large = || {
-        Stop::Failed(StreamFailure::TooLarge {
-            url: url.to_string(),
-            limit_bytes,
-        })
+) -> Result<End, StreamFailure> {
+    let up = Upstream {
+        url,
+        timeout_ms: st.config.upstream_timeout_ms,
+        limit_bytes: st.config.max_upstream_body_bytes,
     };
     if resp
         .content_length()
-        .is_some_and(|n| n > limit_bytes as u64)
+        .is_some_and(|n| n > up.limit_bytes as u64)
     {
-        return too_large();
+        return Err(up.too_large());
     }
     if call.api == Api::Chat {
         let mut first = frame.chunk(None, None);
         first["choices"][0]["delta"] = json!({"role": "assistant", "content": ""});
         if !send(tx, first.to_string(), String::new()).await {
-            return Stop::Disconnected;
+            return Ok(End::Disconnected);
         }
     }
     let mut parser = SseParser::default();
@@ -389,76 +427,58 @@ async fn pump(
     loop {
         let read = tokio::select! {
             biased;
-            () = tx.closed() => return Stop::Disconnected,
+            () = tx.closed() => return Ok(End::Disconnected),
             read = resp.chunk() => read,
         };
-        let bytes = match read {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) if seen.finish_reason.is_some() => return Stop::Finished,
-            Ok(None) => {
-                return Stop::Failed(StreamFailure::Upstream {
-                    url: url.to_string(),
-                    reason: "the stream ended without `data: [DONE]` or a finish_reason".into(),
-                })
-            }
-            Err(e) if e.is_timeout() => {
-                return Stop::Failed(StreamFailure::Timeout {
-                    url: url.to_string(),
-                    timeout_ms: st.config.upstream_timeout_ms,
-                })
-            }
-            Err(e) => {
-                return Stop::Failed(StreamFailure::Upstream {
-                    url: url.to_string(),
-                    reason: format!("reading the stream failed: {e}"),
-                })
-            }
-        };
-        received_bytes += bytes.len();
-        if received_bytes > limit_bytes {
-            return too_large();
-        }
-        let bad = |reason: String| {
-            Stop::Failed(StreamFailure::BadEvent {
-                url: url.to_string(),
-                reason,
-            })
-        };
-        let events = match parser.push(&bytes) {
-            Ok(events) => events,
-            Err(reason) => return bad(reason),
-        };
-        for data in events {
-            if data == "[DONE]" {
-                return Stop::Finished;
-            }
-            let piece = match parse_chunk(call.api, &data) {
-                Ok(piece) => piece,
-                Err(ChunkError::Bad(reason)) => return bad(reason),
-                Err(ChunkError::Upstream(reason)) => {
-                    return Stop::Failed(StreamFailure::Upstream {
-                        url: url.to_string(),
-                        reason,
-                    })
+        let Some(bytes) = read.map_err(|e| up.read_error(&e))? else {
+            return match seen.finish_reason {
+                Some(_) => Ok(End::Finished),
+                None => {
+                    Err(up.failed("the stream ended without `data: [DONE]` or a finish_reason"))
                 }
             };
-            if piece.usage.is_some() {
-                seen.usage = piece.usage;
-            }
-            if piece.finish_reason.is_some() {
-                seen.finish_reason = piece.finish_reason;
-            }
-            let Some(text) = piece.text.filter(|t| !t.is_empty()) else {
-                continue;
-            };
-            seen.first_text_ms
-                .get_or_insert_with(|| call.started.elapsed().as_secs_f64() * 1e3);
-            let data = frame.chunk(Some(&text), None).to_string();
-            if !send(tx, data, text).await {
-                return Stop::Disconnected;
+        };
+        received_bytes += bytes.len();
+        if received_bytes > up.limit_bytes {
+            return Err(up.too_large());
+        }
+        for data in parser.push(&bytes).map_err(|r| up.bad(r))? {
+            if let Some(end) = relay_event(call, &up, frame, tx, seen, &data).await? {
+                return Ok(end);
             }
         }
     }
+}
+
+/// Relay one upstream event; `Some` when it ends the stream (`[DONE]`) or the client is gone.
+async fn relay_event(
+    call: &StreamCall,
+    up: &Upstream<'_>,
+    frame: &Frame,
+    tx: &mpsc::Sender<Out>,
+    seen: &mut Seen,
+    data: &str,
+) -> Result<Option<End>, StreamFailure> {
+    if data == "[DONE]" {
+        return Ok(Some(End::Finished));
+    }
+    let piece = parse_chunk(call.api, data).map_err(|e| match e {
+        ChunkError::Bad(reason) => up.bad(reason),
+        ChunkError::Upstream(reason) => up.failed(reason),
+    })?;
+    if piece.usage.is_some() {
+        seen.usage = piece.usage;
+    }
+    if piece.finish_reason.is_some() {
+        seen.finish_reason = piece.finish_reason;
+    }
+    let Some(text) = piece.text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    seen.first_text_ms
+        .get_or_insert_with(|| call.started.elapsed().as_secs_f64() * 1e3);
+    let data = frame.chunk(Some(&text), None).to_string();
+    Ok((!send(tx, data, text).await).then_some(End::Disconnected))
 }
 
 /// What settling produced, for the last event's `shoulders` field.
