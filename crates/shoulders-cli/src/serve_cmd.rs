@@ -36,12 +36,15 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=shoulders_ledger::content::MAX_CONTENT_BYTES))]
     pub max_content_bytes: u64,
     /// Largest upstream answer the gateway reads, in bytes: the body is read as a stream and
-    /// the call fails with 502 `E_UPSTREAM_TOO_LARGE` (nothing charged) once over; at most 1 GiB.
+    /// the call fails with 502 `E_UPSTREAM_TOO_LARGE` (nothing charged) once over; a relayed
+    /// stream (`stream: true`) ends there with that error event, charging the text delivered;
+    /// at most 1 GiB.
     #[arg(long, default_value_t = shoulders_server::DEFAULT_MAX_UPSTREAM_BODY_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_upstream_body_bytes: u64,
     /// Time one upstream call may take, from connecting to the last byte of its answer
-    /// (502 `E_UPSTREAM` beyond), in milliseconds.
+    /// (502 `E_UPSTREAM` beyond; a relayed stream ends with `E_UPSTREAM_TIMEOUT`, charging the
+    /// text delivered), in milliseconds.
     #[arg(long, default_value_t = shoulders_server::DEFAULT_UPSTREAM_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub upstream_timeout_ms: u64,

@@ -12,8 +12,9 @@
 //! from an upstream; the output is attributed against that dataset; a `usage.receipt`
 //! signed with the operator key is appended (when metering is on) **before** anything is
 //! returned; and the answer carries an extra `shoulders` field with the receipt, the
-//! attribution and the price. Streaming responses are produced from the finished, metered
-//! completion, so a client never sees text whose receipt is not durable.
+//! attribution and the price. Streaming responses of the embedded model are produced from the
+//! finished, metered completion, so a client never sees text whose receipt is not durable; an
+//! upstream's stream is relayed as it arrives and settled at its end ([`crate::streaming`]).
 //!
 //! A request may also bound the royalty stack the payer accepts (`max_royalty_bps`, basis
 //! points): a model whose stack totals more is refused with 403 `E_LICENSE_DENIED` before
@@ -126,7 +127,7 @@ struct GatewayRequest {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Api {
+pub(crate) enum Api {
     Chat,
     Completions,
 }
@@ -396,6 +397,28 @@ async fn handle(
     let st2 = Arc::clone(&st);
     let model_id = req.model.clone();
     let dataset = tokio::task::spawn_blocking(move || model_dataset(&st2, &model_id)).await??;
+    // With `stream: true` an upstream's answer is relayed as it arrives ([`crate::streaming`]):
+    // everything above (licence, payer, hold) has already run.
+    if let (true, Some(base)) = (req.stream, &upstream) {
+        let call = crate::streaming::StreamCall {
+            api,
+            base: base.clone(),
+            raw,
+            model: req.model.clone(),
+            payer,
+            use_tag,
+            max_royalty_bps: req.max_royalty_bps,
+            prompt_tokens: prompt.len() as u64,
+            max_tokens,
+            now_ms: now,
+            price: json!(decision.price),
+            royalties: json!(decision.royalties),
+            dataset,
+            hold,
+            started,
+        };
+        return crate::streaming::relay(st, call).await;
+    }
     let completion = match &upstream {
         Some(base) => call_upstream(&st, base, api, raw, &prompt, max_tokens).await?,
         None => {
@@ -430,26 +453,7 @@ async fn handle(
 
     // Attribute the output against the dataset (an upstream model without an index is metered
     // without attribution).
-    let attribution = match dataset.clone() {
-        Some((dataset_id, ix)) if !completion.text.is_empty() => {
-            let text = completion.text.clone();
-            let cancel = crate::CancelOnDrop(Arc::default());
-            let mut budget = st.attribution_budget(text.len(), Arc::clone(&cancel.0));
-            // Takedowns and pending reviews apply at once (the fold drops them too).
-            let opts = AttributeOptions {
-                excluded: st
-                    .view()
-                    .with_state(|s| s.attribution_excluded(&dataset_id)),
-                ..Default::default()
-            };
-            let report =
-                tokio::task::spawn_blocking(move || ix.attribute_within(&text, &opts, &mut budget))
-                    .await??;
-            drop(cancel);
-            Some((dataset_id, report))
-        }
-        _ => None,
-    };
+    let attribution = attribute_output(&st, dataset.clone(), &completion.text).await?;
     let attributed_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let id = format!("shoulders-{}", random_hex());
@@ -460,17 +464,9 @@ async fn handle(
         use_category: use_tag.clone(),
         input_tokens: completion.prompt_tokens,
         output_tokens: completion.completion_tokens,
-        output_hash: format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(completion.text.as_bytes()))
-        ),
+        output_hash: output_hash(&completion.text),
         attribution: receipt_shares(attribution.as_ref()),
-        evidence_hash: attribution.as_ref().map(|(_, r)| {
-            format!(
-                "sha256:{}",
-                hex::encode(Sha256::digest(serde_json::to_vec(r).unwrap_or_default()))
-            )
-        }),
+        evidence_hash: evidence_hash(attribution.as_ref()),
         max_royalty_bps: req.max_royalty_bps,
     };
     let st3 = Arc::clone(&st);
@@ -540,6 +536,48 @@ async fn handle(
     .into_response())
 }
 
+/// Attribute `text` against the model's dataset (`None` without one, or for an empty output:
+/// an upstream model without an index is metered without attribution).
+pub(crate) async fn attribute_output(
+    st: &Arc<AppState>,
+    dataset: Option<(String, Arc<DatasetIndex>)>,
+    text: &str,
+) -> ApiResult<Option<(String, AttributionReport)>> {
+    let Some((dataset_id, ix)) = dataset.filter(|_| !text.is_empty()) else {
+        return Ok(None);
+    };
+    let text = text.to_string();
+    let cancel = crate::CancelOnDrop(Arc::default());
+    let mut budget = st.attribution_budget(text.len(), Arc::clone(&cancel.0));
+    // Takedowns and pending reviews apply at once (the fold drops them too).
+    let opts = AttributeOptions {
+        excluded: st
+            .view()
+            .with_state(|s| s.attribution_excluded(&dataset_id)),
+        ..Default::default()
+    };
+    let report =
+        tokio::task::spawn_blocking(move || ix.attribute_within(&text, &opts, &mut budget))
+            .await??;
+    drop(cancel);
+    Ok(Some((dataset_id, report)))
+}
+
+/// The receipt's `output_hash`: what exactly was delivered.
+pub(crate) fn output_hash(text: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+/// The receipt's `evidence_hash`: the attribution report it was split by.
+pub(crate) fn evidence_hash(attribution: Option<&(String, AttributionReport)>) -> Option<String> {
+    attribution.map(|(_, r)| {
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(serde_json::to_vec(r).unwrap_or_default()))
+        )
+    })
+}
+
 fn no_index(model: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
@@ -551,7 +589,7 @@ fn no_index(model: &str) -> ApiError {
     )
 }
 
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut b = [0u8; 12];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
     hex::encode(b)
@@ -560,7 +598,9 @@ fn random_hex() -> String {
 /// The receipt's attribution: each credited contribution's share of the output in ppm,
 /// summing to exactly 1 000 000 (empty when the output has no evidence: the data pool then goes
 /// to the model's owner).
-fn receipt_shares(attribution: Option<&(String, AttributionReport)>) -> Vec<AttributionShare> {
+pub(crate) fn receipt_shares(
+    attribution: Option<&(String, AttributionReport)>,
+) -> Vec<AttributionShare> {
     let Some((dataset_id, report)) = attribution else {
         return Vec::new();
     };
@@ -580,7 +620,11 @@ fn receipt_shares(attribution: Option<&(String, AttributionReport)>) -> Vec<Attr
 ///
 /// This is the one place metering touches the ledger: until the fold accepts `usage.receipt`
 /// (issue 6), `--metering off` answers without a receipt.
-fn submit_receipt(st: &AppState, receipt: UsageReceipt, now_ms: u64) -> ApiResult<Option<Value>> {
+pub(crate) fn submit_receipt(
+    st: &AppState,
+    receipt: UsageReceipt,
+    now_ms: u64,
+) -> ApiResult<Option<Value>> {
     if st.config.metering == Metering::Off {
         return Ok(None);
     }
@@ -618,6 +662,28 @@ fn submit_receipt(st: &AppState, receipt: UsageReceipt, now_ms: u64) -> ApiResul
     })))
 }
 
+/// The upstream's endpoint for `api` under its base URL.
+pub(crate) fn upstream_url(base: &str, api: Api) -> String {
+    let path = match api {
+        Api::Chat => "chat/completions",
+        Api::Completions => "completions",
+    };
+    format!("{}/{path}", base.trim_end_matches('/'))
+}
+
+/// The client's request as sent upstream: with `stream` set, without the gateway's own fields,
+/// and asking for no more than the payer pre-authorised and is charged for at most.
+pub(crate) fn upstream_body(raw: &mut Value, max_tokens: usize, stream: bool) {
+    if let Some(obj) = raw.as_object_mut() {
+        obj.insert("stream".into(), Value::Bool(stream));
+        obj.remove("use");
+        obj.remove("max_royalty_bps");
+        if !obj.contains_key("max_completion_tokens") {
+            obj.insert("max_tokens".into(), json!(max_tokens));
+        }
+    }
+}
+
 async fn call_upstream(
     st: &AppState,
     base: &str,
@@ -626,25 +692,9 @@ async fn call_upstream(
     prompt: &str,
     max_tokens: usize,
 ) -> ApiResult<Completion> {
-    let url = format!(
-        "{}/{}",
-        base.trim_end_matches('/'),
-        if api == Api::Chat {
-            "chat/completions"
-        } else {
-            "completions"
-        }
-    );
-    if let Some(obj) = raw.as_object_mut() {
-        // The gateway meters the finished completion, then streams it itself.
-        obj.insert("stream".into(), Value::Bool(false));
-        obj.remove("use");
-        obj.remove("max_royalty_bps");
-        // Ask for no more than the payer pre-authorised and is charged for at most.
-        if !obj.contains_key("max_completion_tokens") {
-            obj.insert("max_tokens".into(), json!(max_tokens));
-        }
-    }
+    let url = upstream_url(base, api);
+    // The gateway meters the finished completion, then streams it itself.
+    upstream_body(&mut raw, max_tokens, false);
     let bad = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "E_UPSTREAM", m);
     // The client's timeout (`upstream_timeout_ms`) covers the whole exchange, the body's last
     // byte included, so a trickling upstream is cut off too.
@@ -707,9 +757,9 @@ async fn call_upstream(
 }
 
 /// Most bytes of an upstream's error answer quoted in the gateway's own error.
-const MAX_UPSTREAM_ERROR_SHOWN_BYTES: usize = 1024;
+pub(crate) const MAX_UPSTREAM_ERROR_SHOWN_BYTES: usize = 1024;
 
-enum CappedError {
+pub(crate) enum CappedError {
     TooLarge { limit: usize },
     Read(reqwest::Error),
 }
@@ -717,7 +767,10 @@ enum CappedError {
 /// Read a response body chunk by chunk, failing as soon as it passes `limit` bytes (or declares
 /// more up front), so at most `limit` bytes plus one chunk are ever held. The client is built
 /// without decompression, so the bytes counted are the bytes received.
-async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, CappedError> {
+pub(crate) async fn read_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, CappedError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(CappedError::TooLarge { limit });
     }

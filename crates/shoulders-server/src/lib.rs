@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod preauth;
 pub mod quota;
 pub mod ratelimit;
+mod streaming;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
