@@ -19,6 +19,7 @@ pub struct ServeArgs {
     /// a flag given here replaces its key. Examples: deploy/ in the repository.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The ledger's data directory (required, here or as `data_dir` in --config).
     #[arg(long, required = false, required_unless_present = "config")]
     pub data_dir: PathBuf,
     /// Address to listen on (port 0 picks a free port; the address is printed).
