@@ -591,6 +591,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
     };
     println!("\nserving the explorer, the API (/api, /openapi.json) and the gateway (/v1); Ctrl-C stops:");
     crate::serve_cmd::serve(crate::serve_cmd::ServeArgs {
+        config: None,
         data_dir: dir,
         listen,
         upstreams: Vec::new(),

@@ -11,6 +11,7 @@ mod lineage_cmd;
 mod model_cmd;
 mod money_cmd;
 mod serve_cmd;
+mod serve_config;
 mod training_args;
 mod watch_cmd;
 
@@ -442,7 +443,14 @@ impl ShowWhat {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match serve_config::parse_cli::<Cli>(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(serve_config::ParseFailure::Clap(e)) => e.exit(),
+        Err(serve_config::ParseFailure::Config(e)) => {
+            eprintln!("error[{}]: {e}", e.code());
+            std::process::exit(1);
+        }
+    };
     if let Err(err) = run(cli) {
         eprintln!("error[{}]: {err:#}", error_code(&err));
         std::process::exit(1);

@@ -14,7 +14,13 @@ use std::sync::Arc;
     after_help = "Topology: one writer (`serve` without --read-only; it takes the writer lock, E_WRITER_LOCKED or E_LOCKED while another writer holds it) and any number of `serve --read-only` nodes on the same log (the same PostgreSQL database, or the same SQLite data directory). A read node needs log.key, log.pub and, for PostgreSQL, database.url in its data directory; it serves the API reads, proofs, checkpoints (signed with its copy of log.key), the explorer, /api/attribute (indexes built in its own data directory) and GET /v1/models, and refuses writes and metered calls with E_READ_ONLY (403). It lags the writer by at most --follow-interval-ms plus the time to fold the new records, and keeps serving what is committed while the writer is down."
 )]
 pub struct ServeArgs {
-    #[arg(long)]
+    /// Read the flags from a TOML file: each key is a flag's name in snake_case
+    /// (`data_dir`, `max_body_bytes`, `upstream = ["MODEL_ID=URL", ...]`, `read_only = true`);
+    /// a flag given here replaces its key. Examples: deploy/ in the repository.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The ledger's data directory (required, here or as `data_dir` in --config).
+    #[arg(long, required = false, required_unless_present = "config")]
     pub data_dir: PathBuf,
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]

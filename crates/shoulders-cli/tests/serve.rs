@@ -1,7 +1,9 @@
 //! `shoulders serve` as real processes on ephemeral ports: the writer on a PostgreSQL ledger
 //! (signed writes, reads, proofs, a metered gateway call, a clean stop), and `serve
 //! --read-only` nodes following a writer on PostgreSQL (two of them, through the writer's stop
-//! and restart) and on SQLite (the same data directory).
+//! and restart) and on SQLite (the same data directory); `serve --config FILE` (the file
+//! standing for the flags, a flag replacing its key, an unknown key refused before anything
+//! starts).
 
 mod common;
 
@@ -55,13 +57,16 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, name: &str, extra: &[&str]) -> Served {
-        let stderr = dir
-            .parent()
-            .unwrap()
-            .join(format!("{name}-{}.stderr", now_ms()));
+        let mut args = vec!["serve", "--data-dir", p(dir), "--listen", "127.0.0.1:0"];
+        args.extend(extra);
+        Served::launch(dir.parent().unwrap(), name, &args)
+    }
+
+    /// `shoulders ARGS`, its stderr kept in `logs`.
+    fn launch(logs: &Path, name: &str, args: &[&str]) -> Served {
+        let stderr = logs.join(format!("{name}-{}.stderr", now_ms()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_shoulders"))
-            .args(["serve", "--data-dir", p(dir), "--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -735,4 +740,143 @@ fn a_revoked_api_key_stops_working_without_a_restart() {
     });
     assert_eq!(writer.get_json("/api/accounts")["conserved"], true);
     writer.stop();
+}
+
+/// A free loopback port (the OS's pick, released at once; nothing else on the machine binds
+/// fixed ports in these tests).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `serve --config FILE` alone: the file's keys act as the flags would (where it listens,
+/// metering off although operator.key exists, a read-only node refusing writes); a flag on the
+/// command line replaces its key; an unknown key is refused naming the key and the file, and
+/// nothing starts.
+#[test]
+fn serve_takes_its_flags_from_a_config_file() {
+    let f = fixture(None);
+    let tmp = f.dir.parent().unwrap();
+    let config = |name: &str, text: &str| {
+        let path = tmp.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let rec = new_dataset(&f, "notes");
+
+    // The writer, from the file only: its port, its body limit, metering off.
+    let port = free_port();
+    let writer_toml = config(
+        "writer.toml",
+        &format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nmetering = \"off\"\n\
+             max_body_bytes = 100\n",
+            p(&f.dir)
+        ),
+    );
+    let writer = Served::launch(tmp, "writer", &["serve", "--config", p(&writer_toml)]);
+    assert_eq!(writer.base, format!("http://127.0.0.1:{port}"));
+    assert_eq!(writer.started["metering"], "off", "the file's, not auto's");
+    assert_eq!(writer.started["read_only"], false);
+    let (status, v) = writer.post("/api/records", &rec, None);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (413, Some("E_BODY_TOO_LARGE")),
+        "max_body_bytes = 100: {v}"
+    );
+    writer.stop();
+
+    // The same file with flags replacing two keys: another port, the default body limit.
+    let writer = Served::launch(
+        tmp,
+        "writer-flags",
+        &[
+            "serve",
+            "--config",
+            p(&writer_toml),
+            "--listen",
+            "127.0.0.1:0",
+            "--max-body-bytes",
+            "2000000",
+        ],
+    );
+    assert_ne!(writer.base, format!("http://127.0.0.1:{port}"));
+    let size = writer.size();
+    let (status, v) = writer.post("/api/records", &rec, None);
+    assert_eq!((status, &v["index"]), (201, &json!(size)), "{v}");
+    assert_eq!(
+        writer.started["metering"], "off",
+        "the key not replaced stays"
+    );
+
+    // A read node from a file (beside the SQLite writer, in the same directory).
+    let reader_toml = config(
+        "reader.toml",
+        &format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nread_only = true\n\
+             follow_interval_ms = 20\n",
+            p(&f.dir)
+        ),
+    );
+    let reader = Served::launch(tmp, "reader", &["serve", "--config", p(&reader_toml)]);
+    assert_eq!(reader.started["read_only"], true);
+    wait_until("the configured read node", || reader.size() == size + 1);
+    let next = new_dataset(&f, "more");
+    let (status, v) = reader.post("/api/records", &next, None);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("E_READ_ONLY")),
+        "{v}"
+    );
+    reader.stop();
+    writer.stop();
+
+    // An unknown key: refused at once (exit 1, not killed by the timeout), naming the key and
+    // the file; nothing listens and nothing is written.
+    let port = free_port();
+    let bad = config(
+        "bad.toml",
+        &format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\nlisten_adress = \"x\"\n",
+            p(&f.dir)
+        ),
+    );
+    let size_before = checkpoint_size(&shoulders(&["checkpoint", "--data-dir", p(&f.dir)]));
+    let out = bounded(&["serve", "--config", p(&bad)]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error[E_CONFIG]"), "{err}");
+    assert!(err.contains("listen_adress"), "names the key: {err}");
+    assert!(err.contains(p(&bad)), "names the file: {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing started: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    let out = shoulders(&["checkpoint", "--data-dir", p(&f.dir)]);
+    assert_eq!(checkpoint_size(&out), size_before);
+
+    // A value the flag refuses names its key too.
+    let bad = config(
+        "bad-value.toml",
+        &format!("data_dir = \"{}\"\nmax_connections = 0\n", p(&f.dir)),
+    );
+    let out = bounded(&["serve", "--config", p(&bad)]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("max_connections") && err.contains(p(&bad)),
+        "{err}"
+    );
+}
+
+/// The tree size in the checkpoint a successful `shoulders checkpoint` printed.
+fn checkpoint_size(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", stderr(out));
+    let note = String::from_utf8_lossy(&out.stdout).into_owned();
+    note.lines().nth(1).unwrap().to_string()
 }
