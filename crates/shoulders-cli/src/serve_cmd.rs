@@ -102,6 +102,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = shoulders_server::api::MAX_PAGE_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_page_bytes: u64,
+    /// Log lines on stderr: `text` for people, `json` for one JSON object per line (each
+    /// request's line carries its `request_id`, as returned in `x-request-id`).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 fn parse_upstream(s: &str) -> Result<(String, String), String> {
@@ -116,6 +120,7 @@ fn parse_upstream(s: &str) -> Result<(String, String), String> {
 
 /// Serve until SIGINT/SIGTERM, then finish in-flight requests and close the ledger.
 pub fn serve(args: ServeArgs) -> Result<()> {
+    init_logging(&args.log_format);
     let mut config = ServerConfig::new(&args.data_dir);
     config.database = crate::database_override();
     config.ledger.admission_window_ms =
@@ -189,6 +194,24 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     served?;
     eprintln!("shoulders serve: stopped cleanly");
     Ok(())
+}
+
+/// Route `tracing` events (one per answered request, inside its `request` span) to stderr as
+/// text or JSON lines, at level INFO and above.
+fn init_logging(format: &str) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO);
+    // `try_init`: a second subscriber (never set by this binary) is not worth failing over.
+    let _ = if format == "json" {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
 }
 
 /// Issue a gateway API key paying as `actor`; prints the token (shown once).
