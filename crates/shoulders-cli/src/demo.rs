@@ -612,6 +612,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         quota_bytes: shoulders_server::quota::DEFAULT_QUOTA_BYTES,
         quota_window_ms: shoulders_server::quota::DEFAULT_QUOTA_WINDOW_MS,
         max_page_bytes: shoulders_server::api::MAX_PAGE_BYTES as u64,
+        log_format: "text".into(),
     })
 }
 
