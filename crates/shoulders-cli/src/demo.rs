@@ -590,7 +590,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         return Ok(());
     };
     println!("\nserving the explorer, the API (/api, /openapi.json) and the gateway (/v1); Ctrl-C stops:");
-    crate::serve_cmd::serve(crate::serve_cmd::ServeArgs {
+    crate::serve_cmd::serve_unlogged(crate::serve_cmd::ServeArgs {
         data_dir: dir,
         listen,
         upstreams: Vec::new(),

@@ -121,6 +121,12 @@ fn parse_upstream(s: &str) -> Result<(String, String), String> {
 /// Serve until SIGINT/SIGTERM, then finish in-flight requests and close the ledger.
 pub fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log_format);
+    serve_unlogged(args)
+}
+
+/// [`serve`] without request log lines: `shoulders demo`, whose terminal output is its
+/// walkthrough (and whose stderr a caller may stop reading once it is listening).
+pub fn serve_unlogged(args: ServeArgs) -> Result<()> {
     let mut config = ServerConfig::new(&args.data_dir);
     config.database = crate::database_override();
     config.ledger.admission_window_ms =
