@@ -590,7 +590,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         return Ok(());
     };
     println!("\nserving the explorer, the API (/api, /openapi.json) and the gateway (/v1); Ctrl-C stops:");
-    crate::serve_cmd::serve(crate::serve_cmd::ServeArgs {
+    crate::serve_cmd::serve_unlogged(crate::serve_cmd::ServeArgs {
         config: None,
         data_dir: dir,
         listen,
@@ -613,6 +613,8 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         quota_bytes: shoulders_server::quota::DEFAULT_QUOTA_BYTES,
         quota_window_ms: shoulders_server::quota::DEFAULT_QUOTA_WINDOW_MS,
         max_page_bytes: shoulders_server::api::MAX_PAGE_BYTES as u64,
+        log_format: "text".into(),
+        preload_indexes: Vec::new(),
     })
 }
 

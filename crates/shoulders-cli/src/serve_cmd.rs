@@ -111,6 +111,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = shoulders_server::api::MAX_PAGE_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_page_bytes: u64,
+    /// Log lines on stderr: `text` for people, `json` for one JSON object per line (each
+    /// request's line carries its `request_id`, as returned in `x-request-id`).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Load this dataset's attribution index at start-up (repeatable; at most 64): `/readyz`
+    /// answers 503 `E_NOT_READY` until each is loaded, so a load balancer sends no attribution
+    /// to a node that would first have to read its index.
+    #[arg(long = "preload-index", value_name = "DATASET_ID")]
+    pub preload_indexes: Vec<String>,
 }
 
 fn parse_upstream(s: &str) -> Result<(String, String), String> {
@@ -125,6 +134,13 @@ fn parse_upstream(s: &str) -> Result<(String, String), String> {
 
 /// Serve until SIGINT/SIGTERM, then finish in-flight requests and close the ledger.
 pub fn serve(args: ServeArgs) -> Result<()> {
+    init_logging(&args.log_format);
+    serve_unlogged(args)
+}
+
+/// [`serve`] without request log lines: `shoulders demo`, whose terminal output is its
+/// walkthrough (and whose stderr a caller may stop reading once it is listening).
+pub fn serve_unlogged(args: ServeArgs) -> Result<()> {
     let mut config = ServerConfig::new(&args.data_dir);
     config.database = crate::database_override();
     config.ledger.admission_window_ms =
@@ -154,6 +170,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         window_ms: args.quota_window_ms,
     });
     config.max_page_bytes = usize::try_from(args.max_page_bytes)?;
+    config.preload_indexes = args.preload_indexes;
     config.metering = match args.metering.as_str() {
         "on" => Metering::On,
         "off" => Metering::Off,
@@ -198,6 +215,24 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     served?;
     eprintln!("shoulders serve: stopped cleanly");
     Ok(())
+}
+
+/// Route `tracing` events (one per answered request, inside its `request` span) to stderr as
+/// text or JSON lines, at level INFO and above.
+fn init_logging(format: &str) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO);
+    // `try_init`: a second subscriber (never set by this binary) is not worth failing over.
+    let _ = if format == "json" {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
 }
 
 /// Issue a gateway API key paying as `actor`; prints the token (shown once).

@@ -149,6 +149,8 @@ serve_keys! {
     quota_bytes: u64,
     quota_window_ms: u64,
     max_page_bytes: u64,
+    log_format: String,
+    preload_index: Vec<String>,
 }
 
 /// Read and parse a config file (nothing else is checked here: see [`merged_argv`]).

@@ -879,4 +879,107 @@ fn checkpoint_size(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", stderr(out));
     let note = String::from_utf8_lossy(&out.stdout).into_owned();
     note.lines().nth(1).unwrap().to_string()
+/// `serve --log-format json` writes one JSON object per line on stderr, and each request's line
+/// carries the request id the client sent (or the one the server made, as returned in
+/// `x-request-id`); the default `text` format is not JSON; other formats are usage errors.
+#[test]
+fn log_format_json_writes_json_lines_carrying_the_request_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    init(
+        &DataDir::new(&dir),
+        "test.shoulders.local/log",
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    assert_eq!(
+        bounded(&["serve", "--data-dir", p(&dir), "--log-format", "xml"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    let node = Served::start(&dir, "json-logs", &["--log-format", "json"]);
+    let sent = ureq::get(&node.url("/healthz"))
+        .set("x-request-id", "cli-log-test-1")
+        .call()
+        .unwrap();
+    assert_eq!(sent.header("x-request-id"), Some("cli-log-test-1"));
+    let (status, _) = respond(
+        ureq::get(&node.url("/no/such/route"))
+            .set("x-request-id", "bad id!")
+            .call(),
+    );
+    assert_eq!(status, 404);
+    let made = ureq::get(&node.url("/readyz")).call().unwrap();
+    let made = made.header("x-request-id").unwrap().to_string();
+    let err = node.stop();
+    let lines: Vec<Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let answered = |id: &str| {
+        lines
+            .iter()
+            .find(|v| v["span"]["request_id"] == id && v["fields"]["message"] == "request answered")
+    };
+    let line = answered("cli-log-test-1").unwrap_or_else(|| panic!("no line for the id: {err}"));
+    assert_eq!(line["span"]["route"], "/healthz");
+    assert_eq!(line["fields"]["status"], 200);
+    assert_eq!(line["level"], "INFO");
+    let line = answered(&made).unwrap_or_else(|| panic!("no line for {made}: {err}"));
+    assert_eq!(line["span"]["route"], "/readyz");
+    // The unsafe id was replaced, never logged.
+    assert!(!err.contains("bad id!"), "{err}");
+    let unmatched = lines
+        .iter()
+        .filter(|v| v["span"]["route"] == "unmatched" && v["fields"]["status"] == 404)
+        .count();
+    assert_eq!(unmatched, 1, "{err}");
+
+    // Text (the default): request lines are not JSON but carry the id.
+    let node = Served::start(&dir, "text-logs", &[]);
+    ureq::get(&node.url("/healthz"))
+        .set("x-request-id", "cli-log-test-2")
+        .call()
+        .unwrap();
+    let err = node.stop();
+    let line = err
+        .lines()
+        .find(|l| l.contains("request answered"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("request_id=cli-log-test-2"), "{line}");
+    assert!(serde_json::from_str::<Value>(line).is_err());
+}
+
+/// `--preload-index DATASET`: `/readyz` names each index the node was told to load and answers
+/// 503 `E_NOT_READY` while one cannot be loaded (here: none was ever built).
+#[test]
+fn preload_index_makes_readiness_wait_for_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    init(
+        &DataDir::new(&dir),
+        "test.shoulders.local/log",
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let node = Served::start(&dir, "preload", &["--preload-index", "nobody/unbuilt"]);
+    let (status, body) = node.get("/readyz");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "E_NOT_READY", "{v}");
+    assert!(
+        v["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "index:nobody/unbuilt"),
+        "{v}"
+    );
+    node.stop();
+    let node = Served::start(&dir, "no-preload", &[]);
+    assert_eq!(node.get("/readyz").0, 200);
+    node.stop();
 }

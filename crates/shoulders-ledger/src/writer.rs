@@ -22,10 +22,11 @@ use shoulders_state::HistoryRead;
 use shoulders_state::State;
 use shoulders_store::{AppendBatch, Store, StoreError};
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Most records one `submit_batch` call may carry.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
@@ -79,7 +80,16 @@ struct Shared {
     operator_key: Option<ActorKey>,
     view: View,
     stopped: AtomicBool,
+    /// Records handed to the writer and not yet answered (its queue depth, for metrics).
+    queued_records: AtomicUsize,
+    /// Told the time of every batch the writer folds and commits (see [`Ledger::observe_commits`]).
+    commit_observer: OnceLock<CommitObserver>,
 }
+
+/// Called by the writer thread after each batch with the time it took (folding the batch and
+/// its store transaction) and the records it carried. Keeps the engine free of any metrics
+/// library: the server turns these calls into a histogram.
+pub type CommitObserver = Box<dyn Fn(Duration, usize) + Send + Sync>;
 
 /// A decoded, signature-checked record on its way to the writer.
 pub(crate) struct Checked {
@@ -130,6 +140,8 @@ impl Ledger {
             operator_key,
             view: View::new(state, frontier, reader),
             stopped: AtomicBool::new(false),
+            queued_records: AtomicUsize::new(0),
+            commit_observer: OnceLock::new(),
         });
         let (tx, rx) = mpsc::sync_channel(config.queue_depth);
         let writer_shared = Arc::clone(&shared);
@@ -145,6 +157,24 @@ impl Ledger {
             verifier_key,
             _lock: lock,
         })
+    }
+
+    /// Records submitted and not yet committed (or refused): the writer's queue depth.
+    pub fn queued_records(&self) -> usize {
+        self.shared.queued_records.load(Ordering::Relaxed)
+    }
+
+    /// Whether the writer still takes records: false once its thread has ended or a failed
+    /// commit left it unable to recover its state (every submit is then `E_WRITER_STOPPED`).
+    pub fn is_running(&self) -> bool {
+        !self.shared.stopped.load(Ordering::SeqCst)
+            && self.writer.as_ref().is_some_and(|w| !w.is_finished())
+    }
+
+    /// Have `observer` told about every later batch commit. Only the first observer set is
+    /// kept; returns false if one was already set.
+    pub fn observe_commits(&self, observer: CommitObserver) -> bool {
+        self.shared.commit_observer.set(observer).is_ok()
     }
 
     pub fn verifier_key(&self) -> &str {
@@ -373,11 +403,22 @@ impl Ledger {
     fn enqueue(&self, records: Vec<Checked>) -> Replies {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         let tx = self.tx.as_ref().expect("sender lives until drop");
+        let count = records.len();
+        self.shared
+            .queued_records
+            .fetch_add(count, Ordering::Relaxed);
         // If the writer is gone the job (and its reply sender) is dropped, and `wait` reports it.
-        let _ = tx.send(Job {
-            records,
-            reply: reply_tx,
-        });
+        if tx
+            .send(Job {
+                records,
+                reply: reply_tx,
+            })
+            .is_err()
+        {
+            self.shared
+                .queued_records
+                .fetch_sub(count, Ordering::Relaxed);
+        }
         reply_rx
     }
 
@@ -426,10 +467,18 @@ fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>,
                 })
                 .collect()
         } else {
-            commit_batch(&shared, &mut *store, &mut jobs)
+            let started = Instant::now();
+            let outcomes = commit_batch(&shared, &mut *store, &mut jobs);
+            if let Some(observe) = shared.commit_observer.get() {
+                observe(started.elapsed(), count);
+            }
+            outcomes
         };
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             // A submitter that gave up waiting is not an error for the others.
+            shared
+                .queued_records
+                .fetch_sub(job.records.len(), Ordering::Relaxed);
             let _ = job.reply.send(outcome);
         }
     }

@@ -530,3 +530,60 @@ fn a_batch_with_bad_signatures_refuses_just_those() {
     let (report, _) = verify_export(&export, &vkey).unwrap();
     assert_eq!(report.tree_size, ledger.size());
 }
+
+/// What the server's metrics read from the writer: every batch is reported to the commit
+/// observer (one call per sequential submit, counting its records, refused ones included), only
+/// one observer is kept, nothing stays queued once submits have returned, and the writer runs
+/// until the ledger is dropped.
+#[test]
+fn the_writer_reports_its_commits_and_queue() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, ledger, _) = new_ledger(tmp.path());
+    let (calls, records) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, r) = (Arc::clone(&calls), Arc::clone(&records));
+    assert!(ledger.observe_commits(Box::new(move |_, n| {
+        c.fetch_add(1, Ordering::SeqCst);
+        r.fetch_add(n, Ordering::SeqCst);
+    })));
+    assert!(!ledger.observe_commits(Box::new(|_, _| panic!("a second observer is not kept"))));
+    assert!(ledger.is_running());
+    assert_eq!(ledger.queued_records(), 0);
+    for i in 0..3u8 {
+        let handle = format!("u{i}");
+        ledger
+            .submit(rec(
+                &key(10 + i),
+                "actor.register",
+                json!({"handle": handle, "name": "U"}),
+            ))
+            .unwrap();
+    }
+    // Refused by the fold (the handle is taken): still a batch the writer folded.
+    assert!(ledger
+        .submit(rec(
+            &key(20),
+            "actor.register",
+            json!({"handle": "u0", "name": "U"})
+        ))
+        .is_err());
+    // A batch of two in one job.
+    let results = ledger.submit_batch(vec![
+        rec(
+            &key(21),
+            "actor.register",
+            json!({"handle": "v1", "name": "V"}),
+        ),
+        rec(
+            &key(22),
+            "actor.register",
+            json!({"handle": "v2", "name": "V"}),
+        ),
+    ]);
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(records.load(Ordering::SeqCst), 6);
+    assert_eq!(ledger.queued_records(), 0);
+    assert!(ledger.is_running());
+}

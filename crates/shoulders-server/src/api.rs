@@ -1090,7 +1090,13 @@ async fn attribute(
                 .unwrap_or(AttributeOptions::default().max_spans),
             excluded,
         };
-        let report = ix.attribute_within(&req.text, &opts, &mut budget)?;
+        let searched = std::time::Instant::now();
+        let report = ix.attribute_within(&req.text, &opts, &mut budget);
+        state.metrics.attribution(
+            crate::metrics::AttributionSource::Api,
+            searched.elapsed(),
+        );
+        let report = report?;
         // Reserved content is still found and credited; the report says which, so a model
         // trained on it in breach of the reservation is visible.
         let reserved = state

@@ -132,6 +132,32 @@ pub(crate) enum Api {
     Completions,
 }
 
+impl Api {
+    fn operation(self) -> crate::metrics::Operation {
+        match self {
+            Api::Chat => crate::metrics::Operation::Chat,
+            Api::Completions => crate::metrics::Operation::TextCompletion,
+        }
+    }
+}
+
+/// Counts a call to a known model as failed when dropped before it was answered: every `?`
+/// after the model was found, and a call cancelled (client gone, request timeout).
+struct CallCounted {
+    st: Arc<AppState>,
+    operation: crate::metrics::Operation,
+    model: String,
+    answered: bool,
+}
+
+impl Drop for CallCounted {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.st.metrics.gateway_failed(self.operation, &self.model);
+        }
+    }
+}
+
 /// Create a chat completion (OpenAI Chat Completions API). The embedded model continues the
 /// last user message.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway",
@@ -365,6 +391,13 @@ async fn handle(
         .view()
         .with_state(|s| s.check_use(&req.model, &use_tag, None, now, req.max_royalty_bps))
         .ok_or_else(|| ApiError::not_found(format!("no model {:?} on this ledger", req.model)))?;
+    // From here on the model is one the ledger knows, so it may be a metrics label.
+    let mut counted = CallCounted {
+        st: Arc::clone(&st),
+        operation: api.operation(),
+        model: req.model.clone(),
+        answered: false,
+    };
     if !decision.allowed {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -481,6 +514,28 @@ async fn handle(
     })
     .await??;
 
+    let charge_micros = receipt_out
+        .as_ref()
+        .and_then(|r| r["charge_micros"].as_str())
+        .map(|m| {
+            m.parse::<u128>()
+                .map_or(u64::MAX, |m| u64::try_from(m).unwrap_or(u64::MAX))
+        });
+    let currency = receipt_out
+        .as_ref()
+        .and_then(|r| r["currency"].as_str())
+        .unwrap_or("");
+    st.metrics.gateway_answered(&crate::metrics::GatewayCall {
+        operation: api.operation(),
+        model: &req.model,
+        input_tokens: completion.prompt_tokens,
+        output_tokens: completion.completion_tokens,
+        took: started.elapsed(),
+        receipt_appended: receipt_out.is_some(),
+        charge: charge_micros.map(|m| (m, currency)),
+    });
+    counted.answered = true;
+
     let created = now / 1000;
     let shoulders = json!({
         "payer": payer,
@@ -556,9 +611,14 @@ pub(crate) async fn attribute_output(
             .with_state(|s| s.attribution_excluded(&dataset_id)),
         ..Default::default()
     };
+    let searched = Instant::now();
     let report =
-        tokio::task::spawn_blocking(move || ix.attribute_within(&text, &opts, &mut budget))
-            .await??;
+        tokio::task::spawn_blocking(move || ix.attribute_within(&text, &opts, &mut budget)).await;
+    st.metrics.attribution(
+        crate::metrics::AttributionSource::Gateway,
+        searched.elapsed(),
+    );
+    let report = report??;
     drop(cancel);
     Ok(Some((dataset_id, report)))
 }

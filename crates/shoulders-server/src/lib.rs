@@ -19,6 +19,8 @@ pub mod conn;
 pub mod error;
 pub mod explorer;
 pub mod gateway;
+pub mod health;
+pub mod metrics;
 pub mod preauth;
 pub mod quota;
 pub mod ratelimit;
@@ -26,7 +28,7 @@ mod streaming;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -127,6 +129,9 @@ pub struct ServerConfig {
     /// Byte budget of one list response (`--max-page-bytes`): a page ends early, with its
     /// cursor, once its items reach it (always holding at least one item).
     pub max_page_bytes: usize,
+    /// Datasets whose attribution indexes the server loads when it starts (at most
+    /// [`MAX_OPEN_INDEXES`]); `/readyz` fails until each is loaded.
+    pub preload_indexes: Vec<String>,
 }
 
 impl ServerConfig {
@@ -161,6 +166,7 @@ impl ServerConfig {
             connections: conn::ConnLimits::default(),
             write_quota: Some(quota::WriteQuota::default()),
             max_page_bytes: api::MAX_PAGE_BYTES,
+            preload_indexes: Vec::new(),
         }
     }
 }
@@ -201,6 +207,10 @@ pub struct AppState {
     /// Steps the last attribution search had taken at its last check (it stops growing once
     /// a cancelled search has stopped).
     pub attribution_progress: Arc<std::sync::atomic::AtomicU64>,
+    /// What `/metrics` exposes.
+    pub metrics: metrics::Metrics,
+    /// Set once a read-only node's follow loop has caught up with the log (`/readyz`).
+    followed_once: AtomicBool,
 }
 
 /// Failures while starting.
@@ -218,6 +228,8 @@ pub enum StartError {
     NoOperatorKey(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("{0}")]
+    Preload(String),
 }
 
 impl StartError {
@@ -227,6 +239,7 @@ impl StartError {
             StartError::ApiKeys(e) => e.code(),
             StartError::OperatorKey(_) | StartError::NoOperatorKey(_) => "E_KEY_FILE",
             StartError::Http(_) => "E_INTERNAL",
+            StartError::Preload(_) => "E_PRELOAD_INDEXES",
         }
     }
 }
@@ -249,6 +262,12 @@ impl AppState {
     /// Blocking, and on PostgreSQL it runs the blocking client: call it outside the async
     /// runtime (or on its blocking pool).
     pub fn open(mut config: ServerConfig) -> Result<Arc<Self>, StartError> {
+        if config.preload_indexes.len() > MAX_OPEN_INDEXES {
+            return Err(StartError::Preload(format!(
+                "{} indexes to preload; at most {MAX_OPEN_INDEXES} are kept open",
+                config.preload_indexes.len()
+            )));
+        }
         let mut dir = DataDir::new(&config.data_dir);
         if let Some(db) = &config.database {
             dir = dir.with_database(db.clone());
@@ -259,6 +278,10 @@ impl AppState {
         } else {
             Node::Writer(Ledger::open_with(&dir, config.ledger.clone())?)
         };
+        let metrics = metrics::Metrics::new();
+        if let Node::Writer(ledger) = &node {
+            ledger.observe_commits(metrics.commit_observer());
+        }
         let api_keys = apikeys::KeyTable::open(&config.data_dir)?;
         let key_path = config.data_dir.join(OPERATOR_KEY_FILE);
         // A read node signs nothing but checkpoints: it needs no operator key.
@@ -295,6 +318,8 @@ impl AppState {
             quotas: quota::Quotas::default(),
             attribute_buckets: ratelimit::Buckets::default(),
             attribution_progress: Arc::default(),
+            metrics,
+            followed_once: AtomicBool::new(false),
         }))
     }
 
@@ -336,6 +361,25 @@ impl AppState {
 
     pub fn reservations(&self) -> &Arc<preauth::Reservations> {
         &self.reservations
+    }
+
+    /// Whether a read-only node's follow loop has caught up with the log at least once.
+    pub fn followed_once(&self) -> bool {
+        self.followed_once.load(Ordering::Relaxed)
+    }
+
+    /// Load [`ServerConfig::preload_indexes`], reporting each that cannot be loaded on stderr
+    /// (`/readyz` names it until it can). Blocking.
+    pub fn preload_indexes(&self) {
+        for dataset in &self.config.preload_indexes {
+            match self.dataset_index(dataset) {
+                Ok(Some(_)) => tracing::info!(dataset = %dataset, "attribution index loaded"),
+                Ok(None) => tracing::warn!(dataset = %dataset, "no attribution index is built"),
+                Err(e) => {
+                    tracing::warn!(dataset = %dataset, code = e.code, "cannot load the attribution index: {}", e.message)
+                }
+            }
+        }
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -453,8 +497,9 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     (router, doc)
 }
 
-/// The full application: API, gateway, web explorer (`/`, HTML), `/openapi.json`, JSON errors for unknown routes, body
-/// size limit and request timeout.
+/// The full application: API, gateway, web explorer (`/`, HTML), `/openapi.json`, `/metrics`,
+/// `/healthz`, `/readyz`, JSON errors for unknown routes, body size limit, request timeout, and
+/// request ids and metrics around all of it ([`metrics::observe`]).
 pub fn router(state: Arc<AppState>) -> Router {
     let (routes, doc) = routes();
     let doc = Arc::new(doc);
@@ -462,6 +507,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     routes
         .merge(explorer::routes())
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .route("/healthz", axum::routing::get(health::healthz))
+        .route("/readyz", axum::routing::get(health::readyz))
         .route(
             "/openapi.json",
             axum::routing::get(move || {
@@ -504,6 +552,12 @@ pub fn router(state: Arc<AppState>) -> Router {
                 }))
                 .timeout(timeout),
         )
+        // Outermost, so the request id and the metrics cover every answer, the rate limiter's,
+        // the timeout's and the fallbacks' included.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            metrics::observe,
+        ))
         .with_state(state)
 }
 
@@ -520,6 +574,11 @@ pub async fn serve(
     let follower = state
         .is_read_only()
         .then(|| tokio::spawn(follow(Arc::clone(&state))));
+    if !state.config.preload_indexes.is_empty() {
+        let st = Arc::clone(&state);
+        // In the background: the server answers (and `/readyz` says not ready) meanwhile.
+        drop(tokio::task::spawn_blocking(move || st.preload_indexes()));
+    }
     let limits = state.config.connections;
     let app = router(state);
     let served = conn::serve_connections(listener, app, limits, shutdown).await;
@@ -553,6 +612,7 @@ pub async fn follow(state: Arc<AppState>) {
         .await;
         match outcome {
             Ok(Ok(_)) => {
+                state.followed_once.store(true, Ordering::Relaxed);
                 if failing.take().is_some() {
                     eprintln!("shoulders serve: following the log again");
                 }
