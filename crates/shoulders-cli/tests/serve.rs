@@ -879,6 +879,8 @@ fn checkpoint_size(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", stderr(out));
     let note = String::from_utf8_lossy(&out.stdout).into_owned();
     note.lines().nth(1).unwrap().to_string()
+}
+
 /// `serve --log-format json` writes one JSON object per line on stderr, and each request's line
 /// carries the request id the client sent (or the one the server made, as returned in
 /// `x-request-id`); the default `text` format is not JSON; other formats are usage errors.
