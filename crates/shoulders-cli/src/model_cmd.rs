@@ -239,7 +239,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         training,
         max_royalty_bps: args.max_royalty_bps,
         adapter: scanned.adapter,
-        source: scanned.source,
+        source: scanned.source.map(Box::new),
     };
     let files = body.artifacts.len();
     let adapter = body.adapter.clone();

@@ -328,9 +328,9 @@ pub struct ModelRegister {
     pub training: Option<TrainingRun>,
     /// Where the registered files were downloaded from: a hub repository at one commit
     /// (`model import` of a Hugging Face cache snapshot fills it). Omitted when absent, so
-    /// records without it keep their bytes.
+    /// records without it keep their bytes. Boxed to keep [`Body`]'s variants close in size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<ModelSource>,
+    pub source: Option<Box<ModelSource>>,
 }
 
 /// Longest segment (owner or name) of a hub repository id, in bytes (the Hugging Face Hub's

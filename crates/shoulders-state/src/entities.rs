@@ -262,7 +262,7 @@ impl Model {
             ruled_against: None,
             adapter: b.adapter.clone(),
             training: b.training.clone(),
-            source: b.source.clone(),
+            source: b.source.as_deref().cloned(),
         }
     }
 }
