@@ -140,6 +140,15 @@ fn a_snapshot_is_read_through_its_blobs_with_repo_and_revision() {
     let sum: u64 = dir.artifacts.iter().map(|a| a.size_bytes).sum();
     assert_eq!(total_bytes(&c.snapshot).unwrap(), sum);
 
+    // A link to the snapshot is recognised by where it leads.
+    let alias = tmp.path().join("alias");
+    std::os::unix::fs::symlink(&c.snapshot, &alias).unwrap();
+    assert_eq!(
+        scan(&alias).unwrap().source.unwrap().revision,
+        COMMIT,
+        "recognised through a link"
+    );
+
     // An owner-less legacy repository: `models--NAME` is `NAME`.
     let legacy = c.root.join("models--gpt2");
     std::fs::rename(&c.entry, &legacy).unwrap();

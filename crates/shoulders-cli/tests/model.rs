@@ -941,6 +941,16 @@ fn a_hugging_face_cache_snapshot_imports_with_its_repo_and_revision() {
         plain.to_str().unwrap(),
     ]));
     assert_eq!(check["matches"], true, "{check}");
+    // `model check` reads the snapshot itself the same way.
+    let check = ok_json(shoulders(&[
+        "model",
+        "check",
+        "--data-dir",
+        &data,
+        "acme/tiny",
+        snapshot.to_str().unwrap(),
+    ]));
+    assert_eq!(check["matches"], true, "{check}");
     let cdx = ok_json(shoulders(&[
         "model",
         "export",
