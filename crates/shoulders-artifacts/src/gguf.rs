@@ -10,7 +10,7 @@
 //! except the few keys kept as hints, and every count and length is checked against a limit
 //! before it is used (see the `MAX_GGUF_*` constants).
 
-use crate::hash::{sha_ref, Progress};
+use crate::hash::{sha_ref, Progress, WholeDigest};
 use crate::tee::{read_teed, Tee};
 use crate::{
     ArtifactError, MAX_GGUF_ARRAY_DEPTH, MAX_GGUF_ARRAY_ELEMENTS, MAX_GGUF_BASE_MODELS,
@@ -450,19 +450,30 @@ pub fn hash_gguf(
     rel: &str,
     progress: &mut Progress<'_>,
 ) -> Result<(Artifact, GgufHints), ArtifactError> {
+    hash_gguf_whole(path, rel, progress, false).map(|(a, hints, _)| (a, hints))
+}
+
+/// [`hash_gguf`], also returning the whole-file digests (with the git blob id when `git_blob`).
+pub(crate) fn hash_gguf_whole(
+    path: &Path,
+    rel: &str,
+    progress: &mut Progress<'_>,
+    git_blob: bool,
+) -> Result<(Artifact, GgufHints, WholeDigest), ArtifactError> {
     let bad = |path: &Path, reason: String| ArtifactError::BadGguf {
         path: path.display().to_string(),
         reason,
     };
-    let ((tensors, hints), size, sha256) = read_teed(path, progress, bad, hash_body)?;
+    let ((tensors, hints), size, whole) = read_teed(path, progress, bad, git_blob, hash_body)?;
     Ok((
         Artifact {
             path: rel.to_string(),
             size_bytes: size,
-            sha256,
+            sha256: whole.sha256.clone(),
             tensors,
         },
         hints,
+        whole,
     ))
 }
 

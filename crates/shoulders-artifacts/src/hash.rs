@@ -1,8 +1,10 @@
+use crate::hf::{BlobName, HfSnapshot};
 use crate::tee::{read_teed, Tee};
 use crate::{
     ArtifactError, ModelCard, MAX_CARD_BYTES, MAX_CONFIG_BYTES, MAX_FILES, MAX_HEADER_BYTES,
 };
 use safetensors::tensor::Metadata;
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use shoulders_record::{Artifact, Tensor};
 use std::fs::File;
@@ -19,22 +21,65 @@ pub(crate) fn sha_ref(digest: impl AsRef<[u8]>) -> String {
     format!("sha256:{}", hex::encode(digest))
 }
 
-/// Read exactly `len` bytes from `file` into both hashers, in chunks.
+/// The whole-file hashes of one read: SHA-256 always (what the record holds), and git's blob
+/// id when the file is a Hugging Face cache blob named by one ([`crate::hf`]).
+pub(crate) struct WholeHash {
+    sha256: Sha256,
+    git_blob: Option<Sha1>,
+}
+
+/// What a [`WholeHash`] computed.
+#[derive(Clone, Debug)]
+pub(crate) struct WholeDigest {
+    /// `sha256:<hex>`.
+    pub(crate) sha256: String,
+    /// git's blob id in hex, when asked for.
+    pub(crate) git_blob: Option<String>,
+}
+
+impl WholeHash {
+    /// `git_blob_len`: the file's size when its git blob id is wanted (git hashes
+    /// `"blob <len>\0"` before the content).
+    pub(crate) fn new(git_blob_len: Option<u64>) -> Self {
+        WholeHash {
+            sha256: Sha256::new(),
+            git_blob: git_blob_len.map(|len| {
+                let mut h = Sha1::new();
+                h.update(format!("blob {len}\0").as_bytes());
+                h
+            }),
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some(h) = &mut self.git_blob {
+            h.update(bytes);
+        }
+    }
+
+    pub(crate) fn finish(self) -> WholeDigest {
+        WholeDigest {
+            sha256: sha_ref(self.sha256.finalize()),
+            git_blob: self.git_blob.map(|h| hex::encode(h.finalize())),
+        }
+    }
+}
+
+/// Read exactly `len` bytes from `file` into `whole`, in chunks.
 fn stream(
     file: &mut File,
     path: &Path,
     mut len: u64,
     buf: &mut [u8],
-    hashers: &mut [&mut Sha256],
+    whole: &mut WholeHash,
     progress: &mut Progress<'_>,
 ) -> Result<(), ArtifactError> {
     while len > 0 {
         let want = len.min(buf.len() as u64) as usize;
         file.read_exact(&mut buf[..want])
             .map_err(|e| ArtifactError::io(path, e))?;
-        for h in hashers.iter_mut() {
-            h.update(&buf[..want]);
-        }
+        whole.update(&buf[..want]);
         progress(want as u64);
         len -= want as u64;
     }
@@ -47,16 +92,30 @@ pub fn hash_file(
     rel: &str,
     progress: &mut Progress<'_>,
 ) -> Result<Artifact, ArtifactError> {
+    hash_file_whole(path, rel, progress, false).map(|(a, _)| a)
+}
+
+/// [`hash_file`], also returning the whole-file digests (with the git blob id when `git_blob`).
+fn hash_file_whole(
+    path: &Path,
+    rel: &str,
+    progress: &mut Progress<'_>,
+    git_blob: bool,
+) -> Result<(Artifact, WholeDigest), ArtifactError> {
     let (mut file, size) = crate::files::open_regular(path, u64::MAX)?;
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    let mut whole = Sha256::new();
-    stream(&mut file, path, size, &mut buf, &mut [&mut whole], progress)?;
-    Ok(Artifact {
-        path: rel.to_string(),
-        size_bytes: size,
-        sha256: sha_ref(whole.finalize()),
-        tensors: Vec::new(),
-    })
+    let mut buf = vec![0u8; CHUNK_BYTES.min(usize::try_from(size.max(1)).unwrap_or(CHUNK_BYTES))];
+    let mut whole = WholeHash::new(git_blob.then_some(size));
+    stream(&mut file, path, size, &mut buf, &mut whole, progress)?;
+    let whole = whole.finish();
+    Ok((
+        Artifact {
+            path: rel.to_string(),
+            size_bytes: size,
+            sha256: whole.sha256.clone(),
+            tensors: Vec::new(),
+        },
+        whole,
+    ))
 }
 
 /// Per-tensor and whole-file SHA-256 of a safetensors file, in one pass.
@@ -65,17 +124,30 @@ pub fn hash_safetensors(
     rel: &str,
     progress: &mut Progress<'_>,
 ) -> Result<Artifact, ArtifactError> {
+    hash_safetensors_whole(path, rel, progress, false).map(|(a, _)| a)
+}
+
+/// [`hash_safetensors`], also returning the whole-file digests.
+fn hash_safetensors_whole(
+    path: &Path,
+    rel: &str,
+    progress: &mut Progress<'_>,
+    git_blob: bool,
+) -> Result<(Artifact, WholeDigest), ArtifactError> {
     let error = |path: &Path, reason: String| ArtifactError::BadSafetensors {
         path: path.display().to_string(),
         reason,
     };
-    let (tensors, size, sha256) = read_teed(path, progress, error, parse_safetensors)?;
-    Ok(Artifact {
-        path: rel.to_string(),
-        size_bytes: size,
-        sha256,
-        tensors,
-    })
+    let (tensors, size, whole) = read_teed(path, progress, error, git_blob, parse_safetensors)?;
+    Ok((
+        Artifact {
+            path: rel.to_string(),
+            size_bytes: size,
+            sha256: whole.sha256.clone(),
+            tensors,
+        },
+        whole,
+    ))
 }
 
 fn parse_safetensors(src: &mut Tee<'_>) -> Result<Vec<Tensor>, ArtifactError> {
@@ -163,28 +235,31 @@ pub struct ModelDir {
     pub gguf_license: Option<String>,
     /// A PEFT adapter's `adapter_config.json`, if present (see [`crate::parse_adapter_config`]).
     pub adapter: Option<shoulders_record::AdapterConfig>,
+    /// The repository and commit, when the directory is a Hugging Face cache snapshot (every
+    /// file then checked against its blob name; see [`crate::hf`]).
+    pub source: Option<shoulders_record::ModelSource>,
 }
 
-/// Where the symbolic link `link` under the model directory `root` leads, when it may be
-/// followed: its fully resolved target lies inside `root`, or inside the `blobs` directory of
-/// the Hugging Face cache entry `root` is a snapshot of (`models--org--name/snapshots/<rev>/`
-/// holds links to `models--org--name/blobs/<sha>`). Anything else (a link to `/dev/zero`, to
-/// a large file elsewhere, to a directory outside) is not followed. Links to directories are
-/// not descended into either way.
+/// Where the symbolic link `link` under an ordinary model directory `root` leads, when it may
+/// be followed: its fully resolved target lies inside `root`. Anything else (a link to
+/// `/dev/zero`, to a large file elsewhere, to a directory outside) is not followed. Links to
+/// directories are not descended into either way. (A Hugging Face cache snapshot's links are
+/// checked by [`crate::hf`] instead.)
 fn allowed_link_target(root: &Path, link: &Path) -> Option<PathBuf> {
     let target = std::fs::canonicalize(link).ok()?;
     let root = std::fs::canonicalize(root).ok()?;
-    if target.starts_with(&root) {
-        return Some(target);
-    }
-    let snapshots = root.parent()?;
-    let entry = snapshots.parent()?;
-    let is_hf = snapshots.file_name()? == "snapshots"
-        && entry.file_name()?.to_str()?.starts_with("models--");
-    (is_hf && target.starts_with(entry.join("blobs"))).then_some(target)
+    target.starts_with(&root).then_some(target)
 }
 
-fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
+/// One file of a model directory: where its bytes are read, its path in the record, and, in a
+/// Hugging Face cache snapshot, the blob name its content must hash to.
+struct Listed {
+    path: PathBuf,
+    rel: String,
+    blob: Option<BlobName>,
+}
+
+fn list_files(root: &Path, snapshot: Option<&HfSnapshot>) -> Result<Vec<Listed>, ArtifactError> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -197,37 +272,51 @@ fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
                 continue;
             }
             let kind = entry.file_type().map_err(|e| ArtifactError::io(&path, e))?;
-            // A symbolic link counts as the file it points to when that stays inside the
-            // model directory or is a Hugging Face cache blob (see [`allowed_link_target`]);
-            // other links, like other special files, are not part of the model.
-            let (kind, target) = if kind.is_symlink() {
-                match allowed_link_target(root, &path) {
+            let rel = || {
+                path.strip_prefix(root)
+                    .ok()
+                    .and_then(|p| p.to_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| ArtifactError::BadPath {
+                        path: path.display().to_string(),
+                        reason: "file names must be UTF-8".into(),
+                    })
+            };
+            // In a snapshot every link must be a checked blob link (refused otherwise). In an
+            // ordinary directory a link counts as the file it points to when that stays inside
+            // the directory (see [`allowed_link_target`]); other links, like other special
+            // files, are not part of the model.
+            let (kind, target, blob) = match (kind.is_symlink(), snapshot) {
+                (true, Some(snapshot)) => {
+                    let (target, blob) = crate::hf::blob_target(snapshot, &path, &rel()?)?;
+                    // `blob_target` checked that the target is a regular file.
+                    let kind = std::fs::metadata(&target)
+                        .map_err(|e| ArtifactError::io(&target, e))?
+                        .file_type();
+                    (kind, target, Some(blob))
+                }
+                (true, None) => match allowed_link_target(root, &path) {
                     Some(t) => (
                         std::fs::metadata(&t)
                             .map_err(|e| ArtifactError::io(&t, e))?
                             .file_type(),
                         t,
+                        None,
                     ),
                     None => continue,
-                }
-            } else {
-                (kind, path.clone())
+                },
+                (false, _) => (kind, path.clone(), None),
             };
             if kind.is_dir() {
                 if target == path {
                     stack.push(path);
                 }
             } else if kind.is_file() {
-                let rel = path
-                    .strip_prefix(root)
-                    .ok()
-                    .and_then(|p| p.to_str())
-                    .ok_or_else(|| ArtifactError::BadPath {
-                        path: path.display().to_string(),
-                        reason: "file names must be UTF-8".into(),
-                    })?
-                    .to_string();
-                out.push((target, rel));
+                out.push(Listed {
+                    path: target,
+                    rel: rel()?,
+                    blob,
+                });
                 if out.len() > MAX_FILES {
                     return Err(ArtifactError::TooManyFiles {
                         dir: root.display().to_string(),
@@ -238,7 +327,7 @@ fn list_files(root: &Path) -> Result<Vec<(PathBuf, String)>, ArtifactError> {
             // Symlinks and other special files are skipped: a model is its regular files.
         }
     }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
 }
 
@@ -259,46 +348,78 @@ fn read_small(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, ArtifactError>
 
 /// Total size of the files [`scan_dir`] would hash (for a progress bar's length).
 pub fn total_bytes(root: &Path) -> Result<u64, ArtifactError> {
+    let snapshot = crate::hf::detect_snapshot(root)?;
     let mut total = 0u64;
-    for (path, _) in list_files(root)? {
-        total += std::fs::metadata(&path)
-            .map_err(|e| ArtifactError::io(&path, e))?
+    for file in list_files(root, snapshot.as_ref())? {
+        total += std::fs::metadata(&file.path)
+            .map_err(|e| ArtifactError::io(&file.path, e))?
             .len();
     }
     Ok(total)
 }
 
+/// Hash one listed file (per tensor for `*.safetensors` and `*.gguf`), checking a cache blob
+/// against its name in the same pass.
+fn hash_listed(
+    file: &Listed,
+    progress: &mut Progress<'_>,
+) -> Result<(Artifact, Option<crate::GgufHints>), ArtifactError> {
+    let (path, rel) = (file.path.as_path(), file.rel.as_str());
+    let git_blob = file.blob.as_ref().is_some_and(BlobName::wants_git_blob);
+    let (artifact, hints, whole) = if rel.ends_with(".safetensors") {
+        let (a, whole) = hash_safetensors_whole(path, rel, progress, git_blob)?;
+        (a, None, whole)
+    } else if rel.ends_with(".gguf") {
+        let (a, hints, whole) = crate::gguf::hash_gguf_whole(path, rel, progress, git_blob)?;
+        (a, Some(hints), whole)
+    } else {
+        let (a, whole) = hash_file_whole(path, rel, progress, git_blob)?;
+        (a, None, whole)
+    };
+    if let Some(blob) = &file.blob {
+        blob.check(rel, &whole)?;
+    }
+    Ok((artifact, hints))
+}
+
+/// Where the small file `name` at the top of the model directory is read: in a snapshot, the
+/// checked blob it links to; elsewhere the path itself (a link there is refused by the read).
+fn top_file(root: &Path, files: &[Listed], snapshot: Option<&HfSnapshot>, name: &str) -> PathBuf {
+    snapshot
+        .and_then(|_| files.iter().find(|f| f.rel == name))
+        .map(|f| f.path.clone())
+        .unwrap_or_else(|| root.join(name))
+}
+
 /// Hash every regular file under `root` (hidden entries skipped) and read the card and config.
-/// `*.safetensors` and `*.gguf` files are hashed per tensor, the rest as whole files.
+/// `*.safetensors` and `*.gguf` files are hashed per tensor, the rest as whole files. A
+/// Hugging Face cache snapshot ([`crate::hf`]) is read through its checked blob links and its
+/// repository and commit returned as `source`.
 pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, ArtifactError> {
-    let files = list_files(root)?;
+    let snapshot = crate::hf::detect_snapshot(root)?;
+    let files = list_files(root, snapshot.as_ref())?;
     let mut artifacts = Vec::with_capacity(files.len());
     let mut gguf_base_models: Vec<String> = Vec::new();
     let mut gguf_license = None;
-    for (path, rel) in &files {
-        shoulders_record::validate::relative_path("artifacts.path", rel).map_err(|e| {
+    for file in &files {
+        shoulders_record::validate::relative_path("artifacts.path", &file.rel).map_err(|e| {
             ArtifactError::BadPath {
-                path: rel.clone(),
+                path: file.rel.clone(),
                 reason: e.to_string(),
             }
         })?;
-        let artifact = if rel.ends_with(".safetensors") {
-            hash_safetensors(path, rel, progress)?
-        } else if rel.ends_with(".gguf") {
-            let (artifact, hints) = crate::hash_gguf(path, rel, progress)?;
+        let (artifact, hints) = hash_listed(file, progress)?;
+        if let Some(hints) = hints {
             for base in hints.base_models {
                 if !gguf_base_models.contains(&base) {
                     gguf_base_models.push(base);
                 }
             }
             gguf_license = gguf_license.or(hints.license);
-            artifact
-        } else {
-            hash_file(path, rel, progress)?
-        };
+        }
         artifacts.push(artifact);
     }
-    let config_path = root.join("config.json");
+    let config_path = top_file(root, &files, snapshot.as_ref(), "config.json");
     let config = match read_small(&config_path, MAX_CONFIG_BYTES)? {
         None => None,
         Some(bytes) => {
@@ -310,7 +431,7 @@ pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, Ar
             )
         }
     };
-    let card_path = root.join("README.md");
+    let card_path = top_file(root, &files, snapshot.as_ref(), "README.md");
     let card = match read_small(&card_path, MAX_CARD_BYTES)? {
         None => None,
         Some(bytes) => {
@@ -324,9 +445,9 @@ pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, Ar
             })?
         }
     };
-    // In a Hugging Face cache snapshot the file is a link into the entry's blobs: follow it
-    // when `list_files` would; any other link is refused by the read (not a regular file).
-    let mut adapter_path = root.join(crate::ADAPTER_CONFIG_FILE);
+    // A link is followed when `list_files` would; any other link is refused by the read (not
+    // a regular file).
+    let mut adapter_path = top_file(root, &files, snapshot.as_ref(), crate::ADAPTER_CONFIG_FILE);
     if std::fs::symlink_metadata(&adapter_path).is_ok_and(|m| m.file_type().is_symlink()) {
         if let Some(target) = allowed_link_target(root, &adapter_path) {
             adapter_path = target;
@@ -340,5 +461,6 @@ pub fn scan_dir(root: &Path, progress: &mut Progress<'_>) -> Result<ModelDir, Ar
         gguf_base_models,
         gguf_license,
         adapter,
+        source: snapshot.map(|s| s.source),
     })
 }

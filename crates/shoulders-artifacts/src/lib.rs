@@ -13,6 +13,10 @@
 //! * A PEFT adapter's `adapter_config.json` gives its target modules and rank
 //!   ([`parse_adapter_config`]).
 //!
+//! * A Hugging Face hub cache snapshot (`models--ORG--NAME/snapshots/<commit>/`) is read
+//!   through its links into the entry's `blobs/`, each blob checked against its name, and
+//!   yields the repository and commit ([`hf`]).
+//!
 //! [`compare`] re-checks a directory against registered artifacts and names exactly which
 //! files and tensors differ.
 
@@ -22,6 +26,7 @@ mod compare;
 pub mod files;
 mod gguf;
 mod hash;
+pub mod hf;
 mod tee;
 
 pub use adapter::{
@@ -31,6 +36,7 @@ pub use card::{parse_front_matter, ModelCard};
 pub use compare::{compare, Difference, Report};
 pub use gguf::{ggml_type_name, hash_gguf, GgufHints};
 pub use hash::{hash_file, hash_safetensors, scan_dir, total_bytes, ModelDir, Progress};
+pub use hf::{detect_snapshot, resolve_snapshot, HfSnapshot};
 
 /// Largest safetensors header we parse (the format's own limit is 100 MB).
 pub const MAX_HEADER_BYTES: u64 = 100 * 1024 * 1024;
@@ -77,6 +83,29 @@ pub enum ArtifactError {
     TooManyFiles { dir: String, limit: usize },
     #[error("{path}: {reason}")]
     BadPath { path: String, reason: String },
+    /// A link in a Hugging Face cache snapshot that does not resolve to a file in the entry's
+    /// `blobs/` ([`hf`]).
+    #[error("{path} in a Hugging Face cache snapshot links to {target}, outside the entry's blobs directory {blobs}; only links into it are followed (re-download the snapshot, or import a plain copy of the files)")]
+    HfLinkOutside {
+        path: String,
+        target: String,
+        blobs: String,
+    },
+    /// A cache blob whose content does not hash to its name.
+    #[error("{path}: the cache blob {blob} does not hold what its name says (its {kind} is {computed}); the cache is corrupt or was edited: re-download the file")]
+    HfBlobMismatch {
+        path: String,
+        blob: String,
+        kind: &'static str,
+        computed: String,
+    },
+    /// A cache blob named by neither a SHA-256 nor a git blob id.
+    #[error("{path} links to the cache blob {blob}, whose name is neither a SHA-256 (64 hex digits) nor a git blob id (40); it cannot be checked")]
+    HfBlobName { path: String, blob: String },
+    /// A Hugging Face cache laid out or named otherwise than `huggingface_hub` does, or a
+    /// repository or revision not in it.
+    #[error("Hugging Face cache {path}: {reason}")]
+    HfCache { path: String, reason: String },
     /// A file that is not a regular file, or over its limit ([`files`]).
     #[error(transparent)]
     File(#[from] files::FileError),
@@ -93,6 +122,10 @@ impl ArtifactError {
             ArtifactError::BadAdapterConfig { .. } => "E_ADAPTER_CONFIG_INVALID",
             ArtifactError::TooManyFiles { .. } => "E_TOO_MANY_FILES",
             ArtifactError::BadPath { .. } => "E_PATH_INVALID",
+            ArtifactError::HfLinkOutside { .. } => "E_HF_CACHE_LINK_OUTSIDE",
+            ArtifactError::HfBlobMismatch { .. } => "E_HF_BLOB_HASH_MISMATCH",
+            ArtifactError::HfBlobName { .. } => "E_HF_BLOB_NAME_INVALID",
+            ArtifactError::HfCache { .. } => "E_HF_CACHE_INVALID",
             ArtifactError::File(e) => e.code(),
         }
     }

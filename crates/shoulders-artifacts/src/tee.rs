@@ -5,9 +5,8 @@
 //! whole-file SHA-256 running on another thread. On two cores, per-tensor plus whole-file
 //! hashing then costs about the wall time of one hash, and memory stays at [`POOL`] buffers.
 
-use crate::hash::{sha_ref, Progress, CHUNK_BYTES};
+use crate::hash::{Progress, WholeDigest, WholeHash, CHUNK_BYTES};
 use crate::ArtifactError;
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -40,13 +39,15 @@ pub(crate) struct Tee<'a> {
 }
 
 /// Open `path`, run `parse` over it through a [`Tee`], consume whatever `parse` left, and return
-/// its result with the file size and the whole-file `sha256:<hex>`.
+/// its result with the file size and the whole-file digests (`sha256:<hex>`, and the git blob
+/// id when `git_blob` is set).
 pub(crate) fn read_teed<T>(
     path: &Path,
     progress: &mut Progress<'_>,
     error: FormatError,
+    git_blob: bool,
     parse: impl FnOnce(&mut Tee<'_>) -> Result<T, ArtifactError>,
-) -> Result<(T, u64, String), ArtifactError> {
+) -> Result<(T, u64, WholeDigest), ArtifactError> {
     let (file, size) = crate::files::open_regular(path, u64::MAX)?;
     let chunk = (CHUNK_BYTES as u64).min(size.max(1)) as usize;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(POOL);
@@ -59,7 +60,7 @@ pub(crate) fn read_teed<T>(
     let progress: &mut dyn FnMut(u64) = &mut **progress;
     let (value, whole) = std::thread::scope(|s| {
         let worker = s.spawn(move || {
-            let mut whole = Sha256::new();
+            let mut whole = WholeHash::new(git_blob.then_some(size));
             for (buf, len) in full_rx {
                 whole.update(&buf[..len]);
                 // After an error nobody takes buffers back; that is fine.
@@ -85,7 +86,7 @@ pub(crate) fn read_teed<T>(
         let whole = worker.join().expect("the hashing thread does not panic");
         result.map(|value| (value, whole))
     })?;
-    Ok((value, size, sha_ref(whole.finalize())))
+    Ok((value, size, whole.finish()))
 }
 
 impl Tee<'_> {

@@ -257,15 +257,17 @@ fn adapter_config_is_read_and_followed_into_a_cache_entry_only() {
 
     // A Hugging Face cache snapshot links its files into the entry's blobs: followed.
     let entry = tmp.path().join("models--acme--lora");
-    let snapshot = entry.join("snapshots/abc123");
+    let snapshot = entry.join(format!("snapshots/{}", "ab12".repeat(10)));
     write_model(&snapshot);
     std::fs::create_dir_all(entry.join("blobs")).unwrap();
-    std::fs::write(
-        entry.join("blobs/0f0f"),
-        r#"{"peft_type":"LORA","target_modules":"all-linear"}"#,
+    let config = r#"{"peft_type":"LORA","target_modules":"all-linear"}"#;
+    let blob = hex::encode(Sha256::digest(config));
+    std::fs::write(entry.join("blobs").join(&blob), config).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../blobs/{blob}"),
+        snapshot.join("adapter_config.json"),
     )
     .unwrap();
-    std::os::unix::fs::symlink("../../blobs/0f0f", snapshot.join("adapter_config.json")).unwrap();
     let adapter = scan_dir(&snapshot, &mut progress).unwrap().adapter.unwrap();
     assert_eq!(adapter.target_modules, vec!["all-linear"]);
 

@@ -345,6 +345,7 @@ fn tensors_and_file_are_hashed_exactly() {
         max_royalty_bps: None,
         adapter: None,
         training: None,
+        source: None,
     });
     body.validate().unwrap();
 }

@@ -50,12 +50,28 @@ pub struct ImportArgs {
     pub data_dir: PathBuf,
     #[arg(long)]
     pub key: PathBuf,
-    /// The model directory.
-    pub dir: PathBuf,
-    /// Model id `<your-handle>/<name>`; defaults to your handle and the directory name.
+    /// The model directory. A Hugging Face cache snapshot
+    /// (`…/models--ORG--NAME/snapshots/COMMIT`) is recognised by its layout: its links into the
+    /// entry's `blobs/` are followed and checked, and the repository and commit recorded.
+    #[arg(required_unless_present = "hf_cache")]
+    pub dir: Option<PathBuf>,
+    /// Import from a Hugging Face hub cache instead of DIR (e.g. ~/.cache/huggingface/hub):
+    /// the snapshot of --repo at --revision.
+    #[arg(long, conflicts_with = "dir", requires = "repo", value_name = "DIR")]
+    pub hf_cache: Option<PathBuf>,
+    /// The repository in --hf-cache, `ORG/NAME`.
+    #[arg(long, requires = "hf_cache", value_name = "ORG/NAME")]
+    pub repo: Option<String>,
+    /// With --hf-cache: a commit hash, or a ref (`main`, `refs/pr/1`) resolved through the
+    /// cache's `refs/` files. Default: main.
+    #[arg(long, requires = "hf_cache", value_name = "REV")]
+    pub revision: Option<String>,
+    /// Model id `<your-handle>/<name>`; defaults to your handle and the directory name (for a
+    /// Hugging Face snapshot, the repository's NAME).
     #[arg(long)]
     pub model_id: Option<String>,
-    /// Display name; defaults to the directory name.
+    /// Display name; defaults to the directory name (for a Hugging Face snapshot, the
+    /// repository's NAME).
     #[arg(long)]
     pub name: Option<String>,
     /// A parent model id (repeatable); defaults to the card's `base_model`.
@@ -92,18 +108,37 @@ pub struct ImportArgs {
     pub training: crate::training_args::TrainingArgs,
 }
 
-pub fn import(args: ImportArgs) -> Result<()> {
-    let key = load_key(&args.key)?;
-    if !args.dir.is_dir() {
+/// The directory `model import` reads: DIR, or the snapshot `--hf-cache/--repo/--revision` name.
+fn import_dir(args: &ImportArgs) -> Result<PathBuf> {
+    let dir = match (&args.dir, &args.hf_cache, &args.repo) {
+        (Some(dir), None, _) => dir.clone(),
+        (None, Some(cache), Some(repo)) => {
+            shoulders_artifacts::resolve_snapshot(cache, repo, args.revision.as_deref())?
+        }
+        _ => {
+            return Err(CliError {
+                code: "E_USAGE",
+                message: "give a model directory, or --hf-cache DIR with --repo ORG/NAME".into(),
+            }
+            .into())
+        }
+    };
+    if !dir.is_dir() {
         return Err(CliError {
             code: "E_IO",
-            message: format!("{} is not a directory", args.dir.display()),
+            message: format!("{} is not a directory", dir.display()),
         }
         .into());
     }
+    Ok(dir)
+}
+
+pub fn import(args: ImportArgs) -> Result<()> {
+    let key = load_key(&args.key)?;
+    let dir = import_dir(&args)?;
     // A bad configuration file fails before the directory is hashed.
     let training_config = args.training.read_config()?;
-    let scanned = hash_dir(&args.dir)?;
+    let scanned = hash_dir(&dir)?;
     let mut card = scanned.card.clone().unwrap_or_default();
     if args.no_hints {
         card.base_models.clear();
@@ -172,12 +207,20 @@ pub fn import(args: ImportArgs) -> Result<()> {
                 key.public().to_base64(),
             ))
         })?;
-    let dir_name = args
-        .dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
+    // A snapshot directory is named by its commit: the repository's name says more.
+    let dir_name = match &scanned.source {
+        Some(source) => source
+            .repo
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None => dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default(),
+    };
     let model_id = args
         .model_id
         .unwrap_or_else(|| format!("{handle}/{dir_name}"));
@@ -196,9 +239,11 @@ pub fn import(args: ImportArgs) -> Result<()> {
         training,
         max_royalty_bps: args.max_royalty_bps,
         adapter: scanned.adapter,
+        source: scanned.source.map(Box::new),
     };
     let files = body.artifacts.len();
     let adapter = body.adapter.clone();
+    let source = body.source.clone();
     let tensors: usize = body.artifacts.iter().map(|a| a.tensors.len()).sum();
     let record = sign_record(
         &key,
@@ -218,6 +263,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
         "tensors": tensors,
         "card_license": card.license,
         "adapter": adapter,
+        "source": source,
     }))
 }
 

@@ -841,3 +841,239 @@ fn diffs_of_a_finetune_a_gguf_quantisation_and_a_peft_adapter_match_the_files() 
 fn json(n: u64) -> Value {
     Value::from(n)
 }
+
+/// git's blob id (SHA-1 of `"blob <len>\0"` and the content): the name a Hugging Face cache
+/// gives a file kept in git itself.
+fn git_blob_id(content: &[u8]) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", content.len()).as_bytes());
+    h.update(content);
+    hex::encode(h.finalize())
+}
+
+/// A Hugging Face hub cache under `t/hub` holding `acme/tiny` at `commit` (and `refs/main`
+/// naming it), laid out as `huggingface_hub` writes it: the safetensors file an LFS blob named
+/// by its SHA-256, the config and card git blobs named by their git blob ids, each linked from
+/// the snapshot. Returns (cache, snapshot).
+fn hf_cache(t: &Path, commit: &str, seed: u8) -> (std::path::PathBuf, std::path::PathBuf) {
+    use sha2::Digest;
+    let plain = t.join(format!("plain-{seed}"));
+    write_model(&plain, seed, Some("---\nlicense: mit\n---\n# Tiny\n"));
+    let cache = t.join("hub");
+    let entry = cache.join("models--acme--tiny");
+    let snapshot = entry.join("snapshots").join(commit);
+    for dir in [entry.join("blobs"), entry.join("refs"), snapshot.clone()] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    for file in ["model.safetensors", "config.json", "README.md"] {
+        let bytes = std::fs::read(plain.join(file)).unwrap();
+        let blob = if file.ends_with(".safetensors") {
+            hex::encode(sha2::Sha256::digest(&bytes))
+        } else {
+            git_blob_id(&bytes)
+        };
+        std::fs::write(entry.join("blobs").join(&blob), &bytes).unwrap();
+        let link = snapshot.join(file);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("../../blobs/{blob}"), link).unwrap();
+    }
+    std::fs::write(entry.join("refs/main"), commit).unwrap();
+    (cache, snapshot)
+}
+
+/// Lines of the ledger's export: grows by one per appended record.
+fn log_lines(t: &Path, data: &str) -> usize {
+    let out = t.join("export.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let run = shoulders(&["export", "--data-dir", data, "--out", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    std::fs::read_to_string(out).unwrap().lines().count()
+}
+
+const HF_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+const HF_PR_COMMIT: &str = "fedcba9876543210fedcba9876543210fedcba98";
+
+#[test]
+fn a_hugging_face_cache_snapshot_imports_with_its_repo_and_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (data, key) = acme_ledger(t);
+    let (cache, snapshot) = hf_cache(t, HF_COMMIT, 3);
+    let cache_s = cache.to_str().unwrap();
+
+    // Given as a directory: recognised by its layout.
+    let out = ok_json(shoulders(&[
+        "model",
+        "import",
+        "--data-dir",
+        &data,
+        "--key",
+        &key,
+        snapshot.to_str().unwrap(),
+    ]));
+    assert_eq!(out["model_id"], "acme/tiny", "named after the repository");
+    assert_eq!(out["files"], 3);
+    assert_eq!(
+        out["card_license"], "mit",
+        "the card is read through its link"
+    );
+    let source =
+        serde_json::json!({"hub": "huggingface", "repo": "acme/tiny", "revision": HF_COMMIT});
+    assert_eq!(out["source"], source);
+    let shown = ok_json(shoulders(&[
+        "show",
+        "--data-dir",
+        &data,
+        "model",
+        "acme/tiny",
+    ]));
+    assert_eq!(shown["source"], source, "recorded in the registration");
+    assert_eq!(shown["name"], "tiny");
+    // The hashes are of the files' contents, as for a plain copy of them.
+    let plain = t.join("plain-3");
+    let check = ok_json(shoulders(&[
+        "model",
+        "check",
+        "--data-dir",
+        &data,
+        "acme/tiny",
+        plain.to_str().unwrap(),
+    ]));
+    assert_eq!(check["matches"], true, "{check}");
+    // `model check` reads the snapshot itself the same way.
+    let check = ok_json(shoulders(&[
+        "model",
+        "check",
+        "--data-dir",
+        &data,
+        "acme/tiny",
+        snapshot.to_str().unwrap(),
+    ]));
+    assert_eq!(check["matches"], true, "{check}");
+    let cdx = ok_json(shoulders(&[
+        "model",
+        "export",
+        "--data-dir",
+        &data,
+        "acme/tiny",
+        "--format",
+        "cyclonedx",
+    ]));
+    let url = format!("https://huggingface.co/acme/tiny/tree/{HF_COMMIT}");
+    assert!(cdx.to_string().contains(&url), "{cdx}");
+
+    // By --hf-cache and --repo: `main` resolved through refs/main.
+    let by_repo = |model_id: &str, revision: Option<&str>| {
+        let mut args = vec![
+            "model",
+            "import",
+            "--data-dir",
+            &data,
+            "--key",
+            &key,
+            "--hf-cache",
+            cache_s,
+            "--repo",
+            "acme/tiny",
+            "--model-id",
+            model_id,
+        ];
+        if let Some(r) = revision {
+            args.extend(["--revision", r]);
+        }
+        shoulders(&args)
+    };
+    let out = ok_json(by_repo("acme/tiny-main", None));
+    assert_eq!(out["source"]["revision"], HF_COMMIT);
+    let out = ok_json(by_repo("acme/tiny-refs-main", Some("refs/main")));
+    assert_eq!(out["source"]["revision"], HF_COMMIT);
+
+    // A second snapshot reached through a pull-request ref, with other weights.
+    let (_, second) = hf_cache(t, HF_PR_COMMIT, 5);
+    std::fs::write(cache.join("models--acme--tiny/refs/main"), HF_COMMIT).unwrap();
+    std::fs::create_dir_all(cache.join("models--acme--tiny/refs/pr")).unwrap();
+    std::fs::write(cache.join("models--acme--tiny/refs/pr/1"), HF_PR_COMMIT).unwrap();
+    let out = ok_json(by_repo("acme/tiny-pr", Some("refs/pr/1")));
+    assert_eq!(out["source"]["revision"], HF_PR_COMMIT);
+    assert_eq!(
+        second,
+        cache
+            .join("models--acme--tiny/snapshots")
+            .join(HF_PR_COMMIT)
+    );
+    let unknown = by_repo("acme/tiny-dev", Some("dev"));
+    assert!(
+        stderr(&unknown).starts_with("error[E_HF_CACHE_INVALID]"),
+        "{}",
+        stderr(&unknown)
+    );
+    // A directory and --hf-cache together is a usage error (clap's).
+    let both = shoulders(&[
+        "model",
+        "import",
+        "--data-dir",
+        &data,
+        "--key",
+        &key,
+        snapshot.to_str().unwrap(),
+        "--hf-cache",
+        cache_s,
+        "--repo",
+        "acme/tiny",
+    ]);
+    assert!(!both.status.success());
+}
+
+#[test]
+fn a_tampered_or_escaping_hugging_face_snapshot_is_refused_and_nothing_appended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (data, key) = acme_ledger(t);
+    let (_, snapshot) = hf_cache(t, HF_COMMIT, 3);
+    let import = || {
+        shoulders(&[
+            "model",
+            "import",
+            "--data-dir",
+            &data,
+            "--key",
+            &key,
+            snapshot.to_str().unwrap(),
+        ])
+    };
+    let before = log_lines(t, &data);
+
+    // One byte of the weights blob changed: its content no longer hashes to its name.
+    let blob = std::fs::canonicalize(snapshot.join("model.safetensors")).unwrap();
+    let original = std::fs::read(&blob).unwrap();
+    let mut changed = original.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 0x40;
+    std::fs::write(&blob, &changed).unwrap();
+    let out = import();
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error[E_HF_BLOB_HASH_MISMATCH]") && err.contains("model.safetensors"),
+        "{err}"
+    );
+    assert_eq!(log_lines(t, &data), before, "nothing appended");
+    std::fs::write(&blob, &original).unwrap();
+
+    // A link out of the entry's blobs/.
+    let outside = t.join("outside.bin");
+    std::fs::write(&outside, b"elsewhere").unwrap();
+    std::os::unix::fs::symlink(&outside, snapshot.join("extra.bin")).unwrap();
+    let out = import();
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error[E_HF_CACHE_LINK_OUTSIDE]") && err.contains("extra.bin"),
+        "{err}"
+    );
+    assert_eq!(log_lines(t, &data), before, "nothing appended");
+    std::fs::remove_file(snapshot.join("extra.bin")).unwrap();
+
+    // Restored, it imports.
+    ok_json(import());
+    assert_eq!(log_lines(t, &data), before + 1);
+}

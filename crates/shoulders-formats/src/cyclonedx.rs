@@ -177,6 +177,11 @@ fn model_component(
     if let Some(url) = &m.url {
         references.push(json!({"type": "website", "url": url}));
     }
+    if let Some(src) = &m.source {
+        references.push(json!({"type": "distribution", "url": src.url(),
+                               "comment": format!("downloaded from {} repository {} at commit {}",
+                                                  src.hub.as_str(), src.repo, src.revision)}));
+    }
     if let Some(code) = m.training.as_ref().and_then(|t| t.code.as_ref()) {
         references.push(json!({"type": "vcs", "url": code.repository,
                                "comment": format!("training code, commit {}", code.commit)}));

@@ -290,6 +290,9 @@ fn model_elements(
     f.push(("releaseTime", iso8601(m.registered_ts_ms).into()));
     f.push(("software_primaryPurpose", "model".into()));
     opt(&mut f, "software_homePage", m.url.as_deref());
+    // Where the registered files were downloaded from: the hub repository at its commit.
+    let download = m.source.as_ref().map(|s| s.url());
+    opt(&mut f, "software_downloadLocation", download.as_deref());
     if let Some(t) = &m.training {
         if let Some(c) = &t.code {
             f.push((

@@ -1350,3 +1350,51 @@ fn cyclonedx_golden() {
         &pretty(&cyclonedx_json(&state, DEEPEST, Some(&community()), &seed).unwrap()),
     );
 }
+
+#[test]
+fn exports_name_the_hub_repository_and_commit_a_model_was_downloaded_as() {
+    let mut l = Ledger {
+        state: State::new(),
+        keys: BTreeMap::new(),
+    };
+    l.submit(
+        "eve",
+        Kind::ActorRegister,
+        json!({"handle": "eve", "name": "Eve"}),
+    );
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    l.submit(
+        "eve",
+        Kind::ModelRegister,
+        json!({"model_id": "eve/tiny", "name": "tiny",
+               "source": {"hub": "huggingface", "repo": "acme/tiny", "revision": commit},
+               "artifacts": [{"path": "config.json", "size_bytes": 17, "sha256": sha(1)}]}),
+    );
+    l.submit(
+        "eve",
+        Kind::ModelRegister,
+        json!({"model_id": "eve/plain", "name": "plain"}),
+    );
+    let url = format!("https://huggingface.co/acme/tiny/tree/{commit}");
+
+    let doc = spdx3_json(&l.state, "eve/tiny", None, CREATED_MS).unwrap();
+    report("SPDX 3.0.1", spdx_validator(), &doc);
+    let model = graph_node(&doc, "urn:shoulders:model:eve/tiny");
+    assert_eq!(model["software_downloadLocation"], json!(url));
+    let doc = spdx3_json(&l.state, "eve/plain", None, CREATED_MS).unwrap();
+    let model = graph_node(&doc, "urn:shoulders:model:eve/plain");
+    assert!(model.get("software_downloadLocation").is_none());
+
+    let bom = cyclonedx_json(&l.state, "eve/tiny", None, b"seed").unwrap();
+    report("CycloneDX 1.6", cyclonedx_validator(), &bom);
+    let refs = &bom["metadata"]["component"]["externalReferences"];
+    assert_eq!(
+        refs,
+        &json!([{"type": "distribution", "url": url,
+                 "comment": format!("downloaded from huggingface repository acme/tiny at commit {commit}")}])
+    );
+    let bom = cyclonedx_json(&l.state, "eve/plain", None, b"seed").unwrap();
+    assert!(bom["metadata"]["component"]
+        .get("externalReferences")
+        .is_none());
+}

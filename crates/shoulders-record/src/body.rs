@@ -326,6 +326,91 @@ pub struct ModelRegister {
     /// absent, so records without it keep their bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingRun>,
+    /// Where the registered files were downloaded from: a hub repository at one commit
+    /// (`model import` of a Hugging Face cache snapshot fills it). Omitted when absent, so
+    /// records without it keep their bytes. Boxed to keep [`Body`]'s variants close in size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Box<ModelSource>>,
+}
+
+/// Longest segment (owner or name) of a hub repository id, in bytes (the Hugging Face Hub's
+/// own limit).
+pub const MAX_HUB_REPO_SEGMENT_BYTES: usize = 96;
+
+/// A model hub a [`ModelSource`] names. A closed list, so a record cannot name a hub no reader
+/// knows how to link to; a new hub is a new variant (old records still decode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ModelHub {
+    /// huggingface.co.
+    #[serde(rename = "huggingface")]
+    HuggingFace,
+}
+
+impl ModelHub {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelHub::HuggingFace => "huggingface",
+        }
+    }
+}
+
+/// A hub repository at one commit: what the registered artifacts were downloaded as. A claim
+/// of the registrant like the rest of the record; `model import` takes it from the cache
+/// layout and checks every file against the blob name the hub gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    pub hub: ModelHub,
+    /// The hub's repository id, `ORG/NAME` (or `NAME` for the hub's unowned legacy models).
+    pub repo: String,
+    /// The commit: 40 or 64 lowercase hex digits.
+    pub revision: String,
+}
+
+impl ModelSource {
+    /// The page of the repository at this revision, for people and for SBOM references.
+    pub fn url(&self) -> String {
+        match self.hub {
+            ModelHub::HuggingFace => {
+                format!(
+                    "https://huggingface.co/{}/tree/{}",
+                    self.repo, self.revision
+                )
+            }
+        }
+    }
+}
+
+/// A Hugging Face repository id: `NAME` or `ORG/NAME`, each segment 1-96 characters of
+/// `[A-Za-z0-9._-]`, not starting or ending with `-` or `.`, without `--` or `..` (the Hub's
+/// rules; `--` is what its cache directory names use as the separator).
+pub fn validate_hub_repo(field: &str, repo: &str) -> Result<(), RecordError> {
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= MAX_HUB_REPO_SEGMENT_BYTES
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && !s.starts_with(['-', '.'])
+            && !s.ends_with(['-', '.'])
+            && !s.contains("--")
+            && !s.contains("..")
+    };
+    let segments: Vec<&str> = repo.split('/').collect();
+    if segments.len() <= 2 && segments.iter().all(|s| segment_ok(s)) {
+        Ok(())
+    } else {
+        Err(RecordError::field(
+            field,
+            format!("must be a hub repository id NAME or ORG/NAME: each 1-{MAX_HUB_REPO_SEGMENT_BYTES} characters of A-Z, a-z, 0-9, '.', '_' or '-', not starting or ending with '-' or '.', without '--' or '..'"),
+        ))
+    }
+}
+
+/// A full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits, so it names one tree.
+pub fn is_commit_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64)
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The part of a PEFT `adapter_config.json` a parameter diff needs: which base modules the
@@ -1233,6 +1318,15 @@ fn validate_model(b: &ModelRegister) -> Result<(), RecordError> {
     if let Some(t) = &b.training {
         validate_training(t)?;
     }
+    if let Some(src) = &b.source {
+        validate_hub_repo("source.repo", &src.repo)?;
+        if !is_commit_id(&src.revision) {
+            return Err(RecordError::field(
+                "source.revision",
+                "must be a full commit id: 40 or 64 lowercase hex digits",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -1276,11 +1370,7 @@ fn validate_training(t: &TrainingRun) -> Result<(), RecordError> {
     }
     if let Some(c) = &t.code {
         v::url("training.code.repository", &c.repository)?;
-        let hex = |s: &str| {
-            s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        if !(matches!(c.commit.len(), 40 | 64) && hex(&c.commit)) {
+        if !is_commit_id(&c.commit) {
             return Err(RecordError::field(
                 "training.code.commit",
                 "must be a full commit id: 40 or 64 lowercase hex digits",

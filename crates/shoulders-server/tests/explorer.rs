@@ -331,6 +331,37 @@ fn training_ledger(dir: &Path) {
         Kind::ModelRegister,
         json!({"model_id": "bob/plain", "name": "Plain"}),
     );
+    submit(
+        &bob,
+        Kind::ModelRegister,
+        json!({"model_id": "bob/mirrored", "name": "Mirrored",
+               "source": {"hub": "huggingface", "repo": "acme/tiny-1.5b", "revision": "b".repeat(40)}}),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_source_is_shown_on_the_model_page_and_in_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    training_ledger(tmp.path());
+    let s = serve(tmp.path()).await;
+    let commit = "b".repeat(40);
+    let (status, _, html) = get(&s, "/models/bob/mirrored").await;
+    assert_eq!(status, StatusCode::OK);
+    let expected = format!(
+        "<p data-testid=\"model-source\">Files as downloaded from Hugging Face repository <a href=\"https://huggingface.co/acme/tiny-1.5b/tree/{commit}\" rel=\"nofollow noopener noreferrer\">acme/tiny-1.5b</a> at commit <code>{commit}</code>.</p>"
+    );
+    assert!(html.contains(&expected), "{html}");
+    let (_, model) = json_get(&s, "/api/models/bob/mirrored").await;
+    assert_eq!(
+        model["source"],
+        json!({"hub": "huggingface", "repo": "acme/tiny-1.5b", "revision": commit})
+    );
+    // No source: no line, and no key.
+    let (_, _, plain) = get(&s, "/models/bob/plain").await;
+    assert!(!plain.contains("model-source"));
+    let (_, model) = json_get(&s, "/api/models/bob/plain").await;
+    assert!(model.get("source").is_none(), "{model}");
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

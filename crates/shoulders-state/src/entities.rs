@@ -224,6 +224,9 @@ pub struct Model {
     /// itself is in the content store, under `training.config_hash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingRun>,
+    /// The hub repository and commit the files were downloaded as (`model.register.source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<shoulders_record::ModelSource>,
 }
 
 /// One credit an actor holds: a model whose training run names it, and for what. Recognition,
@@ -259,6 +262,7 @@ impl Model {
             ruled_against: None,
             adapter: b.adapter.clone(),
             training: b.training.clone(),
+            source: b.source.as_deref().cloned(),
         }
     }
 }

@@ -722,6 +722,19 @@ async fn model_page(
             if let Some(d) = &m.description {
                 let _ = write!(body, "<p>{}</p>", esc(d));
             }
+            if let Some(src) = &m.source {
+                // Repository and commit were validated at admission; escaped all the same.
+                let hub = match src.hub {
+                    shoulders_record::ModelHub::HuggingFace => "Hugging Face",
+                };
+                let _ = write!(
+                    body,
+                    "<p data-testid=\"model-source\">Files as downloaded from {hub} repository <a href=\"{}\" rel=\"nofollow noopener noreferrer\">{}</a> at commit <code>{}</code>.</p>",
+                    esc(&src.url()),
+                    esc(&src.repo),
+                    esc(&src.revision)
+                );
+            }
             if let Some(d) = s.open_dispute(&DisputeTarget::Model(id.clone())) {
                 let _ = write!(
                     body,
