@@ -201,7 +201,7 @@ pub struct NewKeyLimits {
 }
 
 /// The key tables of the ledger in `data_dir` (an old `api-keys.json` is imported first).
-fn key_store(data_dir: &Path) -> Result<Box<dyn shoulders_store::KeyStore>> {
+fn key_store(data_dir: &Path) -> Result<Box<dyn apikeys::KeyStore>> {
     let dir = crate::data_dir(data_dir);
     let location = dir.store_location()?;
     Ok(apikeys::open_store(data_dir, Some(&location), true)?)

@@ -18,7 +18,8 @@ use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shoulders_ledger::{DataDir, StoreLocation};
-use shoulders_store::{KeyRow, KeyStore, StoreError};
+use shoulders_store::StoreError;
+pub use shoulders_store::{KeyRow, KeyStore};
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 

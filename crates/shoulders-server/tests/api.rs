@@ -808,8 +808,11 @@ async fn openapi_document_matches_the_routes() {
     // Every route the server answers (the router is built from the same annotated handlers,
     // so this list is what a reviewer checks against ARCHITECTURE.md).
     let mut expected = vec![
+        "DELETE /api/admin/keys/{id}",
         "GET /api/accounts",
         "GET /api/actors",
+        "GET /api/admin/keys",
+        "POST /api/admin/keys",
         "GET /api/actors/{handle}",
         "GET /api/actors/{handle}/receipts",
         "GET /api/checkpoint",
@@ -849,9 +852,11 @@ async fn openapi_document_matches_the_routes() {
             .replace("{handle}", "alice")
             .replace("{index}", "0")
             .replace("{owner}", "alice")
-            .replace("{name}", "verse-base");
+            .replace("{name}", "verse-base")
+            .replace("{id}", "0123456789abcdef");
         let req = match method {
             "GET" => s.client.get(s.url(&concrete)),
+            "DELETE" => s.client.delete(s.url(&concrete)),
             _ => s.client.post(s.url(&concrete)).body("{}"),
         };
         let resp = req.send().await.unwrap();
