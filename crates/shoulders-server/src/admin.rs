@@ -128,6 +128,7 @@ pub fn limits_from(
     responses((status = 201, body = NewKeyResponse), (status = 400, body = ErrorBody),
         (status = 401, description = "E_ADMIN_UNAUTHORIZED", body = ErrorBody),
         (status = 403, description = "E_READ_ONLY", body = ErrorBody),
+        (status = 404, description = "E_NOT_FOUND: no such actor", body = ErrorBody),
         (status = 409, description = "E_API_KEY_LIMIT", body = ErrorBody)))]
 async fn create_key(
     State(st): State<Arc<AppState>>,
@@ -145,6 +146,15 @@ async fn create_key(
             req.requests_per_minute,
             req.tokens_per_minute,
         )?;
+        // As `shoulders apikey new`: the payer must be a registered actor.
+        shoulders_record::validate::handle("actor", &req.actor)
+            .map_err(|e| apikeys::ApiKeyError::BadActor(e.to_string()))?;
+        if !st.view().with_state(|s| s.actor(&req.actor).is_some()) {
+            return Err(ApiError::not_found(format!(
+                "no actor {:?} in this ledger; register it first",
+                req.actor
+            )));
+        }
         let now = crate::now_ms();
         let (token, key) = st
             .api_keys

@@ -189,6 +189,8 @@ async fn admin_api_issues_lists_and_revokes_keys() {
         let (status, v) = admin_new(&s, &admin, bad.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {v}");
     }
+    let (status, v) = admin_new(&s, &admin, json!({"actor": "zed"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "an unregistered payer: {v}");
     assert_eq!(store.count_keys().unwrap(), 0);
     // Issue three keys; the token is shown once, the listing never shows it.
     let (status, made) = admin_new(
