@@ -314,6 +314,33 @@ pub fn admit(
     let (Some(budget), crate::Metering::On) = (budget, st.config.metering) else {
         return Ok(admission);
     };
+    // A call refused for its budget still counts as a request, but uses no tokens.
+    let (hold, start_ms) = hold_budget(st, key, &budget, model_id, max_tokens, now_ms)
+        .inspect_err(|_| gate.refund_tokens(key, call_tokens))?;
+    admission.hold = Some(hold);
+    gate.with_store(|s| {
+        s.begin_spend(&PendingSpend {
+            usage_id: usage_id.to_string(),
+            key_id: key.id.clone(),
+            period_start_ms: start_ms,
+        })
+    })?;
+    admission.pending = Some(usage_id.to_string());
+    Ok(admission)
+}
+
+/// Hold the call's maximum charge against `key`'s budget for the period holding `now_ms`
+/// (`402 E_KEY_BUDGET_EXCEEDED` when the spend so far and the holds of calls in flight leave
+/// too little); returns the hold and the period's start. Blocking.
+fn hold_budget(
+    st: &Arc<AppState>,
+    key: &KeyRow,
+    budget: &apikeys::Budget,
+    model_id: &str,
+    max_tokens: u64,
+    now_ms: u64,
+) -> ApiResult<(preauth::Hold, u64)> {
+    let gate = &st.api_keys;
     let over = |m: String| ApiError::new(StatusCode::PAYMENT_REQUIRED, "E_KEY_BUDGET_EXCEEDED", m);
     let max = st
         .view()
@@ -364,14 +391,5 @@ pub fn admit(
             }
         ))
     })?;
-    admission.hold = Some(hold);
-    gate.with_store(|s| {
-        s.begin_spend(&PendingSpend {
-            usage_id: usage_id.to_string(),
-            key_id: key.id.clone(),
-            period_start_ms: start_ms,
-        })
-    })?;
-    admission.pending = Some(usage_id.to_string());
-    Ok(admission)
+    Ok((hold, start_ms))
 }
