@@ -579,8 +579,15 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
 
     // The explorer's "try it" box calls the gateway as erin with this key. A demo-only
     // convenience: the page shows the key to anyone who can load it.
-    let token =
-        shoulders_server::apikeys::ApiKeys::issue(&dir, "erin", crate::now_ms(), &mut OsRng)?;
+    let mut keys = shoulders_server::apikeys::open_store(&dir, None, true)?;
+    let (token, _) = shoulders_server::apikeys::issue(
+        &mut *keys,
+        "erin",
+        &shoulders_server::apikeys::KeyLimits::default(),
+        crate::now_ms(),
+        &mut OsRng,
+    )?;
+    drop(keys);
     std::fs::write(
         dir.join(shoulders_server::explorer::DEMO_API_KEY_FILE),
         format!("{token}\n"),

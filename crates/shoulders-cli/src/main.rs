@@ -280,20 +280,46 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ApikeyCommand {
-    /// Issue a new key; prints it once (only its SHA-256 is stored, in D/api-keys.json).
+    /// Issue a new key; prints it once (only its SHA-256 is stored, in the ledger's store).
+    /// Takes effect at once, also on a running server.
     New {
         #[arg(long)]
         data_dir: PathBuf,
         /// The actor handle that pays for calls made with this key.
         #[arg(long)]
         actor: String,
+        /// Spend allowed per period, in micro-units (needs --budget-period); over it the
+        /// gateway answers 402 E_KEY_BUDGET_EXCEEDED before any model runs.
+        #[arg(long)]
+        budget_micros: Option<String>,
+        /// Currency of the budget.
+        #[arg(long, requires = "budget_micros")]
+        budget_currency: Option<String>,
+        /// `day` or `month` (UTC calendar periods; the spend resets at their boundary).
+        #[arg(long, requires = "budget_micros")]
+        budget_period: Option<String>,
+        /// Requests per minute (over it: 429 E_KEY_RATE_LIMITED with Retry-After).
+        #[arg(long)]
+        requests_per_minute: Option<u64>,
+        /// Tokens (prompt bytes plus max_tokens) per minute (over it: 429 E_KEY_RATE_LIMITED).
+        #[arg(long)]
+        tokens_per_minute: Option<u64>,
     },
-    /// List the keys: id (the first 16 hex digits of the token's SHA-256), actor, created_ms.
+    /// List the keys, revoked ones included: id (the first 16 hex digits of the token's
+    /// SHA-256), actor, created_ms, revoked_ms and limits; pages of --limit after --after.
     List {
         #[arg(long)]
         data_dir: PathBuf,
+        /// Only this actor's keys.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Cursor: the `next` of the previous page.
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = shoulders_server::apikeys::DEFAULT_LIST_LIMIT)]
+        limit: usize,
     },
-    /// Revoke keys: a running server refuses them (401) within about a second, no restart.
+    /// Revoke keys: a running server refuses them (401) from its next request on.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["key", "actor"])))]
     Revoke {
         #[arg(long)]
@@ -304,6 +330,12 @@ enum ApikeyCommand {
         /// Revoke every key paying as this actor instead.
         #[arg(long)]
         actor: Option<String>,
+    },
+    /// Make a new admin token for the /api/admin/keys routes (replacing the previous one at
+    /// once); prints it once (only its SHA-256 is stored).
+    AdminToken {
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -923,8 +955,32 @@ fn run(cli: Cli) -> Result<()> {
         } => demo::run(data_dir, (!no_serve).then_some(listen))?,
         Command::Serve(args) => serve_cmd::serve(args)?,
         Command::Apikey { command } => match command {
-            ApikeyCommand::New { data_dir, actor } => serve_cmd::apikey_new(data_dir, actor)?,
-            ApikeyCommand::List { data_dir } => serve_cmd::apikey_list(data_dir)?,
+            ApikeyCommand::New {
+                data_dir,
+                actor,
+                budget_micros,
+                budget_currency,
+                budget_period,
+                requests_per_minute,
+                tokens_per_minute,
+            } => serve_cmd::apikey_new(
+                data_dir,
+                actor,
+                serve_cmd::NewKeyLimits {
+                    budget_micros,
+                    budget_currency,
+                    budget_period,
+                    requests_per_minute,
+                    tokens_per_minute,
+                },
+            )?,
+            ApikeyCommand::List {
+                data_dir,
+                actor,
+                after,
+                limit,
+            } => serve_cmd::apikey_list(data_dir, actor, after, limit)?,
+            ApikeyCommand::AdminToken { data_dir } => serve_cmd::apikey_admin_token(data_dir)?,
             ApikeyCommand::Revoke {
                 data_dir,
                 key,

@@ -3,9 +3,9 @@
 use crate::print_json;
 use anyhow::{Context, Result};
 use serde_json::json;
-use shoulders_server::apikeys::{ApiKeys, Revoke};
+use shoulders_server::apikeys::{self, Revoke};
 use shoulders_server::{AppState, Metering, ServerConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Arguments of `shoulders serve`.
@@ -233,10 +233,36 @@ fn init_logging(format: &str) {
     } else {
         builder.with_ansi(false).try_init()
     };
+/// Limits for `apikey new`, as given on the command line.
+pub struct NewKeyLimits {
+    pub budget_micros: Option<String>,
+    pub budget_currency: Option<String>,
+    pub budget_period: Option<String>,
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// The key tables of the ledger in `data_dir` (an old `api-keys.json` is imported first).
+fn key_store(data_dir: &Path) -> Result<Box<dyn apikeys::KeyStore>> {
+    let dir = crate::data_dir(data_dir);
+    let location = dir.store_location()?;
+    Ok(apikeys::open_store(data_dir, Some(&location), true)?)
 }
 
 /// Issue a gateway API key paying as `actor`; prints the token (shown once).
-pub fn apikey_new(data_dir: PathBuf, actor: String) -> Result<()> {
+pub fn apikey_new(data_dir: PathBuf, actor: String, limits: NewKeyLimits) -> Result<()> {
+    let period = limits
+        .budget_period
+        .as_deref()
+        .map(apikeys::BudgetPeriod::parse)
+        .transpose()?;
+    let limits = shoulders_server::admin::limits_from(
+        limits.budget_micros.as_deref(),
+        limits.budget_currency.as_deref(),
+        period,
+        limits.requests_per_minute,
+        limits.tokens_per_minute,
+    )?;
     let state = shoulders_ledger::Reader::open(&crate::data_dir(&data_dir))?.state()?;
     if state.actor(&actor).is_none() {
         return Err(shoulders_ledger::LedgerError::NotFound(format!(
@@ -244,39 +270,56 @@ pub fn apikey_new(data_dir: PathBuf, actor: String) -> Result<()> {
         ))
         .into());
     }
-    let token = ApiKeys::issue(&data_dir, &actor, crate::now_ms(), &mut rand_core::OsRng)?;
-    // The id `apikey list` shows and `apikey revoke` takes.
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
-    let id = &digest[..shoulders_server::apikeys::KEY_ID_LEN];
-    print_json(&json!({"actor": actor, "api_key": token, "key_id": id}))
+    let mut store = key_store(&data_dir)?;
+    let (token, key) = apikeys::issue(
+        &mut *store,
+        &actor,
+        &limits,
+        crate::now_ms(),
+        &mut rand_core::OsRng,
+    )?;
+    let mut out = serde_json::to_value(&key)?;
+    out["api_key"] = json!(token);
+    print_json(&out)
 }
 
-/// The keys (ids and payers; the tokens themselves are not stored).
-pub fn apikey_list(data_dir: PathBuf) -> Result<()> {
-    let keys = ApiKeys::load(&data_dir)?;
-    let keys: Vec<_> = keys
-        .keys
-        .iter()
-        .map(|k| json!({"key_id": k.id(), "actor": k.actor, "created_ms": k.created_ms}))
-        .collect();
-    print_json(&json!({ "keys": keys }))
+/// The keys (ids, payers and limits; the tokens themselves are not stored), by pages.
+pub fn apikey_list(
+    data_dir: PathBuf,
+    actor: Option<String>,
+    after: Option<String>,
+    limit: usize,
+) -> Result<()> {
+    if limit == 0 || limit > apikeys::MAX_LIST_LIMIT {
+        return Err(apikeys::ApiKeyError::BadLimits(format!(
+            "--limit {limit} must be 1-{}",
+            apikeys::MAX_LIST_LIMIT
+        ))
+        .into());
+    }
+    let store = key_store(&data_dir)?;
+    let keys = apikeys::list(&*store, actor.as_deref(), after.as_deref(), limit)?;
+    let next = (keys.len() == limit)
+        .then(|| keys.last().map(|k| k.key_id.clone()))
+        .flatten();
+    print_json(&json!({ "keys": keys, "next": next }))
 }
 
-/// Remove keys from `D/api-keys.json`; a running server stops accepting them within
-/// `RELOAD_CHECK_INTERVAL_MS` (it reloads the file when it changes).
+/// Revoke keys in the store; a running server refuses them from its next request on.
 pub fn apikey_revoke(data_dir: PathBuf, key: Option<String>, actor: Option<String>) -> Result<()> {
     // clap requires one of the two.
     let which = match (key, actor) {
         (Some(k), _) => Revoke::Key(k),
         (None, a) => Revoke::Actor(a.unwrap_or_default()),
     };
-    let removed = ApiKeys::revoke(&data_dir, &which)?;
-    let removed: Vec<_> = removed
-        .iter()
-        .map(|k| json!({"key_id": k.id(), "actor": k.actor}))
-        .collect();
-    print_json(&json!({
-        "revoked": removed,
-        "effective_within_ms": shoulders_server::apikeys::RELOAD_CHECK_INTERVAL_MS,
-    }))
+    let mut store = key_store(&data_dir)?;
+    let revoked = apikeys::revoke(&mut *store, &which, crate::now_ms())?;
+    print_json(&json!({ "revoked": revoked }))
+}
+
+/// Make a new admin token for `/api/admin/keys` (the previous one stops working at once).
+pub fn apikey_admin_token(data_dir: PathBuf) -> Result<()> {
+    let mut store = key_store(&data_dir)?;
+    let token = apikeys::set_admin_token(&mut *store, crate::now_ms(), &mut rand_core::OsRng)?;
+    print_json(&json!({ "admin_token": token }))
 }

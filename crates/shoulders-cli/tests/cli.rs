@@ -2188,8 +2188,9 @@ fn demo_builds_and_verifies_a_ledger() {
     );
     // The key the explorer's "try it" box uses is a real gateway key for the payer.
     let key = std::fs::read_to_string(dir.join("demo-api-key.txt")).unwrap();
-    let keys = shoulders_server::apikeys::ApiKeys::load(&dir).unwrap();
-    assert_eq!(keys.lookup(key.trim()), Some("erin"));
+    let keys = shoulders_server::apikeys::open_store(&dir, None, false).unwrap();
+    let row = shoulders_server::apikeys::lookup(&*keys, key.trim()).unwrap();
+    assert_eq!(row.unwrap().actor, "erin");
     assert!(text.contains(key.trim()), "{text}");
     assert!(text.contains("refused  E_CONTRIBUTION_FORBIDDEN"), "{text}");
     assert!(text.contains("refused  E_CONTENT_MISSING"), "{text}");

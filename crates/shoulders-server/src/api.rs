@@ -1036,7 +1036,7 @@ async fn attribute(
 ) -> ApiResult<Json<Value>> {
     // An attribution costs CPU in proportion to the text: only key holders may ask, at the
     // per-key rate (issue 15).
-    let actor = crate::gateway::payer(&st, &headers)?;
+    let actor = crate::gateway::api_key(&st, &headers).await?.actor;
     crate::ratelimit::attribute_limit(&st, &actor)?;
     let bytes = body_bytes(body)?;
     let req: AttributeRequest = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;

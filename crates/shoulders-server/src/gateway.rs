@@ -42,7 +42,8 @@ use utoipa_axum::routes;
 
 use crate::api::body_bytes;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::{preauth, AppState, Metering, WriterNode};
+use crate::{keygate, preauth, AppState, Metering, WriterNode};
+use shoulders_store::KeyRow;
 
 /// Default and largest `max_tokens` (bytes: the embedded model's tokens are bytes).
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -164,9 +165,11 @@ impl Drop for CallCounted {
     request_body(content = Object, description = "OpenAI chat completion request; optional `use` (default `commercial`) and `max_royalty_bps` (the most stacked upstream royalty the payer accepts, 0-10000; put in the receipt)"),
     responses((status = 200, description = "chat.completion (or text/event-stream chunks when stream is true), with a `shoulders` field", body = Object),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 402, description = "E_INSUFFICIENT_FUNDS: the payer cannot cover the call", body = ErrorBody),
+        (status = 402, description = "E_INSUFFICIENT_FUNDS: the payer cannot cover the call; E_KEY_BUDGET_EXCEEDED: the API key's budget for this UTC day or month cannot", body = ErrorBody),
         (status = 403, description = "E_LICENSE_DENIED: the use is not allowed (or the model's royalty stack is over `max_royalty_bps`); E_READ_ONLY: this node serves reads only, send metered calls to the writer node", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, description = "E_KEY_RATE_LIMITED: the API key is over its requests or tokens per minute (see Retry-After)", body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
 async fn chat_completions(
     State(st): State<Arc<AppState>>,
     _: WriterNode,
@@ -181,9 +184,11 @@ async fn chat_completions(
     request_body(content = Object, description = "OpenAI completion request; optional `use` (default `commercial`) and `max_royalty_bps` (the most stacked upstream royalty the payer accepts, 0-10000; put in the receipt)"),
     responses((status = 200, description = "text_completion (or text/event-stream chunks when stream is true), with a `shoulders` field", body = Object),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 402, description = "E_INSUFFICIENT_FUNDS: the payer cannot cover the call", body = ErrorBody),
+        (status = 402, description = "E_INSUFFICIENT_FUNDS: the payer cannot cover the call; E_KEY_BUDGET_EXCEEDED: the API key's budget for this UTC day or month cannot", body = ErrorBody),
         (status = 403, description = "E_LICENSE_DENIED: the use is not allowed (or the model's royalty stack is over `max_royalty_bps`); E_READ_ONLY: this node serves reads only, send metered calls to the writer node", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, description = "E_KEY_RATE_LIMITED: the API key is over its requests or tokens per minute (see Retry-After)", body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
 async fn completions(
     State(st): State<Arc<AppState>>,
     _: WriterNode,
@@ -193,8 +198,10 @@ async fn completions(
     handle(st, headers, body, Api::Completions).await
 }
 
-/// The actor an API key in `Authorization: Bearer` names (`401 E_UNAUTHORIZED` without one).
-pub(crate) fn payer(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+/// The active API key `Authorization: Bearer` names, read from the store now (so a key
+/// revoked by any process is refused from its next request on); `401 E_UNAUTHORIZED` without
+/// one. The key's actor pays.
+pub(crate) async fn api_key(st: &Arc<AppState>, headers: &HeaderMap) -> ApiResult<KeyRow> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -206,14 +213,18 @@ pub(crate) fn payer(st: &AppState, headers: &HeaderMap) -> ApiResult<String> {
                 "E_UNAUTHORIZED",
                 "missing `Authorization: Bearer <api key>`; an admin issues keys with `shoulders apikey new`",
             )
-        })?;
-    st.api_keys.lookup(token).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "E_UNAUTHORIZED",
-            "unknown API key; an admin issues keys with `shoulders apikey new`",
-        )
-    })
+        })?
+        .to_string();
+    let st2 = Arc::clone(st);
+    tokio::task::spawn_blocking(move || st2.api_keys.authenticate(&token))
+        .await??
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "E_UNAUTHORIZED",
+                "unknown or revoked API key; an admin issues keys with `shoulders apikey new`",
+            )
+        })
 }
 
 fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
@@ -359,7 +370,8 @@ async fn handle(
     api: Api,
 ) -> ApiResult<Response> {
     let started = Instant::now();
-    let payer = payer(&st, &headers)?;
+    let key = api_key(&st, &headers).await?;
+    let payer = key.actor.clone();
     let bytes = body_bytes(body)?;
     let raw: Value = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
     let req: GatewayRequest = serde_json::from_value(raw.clone()).map_err(ApiError::bad_json)?;
@@ -426,6 +438,20 @@ async fn handle(
         Metering::Off => None,
     };
 
+    // ---- API key admission (see `keygate`): the key's rate limits and budget, before any
+    // model runs. Settled after the receipt append below.
+    let id = format!("shoulders-{}", random_hex());
+    let admission = {
+        let (st2, key2, model2, id2) =
+            (Arc::clone(&st), key.clone(), req.model.clone(), id.clone());
+        let (prompt_tokens, max_tokens) = (prompt.len() as u64, max_tokens as u64);
+        tokio::task::spawn_blocking(move || {
+            keygate::admit(&st2, &key2, &model2, prompt_tokens, max_tokens, &id2)
+        })
+        .await??
+    };
+    // ---- end of API key admission.
+
     let upstream = st.config.upstreams.get(&req.model).cloned();
     let st2 = Arc::clone(&st);
     let model_id = req.model.clone();
@@ -489,7 +515,6 @@ async fn handle(
     let attribution = attribute_output(&st, dataset.clone(), &completion.text).await?;
     let attributed_ms = started.elapsed().as_secs_f64() * 1e3;
 
-    let id = format!("shoulders-{}", random_hex());
     let receipt = UsageReceipt {
         usage_id: id.clone(),
         model_id: req.model.clone(),
@@ -503,14 +528,19 @@ async fn handle(
         max_royalty_bps: req.max_royalty_bps,
     };
     let st3 = Arc::clone(&st);
+    let used_tokens = completion.prompt_tokens + completion.completion_tokens;
     let preauthorised = hold.as_ref().map(preauth::Hold::amount_micros);
     let receipt_out = tokio::task::spawn_blocking(move || {
         // The hold is released only once the receipt is committed (or refused): the balance the
         // next reservation reads then already shows this charge. It moves into this task so a
         // handler cancelled meanwhile cannot release it before the append is over.
         let out = submit_receipt(&st3, receipt, now);
+        // API key settlement: the charge the ledger recorded joins the key's spend before its
+        // budget hold is released.
+        let settled = admission.settle(used_tokens);
         drop(hold);
-        out
+        let out = out?;
+        settled.map(|()| out)
     })
     .await??;
 

@@ -13,6 +13,7 @@
 //! every [`ServerConfig::follow_interval_ms`], and refuses every write route with
 //! `E_READ_ONLY` (403) before doing any work.
 
+pub mod admin;
 pub mod api;
 pub mod apikeys;
 pub mod conn;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod explorer;
 pub mod gateway;
 pub mod health;
+pub mod keygate;
 pub mod metrics;
 pub mod preauth;
 pub mod quota;
@@ -193,8 +195,9 @@ pub struct AppState {
     /// Always `Some` until dropped (see the `Drop` impl).
     node: Option<Node>,
     pub config: ServerConfig,
-    /// The gateway's keys, reloaded when `api-keys.json` changes (revocation without restart).
-    pub api_keys: apikeys::KeyTable,
+    /// The gateway's keys, read from the store on every request (a revocation applies to the
+    /// next one), with their rate buckets and budget admission (see [`keygate`]).
+    pub api_keys: keygate::KeyGate,
     /// Signs usage receipts (from `D/operator.key`), when present.
     pub operator_key: Option<ActorKey>,
     pub http: reqwest::Client,
@@ -230,6 +233,8 @@ pub enum StartError {
     Http(String),
     #[error("{0}")]
     Preload(String),
+    #[error("settling API key spend left pending by the last run: {0}")]
+    KeySpend(String),
 }
 
 impl StartError {
@@ -240,6 +245,7 @@ impl StartError {
             StartError::OperatorKey(_) | StartError::NoOperatorKey(_) => "E_KEY_FILE",
             StartError::Http(_) => "E_INTERNAL",
             StartError::Preload(_) => "E_PRELOAD_INDEXES",
+            StartError::KeySpend(_) => "E_STORAGE",
         }
     }
 }
@@ -282,7 +288,12 @@ impl AppState {
         if let Node::Writer(ledger) = &node {
             ledger.observe_commits(metrics.commit_observer());
         }
-        let api_keys = apikeys::KeyTable::open(&config.data_dir)?;
+        // The writer imports an old `api-keys.json` once; read nodes only read the keys.
+        let api_keys = keygate::KeyGate::new(apikeys::open_store(
+            &config.data_dir,
+            config.database.as_ref(),
+            !config.read_only,
+        )?);
         let key_path = config.data_dir.join(OPERATOR_KEY_FILE);
         // A read node signs nothing but checkpoints: it needs no operator key.
         let operator_key = match std::fs::read_to_string(&key_path) {
@@ -306,7 +317,7 @@ impl AppState {
             .timeout(Duration::from_millis(config.upstream_timeout_ms))
             .build()
             .map_err(|e| StartError::Http(e.to_string()))?;
-        Ok(Arc::new(AppState {
+        let state = Arc::new(AppState {
             node: Some(node),
             config,
             api_keys,
@@ -320,7 +331,15 @@ impl AppState {
             attribution_progress: Arc::default(),
             metrics,
             followed_once: AtomicBool::new(false),
-        }))
+        });
+        // Spend left pending by a writer that stopped mid-call is settled from its receipt.
+        if !state.config.read_only {
+            state
+                .api_keys
+                .reconcile(&state)
+                .map_err(|e| StartError::KeySpend(format!("{}: {}", e.code, e.message)))?;
+        }
+        Ok(state)
     }
 
     fn node(&self) -> &Node {
@@ -493,6 +512,7 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::routes())
         .merge(gateway::routes())
+        .merge(admin::routes())
         .split_for_parts();
     (router, doc)
 }

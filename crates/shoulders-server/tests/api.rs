@@ -9,7 +9,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shoulders_record::Kind;
-use shoulders_server::apikeys::ApiKeys;
 use shoulders_server::Metering;
 
 async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
@@ -26,7 +25,7 @@ fn code(v: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_writes_reads_and_proofs() {
     let f = fixture();
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let s = start(config(&f, Metering::Off)).await;
     let size = s.size().await;
 
@@ -413,7 +412,7 @@ async fn signed_writes_reads_and_proofs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_on_every_write_route_appends_nothing() {
     let f = fixture();
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let s = start(config(&f, Metering::Off)).await;
     let size = s.size().await;
     let good = record(
@@ -809,8 +808,11 @@ async fn openapi_document_matches_the_routes() {
     // Every route the server answers (the router is built from the same annotated handlers,
     // so this list is what a reviewer checks against ARCHITECTURE.md).
     let mut expected = vec![
+        "DELETE /api/admin/keys/{id}",
         "GET /api/accounts",
         "GET /api/actors",
+        "GET /api/admin/keys",
+        "POST /api/admin/keys",
         "GET /api/actors/{handle}",
         "GET /api/actors/{handle}/receipts",
         "GET /api/checkpoint",
@@ -850,9 +852,11 @@ async fn openapi_document_matches_the_routes() {
             .replace("{handle}", "alice")
             .replace("{index}", "0")
             .replace("{owner}", "alice")
-            .replace("{name}", "verse-base");
+            .replace("{name}", "verse-base")
+            .replace("{id}", "0123456789abcdef");
         let req = match method {
             "GET" => s.client.get(s.url(&concrete)),
+            "DELETE" => s.client.delete(s.url(&concrete)),
             _ => s.client.post(s.url(&concrete)).body("{}"),
         };
         let resp = req.send().await.unwrap();
@@ -877,7 +881,7 @@ async fn openapi_document_matches_the_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_node_refuses_every_write_route() {
     let f = fixture();
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let mut c = config(&f, Metering::On);
     c.read_only = true;
     let s = start(c).await;
@@ -962,7 +966,7 @@ async fn sse_events(resp: reqwest::Response) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_embedded_model_with_attribution() {
     let f = fixture();
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let s = start(config(&f, Metering::Off)).await;
     let size = s.size().await;
     let (_, models) = json_of(s.client.get(s.url("/v1/models")).send().await.unwrap()).await;
@@ -1096,7 +1100,7 @@ async fn gateway_metering_on_signs_and_submits_a_receipt() {
         json!({"account": "bob", "currency": "USD", "amount_micros": "5000"}),
     );
     drop(ledger);
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let s = start(config(&f, Metering::On)).await;
     let size = s.size().await;
     let (status, v) = json_of(
@@ -1215,7 +1219,7 @@ async fn gateway_refuses_a_free_derivative_when_the_payer_cannot_cover_the_floor
         json!({"account": "bob", "currency": "USD", "amount_micros": "1010"}),
     );
     drop(ledger);
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let s = start(config(&f, Metering::On)).await;
     let size = s.size().await;
     let (status, v) = json_of(
@@ -1357,7 +1361,7 @@ async fn stale_signer_timestamps_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_over_the_timeout_gets_a_json_error() {
     let f = fixture();
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     // An upstream that accepts connections and never answers: the gateway call must be
     // abandoned at the server's request timeout with a JSON error, not hang.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shoulders_server::apikeys::ApiKeys;
 use shoulders_server::ratelimit::RateLimit;
 use shoulders_server::{AppState, Metering};
 
@@ -30,8 +29,8 @@ const QUOTE: &str = "The woods are lovely, dark and deep";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attribute_needs_a_key_and_is_rate_limited_per_key() {
     let f = fixture();
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
-    let other = ApiKeys::issue(&f.data_dir(), "alice", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
+    let other = issue_key(&f.data_dir(), "alice");
     let mut c = config(&f, Metering::Off);
     c.attribute_rate_limit = Some(RateLimit {
         per_second: 1,
@@ -94,7 +93,7 @@ async fn attribute_needs_a_key_and_is_rate_limited_per_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attribution_past_its_deadline_is_cancelled_and_stops() {
     let f = fixture();
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let mut c = config(&f, Metering::Off);
     c.max_body_bytes = 2 << 20;
     c.attribute_timeout_ms = 0;

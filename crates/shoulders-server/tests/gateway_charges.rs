@@ -19,7 +19,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shoulders_record::Kind;
-use shoulders_server::apikeys::ApiKeys;
 use shoulders_server::{Metering, ServerConfig};
 
 const MODEL: &str = "alice/verse-metered";
@@ -173,7 +172,7 @@ fn metered(deposit: u128, upstream: &str) -> (Fixture, ServerConfig, String) {
         );
     }
     drop(ledger);
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let mut c = config(&f, Metering::On);
     c.upstreams.insert(MODEL.into(), upstream.to_string());
     (f, c, token)

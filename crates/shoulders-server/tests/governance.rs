@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{config, fixture, record, start, write_operator_key};
+use common::{config, fixture, issue_key, record, start, write_operator_key};
 use serde_json::{json, Value};
 use shoulders_ledger::{DataDir, Ledger};
 use shoulders_record::Kind;
-use shoulders_server::apikeys::ApiKeys;
 use shoulders_server::Metering;
 
 /// The fixture's contributions are records 3, 4 and 5 (DOCS in order).
@@ -57,7 +56,7 @@ async fn a_takedown_applies_to_the_next_attribution() {
         ))
         .unwrap();
     drop(ledger);
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let s = start(config(&f, Metering::Off)).await;
     let attribute = |s: &common::Running| {
         let req = s
@@ -197,7 +196,7 @@ async fn attribution_reports_reserved_content() {
         &mut |_| {},
     )
     .unwrap();
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let s = start(config(&f, Metering::Off)).await;
     let report: Value = s
         .client

@@ -391,3 +391,110 @@ pub fn run_all(
     let mut store = fresh();
     state_with_the_records(&mut *store, reopen_last);
 }
+
+fn key_row(id: &str, actor: &str) -> crate::KeyRow {
+    crate::KeyRow {
+        id: id.to_string(),
+        token_sha256: format!("{id}{}", "0".repeat(64 - id.len())),
+        actor: actor.to_string(),
+        created_ms: 7,
+        revoked_ms: None,
+        budget_micros: None,
+        budget_currency: None,
+        budget_period: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
+    }
+}
+
+/// API keys: inserted, listed by page and actor, revoked, and every change visible at once to
+/// a second connection (a server reading what the CLI wrote); the admin token's hash replaced
+/// whole; spend reserved, settled exactly once per call, cancelled, and durable.
+pub fn api_keys(open_keys: &dyn Fn() -> Box<dyn crate::KeyStore>) {
+    use crate::PendingSpend;
+    let mut cli = open_keys();
+    let server = open_keys();
+    let mut limited = key_row("00000000000000bb", "bob");
+    limited.budget_micros = Some(u128::from(u64::MAX) * 4);
+    limited.budget_currency = Some("USD".into());
+    limited.budget_period = Some("month".into());
+    limited.requests_per_minute = Some(60);
+    limited.tokens_per_minute = Some(10_000);
+    cli.insert_key(&key_row("00000000000000aa", "alice"))
+        .unwrap();
+    cli.insert_key(&limited).unwrap();
+    cli.insert_key(&key_row("00000000000000cc", "alice"))
+        .unwrap();
+    // A duplicate id is refused and changes nothing.
+    assert!(cli
+        .insert_key(&key_row("00000000000000aa", "mallory"))
+        .is_err());
+    assert_eq!(server.count_keys().unwrap(), 3);
+    assert_eq!(
+        server.key("00000000000000bb").unwrap(),
+        Some(limited.clone())
+    );
+    assert_eq!(
+        server.key("00000000000000aa").unwrap().unwrap().actor,
+        "alice"
+    );
+    assert_eq!(server.key("00000000000000dd").unwrap(), None);
+    // Pages in id order after a cursor; by actor.
+    let page: Vec<String> = server
+        .keys(None, None, 2)
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(page, ["00000000000000aa", "00000000000000bb"]);
+    let rest = server.keys(None, Some(&page[1]), 10).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "00000000000000cc");
+    assert_eq!(server.keys(Some("alice"), None, 10).unwrap().len(), 2);
+    assert!(server.keys(Some("nobody"), None, 10).unwrap().is_empty());
+    // Revocation: visible to the other connection at once; revoking twice counts once.
+    assert_eq!(
+        cli.revoke(&["00000000000000aa".into(), "nope".into()], 99)
+            .unwrap(),
+        1
+    );
+    assert_eq!(cli.revoke(&["00000000000000aa".into()], 100).unwrap(), 0);
+    assert_eq!(
+        server.key("00000000000000aa").unwrap().unwrap().revoked_ms,
+        Some(99)
+    );
+    // The admin token's hash.
+    assert_eq!(server.admin_token_sha256().unwrap(), None);
+    cli.set_admin_token_sha256("ab", 1).unwrap();
+    cli.set_admin_token_sha256("cd", 2).unwrap();
+    assert_eq!(server.admin_token_sha256().unwrap().as_deref(), Some("cd"));
+    // Spend: pending until settled, settled once, cancelled calls spend nothing, periods apart.
+    let mut spender = open_keys();
+    let pending = |usage: &str, start: u64| PendingSpend {
+        usage_id: usage.into(),
+        key_id: "00000000000000bb".into(),
+        period_start_ms: start,
+    };
+    spender.begin_spend(&pending("u1", 1000)).unwrap();
+    spender.begin_spend(&pending("u2", 1000)).unwrap();
+    spender.begin_spend(&pending("u3", 2000)).unwrap();
+    assert!(spender.begin_spend(&pending("u1", 1000)).is_err());
+    assert_eq!(spender.spent("00000000000000bb", 1000).unwrap(), 0);
+    let big = u128::from(u64::MAX) + 5;
+    assert!(spender.settle_spend("u1", big).unwrap());
+    assert!(!spender.settle_spend("u1", big).unwrap(), "settled once");
+    assert!(spender.settle_spend("u2", 10).unwrap());
+    spender.cancel_spend("u3").unwrap();
+    assert!(!spender.settle_spend("u3", 10).unwrap(), "cancelled");
+    assert!(!spender.settle_spend("never", 10).unwrap());
+    assert_eq!(server.spent("00000000000000bb", 1000).unwrap(), big + 10);
+    assert_eq!(server.spent("00000000000000bb", 2000).unwrap(), 0);
+    assert_eq!(server.spent("00000000000000aa", 1000).unwrap(), 0);
+    spender.begin_spend(&pending("u4", 1000)).unwrap();
+    drop((cli, server, spender));
+    // Durable across connections.
+    let again = open_keys();
+    assert_eq!(again.count_keys().unwrap(), 3);
+    assert_eq!(again.spent("00000000000000bb", 1000).unwrap(), big + 10);
+    assert_eq!(again.pending_spends(10).unwrap(), vec![pending("u4", 1000)]);
+}

@@ -8,11 +8,15 @@
 //! backend at run time.
 
 pub mod conformance;
+mod keys;
 mod location;
 mod pg;
 mod sqlite;
 mod state;
 
+pub use keys::pg::PostgresKeys;
+pub use keys::sqlite::SqliteKeys;
+pub use keys::{KeyRow, KeyStore, PendingSpend, MAX_KEY_PAGE_ROWS};
 pub use location::StoreLocation;
 pub use pg::{redact_url, PostgresStore, SCHEMA_VERSION, WRITER_LOCK_KEY};
 pub use shoulders_log::Hash;

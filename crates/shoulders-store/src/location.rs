@@ -1,7 +1,7 @@
 //! Where a ledger's log lives, chosen at run time: an SQLite file (the embedded default) or a
 //! PostgreSQL database.
 
-use crate::{PostgresStore, SqliteStore, Store, StoreError};
+use crate::{KeyStore, PostgresKeys, PostgresStore, SqliteKeys, SqliteStore, Store, StoreError};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,6 +86,15 @@ impl StoreLocation {
         Ok(match self {
             StoreLocation::Sqlite(path) => Box::new(SqliteStore::open_read_only(path)?),
             StoreLocation::Postgres(url) => Box::new(PostgresStore::open_read_only(url)?),
+        })
+    }
+
+    /// Open the API key tables of an existing store, on a connection of their own: no writer
+    /// lock is taken, so this works while a writer (a running server) has the log open.
+    pub fn open_keys(&self) -> Result<Box<dyn KeyStore>, StoreError> {
+        Ok(match self {
+            StoreLocation::Sqlite(path) => Box::new(SqliteKeys::open(path)?),
+            StoreLocation::Postgres(url) => Box::new(PostgresKeys::open(url)?),
         })
     }
 }

@@ -61,6 +61,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
                             PRIMARY KEY (idx, seq));
          CREATE INDEX legs_by_holder ON legs (holder, idx, seq);",
     ),
+    // The gateway's API keys, their budgets' spend and the admin token (see `keys`).
+    (3, crate::keys::PG_KEY_SCHEMA),
 ];
 
 /// The schema version this code reads and writes.
@@ -80,7 +82,7 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).expect("log indexes stay below 2^63")
 }
 
-fn pg_err(e: postgres::Error) -> StoreError {
+pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
     StoreError::Database(match e.as_db_error() {
         Some(db) => format!("PostgreSQL {}: {}", db.code().code(), db.message()),
         None => e.to_string(),
@@ -193,7 +195,7 @@ impl PostgresStore {
         }
     }
 
-    fn connect(url: &str, application: &str) -> Result<Client, StoreError> {
+    pub(crate) fn connect(url: &str, application: &str) -> Result<Client, StoreError> {
         let mut client = Client::connect(url, NoTls).map_err(|e| {
             StoreError::Database(format!(
                 "cannot connect to {}: {}",
@@ -268,7 +270,7 @@ impl PostgresStore {
     }
 
     /// The applied schema version, `None` for a database shoulders never initialised.
-    fn schema_version(client: &mut Client) -> Result<Option<i32>, StoreError> {
+    pub(crate) fn schema_version(client: &mut Client) -> Result<Option<i32>, StoreError> {
         let exists: bool = client
             .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
             .map_err(pg_err)?
@@ -282,7 +284,7 @@ impl PostgresStore {
             .get(0))
     }
 
-    fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
         let mut tx = client.transaction().map_err(pg_err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
             .map_err(pg_err)?;

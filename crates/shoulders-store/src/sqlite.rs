@@ -103,6 +103,7 @@ impl SqliteStore {
         let conn = Connection::open(path)?;
         Self::configure(&conn)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::keys::SQLITE_KEY_SCHEMA)?;
         let mut store = Self::finish_open(conn)?;
         store._checkpointer = Checkpointer::start(path);
         Ok(store)
@@ -115,8 +116,9 @@ impl SqliteStore {
         }
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         Self::configure(&conn)?;
-        // Schema 2's tables, for a database made before them.
+        // Schema 2's tables, and the API keys', for a database made before them.
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::keys::SQLITE_KEY_SCHEMA)?;
         let mut store = Self::finish_open(conn)?;
         store._checkpointer = Checkpointer::start(path);
         Ok(store)

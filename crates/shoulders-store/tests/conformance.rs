@@ -32,3 +32,16 @@ fn opening_a_missing_store_says_so() {
         .unwrap();
     assert_eq!(err.code(), "E_STORE_MISSING");
 }
+
+#[test]
+fn sqlite_key_tables_pass_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.sqlite");
+    drop(SqliteStore::create(&path).unwrap());
+    conformance::api_keys(&|| Box::new(shoulders_store::SqliteKeys::open(&path).unwrap()));
+    // A missing database is not created by opening its key tables.
+    let err = shoulders_store::SqliteKeys::open(&dir.path().join("none.sqlite"))
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), "E_STORE_MISSING");
+}

@@ -24,6 +24,18 @@ fn postgres_passes_the_conformance_suite() {
     conformance::run_all(&mut fresh, &reopen);
 }
 
+#[test]
+fn postgres_key_tables_pass_the_conformance_suite() {
+    let url = fresh_database_url();
+    // A database shoulders never initialised has no key tables to open.
+    let err = shoulders_store::PostgresKeys::open(&url).err().unwrap();
+    assert_eq!(err.code(), "E_STORE_MISSING");
+    let writer = PostgresStore::create(&url).unwrap();
+    // Key connections take no writer lock: they work while the writer runs.
+    conformance::api_keys(&|| Box::new(shoulders_store::PostgresKeys::open(&url).unwrap()));
+    drop(writer);
+}
+
 /// Append `count` generated records through `frontier`.
 fn append(store: &mut PostgresStore, frontier: &mut Frontier, count: u64) {
     let first = frontier.size();

@@ -211,3 +211,42 @@ pub fn config(f: &Fixture, metering: Metering) -> ServerConfig {
     c.max_body_bytes = 64 * 1024;
     c
 }
+
+/// Issue an unlimited gateway API key for `actor` in the ledger's store (what
+/// `shoulders apikey new` does); returns the token.
+pub fn issue_key(data_dir: &Path, actor: &str) -> String {
+    let mut store = shoulders_server::apikeys::open_store(data_dir, None, false).unwrap();
+    shoulders_server::apikeys::issue(
+        &mut *store,
+        actor,
+        &shoulders_server::apikeys::KeyLimits::default(),
+        1,
+        &mut OsRng,
+    )
+    .unwrap()
+    .0
+}
+
+/// Start the server and also return its state (tests pin the API keys' clock through it).
+pub async fn start_with_state(config: ServerConfig) -> (Running, Arc<AppState>) {
+    let state: Arc<AppState> = AppState::open(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(shoulders_server::serve(
+        listener,
+        Arc::clone(&state),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    (
+        Running {
+            base,
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+            task: Some(task),
+        },
+        state,
+    )
+}
