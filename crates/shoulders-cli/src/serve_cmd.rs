@@ -233,6 +233,8 @@ fn init_logging(format: &str) {
     } else {
         builder.with_ansi(false).try_init()
     };
+}
+
 /// Limits for `apikey new`, as given on the command line.
 pub struct NewKeyLimits {
     pub budget_micros: Option<String>,

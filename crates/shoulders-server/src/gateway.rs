@@ -134,7 +134,7 @@ pub(crate) enum Api {
 }
 
 impl Api {
-    fn operation(self) -> crate::metrics::Operation {
+    pub(crate) fn operation(self) -> crate::metrics::Operation {
         match self {
             Api::Chat => crate::metrics::Operation::Chat,
             Api::Completions => crate::metrics::Operation::TextCompletion,
@@ -144,11 +144,11 @@ impl Api {
 
 /// Counts a call to a known model as failed when dropped before it was answered: every `?`
 /// after the model was found, and a call cancelled (client gone, request timeout).
-struct CallCounted {
+pub(crate) struct CallCounted {
     st: Arc<AppState>,
     operation: crate::metrics::Operation,
     model: String,
-    answered: bool,
+    pub(crate) answered: bool,
 }
 
 impl Drop for CallCounted {
@@ -475,6 +475,9 @@ async fn handle(
             dataset,
             hold,
             started,
+            usage_id: id,
+            admission: Some(admission),
+            counted,
         };
         return crate::streaming::relay(st, call).await;
     }
@@ -563,6 +566,7 @@ async fn handle(
         took: started.elapsed(),
         receipt_appended: receipt_out.is_some(),
         charge: charge_micros.map(|m| (m, currency)),
+        completed: true,
     });
     counted.answered = true;
 

@@ -377,7 +377,11 @@ impl Metrics {
             .get_or_create(&CallLabels {
                 gen_ai_operation_name: call.operation,
                 gen_ai_request_model: model.clone(),
-                outcome: Outcome::Ok,
+                outcome: if call.completed {
+                    Outcome::Ok
+                } else {
+                    Outcome::Error
+                },
             })
             .inc();
         if call.receipt_appended {
@@ -419,6 +423,9 @@ pub struct GatewayCall<'a> {
     pub receipt_appended: bool,
     /// The receipt's charge (micro-units) and currency; `None` when metering is off.
     pub charge: Option<(u64, &'a str)>,
+    /// Whether the call completed: a relayed stream cut short still records the tokens and
+    /// charge of what it delivered, but counts as an `error` call.
+    pub completed: bool,
 }
 
 /// Middleware around every route: takes or makes the request id, runs the request inside a

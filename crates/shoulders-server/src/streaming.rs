@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ApiError, ApiResult};
 use crate::gateway::{self, Api, CappedError};
-use crate::{preauth, AppState, Metering};
+use crate::{keygate, preauth, AppState, Metering};
 
 /// Events the relay may queue ahead of the client before it stops reading the upstream.
 pub const RELAY_QUEUE_EVENTS: usize = 16;
@@ -66,6 +66,14 @@ pub(crate) struct StreamCall {
     /// Released only after the receipt is committed (or when none is due).
     pub hold: Option<preauth::Hold>,
     pub started: Instant,
+    /// The receipt's usage id (also the chunks' id), under which the API key's admission left
+    /// its pending spend.
+    pub usage_id: String,
+    /// The API key's admission: settled with the receipt's charge once it is appended, so a
+    /// streamed call counts against the key's budget like any other.
+    pub admission: Option<keygate::Admission>,
+    /// Metrics: a call dropped before it was settled counts as failed.
+    pub counted: gateway::CallCounted,
 }
 
 /// Why a stream stopped before its end. Each is reported to the client as an error event with
@@ -283,7 +291,7 @@ async fn run(
 ) {
     let frame = Frame {
         api: call.api,
-        id: format!("shoulders-{}", gateway::random_hex()),
+        id: call.usage_id.clone(),
         created: call.now_ms / 1000,
         model: call.model.clone(),
     };
@@ -502,9 +510,19 @@ async fn settle(
     completed: bool,
 ) -> ApiResult<Settled> {
     let hold = call.hold.take();
+    let admission = call.admission.take();
     let preauthorised_micros = hold.as_ref().map(preauth::Hold::amount_micros);
     if text.is_empty() && !completed {
-        drop(hold);
+        // Nothing delivered, nothing charged: the key's unused tokens go back and its pending
+        // spend is settled (to nothing, as no receipt names the usage id).
+        let prompt_tokens = call.prompt_tokens;
+        tokio::task::spawn_blocking(move || {
+            let settled = admission.map(|a| a.settle(prompt_tokens));
+            drop(hold);
+            settled.transpose()
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("settling the stream failed: {e}")))??;
         return Ok(Settled {
             receipt: None,
             attribution: None,
@@ -518,7 +536,7 @@ async fn settle(
             Err(e) => (None, Some(json!({"code": e.code, "message": e.message}))),
         };
     let receipt = UsageReceipt {
-        usage_id: format!("shoulders-{}", gateway::random_hex()),
+        usage_id: call.usage_id.clone(),
         model_id: call.model.clone(),
         payer: call.payer.clone(),
         use_category: call.use_tag.clone(),
@@ -530,14 +548,37 @@ async fn settle(
         max_royalty_bps: call.max_royalty_bps,
     };
     let (st2, now_ms) = (Arc::clone(st), call.now_ms);
+    let (input_tokens, output_tokens) = (receipt.input_tokens, receipt.output_tokens);
     let receipt = tokio::task::spawn_blocking(move || {
-        // As in the non-streaming path: the hold goes only once the append is over.
+        // As in the non-streaming path: the hold goes only once the append is over, and the
+        // API key's spend is settled from the recorded charge before its budget hold goes.
         let out = gateway::submit_receipt(&st2, receipt, now_ms);
+        let settled = admission.map(|a| a.settle(input_tokens + output_tokens));
         drop(hold);
-        out
+        let out = out?;
+        settled.transpose().map(|_| out)
     })
     .await
     .map_err(|e| ApiError::internal(format!("settling the stream failed: {e}")))??;
+    let charge_micros = receipt
+        .as_ref()
+        .and_then(|r| r["charge_micros"].as_str())
+        .map(|m| m.parse::<u64>().unwrap_or(u64::MAX));
+    let currency = receipt
+        .as_ref()
+        .and_then(|r| r["currency"].as_str())
+        .unwrap_or("");
+    st.metrics.gateway_answered(&crate::metrics::GatewayCall {
+        operation: call.api.operation(),
+        model: &call.model,
+        input_tokens,
+        output_tokens,
+        took: call.started.elapsed(),
+        receipt_appended: receipt.is_some(),
+        charge: charge_micros.map(|m| (m, currency)),
+        completed,
+    });
+    call.counted.answered = true;
     Ok(Settled {
         receipt,
         attribution,

@@ -13,7 +13,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shoulders_record::Kind;
-use shoulders_server::apikeys::ApiKeys;
 use shoulders_server::{Metering, ServerConfig};
 
 const MODEL: &str = "alice/verse-metered";
@@ -205,7 +204,7 @@ fn metered() -> (Fixture, ServerConfig, String) {
         json!({"account": "bob", "currency": "USD", "amount_micros": "100000000"}),
     );
     drop(ledger);
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let c = config(&f, Metering::On);
     (f, c, token)
 }

@@ -18,7 +18,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest;
 use shoulders_record::Kind;
-use shoulders_server::apikeys::ApiKeys;
 use shoulders_server::{AppState, Metering, ServerConfig};
 
 const MODEL: &str = "alice/verse-streamed";
@@ -219,7 +218,7 @@ fn metered(deposit: u128, upstream: &str) -> (Fixture, ServerConfig, String) {
         );
     }
     drop(ledger);
-    let token = ApiKeys::issue(&f.data_dir(), "bob", 1, &mut rand::rngs::OsRng).unwrap();
+    let token = issue_key(&f.data_dir(), "bob");
     let mut c = config(&f, Metering::On);
     c.upstreams.insert(MODEL.into(), upstream.to_string());
     (f, c, token)
@@ -849,5 +848,64 @@ async fn max_tokens_bounds_the_charge_and_metering_off_appends_nothing() {
         "{sh}"
     );
     assert_eq!(s.size().await, size, "nothing appended");
+    s.stop().await;
+}
+
+/// A streamed call counts against its API key's budget like any other: the delivered text's
+/// charge joins the key's spend once the receipt is appended (also for a client that hangs up),
+/// and once streams have spent the budget the next call is refused with 402 before the upstream
+/// is asked for anything. (Without this a key could stream past its budget for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_calls_spend_the_api_key_budget() {
+    use shoulders_server::apikeys::{self, BudgetPeriod};
+    let chat = true;
+    let mut script = vec![text_event(chat, "Shall I compare thee")];
+    script.extend(finish_events(chat));
+    let (stub, url) = stub(script).await;
+    let (f, c, _) = metered(DEPOSIT, &url);
+    // Room for the hold of one call (max_tokens 100) plus what two 20-token answers cost.
+    let per_call = 20 * PER_TOKEN_MICROS;
+    let budget = 100 * PER_TOKEN_MICROS + per_call - 1;
+    let mut store = apikeys::open_store(&f.data_dir(), None, false).unwrap();
+    let (token, key) = apikeys::issue(
+        &mut *store,
+        "bob",
+        &apikeys::KeyLimits {
+            budget: Some(apikeys::Budget {
+                amount_micros: budget,
+                currency: "USD".into(),
+                period: BudgetPeriod::Day,
+            }),
+            ..Default::default()
+        },
+        1,
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
+    drop(store);
+    let s = serve(c).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let spent = || {
+        let store = apikeys::open_store(&f.data_dir(), None, false).unwrap();
+        store
+            .spent(&key.key_id, BudgetPeriod::Day.bounds_ms(now_ms).0)
+            .unwrap()
+    };
+    let mut events = Events::new(s.stream(&token, chat, json!({})).await);
+    let rest = events.rest().await;
+    assert_eq!(rest.last().unwrap(), "[DONE]");
+    s.until_released().await;
+    assert_eq!(spent(), per_call, "the stream's charge is the key's spend");
+    // The second call no longer fits: its hold (100 tokens) plus the spend is over the budget.
+    let size = s.size().await;
+    let resp = s.stream(&token, chat, json!({})).await;
+    assert_eq!(resp.status(), StatusCode::PAYMENT_REQUIRED);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "E_KEY_BUDGET_EXCEEDED", "{v}");
+    assert_eq!(s.size().await, size, "nothing appended");
+    assert_eq!(stub.hits(), 1, "the upstream was not asked");
     s.stop().await;
 }
