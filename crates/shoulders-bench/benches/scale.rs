@@ -260,13 +260,17 @@ fn main() {
         let actor = time_get(&client, &u("/actors/c0"), 200);
         let model = time_get(&client, &u("/models/tuner/chat"), 200);
         // A metered gateway call: the API key of the payer.
-        let key = shoulders_server::apikeys::ApiKeys::issue(
-            dir.root(),
+        let mut keys = shoulders_server::apikeys::open_store(dir.root(), None, false).unwrap();
+        let key = shoulders_server::apikeys::issue(
+            &mut *keys,
             "payer",
+            &Default::default(),
             1,
             &mut rand_core::OsRng,
         )
-        .unwrap();
+        .unwrap()
+        .0;
+        drop(keys);
         drop(server);
         let (server, _) = serve(&bin, dir);
         let mut gateway = Vec::new();

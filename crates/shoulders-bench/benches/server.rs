@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use shoulders_attrib::dataset::BuildDoc;
 use shoulders_ledger::{init_with, ContentStore, DataDir, Ledger, OperatorInit};
 use shoulders_record::{sign_record, ActorKey, Body, Kind};
-use shoulders_server::{apikeys::ApiKeys, AppState, Metering, ServerConfig};
+use shoulders_server::{apikeys, AppState, Metering, ServerConfig};
 
 const TS_MS: u64 = 1_767_225_600_000;
 
@@ -291,7 +291,11 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
     let setup = setup();
-    let token = ApiKeys::issue(&setup.data_dir, "bob", 1, &mut OsRng).unwrap();
+    let mut keys = apikeys::open_store(&setup.data_dir, None, false).unwrap();
+    let token = apikeys::issue(&mut *keys, "bob", &Default::default(), 1, &mut OsRng)
+        .unwrap()
+        .0;
+    drop(keys);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
