@@ -12,9 +12,8 @@ use axum::extract::State;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shoulders_record::Kind;
 use shoulders_server::apikeys::{self, BudgetPeriod};
-use shoulders_server::{Metering, ServerConfig};
+use shoulders_server::ServerConfig;
 use shoulders_store::PendingSpend;
 
 const MODEL: &str = "alice/verse-metered";
@@ -48,48 +47,19 @@ async fn stub() -> (Arc<AtomicUsize>, String) {
     (hits, base)
 }
 
-/// The fixture plus an operator, `alice/verse-metered` priced per output token and forwarded
-/// to `upstream`, and 100 USD for bob.
+/// The fixture plus an operator, `MODEL` priced per output token and forwarded to `upstream`,
+/// and 100 USD for bob.
 fn metered(upstream: &str) -> (Fixture, ServerConfig) {
-    let f = fixture();
-    let operator = write_operator_key(&f.data_dir());
-    let ledger =
-        shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(f.data_dir())).unwrap();
-    let submit =
-        |key, id: &str, kind, body| ledger.submit(record(key, id, f.ts_ms, kind, body)).unwrap();
-    submit(
-        &operator,
-        "config",
-        Kind::LedgerConfig,
-        json!({"operator": "operator", "protocol_fee_bps": 100}),
-    );
-    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
-    let mut terms = serde_json::to_value(terms).unwrap();
-    terms["price_per_call_micros"] = json!("0");
-    terms["price_per_1k_output_tokens_micros"] = json!(PER_1K_MICROS.to_string());
-    submit(
-        &f.alice,
-        "lic",
-        Kind::LicenseDefine,
-        json!({"license_id": "alice/per-token", "name": name, "spdx_id": spdx, "terms": terms}),
-    );
-    submit(
-        &f.alice,
-        "m-metered",
-        Kind::ModelRegister,
-        json!({"model_id": MODEL, "name": "Verse, metered per token",
-               "datasets": ["alice/verse"], "license_id": "alice/per-token"}),
-    );
-    submit(
-        &operator,
-        "dep",
-        Kind::FundsDeposit,
-        json!({"account": "bob", "currency": "USD", "amount_micros": "100000000"}),
-    );
-    drop(ledger);
-    let mut c = config(&f, Metering::On);
-    c.upstreams.insert(MODEL.into(), upstream.to_string());
-    (f, c)
+    Metered {
+        model: MODEL,
+        license_id: "alice/per-token",
+        price_per_call_micros: 0,
+        price_per_1k_output_tokens_micros: PER_1K_MICROS,
+        forbidden_uses: &[],
+        deposit_micros: 100_000_000,
+        upstream: Some(upstream),
+    }
+    .ledger()
 }
 
 async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {

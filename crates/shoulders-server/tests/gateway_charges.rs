@@ -19,7 +19,7 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shoulders_record::Kind;
-use shoulders_server::{Metering, ServerConfig};
+use shoulders_server::ServerConfig;
 
 const MODEL: &str = "alice/verse-metered";
 /// 1000 micro-units per output token, nothing per call: a per-token-priced model.
@@ -131,51 +131,19 @@ async fn stub(reply: Reply, open: bool) -> (Arc<Stub>, String) {
     (stub, base)
 }
 
-/// The fixture plus an operator (1% fee), `alice/verse-metered` priced per output token only,
-/// and `deposit` micro-units for bob; the server's config forwards the model to `upstream`.
+/// The fixture plus an operator (1% fee), `MODEL` priced per output token only, `deposit`
+/// micro-units for bob and bob's API key; the server's config forwards the model to `upstream`.
 fn metered(deposit: u128, upstream: &str) -> (Fixture, ServerConfig, String) {
-    let f = fixture();
-    let operator = write_operator_key(&f.data_dir());
-    let ledger =
-        shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(f.data_dir())).unwrap();
-    let submit =
-        |key, id: &str, kind, body| ledger.submit(record(key, id, f.ts_ms, kind, body)).unwrap();
-    submit(
-        &operator,
-        "config",
-        Kind::LedgerConfig,
-        json!({"operator": "operator", "protocol_fee_bps": 100}),
-    );
-    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
-    let mut terms = serde_json::to_value(terms).unwrap();
-    terms["price_per_call_micros"] = json!("0");
-    terms["price_per_1k_output_tokens_micros"] = json!(PER_1K_MICROS.to_string());
-    submit(
-        &f.alice,
-        "lic",
-        Kind::LicenseDefine,
-        json!({"license_id": "alice/per-token", "name": name, "spdx_id": spdx, "terms": terms}),
-    );
-    submit(
-        &f.alice,
-        "m-metered",
-        Kind::ModelRegister,
-        json!({"model_id": MODEL, "name": "Verse, metered per token",
-               "datasets": ["alice/verse"], "license_id": "alice/per-token"}),
-    );
-    if deposit > 0 {
-        submit(
-            &operator,
-            "dep",
-            Kind::FundsDeposit,
-            json!({"account": "bob", "currency": "USD", "amount_micros": deposit.to_string()}),
-        );
+    Metered {
+        model: MODEL,
+        license_id: "alice/per-token",
+        price_per_call_micros: 0,
+        price_per_1k_output_tokens_micros: PER_1K_MICROS,
+        forbidden_uses: &[],
+        deposit_micros: deposit,
+        upstream: Some(upstream),
     }
-    drop(ledger);
-    let token = issue_key(&f.data_dir(), "bob");
-    let mut c = config(&f, Metering::On);
-    c.upstreams.insert(MODEL.into(), upstream.to_string());
-    (f, c, token)
+    .build()
 }
 
 async fn call(s: &Running, token: &str, max_tokens: u64) -> (StatusCode, Value) {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shoulders_record::Kind;
 use shoulders_server::{Metering, ServerConfig};
 
 const MODEL: &str = "alice/verse-metered";
@@ -165,48 +164,19 @@ async fn json_of(resp: reqwest::Response) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// The fixture plus an operator, a per-token licence, `alice/verse-metered` under it (answered
-/// by the embedded model over the verse index) and a deposit for bob; metering on.
+/// The fixture plus an operator, `MODEL` under a per-call and per-token licence (answered by
+/// the embedded model over the verse index), 100 USD for bob and bob's API key; metering on.
 fn metered() -> (Fixture, ServerConfig, String) {
-    let f = fixture();
-    let operator = write_operator_key(&f.data_dir());
-    let ledger =
-        shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(f.data_dir())).unwrap();
-    let submit =
-        |key, id: &str, kind, body| ledger.submit(record(key, id, f.ts_ms, kind, body)).unwrap();
-    submit(
-        &operator,
-        "config",
-        Kind::LedgerConfig,
-        json!({"operator": "operator", "protocol_fee_bps": 100}),
-    );
-    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
-    let mut terms = serde_json::to_value(terms).unwrap();
-    terms["price_per_call_micros"] = json!("7");
-    terms["price_per_1k_output_tokens_micros"] = json!("1000000");
-    submit(
-        &f.alice,
-        "lic",
-        Kind::LicenseDefine,
-        json!({"license_id": "alice/per-token", "name": name, "spdx_id": spdx, "terms": terms}),
-    );
-    submit(
-        &f.alice,
-        "m-metered",
-        Kind::ModelRegister,
-        json!({"model_id": MODEL, "name": "Verse, metered per token",
-               "datasets": ["alice/verse"], "license_id": "alice/per-token"}),
-    );
-    submit(
-        &operator,
-        "dep",
-        Kind::FundsDeposit,
-        json!({"account": "bob", "currency": "USD", "amount_micros": "100000000"}),
-    );
-    drop(ledger);
-    let token = issue_key(&f.data_dir(), "bob");
-    let c = config(&f, Metering::On);
-    (f, c, token)
+    Metered {
+        model: MODEL,
+        license_id: "alice/per-token",
+        price_per_call_micros: 7,
+        price_per_1k_output_tokens_micros: 1_000_000,
+        forbidden_uses: &[],
+        deposit_micros: 100_000_000,
+        upstream: None,
+    }
+    .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

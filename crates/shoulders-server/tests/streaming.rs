@@ -17,7 +17,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::Digest;
-use shoulders_record::Kind;
 use shoulders_server::{AppState, Metering, ServerConfig};
 
 const MODEL: &str = "alice/verse-streamed";
@@ -177,51 +176,18 @@ async fn stub(script: Vec<Step>) -> (Arc<Stub>, String) {
 }
 
 /// The fixture plus an operator, `MODEL` priced per output token (its licence forbids the use
-/// `surveillance`), `deposit` for bob, and the model forwarded to `upstream`.
+/// `surveillance`), `deposit` for bob, bob's API key, and the model forwarded to `upstream`.
 fn metered(deposit: u128, upstream: &str) -> (Fixture, ServerConfig, String) {
-    let f = fixture();
-    let operator = write_operator_key(&f.data_dir());
-    let ledger =
-        shoulders_ledger::Ledger::open(&shoulders_ledger::DataDir::new(f.data_dir())).unwrap();
-    let submit =
-        |key, id: &str, kind, body| ledger.submit(record(key, id, f.ts_ms, kind, body)).unwrap();
-    submit(
-        &operator,
-        "config",
-        Kind::LedgerConfig,
-        json!({"operator": "operator", "protocol_fee_bps": 100}),
-    );
-    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
-    let mut terms = serde_json::to_value(terms).unwrap();
-    terms["price_per_call_micros"] = json!("0");
-    terms["price_per_1k_output_tokens_micros"] = json!(PER_1K_MICROS.to_string());
-    terms["forbidden_uses"] = json!(["surveillance"]);
-    submit(
-        &f.alice,
-        "lic",
-        Kind::LicenseDefine,
-        json!({"license_id": "alice/streamed", "name": name, "spdx_id": spdx, "terms": terms}),
-    );
-    submit(
-        &f.alice,
-        "m-streamed",
-        Kind::ModelRegister,
-        json!({"model_id": MODEL, "name": "Verse, streamed",
-               "datasets": ["alice/verse"], "license_id": "alice/streamed"}),
-    );
-    if deposit > 0 {
-        submit(
-            &operator,
-            "dep",
-            Kind::FundsDeposit,
-            json!({"account": "bob", "currency": "USD", "amount_micros": deposit.to_string()}),
-        );
+    Metered {
+        model: MODEL,
+        license_id: "alice/streamed",
+        price_per_call_micros: 0,
+        price_per_1k_output_tokens_micros: PER_1K_MICROS,
+        forbidden_uses: &["surveillance"],
+        deposit_micros: deposit,
+        upstream: Some(upstream),
     }
-    drop(ledger);
-    let token = issue_key(&f.data_dir(), "bob");
-    let mut c = config(&f, Metering::On);
-    c.upstreams.insert(MODEL.into(), upstream.to_string());
-    (f, c, token)
+    .build()
 }
 
 /// A running server and its state (to read what calls in flight hold).

@@ -250,3 +250,79 @@ pub async fn start_with_state(config: ServerConfig) -> (Running, Arc<AppState>) 
         state,
     )
 }
+
+/// A priced model for the gateway tests, forwarded to `upstream` (or answered by the embedded
+/// model over the verse index when `None`).
+pub struct Metered<'a> {
+    pub model: &'a str,
+    pub license_id: &'a str,
+    pub price_per_call_micros: u128,
+    pub price_per_1k_output_tokens_micros: u128,
+    /// Uses the licence forbids.
+    pub forbidden_uses: &'a [&'a str],
+    /// Deposited for bob (nothing when 0).
+    pub deposit_micros: u128,
+    pub upstream: Option<&'a str>,
+}
+
+impl Metered<'_> {
+    /// [`Metered::ledger`] and an unlimited API key paying as bob.
+    pub fn build(&self) -> (Fixture, ServerConfig, String) {
+        let (f, c) = self.ledger();
+        let token = issue_key(&f.data_dir(), "bob");
+        (f, c, token)
+    }
+
+    /// The fixture plus an operator (1% fee), the model under its own apache-2.0-based licence
+    /// at these prices and bob's deposit; metering on, no API key issued.
+    pub fn ledger(&self) -> (Fixture, ServerConfig) {
+        let f = fixture();
+        let operator = write_operator_key(&f.data_dir());
+        let ledger = Ledger::open(&DataDir::new(f.data_dir())).unwrap();
+        let submit = |key, id: &str, kind, body| {
+            ledger.submit(record(key, id, f.ts_ms, kind, body)).unwrap()
+        };
+        submit(
+            &operator,
+            "config",
+            Kind::LedgerConfig,
+            json!({"operator": "operator", "protocol_fee_bps": 100}),
+        );
+        let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
+        let mut terms = serde_json::to_value(terms).unwrap();
+        terms["price_per_call_micros"] = json!(self.price_per_call_micros.to_string());
+        terms["price_per_1k_output_tokens_micros"] =
+            json!(self.price_per_1k_output_tokens_micros.to_string());
+        if !self.forbidden_uses.is_empty() {
+            terms["forbidden_uses"] = json!(self.forbidden_uses);
+        }
+        submit(
+            &f.alice,
+            "lic",
+            Kind::LicenseDefine,
+            json!({"license_id": self.license_id, "name": name, "spdx_id": spdx, "terms": terms}),
+        );
+        submit(
+            &f.alice,
+            "m-metered",
+            Kind::ModelRegister,
+            json!({"model_id": self.model, "name": format!("{}, metered", self.model),
+                   "datasets": ["alice/verse"], "license_id": self.license_id}),
+        );
+        if self.deposit_micros > 0 {
+            submit(
+                &operator,
+                "dep",
+                Kind::FundsDeposit,
+                json!({"account": "bob", "currency": "USD",
+                       "amount_micros": self.deposit_micros.to_string()}),
+            );
+        }
+        drop(ledger);
+        let mut c = config(&f, Metering::On);
+        if let Some(upstream) = self.upstream {
+            c.upstreams.insert(self.model.into(), upstream.to_string());
+        }
+        (f, c)
+    }
+}
