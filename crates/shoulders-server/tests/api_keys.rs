@@ -106,13 +106,6 @@ fn admin_token(f: &Fixture) -> String {
     apikeys::set_admin_token(&mut *store, 1, &mut rand::rngs::OsRng).unwrap()
 }
 
-fn spent(f: &Fixture, key_id: &str, now_ms: u64) -> u128 {
-    let store = apikeys::open_store(&f.data_dir(), None, false).unwrap();
-    store
-        .spent(key_id, BudgetPeriod::Day.bounds_ms(now_ms).0)
-        .unwrap()
-}
-
 /// Admin API: refused without the operator's admin token (and with a wrong or replaced one),
 /// changing nothing; with it, keys are issued with limits, listed by pages and revoked, and a
 /// revoked key is refused on its very next request.
@@ -273,23 +266,7 @@ async fn budget_refuses_before_the_upstream_and_resets_next_period() {
     let (hits, url) = stub().await;
     let (f, c) = metered(&url);
     let budget = 3 * CHARGE_MICROS + MAX_CHARGE_MICROS - 1; // room for exactly three calls
-    let mut store = apikeys::open_store(&f.data_dir(), None, false).unwrap();
-    let (token, key) = apikeys::issue(
-        &mut *store,
-        "bob",
-        &apikeys::KeyLimits {
-            budget: Some(apikeys::Budget {
-                amount_micros: budget,
-                currency: "USD".into(),
-                period: BudgetPeriod::Day,
-            }),
-            ..Default::default()
-        },
-        1,
-        &mut rand::rngs::OsRng,
-    )
-    .unwrap();
-    drop(store);
+    let (token, key) = issue_key_with(&f.data_dir(), "bob", &day_budget(budget));
     let (s, state) = start_with_state(c.clone()).await;
     state.api_keys.pin_clock_ms(Some(T0_MS));
     let mut charged = 0u128;
@@ -303,7 +280,11 @@ async fn budget_refuses_before_the_upstream_and_resets_next_period() {
             .unwrap();
     }
     assert_eq!(charged, 3 * CHARGE_MICROS);
-    assert_eq!(spent(&f, &key.key_id, T0_MS), charged, "spend = receipts");
+    assert_eq!(
+        key_spent(&f.data_dir(), &key.key_id, T0_MS),
+        charged,
+        "spend = receipts"
+    );
     let size = s.size().await;
     let (status, v) = call(&s, &token).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{v}");
@@ -319,7 +300,10 @@ async fn budget_refuses_before_the_upstream_and_resets_next_period() {
     state.api_keys.pin_clock_ms(Some(midnight));
     let (status, v) = call(&s, &token).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    assert_eq!(spent(&f, &key.key_id, midnight), CHARGE_MICROS);
+    assert_eq!(
+        key_spent(&f.data_dir(), &key.key_id, midnight),
+        CHARGE_MICROS
+    );
     // Restart: the spend is in the store, not in memory.
     drop(state);
     s.stop().await;
@@ -328,7 +312,10 @@ async fn budget_refuses_before_the_upstream_and_resets_next_period() {
     let (status, v) = call(&s, &token).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{v}");
     assert_eq!(hits.load(Ordering::SeqCst), 4);
-    assert_eq!(spent(&f, &key.key_id, T0_MS), 3 * CHARGE_MICROS);
+    assert_eq!(
+        key_spent(&f.data_dir(), &key.key_id, T0_MS),
+        3 * CHARGE_MICROS
+    );
     drop(state);
     s.stop().await;
 }

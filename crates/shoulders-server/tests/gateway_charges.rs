@@ -178,21 +178,6 @@ async fn balance(s: &Running, actor: &str) -> i128 {
         })
 }
 
-/// After the server is stopped: the exported ledger verifies from scratch (signatures, fold,
-/// Merkle root) and every currency's books are conserved. Returns bob's verified balance.
-fn verify_clean(f: &Fixture) -> i128 {
-    let reader = shoulders_ledger::Reader::open(&shoulders_ledger::DataDir::new(f.data_dir()))
-        .expect("the ledger opens");
-    let mut export = Vec::new();
-    reader.export(reader.size(), &mut export).unwrap();
-    let (_, state) = shoulders_ledger::verify_export(&export, reader.verifier_key())
-        .unwrap_or_else(|e| panic!("verify failed: {e:?}"));
-    for t in state.totals() {
-        assert!(t.conserved, "{t:?}");
-    }
-    state.balance("bob", "USD")
-}
-
 /// Attack (issue 15, item 1): an upstream claims 50 000 output tokens for "ok" on a call with
 /// `max_tokens` 10. Trusted, that charged the payer 50 USD. The gateway counts the delivered
 /// bytes instead (2), never more than `max_tokens`, and forwards `max_tokens` upstream.

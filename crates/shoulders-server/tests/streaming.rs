@@ -192,60 +192,29 @@ fn metered(deposit: u128, upstream: &str) -> (Fixture, ServerConfig, String) {
 
 /// A running server and its state (to read what calls in flight hold).
 struct Served {
-    base: String,
-    client: reqwest::Client,
+    run: Running,
     state: Arc<AppState>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn serve(config: ServerConfig) -> Served {
-    let state = AppState::open(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(shoulders_server::serve(
-        listener,
-        Arc::clone(&state),
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    Served {
-        base,
-        client: reqwest::Client::new(),
-        state,
-        stop,
-        task,
+    let (run, state) = start_with_state(config).await;
+    Served { run, state }
+}
+
+/// `url`, `size` and `client` are [`Running`]'s.
+impl std::ops::Deref for Served {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.run
     }
 }
 
 impl Served {
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
     /// Graceful shutdown; the state (and so the ledger) is closed with the last reference.
     async fn stop(self) {
-        let Served {
-            state, stop, task, ..
-        } = self;
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
+        let Served { run, state } = self;
+        run.stop().await;
         drop(state);
-    }
-
-    async fn size(&self) -> u64 {
-        let note = self
-            .client
-            .get(self.url("/api/checkpoint"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        note.lines().nth(1).unwrap().parse().unwrap()
     }
 
     fn held(&self) -> u128 {
@@ -404,21 +373,6 @@ async fn assert_receipt_for(s: &Served, index: u64, text: &str) {
     assert_eq!(body["model_id"], MODEL);
     assert_eq!(body["output_tokens"], text.len() as u64, "{r}");
     assert_eq!(body["output_hash"], sha256(text));
-}
-
-/// After the server is stopped: the ledger verifies from scratch with conserved books; returns
-/// bob's verified balance.
-fn verify_clean(f: &Fixture) -> i128 {
-    let reader = shoulders_ledger::Reader::open(&shoulders_ledger::DataDir::new(f.data_dir()))
-        .expect("the ledger opens");
-    let mut export = Vec::new();
-    reader.export(reader.size(), &mut export).unwrap();
-    let (_, state) = shoulders_ledger::verify_export(&export, reader.verifier_key())
-        .unwrap_or_else(|e| panic!("verify failed: {e:?}"));
-    for t in state.totals() {
-        assert!(t.conserved, "{t:?}");
-    }
-    state.balance("bob", "USD")
 }
 
 /// The first chunk reaches the client while the upstream is still held before its second: the
@@ -823,43 +777,22 @@ async fn max_tokens_bounds_the_charge_and_metering_off_appends_nothing() {
 /// is asked for anything. (Without this a key could stream past its budget for ever.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_calls_spend_the_api_key_budget() {
-    use shoulders_server::apikeys::{self, BudgetPeriod};
     let chat = true;
     let mut script = vec![text_event(chat, "Shall I compare thee")];
     script.extend(finish_events(chat));
     let (stub, url) = stub(script).await;
     let (f, c, _) = metered(DEPOSIT, &url);
-    // Room for the hold of one call (max_tokens 100) plus what two 20-token answers cost.
+    // Room for the hold of one call (max_tokens 100) plus one 20-token answer, less one
+    // micro-unit: after one stream, the next call's hold no longer fits.
     let per_call = 20 * PER_TOKEN_MICROS;
     let budget = 100 * PER_TOKEN_MICROS + per_call - 1;
-    let mut store = apikeys::open_store(&f.data_dir(), None, false).unwrap();
-    let (token, key) = apikeys::issue(
-        &mut *store,
-        "bob",
-        &apikeys::KeyLimits {
-            budget: Some(apikeys::Budget {
-                amount_micros: budget,
-                currency: "USD".into(),
-                period: BudgetPeriod::Day,
-            }),
-            ..Default::default()
-        },
-        1,
-        &mut rand::rngs::OsRng,
-    )
-    .unwrap();
-    drop(store);
+    let (token, key) = issue_key_with(&f.data_dir(), "bob", &day_budget(budget));
     let s = serve(c).await;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let spent = || {
-        let store = apikeys::open_store(&f.data_dir(), None, false).unwrap();
-        store
-            .spent(&key.key_id, BudgetPeriod::Day.bounds_ms(now_ms).0)
-            .unwrap()
-    };
+    let spent = || key_spent(&f.data_dir(), &key.key_id, now_ms);
     let mut events = Events::new(s.stream(&token, chat, json!({})).await);
     let rest = events.rest().await;
     assert_eq!(rest.last().unwrap(), "[DONE]");

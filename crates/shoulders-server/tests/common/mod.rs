@@ -215,16 +215,56 @@ pub fn config(f: &Fixture, metering: Metering) -> ServerConfig {
 /// Issue an unlimited gateway API key for `actor` in the ledger's store (what
 /// `shoulders apikey new` does); returns the token.
 pub fn issue_key(data_dir: &Path, actor: &str) -> String {
-    let mut store = shoulders_server::apikeys::open_store(data_dir, None, false).unwrap();
-    shoulders_server::apikeys::issue(
-        &mut *store,
+    issue_key_with(
+        data_dir,
         actor,
         &shoulders_server::apikeys::KeyLimits::default(),
-        1,
-        &mut OsRng,
     )
-    .unwrap()
     .0
+}
+
+/// Issue a gateway API key for `actor` with `limits`; returns the token and the key.
+pub fn issue_key_with(
+    data_dir: &Path,
+    actor: &str,
+    limits: &shoulders_server::apikeys::KeyLimits,
+) -> (String, shoulders_server::apikeys::ApiKey) {
+    let mut store = shoulders_server::apikeys::open_store(data_dir, None, false).unwrap();
+    shoulders_server::apikeys::issue(&mut *store, actor, limits, 1, &mut OsRng).unwrap()
+}
+
+/// Limits of a key allowed to spend `amount_micros` USD per UTC day.
+pub fn day_budget(amount_micros: u128) -> shoulders_server::apikeys::KeyLimits {
+    shoulders_server::apikeys::KeyLimits {
+        budget: Some(shoulders_server::apikeys::Budget {
+            amount_micros,
+            currency: "USD".into(),
+            period: shoulders_server::apikeys::BudgetPeriod::Day,
+        }),
+        ..Default::default()
+    }
+}
+
+/// What the key `key_id` has spent in the UTC day holding `now_ms`, as the store records it.
+pub fn key_spent(data_dir: &Path, key_id: &str, now_ms: u64) -> u128 {
+    let store = shoulders_server::apikeys::open_store(data_dir, None, false).unwrap();
+    let (day_start_ms, _) = shoulders_server::apikeys::BudgetPeriod::Day.bounds_ms(now_ms);
+    store.spent(key_id, day_start_ms).unwrap()
+}
+
+/// After the server is stopped: the exported ledger verifies from scratch (signatures, fold,
+/// Merkle root) and every currency's books are conserved. Returns bob's verified balance.
+pub fn verify_clean(f: &Fixture) -> i128 {
+    let reader =
+        shoulders_ledger::Reader::open(&DataDir::new(f.data_dir())).expect("the ledger opens");
+    let mut export = Vec::new();
+    reader.export(reader.size(), &mut export).unwrap();
+    let (_, state) = shoulders_ledger::verify_export(&export, reader.verifier_key())
+        .unwrap_or_else(|e| panic!("verify failed: {e:?}"));
+    for t in state.totals() {
+        assert!(t.conserved, "{t:?}");
+    }
+    state.balance("bob", "USD")
 }
 
 /// Start the server and also return its state (tests pin the API keys' clock through it).
