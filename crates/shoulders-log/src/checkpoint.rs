@@ -103,6 +103,11 @@ impl LogVerifier {
         &self.name
     }
 
+    /// The verifier key this was parsed from.
+    pub fn vkey(&self) -> &str {
+        &self.key
+    }
+
     /// Parse a signed checkpoint note and check this key's signature over it.
     pub fn open(&self, note_bytes: &[u8]) -> Result<CheckpointView, LogError> {
         let note = Note::from_bytes(note_bytes)

@@ -5,18 +5,25 @@
 //! crates (a port of Go's `sumdb/tlog` and `sumdb/note`). This crate adds the narrow pieces the
 //! ledger needs on top of them: a typed error with stable codes, an in-memory hash store, the
 //! append [`Frontier`] that lets a writer extend the tree without reading storage, and C2SP
-//! checkpoint signing/verification with the log's ed25519 key.
+//! checkpoint signing/verification with the log's ed25519 key, C2SP tiles ([`tiles`]) and
+//! witness cosignatures with k-of-n policies ([`WitnessPolicy`]).
 //!
 //! Nothing here touches the filesystem, the clock or the network: storage is reached only
 //! through [`HashReader`], exactly like Go's `tlog.HashReader`.
 
 mod checkpoint;
+mod cosignature;
 mod frontier;
 mod memory;
 mod monitor;
+pub mod tiles;
 
 pub use checkpoint::{
     generate_log_key, verifier_key_for, CheckpointView, LogSigner, LogVerifier, MAX_ORIGIN_BYTES,
+};
+pub use cosignature::{
+    add_cosignatures, cosigned_message, cosigner_verifier_key, CosignatureVerifier, Cosigner,
+    WitnessPolicy, COSIGNATURE_ALG, MAX_POLICY_WITNESSES,
 };
 pub use frontier::Frontier;
 pub use memory::MemoryHashes;
@@ -46,6 +53,20 @@ pub enum LogError {
     BadCheckpointSignature(String),
     #[error("malformed key: {0}")]
     MalformedKey(String),
+    #[error("not a C2SP tile path: {0:?}")]
+    BadTilePath(String),
+    #[error("tile {0} is not in the tree")]
+    TileNotInTree(String),
+    #[error("entry {position} is {len_bytes} bytes; an entry bundle frames at most 65535")]
+    EntryTooLarge { position: u64, len_bytes: usize },
+    #[error("malformed entry bundle: {0}")]
+    MalformedBundle(String),
+    #[error("cosignature does not verify: {0}")]
+    BadCosignature(String),
+    #[error("only {have} of the {need} witness cosignatures the policy needs")]
+    WitnessQuorum { have: usize, need: usize },
+    #[error("bad witness policy: {0}")]
+    MalformedPolicy(String),
 }
 
 impl LogError {
@@ -60,11 +81,18 @@ impl LogError {
             LogError::MalformedCheckpoint(_) => "E_CHECKPOINT_MALFORMED",
             LogError::BadCheckpointSignature(_) => "E_CHECKPOINT_SIGNATURE",
             LogError::MalformedKey(_) => "E_KEY_MALFORMED",
+            LogError::BadTilePath(_) => "E_TILE_PATH",
+            LogError::TileNotInTree(_) => "E_TILE_NOT_FOUND",
+            LogError::EntryTooLarge { .. } => "E_TILE_ENTRY_TOO_LARGE",
+            LogError::MalformedBundle(_) => "E_TILE_BUNDLE_MALFORMED",
+            LogError::BadCosignature(_) => "E_COSIGNATURE_INVALID",
+            LogError::WitnessQuorum { .. } => "E_WITNESS_QUORUM",
+            LogError::MalformedPolicy(_) => "E_WITNESS_POLICY",
         }
     }
 }
 
-fn map_tlog(err: tlog_tiles::Error) -> LogError {
+pub(crate) fn map_tlog(err: tlog_tiles::Error) -> LogError {
     match err {
         tlog_tiles::Error::InvalidProof => LogError::InvalidProof,
         other => LogError::Storage(other.to_string()),
