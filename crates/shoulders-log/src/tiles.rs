@@ -306,39 +306,83 @@ pub trait TileFetch {
     fn fetch(&self, tiles: &[TileCoord]) -> Result<Vec<Vec<u8>>, LogError>;
 }
 
+/// Most authenticated hash tiles a [`TiledTree`] keeps (8 KiB each: 32 MiB at most).
+pub const MAX_CACHED_TILES: usize = 4096;
+
 /// A [`HashReader`] over the tree of one verified checkpoint, reading hash tiles through a
 /// [`TileFetch`]. Every tile it uses is authenticated against the checkpoint's root before any
 /// hash is returned (Go's `tlog.TileHashReader`), so proofs built from it are as good as proofs
-/// from the log server itself.
+/// from the log server itself. Authenticated tiles are kept (up to [`MAX_CACHED_TILES`]) so a
+/// monitor reading the whole log fetches each tile once, not once per bundle.
 pub struct TiledTree<'a, F: TileFetch> {
     size: u64,
     root: Hash,
     fetch: &'a F,
+    cache: std::sync::Mutex<std::collections::HashMap<TileCoord, Vec<u8>>>,
 }
 
 impl<'a, F: TileFetch> TiledTree<'a, F> {
     pub fn new(size: u64, root: Hash, fetch: &'a F) -> Self {
-        Self { size, root, fetch }
+        Self {
+            size,
+            root,
+            fetch,
+            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The checkpoint's tree size.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 }
 
-struct Adapter<'a, F: TileFetch>(&'a F);
+struct Adapter<'a, 'b, F: TileFetch>(&'b TiledTree<'a, F>);
 
-impl<F: TileFetch> TileReader for Adapter<'_, F> {
+impl<F: TileFetch> TileReader for Adapter<'_, '_, F> {
     fn height(&self) -> u8 {
         TILE_HEIGHT
     }
 
     fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
         let coords: Vec<TileCoord> = tiles.iter().map(TileCoord::from_tlog).collect();
-        let data = self
-            .0
-            .fetch(&coords)
-            .map_err(|_| tlog_tiles::Error::InconsistentTile)?;
-        Ok(data)
+        let mut out: Vec<Option<Vec<u8>>> = {
+            let cache = self.0.cache.lock().unwrap_or_else(|e| e.into_inner());
+            coords.iter().map(|c| cache.get(c).cloned()).collect()
+        };
+        let missing: Vec<TileCoord> = coords
+            .iter()
+            .zip(&out)
+            .filter(|(_, d)| d.is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        if !missing.is_empty() {
+            let fetched = self
+                .0
+                .fetch
+                .fetch(&missing)
+                .map_err(|_| tlog_tiles::Error::InconsistentTile)?;
+            if fetched.len() != missing.len() {
+                return Err(tlog_tiles::Error::InconsistentTile);
+            }
+            let mut fetched = fetched.into_iter();
+            for slot in out.iter_mut().filter(|d| d.is_none()) {
+                *slot = fetched.next();
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 
-    fn save_tiles(&self, _tiles: &[Tile], _data: &[Vec<u8>]) {}
+    /// Called by `TileHashReader` only once the tiles are authenticated against the root.
+    fn save_tiles(&self, tiles: &[Tile], data: &[Vec<u8>]) {
+        let mut cache = self.0.cache.lock().unwrap_or_else(|e| e.into_inner());
+        for (tile, bytes) in tiles.iter().zip(data) {
+            if cache.len() >= MAX_CACHED_TILES {
+                cache.clear();
+            }
+            cache.insert(TileCoord::from_tlog(tile), bytes.clone());
+        }
+    }
 }
 
 impl<F: TileFetch> HashReader for TiledTree<'_, F> {
@@ -346,7 +390,7 @@ impl<F: TileFetch> HashReader for TiledTree<'_, F> {
         if self.size == 0 {
             return Err(tlog_tiles::Error::IndexesNotInTree);
         }
-        let adapter = Adapter(self.fetch);
+        let adapter = Adapter(self);
         TileHashReader::new(self.size, self.root, &adapter).read_hashes(indexes)
     }
 }
@@ -468,10 +512,14 @@ mod tests {
         entries: Vec<Vec<u8>>,
         size: u64,
         corrupt: Option<TileCoord>,
+        fetched_hash_tiles: std::cell::Cell<usize>,
     }
 
     impl TileFetch for Served {
         fn fetch(&self, tiles: &[TileCoord]) -> Result<Vec<Vec<u8>>, LogError> {
+            let hash_tiles = tiles.iter().filter(|t| t.level.is_some()).count();
+            self.fetched_hash_tiles
+                .set(self.fetched_hash_tiles.get() + hash_tiles);
             tiles
                 .iter()
                 .map(|t| {
@@ -507,6 +555,7 @@ mod tests {
             entries,
             size,
             corrupt: None,
+            fetched_hash_tiles: std::cell::Cell::new(0),
         };
         {
             let tiled = TiledTree::new(size, root, &served);
@@ -520,6 +569,12 @@ mod tests {
             assert_eq!(got[0], b"record 250");
             assert_eq!(got.len(), 10);
         }
+        // Reading the whole log fetches each of its 4 hash tiles (3 at level 0, 1 at level 1)
+        // once: authenticated tiles are kept.
+        served.fetched_hash_tiles.set(0);
+        let tiled = TiledTree::new(size, root, &served);
+        assert_eq!(tiled.entries(0..size).unwrap().len(), 600);
+        assert_eq!(served.fetched_hash_tiles.get(), 4);
         served.corrupt = Some(TileCoord::entries(1, 256));
         let tiled = TiledTree::new(size, root, &served);
         assert_eq!(
