@@ -21,6 +21,10 @@ pub const TILE_HEIGHT: u8 = 8;
 pub const TILE_WIDTH: u32 = 1 << TILE_HEIGHT;
 /// Longest entry an entry bundle can frame (its length prefix is a `u16`).
 pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
+/// Largest hash tile: 256 hashes of 32 bytes.
+pub const MAX_HASH_TILE_BYTES: usize = TILE_WIDTH as usize * HASH_SIZE;
+/// Largest entry bundle: 256 entries of at most [`MAX_ENTRY_BYTES`], each after its 2-byte length.
+pub const MAX_BUNDLE_BYTES: usize = TILE_WIDTH as usize * (2 + MAX_ENTRY_BYTES);
 /// Highest hash-tile level: level `L` holds tree level `8·L`, and a `u64` tree has 64 levels.
 pub const MAX_TILE_LEVEL: u8 = 7;
 
@@ -36,6 +40,14 @@ pub struct TileCoord {
 }
 
 impl TileCoord {
+    /// The most bytes this tile can hold: what a fetcher may read before refusing it.
+    pub fn max_bytes(&self) -> usize {
+        match self.level {
+            Some(_) => self.width as usize * HASH_SIZE,
+            None => self.width as usize * (2 + MAX_ENTRY_BYTES),
+        }
+    }
+
     /// A hash tile.
     pub fn hash(level: u8, index: u64, width: u32) -> Self {
         Self {
@@ -314,15 +326,41 @@ pub struct TiledTree<'a, F: TileFetch> {
     size: u64,
     root: Hash,
     fetch: &'a F,
+    /// The fetcher's own error, kept while `tlog_tiles` (whose error type cannot carry it)
+    /// unwinds, so [`TiledTree::explain`] can report it with its code.
+    fetch_error: std::cell::RefCell<Option<LogError>>,
 }
 
 impl<'a, F: TileFetch> TiledTree<'a, F> {
     pub fn new(size: u64, root: Hash, fetch: &'a F) -> Self {
-        Self { size, root, fetch }
+        Self {
+            size,
+            root,
+            fetch,
+            fetch_error: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// The tree size of the checkpoint this tree authenticates against.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Turn an error from a proof computed over this tree into its cause: the fetcher's error
+    /// (`E_TILE_NOT_FOUND`, `E_TILE_FETCH`, ...) if a fetch failed, else `E_TILE_INVALID` for a
+    /// tile that did not authenticate against the root.
+    pub fn explain(&self, err: LogError) -> LogError {
+        if let Some(e) = self.fetch_error.borrow_mut().take() {
+            return e;
+        }
+        match err {
+            LogError::Storage(m) => LogError::TileInvalid(m),
+            other => other,
+        }
     }
 }
 
-struct Adapter<'a, F: TileFetch>(&'a F);
+struct Adapter<'a, F: TileFetch>(&'a F, &'a std::cell::RefCell<Option<LogError>>);
 
 impl<F: TileFetch> TileReader for Adapter<'_, F> {
     fn height(&self) -> u8 {
@@ -331,10 +369,10 @@ impl<F: TileFetch> TileReader for Adapter<'_, F> {
 
     fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
         let coords: Vec<TileCoord> = tiles.iter().map(TileCoord::from_tlog).collect();
-        let data = self
-            .0
-            .fetch(&coords)
-            .map_err(|_| tlog_tiles::Error::InconsistentTile)?;
+        let data = self.0.fetch(&coords).map_err(|e| {
+            *self.1.borrow_mut() = Some(e);
+            tlog_tiles::Error::InconsistentTile
+        })?;
         Ok(data)
     }
 
@@ -346,7 +384,7 @@ impl<F: TileFetch> HashReader for TiledTree<'_, F> {
         if self.size == 0 {
             return Err(tlog_tiles::Error::IndexesNotInTree);
         }
-        let adapter = Adapter(self.fetch);
+        let adapter = Adapter(self.fetch, &self.fetch_error);
         TileHashReader::new(self.size, self.root, &adapter).read_hashes(indexes)
     }
 }
@@ -378,7 +416,9 @@ impl<F: TileFetch> TiledTree<'_, F> {
             let wanted: Vec<u64> = (at..take_end)
                 .map(|i| crate::stored_hash_index(0, i))
                 .collect();
-            let leaves = self.read_hashes(&wanted).map_err(map_tlog)?;
+            let leaves = self
+                .read_hashes(&wanted)
+                .map_err(|e| self.explain(map_tlog(e)))?;
             for (i, leaf) in (at..take_end).zip(leaves) {
                 let entry = entries[(i - n * w) as usize];
                 if crate::leaf_hash(entry) != leaf {
