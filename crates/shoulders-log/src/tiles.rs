@@ -360,7 +360,42 @@ impl<'a, F: TileFetch> TiledTree<'a, F> {
     }
 }
 
-struct Adapter<'a, F: TileFetch>(&'a F, &'a std::cell::RefCell<Option<LogError>>);
+struct Adapter<'a, F: TileFetch> {
+    fetch: &'a F,
+    error: &'a std::cell::RefCell<Option<LogError>>,
+    size: u64,
+}
+
+/// Check every full hash tile of a batch whose parent tile is in the batch against the hash its
+/// parent holds for it. `tlog_tiles` 0.2.0 (like the Go code it ports) means to do this for
+/// every tile it fetches below the ones that authenticate the root, but starts its loop at the
+/// number of *root subtrees* rather than the number of distinct tiles they live in, so when
+/// several subtrees share a tile the first child tiles go unchecked (a forged `tile/0/000` under
+/// a tree of 300 was accepted). The parents are checked the same way up to the tiles the root
+/// authenticates, so every hash returned is bound to the root.
+fn authenticate_children(tiles: &[Tile], data: &[Vec<u8>], size: u64) -> Result<(), LogError> {
+    for (tile, bytes) in tiles.iter().zip(data) {
+        if tile.is_data() || bytes.len() != tile.width() as usize * HASH_SIZE {
+            continue;
+        }
+        if tile.width() != TILE_WIDTH {
+            continue;
+        }
+        let Some(parent) = tile.parent(1, size) else {
+            continue;
+        };
+        let Some(j) = tiles.iter().position(|t| *t == parent) else {
+            continue;
+        };
+        let bad = || LogError::TileInvalid(TileCoord::from_tlog(tile).path());
+        let index = crate::stored_hash_index(parent.level() * TILE_HEIGHT, tile.level_index());
+        let want = parent.hash_at_index(&data[j], index).map_err(|_| bad())?;
+        if Tile::subtree_hash(bytes) != want {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
 
 impl<F: TileFetch> TileReader for Adapter<'_, F> {
     fn height(&self) -> u8 {
@@ -369,10 +404,17 @@ impl<F: TileFetch> TileReader for Adapter<'_, F> {
 
     fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
         let coords: Vec<TileCoord> = tiles.iter().map(TileCoord::from_tlog).collect();
-        let data = self.0.fetch(&coords).map_err(|e| {
-            *self.1.borrow_mut() = Some(e);
-            tlog_tiles::Error::InconsistentTile
-        })?;
+        let data = self
+            .fetch
+            .fetch(&coords)
+            .and_then(|data| {
+                authenticate_children(tiles, &data, self.size)?;
+                Ok(data)
+            })
+            .map_err(|e| {
+                *self.error.borrow_mut() = Some(e);
+                tlog_tiles::Error::InconsistentTile
+            })?;
         Ok(data)
     }
 
@@ -384,7 +426,11 @@ impl<F: TileFetch> HashReader for TiledTree<'_, F> {
         if self.size == 0 {
             return Err(tlog_tiles::Error::IndexesNotInTree);
         }
-        let adapter = Adapter(self.fetch, &self.fetch_error);
+        let adapter = Adapter {
+            fetch: self.fetch,
+            error: &self.fetch_error,
+            size: self.size,
+        };
         TileHashReader::new(self.size, self.root, &adapter).read_hashes(indexes)
     }
 }
@@ -569,6 +615,25 @@ mod tests {
         served.corrupt = Some(TileCoord::hash(0, 2, 88));
         let tiled = TiledTree::new(size, root, &served);
         assert!(crate::inclusion_proof(599, size, &tiled).is_err());
+        // A forged full tile below root subtrees that share a tile (what `tlog_tiles` alone
+        // let through): every size, every index of the forged tile.
+        for size in [257u64, 300, 511, 513, 600] {
+            let root = tree_root(size, &served.hashes).unwrap();
+            served.size = size;
+            served.corrupt = Some(TileCoord::hash(0, 0, 256));
+            let tiled = TiledTree::new(size, root, &served);
+            for i in [0u64, 200, 255] {
+                let err = crate::inclusion_proof(i, size, &tiled)
+                    .map_err(|e| tiled.explain(e))
+                    .unwrap_err();
+                assert_eq!(err.code(), "E_TILE_INVALID", "leaf {i} of {size}");
+            }
+            assert_eq!(
+                tiled.entries(0..10).unwrap_err().code(),
+                "E_TILE_INVALID",
+                "{size}"
+            );
+        }
     }
 
     #[test]
