@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use shoulders_ledger::{Reader, VerifyFailure, VerifyReport};
 use shoulders_log::tiles::{new_tiles, TileCoord, TileFetch, TiledTree, TILE_WIDTH};
 use shoulders_log::{check_advance, needs_proof, CheckpointView, LogError, LogVerifier};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,8 +22,19 @@ fn cli_error(code: &'static str, message: String) -> anyhow::Error {
     CliError { code, message }.into()
 }
 
+/// Most hash tiles `verify --tiles` keeps (8 KiB each): the tiles above level 0 and at the
+/// right edge, which every bundle's authentication reads again.
+const MAX_CACHED_TILES: usize = 256;
+
 /// Where tiles come from: a directory written by `publish`, or an HTTP(S) tlog-tiles prefix.
-pub enum TileSource {
+pub struct TileSource {
+    at: Location,
+    /// Hash tiles already read, for one tree (`verify`); `None` where the source may change
+    /// history between reads (`watch`). Every use is authenticated again either way.
+    cache: Option<RefCell<HashMap<TileCoord, Vec<u8>>>>,
+}
+
+enum Location {
     Dir(PathBuf),
     Http { base: String, agent: ureq::Agent },
 }
@@ -30,17 +43,47 @@ impl TileSource {
     /// `http://…` or `https://…` is a URL prefix (`/log/` as `serve` has it); anything else a
     /// directory.
     pub fn parse(location: &str, timeout_ms: u64) -> Self {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        let at = if location.starts_with("http://") || location.starts_with("https://") {
             let agent = ureq::AgentBuilder::new()
                 .timeout(Duration::from_millis(timeout_ms))
                 .build();
-            TileSource::Http {
+            Location::Http {
                 base: location.trim_end_matches('/').to_string(),
                 agent,
             }
         } else {
-            TileSource::Dir(PathBuf::from(location))
+            Location::Dir(PathBuf::from(location))
+        };
+        TileSource { at, cache: None }
+    }
+
+    /// Keep up to [`MAX_CACHED_TILES`] hash tiles, for reading one tree.
+    fn cached(mut self) -> Self {
+        self.cache = Some(RefCell::new(HashMap::new()));
+        self
+    }
+
+    fn dir(path: &Path) -> Self {
+        TileSource {
+            at: Location::Dir(path.to_path_buf()),
+            cache: None,
         }
+    }
+
+    fn fetch_one(&self, tile: &TileCoord) -> Result<Vec<u8>, LogError> {
+        let Some(cache) = self.cache.as_ref().filter(|_| tile.level.is_some()) else {
+            return self.read(&tile.path(), tile.max_bytes());
+        };
+        if let Some(data) = cache.borrow().get(tile) {
+            return Ok(data.clone());
+        }
+        let data = self.read(&tile.path(), tile.max_bytes())?;
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= MAX_CACHED_TILES {
+            cache.clear();
+        }
+        cache.insert(*tile, data.clone());
+        Ok(data)
     }
 
     /// Read `path` (relative to the prefix), at most `limit` bytes.
@@ -50,8 +93,8 @@ impl TileSource {
             limit_bytes: limit,
         };
         let mut body = Vec::new();
-        match self {
-            TileSource::Dir(dir) => {
+        match &self.at {
+            Location::Dir(dir) => {
                 let file = dir.join(path);
                 let f = std::fs::File::open(&file).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::NotFound {
@@ -70,7 +113,7 @@ impl TileSource {
                     .read_to_end(&mut body)
                     .map_err(|e| LogError::TileFetch(format!("{}: {e}", file.display())))?;
             }
-            TileSource::Http { base, agent } => {
+            Location::Http { base, agent } => {
                 let url = format!("{base}/{path}");
                 let response = agent.get(&url).call().map_err(|e| match e {
                     ureq::Error::Status(404, _) => LogError::TileNotInTree(path.to_string()),
@@ -97,10 +140,7 @@ impl TileSource {
 
 impl TileFetch for TileSource {
     fn fetch(&self, tiles: &[TileCoord]) -> Result<Vec<Vec<u8>>, LogError> {
-        tiles
-            .iter()
-            .map(|t| self.read(&t.path(), t.max_bytes()))
-            .collect()
+        tiles.iter().map(|t| self.fetch_one(t)).collect()
     }
 }
 
@@ -145,7 +185,7 @@ pub fn verify(
     key: &str,
     timeout_ms: u64,
 ) -> Result<(VerifyReport, shoulders_state::State)> {
-    let source = TileSource::parse(location, timeout_ms);
+    let source = TileSource::parse(location, timeout_ms).cached();
     let verifier = LogVerifier::new(key)?;
     let (checkpoint, note) = fetch_checkpoint(&source, &verifier)?;
     let tree = TiledTree::new(checkpoint.size, checkpoint.root, &source);
@@ -203,7 +243,7 @@ pub fn publish(dir: &shoulders_ledger::DataDir, out: &Path) -> Result<()> {
     let size = reader.size();
     let note = reader.checkpoint_at(size)?;
     let verifier = LogVerifier::new(reader.verifier_key())?;
-    let old_size = match TileSource::Dir(out.to_path_buf()).checkpoint() {
+    let old_size = match TileSource::dir(out).checkpoint() {
         Err(LogError::TileNotInTree(_)) => 0,
         Err(e) => return Err(e.into()),
         Ok(old_note) => {
