@@ -12,6 +12,7 @@ mod model_cmd;
 mod money_cmd;
 mod serve_cmd;
 mod serve_config;
+mod tiles_cmd;
 mod training_args;
 mod watch_cmd;
 
@@ -28,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 /// Largest body file `submit` reads, in bytes (the record limit bounds it anyway).
 const MAX_BODY_FILE_BYTES: u64 = shoulders_record::MAX_RECORD_BYTES as u64;
+/// Time `verify --tiles` allows one tile request over HTTP.
+const VERIFY_TILES_TIMEOUT_MS: u64 = 30_000;
 /// Largest export `verify` reads into memory, in bytes.
 const MAX_EXPORT_FILE_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
@@ -188,6 +191,15 @@ enum Command {
         #[command(subcommand)]
         command: ProofCommand,
     },
+    /// Write the log as a static C2SP tlog-tiles directory (`OUT/checkpoint`, `OUT/tile/...`),
+    /// the same files `serve` answers under `/log/`. Run again to add only the new tiles.
+    Publish {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The directory to write (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the whole log (every record's exact bytes) and its checkpoint to a file.
     Export {
         #[arg(long)]
@@ -195,10 +207,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Replay an export from scratch and check it against the log's verifier key.
+    /// Replay an export (or a log published as tiles) from scratch and check it against the
+    /// log's verifier key.
     Verify {
         /// Export file written by `shoulders export`.
-        file: PathBuf,
+        #[arg(required_unless_present = "tiles", conflicts_with = "tiles")]
+        file: Option<PathBuf>,
+        /// Read the log from C2SP tiles instead: a directory written by `shoulders publish`, or
+        /// a server's `http(s)://HOST/log/` prefix. Every tile is checked against the signed
+        /// checkpoint.
+        #[arg(long, value_name = "URL_OR_DIR")]
+        tiles: Option<String>,
         /// Verifier key `<name>+<hash>+<base64>`, or a path to a file holding it.
         #[arg(long)]
         key: String,
@@ -840,18 +859,32 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::rename(&tmp, &out)?;
             print_json(&serde_json::json!({ "file": out, "tree_size": reader.size() }))?;
         }
+        Command::Publish { data_dir, out } => {
+            tiles_cmd::publish(&crate::data_dir(&data_dir), &out)?;
+        }
         Command::Verify {
             file,
+            tiles,
             key,
             content,
             timing,
         } => {
             let key = key_text(&key)?;
-            // Streamed: memory stays bounded whatever the size of the export; a regular file
-            // only, its size checked on the open file (a FIFO or /dev/zero never ends).
-            let input = open_limited(&file, MAX_EXPORT_FILE_BYTES, "export", "E_EXPORT_TOO_LARGE")?;
             let started = std::time::Instant::now();
-            let (report, state) = shoulders_ledger::export::verify_export_from(input, key.trim())?;
+            let (report, state) = match (file, tiles) {
+                (_, Some(location)) => {
+                    tiles_cmd::verify(&location, key.trim(), VERIFY_TILES_TIMEOUT_MS)?
+                }
+                (Some(file), None) => {
+                    // Streamed: memory stays bounded whatever the size of the export; a regular
+                    // file only, its size checked on the open file (a FIFO or /dev/zero never
+                    // ends).
+                    let input =
+                        open_limited(&file, MAX_EXPORT_FILE_BYTES, "export", "E_EXPORT_TOO_LARGE")?;
+                    shoulders_ledger::export::verify_export_from(input, key.trim())?
+                }
+                (None, None) => unreachable!("clap requires a file or --tiles"),
+            };
             let seconds = started.elapsed().as_secs_f64();
             let mut json = serde_json::to_value(&report)?;
             if timing {

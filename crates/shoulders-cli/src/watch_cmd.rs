@@ -2,6 +2,10 @@
 //! with the log's verifier key, and checks every new checkpoint against the last one it
 //! verified (never smaller; same size, same root; larger: a consistency proof that verifies).
 //! A bad signature, a rollback or a fork is reported as `error[CODE]` and exit status 1.
+//!
+//! With `--tiles` it follows a log published as C2SP tiles (a `shoulders publish` directory or a
+//! server's `/log/` prefix) instead: the consistency proofs are computed locally from tiles,
+//! each authenticated against the new checkpoint, so no proof endpoint is needed.
 
 use crate::{print_json, CliError};
 use anyhow::{Context, Result};
@@ -17,8 +21,12 @@ const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 #[derive(Args)]
 pub struct WatchArgs {
     /// Base URL of a shoulders server, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    url: String,
+    #[arg(long, required_unless_present = "tiles", conflicts_with = "tiles")]
+    url: Option<String>,
+    /// Follow a log published as C2SP tiles: a `shoulders publish` directory or an
+    /// `http(s)://HOST/log/` prefix.
+    #[arg(long, value_name = "URL_OR_DIR")]
+    tiles: Option<String>,
     /// The log's verifier key, or a file holding it (e.g. D/log.pub).
     #[arg(long)]
     key: String,
@@ -99,12 +107,33 @@ fn read_key(key: &str) -> Result<String> {
 /// Largest saved checkpoint note read back (a note is a few hundred bytes).
 const MAX_STATE_FILE_BYTES: u64 = 64 * 1024;
 
+/// Keep `note` as the last verified checkpoint. Called only after the checks, so the saved
+/// checkpoint is always a verified one.
+fn save(a: &WatchArgs, note: &[u8]) -> Result<()> {
+    if let Some(p) = &a.state {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, note)
+            .and_then(|()| std::fs::rename(&tmp, p))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}
+
 pub fn run(a: WatchArgs) -> Result<()> {
     let verifier = LogVerifier::new(&read_key(&a.key)?)?;
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_millis(a.timeout_ms))
         .build();
-    let base = a.url.trim_end_matches('/').to_string();
+    let tiles = a
+        .tiles
+        .as_deref()
+        .map(|t| crate::tiles_cmd::TileSource::parse(t, a.timeout_ms));
+    let base = a
+        .url
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
     let mut last: Option<(CheckpointView, Vec<u8>)> = match &a.state {
         Some(p) if p.exists() => {
             let note =
@@ -116,6 +145,22 @@ pub fn run(a: WatchArgs) -> Result<()> {
     let mut n = 0u64;
     loop {
         n += 1;
+        if let Some(source) = &tiles {
+            let (new, note) = crate::tiles_cmd::fetch_checkpoint(source, &verifier)?;
+            if let Some((old, _)) = &last {
+                crate::tiles_cmd::check_tiled_advance(source, old, &new)?;
+            }
+            save(&a, &note)?;
+            print_json(
+                &serde_json::json!({"poll": n, "ok": true, "size": new.size, "root": new.root.to_string()}),
+            )?;
+            last = Some((new, note));
+            if a.polls != 0 && n >= a.polls {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(a.interval_ms));
+            continue;
+        }
         let note = get(&agent, &format!("{base}/api/checkpoint"))?;
         let new = open(&verifier, &note, "the served")?;
         if let Some((old, _)) = &last {
@@ -126,13 +171,7 @@ pub fn run(a: WatchArgs) -> Result<()> {
             };
             check_advance(old, &new, &proof).map_err(|e| alert(e.code(), e.to_string()))?;
         }
-        if let Some(p) = &a.state {
-            // Written only after the checks: the saved checkpoint is always a verified one.
-            let tmp = p.with_extension("tmp");
-            std::fs::write(&tmp, &note)
-                .and_then(|()| std::fs::rename(&tmp, p))
-                .with_context(|| format!("cannot write {}", p.display()))?;
-        }
+        save(&a, &note)?;
         print_json(
             &serde_json::json!({"poll": n, "ok": true, "size": new.size, "root": new.root.to_string()}),
         )?;

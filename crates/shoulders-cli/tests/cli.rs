@@ -1124,7 +1124,7 @@ fn refused_submissions_leave_the_log_unchanged() {
     let out = fx.submit_file(&fx.dir().join("missing.key"), "actor.register", &body, &[]);
     expect_err(&out, "E_IO");
     // A body file over the record size limit is refused before it is read.
-    let big = fx.raw_body_file(&vec![b' '; 1024 * 1024 + 1]);
+    let big = fx.raw_body_file(&vec![b' '; shoulders_record::MAX_RECORD_BYTES + 1]);
     let out = fx.submit_file(&alice, "actor.register", &big, &[]);
     let (_, msg) = error_of(&out);
     assert!(msg.contains("limit"), "{msg}");

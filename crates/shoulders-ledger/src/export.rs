@@ -215,14 +215,9 @@ pub fn verify_export_from(
             format!("the first line must be {EXPORT_MAGIC}"),
         ));
     }
-    let mut state = State::without_history();
-    let mut history = VerifyHistory::default();
-    let mut tree = Frontier::new();
     // Lines are read here in chunks; workers base64-decode, decode and verify each chunk's
     // signatures in one batch; this thread folds the results in log order.
-    let mut failure: Option<VerifyFailure> = None;
-    let mut end_seen = false;
-    {
+    let (state, tree) = {
         let mut next_index = 0u64;
         let mut stopped = false;
         let chunks = std::iter::from_fn(|| {
@@ -233,6 +228,7 @@ pub fn verify_export_from(
                 first_index: next_index,
                 lines: Vec::new(),
                 stop: None,
+                encoded: true,
             };
             let mut bytes = 0usize;
             while chunk.lines.len() < VERIFY_CHUNK_RECORDS && bytes < VERIFY_CHUNK_BYTES {
@@ -267,6 +263,73 @@ pub fn verify_export_from(
             }
             Some(chunk)
         });
+        fold_chunks(chunks, &verifier)?
+    };
+    let mut note = Vec::new();
+    std::io::Read::take(&mut input, MAX_NOTE_BYTES + 1)
+        .read_to_end(&mut note)
+        .map_err(|e| fail("E_IO", None, format!("cannot read the export: {e}")))?;
+    let checkpoint = verifier
+        .open(&note)
+        .map_err(|e| fail(e.code(), None, e.to_string()))?;
+    finish(state, tree, checkpoint)
+}
+
+/// Replay a log's entries, read in chunks of consecutive records from index 0 (e.g. from
+/// C2SP tiles), and check them against `checkpoint_note`: exactly what [`verify_export_from`]
+/// checks of an export, with the same codes. The note is checked first, so a chunk source can
+/// be built over its tree; memory stays bounded by a few chunks in flight. A chunk source stops
+/// the verification by yielding an error.
+pub fn verify_entries(
+    checkpoint_note: &[u8],
+    verifier_key: &str,
+    chunks: impl Iterator<Item = Result<Vec<Vec<u8>>, VerifyFailure>>,
+) -> Result<(VerifyReport, State), VerifyFailure> {
+    let verifier =
+        LogVerifier::new(verifier_key).map_err(|e| fail(e.code(), None, e.to_string()))?;
+    let checkpoint = verifier
+        .open(checkpoint_note)
+        .map_err(|e| fail(e.code(), None, e.to_string()))?;
+    let mut chunks = chunks.fuse();
+    let mut next_index = 0u64;
+    let mut stopped = false;
+    let line_chunks = std::iter::from_fn(|| {
+        if stopped {
+            return None;
+        }
+        let first_index = next_index;
+        let (lines, stop) = match chunks.next() {
+            Some(Ok(records)) => {
+                next_index += records.len() as u64;
+                (records, None)
+            }
+            Some(Err(e)) => (Vec::new(), Some(Err(e))),
+            None => (Vec::new(), Some(Ok(()))),
+        };
+        stopped = stop.is_some();
+        Some(LineChunk {
+            first_index,
+            lines,
+            stop,
+            encoded: false,
+        })
+    });
+    let (state, tree) = fold_chunks(line_chunks, &verifier)?;
+    finish(state, tree, checkpoint)
+}
+
+/// Decode, check and fold `chunks` in log order (decoding and signatures on worker threads),
+/// until one ends the records or fails.
+fn fold_chunks(
+    chunks: impl Iterator<Item = LineChunk>,
+    verifier: &LogVerifier,
+) -> Result<(State, Frontier), VerifyFailure> {
+    let mut state = State::without_history();
+    let mut history = VerifyHistory::default();
+    let mut tree = Frontier::new();
+    let mut failure: Option<VerifyFailure> = None;
+    let mut end_seen = false;
+    {
         let threads = crate::pipeline::worker_threads();
         crate::pipeline::ordered_map(
             chunks,
@@ -283,7 +346,7 @@ pub fn verify_export_from(
                             &mut tree,
                             index,
                             &record,
-                            &verifier,
+                            verifier,
                         )
                     });
                     if let Err(e) = folded {
@@ -307,13 +370,15 @@ pub fn verify_export_from(
         end_seen,
         "the pipeline ends with the records' end or a failure"
     );
-    let mut note = Vec::new();
-    std::io::Read::take(&mut input, MAX_NOTE_BYTES + 1)
-        .read_to_end(&mut note)
-        .map_err(|e| fail("E_IO", None, format!("cannot read the export: {e}")))?;
-    let checkpoint = verifier
-        .open(&note)
-        .map_err(|e| fail(e.code(), None, e.to_string()))?;
+    Ok((state, tree))
+}
+
+/// The checks after the last record: size and root against the checkpoint, conserved money.
+fn finish(
+    state: State,
+    tree: Frontier,
+    checkpoint: shoulders_log::CheckpointView,
+) -> Result<(VerifyReport, State), VerifyFailure> {
     let size = tree.size();
     if size != checkpoint.size {
         let first_missing = size.min(checkpoint.size);
@@ -372,6 +437,8 @@ struct LineChunk {
     first_index: u64,
     lines: Vec<Vec<u8>>,
     stop: Option<Result<(), VerifyFailure>>,
+    /// Lines of an export (base64), or records' exact bytes.
+    encoded: bool,
 }
 
 type DecodedChunk = (
@@ -387,13 +454,15 @@ fn decode_chunk(chunk: LineChunk) -> DecodedChunk {
         first_index,
         lines,
         stop,
+        encoded,
     } = chunk;
     let mut out: Vec<Option<Result<SignedRecord, VerifyFailure>>> = Vec::new();
     let mut bytes = Vec::new();
     let mut slots = Vec::new();
-    for (offset, text) in lines.iter().enumerate() {
+    for (offset, text) in lines.into_iter().enumerate() {
         let index = first_index + offset as u64;
-        match B64.decode(text) {
+        let decoded = if encoded { B64.decode(&text) } else { Ok(text) };
+        match decoded {
             Ok(b) => {
                 bytes.push(b);
                 slots.push(offset);

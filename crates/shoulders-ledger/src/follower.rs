@@ -20,7 +20,7 @@ use std::sync::Mutex;
 /// Most records one catch-up step reads, checks and folds before readers see them.
 pub const MAX_FOLLOW_BATCH_RECORDS: u64 = 4096;
 /// Most record bytes one catch-up step holds (a step ends after the chunk that passes it; a
-/// record is at most 1 MiB, so a step holds under this plus `FOLLOW_SCAN_RECORDS` MiB).
+/// record is at most 64 KiB, so a step holds under this plus `FOLLOW_SCAN_RECORDS` × 64 KiB).
 pub const MAX_FOLLOW_BATCH_BYTES: usize = 32 << 20;
 /// Records read per storage round trip while catching up.
 const FOLLOW_SCAN_RECORDS: u64 = 64;

@@ -27,7 +27,8 @@ pub use contribute::Contributed;
 pub use datadir::{write_new_file, DataDir};
 pub use error::LedgerError;
 pub use export::{
-    verify_content, verify_export, ContentReport, VerifyFailure, VerifyReport, EXPORT_MAGIC,
+    verify_content, verify_entries, verify_export, ContentReport, VerifyFailure, VerifyReport,
+    EXPORT_MAGIC,
 };
 pub use follower::{Follower, MAX_FOLLOW_BATCH_BYTES, MAX_FOLLOW_BATCH_RECORDS};
 pub use migrate::{migrate, MigrateReport};

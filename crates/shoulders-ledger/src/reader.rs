@@ -1,5 +1,6 @@
 use crate::{load_signer, DataDir, LedgerError};
 use serde::Serialize;
+use shoulders_log::tiles::{encode_bundle, hash_tile_bytes, TileCoord};
 use shoulders_log::{consistency_proof, inclusion_proof, tree_root, Hash, LogError, LogSigner};
 use shoulders_state::State;
 use shoulders_store::{Store, StoreHashes};
@@ -142,6 +143,32 @@ impl Reader {
             new_size: new,
             hashes: b64(hashes),
         })
+    }
+
+    /// The C2SP tile `coord` of the tree of the first `size` records: a hash tile read from the
+    /// stored hashes, or an entry bundle framing the (at most 256) records' exact bytes. Bounded
+    /// work: at most 256 stored hashes or 256 records, whatever the log's size.
+    pub fn tile(&self, coord: &TileCoord, size: u64) -> Result<Vec<u8>, LedgerError> {
+        self.check_size(size)?;
+        if !coord.exists_in(size) {
+            return Err(LogError::TileNotInTree(coord.path()).into());
+        }
+        if coord.level.is_some() {
+            return Ok(hash_tile_bytes(coord, size, &StoreHashes(&*self.store))?);
+        }
+        let range = coord.entry_range();
+        let mut entries = Vec::with_capacity(coord.width as usize);
+        self.scan(range.start, range.end, &mut |_, bytes| {
+            entries.push(bytes.to_vec());
+            Ok(())
+        })?;
+        if entries.len() as u64 != range.end - range.start {
+            return Err(LedgerError::Corrupt {
+                index: range.start + entries.len() as u64,
+                reason: "a record of the committed tree is missing from the store".into(),
+            });
+        }
+        Ok(encode_bundle(entries.iter().map(Vec::as_slice))?)
     }
 
     /// Visit records `from..to` in order.

@@ -9,6 +9,7 @@
 
 use crate::reader::{ConsistencyProof, InclusionProof, Reader};
 use crate::LedgerError;
+use shoulders_log::tiles::TileCoord;
 use shoulders_log::{Frontier, LogError, LogSigner};
 use shoulders_record::PublicKey;
 use shoulders_state::Seen;
@@ -157,6 +158,12 @@ impl View {
                 Ok(None)
             }
         })
+    }
+
+    /// The C2SP tile `coord` of the view's tree (`E_TILE_NOT_FOUND` if the tree does not hold
+    /// it yet). Tiles of a committed tree never change, so any node serves the same bytes.
+    pub fn tile(&self, coord: &TileCoord) -> Result<Vec<u8>, LedgerError> {
+        self.with_reader(|r, current| r.tile(coord, current))
     }
 
     /// Export the view's records with their checkpoint.

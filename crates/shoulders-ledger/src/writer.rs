@@ -258,6 +258,11 @@ impl Ledger {
         self.view().record(index)
     }
 
+    /// The C2SP tile `coord` of the committed tree.
+    pub fn tile(&self, coord: &shoulders_log::tiles::TileCoord) -> Result<Vec<u8>, LedgerError> {
+        self.view().tile(coord)
+    }
+
     /// Export everything committed.
     pub fn export(&self, out: &mut dyn std::io::Write) -> Result<(), LedgerError> {
         self.view().export(out)

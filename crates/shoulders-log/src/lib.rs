@@ -61,6 +61,12 @@ pub enum LogError {
     EntryTooLarge { position: u64, len_bytes: usize },
     #[error("malformed entry bundle: {0}")]
     MalformedBundle(String),
+    #[error("tile does not match the checkpoint's tree: {0}")]
+    TileInvalid(String),
+    #[error("tile {path} is over {limit_bytes} bytes")]
+    TileTooLarge { path: String, limit_bytes: usize },
+    #[error("cannot fetch {0}")]
+    TileFetch(String),
     #[error("cosignature does not verify: {0}")]
     BadCosignature(String),
     #[error("only {have} of the {need} witness cosignatures the policy needs")]
@@ -85,6 +91,9 @@ impl LogError {
             LogError::TileNotInTree(_) => "E_TILE_NOT_FOUND",
             LogError::EntryTooLarge { .. } => "E_TILE_ENTRY_TOO_LARGE",
             LogError::MalformedBundle(_) => "E_TILE_BUNDLE_MALFORMED",
+            LogError::TileInvalid(_) => "E_TILE_INVALID",
+            LogError::TileTooLarge { .. } => "E_TILE_TOO_LARGE",
+            LogError::TileFetch(_) => "E_TILE_FETCH",
             LogError::BadCosignature(_) => "E_COSIGNATURE_INVALID",
             LogError::WitnessQuorum { .. } => "E_WITNESS_QUORUM",
             LogError::MalformedPolicy(_) => "E_WITNESS_POLICY",

@@ -21,6 +21,10 @@ pub const TILE_HEIGHT: u8 = 8;
 pub const TILE_WIDTH: u32 = 1 << TILE_HEIGHT;
 /// Longest entry an entry bundle can frame (its length prefix is a `u16`).
 pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
+/// Largest hash tile: 256 hashes of 32 bytes.
+pub const MAX_HASH_TILE_BYTES: usize = TILE_WIDTH as usize * HASH_SIZE;
+/// Largest entry bundle: 256 entries of at most [`MAX_ENTRY_BYTES`], each after its 2-byte length.
+pub const MAX_BUNDLE_BYTES: usize = TILE_WIDTH as usize * (2 + MAX_ENTRY_BYTES);
 /// Highest hash-tile level: level `L` holds tree level `8·L`, and a `u64` tree has 64 levels.
 pub const MAX_TILE_LEVEL: u8 = 7;
 
@@ -36,6 +40,14 @@ pub struct TileCoord {
 }
 
 impl TileCoord {
+    /// The most bytes this tile can hold: what a fetcher may read before refusing it.
+    pub fn max_bytes(&self) -> usize {
+        match self.level {
+            Some(_) => self.width as usize * HASH_SIZE,
+            None => self.width as usize * (2 + MAX_ENTRY_BYTES),
+        }
+    }
+
     /// A hash tile.
     pub fn hash(level: u8, index: u64, width: u32) -> Self {
         Self {
@@ -318,7 +330,10 @@ pub struct TiledTree<'a, F: TileFetch> {
     size: u64,
     root: Hash,
     fetch: &'a F,
-    cache: std::sync::Mutex<std::collections::HashMap<TileCoord, Vec<u8>>>,
+    cache: std::cell::RefCell<std::collections::HashMap<TileCoord, Vec<u8>>>,
+    /// The fetcher's own error, kept while `tlog_tiles` (whose error type cannot carry it)
+    /// unwinds, so [`TiledTree::explain`] can report it with its code.
+    fetch_error: std::cell::RefCell<Option<LogError>>,
 }
 
 impl<'a, F: TileFetch> TiledTree<'a, F> {
@@ -327,17 +342,62 @@ impl<'a, F: TileFetch> TiledTree<'a, F> {
             size,
             root,
             fetch,
-            cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+            fetch_error: std::cell::RefCell::new(None),
+            cache: std::cell::RefCell::new(std::collections::HashMap::new()),
         }
     }
 
-    /// The checkpoint's tree size.
+    /// The tree size of the checkpoint this tree authenticates against.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Turn an error from a proof computed over this tree into its cause: the fetcher's error
+    /// (`E_TILE_NOT_FOUND`, `E_TILE_FETCH`, ...) if a fetch failed, else `E_TILE_INVALID` for a
+    /// tile that did not authenticate against the root.
+    pub fn explain(&self, err: LogError) -> LogError {
+        if let Some(e) = self.fetch_error.borrow_mut().take() {
+            return e;
+        }
+        match err {
+            LogError::Storage(m) => LogError::TileInvalid(m),
+            other => other,
+        }
     }
 }
 
 struct Adapter<'a, 'b, F: TileFetch>(&'b TiledTree<'a, F>);
+
+/// Check every full hash tile of a batch whose parent tile is in the batch against the hash its
+/// parent holds for it. `tlog_tiles` 0.2.0 (like the Go code it ports) means to do this for
+/// every tile it fetches below the ones that authenticate the root, but starts its loop at the
+/// number of *root subtrees* rather than the number of distinct tiles they live in, so when
+/// several subtrees share a tile the first child tiles go unchecked (a forged `tile/0/000` under
+/// a tree of 300 was accepted). The parents are checked the same way up to the tiles the root
+/// authenticates, so every hash returned is bound to the root.
+fn authenticate_children(tiles: &[Tile], data: &[Vec<u8>], size: u64) -> Result<(), LogError> {
+    for (tile, bytes) in tiles.iter().zip(data) {
+        if tile.is_data() || bytes.len() != tile.width() as usize * HASH_SIZE {
+            continue;
+        }
+        if tile.width() != TILE_WIDTH {
+            continue;
+        }
+        let Some(parent) = tile.parent(1, size) else {
+            continue;
+        };
+        let Some(j) = tiles.iter().position(|t| *t == parent) else {
+            continue;
+        };
+        let bad = || LogError::TileInvalid(TileCoord::from_tlog(tile).path());
+        let index = crate::stored_hash_index(parent.level() * TILE_HEIGHT, tile.level_index());
+        let want = parent.hash_at_index(&data[j], index).map_err(|_| bad())?;
+        if Tile::subtree_hash(bytes) != want {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
 
 impl<F: TileFetch> TileReader for Adapter<'_, '_, F> {
     fn height(&self) -> u8 {
@@ -347,7 +407,7 @@ impl<F: TileFetch> TileReader for Adapter<'_, '_, F> {
     fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
         let coords: Vec<TileCoord> = tiles.iter().map(TileCoord::from_tlog).collect();
         let mut out: Vec<Option<Vec<u8>>> = {
-            let cache = self.0.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let cache = self.0.cache.borrow();
             coords.iter().map(|c| cache.get(c).cloned()).collect()
         };
         let missing: Vec<TileCoord> = coords
@@ -356,26 +416,31 @@ impl<F: TileFetch> TileReader for Adapter<'_, '_, F> {
             .filter(|(_, d)| d.is_none())
             .map(|(c, _)| *c)
             .collect();
+        let fail = |e: LogError| {
+            *self.0.fetch_error.borrow_mut() = Some(e);
+            tlog_tiles::Error::InconsistentTile
+        };
         if !missing.is_empty() {
-            let fetched = self
-                .0
-                .fetch
-                .fetch(&missing)
-                .map_err(|_| tlog_tiles::Error::InconsistentTile)?;
+            let fetched = self.0.fetch.fetch(&missing).map_err(fail)?;
             if fetched.len() != missing.len() {
-                return Err(tlog_tiles::Error::InconsistentTile);
+                return Err(fail(LogError::TileInvalid(
+                    "the fetcher returned the wrong number of tiles".into(),
+                )));
             }
             let mut fetched = fetched.into_iter();
             for slot in out.iter_mut().filter(|d| d.is_none()) {
                 *slot = fetched.next();
             }
         }
-        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+        let data: Vec<Vec<u8>> = out.into_iter().map(Option::unwrap_or_default).collect();
+        // On the whole batch, cached tiles included: a fetched child's parent may be cached.
+        authenticate_children(tiles, &data, self.0.size).map_err(fail)?;
+        Ok(data)
     }
 
     /// Called by `TileHashReader` only once the tiles are authenticated against the root.
     fn save_tiles(&self, tiles: &[Tile], data: &[Vec<u8>]) {
-        let mut cache = self.0.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.0.cache.borrow_mut();
         for (tile, bytes) in tiles.iter().zip(data) {
             if cache.len() >= MAX_CACHED_TILES {
                 cache.clear();
@@ -422,7 +487,9 @@ impl<F: TileFetch> TiledTree<'_, F> {
             let wanted: Vec<u64> = (at..take_end)
                 .map(|i| crate::stored_hash_index(0, i))
                 .collect();
-            let leaves = self.read_hashes(&wanted).map_err(map_tlog)?;
+            let leaves = self
+                .read_hashes(&wanted)
+                .map_err(|e| self.explain(map_tlog(e)))?;
             for (i, leaf) in (at..take_end).zip(leaves) {
                 let entry = entries[(i - n * w) as usize];
                 if crate::leaf_hash(entry) != leaf {
@@ -584,6 +651,25 @@ mod tests {
         served.corrupt = Some(TileCoord::hash(0, 2, 88));
         let tiled = TiledTree::new(size, root, &served);
         assert!(crate::inclusion_proof(599, size, &tiled).is_err());
+        // A forged full tile below root subtrees that share a tile (what `tlog_tiles` alone
+        // let through): every size, every index of the forged tile.
+        for size in [257u64, 300, 511, 513, 600] {
+            let root = tree_root(size, &served.hashes).unwrap();
+            served.size = size;
+            served.corrupt = Some(TileCoord::hash(0, 0, 256));
+            let tiled = TiledTree::new(size, root, &served);
+            for i in [0u64, 200, 255] {
+                let err = crate::inclusion_proof(i, size, &tiled)
+                    .map_err(|e| tiled.explain(e))
+                    .unwrap_err();
+                assert_eq!(err.code(), "E_TILE_INVALID", "leaf {i} of {size}");
+            }
+            assert_eq!(
+                tiled.entries(0..10).unwrap_err().code(),
+                "E_TILE_INVALID",
+                "{size}"
+            );
+        }
     }
 
     #[test]

@@ -13,10 +13,12 @@ use std::fmt;
 pub const MAX_PARENTS: usize = 16;
 /// Most datasets one model may name.
 pub const MAX_MODEL_DATASETS: usize = 256;
-/// Most artifact files one model record may list.
-pub const MAX_ARTIFACTS: usize = 4096;
-/// Most tensors one model record may list (across all artifacts).
-pub const MAX_TENSORS: usize = 65_536;
+/// Most artifact files one model record may list. An entry is at least about 110 bytes, so more
+/// could never fit in a record of [`crate::MAX_RECORD_BYTES`].
+pub const MAX_ARTIFACTS: usize = 512;
+/// Most tensors one model record may list (across all artifacts). An entry is at least about
+/// 108 bytes (its `sha256:` hash alone is 71), so more could never fit in one record.
+pub const MAX_TENSORS: usize = 512;
 /// Most dimensions of one tensor shape.
 pub const MAX_TENSOR_DIMS: usize = 8;
 /// Most handles in a dataset's allowlist.
@@ -37,8 +39,9 @@ pub const MAX_EVIDENCE: usize = 16;
 pub const MAX_QUOTA_WINDOW_MS: u64 = 366 * 24 * 3600 * 1000;
 /// Highest review quality score.
 pub const MAX_QUALITY: u32 = 100;
-/// Most target modules an adapter's configuration may name.
-pub const MAX_ADAPTER_TARGETS: usize = 256;
+/// Most target modules an adapter's configuration may name: 128 of the longest names still fit
+/// in one record of [`crate::MAX_RECORD_BYTES`].
+pub const MAX_ADAPTER_TARGETS: usize = 128;
 /// Longest adapter target module name (or pattern), in bytes.
 pub const MAX_ADAPTER_TARGET_BYTES: usize = 256;
 /// Most people one training run credits.

@@ -22,9 +22,11 @@ pub use envelope::{sign_record, Record, SignedRecord, FORMAT_VERSION, SIGNING_DO
 pub use error::RecordError;
 pub use keys::{ActorKey, PublicKey};
 
-/// Largest accepted record, in bytes. Large enough for a per-tensor manifest of a
-/// several-thousand-tensor model, small enough to bound memory per request.
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Largest accepted record, in bytes: 65 535, the most a C2SP `tlog-tiles` entry bundle can
+/// frame (a big-endian `u16` length), so every record of the log can be served as a tile and
+/// read back by any tlog client. Larger documents (contributions, training configurations) live
+/// in the content store and the record carries their hash.
+pub const MAX_RECORD_BYTES: usize = 65_535;
 /// Longest client id (idempotency key), in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
 /// Longest ledger origin a record may name (the C2SP note origin limit the log uses).

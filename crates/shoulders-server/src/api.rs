@@ -26,8 +26,9 @@ type St = State<Arc<AppState>>;
 /// Most records listed by one `GET /api/records`.
 pub const MAX_LIST_RECORDS: u64 = 1000;
 /// Byte budget of one list response, by default (`ServerConfig::max_page_bytes`): records are
-/// up to 1 MiB each, so 1 000 of them could be 1 GiB. Past it a page ends early with its
-/// cursor; it always holds at least one item, so it is at most this plus one item.
+/// large, and 1 000 of them with their JSON could be many MiB. Past it a page ends early with its
+/// cursor; it always holds at least one item, so it is at most this plus one item (a record is
+/// at most 64 KiB, so 1 000 of them stay under 64 MiB even without it).
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
 /// Largest text `POST /api/attribute` accepts, in bytes.
 pub const MAX_ATTRIBUTE_TEXT_BYTES: usize = 1 << 20;
@@ -205,7 +206,7 @@ pub struct ContributedBody {
     pub content_hash: String,
 }
 
-/// Room a contribution's body needs beyond its document: the record (at most 1 MiB) as a JSON
+/// Room a contribution's body needs beyond its document: the record (at most 64 KiB) as a JSON
 /// string, whose escapes can double it, and the object around both.
 pub const CONTRIBUTION_ENVELOPE_BYTES: usize = 2 * shoulders_record::MAX_RECORD_BYTES + (64 << 10);
 

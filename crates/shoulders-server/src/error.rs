@@ -113,6 +113,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::PageSize { .. }
             | LedgerError::Cursor(_)
             | LedgerError::PeriodTooLarge { .. } => StatusCode::BAD_REQUEST,
+            LedgerError::Log(shoulders_log::LogError::TileNotInTree(_)) => StatusCode::NOT_FOUND,
             LedgerError::Log(_) => StatusCode::BAD_REQUEST,
             LedgerError::WriterStopped | LedgerError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

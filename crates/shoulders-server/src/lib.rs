@@ -27,6 +27,7 @@ pub mod preauth;
 pub mod quota;
 pub mod ratelimit;
 mod streaming;
+pub mod tlog;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -50,7 +51,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use error::{ApiError, ApiResult};
 
-/// Default largest request body (a record is at most 1 MiB; an attribution text 1 MiB).
+/// Default largest request body: an attribution text of 1 MiB and its JSON (a record is at most
+/// 64 KiB, well inside it).
 pub const DEFAULT_MAX_BODY_BYTES: usize = (1 << 20) + (64 << 10);
 /// Default largest document `POST /api/contributions` takes (`--max-content-bytes`).
 pub const DEFAULT_MAX_CONTENT_BYTES: usize = 16 << 20;
@@ -513,6 +515,7 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .merge(api::routes())
         .merge(gateway::routes())
         .merge(admin::routes())
+        .merge(tlog::routes())
         .split_for_parts();
     (router, doc)
 }

@@ -838,6 +838,8 @@ async fn openapi_document_matches_the_routes() {
         "POST /api/attribute",
         "POST /api/contributions",
         "POST /api/records",
+        "GET /log/checkpoint",
+        "GET /log/tile/{path}",
         "GET /v1/models",
         "POST /v1/chat/completions",
         "POST /v1/completions",
@@ -853,7 +855,8 @@ async fn openapi_document_matches_the_routes() {
             .replace("{index}", "0")
             .replace("{owner}", "alice")
             .replace("{name}", "verse-base")
-            .replace("{id}", "0123456789abcdef");
+            .replace("{id}", "0123456789abcdef")
+            .replace("{path}", "entries/000.p/1");
         let req = match method {
             "GET" => s.client.get(s.url(&concrete)),
             "DELETE" => s.client.delete(s.url(&concrete)),

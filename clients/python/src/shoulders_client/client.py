@@ -19,7 +19,7 @@ from .verify import Checkpoint, leaf_hash, proof_from_json, verify_checkpoint, v
 
 #: How long one request may take, connecting included, unless the caller says otherwise.
 DEFAULT_TIMEOUT_MS = 30_000
-#: Largest answer read: a list page is at most the server's 4 MiB budget plus one 1 MiB record.
+#: Largest answer read: a list page is at most the server's 4 MiB budget plus one record.
 DEFAULT_MAX_RESPONSE_BYTES = 16 << 20
 #: Largest document ``contribute`` sends: the ledger's own limit (``MAX_CONTENT_BYTES``); the
 #: server's ``--max-content-bytes`` (16 MiB by default) may be lower and answers E_BODY_TOO_LARGE.

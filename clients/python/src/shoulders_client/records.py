@@ -23,8 +23,8 @@ from .errors import ShouldersError
 FORMAT_VERSION = 2
 #: Prefix of every signed message, so a record signature is never valid for anything else.
 SIGNING_DOMAIN = b"shoulders/record/v1\n"
-#: Largest record the ledger accepts (``MAX_RECORD_BYTES``).
-MAX_RECORD_BYTES = 1 << 20
+#: Largest record the ledger accepts (``MAX_RECORD_BYTES``): one C2SP tile bundle entry.
+MAX_RECORD_BYTES = 65_535
 #: Largest integer a record may hold; money is a decimal string of micro-units instead.
 MAX_SAFE_INTEGER = 2**53 - 1
 #: Longest client id (printable ASCII, no spaces).
