@@ -1,0 +1,416 @@
+//! Transparency at scale (issue 17): C2SP tiles served, published and followed, and witnesses
+//! against a split view.
+//!
+//! `cargo build --release -p shoulders-cli && cargo bench -p shoulders-bench --bench tiles`
+//!
+//! * **A real ledger** of `SHOULDERS_TILES_RECEIPTS` settled receipts (default 1,000,000; each
+//!   ~8 legs): `shoulders publish` (tiles written per second, bytes), the tiles `serve` answers
+//!   per second under `/log/tile/` (4 client threads, random full hash tiles, then random full
+//!   entry bundles), and a full `shoulders verify --tiles` (every record replayed from tiles
+//!   alone) from the directory and over HTTP.
+//! * **A monitor following a log of `SHOULDERS_TILES_FOLLOW` entries** (default 10,000,000 of
+//!   receipt size, 400 bytes) from a tile directory: every hash tile authenticated against the
+//!   checkpoint's root and every entry checked against its leaf, by our `TiledTree` and, side by
+//!   side on the same files, by Go's `sumdb/tlog` (the `interop/go` checker, built when `go` and
+//!   Debian's `golang-golang-x-mod-dev` are installed).
+//! * **A split-view simulation**: see `split_view` below.
+//!
+//! `SHOULDERS_TILES_DIR` chooses where the files go (default a temporary directory). It prints
+//! figures; it asserts nothing about time.
+
+use shoulders_bench::settle::{receipts, setup, store_documents, World};
+use shoulders_ledger::{init_with, DataDir, Ledger, OperatorInit};
+use shoulders_log::tiles::{encode_bundle, new_tiles, TileCoord, TileFetch, TiledTree, TILE_WIDTH};
+use shoulders_log::{generate_log_key, LogError, LogSigner, LogVerifier, MemoryHashes};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("shoulders");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release -p shoulders-cli` first",
+        bin.display()
+    );
+    bin
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// A ledger with the settlement world and `n` settled receipts.
+fn build(root: &Path, n: usize) -> DataDir {
+    let dir = DataDir::new(root.join(format!("ledger-{n}")));
+    init_with(
+        &dir,
+        shoulders_bench::BENCH_LOG,
+        Some(&OperatorInit {
+            handle: "operator".into(),
+            name: "Operator".into(),
+            protocol_fee_bps: 250,
+            ts_ms: 1_800_000_000_000,
+        }),
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let ledger = Ledger::open(&dir).unwrap();
+    store_documents(&ledger);
+    let operator = shoulders_record::ActorKey::from_file_text(
+        &std::fs::read_to_string(dir.root().join("operator.key")).unwrap(),
+    )
+    .unwrap();
+    let mut world = World::new(operator);
+    let (records, contributions) = setup(&mut world, ledger.size());
+    for r in ledger.submit_batch(records.iter().map(|r| r.bytes().to_vec()).collect()) {
+        r.unwrap();
+    }
+    let mut done = 0;
+    while done < n {
+        let batch = 1_000.min(n - done);
+        let signed = receipts(&mut world, &contributions, done, batch);
+        for r in ledger.submit_batch(signed.iter().map(|r| r.bytes().to_vec()).collect()) {
+            r.unwrap();
+        }
+        done += batch;
+        if done % 250_000 == 0 {
+            eprintln!("  {done} receipts");
+        }
+    }
+    dir
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(bin: &Path, dir: &DataDir) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .args([
+            "serve",
+            "--data-dir",
+            dir.root().to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--rate-limit-per-s",
+            "0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::blocking::Client::new();
+    let started = Instant::now();
+    while !client
+        .get(format!("{url}/log/checkpoint"))
+        .send()
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(started.elapsed() < Duration::from_secs(600), "serve never got ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server { child, url }
+}
+
+fn run(bin: &Path, args: &[&str]) -> (f64, String) {
+    let t = Instant::now();
+    let out = Command::new(bin).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        bin.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        t.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn dir_bytes(path: &Path) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                files += 1;
+                bytes += m.len();
+            }
+        }
+    }
+    (files, bytes)
+}
+
+/// Hammer `serve` with 4 threads fetching random tiles of one kind for `secs`.
+fn tiles_per_s(url: &str, paths: Vec<String>, secs: u64) -> (f64, f64) {
+    let paths = Arc::new(paths);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (paths, stop, count, bytes) = (
+                Arc::clone(&paths),
+                Arc::clone(&stop),
+                Arc::clone(&count),
+                Arc::clone(&bytes),
+            );
+            let url = url.to_string();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t;
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let p = &paths[(x % paths.len() as u64) as usize];
+                    let r = client.get(format!("{url}/log/{p}")).send().unwrap();
+                    assert!(r.status().is_success(), "{p}: {}", r.status());
+                    let b = r.bytes().unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = started.elapsed().as_secs_f64();
+    (
+        count.load(Ordering::Relaxed) as f64 / s,
+        bytes.load(Ordering::Relaxed) as f64 / s / 1e6,
+    )
+}
+
+/// Tiles from a directory written in the `publish` layout.
+struct DirFetch(PathBuf);
+
+impl TileFetch for DirFetch {
+    fn fetch(&self, tiles: &[TileCoord]) -> Result<Vec<Vec<u8>>, LogError> {
+        tiles
+            .iter()
+            .map(|t| {
+                std::fs::read(self.0.join(t.path()))
+                    .map_err(|_| LogError::TileNotInTree(t.path()))
+            })
+            .collect()
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Entry `i` of the synthetic log: 400 bytes, distinct, of receipt-like size.
+fn entry(i: u64, out: &mut Vec<u8>) {
+    out.clear();
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    out.extend_from_slice(format!("{{\"kind\":\"usage.receipt\",\"n\":{i},\"pad\":\"").as_bytes());
+    while out.len() < 398 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push(b'a' + (x % 26) as u8);
+    }
+    out.extend_from_slice(b"\"}");
+}
+
+/// Write a synthetic tile directory of `n` entries; returns the log's verifier key.
+fn synthetic(dir: &Path, n: u64) -> String {
+    let (skey, vkey) = generate_log_key(&mut rand_core::OsRng, "follow.bench.local/log").unwrap();
+    let mut hashes = MemoryHashes::new();
+    let mut buf = Vec::with_capacity(400);
+    let mut bundle: Vec<Vec<u8>> = Vec::with_capacity(TILE_WIDTH as usize);
+    for i in 0..n {
+        entry(i, &mut buf);
+        hashes.append(&buf);
+        bundle.push(buf.clone());
+        if bundle.len() == TILE_WIDTH as usize || i + 1 == n {
+            let first = i + 1 - bundle.len() as u64;
+            let coord = TileCoord::entries(first / u64::from(TILE_WIDTH), bundle.len() as u32);
+            let data = encode_bundle(bundle.iter().map(Vec::as_slice)).unwrap();
+            write(&dir.join(coord.path()), &data);
+            bundle.clear();
+        }
+    }
+    for t in new_tiles(0, n).into_iter().filter(|t| t.level.is_some()) {
+        let data = shoulders_log::tiles::hash_tile_bytes(&t, n, &hashes).unwrap();
+        write(&dir.join(t.path()), &data);
+    }
+    let root = hashes.root();
+    let note = LogSigner::new(&skey).unwrap().sign(n, root).unwrap();
+    write(&dir.join("checkpoint"), &note);
+    vkey
+}
+
+/// Follow the log in `dir` as a monitor: verify the checkpoint, then every bundle's entries
+/// against authenticated leaves. Returns (seconds, entries).
+fn follow(dir: &Path, vkey: &str) -> (f64, u64) {
+    let started = Instant::now();
+    let fetch = DirFetch(dir.to_path_buf());
+    let note = std::fs::read(dir.join("checkpoint")).unwrap();
+    let cp = LogVerifier::new(vkey).unwrap().open(&note).unwrap();
+    let tree = TiledTree::new(cp.size, cp.root, &fetch);
+    let mut seen = 0u64;
+    let w = u64::from(TILE_WIDTH);
+    let mut at = 0;
+    while at < cp.size {
+        let end = (at + w).min(cp.size);
+        seen += tree.entries(at..end).unwrap().len() as u64;
+        at = end;
+    }
+    (started.elapsed().as_secs_f64(), seen)
+}
+
+/// The Go checker (`interop/go`), built into `target/` when Go and x/mod are installed.
+fn go_checker(target: &Path) -> Option<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/go");
+    let out = target.join("c2sp-interop");
+    let ok = Command::new("go")
+        .args(["build", "-o", out.to_str().unwrap(), "."])
+        .current_dir(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", target.join("gocache"))
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(out)
+}
+
+fn main() {
+    let bin = binary();
+    let target = bin.parent().unwrap().to_path_buf();
+    let receipts_n = env_usize("SHOULDERS_TILES_RECEIPTS", 1_000_000);
+    let follow_n = env_usize("SHOULDERS_TILES_FOLLOW", 10_000_000) as u64;
+    let tmp;
+    let root = match std::env::var("SHOULDERS_TILES_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => {
+            tmp = tempfile::tempdir().unwrap();
+            tmp.path().to_path_buf()
+        }
+    };
+    let go = go_checker(&target);
+
+    println!("\ntiles (release build, 2 cores)");
+    eprintln!("building a SQLite ledger with {receipts_n} receipts");
+    let dir = build(&root, receipts_n);
+    let size: u64 = {
+        let cp = std::fs::read_to_string(dir.root().join("log.pub")).unwrap();
+        let (_, out) = run(&bin, &["checkpoint", "--data-dir", dir.root().to_str().unwrap()]);
+        let _ = cp;
+        out.lines().nth(1).unwrap().parse().unwrap()
+    };
+    let vkey = std::fs::read_to_string(dir.root().join("log.pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let published = root.join("published");
+    let (publish_s, _) = run(
+        &bin,
+        &[
+            "publish",
+            "--data-dir",
+            dir.root().to_str().unwrap(),
+            "--out",
+            published.to_str().unwrap(),
+        ],
+    );
+    let (files, bytes) = dir_bytes(&published);
+    println!(
+        "  publish {size} records: {publish_s:.1} s, {files} files ({:.0} tiles/s), {:.0} MB",
+        files as f64 / publish_s,
+        bytes as f64 / 1e6
+    );
+
+    let server = serve(&bin, &dir);
+    let full = size / u64::from(TILE_WIDTH);
+    let hash_paths: Vec<String> = (0..full).map(|n| TileCoord::hash(0, n, 256).path()).collect();
+    let bundle_paths: Vec<String> = (0..full)
+        .map(|n| TileCoord::entries(n, 256).path())
+        .collect();
+    let (hash_rate, hash_mb) = tiles_per_s(&server.url, hash_paths, 5);
+    let (bundle_rate, bundle_mb) = tiles_per_s(&server.url, bundle_paths, 5);
+    println!(
+        "  serve /log/tile (4 clients): hash tiles {hash_rate:.0}/s ({hash_mb:.0} MB/s), entry bundles {bundle_rate:.0}/s ({bundle_mb:.0} MB/s)"
+    );
+
+    let (verify_dir_s, _) = run(
+        &bin,
+        &["verify", "--tiles", published.to_str().unwrap(), "--key", &vkey],
+    );
+    let log_url = format!("{}/log/", server.url);
+    let (verify_http_s, _) = run(&bin, &["verify", "--tiles", &log_url, "--key", &vkey]);
+    println!(
+        "  verify --tiles (every record replayed): directory {verify_dir_s:.1} s ({:.0} records/s), HTTP {verify_http_s:.1} s ({:.0} records/s)",
+        size as f64 / verify_dir_s,
+        size as f64 / verify_http_s
+    );
+    if let Some(go) = &go {
+        let (go_dir_s, _) = run(go, &["-tiles", published.to_str().unwrap(), "-log-key", &vkey]);
+        let (go_http_s, _) = run(go, &["-tiles", &log_url, "-log-key", &vkey]);
+        println!(
+            "  Go sumdb/tlog checker, same tiles (tiles and entries, no replay): directory {go_dir_s:.1} s, HTTP {go_http_s:.1} s"
+        );
+    }
+    drop(server);
+
+    eprintln!("writing a synthetic tile directory of {follow_n} entries");
+    let synth = root.join("follow");
+    let t = Instant::now();
+    let synth_key = synthetic(&synth, follow_n);
+    let (files, bytes) = dir_bytes(&synth);
+    println!(
+        "\nmonitor following a {follow_n}-entry log from tiles ({files} files, {:.1} GB, written in {:.0} s)",
+        bytes as f64 / 1e9,
+        t.elapsed().as_secs_f64()
+    );
+    let (ours_s, seen) = follow(&synth, &synth_key);
+    assert_eq!(seen, follow_n);
+    println!(
+        "  shoulders TiledTree: {ours_s:.1} s, {:.0} entries/s, {:.0} MB/s",
+        seen as f64 / ours_s,
+        bytes as f64 / 1e6 / ours_s
+    );
+    if let Some(go) = &go {
+        let (go_s, _) = run(go, &["-tiles", synth.to_str().unwrap(), "-log-key", &synth_key]);
+        println!(
+            "  Go sumdb/tlog (peer):  {go_s:.1} s, {:.0} entries/s, {:.0} MB/s",
+            follow_n as f64 / go_s,
+            bytes as f64 / 1e6 / go_s
+        );
+    } else {
+        println!("  Go sumdb/tlog (peer): not measured (install golang-go golang-golang-x-mod-dev)");
+    }
+}
