@@ -444,10 +444,10 @@ class ExplorerTest(unittest.TestCase):
         quorum = box.get_by_test_id("witness-quorum")
         expect(quorum).to_have_attribute("data-state", "verified")
         expect(quorum).to_have_text("✓ cosigned by 2 of 3 witnesses (quorum 2).")
-        witnesses = box.get_by_test_id("witness")
+        expect(box.get_by_test_id("witness")).to_have_count(4)
         for name, status in [("w1.example", "cosigned"), ("w2.example", "cosigned"), ("w3.example", "absent"),
                              ("stranger.example", "not-in-policy")]:
-            expect(witnesses.and_(self.page.locator(f'[data-name="{name}"]'))).to_have_attribute("data-status", status)
+            expect(box.locator(f'[data-testid=witness][data-name="{name}"]')).to_have_attribute("data-status", status)
         expect(box.locator('[data-name="stranger.example"]')).to_contain_text("not in policy")
         expect(box.get_by_test_id("checkpoint-status")).to_contain_text("✓ Checkpoint verified")
         self.shot("checkpoint-witnessed")

@@ -373,7 +373,7 @@ async fn home(State(st): St, q: Result<Query<Cursors>, QueryRejection>) -> Respo
                 "<section class=\"checkpoint\" data-testid=\"checkpoint\"><h2>Checkpoint</h2>\
 <p>The log <code>{}</code> holds <strong data-testid=\"tree-size\">{}</strong> records; its Merkle root is \
 <code data-testid=\"root\">{}</code>. Every page below is a view of the state folded from these records; \
-each record page checks its inclusion proof against this root in your browser.</p>\
+your browser checks the checkpoint's signatures below, and each record page its inclusion proof against the verified root.</p>\
 <details><summary>Signed note (C2SP)</summary><pre>{}</pre></details>{}</section>",
                 esc(origin),
                 esc(size),
