@@ -535,7 +535,7 @@ async fn pages_carry_the_logs_verifier_key() {
         assert!(html.contains(&shown), "{path}");
         // Only the home page's box is checked on its own; a record page's is part of the proof.
         assert_eq!(
-            html.contains("id=\"checkpoint-verify\""),
+            html.contains("<div id=\"checkpoint-verify\""),
             path == "/",
             "{path}"
         );
