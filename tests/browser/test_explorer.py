@@ -2,13 +2,18 @@
 
 Seeds and serves a ledger with `shoulders demo --listen 127.0.0.1:0`, then opens every page,
 checks its content against the REST API, clicks through the lineage graph, waits for the
-in-browser (WebCrypto) inclusion-proof check (and makes it fail with tampered bytes), and runs
-the "try it" box against the gateway. Screenshots go to target/browser-screenshots/.
+in-browser (WebCrypto) inclusion-proof check (and makes it fail with tampered bytes), checks the
+in-browser verification of the checkpoint's log signature and witness cosignatures against
+checkpoints cosigned here by generated witnesses (valid, forged, short of quorum, badly signed),
+and runs the "try it" box against the gateway. Screenshots go to target/browser-screenshots/.
 
     python tests/browser/test_explorer.py --shoulders target/debug/shoulders [--chromium /usr/bin/chromium]
 """
 
 import argparse
+import base64
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -18,6 +23,8 @@ import time
 import unittest
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +45,49 @@ def start_demo(shoulders, data_dir):
             return proc, m.group(1)
     proc.wait(timeout=30)
     raise RuntimeError(f"shoulders demo exited ({proc.returncode}) before serving:\n{seen}")
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+def key_id(name, type_byte, public):
+    """C2SP signed-note key id: the first 4 bytes of SHA-256(name || "\n" || type || key)."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([type_byte]) + public).digest()[:4]
+
+
+def note_text(note):
+    """The signed text of a signed note (everything before the blank line, newline included)."""
+    return note[:note.rindex(b"\n\n") + 1]
+
+
+class Witness:
+    """A C2SP tlog-cosignature/v1 witness key, generated here."""
+
+    def __init__(self, name):
+        self.name = name
+        self.key = Ed25519PrivateKey.generate()
+        self.public = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.id = key_id(name, 0x04, self.public)
+
+    def vkey(self):
+        return f"{self.name}+{self.id.hex()}+{b64(bytes([0x04]) + self.public)}"
+
+    def cosign(self, note, timestamp=None, key=None):
+        """The cosignature line over `note`'s text; `key` signs instead of this witness's own key
+        (a forgery under this witness's name and key id)."""
+        t = int(time.time()) if timestamp is None else timestamp
+        msg = f"cosignature/v1\ntime {t}\n".encode() + note_text(note)
+        sig = (key or self.key).sign(msg)
+        return f"\u2014 {self.name} {b64(self.id + t.to_bytes(8, 'big') + sig)}\n".encode()
+
+
+def flip_last_signature_byte(line):
+    """A signature line with the last byte of its signature flipped."""
+    head, sig = line.rstrip(b"\n").rsplit(b" ", 1)
+    raw = bytearray(base64.b64decode(sig))
+    raw[-1] ^= 0x01
+    return head + b" " + b64(bytes(raw)).encode() + b"\n"
 
 
 class ExplorerTest(unittest.TestCase):
@@ -328,6 +378,198 @@ class ExplorerTest(unittest.TestCase):
         expect(self.page.get_by_test_id("proof")).to_have_attribute("data-state", "failed", timeout=15000)
         expect(self.page.get_by_test_id("proof-status")).to_contain_text("NOT verified")
         self.shot("record-tampered")
+
+    # -- the checkpoint's signatures, checked in the browser ------------------------------------
+
+    def log_vkey(self):
+        with open(os.path.join(self.tmp.name, "ledger", "log.pub")) as f:
+            return f.read().strip()
+
+    def witnessed(self, note, witnesses, quorum, log_vkey=None):
+        """Serve `note` as /log/checkpoint and a policy of `witnesses` and `quorum` as
+        /api/witnesses (routes the server under test does not have)."""
+        policy = {"log_vkey": log_vkey or self.log_vkey(), "quorum": quorum,
+                  "witnesses": [{"name": w.name, "vkey": w.vkey(), "url": f"https://{w.name}/"} for w in witnesses]}
+        self.page.route("**/api/witnesses", lambda route: route.fulfill(
+            status=200, body=json.dumps(policy), headers={"content-type": "application/json"}))
+        self.page.route("**/log/checkpoint", lambda route: route.fulfill(
+            status=200, body=note, headers={"content-type": "text/plain; charset=utf-8"}))
+
+    def expect_checkpoint(self, state):
+        box = self.page.locator("#checkpoint-verify")
+        expect(box).to_have_attribute("data-state", state, timeout=15000)
+        return box
+
+    def contribution_index(self):
+        return self.api("/api/datasets/carol-lab/public-domain-verse").json()["contributions"][0]
+
+    def expect_proof_not_verified(self, text):
+        expect(self.page.get_by_test_id("proof")).to_have_attribute("data-state", "failed", timeout=15000)
+        status = self.page.get_by_test_id("proof-status")
+        expect(status).to_contain_text("NOT verified")
+        expect(status).to_contain_text(text)
+        expect(status).not_to_contain_text("Verified against")
+
+    def test_checkpoint_log_signature_verifies_without_a_witness_policy(self):
+        # This server has neither /api/witnesses nor /log/checkpoint: the log key comes from the
+        # page, the note from /api/checkpoint.
+        self.assertEqual(self.page.request.get(self.base + "/api/witnesses").status, 404)
+        vkey = self.log_vkey()
+        self.page.goto("/")
+        box = self.expect_checkpoint("verified")
+        expect(box).to_have_attribute("data-log-vkey", vkey)
+        expect(box.get_by_test_id("log-vkey")).to_have_text(vkey)
+        size, root = self.checkpoint()
+        sig = box.get_by_test_id("log-signature")
+        expect(sig).to_have_attribute("data-state", "verified")
+        expect(sig).to_contain_text(f"✓ Log signature verified with {vkey}")
+        expect(sig).to_contain_text(f"root {root}")
+        expect(sig).to_contain_text("/api/checkpoint")
+        expect(box.get_by_test_id("witness-quorum")).to_have_attribute("data-state", "none")
+        expect(box.get_by_test_id("witness-quorum")).to_contain_text("No witness policy")
+        self.shot("checkpoint-log-signature")
+        self.page.goto(f"/records/{self.contribution_index()}")
+        self.expect_proof_verified()
+        expect(self.page.get_by_test_id("proof-status")).to_contain_text("no witness policy")
+
+    def test_checkpoint_cosigned_by_a_quorum_of_witnesses(self):
+        note = self.api("/api/checkpoint").body()
+        w1, w2, w3, stranger = (Witness(n) for n in ["w1.example", "w2.example", "w3.example", "stranger.example"])
+        cosigned = note + w1.cosign(note) + w2.cosign(note) + stranger.cosign(note)
+        self.witnessed(cosigned, [w1, w2, w3], 2)
+        self.page.goto("/")
+        box = self.expect_checkpoint("verified")
+        expect(box.get_by_test_id("log-signature")).to_contain_text("✓ Log signature verified")
+        expect(box.get_by_test_id("log-signature")).to_contain_text("/log/checkpoint")
+        quorum = box.get_by_test_id("witness-quorum")
+        expect(quorum).to_have_attribute("data-state", "verified")
+        expect(quorum).to_have_text("✓ cosigned by 2 of 3 witnesses (quorum 2).")
+        expect(box.get_by_test_id("witness")).to_have_count(4)
+        for name, status in [("w1.example", "cosigned"), ("w2.example", "cosigned"), ("w3.example", "absent"),
+                             ("stranger.example", "not-in-policy")]:
+            expect(box.locator(f'[data-testid=witness][data-name="{name}"]')).to_have_attribute("data-status", status)
+        expect(box.locator('[data-name="stranger.example"]')).to_contain_text("not in policy")
+        expect(box.get_by_test_id("checkpoint-status")).to_contain_text("✓ Checkpoint verified")
+        self.shot("checkpoint-witnessed")
+        # The record page checks its proof against that checkpoint.
+        self.page.goto(f"/records/{self.contribution_index()}")
+        self.expect_proof_verified()
+        expect(self.page.get_by_test_id("proof-status")).to_contain_text("2 of 3 witnesses ✓")
+
+    def test_a_forged_cosignature_fails_the_checkpoint(self):
+        note = self.api("/api/checkpoint").body()
+        w1, w2, w3 = (Witness(n) for n in ["w1.example", "w2.example", "w3.example"])
+        impostor = Ed25519PrivateKey.generate()
+        forgeries = {
+            # Signed by another key under w2's name and key id.
+            "other-key": w2.cosign(note, key=impostor),
+            # w2's real cosignature with one bit flipped.
+            "flipped-bit": flip_last_signature_byte(w2.cosign(note)),
+            # w2's real signature, but claiming another time than the one it signed.
+            "other-time": self.retimed(w2, note),
+        }
+        for what, forged in forgeries.items():
+            with self.subTest(what):
+                self.page.unroute("**/api/witnesses")
+                self.page.unroute("**/log/checkpoint")
+                # Three lines from policy witnesses, two of them valid: the quorum alone would
+                # be met, but a forgery under a policy witness's name fails the checkpoint.
+                self.witnessed(note + w1.cosign(note) + forged + w3.cosign(note), [w1, w2, w3], 2)
+                self.page.goto("/")
+                box = self.expect_checkpoint("failed")
+                expect(box.get_by_test_id("log-signature")).to_have_attribute("data-state", "verified")
+                quorum = box.get_by_test_id("witness-quorum")
+                expect(quorum).to_have_attribute("data-state", "failed")
+                expect(quorum).to_contain_text("FORGED cosignature from w2.example")
+                expect(box.locator('[data-name="w2.example"]')).to_have_attribute("data-status", "forged")
+                expect(box.locator('[data-name="w1.example"]')).to_have_attribute("data-status", "cosigned")
+                expect(box.get_by_test_id("checkpoint-status")).to_contain_text("NOT verified")
+                self.shot(f"checkpoint-forged-{what}")
+                self.page.goto(f"/records/{self.contribution_index()}")
+                self.expect_proof_not_verified("witness policy")
+
+    def retimed(self, witness, note):
+        """`witness`'s valid cosignature at time 1000, relabelled as made at time 1001."""
+        line = witness.cosign(note, timestamp=1000)
+        head, sig = line.rstrip(b"\n").rsplit(b" ", 1)
+        raw = bytearray(base64.b64decode(sig))
+        raw[4:12] = (1001).to_bytes(8, "big")
+        return head + b" " + b64(bytes(raw)).encode() + b"\n"
+
+    def test_too_few_cosignatures_miss_the_quorum(self):
+        note = self.api("/api/checkpoint").body()
+        w1, w2, w3 = (Witness(n) for n in ["w1.example", "w2.example", "w3.example"])
+        # w1 twice counts once.
+        self.witnessed(note + w1.cosign(note) + w1.cosign(note, timestamp=12345), [w1, w2, w3], 2)
+        self.page.goto("/")
+        box = self.expect_checkpoint("failed")
+        expect(box.get_by_test_id("log-signature")).to_have_attribute("data-state", "verified")
+        quorum = box.get_by_test_id("witness-quorum")
+        expect(quorum).to_have_attribute("data-state", "failed")
+        expect(quorum).to_have_text("✗ cosigned by 1 of 3 witnesses (quorum 2): quorum not met.")
+        self.shot("checkpoint-quorum-not-met")
+        self.page.goto(f"/records/{self.contribution_index()}")
+        self.expect_proof_not_verified("witness policy")
+
+    def test_a_bad_log_signature_fails_the_checkpoint_and_the_proof(self):
+        note = self.api("/api/checkpoint").body()
+        text = note_text(note)
+        log_line = note[len(text) + 1:]
+        self.assertEqual(log_line.count(b"\n"), 1, "the server's note has one signature")
+        w1, w2 = Witness("w1.example"), Witness("w2.example")
+        size = int(text.split(b"\n")[1])
+        cases = {
+            # One bit of the log's signature flipped; both witnesses cosigned the text.
+            "flipped-bit": (text + b"\n" + flip_last_signature_byte(log_line), "does NOT verify"),
+            # A bigger tree than the log signed, under the log's signature of the real one.
+            "other-text": (text.replace(f"\n{size}\n".encode(), f"\n{size + 1}\n".encode(), 1)
+                           + b"\n" + log_line, "does NOT verify"),
+        }
+        for what, (bad, why) in cases.items():
+            with self.subTest(what):
+                self.page.unroute("**/api/witnesses")
+                self.page.unroute("**/log/checkpoint")
+                self.witnessed(bad + w1.cosign(bad) + w2.cosign(bad), [w1, w2], 2)
+                self.page.goto("/")
+                box = self.expect_checkpoint("failed")
+                sig = box.get_by_test_id("log-signature")
+                expect(sig).to_have_attribute("data-state", "failed")
+                expect(sig).to_contain_text(why)
+                expect(box.get_by_test_id("checkpoint-status")).to_contain_text("NOT verified")
+                self.shot(f"checkpoint-bad-log-signature-{what}")
+                self.page.goto(f"/records/{self.contribution_index()}")
+                self.expect_proof_not_verified("log signature does not verify")
+        # A malformed note, and a policy naming another log key than the page: refused.
+        for what, (bad, vkey, why) in {
+            "no-blank-line": (text + log_line, None, "malformed"),
+            "size-with-sign": (text.replace(f"\n{size}\n".encode(), f"\n+{size}\n".encode(), 1) + b"\n" + log_line,
+                               None, "malformed"),
+            "other-log-key": (note, "other.example/log+" + "0" * 8 + "+" + b64(bytes(33)), "two log keys"),
+        }.items():
+            with self.subTest(what):
+                self.page.unroute("**/api/witnesses")
+                self.page.unroute("**/log/checkpoint")
+                self.witnessed(bad, [], 0, log_vkey=vkey)
+                self.page.goto("/")
+                box = self.expect_checkpoint("failed")
+                expect(box.get_by_test_id("checkpoint-status")).to_contain_text(why)
+                self.page.goto(f"/records/{self.contribution_index()}")
+                self.expect_proof_not_verified("could not be checked")
+
+    def test_a_browser_without_ed25519_is_told_so(self):
+        # Make WebCrypto refuse Ed25519, as browsers before Chromium 137 do.
+        self.page.add_init_script("""
+            const importKey = crypto.subtle.importKey.bind(crypto.subtle);
+            crypto.subtle.importKey = (format, key, alg, ...rest) =>
+              (alg === "Ed25519" || (alg && alg.name === "Ed25519"))
+                ? Promise.reject(new DOMException("Unrecognized algorithm name", "NotSupportedError"))
+                : importKey(format, key, alg, ...rest);
+        """)
+        self.page.goto("/")
+        box = self.expect_checkpoint("failed")
+        expect(box.get_by_test_id("log-signature")).to_contain_text("has no Ed25519")
+        self.page.goto(f"/records/{self.contribution_index()}")
+        self.expect_proof_not_verified("could not be checked")
 
     def test_try_it_highlights_attributed_spans(self):
         size_before, _ = self.checkpoint()

@@ -515,6 +515,48 @@ async fn unknown_pages_are_html_404s() {
     s.stop().await;
 }
 
+/// The log key the pages hand the browser (`data-log-vkey`, also shown as text) is the log's
+/// verifier key, the one written to `log.pub` at init, and it verifies the served checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_carry_the_logs_verifier_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, contribution) = ledger(tmp.path());
+    let vkey = std::fs::read_to_string(DataDir::new(tmp.path()).verifier_key()).unwrap();
+    let vkey = vkey.trim();
+    assert!(vkey.starts_with("test.shoulders.local/log+"), "{vkey}");
+    let s = serve(tmp.path()).await;
+    let attr = format!("data-log-vkey=\"{vkey}\"");
+    let shown = format!("<code data-testid=\"log-vkey\">{vkey}</code>");
+    for path in ["/".to_string(), format!("/records/{contribution}")] {
+        let (status, _, html) = get(&s, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(html.matches("data-log-vkey=").count(), 1, "{path}");
+        assert!(html.contains(&attr), "{path}: {html}");
+        assert!(html.contains(&shown), "{path}");
+        // Only the home page's box is checked on its own; a record page's is part of the proof.
+        assert_eq!(
+            html.contains("<div id=\"checkpoint-verify\""),
+            path == "/",
+            "{path}"
+        );
+    }
+    let note = s
+        .client
+        .get(s.url("/api/checkpoint"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let view = shoulders_log::LogVerifier::new(vkey)
+        .unwrap()
+        .open(&note)
+        .unwrap();
+    assert_eq!(view.origin, "test.shoulders.local/log");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_and_statements_over_the_api() {
     let tmp = tempfile::tempdir().unwrap();

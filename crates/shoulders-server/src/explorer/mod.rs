@@ -12,7 +12,8 @@
 //!   the unclaimed pool, the outputs that used the actor's contributions, the training runs
 //!   that credit it.
 //! * `/records/{index}` — the record, what it did, and its inclusion proof, checked in the
-//!   browser with WebCrypto against the signed checkpoint's root.
+//!   browser with WebCrypto against the root of a checkpoint whose log signature (and, where
+//!   the log has a witness policy, witness cosignatures) the browser verified first.
 //! * `/disputes/{id}` — a dispute: who contests what, the evidence, the escrow it holds, the
 //!   arbiter and the ruling.
 //!
@@ -257,6 +258,39 @@ fn record_subject(record: &Value) -> String {
     String::new()
 }
 
+/// The log's verifier key (`<origin>+<key id>+<base64(0x01 ‖ ed25519 key)>`), which the
+/// browser checks the checkpoint's signature with.
+pub fn log_verifier_key(st: &AppState) -> &str {
+    match st.follower() {
+        Some(follower) => follower.verifier_key(),
+        None => st
+            .writer()
+            .map(|ledger| ledger.verifier_key())
+            .expect("a node is a follower or the writer"),
+    }
+}
+
+/// Where the script shows its check of the signed checkpoint: the log's signature with the key
+/// in `data-log-vkey` (or the one `/api/witnesses` names, which must be the same), and the
+/// witnesses' cosignatures against the policy `/api/witnesses` serves. The key comes from this
+/// server, so the page shows it for the reader to compare with the one the operator publishes.
+/// `home` marks the home page's box, which the script checks on its own; a record page's is
+/// checked as part of its inclusion proof.
+fn checkpoint_check(st: &AppState, home: bool) -> String {
+    let vkey = esc(log_verifier_key(st));
+    format!(
+        "<div{id} class=\"cpcheck\" data-testid=\"checkpoint-verify\" data-log-vkey=\"{vkey}\">\
+<p class=\"note\">Log key (served by this server: compare it with the one the log's operator publishes) \
+<code data-testid=\"log-vkey\">{vkey}</code></p>\
+<p class=\"pending\" data-testid=\"log-signature\">Checking the checkpoint's Ed25519 signature in your browser…</p>\
+<p class=\"pending\" data-testid=\"witness-quorum\">Checking witness cosignatures…</p>\
+<ul class=\"witnesses\" data-testid=\"witness-list\"></ul>\
+<p class=\"pending\" data-testid=\"checkpoint-status\">…</p>\
+<noscript>Needs JavaScript; or run <code>shoulders watch</code> with this key.</noscript></div>",
+        id = if home { " id=\"checkpoint-verify\"" } else { "" },
+    )
+}
+
 fn demo_api_key(st: &AppState) -> Option<String> {
     let text = std::fs::read_to_string(st.data_dir().join(DEMO_API_KEY_FILE)).ok()?;
     let key = text.trim();
@@ -339,12 +373,13 @@ async fn home(State(st): St, q: Result<Query<Cursors>, QueryRejection>) -> Respo
                 "<section class=\"checkpoint\" data-testid=\"checkpoint\"><h2>Checkpoint</h2>\
 <p>The log <code>{}</code> holds <strong data-testid=\"tree-size\">{}</strong> records; its Merkle root is \
 <code data-testid=\"root\">{}</code>. Every page below is a view of the state folded from these records; \
-each record page checks its inclusion proof against this root in your browser.</p>\
-<details><summary>Signed note (C2SP)</summary><pre>{}</pre></details></section>",
+your browser checks the checkpoint's signatures below, and each record page its inclusion proof against the verified root.</p>\
+<details><summary>Signed note (C2SP)</summary><pre>{}</pre></details>{}</section>",
                 esc(origin),
                 esc(size),
                 esc(root),
-                esc(&note)
+                esc(&note),
+                checkpoint_check(st, true)
             );
             let rows: Vec<Vec<String>> = recent
                 .iter()
@@ -1198,9 +1233,10 @@ async fn record_page(State(st): St, p: Result<Path<u64>, PathRejection>) -> Resp
             }
             let _ = write!(
                 body,
-                "<section id=\"proof\" data-index=\"{index}\" data-testid=\"proof\"><h2>Inclusion proof</h2>\
+                "<section id=\"proof\" data-index=\"{index}\" data-testid=\"proof\"><h2>Inclusion proof</h2>{}\
 <p class=\"pending\" data-testid=\"proof-status\">Checking in your browser: SHA-256 of the record bytes as an RFC 6962 leaf, folded with the audit path, against the checkpoint's root…</p>\
-<noscript>Needs JavaScript; or run <code>shoulders proof inclusion --index {index}</code>.</noscript></section>"
+<noscript>Needs JavaScript; or run <code>shoulders proof inclusion --index {index}</code>.</noscript></section>",
+                checkpoint_check(st, false)
             );
             let shown = if bytes.len() > MAX_SHOWN_RECORD_BYTES {
                 format!("(record of {} bytes; fetch it from /api/records/{index})", bytes.len())
