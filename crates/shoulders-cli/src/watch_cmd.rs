@@ -2,12 +2,19 @@
 //! with the log's verifier key, and checks every new checkpoint against the last one it
 //! verified (never smaller; same size, same root; larger: a consistency proof that verifies).
 //! A bad signature, a rollback or a fork is reported as `error[CODE]` and exit status 1.
+//!
+//! With `--witness-policy FILE` it reads `GET /log/checkpoint` instead and accepts only a
+//! checkpoint cosigned by the policy's quorum (`E_WITNESS_QUORUM`, `E_COSIGNATURE_INVALID`
+//! otherwise). Every checkpoint it accepts is then cosigned, so one that does not extend the
+//! last is `E_WITNESS_SPLIT_VIEW`: the monitor holds witness-cosigned evidence of two
+//! histories (the saved `--state` note and the served one), which the witnesses should have
+//! made impossible without collusion.
 
 use crate::{print_json, CliError};
 use anyhow::{Context, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use clap::Args;
-use shoulders_log::{check_advance, needs_proof, CheckpointView, Hash, LogVerifier};
+use shoulders_log::{check_advance, needs_proof, CheckpointView, Hash, LogVerifier, WitnessPolicy};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,6 +41,10 @@ pub struct WatchArgs {
     /// Per-request timeout.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Demand witness cosignatures: a file of `witness <vkey> [url]` lines and `quorum <k>`.
+    /// The monitor then reads GET /log/checkpoint and refuses a checkpoint without the quorum.
+    #[arg(long, value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
 }
 
 fn alert(code: &'static str, message: String) -> anyhow::Error {
@@ -60,8 +71,17 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-fn open(verifier: &LogVerifier, note: &[u8], what: &str) -> Result<CheckpointView> {
-    verifier.open(note).map_err(|e| {
+fn open(
+    verifier: &LogVerifier,
+    policy: Option<&WitnessPolicy>,
+    note: &[u8],
+    what: &str,
+) -> Result<(CheckpointView, Vec<String>)> {
+    let opened = match policy {
+        Some(p) => p.open(verifier, note),
+        None => verifier.open(note).map(|v| (v, Vec::new())),
+    };
+    opened.map_err(|e| {
         alert(
             e.code(),
             format!("{what} checkpoint rejected: {e}; the server is not serving this log, or its key was misused"),
@@ -101,6 +121,16 @@ const MAX_STATE_FILE_BYTES: u64 = 64 * 1024;
 
 pub fn run(a: WatchArgs) -> Result<()> {
     let verifier = LogVerifier::new(&read_key(&a.key)?)?;
+    let policy = a
+        .witness_policy
+        .as_deref()
+        .map(crate::witness_cmd::read_policy)
+        .transpose()?;
+    let checkpoint_path = if policy.is_some() {
+        "/log/checkpoint"
+    } else {
+        "/api/checkpoint"
+    };
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_millis(a.timeout_ms))
         .build();
@@ -109,22 +139,31 @@ pub fn run(a: WatchArgs) -> Result<()> {
         Some(p) if p.exists() => {
             let note =
                 crate::read_limited(p, MAX_STATE_FILE_BYTES, "state file", "E_FILE_TOO_LARGE")?;
-            Some((open(&verifier, &note, "the saved")?, note))
+            Some((
+                open(&verifier, policy.as_ref(), &note, "the saved")?.0,
+                note,
+            ))
         }
         _ => None,
     };
     let mut n = 0u64;
     loop {
         n += 1;
-        let note = get(&agent, &format!("{base}/api/checkpoint"))?;
-        let new = open(&verifier, &note, "the served")?;
+        let note = get(&agent, &format!("{base}{checkpoint_path}"))?;
+        let (new, witnesses) = open(&verifier, policy.as_ref(), &note, "the served")?;
         if let Some((old, _)) = &last {
             let proof = if needs_proof(old, &new) {
                 consistency(&agent, &base, old.size, new.size)?
             } else {
                 Vec::new()
             };
-            check_advance(old, &new, &proof).map_err(|e| alert(e.code(), e.to_string()))?;
+            check_advance(old, &new, &proof).map_err(|e| match policy {
+                Some(_) => alert(
+                    "E_WITNESS_SPLIT_VIEW",
+                    format!("{e}; both checkpoints carry a quorum of witness cosignatures: the log showed two histories and the witnesses signed both"),
+                ),
+                None => alert(e.code(), e.to_string()),
+            })?;
         }
         if let Some(p) = &a.state {
             // Written only after the checks: the saved checkpoint is always a verified one.
@@ -133,9 +172,11 @@ pub fn run(a: WatchArgs) -> Result<()> {
                 .and_then(|()| std::fs::rename(&tmp, p))
                 .with_context(|| format!("cannot write {}", p.display()))?;
         }
-        print_json(
-            &serde_json::json!({"poll": n, "ok": true, "size": new.size, "root": new.root.to_string()}),
-        )?;
+        let mut report = serde_json::json!({"poll": n, "ok": true, "size": new.size, "root": new.root.to_string()});
+        if policy.is_some() {
+            report["witnesses"] = serde_json::json!(witnesses);
+        }
+        print_json(&report)?;
         last = Some((new, note));
         if a.polls != 0 && n >= a.polls {
             return Ok(());
