@@ -89,18 +89,16 @@ fn malformed(why: impl Into<String>) -> Refusal {
     Refusal::Malformed(why.into())
 }
 
-/// The next header line of `rest` (without its newline), advancing `rest` past it.
-fn next_line(rest: &mut &[u8]) -> Result<String, Refusal> {
-    let r: &[u8] = *rest;
-    let end = r
+/// The next header line of `rest` (without its newline), and what follows it.
+fn next_line(rest: &[u8]) -> Result<(String, &[u8]), Refusal> {
+    let end = rest
         .iter()
         .position(|&b| b == b'\n')
         .ok_or_else(|| malformed("no empty line before the checkpoint"))?;
-    let line = std::str::from_utf8(&r[..end])
+    let line = std::str::from_utf8(&rest[..end])
         .map_err(|_| malformed("a header line is not UTF-8"))?
         .to_string();
-    *rest = &r[end + 1..];
-    Ok(line)
+    Ok((line, &rest[end + 1..]))
 }
 
 /// The request body: `old <size>\n`, one base64 proof hash per line, an empty line, the note.
@@ -122,8 +120,7 @@ pub fn parse_request(body: &[u8]) -> Result<AddCheckpoint, Refusal> {
             body.len()
         )));
     }
-    let mut rest = body;
-    let first = next_line(&mut rest)?;
+    let (first, mut rest) = next_line(body)?;
     let old_size = first
         .strip_prefix("old ")
         .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -132,7 +129,8 @@ pub fn parse_request(body: &[u8]) -> Result<AddCheckpoint, Refusal> {
         .ok_or_else(|| malformed("the first line must be `old <size>` in decimal"))?;
     let mut proof = Vec::new();
     loop {
-        let line = next_line(&mut rest)?;
+        let (line, after) = next_line(rest)?;
+        rest = after;
         if line.is_empty() {
             break;
         }
@@ -301,7 +299,9 @@ mod tests {
             .unwrap()
             .sign(5, root(&tree, 5))
             .unwrap();
-        let cases: Vec<(&str, Option<Latest>, AddCheckpoint, Result<u64, u16>)> = vec![
+        /// (what it is, what the witness holds, the request, the size cosigned or the status).
+        type Case = (&'static str, Option<Latest>, AddCheckpoint, Result<u64, u16>);
+        let cases: Vec<Case> = vec![
             (
                 "first checkpoint",
                 None,
