@@ -161,16 +161,7 @@ pub async fn run(state: Arc<AppState>) {
     };
     let poll = Duration::from_millis(POLL_MS);
     if state.is_read_only() {
-        loop {
-            tokio::time::sleep(poll).await;
-            let st = Arc::clone(&state);
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Some(w) = &st.witnessing {
-                    w.reload()
-                }
-            })
-            .await;
-        }
+        return follow_saved(state, poll).await;
     }
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
@@ -224,31 +215,54 @@ pub async fn run(state: Arc<AppState>) {
         }
         t.tried = Some(Instant::now());
         ask_all(&state, w, &http, t, &mut last_sizes).await;
-        if t.lines.len() >= w.policy.quorum {
-            let lines: Vec<Vec<u8>> = t.lines.values().cloned().collect();
-            let note = match add_cosignatures(&t.note, &lines) {
-                Ok(n) if w.policy.open(&w.log, &n).is_ok() => n,
-                other => {
-                    tracing::error!(
-                        "witnessing: the cosigned note does not meet the policy: {:?}",
-                        other.err()
-                    );
-                    continue;
-                }
-            };
-            let (st, size) = (Arc::clone(&state), t.size);
-            let saved = tokio::task::spawn_blocking(move || match &st.witnessing {
-                Some(w) => w.publish(size, note),
-                None => Ok(()),
-            })
-            .await;
-            match saved {
-                Ok(Ok(())) => {
-                    t.done = true;
-                    tracing::info!(size, witnesses = t.lines.len(), "checkpoint cosigned");
-                }
-                other => tracing::error!("witnessing: cannot save {COSIGNED_FILE}: {other:?}"),
+        if t.lines.len() >= w.policy.quorum && publish(&state, w, t).await {
+            t.done = true;
+        }
+    }
+}
+
+/// A read node: serve what the writer saved in the shared data directory.
+async fn follow_saved(state: Arc<AppState>, poll: Duration) {
+    loop {
+        tokio::time::sleep(poll).await;
+        let st = Arc::clone(&state);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(w) = &st.witnessing {
+                w.reload()
             }
+        })
+        .await;
+    }
+}
+
+/// Add the quorum's lines to the checkpoint, check the note against the policy, save it and
+/// serve it. Whether it is now served.
+async fn publish(state: &Arc<AppState>, w: &Witnessing, t: &Target) -> bool {
+    let lines: Vec<Vec<u8>> = t.lines.values().cloned().collect();
+    let note = match add_cosignatures(&t.note, &lines) {
+        Ok(n) if w.policy.open(&w.log, &n).is_ok() => n,
+        other => {
+            tracing::error!(
+                "witnessing: the cosigned note does not meet the policy: {:?}",
+                other.err()
+            );
+            return false;
+        }
+    };
+    let (st, size) = (Arc::clone(state), t.size);
+    let saved = tokio::task::spawn_blocking(move || match &st.witnessing {
+        Some(w) => w.publish(size, note),
+        None => Ok(()),
+    })
+    .await;
+    match saved {
+        Ok(Ok(())) => {
+            tracing::info!(size, witnesses = t.lines.len(), "checkpoint cosigned");
+            true
+        }
+        other => {
+            tracing::error!("witnessing: cannot save {COSIGNED_FILE}: {other:?}");
+            false
         }
     }
 }

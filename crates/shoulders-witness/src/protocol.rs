@@ -300,7 +300,12 @@ mod tests {
             .sign(5, root(&tree, 5))
             .unwrap();
         /// (what it is, what the witness holds, the request, the size cosigned or the status).
-        type Case = (&'static str, Option<Latest>, AddCheckpoint, Result<u64, u16>);
+        type Case = (
+            &'static str,
+            Option<Latest>,
+            AddCheckpoint,
+            Result<u64, u16>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "first checkpoint",
