@@ -304,6 +304,32 @@ async fn a_split_view_cannot_get_a_quorum() {
     assert!(metrics.contains("outcome=\"conflict\""), "{metrics}");
     assert!(!metrics.contains("outcome=\"cosigned\""), "{metrics}");
     server_b.stop().await;
+
+    // What each witness answers b, asked directly: 409 naming a's size, then 422 for b's proof.
+    let rb = shoulders_ledger::Reader::open(&b).unwrap();
+    let note_b = rb.checkpoint_at(6).unwrap();
+    let proof: Vec<shoulders_log::Hash> = rb
+        .consistency_proof(5, 6)
+        .unwrap()
+        .hashes
+        .iter()
+        .map(|h| shoulders_log::Hash::parse_hash(h).unwrap())
+        .collect();
+    let http = reqwest::Client::new();
+    for w in &ws {
+        let ask = |old: u64, proof: &[shoulders_log::Hash]| {
+            http.post(format!("{}/add-checkpoint", w.url))
+                .body(shoulders_witness::protocol::encode_request(
+                    old, proof, &note_b,
+                ))
+                .send()
+        };
+        let r = ask(0, &[]).await.unwrap();
+        assert_eq!(r.status().as_u16(), 409);
+        assert_eq!(r.headers()["content-type"], "text/x.tlog.size");
+        assert_eq!(r.text().await.unwrap(), "5\n");
+        assert_eq!(ask(5, &proof).await.unwrap().status().as_u16(), 422);
+    }
     for w in ws {
         w.stop().await;
     }
