@@ -128,7 +128,10 @@ fn serve(bin: &Path, dir: &DataDir) -> Server {
         .send()
         .is_ok_and(|r| r.status().is_success())
     {
-        assert!(started.elapsed() < Duration::from_secs(600), "serve never got ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "serve never got ready"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Server { child, url }
@@ -220,8 +223,7 @@ impl TileFetch for DirFetch {
         tiles
             .iter()
             .map(|t| {
-                std::fs::read(self.0.join(t.path()))
-                    .map_err(|_| LogError::TileNotInTree(t.path()))
+                std::fs::read(self.0.join(t.path())).map_err(|_| LogError::TileNotInTree(t.path()))
             })
             .collect()
     }
@@ -328,7 +330,10 @@ fn main() {
     let dir = build(&root, receipts_n);
     let size: u64 = {
         let cp = std::fs::read_to_string(dir.root().join("log.pub")).unwrap();
-        let (_, out) = run(&bin, &["checkpoint", "--data-dir", dir.root().to_str().unwrap()]);
+        let (_, out) = run(
+            &bin,
+            &["checkpoint", "--data-dir", dir.root().to_str().unwrap()],
+        );
         let _ = cp;
         out.lines().nth(1).unwrap().parse().unwrap()
     };
@@ -356,7 +361,9 @@ fn main() {
 
     let server = serve(&bin, &dir);
     let full = size / u64::from(TILE_WIDTH);
-    let hash_paths: Vec<String> = (0..full).map(|n| TileCoord::hash(0, n, 256).path()).collect();
+    let hash_paths: Vec<String> = (0..full)
+        .map(|n| TileCoord::hash(0, n, 256).path())
+        .collect();
     let bundle_paths: Vec<String> = (0..full)
         .map(|n| TileCoord::entries(n, 256).path())
         .collect();
@@ -368,7 +375,13 @@ fn main() {
 
     let (verify_dir_s, _) = run(
         &bin,
-        &["verify", "--tiles", published.to_str().unwrap(), "--key", &vkey],
+        &[
+            "verify",
+            "--tiles",
+            published.to_str().unwrap(),
+            "--key",
+            &vkey,
+        ],
     );
     let log_url = format!("{}/log/", server.url);
     let (verify_http_s, _) = run(&bin, &["verify", "--tiles", &log_url, "--key", &vkey]);
@@ -378,7 +391,10 @@ fn main() {
         size as f64 / verify_http_s
     );
     if let Some(go) = &go {
-        let (go_dir_s, _) = run(go, &["-tiles", published.to_str().unwrap(), "-log-key", &vkey]);
+        let (go_dir_s, _) = run(
+            go,
+            &["-tiles", published.to_str().unwrap(), "-log-key", &vkey],
+        );
         let (go_http_s, _) = run(go, &["-tiles", &log_url, "-log-key", &vkey]);
         println!(
             "  Go sumdb/tlog checker, same tiles (tiles and entries, no replay): directory {go_dir_s:.1} s, HTTP {go_http_s:.1} s"
@@ -404,13 +420,18 @@ fn main() {
         bytes as f64 / 1e6 / ours_s
     );
     if let Some(go) = &go {
-        let (go_s, _) = run(go, &["-tiles", synth.to_str().unwrap(), "-log-key", &synth_key]);
+        let (go_s, _) = run(
+            go,
+            &["-tiles", synth.to_str().unwrap(), "-log-key", &synth_key],
+        );
         println!(
             "  Go sumdb/tlog (peer):  {go_s:.1} s, {:.0} entries/s, {:.0} MB/s",
             follow_n as f64 / go_s,
             bytes as f64 / 1e6 / go_s
         );
     } else {
-        println!("  Go sumdb/tlog (peer): not measured (install golang-go golang-golang-x-mod-dev)");
+        println!(
+            "  Go sumdb/tlog (peer): not measured (install golang-go golang-golang-x-mod-dev)"
+        );
     }
 }

@@ -622,6 +622,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         max_page_bytes: shoulders_server::api::MAX_PAGE_BYTES as u64,
         log_format: "text".into(),
         preload_indexes: Vec::new(),
+        witness_policy: None,
     })
 }
 

@@ -15,6 +15,7 @@ mod serve_config;
 mod tiles_cmd;
 mod training_args;
 mod watch_cmd;
+mod witness_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -104,6 +105,11 @@ enum Command {
     /// Monitor a server's log: verify each checkpoint and its consistency with the last one;
     /// exit 1 on a bad signature, a rollback or a fork.
     Watch(watch_cmd::WatchArgs),
+    /// Run a C2SP tlog-witness: it cosigns a log's checkpoints only while the log only grows.
+    Witness {
+        #[command(subcommand)]
+        command: witness_cmd::WitnessCommand,
+    },
     /// Actor signing keys.
     Key {
         #[command(subcommand)]
@@ -228,6 +234,14 @@ enum Command {
         /// Also print how long verification took and receipts verified per second.
         #[arg(long)]
         timing: bool,
+        /// Demand witness cosignatures (a file of `witness <vkey> [url]` lines and
+        /// `quorum <k>`) on the checkpoint given with --checkpoint, and that the export holds
+        /// exactly that tree.
+        #[arg(long, value_name = "FILE", requires = "checkpoint")]
+        witness_policy: Option<PathBuf>,
+        /// A cosigned checkpoint note (e.g. saved from the server's GET /log/checkpoint).
+        #[arg(long, value_name = "FILE", requires = "witness_policy")]
+        checkpoint: Option<PathBuf>,
     },
     /// Print current derived state as JSON.
     Show {
@@ -538,6 +552,9 @@ fn error_code(err: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<shoulders_log::LogError>() {
             return e.code();
         }
+        if let Some(e) = cause.downcast_ref::<shoulders_witness::WitnessError>() {
+            return e.code();
+        }
         if cause.downcast_ref::<std::io::Error>().is_some() {
             return "E_IO";
         }
@@ -723,6 +740,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Statement(a) => money_cmd::statement(a)?,
         Command::Accounts(a) => money_cmd::accounts(a)?,
         Command::Watch(a) => watch_cmd::run(a)?,
+        Command::Witness { command } => witness_cmd::run(command)?,
         Command::Key {
             command: KeyCommand::New { out },
         } => {
@@ -868,8 +886,19 @@ fn run(cli: Cli) -> Result<()> {
             key,
             content,
             timing,
+            witness_policy,
+            checkpoint,
         } => {
             let key = key_text(&key)?;
+            // The policy and the cosigned checkpoint are checked first: a bad one fails fast.
+            let cosigned = match (witness_policy, checkpoint) {
+                (Some(policy), Some(note)) => {
+                    let policy = witness_cmd::read_policy(&policy)?;
+                    let note = read_limited(&note, 64 * 1024, "checkpoint", "E_FILE_TOO_LARGE")?;
+                    Some(policy.open(&shoulders_log::LogVerifier::new(&key)?, &note)?)
+                }
+                _ => None,
+            };
             let started = std::time::Instant::now();
             let (report, state) = match (file, tiles) {
                 (_, Some(location)) => {
@@ -892,6 +921,19 @@ fn run(cli: Cli) -> Result<()> {
                     "seconds": (seconds * 1000.0).round() / 1000.0,
                     "receipts_per_s": (report.receipts as f64 / seconds.max(1e-9)).round(),
                 });
+            }
+            if let Some((view, witnesses)) = cosigned {
+                if view.size != report.tree_size || view.root.to_string() != report.root_hash {
+                    return Err(CliError {
+                        code: "E_WITNESS_CHECKPOINT_MISMATCH",
+                        message: format!(
+                            "the export holds the tree of size {} and root {}, the cosigned checkpoint size {} and root {}; verify against the checkpoint cosigned for the exported tree",
+                            report.tree_size, report.root_hash, view.size, view.root
+                        ),
+                    }
+                    .into());
+                }
+                json["witnesses"] = serde_json::json!(witnesses);
             }
             if let Some(dir) = content {
                 let store = shoulders_ledger::ContentStore::at(&dir);

@@ -120,6 +120,12 @@ pub struct ServeArgs {
     /// to a node that would first have to read its index.
     #[arg(long = "preload-index", value_name = "DATASET_ID")]
     pub preload_indexes: Vec<String>,
+    /// Have the log's checkpoints cosigned by witnesses (C2SP tlog-witness): a file of
+    /// `witness <vkey> <url>` lines and `quorum <k>`. The writer sends every new checkpoint to
+    /// each witness and serves at `GET /log/checkpoint` the latest one a quorum cosigned (503
+    /// `E_NOT_COSIGNED` before the first); `GET /api/witnesses` publishes the policy.
+    #[arg(long, value_name = "FILE")]
+    pub witness_policy: Option<PathBuf>,
 }
 
 fn parse_upstream(s: &str) -> Result<(String, String), String> {
@@ -171,6 +177,11 @@ pub fn serve_unlogged(args: ServeArgs) -> Result<()> {
     });
     config.max_page_bytes = usize::try_from(args.max_page_bytes)?;
     config.preload_indexes = args.preload_indexes;
+    config.witness_policy = args
+        .witness_policy
+        .as_deref()
+        .map(crate::witness_cmd::read_policy)
+        .transpose()?;
     config.metering = match args.metering.as_str() {
         "on" => Metering::On,
         "off" => Metering::Off,

@@ -151,6 +151,7 @@ serve_keys! {
     max_page_bytes: u64,
     log_format: String,
     preload_index: Vec<String>,
+    witness_policy: PathBuf,
 }
 
 /// Read and parse a config file (nothing else is checked here: see [`merged_argv`]).
@@ -504,6 +505,30 @@ mod tests {
         let path = write(tmp.path(), "c.toml", "data_dir = \"ledger\"\n");
         let a = serve_args(&["serve", "--config", path.to_str().unwrap()]).unwrap();
         assert_eq!(a.data_dir, tmp.path().join("ledger"));
+    }
+
+    /// `witness_policy` is a path like `data_dir`: relative to the file, replaced by the flag.
+    #[test]
+    fn a_witness_policy_key_is_a_path_and_the_flag_replaces_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = write(
+            tmp.path(),
+            "c.toml",
+            "data_dir = \"ledger\"\nwitness_policy = \"witnesses.txt\"\n",
+        );
+        let a = serve_args(&["serve", "--config", path.to_str().unwrap()]).unwrap();
+        assert_eq!(a.witness_policy, Some(tmp.path().join("witnesses.txt")));
+        let a = serve_args(&[
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--witness-policy",
+            "/etc/w.txt",
+        ])
+        .unwrap();
+        assert_eq!(a.witness_policy, Some(PathBuf::from("/etc/w.txt")));
+        let a = serve_args(&["serve", "--data-dir", "d"]).unwrap();
+        assert_eq!(a.witness_policy, None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::{print_json, CliError};
 use anyhow::{Context, Result};
 use shoulders_ledger::{Reader, VerifyFailure, VerifyReport};
 use shoulders_log::tiles::{new_tiles, TileCoord, TileFetch, TiledTree, TILE_WIDTH};
-use shoulders_log::{check_advance, needs_proof, CheckpointView, LogError, LogVerifier};
+use shoulders_log::{CheckpointView, LogError, LogVerifier};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -153,20 +153,15 @@ fn open_note(verifier: &LogVerifier, note: &[u8], what: &str) -> Result<Checkpoi
     })
 }
 
-/// Check that `new` extends `old`, with a consistency proof computed from `new`'s tiles (every
-/// tile authenticated against `new`'s root), so no proof endpoint is needed.
-pub fn check_tiled_advance(
+/// The consistency proof from `old` to `new`, computed from `new`'s tiles (every tile
+/// authenticated against `new`'s root), so no proof endpoint is needed.
+pub fn tiled_consistency(
     source: &TileSource,
     old: &CheckpointView,
     new: &CheckpointView,
-) -> Result<()> {
-    let proof = if needs_proof(old, new) {
-        let tree = TiledTree::new(new.size, new.root, source);
-        shoulders_log::consistency_proof(old.size, new.size, &tree).map_err(|e| tree.explain(e))?
-    } else {
-        Vec::new()
-    };
-    check_advance(old, new, &proof).map_err(|e| cli_error(e.code(), e.to_string()))
+) -> Result<Vec<shoulders_log::Hash>> {
+    let tree = TiledTree::new(new.size, new.root, source);
+    Ok(shoulders_log::consistency_proof(old.size, new.size, &tree).map_err(|e| tree.explain(e))?)
 }
 
 /// The checkpoint at `source`, checked with the log's key.

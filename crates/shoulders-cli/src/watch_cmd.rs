@@ -6,12 +6,19 @@
 //! With `--tiles` it follows a log published as C2SP tiles (a `shoulders publish` directory or a
 //! server's `/log/` prefix) instead: the consistency proofs are computed locally from tiles,
 //! each authenticated against the new checkpoint, so no proof endpoint is needed.
+//!
+//! With `--witness-policy FILE` it reads `GET /log/checkpoint` (or the tiles' checkpoint) and accepts only a
+//! checkpoint cosigned by the policy's quorum (`E_WITNESS_QUORUM`, `E_COSIGNATURE_INVALID`
+//! otherwise). Every checkpoint it accepts is then cosigned, so one that does not extend the
+//! last is `E_WITNESS_SPLIT_VIEW`: the monitor holds witness-cosigned evidence of two
+//! histories (the saved `--state` note and the served one), which the witnesses should have
+//! made impossible without collusion.
 
 use crate::{print_json, CliError};
 use anyhow::{Context, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use clap::Args;
-use shoulders_log::{check_advance, needs_proof, CheckpointView, Hash, LogVerifier};
+use shoulders_log::{check_advance, needs_proof, CheckpointView, Hash, LogVerifier, WitnessPolicy};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,6 +49,10 @@ pub struct WatchArgs {
     /// Per-request timeout.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// Demand witness cosignatures: a file of `witness <vkey> [url]` lines and `quorum <k>`.
+    /// The monitor then reads GET /log/checkpoint and refuses a checkpoint without the quorum.
+    #[arg(long, value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
 }
 
 fn alert(code: &'static str, message: String) -> anyhow::Error {
@@ -68,8 +79,17 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-fn open(verifier: &LogVerifier, note: &[u8], what: &str) -> Result<CheckpointView> {
-    verifier.open(note).map_err(|e| {
+fn open(
+    verifier: &LogVerifier,
+    policy: Option<&WitnessPolicy>,
+    note: &[u8],
+    what: &str,
+) -> Result<(CheckpointView, Vec<String>)> {
+    let opened = match policy {
+        Some(p) => p.open(verifier, note),
+        None => verifier.open(note).map(|v| (v, Vec::new())),
+    };
+    opened.map_err(|e| {
         alert(
             e.code(),
             format!("{what} checkpoint rejected: {e}; the server is not serving this log, or its key was misused"),
@@ -121,6 +141,16 @@ fn save(a: &WatchArgs, note: &[u8]) -> Result<()> {
 
 pub fn run(a: WatchArgs) -> Result<()> {
     let verifier = LogVerifier::new(&read_key(&a.key)?)?;
+    let policy = a
+        .witness_policy
+        .as_deref()
+        .map(crate::witness_cmd::read_policy)
+        .transpose()?;
+    let checkpoint_path = if policy.is_some() {
+        "/log/checkpoint"
+    } else {
+        "/api/checkpoint"
+    };
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_millis(a.timeout_ms))
         .build();
@@ -138,43 +168,41 @@ pub fn run(a: WatchArgs) -> Result<()> {
         Some(p) if p.exists() => {
             let note =
                 crate::read_limited(p, MAX_STATE_FILE_BYTES, "state file", "E_FILE_TOO_LARGE")?;
-            Some((open(&verifier, &note, "the saved")?, note))
+            Some((
+                open(&verifier, policy.as_ref(), &note, "the saved")?.0,
+                note,
+            ))
         }
         _ => None,
     };
     let mut n = 0u64;
     loop {
         n += 1;
-        if let Some(source) = &tiles {
-            let (new, note) = crate::tiles_cmd::fetch_checkpoint(source, &verifier)?;
-            if let Some((old, _)) = &last {
-                crate::tiles_cmd::check_tiled_advance(source, old, &new)?;
-            }
-            save(&a, &note)?;
-            print_json(
-                &serde_json::json!({"poll": n, "ok": true, "size": new.size, "root": new.root.to_string()}),
-            )?;
-            last = Some((new, note));
-            if a.polls != 0 && n >= a.polls {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(a.interval_ms));
-            continue;
-        }
-        let note = get(&agent, &format!("{base}/api/checkpoint"))?;
-        let new = open(&verifier, &note, "the served")?;
+        let note = match &tiles {
+            Some(source) => source.checkpoint()?,
+            None => get(&agent, &format!("{base}{checkpoint_path}"))?,
+        };
+        let (new, witnesses) = open(&verifier, policy.as_ref(), &note, "the served")?;
         if let Some((old, _)) = &last {
-            let proof = if needs_proof(old, &new) {
-                consistency(&agent, &base, old.size, new.size)?
-            } else {
-                Vec::new()
+            let proof = match &tiles {
+                _ if !needs_proof(old, &new) => Vec::new(),
+                Some(source) => crate::tiles_cmd::tiled_consistency(source, old, &new)?,
+                None => consistency(&agent, &base, old.size, new.size)?,
             };
-            check_advance(old, &new, &proof).map_err(|e| alert(e.code(), e.to_string()))?;
+            check_advance(old, &new, &proof).map_err(|e| match policy {
+                Some(_) => alert(
+                    "E_WITNESS_SPLIT_VIEW",
+                    format!("{e}; both checkpoints carry a quorum of witness cosignatures: the log showed two histories and the witnesses signed both"),
+                ),
+                None => alert(e.code(), e.to_string()),
+            })?;
         }
         save(&a, &note)?;
-        print_json(
-            &serde_json::json!({"poll": n, "ok": true, "size": new.size, "root": new.root.to_string()}),
-        )?;
+        let mut report = serde_json::json!({"poll": n, "ok": true, "size": new.size, "root": new.root.to_string()});
+        if policy.is_some() {
+            report["witnesses"] = serde_json::json!(witnesses);
+        }
+        print_json(&report)?;
         last = Some((new, note));
         if a.polls != 0 && n >= a.polls {
             return Ok(());

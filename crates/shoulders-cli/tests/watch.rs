@@ -72,7 +72,7 @@ fn serve(script: Script) -> String {
             let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
             let body = {
                 let mut s = script.lock().unwrap();
-                if path == "/api/checkpoint" {
+                if path == "/api/checkpoint" || path == "/log/checkpoint" {
                     let i = s.1.min(s.0.len() - 1);
                     s.1 += 1;
                     s.0[i].0.clone()
@@ -110,6 +110,10 @@ fn serve(script: Script) -> String {
 }
 
 fn watch(url: &str, key: &str, polls: usize, state: Option<&Path>) -> Output {
+    watch_with(url, key, polls, state, &[])
+}
+
+fn watch_with(url: &str, key: &str, polls: usize, state: Option<&Path>, extra: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoulders"));
     cmd.args([
         "watch",
@@ -125,6 +129,7 @@ fn watch(url: &str, key: &str, polls: usize, state: Option<&Path>) -> Output {
     if let Some(s) = state {
         cmd.args(["--state", s.to_str().unwrap()]);
     }
+    cmd.args(extra);
     cmd.output().unwrap()
 }
 
@@ -251,5 +256,101 @@ fn watch_detects_rollback_forks_and_bad_signatures() {
     assert_alert(
         &run_script(&vkey, vec![(cp(&rb, 7), b.clone())], Some(&state)),
         "E_WATCH_FORK",
+    );
+}
+
+/// The note's text (what a witness cosigns): everything before the blank line, with its newline.
+fn note_text(note: &[u8]) -> Vec<u8> {
+    let end = note.windows(2).position(|w| w == b"\n\n").unwrap();
+    note[..=end].to_vec()
+}
+
+/// With `--witness-policy` the monitor reads `/log/checkpoint`, accepts only a checkpoint a
+/// quorum cosigned, and calls a cosigned checkpoint that does not extend the last cosigned one
+/// a split view (witnesses that signed both histories: collusion or a key compromise).
+#[test]
+fn watch_with_a_witness_policy_demands_a_quorum_and_reports_a_cosigned_split_view() {
+    use shoulders_log::{add_cosignatures, Cosigner};
+    let tmp = tempfile::TempDir::new().unwrap();
+    let a = DataDir::new(tmp.path().join("a"));
+    let vkey = init(&a, "watch.example/log", &mut rand_core::OsRng).unwrap();
+    grow(&a, "ann", 4);
+    let b = DataDir::new(tmp.path().join("b"));
+    copy_dir(a.root(), b.root());
+    grow(&a, "ben", 3);
+    grow(&b, "bob", 3);
+    let ra = Reader::open(&a).unwrap();
+    let rb = Reader::open(&b).unwrap();
+    let keys: Vec<(String, String)> = (0..3)
+        .map(|i| Cosigner::generate(&mut rand_core::OsRng, &format!("w{i}.example")).unwrap())
+        .collect();
+    let policy = tmp.path().join("witnesses.txt");
+    std::fs::write(
+        &policy,
+        format!(
+            "witness {} http://127.0.0.1:1\nwitness {} http://127.0.0.1:2\nwitness {}\nquorum 2\n",
+            keys[0].1, keys[1].1, keys[2].1
+        ),
+    )
+    .unwrap();
+    let cosigned = |r: &Reader, n: u64, by: &[usize]| {
+        let note = r.checkpoint_at(n).unwrap();
+        let lines: Vec<Vec<u8>> = by
+            .iter()
+            .map(|&i| {
+                Cosigner::new(&keys[i].0)
+                    .unwrap()
+                    .cosign(&note_text(&note), 1_700_000_000)
+            })
+            .collect();
+        add_cosignatures(&note, &lines).unwrap()
+    };
+    let flags = ["--witness-policy", policy.to_str().unwrap()];
+    let run = |steps: Vec<(Vec<u8>, DataDir)>| {
+        let n = steps.len();
+        let url = serve(Arc::new(Mutex::new((steps, 0))));
+        watch_with(&url, &vkey, n, None, &flags)
+    };
+
+    // A quorum on every step: accepted, and the report names the witnesses.
+    let out = run(vec![
+        (cosigned(&ra, 4, &[0, 1]), a.clone()),
+        (cosigned(&ra, 7, &[1, 2]), a.clone()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("w2.example"));
+
+    // One cosignature, or none: refused, even though the log's own signature is good.
+    assert_alert(
+        &run(vec![(cosigned(&ra, 7, &[0]), a.clone())]),
+        "E_WITNESS_QUORUM",
+    );
+    assert_alert(
+        &run(vec![(cosigned(&ra, 7, &[]), a.clone())]),
+        "E_WITNESS_QUORUM",
+    );
+    // A cosignature over another checkpoint is refused outright.
+    let mut forged = cosigned(&ra, 7, &[0]);
+    let wrong = Cosigner::new(&keys[1].0)
+        .unwrap()
+        .cosign(&note_text(&ra.checkpoint_at(6).unwrap()), 1);
+    forged = add_cosignatures(&forged, &[wrong]).unwrap();
+    assert_alert(&run(vec![(forged, a.clone())]), "E_COSIGNATURE_INVALID");
+
+    // Both histories cosigned by a quorum: a split view, with its own code.
+    assert_alert(
+        &run(vec![
+            (cosigned(&ra, 5, &[0, 1]), a.clone()),
+            (cosigned(&rb, 7, &[1, 2]), b.clone()),
+        ]),
+        "E_WITNESS_SPLIT_VIEW",
+    );
+    // Without a quorum the forked checkpoint is refused for the quorum first.
+    assert_alert(
+        &run(vec![
+            (cosigned(&ra, 5, &[0, 1]), a.clone()),
+            (cosigned(&rb, 7, &[2]), b.clone()),
+        ]),
+        "E_WITNESS_QUORUM",
     );
 }

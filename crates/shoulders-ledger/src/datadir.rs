@@ -8,6 +8,9 @@
 //! D/log.pub         the verifier key `<origin>+<hash>+<base64>`, public
 //! D/LOCK            advisory lock held by the single writer
 //! D/operator.key    the operator actor's signing key (0600), when `init` named an operator
+//! D/cosigned-checkpoint  with `serve --witness-policy`: the latest checkpoint a quorum of
+//!                   witnesses cosigned (written by the server, atomically; served at once
+//!                   after a restart)
 //! ```
 
 use crate::LedgerError;

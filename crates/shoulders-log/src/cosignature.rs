@@ -182,6 +182,11 @@ impl CosignatureVerifier {
         &self.vkey
     }
 
+    /// The witness's name (the first field of its key and of its signature lines).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The timestamp in a cosignature's bytes (after the key id), if it is well formed.
     pub fn timestamp_of(sig: &[u8]) -> Option<u64> {
         (sig.len() == 72).then(|| u64::from_be_bytes(sig[..8].try_into().expect("8 bytes")))

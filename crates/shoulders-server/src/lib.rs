@@ -28,6 +28,7 @@ pub mod quota;
 pub mod ratelimit;
 mod streaming;
 pub mod tlog;
+pub mod witness;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -136,6 +137,9 @@ pub struct ServerConfig {
     /// Datasets whose attribution indexes the server loads when it starts (at most
     /// [`MAX_OPEN_INDEXES`]); `/readyz` fails until each is loaded.
     pub preload_indexes: Vec<String>,
+    /// Witnesses to cosign the log's checkpoints and the quorum `GET /log/checkpoint` waits
+    /// for (`--witness-policy`; see [`witness`]). Every witness needs a URL.
+    pub witness_policy: Option<shoulders_log::WitnessPolicy>,
 }
 
 impl ServerConfig {
@@ -171,6 +175,7 @@ impl ServerConfig {
             write_quota: Some(quota::WriteQuota::default()),
             max_page_bytes: api::MAX_PAGE_BYTES,
             preload_indexes: Vec::new(),
+            witness_policy: None,
         }
     }
 }
@@ -216,6 +221,11 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Set once a read-only node's follow loop has caught up with the log (`/readyz`).
     followed_once: AtomicBool,
+    /// The log's verifier key (`D/log.pub`; empty when the file is missing and no policy
+    /// needs it).
+    pub log_vkey: String,
+    /// The witness policy in force and the latest cosigned checkpoint, with a policy.
+    pub witnessing: Option<witness::Witnessing>,
 }
 
 /// Failures while starting.
@@ -237,6 +247,8 @@ pub enum StartError {
     Preload(String),
     #[error("settling API key spend left pending by the last run: {0}")]
     KeySpend(String),
+    #[error("witness policy: {0}")]
+    WitnessPolicy(String),
 }
 
 impl StartError {
@@ -248,6 +260,7 @@ impl StartError {
             StartError::Http(_) => "E_INTERNAL",
             StartError::Preload(_) => "E_PRELOAD_INDEXES",
             StartError::KeySpend(_) => "E_STORAGE",
+            StartError::WitnessPolicy(_) => "E_WITNESS_POLICY",
         }
     }
 }
@@ -315,6 +328,15 @@ impl AppState {
         if config.metering == Metering::On && operator_key.is_none() {
             return Err(StartError::NoOperatorKey(key_path.display().to_string()));
         }
+        let log_vkey = read_log_vkey(&config.data_dir, config.witness_policy.is_some())?;
+        let witnessing = match &config.witness_policy {
+            Some(policy) => Some(witness::Witnessing::open(
+                policy.clone(),
+                &log_vkey,
+                &config.data_dir,
+            )?),
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.upstream_timeout_ms))
             .build()
@@ -333,6 +355,8 @@ impl AppState {
             attribution_progress: Arc::default(),
             metrics,
             followed_once: AtomicBool::new(false),
+            log_vkey,
+            witnessing,
         });
         // Spend left pending by a writer that stopped mid-call is settled from its receipt.
         if !state.config.read_only {
@@ -469,6 +493,22 @@ impl AppState {
     }
 }
 
+/// The log's verifier key from `D/log.pub` (at most 4 KiB); required with a witness policy.
+fn read_log_vkey(data_dir: &Path, required: bool) -> Result<String, StartError> {
+    let path = DataDir::new(data_dir).verifier_key();
+    let bad = |why: String| StartError::WitnessPolicy(format!("{}: {why}", path.display()));
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(String::new()),
+        Err(e) => Err(bad(e.to_string())),
+        Ok(m) if !m.is_file() || m.len() > 4096 => {
+            Err(bad("not a regular file of at most 4096 bytes".into()))
+        }
+        Ok(_) => std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| bad(e.to_string())),
+    }
+}
+
 impl Drop for AppState {
     /// The PostgreSQL client blocks on a runtime of its own, which panics on a thread that is
     /// running async tasks; and the writer commits what is still queued when it is dropped.
@@ -516,6 +556,7 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .merge(gateway::routes())
         .merge(admin::routes())
         .merge(tlog::routes())
+        .merge(witness::routes())
         .split_for_parts();
     (router, doc)
 }
@@ -597,6 +638,10 @@ pub async fn serve(
     let follower = state
         .is_read_only()
         .then(|| tokio::spawn(follow(Arc::clone(&state))));
+    let witnessing = state
+        .witnessing
+        .is_some()
+        .then(|| tokio::spawn(witness::run(Arc::clone(&state))));
     if !state.config.preload_indexes.is_empty() {
         let st = Arc::clone(&state);
         // In the background: the server answers (and `/readyz` says not ready) meanwhile.
@@ -605,7 +650,7 @@ pub async fn serve(
     let limits = state.config.connections;
     let app = router(state);
     let served = conn::serve_connections(listener, app, limits, shutdown).await;
-    if let Some(task) = follower {
+    for task in [follower, witnessing].into_iter().flatten() {
         task.abort();
         let _ = task.await;
     }

@@ -162,6 +162,13 @@ label_enum! {
     }
 }
 
+/// A witness of the policy (a bounded set the operator names) and what one request to it did.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WitnessLabels {
+    witness: String,
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     gen_ai_operation_name: Operation,
@@ -223,6 +230,7 @@ pub struct Metrics {
     attribution_duration: HistogramFamily<AttributionLabels>,
     writer_queue_depth: Gauge,
     writer_commit_duration: Histogram,
+    witness_requests: Family<WitnessLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -299,7 +307,14 @@ impl Metrics {
             "Time the writer took to fold and durably commit one batch",
             writer_commit_duration.clone(),
         );
+        let witness_requests = Family::<WitnessLabels, Counter>::default();
+        registry.register(
+            "shoulders_witness_requests",
+            "add-checkpoint requests to the policy's witnesses, by witness and outcome (cosigned, conflict, failed)",
+            witness_requests.clone(),
+        );
         Metrics {
+            witness_requests,
             registry,
             http_requests,
             http_duration,
@@ -312,6 +327,16 @@ impl Metrics {
             writer_queue_depth,
             writer_commit_duration,
         }
+    }
+
+    /// Count one `add-checkpoint` request to `witness` (a name from the policy).
+    pub fn witness_request(&self, witness: &str, outcome: &'static str) {
+        self.witness_requests
+            .get_or_create(&WitnessLabels {
+                witness: witness.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     /// The exposition, with the queue depth read now.

@@ -42,12 +42,26 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .route("/log/tile/{*path}", axum::routing::get(tile))
 }
 
-/// The signed checkpoint note (C2SP `tlog-checkpoint`) of the committed tree, the root every
-/// tile is checked against.
+/// The signed checkpoint note (C2SP `tlog-checkpoint`), the root every tile is checked against:
+/// with a witness policy (`serve --witness-policy`) the latest checkpoint a quorum of witnesses
+/// cosigned (503 `E_NOT_COSIGNED` until the first; tiles of the larger committed tree are served
+/// meanwhile and hold it as a prefix), without one the log-signed checkpoint of the committed
+/// tree.
 #[utoipa::path(get, path = "/log/checkpoint", tag = "log",
-    responses((status = 200, description = "signed note; `Cache-Control: no-cache`", content_type = "text/plain", body = String)))]
+    responses(
+        (status = 200, description = "signed note, with witness cosignatures under a policy; `Cache-Control: no-cache`", content_type = "text/plain", body = String),
+        (status = 503, description = "E_NOT_COSIGNED: no checkpoint has reached the witness quorum yet", body = crate::error::ErrorBody)))]
 async fn log_checkpoint(State(st): St) -> ApiResult<Response> {
-    let note = st.view().checkpoint()?;
+    let note = match &st.witnessing {
+        Some(w) => w.cosigned().ok_or_else(|| {
+            crate::ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "E_NOT_COSIGNED",
+                "no checkpoint has been cosigned by a quorum of this log's witnesses yet",
+            )
+        })?,
+        None => st.view().checkpoint()?,
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

@@ -835,6 +835,7 @@ async fn openapi_document_matches_the_routes() {
         "GET /api/records",
         "GET /api/records/{index}",
         "GET /api/statements/{holder}",
+        "GET /api/witnesses",
         "POST /api/attribute",
         "POST /api/contributions",
         "POST /api/records",
