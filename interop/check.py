@@ -121,8 +121,9 @@ def main():
         run([shoulders, "demo", "--data-dir", data, "--no-serve"])
         log_key = open(os.path.join(data, "log.pub")).read().strip()
         old_checkpoint = run([shoulders, "checkpoint", "--data-dir", data]).stdout
-        # Grow the log past the old checkpoint so there is a consistency proof to check.
-        for i in range(3):
+        # Grow the log past the old checkpoint (so there is a consistency proof to check) and past
+        # two full tiles (so full hash tiles, a level-1 tile and full bundles are read too).
+        for i in range(280):
             run([shoulders, "deposit", "--data-dir", data, "--account", "operator",
                  "--amount-micros", str(1000 + i), "--reference", f"interop {i}"])
 
@@ -144,9 +145,13 @@ def main():
             for vkey, url in witnesses:
                 f.write(f"witness {vkey} {url}\n")
             f.write("quorum 2\n")
-        policy_all = os.path.join(work, "all.policy")
+        # A policy naming a witness that never saw this log: at most 2 of its 3 can have cosigned.
+        stranger = os.path.join(work, "stranger")
+        run([shoulders, "witness", "init", "--dir", stranger, "--name", "stranger.interop.example"])
+        stranger_vkey = run([shoulders, "witness", "key", "--dir", stranger]).stdout.strip()
+        policy_all = os.path.join(work, "unmet.policy")
         with open(policy_all, "w") as f:
-            for vkey, _ in witnesses:
+            for vkey in [witnesses[0][0], witnesses[1][0], stranger_vkey]:
                 f.write(f"witness {vkey}\n")
             f.write("quorum 3\n")
 
@@ -189,7 +194,7 @@ def main():
         checker.must_pass("a published tile directory", tiles=pub, proofs=proofs)
 
         # Each of these must be refused, or the passes above prove nothing.
-        checker.must_fail("a policy the checkpoint cannot meet (3 of 3)", "cosignatures the policy needs",
+        checker.must_fail("a policy the checkpoint cannot meet (3 of 3, one never asked)", "cosignatures the policy needs",
                           tiles=f"{base}/log/", policy=policy_all)
         forged_dir = os.path.join(work, "forged")
         shutil.copytree(pub, forged_dir)
@@ -214,6 +219,12 @@ def main():
         # parents (the flaw shoulders' own reader works around); a forged tile it lets through
         # still fails when its leaves are compared with the entries.
         checker.must_fail("a tampered hash tile", "", tiles=bad_tile)
+        # shoulders' own reader refuses the same tile as a tile, whatever the entries say.
+        ours = subprocess.run([shoulders, "verify", "--tiles", bad_tile, "--key", log_key],
+                              capture_output=True, text=True)
+        if ours.returncode == 0 or "E_TILE_INVALID" not in ours.stderr:
+            raise SystemExit(f"FAIL shoulders verify --tiles on a tampered hash tile:\n{ours.stderr}")
+        print("PASS shoulders verify --tiles refuses the tampered hash tile (E_TILE_INVALID)")
 
         bad_bundle = os.path.join(work, "bad-bundle")
         shutil.copytree(pub, bad_bundle)

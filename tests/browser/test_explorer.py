@@ -16,10 +16,12 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import unittest
 from pathlib import Path
 
@@ -411,9 +413,11 @@ class ExplorerTest(unittest.TestCase):
         expect(status).not_to_contain_text("Verified against")
 
     def test_checkpoint_log_signature_verifies_without_a_witness_policy(self):
-        # This server has neither /api/witnesses nor /log/checkpoint: the log key comes from the
-        # page, the note from /api/checkpoint.
-        self.assertEqual(self.page.request.get(self.base + "/api/witnesses").status, 404)
+        # This server has no witness policy: /api/witnesses names none, /log/checkpoint is the
+        # log-signed note.
+        policy = self.api("/api/witnesses").json()
+        self.assertEqual((policy["quorum"], policy["witnesses"]), (0, []))
+        self.assertEqual(policy["log_vkey"], self.log_vkey())
         vkey = self.log_vkey()
         self.page.goto("/")
         box = self.expect_checkpoint("verified")
@@ -424,7 +428,7 @@ class ExplorerTest(unittest.TestCase):
         expect(sig).to_have_attribute("data-state", "verified")
         expect(sig).to_contain_text(f"✓ Log signature verified with {vkey}")
         expect(sig).to_contain_text(f"root {root}")
-        expect(sig).to_contain_text("/api/checkpoint")
+        expect(sig).to_contain_text("/log/checkpoint")
         expect(box.get_by_test_id("witness-quorum")).to_have_attribute("data-state", "none")
         expect(box.get_by_test_id("witness-quorum")).to_contain_text("No witness policy")
         self.shot("checkpoint-log-signature")
@@ -625,6 +629,85 @@ class ExplorerTest(unittest.TestCase):
             resp = self.page.goto(path)
             self.assertEqual(resp.status, 404, path)
             expect(self.page.get_by_test_id("error")).to_be_visible()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class RealWitnessesTest(unittest.TestCase):
+    """End to end, nothing intercepted: two `shoulders witness serve` processes cosign the demo
+    log's checkpoints for `shoulders serve --witness-policy` (quorum 2), and the browser checks
+    the served note with the Rust witnesses' keys."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.procs = []
+        sh = ARGS.shoulders
+        data = os.path.join(cls.tmp.name, "ledger")
+        subprocess.run([sh, "demo", "--data-dir", data, "--no-serve"], check=True, capture_output=True)
+        log_pub = os.path.join(data, "log.pub")
+        lines = []
+        for i in range(2):
+            wdir = os.path.join(cls.tmp.name, f"w{i}")
+            subprocess.run([sh, "witness", "init", "--dir", wdir, "--name", f"w{i}.e2e.example"],
+                           check=True, capture_output=True)
+            vkey = subprocess.run([sh, "witness", "key", "--dir", wdir], check=True,
+                                  capture_output=True, text=True).stdout.strip()
+            port = free_port()
+            cls.procs.append(subprocess.Popen(
+                [sh, "witness", "serve", "--dir", wdir, "--listen", f"127.0.0.1:{port}", "--log", log_pub],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            lines.append(f"witness {vkey} http://127.0.0.1:{port}")
+        policy = os.path.join(cls.tmp.name, "witnesses.policy")
+        with open(policy, "w") as f:
+            f.write("\n".join(lines) + "\nquorum 2\n")
+        port = free_port()
+        cls.base = f"http://127.0.0.1:{port}"
+        cls.procs.append(subprocess.Popen(
+            [sh, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}", "--witness-policy", policy],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(cls.base + "/log/checkpoint", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except Exception:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("no cosigned checkpoint within 60 s")
+            time.sleep(0.2)
+        cls.pw = sync_playwright().start()
+        cls.browser = cls.pw.chromium.launch(
+            executable_path=ARGS.chromium, headless=True, args=["--no-sandbox"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        cls.pw.stop()
+        for p in cls.procs:
+            p.terminate()
+            p.wait(timeout=30)
+        cls.tmp.cleanup()
+
+    def test_the_browser_verifies_real_cosignatures(self):
+        context = self.browser.new_context(base_url=self.base)
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto("/")
+        box = page.locator("#checkpoint-verify")
+        expect(box).to_have_attribute("data-state", "verified", timeout=15000)
+        expect(box.get_by_test_id("witness-quorum")).to_contain_text("cosigned by 2 of 2 witnesses (quorum 2)")
+        page.screenshot(path=str(SHOTS / "checkpoint-real-witnesses.png"), full_page=True)
+        context.close()
+        self.assertEqual(errors, [])
 
 
 def main():
