@@ -13,7 +13,13 @@
 //!   checkpoint's root and every entry checked against its leaf, by our `TiledTree` and, side by
 //!   side on the same files, by Go's `sumdb/tlog` (the `interop/go` checker, built when `go` and
 //!   Debian's `golang-golang-x-mod-dev` are installed).
-//! * **A split-view simulation**: see `split_view` below.
+//! * **A split-view simulation** ([`split_view`]): a log signs two histories of the same size and
+//!   tries to get each cosigned by a quorum of real witnesses (`shoulders_witness::Witness`,
+//!   state on disk, fsync), for several k-of-n policies and numbers of colluding witnesses, over
+//!   every way of splitting the honest witnesses between the two views; it reports whether both
+//!   views reached a quorum, how many requests witnesses refused, and that a monitor holding
+//!   both cosigned checkpoints sees the fork. Runs first (`SHOULDERS_TILES_ONLY_SPLIT=1`: only
+//!   it).
 //!
 //! `SHOULDERS_TILES_DIR` chooses where the files go (default a temporary directory). It prints
 //! figures; it asserts nothing about time.
@@ -310,6 +316,137 @@ fn go_checker(target: &Path) -> Option<PathBuf> {
     ok.then_some(out)
 }
 
+/// The cosignature lines `w` gives `note` (of `size` records) as its first checkpoint of the
+/// log, or the refusal's code.
+fn ask(w: &shoulders_witness::Witness, note: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let body = shoulders_witness::protocol::encode_request(0, &[], note);
+    w.add_checkpoint(&body, 1_800_000_000).map_err(|e| match e {
+        shoulders_witness::AddError::Refused(r) => r.code(),
+        shoulders_witness::AddError::Storage(e) => e.code(),
+    })
+}
+
+/// Split view against `n` witnesses with quorum `k`, `c` of them colluding (a colluder cosigns
+/// both views: it keeps one state per view). For every split of the honest witnesses between the
+/// two views, each witness is asked for the view of its side first and then the other view.
+/// Returns (splits tried, splits in which both views reached the quorum, requests refused,
+/// forks the monitor saw among cosigned pairs).
+fn split_view(root: &Path, n: usize, k: usize, c: usize) -> (usize, usize, usize, usize) {
+    let dir = root.join(format!("split-{n}-{k}-{c}"));
+    let (skey, vkey) = generate_log_key(&mut rand_core::OsRng, "split.bench.local/log").unwrap();
+    let signer = LogSigner::new(&skey).unwrap();
+    // Two histories of 2,000 records that agree on their first 1,000.
+    let (mut h, mut f) = (MemoryHashes::new(), MemoryHashes::new());
+    for i in 0..2_000u64 {
+        h.append(format!("record {i}").as_bytes());
+        let fork = if i < 1_000 {
+            format!("record {i}")
+        } else {
+            format!("forged {i}")
+        };
+        f.append(fork.as_bytes());
+    }
+    let honest_view = signer.sign(2_000, h.root()).unwrap();
+    let forged_view = signer.sign(2_000, f.root()).unwrap();
+    let keys: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("key-{i}"))).collect();
+    let vkeys: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            shoulders_witness::init(d, &format!("w{i}.split"), &mut rand_core::OsRng).unwrap()
+        })
+        .collect();
+    let mut policy = String::new();
+    for v in &vkeys {
+        policy.push_str(&format!("witness {v}\n"));
+    }
+    policy.push_str(&format!("quorum {k}\n"));
+    let policy = shoulders_log::WitnessPolicy::parse(&policy).unwrap();
+    let log = LogVerifier::new(&vkey).unwrap();
+    // A fresh witness state (same key) under `dir/run/i`.
+    let fresh = |run: &Path, i: usize| {
+        let d = run.join(format!("w{i}"));
+        std::fs::create_dir_all(d.join(shoulders_witness::LOGS_DIR)).unwrap();
+        std::fs::copy(
+            keys[i].join(shoulders_witness::KEY_FILE),
+            d.join(shoulders_witness::KEY_FILE),
+        )
+        .unwrap();
+        shoulders_witness::Witness::open(&d, std::slice::from_ref(&vkey)).unwrap()
+    };
+    let honest = n - c;
+    let (mut both, mut refused, mut forks_seen) = (0, 0, 0);
+    for split in 0..(1usize << honest) {
+        let run = dir.join(format!("run-{split}"));
+        let (mut h_lines, mut f_lines) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            if i < honest {
+                // One state: whichever view it sees first, it refuses the other (a fork).
+                let w = fresh(&run, i);
+                let (first, second, first_lines, second_lines) = if split & (1 << i) == 0 {
+                    (&honest_view, &forged_view, &mut h_lines, &mut f_lines)
+                } else {
+                    (&forged_view, &honest_view, &mut f_lines, &mut h_lines)
+                };
+                first_lines.push(ask(&w, first).unwrap());
+                match ask(&w, second) {
+                    Ok(line) => second_lines.push(line),
+                    Err(_) => refused += 1,
+                }
+            } else {
+                h_lines.push(ask(&fresh(&run.join("h"), i), &honest_view).unwrap());
+                f_lines.push(ask(&fresh(&run.join("f"), i), &forged_view).unwrap());
+            }
+        }
+        let h_note = shoulders_log::add_cosignatures(&honest_view, &h_lines).unwrap();
+        let f_note = shoulders_log::add_cosignatures(&forged_view, &f_lines).unwrap();
+        let (h_ok, f_ok) = (policy.open(&log, &h_note), policy.open(&log, &f_note));
+        if let (Ok((a, _)), Ok((b, _))) = (&h_ok, &f_ok) {
+            both += 1;
+            // A monitor that holds both cosigned checkpoints: same size, two roots.
+            if shoulders_log::check_advance(a, b, &[]).is_err() {
+                forks_seen += 1;
+            }
+        }
+        std::fs::remove_dir_all(&run).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    (1 << honest, both, refused, forks_seen)
+}
+
+fn split_views(root: &Path) {
+    println!("\nsplit view: a log signs two 2,000-record histories that differ after record 1,000 and asks real witnesses (state fsynced) to cosign each; every split of the honest witnesses is tried");
+    println!(
+        "  {:>7} {:>10} {:>8} {:>26} {:>16} {:>22}",
+        "policy",
+        "colluding",
+        "splits",
+        "both views reached quorum",
+        "requests refused",
+        "monitor saw the fork"
+    );
+    let t = Instant::now();
+    let mut cosignatures = 0usize;
+    for (n, k) in [(3, 2), (3, 3), (5, 3), (5, 4), (7, 5)] {
+        for c in 0..=n.min(2 * k - n + 1) {
+            let (splits, both, refused, seen) = split_view(root, n, k, c);
+            cosignatures += splits * (n + c);
+            // Two quorums of the same policy share at least 2k − n witnesses; only if all of
+            // those collude can both views be cosigned.
+            assert_eq!(both > 0, c >= 2 * k - n, "k={k} n={n} c={c}");
+            assert_eq!(seen, both);
+            println!(
+                "  {:>7} {c:>10} {splits:>8} {both:>26} {refused:>16} {seen:>22}",
+                format!("{k} of {n}")
+            );
+        }
+    }
+    println!(
+        "  (a split view needs at least 2k − n colluding witnesses; {cosignatures} add-checkpoint requests in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+}
+
 fn main() {
     let bin = binary();
     let target = bin.parent().unwrap().to_path_buf();
@@ -324,6 +461,10 @@ fn main() {
         }
     };
     let go = go_checker(&target);
+    split_views(&root);
+    if std::env::var("SHOULDERS_TILES_ONLY_SPLIT").is_ok() {
+        return;
+    }
 
     println!("\ntiles (release build, 2 cores)");
     eprintln!("building a SQLite ledger with {receipts_n} receipts");
