@@ -192,6 +192,10 @@ def main():
         pub = os.path.join(work, "published")
         run([shoulders, "publish", "--data-dir", data, "--out", pub])
         checker.must_pass("a published tile directory", tiles=pub, proofs=proofs)
+        mirror = os.path.join(work, "mirror")
+        run([shoulders, "publish", "--data-dir", data, "--out", mirror, "--cosigned"])
+        checker.must_pass("a published mirror of the cosigned tree, with the quorum",
+                          tiles=mirror, policy=policy, proofs=proofs)
 
         # Each of these must be refused, or the passes above prove nothing.
         checker.must_fail("a policy the checkpoint cannot meet (3 of 3, one never asked)", "cosignatures the policy needs",

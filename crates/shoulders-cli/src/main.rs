@@ -205,6 +205,11 @@ enum Command {
         /// The directory to write (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// Publish the tree of the witness-cosigned checkpoint that `serve --witness-policy`
+        /// keeps in `D/cosigned-checkpoint`, with its cosignatures, instead of the whole
+        /// ledger under a log-signed checkpoint: a static mirror of a witnessed log.
+        #[arg(long)]
+        cosigned: bool,
     },
     /// Write the whole log (every record's exact bytes) and its checkpoint to a file.
     Export {
@@ -877,8 +882,12 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::rename(&tmp, &out)?;
             print_json(&serde_json::json!({ "file": out, "tree_size": reader.size() }))?;
         }
-        Command::Publish { data_dir, out } => {
-            tiles_cmd::publish(&crate::data_dir(&data_dir), &out)?;
+        Command::Publish {
+            data_dir,
+            out,
+            cosigned,
+        } => {
+            tiles_cmd::publish(&crate::data_dir(&data_dir), &out, cosigned)?;
         }
         Command::Verify {
             file,

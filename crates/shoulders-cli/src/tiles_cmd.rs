@@ -233,11 +233,43 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// written, after checking that it is a prefix of the ledger. Tiles are written (and their
 /// directories fsynced) before the checkpoint, so a crash leaves a directory whose checkpoint's
 /// tiles all exist.
-pub fn publish(dir: &shoulders_ledger::DataDir, out: &Path) -> Result<()> {
+///
+/// With `cosigned`, the tree published is the one of `D/cosigned-checkpoint` (written by
+/// `serve --witness-policy` once a quorum cosigned it), and that note, cosignatures included, is
+/// the directory's checkpoint: a client demanding the witnesses' quorum can follow the mirror.
+/// Its tiles are those of that size, not of the (possibly larger) ledger, because a static
+/// directory can only serve the partial tiles a checkpoint names.
+pub fn publish(dir: &shoulders_ledger::DataDir, out: &Path, cosigned: bool) -> Result<()> {
     let reader = Reader::open(dir)?;
-    let size = reader.size();
-    let note = reader.checkpoint_at(size)?;
     let verifier = LogVerifier::new(reader.verifier_key())?;
+    let (size, note) = if cosigned {
+        let path = dir.root().join(shoulders_server::witness::COSIGNED_FILE);
+        if !path.exists() {
+            return Err(cli_error(
+                "E_NOT_COSIGNED",
+                format!(
+                    "{} is missing: no checkpoint of this ledger has reached its witnesses' quorum (run `serve --witness-policy`)",
+                    path.display()
+                ),
+            ));
+        }
+        let note =
+            crate::read_limited(&path, 64 * 1024, "cosigned checkpoint", "E_FILE_TOO_LARGE")?;
+        let view = open_note(&verifier, &note, "the cosigned")?;
+        if view.size > reader.size() || reader.root(view.size)? != view.root {
+            return Err(cli_error(
+                "E_PUBLISH_NOT_PREFIX",
+                format!(
+                    "{} names a tree of size {} that is not a prefix of this ledger",
+                    path.display(),
+                    view.size
+                ),
+            ));
+        }
+        (view.size, note)
+    } else {
+        (reader.size(), reader.checkpoint_at(reader.size())?)
+    };
     let old_size = match TileSource::dir(out).checkpoint() {
         Err(LogError::TileNotInTree(_)) => 0,
         Err(e) => return Err(e.into()),
@@ -262,7 +294,9 @@ pub fn publish(dir: &shoulders_ledger::DataDir, out: &Path) -> Result<()> {
                 )
             };
             if old.size > size {
-                return Err(not_prefix(format!("the ledger holds only {size} records")));
+                return Err(not_prefix(format!(
+                    "the tree being published holds only {size} records"
+                )));
             }
             // The ledger's own root at the old size: equal exactly when the old tree is a prefix
             // (what a consistency proof from the old checkpoint to the ledger would show).

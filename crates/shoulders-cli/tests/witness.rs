@@ -203,4 +203,89 @@ fn a_witness_process_cosigns_and_verify_demands_the_quorum() {
         p(&policy),
     ]);
     assert_eq!(out.status.code(), Some(2));
+
+    // A static mirror of the witnessed log: `publish --cosigned` writes the cosigned tree (3
+    // records, though the ledger now holds 4) under the cosigned note, which a client that
+    // demands the quorum follows from the directory alone.
+    let mirror = tmp.path().join("mirror");
+    let published = ok_json(shoulders(&[
+        "publish",
+        "--data-dir",
+        p(&data),
+        "--out",
+        p(&mirror),
+        "--cosigned",
+    ]));
+    assert_eq!(published["tree_size"], 3);
+    assert_eq!(std::fs::read(mirror.join("checkpoint")).unwrap(), note);
+    let verified = ok_json(shoulders(&[
+        "verify",
+        "--tiles",
+        p(&mirror),
+        "--key",
+        p(&log_pub),
+    ]));
+    assert_eq!(verified["tree_size"], 3);
+    let watched = shoulders(&[
+        "watch",
+        "--tiles",
+        p(&mirror),
+        "--key",
+        p(&log_pub),
+        "--witness-policy",
+        p(&policy),
+        "--polls",
+        "1",
+    ]);
+    assert!(watched.status.success(), "{}", stderr(&watched));
+    let out = shoulders(&[
+        "watch",
+        "--tiles",
+        p(&mirror),
+        "--key",
+        p(&log_pub),
+        "--witness-policy",
+        p(&two),
+        "--polls",
+        "1",
+    ]);
+    assert!(
+        stderr(&out).starts_with("error[E_WITNESS_QUORUM]"),
+        "{}",
+        stderr(&out)
+    );
+    // Later, the whole ledger under its own signature: the mirror grows to 4.
+    let grown = ok_json(shoulders(&[
+        "publish",
+        "--data-dir",
+        p(&data),
+        "--out",
+        p(&mirror),
+    ]));
+    assert_eq!(
+        (grown["previous_size"].clone(), grown["tree_size"].clone()),
+        (json!(3), json!(4))
+    );
+    // A ledger that no quorum ever cosigned has nothing to publish that way.
+    let fresh = tmp.path().join("fresh");
+    text_out(&[
+        "init",
+        "--data-dir",
+        p(&fresh),
+        "--origin",
+        "fresh.example/log",
+    ]);
+    let out = shoulders(&[
+        "publish",
+        "--data-dir",
+        p(&fresh),
+        "--out",
+        p(&tmp.path().join("none")),
+        "--cosigned",
+    ]);
+    assert!(
+        stderr(&out).starts_with("error[E_NOT_COSIGNED]"),
+        "{}",
+        stderr(&out)
+    );
 }
