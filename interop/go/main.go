@@ -154,13 +154,22 @@ func c2spPath(t tlog.Tile) string {
 }
 
 // tileReader implements tlog.TileReader over a source; tlog.TileHashReader authenticates
-// every tile it returns against the tree hash before using it.
-type tileReader struct{ src *source }
+// every tile it returns against the tree hash before using it, then hands them to SaveTiles,
+// which keeps them (as sumdb's client keeps verified tiles) so a whole log is read with about
+// one fetch per tile.
+type tileReader struct {
+	src   *source
+	saved map[tlog.Tile][]byte
+}
 
-func (r tileReader) Height() int { return tileHeight }
-func (r tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+func (r *tileReader) Height() int { return tileHeight }
+func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	for i, t := range tiles {
+		if data, ok := r.saved[t]; ok {
+			out[i] = data
+			continue
+		}
 		data, err := r.src.get(c2spPath(t))
 		if err != nil {
 			return nil, err
@@ -169,7 +178,14 @@ func (r tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	}
 	return out, nil
 }
-func (r tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
+func (r *tileReader) SaveTiles(tiles []tlog.Tile, data [][]byte) {
+	if len(r.saved) > 4096 {
+		r.saved = map[tlog.Tile][]byte{}
+	}
+	for i, t := range tiles {
+		r.saved[t] = data[i]
+	}
+}
 
 type checkpoint struct {
 	origin string
@@ -293,7 +309,7 @@ func run() error {
 	if cp.size == 0 {
 		return nil
 	}
-	hr := tlog.TileHashReader(tlog.Tree{N: cp.size, Hash: cp.root}, tileReader{src})
+	hr := tlog.TileHashReader(tlog.Tree{N: cp.size, Hash: cp.root}, &tileReader{src: src, saved: map[tlog.Tile][]byte{}})
 	th, err := tlog.TreeHash(cp.size, hr)
 	if err != nil {
 		return fmt.Errorf("tiles: %v", err)

@@ -7,8 +7,6 @@ use anyhow::{Context, Result};
 use shoulders_ledger::{Reader, VerifyFailure, VerifyReport};
 use shoulders_log::tiles::{new_tiles, TileCoord, TileFetch, TiledTree, TILE_WIDTH};
 use shoulders_log::{CheckpointView, LogError, LogVerifier};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,16 +20,11 @@ fn cli_error(code: &'static str, message: String) -> anyhow::Error {
     CliError { code, message }.into()
 }
 
-/// Most hash tiles `verify --tiles` keeps (8 KiB each): the tiles above level 0 and at the
-/// right edge, which every bundle's authentication reads again.
-const MAX_CACHED_TILES: usize = 256;
-
 /// Where tiles come from: a directory written by `publish`, or an HTTP(S) tlog-tiles prefix.
+///
+/// It keeps nothing: [`TiledTree`] keeps the tiles it has authenticated, for one tree.
 pub struct TileSource {
     at: Location,
-    /// Hash tiles already read, for one tree (`verify`); `None` where the source may change
-    /// history between reads (`watch`). Every use is authenticated again either way.
-    cache: Option<RefCell<HashMap<TileCoord, Vec<u8>>>>,
 }
 
 enum Location {
@@ -54,36 +47,17 @@ impl TileSource {
         } else {
             Location::Dir(PathBuf::from(location))
         };
-        TileSource { at, cache: None }
-    }
-
-    /// Keep up to [`MAX_CACHED_TILES`] hash tiles, for reading one tree.
-    fn cached(mut self) -> Self {
-        self.cache = Some(RefCell::new(HashMap::new()));
-        self
+        TileSource { at }
     }
 
     fn dir(path: &Path) -> Self {
         TileSource {
             at: Location::Dir(path.to_path_buf()),
-            cache: None,
         }
     }
 
     fn fetch_one(&self, tile: &TileCoord) -> Result<Vec<u8>, LogError> {
-        let Some(cache) = self.cache.as_ref().filter(|_| tile.level.is_some()) else {
-            return self.read(&tile.path(), tile.max_bytes());
-        };
-        if let Some(data) = cache.borrow().get(tile) {
-            return Ok(data.clone());
-        }
-        let data = self.read(&tile.path(), tile.max_bytes())?;
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= MAX_CACHED_TILES {
-            cache.clear();
-        }
-        cache.insert(*tile, data.clone());
-        Ok(data)
+        self.read(&tile.path(), tile.max_bytes())
     }
 
     /// Read `path` (relative to the prefix), at most `limit` bytes.
@@ -180,7 +154,7 @@ pub fn verify(
     key: &str,
     timeout_ms: u64,
 ) -> Result<(VerifyReport, shoulders_state::State)> {
-    let source = TileSource::parse(location, timeout_ms).cached();
+    let source = TileSource::parse(location, timeout_ms);
     let verifier = LogVerifier::new(key)?;
     let (checkpoint, note) = fetch_checkpoint(&source, &verifier)?;
     let tree = TiledTree::new(checkpoint.size, checkpoint.root, &source);
