@@ -49,7 +49,7 @@ MAX_CONNECTIONS = 32
 MAX_UPSTREAM_BODY = 1 << 20
 UPSTREAM_TIMEOUT_MS = 3000
 QUOTA_RECORDS = 10
-QUOTA_BYTES = 3 << 20
+QUOTA_BYTES = 3 * (64 << 10)   # three records near the 65,535-byte limit fit, a fourth does not
 MAX_PAGE_BYTES = 1 << 20
 BIG_UPSTREAM = 200 << 20    # what the hostile upstream offers to send (the 200 MB)
 ATTR_BYTES = 1 << 20        # the indexed document copied whole into /api/attribute (item 7)
@@ -832,14 +832,14 @@ def attack_quotas_and_lists(h, stub, fam):
     status, v = h.jhttp("POST", "/api/records", rec)
     if status != 201:
         raise Failure(f"another signer could not write during the flood: {status} {v}")
-    # Records near the 1 MiB limit: the byte quota stops the fourth.
+    # Records near the 65,535-byte record limit: the byte quota stops the fourth.
     big = []
     for i in range(4):
-        rec = h.sign(h.key("big"), "model.register", tensor_body(f"big/m{i}", 950_000))
+        rec = h.sign(h.key("big"), "model.register", tensor_body(f"big/m{i}", 60_000))
         status, v = h.jhttp("POST", "/api/records", rec)
         big.append((len(rec), status, code_of(v)))
     fam.attempt([b[1] for b in big[:3]] == [201] * 3 and big[3][1:] == (429, "E_QUOTA_EXCEEDED"),
-                f"~950 KB records under a {QUOTA_BYTES} byte quota: {big}")
+                f"~60 KB records under a {QUOTA_BYTES} byte quota: {big}")
     # List pages bounded in bytes, and the cursor walks every record once.
     total = h.size()
     biggest = max(b[0] for b in big) * 2 + 4096  # a decoded record, its leaf hash, escaping
