@@ -38,6 +38,26 @@ pub fn cosigned_message(checkpoint_text: &[u8], timestamp_s: u64) -> Vec<u8> {
     msg
 }
 
+/// Split `<name>+<8 hex id>+<base64(0x04 ‖ 32 bytes)>` (the part of a signing key after
+/// `PRIVATE+KEY+`, or a verifier key) into its name, id text and 32 key bytes.
+fn split_key<'a>(
+    text: &'a str,
+    bad: &dyn Fn(&str) -> LogError,
+) -> Result<(&'a str, &'a str, [u8; 32]), LogError> {
+    let mut parts = text.splitn(3, '+');
+    let (name, id_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(n), Some(i), Some(k)) => (n, i, k),
+        _ => return Err(bad("must be <name>+<id>+<key>")),
+    };
+    check_name(name)?;
+    let raw = B64.decode(key_b64).map_err(|_| bad("key is not base64"))?;
+    if raw.len() != 33 || raw[0] != COSIGNATURE_ALG {
+        return Err(bad("not a cosignature/v1 (0x04) ed25519 key"));
+    }
+    let bytes: [u8; 32] = raw[1..].try_into().expect("33 - 1 bytes");
+    Ok((name, id_hex, bytes))
+}
+
 fn check_name(name: &str) -> Result<(), LogError> {
     if name.is_empty()
         || name.len() > crate::MAX_ORIGIN_BYTES
@@ -82,17 +102,7 @@ impl Cosigner {
             .trim()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| bad("must start with PRIVATE+KEY+"))?;
-        let mut parts = rest.splitn(3, '+');
-        let (name, id_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(i), Some(k)) => (n, i, k),
-            _ => return Err(bad("must be PRIVATE+KEY+<name>+<id>+<key>")),
-        };
-        check_name(name)?;
-        let raw = B64.decode(key_b64).map_err(|_| bad("key is not base64"))?;
-        if raw.len() != 33 || raw[0] != COSIGNATURE_ALG {
-            return Err(bad("not a cosignature/v1 (0x04) ed25519 key"));
-        }
-        let seed: [u8; 32] = raw[1..].try_into().expect("33 - 1 bytes");
+        let (name, id_hex, seed) = split_key(rest, &bad)?;
         let key = SigningKey::from_bytes(&seed);
         let id = key_id(name, &key.verifying_key().to_bytes());
         if format!("{id:08x}") != id_hex {
@@ -150,17 +160,7 @@ impl CosignatureVerifier {
     pub fn new(vkey: &str) -> Result<Self, LogError> {
         let vkey = vkey.trim();
         let bad = |why: &str| LogError::MalformedKey(format!("witness key {vkey:?}: {why}"));
-        let mut parts = vkey.splitn(3, '+');
-        let (name, id_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(i), Some(k)) => (n, i, k),
-            _ => return Err(bad("must be <name>+<id>+<key>")),
-        };
-        check_name(name)?;
-        let raw = B64.decode(key_b64).map_err(|_| bad("key is not base64"))?;
-        if raw.len() != 33 || raw[0] != COSIGNATURE_ALG {
-            return Err(bad("not a cosignature/v1 (0x04) ed25519 key"));
-        }
-        let public: [u8; 32] = raw[1..].try_into().expect("33 - 1 bytes");
+        let (name, id_hex, public) = split_key(vkey, &bad)?;
         let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not an ed25519 point"))?;
         if key.is_weak() {
             return Err(bad("a small-order key verifies forged signatures"));
