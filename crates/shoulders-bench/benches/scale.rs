@@ -17,8 +17,8 @@
 //! It prints figures; it asserts nothing about time.
 
 use serde_json::json;
-use shoulders_bench::settle::{receipts, setup, store_documents, World};
-use shoulders_ledger::{init_with, DataDir, Ledger, OperatorInit};
+use shoulders_bench::settle::settled_ledger;
+use shoulders_ledger::DataDir;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,50 +66,8 @@ fn build(root: &Path, n: usize, database: Option<String>) -> Built {
         Some(url) => dir.with_database(shoulders_ledger::StoreLocation::parse(&url).unwrap()),
         None => dir,
     };
-    init_with(
-        &dir,
-        shoulders_bench::BENCH_LOG,
-        Some(&OperatorInit {
-            handle: "operator".into(),
-            name: "Operator".into(),
-            protocol_fee_bps: 250,
-            ts_ms: 1_800_000_000_000,
-        }),
-        &mut rand_core::OsRng,
-    )
-    .unwrap();
-    let ledger = Ledger::open(&dir).unwrap();
-    store_documents(&ledger);
-    let operator = shoulders_record::ActorKey::from_file_text(
-        &std::fs::read_to_string(dir.root().join("operator.key")).unwrap(),
-    )
-    .unwrap();
-    let mut world = World::new(operator);
-    let (records, contributions) = setup(&mut world, ledger.size());
-    for r in ledger.submit_batch(records.iter().map(|r| r.bytes().to_vec()).collect()) {
-        r.unwrap();
-    }
-    // Settlement is timed alone: signing the receipts (the gateway's work) is not counted.
-    let mut settling = Duration::ZERO;
-    let mut done = 0;
-    while done < n {
-        let batch = 1_000.min(n - done);
-        let signed = receipts(&mut world, &contributions, done, batch);
-        let started = Instant::now();
-        for r in ledger.submit_batch(signed.iter().map(|r| r.bytes().to_vec()).collect()) {
-            r.unwrap();
-        }
-        settling += started.elapsed();
-        done += batch;
-        if done % 100_000 == 0 {
-            eprintln!(
-                "  {done} receipts settled ({:.0}/s)",
-                done as f64 / settling.as_secs_f64()
-            );
-        }
-    }
+    let settling = settled_ledger(&dir, n);
     let settle_per_s = n as f64 / settling.as_secs_f64();
-    drop(ledger);
     // The gateway's embedded model needs an index of the fine-tune's dataset.
     let mut reader = shoulders_ledger::Reader::open(&dir).unwrap();
     let state = reader.state().unwrap();

@@ -24,8 +24,8 @@
 //! `SHOULDERS_TILES_DIR` chooses where the files go (default a temporary directory). It prints
 //! figures; it asserts nothing about time.
 
-use shoulders_bench::settle::{receipts, setup, store_documents, World};
-use shoulders_ledger::{init_with, DataDir, Ledger, OperatorInit};
+use shoulders_bench::settle::settled_ledger;
+use shoulders_ledger::DataDir;
 use shoulders_log::tiles::{encode_bundle, new_tiles, TileCoord, TileFetch, TiledTree, TILE_WIDTH};
 use shoulders_log::{generate_log_key, LogError, LogSigner, LogVerifier, MemoryHashes};
 use std::path::{Path, PathBuf};
@@ -56,41 +56,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// A ledger with the settlement world and `n` settled receipts.
 fn build(root: &Path, n: usize) -> DataDir {
     let dir = DataDir::new(root.join(format!("ledger-{n}")));
-    init_with(
-        &dir,
-        shoulders_bench::BENCH_LOG,
-        Some(&OperatorInit {
-            handle: "operator".into(),
-            name: "Operator".into(),
-            protocol_fee_bps: 250,
-            ts_ms: 1_800_000_000_000,
-        }),
-        &mut rand_core::OsRng,
-    )
-    .unwrap();
-    let ledger = Ledger::open(&dir).unwrap();
-    store_documents(&ledger);
-    let operator = shoulders_record::ActorKey::from_file_text(
-        &std::fs::read_to_string(dir.root().join("operator.key")).unwrap(),
-    )
-    .unwrap();
-    let mut world = World::new(operator);
-    let (records, contributions) = setup(&mut world, ledger.size());
-    for r in ledger.submit_batch(records.iter().map(|r| r.bytes().to_vec()).collect()) {
-        r.unwrap();
-    }
-    let mut done = 0;
-    while done < n {
-        let batch = 1_000.min(n - done);
-        let signed = receipts(&mut world, &contributions, done, batch);
-        for r in ledger.submit_batch(signed.iter().map(|r| r.bytes().to_vec()).collect()) {
-            r.unwrap();
-        }
-        done += batch;
-        if done % 250_000 == 0 {
-            eprintln!("  {done} receipts");
-        }
-    }
+    let settling = settled_ledger(&dir, n);
+    eprintln!("  {n} receipts settled in {:.1} s", settling.as_secs_f64());
     dir
 }
 

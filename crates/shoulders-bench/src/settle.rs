@@ -182,3 +182,52 @@ impl World {
         }
     }
 }
+
+/// Create a ledger in `dir` (operator with a 2.5 % fee) holding the [`setup`] world and `n`
+/// settled receipts, submitted in batches of 1,000. Returns the time spent settling alone:
+/// signing the receipts (the gateway's work) is not counted. Shared by the `scale` and `tiles`
+/// benchmarks.
+pub fn settled_ledger(dir: &shoulders_ledger::DataDir, n: usize) -> std::time::Duration {
+    shoulders_ledger::init_with(
+        dir,
+        crate::BENCH_LOG,
+        Some(&shoulders_ledger::OperatorInit {
+            handle: "operator".into(),
+            name: "Operator".into(),
+            protocol_fee_bps: 250,
+            ts_ms: 1_800_000_000_000,
+        }),
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let ledger = shoulders_ledger::Ledger::open(dir).unwrap();
+    store_documents(&ledger);
+    let operator = ActorKey::from_file_text(
+        &std::fs::read_to_string(dir.root().join("operator.key")).unwrap(),
+    )
+    .unwrap();
+    let mut world = World::new(operator);
+    let (records, contributions) = setup(&mut world, ledger.size());
+    for r in ledger.submit_batch(records.iter().map(|r| r.bytes().to_vec()).collect()) {
+        r.unwrap();
+    }
+    let mut settling = std::time::Duration::ZERO;
+    let mut done = 0;
+    while done < n {
+        let batch = 1_000.min(n - done);
+        let signed = receipts(&mut world, &contributions, done, batch);
+        let started = std::time::Instant::now();
+        for r in ledger.submit_batch(signed.iter().map(|r| r.bytes().to_vec()).collect()) {
+            r.unwrap();
+        }
+        settling += started.elapsed();
+        done += batch;
+        if done % 100_000 == 0 {
+            eprintln!(
+                "  {done} receipts settled ({:.0}/s)",
+                done as f64 / settling.as_secs_f64()
+            );
+        }
+    }
+    settling
+}
