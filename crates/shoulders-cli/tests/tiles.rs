@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{ok_json, shoulders, stderr};
+use common::{ok_json, shoulders, stderr, Process};
 use serde_json::{json, Value};
 use shoulders_ledger::{init, DataDir, Ledger};
 use shoulders_log::tiles::new_tiles;
@@ -15,7 +15,7 @@ use shoulders_record::{sign_record, ActorKey, Body, Kind};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
 const ORIGIN: &str = "tiles.example/log";
 
@@ -107,38 +107,24 @@ fn assert_fails(out: &Output, code: &str) {
 }
 
 /// A read-only `shoulders serve` on `dir`; killed when dropped.
-struct Served {
-    child: Child,
-    base: String,
-}
+/// A read-only `serve` of a data directory.
+struct Served(Process);
 
 impl Served {
     fn start(dir: &Path) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shoulders"))
-            .args([
-                "serve",
-                "--data-dir",
-                p(dir),
-                "--listen",
-                "127.0.0.1:0",
-                "--read-only",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = serde_json::Deserializer::from_reader(child.stdout.take().unwrap())
-            .into_iter::<Value>();
-        let started = out.next().unwrap().unwrap();
-        Served {
-            base: started["listening"].as_str().unwrap().to_string(),
-            child,
-        }
+        Served(Process::launch(&[
+            "serve",
+            "--data-dir",
+            p(dir),
+            "--listen",
+            "127.0.0.1:0",
+            "--read-only",
+        ]))
     }
 
     /// Status, `Cache-Control` and body of `GET path`.
     fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
-        let response = match ureq::get(&format!("{}{path}", self.base)).call() {
+        let response = match ureq::get(&format!("{}{path}", self.0.base())).call() {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
             Err(e) => panic!("GET {path}: {e}"),
@@ -148,13 +134,6 @@ impl Served {
         let mut body = Vec::new();
         std::io::Read::read_to_end(&mut response.into_reader(), &mut body).unwrap();
         (status, cache, body)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -245,7 +224,7 @@ fn publish_is_incremental_matches_the_log_routes_and_verifies() {
         );
     }
     // The same verification over HTTP, from the node's /log/ prefix.
-    let report = ok_json(verify_tiles(&format!("{}/log/", served.base), &vkey));
+    let report = ok_json(verify_tiles(&format!("{}/log/", served.0.base()), &vkey));
     assert_eq!(report["tree_size"], 300);
     drop(served);
 

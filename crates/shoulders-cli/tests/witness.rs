@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::{ok_json, shoulders, stderr};
-use serde_json::{json, Value};
+use common::{ok_json, shoulders, stderr, Process};
+use serde_json::json;
 use shoulders_ledger::{DataDir, Ledger};
 use shoulders_record::{sign_record, ActorKey, Body, Kind};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ORIGIN: &str = "witness.example/log";
@@ -38,37 +37,6 @@ fn grow(dir: &DataDir, who: &str, n: usize) {
         let body = Body::from_value(Kind::DatasetCreate, body).unwrap();
         let rec = sign_record(&key, ORIGIN, &format!("d{i}"), ts, body).unwrap();
         ledger.submit(rec.bytes().to_vec()).unwrap();
-    }
-}
-
-/// A long-running `shoulders` process (killed when dropped) and the JSON it printed first.
-struct Process {
-    child: Child,
-    started: Value,
-}
-
-impl Process {
-    fn launch(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shoulders"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = serde_json::Deserializer::from_reader(child.stdout.take().unwrap())
-            .into_iter::<Value>();
-        let started = out.next().unwrap().unwrap();
-        Process { child, started }
-    }
-    fn base(&self) -> String {
-        self.started["listening"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

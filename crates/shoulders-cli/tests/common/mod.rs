@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Run the binary with `args`.
 pub fn shoulders(args: &[&str]) -> Output {
@@ -42,4 +42,38 @@ pub fn submit_out(data: &Path, key: &Path, kind: &str, body: Value, dir: &Path) 
         "--body",
         file.to_str().unwrap(),
     ])
+}
+
+/// A long-running `shoulders` process (`serve`, `witness serve`), killed when dropped, and the
+/// JSON line it printed first (`{"listening": URL, ...}`).
+pub struct Process {
+    child: Child,
+    pub started: Value,
+}
+
+impl Process {
+    pub fn launch(args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoulders"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = serde_json::Deserializer::from_reader(child.stdout.take().unwrap())
+            .into_iter::<Value>();
+        let started = out.next().unwrap().unwrap();
+        Process { child, started }
+    }
+
+    /// The URL it listens on.
+    pub fn base(&self) -> String {
+        self.started["listening"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
