@@ -17,24 +17,12 @@
 //! It prints figures; it asserts nothing about time.
 
 use serde_json::json;
+use shoulders_bench::serve::{release_binary, serve};
 use shoulders_bench::settle::settled_ledger;
 use shoulders_ledger::DataDir;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench executable");
-    // target/release/deps/scale-… → target/release/shoulders
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("shoulders");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release -p shoulders-cli` first",
-        bin.display()
-    );
-    bin
-}
 
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -101,58 +89,6 @@ fn build(root: &Path, n: usize, database: Option<String>) -> Built {
     }
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(bin: &Path, dir: &DataDir) -> (Server, f64) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let started = Instant::now();
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--data-dir",
-            dir.root().to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rate-limit-per-s",
-            "0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::blocking::Client::new();
-    loop {
-        if client
-            .get(format!("{url}/api/checkpoint"))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "serve never got ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Server { child, url }, started.elapsed().as_secs_f64())
-}
-
 fn time_get(client: &reqwest::blocking::Client, url: &str, n: usize) -> (f64, f64) {
     let mut ms = Vec::with_capacity(n);
     for _ in 0..n {
@@ -177,7 +113,7 @@ fn time_cmd(bin: &Path, args: &[&str]) -> f64 {
 }
 
 fn main() {
-    let bin = binary();
+    let bin = release_binary();
     let sizes: Vec<usize> = std::env::var("SHOULDERS_SCALE_SIZES")
         .unwrap_or_else(|_| "1000,100000,1000000".into())
         .split(',')

@@ -24,27 +24,16 @@
 //! `SHOULDERS_TILES_DIR` chooses where the files go (default a temporary directory). It prints
 //! figures; it asserts nothing about time.
 
+use shoulders_bench::serve::{release_binary, serve};
 use shoulders_bench::settle::settled_ledger;
 use shoulders_ledger::DataDir;
 use shoulders_log::tiles::{encode_bundle, new_tiles, TileCoord, TileFetch, TiledTree, TILE_WIDTH};
 use shoulders_log::{generate_log_key, LogError, LogSigner, LogVerifier, MemoryHashes};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("shoulders");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release -p shoulders-cli` first",
-        bin.display()
-    );
-    bin
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -59,55 +48,6 @@ fn build(root: &Path, n: usize) -> DataDir {
     let settling = settled_ledger(&dir, n);
     eprintln!("  {n} receipts settled in {:.1} s", settling.as_secs_f64());
     dir
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(bin: &Path, dir: &DataDir) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .args([
-            "serve",
-            "--data-dir",
-            dir.root().to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rate-limit-per-s",
-            "0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::blocking::Client::new();
-    let started = Instant::now();
-    while !client
-        .get(format!("{url}/log/checkpoint"))
-        .send()
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "serve never got ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, url }
 }
 
 fn run(bin: &Path, args: &[&str]) -> (f64, String) {
@@ -416,7 +356,7 @@ fn split_views(root: &Path) {
 }
 
 fn main() {
-    let bin = binary();
+    let bin = release_binary();
     let target = bin.parent().unwrap().to_path_buf();
     let receipts_n = env_usize("SHOULDERS_TILES_RECEIPTS", 1_000_000);
     let follow_n = env_usize("SHOULDERS_TILES_FOLLOW", 10_000_000) as u64;
@@ -468,7 +408,7 @@ fn main() {
         bytes as f64 / 1e6
     );
 
-    let server = serve(&bin, &dir);
+    let (server, _) = serve(&bin, &dir);
     let full = size / u64::from(TILE_WIDTH);
     let hash_paths: Vec<String> = (0..full)
         .map(|n| TileCoord::hash(0, n, 256).path())

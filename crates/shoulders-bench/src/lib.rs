@@ -7,6 +7,7 @@
 //! `SHOULDERS_BENCH_SCALE=0.01` for a quick smoke run and `SHOULDERS_BENCH_DIR` to put the
 //! temporary ledgers on a particular file system.
 
+pub mod serve;
 pub mod settle;
 
 /// The origin of every benchmark ledger: records are signed for it.
