@@ -114,6 +114,28 @@ fn policy_text(witnesses: &[&RunningWitness]) -> String {
     text + "quorum 2\n"
 }
 
+/// Witnesses `w0`, `w1`, `w2` of the log under `dir`, and their policy (quorum 2) as text and
+/// parsed.
+async fn three_witnesses(
+    dir: &Path,
+    log_vkey: &str,
+) -> (Vec<RunningWitness>, String, WitnessPolicy) {
+    let mut ws = Vec::new();
+    for i in 0..3 {
+        ws.push(
+            start_witness(
+                &dir.join(format!("w{i}")),
+                &format!("w{i}.example"),
+                log_vkey,
+            )
+            .await,
+        );
+    }
+    let text = policy_text(&ws.iter().collect::<Vec<_>>());
+    let policy = WitnessPolicy::parse(&text).unwrap();
+    (ws, text, policy)
+}
+
 fn config(data: &Path, policy: &str) -> ServerConfig {
     let mut c = ServerConfig::new(data);
     c.metering = Metering::Off;
@@ -159,19 +181,7 @@ async fn a_quorum_cosigns_survives_one_witness_down_and_not_two() {
     let data = DataDir::new(tmp.path().join("ledger"));
     let log_vkey = init(&data, ORIGIN, &mut rand_core::OsRng).unwrap();
     ledger(&data, "ann", 3);
-    let mut ws = Vec::new();
-    for i in 0..3 {
-        ws.push(
-            start_witness(
-                &tmp.path().join(format!("w{i}")),
-                &format!("w{i}.example"),
-                &log_vkey,
-            )
-            .await,
-        );
-    }
-    let text = policy_text(&ws.iter().collect::<Vec<_>>());
-    let policy = WitnessPolicy::parse(&text).unwrap();
+    let (mut ws, text, policy) = three_witnesses(tmp.path(), &log_vkey).await;
     let log = LogVerifier::new(&log_vkey).unwrap();
     let server = common::start(config(data.root(), &text)).await;
 
@@ -265,19 +275,7 @@ async fn a_split_view_cannot_get_a_quorum() {
     }
     ledger(&a, "ben", 3);
     ledger(&b, "bob", 4);
-    let mut ws = Vec::new();
-    for i in 0..3 {
-        ws.push(
-            start_witness(
-                &tmp.path().join(format!("w{i}")),
-                &format!("w{i}.example"),
-                &log_vkey,
-            )
-            .await,
-        );
-    }
-    let text = policy_text(&ws.iter().collect::<Vec<_>>());
-    let policy = WitnessPolicy::parse(&text).unwrap();
+    let (ws, text, policy) = three_witnesses(tmp.path(), &log_vkey).await;
     let log = LogVerifier::new(&log_vkey).unwrap();
 
     let server_a = common::start(config(a.root(), &text)).await;
