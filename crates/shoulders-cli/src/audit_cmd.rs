@@ -105,11 +105,19 @@ fn receipt(args: ReceiptArgs) -> Result<()> {
             "receipt {} ({}): {} against {} {:?} ({} index), evidence hash {}",
             verdict.index,
             verdict.usage_id,
-            if verdict.matches { "matches" } else { "DOES NOT MATCH" },
+            if verdict.matches {
+                "matches"
+            } else {
+                "DOES NOT MATCH"
+            },
             verdict.dataset_id,
             verdict.receipt.index_state,
             verdict.index_source,
-            if verdict.evidence_hash_matches { "matches" } else { "differs" },
+            if verdict.evidence_hash_matches {
+                "matches"
+            } else {
+                "differs"
+            },
         );
         for d in &verdict.differences {
             println!(

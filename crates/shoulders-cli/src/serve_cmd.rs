@@ -129,7 +129,11 @@ pub struct ServeArgs {
     /// Keep every metered output of MODEL_ID in the content store (under the receipt's
     /// `output_hash`, before the receipt is acknowledged), so its receipts can be audited
     /// without the payer's copy. Repeatable. Outputs may hold personal data: see SECURITY.md.
-    #[arg(long = "keep-outputs", value_name = "MODEL_ID", conflicts_with = "read_only")]
+    #[arg(
+        long = "keep-outputs",
+        value_name = "MODEL_ID",
+        conflicts_with = "read_only"
+    )]
     pub keep_outputs: Vec<String>,
 }
 

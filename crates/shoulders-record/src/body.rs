@@ -60,7 +60,12 @@ pub const MAX_ENERGY_WH: u64 = 1_000_000_000_000_000;
 /// A receipt's `index_state`: 1..=[`MAX_INDEX_SEGMENTS`] strictly ascending, non-zero
 /// segment bounds ending at `ledger_size`, itself a safe integer.
 fn validate_index_state(st: &IndexState) -> Result<(), RecordError> {
-    v::int_range("index_state.ledger_size", st.ledger_size, 1, MAX_SAFE_INTEGER)?;
+    v::int_range(
+        "index_state.ledger_size",
+        st.ledger_size,
+        1,
+        MAX_SAFE_INTEGER,
+    )?;
     if st.segments.is_empty() || st.segments.len() > MAX_INDEX_SEGMENTS {
         return Err(RecordError::field(
             "index_state.segments",

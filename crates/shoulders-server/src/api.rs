@@ -1175,8 +1175,8 @@ async fn audit_receipt(
     };
     let state = Arc::clone(&st);
     tokio::task::spawn_blocking(move || {
-        let receipt = crate::audit::receipt_at(index, state.view().record(index)?)
-            .map_err(audit_error)?;
+        let receipt =
+            crate::audit::receipt_at(index, state.view().record(index)?).map_err(audit_error)?;
         let output = match given {
             Some(o) => o,
             None => kept_output(&state, &receipt)?,
@@ -1190,10 +1190,9 @@ async fn audit_receipt(
         let ix = crate::audit::index_for_state(&plan, live, None).map_err(audit_error)?;
         let searched = std::time::Instant::now();
         let verdict = crate::audit::run(&plan, &ix, &output);
-        state.metrics.attribution(
-            crate::metrics::AttributionSource::Api,
-            searched.elapsed(),
-        );
+        state
+            .metrics
+            .attribution(crate::metrics::AttributionSource::Api, searched.elapsed());
         Ok(Json(json!(verdict.map_err(audit_error)?)))
     })
     .await?

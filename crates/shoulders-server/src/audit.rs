@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
-use shoulders_attrib::dataset::{self, AttributeOptions, AttributionReport, BuildDoc, DatasetIndex};
+use shoulders_attrib::dataset::{
+    self, AttributeOptions, AttributionReport, BuildDoc, DatasetIndex,
+};
 use shoulders_attrib::index::{IndexError, MAX_OUTPUT_BYTES};
 use shoulders_ledger::{ContentStore, LedgerError};
 use shoulders_record::{AttributionShare, IndexState, UsageReceipt};
@@ -87,7 +89,11 @@ pub fn plan(state: &State, index: u64, receipt: UsageReceipt) -> Result<AuditPla
         return Err(AuditError::NothingToAudit(index));
     };
     let dataset_id = first.dataset_id.clone();
-    if receipt.attribution.iter().any(|a| a.dataset_id != dataset_id) {
+    if receipt
+        .attribution
+        .iter()
+        .any(|a| a.dataset_id != dataset_id)
+    {
         let names: BTreeSet<&str> = receipt
             .attribution
             .iter()
@@ -167,7 +173,8 @@ pub fn index_for_state(
             live: live_state,
         });
     }
-    std::fs::create_dir_all(scratch_parent).map_err(|e| AuditError::Scratch(format!("{}: {e}", scratch_parent.display())))?;
+    std::fs::create_dir_all(scratch_parent)
+        .map_err(|e| AuditError::Scratch(format!("{}: {e}", scratch_parent.display())))?;
     let scratch = tempfile::Builder::new()
         .prefix(".audit-")
         .tempdir_in(scratch_parent)

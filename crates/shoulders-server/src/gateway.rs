@@ -666,9 +666,7 @@ pub(crate) fn output_hash(text: &str) -> String {
 
 /// The receipt's `index_state`: the index the report was attributed against.
 // LEAD: with index segments, take `DatasetIndex::state()` of the index used instead.
-pub(crate) fn index_state(
-    attribution: Option<&(String, AttributionReport)>,
-) -> Option<IndexState> {
+pub(crate) fn index_state(attribution: Option<&(String, AttributionReport)>) -> Option<IndexState> {
     attribution.map(|(_, r)| IndexState::single(r.index_ledger_size))
 }
 

@@ -234,7 +234,11 @@ impl State {
     /// decided once (`reviewed_at`; pending before it), and an upheld ruling's dispute keeps
     /// `ruled_at`. Contributions appended at or after `at` are not listed (no index built
     /// before `at` holds them).
-    pub fn attribution_excluded_at(&self, dataset_id: &str, at: u64) -> std::collections::BTreeSet<u64> {
+    pub fn attribution_excluded_at(
+        &self,
+        dataset_id: &str,
+        at: u64,
+    ) -> std::collections::BTreeSet<u64> {
         let Some(dataset) = self.datasets.get(dataset_id) else {
             return Default::default();
         };
