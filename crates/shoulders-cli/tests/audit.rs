@@ -214,6 +214,14 @@ fn receipts_are_audited_against_the_index_state_they_record() {
         Kind::ActorRegister,
         json!({"handle": "alice", "name": "Alice"}),
     );
+    let carol = ActorKey::generate(&mut rand_core::OsRng);
+    submit(
+        &ledger,
+        &carol,
+        "c",
+        Kind::ActorRegister,
+        json!({"handle": "carol", "name": "Carol"}),
+    );
     submit(
         &ledger,
         &bob,
@@ -276,6 +284,7 @@ fn receipts_are_audited_against_the_index_state_they_record() {
         "alice/verse",
     ]));
     let bob_token = token_for(&dir, "bob");
+    let (alice_token, carol_token) = (token_for(&dir, "alice"), token_for(&dir, "carol"));
 
     // ---- A metered call on a model whose outputs are kept.
     let served = Served::start(&dir, "writer", &["--keep-outputs", "alice/kept"]);
@@ -329,6 +338,11 @@ fn receipts_are_audited_against_the_index_state_they_record() {
         (200, output.clone().into_bytes())
     );
     assert_eq!(get_output(None).0, 401);
+    // ... to the credited contributor (and model owner), not to someone else.
+    assert_eq!(get_output(Some(&alice_token)).0, 200);
+    let (status, got) = get_output(Some(&carol_token));
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&got).contains("E_FORBIDDEN"));
     // A tampered output is not the receipt's.
     let (status, v) = served.post(
         &audit_path,
