@@ -623,6 +623,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         log_format: "text".into(),
         preload_indexes: Vec::new(),
         witness_policy: None,
+        keep_outputs: Vec::new(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! exit status 1 (2 for usage errors, from clap).
 
 mod attrib_cmd;
+mod audit_cmd;
 mod demo;
 mod export_cmd;
 mod license_cmd;
@@ -105,6 +106,11 @@ enum Command {
     /// Monitor a server's log: verify each checkpoint and its consistency with the last one;
     /// exit 1 on a bad signature, a rollback or a fork.
     Watch(watch_cmd::WatchArgs),
+    /// Audit a usage receipt: re-derive its attribution from the output and the contributions.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
     /// Run a C2SP tlog-witness: it cosigns a log's checkpoints only while the log only grows.
     Witness {
         #[command(subcommand)]
@@ -533,6 +539,9 @@ fn error_code(err: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<CliError>() {
             return e.code;
         }
+        if let Some(code) = audit_cmd::code_of(cause) {
+            return code;
+        }
         if let Some(e) = cause.downcast_ref::<shoulders_artifacts::ArtifactError>() {
             return e.code();
         }
@@ -745,6 +754,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Statement(a) => money_cmd::statement(a)?,
         Command::Accounts(a) => money_cmd::accounts(a)?,
         Command::Watch(a) => watch_cmd::run(a)?,
+        Command::Audit { command } => audit_cmd::run(command)?,
         Command::Witness { command } => witness_cmd::run(command)?,
         Command::Key {
             command: KeyCommand::New { out },

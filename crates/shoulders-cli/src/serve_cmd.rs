@@ -126,6 +126,15 @@ pub struct ServeArgs {
     /// `E_NOT_COSIGNED` before the first); `GET /api/witnesses` publishes the policy.
     #[arg(long, value_name = "FILE")]
     pub witness_policy: Option<PathBuf>,
+    /// Keep every metered output of MODEL_ID in the content store (under the receipt's
+    /// `output_hash`, before the receipt is acknowledged), so its receipts can be audited
+    /// without the payer's copy. Repeatable. Outputs may hold personal data: see SECURITY.md.
+    #[arg(
+        long = "keep-outputs",
+        value_name = "MODEL_ID",
+        conflicts_with = "read_only"
+    )]
+    pub keep_outputs: Vec<String>,
 }
 
 fn parse_upstream(s: &str) -> Result<(String, String), String> {
@@ -177,6 +186,7 @@ pub fn serve_unlogged(args: ServeArgs) -> Result<()> {
     });
     config.max_page_bytes = usize::try_from(args.max_page_bytes)?;
     config.preload_indexes = args.preload_indexes;
+    config.keep_outputs = args.keep_outputs.into_iter().collect();
     config.witness_policy = args
         .witness_policy
         .as_deref()

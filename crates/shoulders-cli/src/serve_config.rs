@@ -152,6 +152,7 @@ serve_keys! {
     log_format: String,
     preload_index: Vec<String>,
     witness_policy: PathBuf,
+    keep_outputs: Vec<String>,
 }
 
 /// Read and parse a config file (nothing else is checked here: see [`merged_argv`]).

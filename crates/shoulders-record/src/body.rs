@@ -27,6 +27,9 @@ pub const MAX_ALLOWLIST: usize = 1024;
 pub const MAX_CONTRIBUTION_BYTES: u64 = 1 << 40;
 /// Most entries in a usage receipt's attribution.
 pub const MAX_ATTRIBUTION_ENTRIES: usize = 1024;
+/// Most index segments a receipt's `index_state` may name: an index is rebuilt (merged) long
+/// before it has this many, and an audit rebuilds each one.
+pub const MAX_INDEX_SEGMENTS: usize = 64;
 /// Parts per million that make a whole.
 pub const PPM_ONE: u32 = 1_000_000;
 /// Most use categories / territories listed in licence terms.
@@ -53,6 +56,40 @@ pub const MAX_TRAINING_LABEL_BYTES: usize = 100;
 pub const MAX_ACCELERATOR_HOURS: u64 = 1_000_000_000_000;
 /// Most energy one training run may state, in watt-hours (10^15 Wh = 1 PWh).
 pub const MAX_ENERGY_WH: u64 = 1_000_000_000_000_000;
+
+/// A receipt's `index_state`: 1..=[`MAX_INDEX_SEGMENTS`] strictly ascending, non-zero
+/// segment bounds ending at `ledger_size`, itself a safe integer.
+fn validate_index_state(st: &IndexState) -> Result<(), RecordError> {
+    v::int_range(
+        "index_state.ledger_size",
+        st.ledger_size,
+        1,
+        MAX_SAFE_INTEGER,
+    )?;
+    if st.segments.is_empty() || st.segments.len() > MAX_INDEX_SEGMENTS {
+        return Err(RecordError::field(
+            "index_state.segments",
+            format!("must have 1 to {MAX_INDEX_SEGMENTS} entries"),
+        ));
+    }
+    let mut prev = 0u64;
+    for &s in &st.segments {
+        if s <= prev {
+            return Err(RecordError::field(
+                "index_state.segments",
+                "must be strictly ascending and above 0",
+            ));
+        }
+        prev = s;
+    }
+    if prev != st.ledger_size {
+        return Err(RecordError::field(
+            "index_state.segments",
+            "the last segment must end at ledger_size",
+        ));
+    }
+    Ok(())
+}
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -706,6 +743,33 @@ pub struct AttributionShare {
     pub ppm: u32,
 }
 
+/// The attribution index state a receipt was attributed against, so anyone can rebuild exactly
+/// that index from the log and re-derive the attribution (`shoulders audit receipt`).
+///
+/// Segment `i` holds the contributions with log index in `[segments[i-1], segments[i])` (the
+/// first from 0); an index built in one piece is one segment, `[ledger_size]`. Checked at
+/// decode: 1..=[`MAX_INDEX_SEGMENTS`] strictly ascending bounds, the last equal to
+/// `ledger_size`; and by the fold: `ledger_size` is at most the receipt's own log index (an
+/// index cannot hold the future).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexState {
+    /// Log size the index covers: contributions with log index below it.
+    pub ledger_size: u64,
+    /// Ascending end bounds (ledger sizes) of the index segments.
+    pub segments: Vec<u64>,
+}
+
+impl IndexState {
+    /// An index built in one piece over the log's first `ledger_size` records.
+    pub fn single(ledger_size: u64) -> Self {
+        IndexState {
+            ledger_size,
+            segments: vec![ledger_size],
+        }
+    }
+}
+
 /// `usage.receipt`: one metered use of a model, signed by the serving operator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -726,6 +790,10 @@ pub struct UsageReceipt {
     /// stack totals more. Absent: no limit. Omitted when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_royalty_bps: Option<u32>,
+    /// The index state the attribution ran against (see [`IndexState`]). Absent on receipts
+    /// from before it was recorded and on receipts without attribution. Omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_state: Option<IndexState>,
 }
 
 /// `funds.deposit`: the operator credits an actor's account.
@@ -1084,6 +1152,9 @@ impl Body {
                 }
                 if let Some(m) = b.max_royalty_bps {
                     v::int_range("max_royalty_bps", u64::from(m), 0, u64::from(BPS_ONE))?;
+                }
+                if let Some(st) = &b.index_state {
+                    validate_index_state(st)?;
                 }
             }
             Body::FundsDeposit(b) => {

@@ -335,3 +335,26 @@ fn every_kind_round_trips() {
         assert_eq!(payload, expected, "{kind}");
     }
 }
+
+/// A receipt's `index_state` is optional: absent, the body's bytes are those of a receipt from
+/// before it existed (so old receipts keep verifying); present, it round-trips canonically.
+#[test]
+fn receipt_index_state_is_omitted_when_absent_and_round_trips() {
+    let base = json!({"usage_id": "u1", "model_id": "a/m", "payer": "bob", "use_category": "chat",
+        "input_tokens": 1, "output_tokens": 2,
+        "output_hash": "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "attribution": [{"dataset_id": "a/d", "contribution": 3, "ppm": 1_000_000}]});
+    let old = Body::from_value(Kind::UsageReceipt, base.clone()).unwrap();
+    let Body::UsageReceipt(r) = &old else {
+        panic!("not a receipt")
+    };
+    assert_eq!(r.index_state, None);
+    assert_eq!(old.to_value(), base, "no index_state key is written");
+    let mut with = base.clone();
+    with["index_state"] = json!({"ledger_size": 9, "segments": [4, 9]});
+    let body = Body::from_value(Kind::UsageReceipt, with.clone()).unwrap();
+    assert_eq!(body.to_value(), with);
+    let rec = sign_record(&key(7), "test.example/log", "r1", 1, body).unwrap();
+    let again = SignedRecord::from_bytes(rec.bytes().to_vec()).unwrap();
+    assert_eq!(again.record().body, rec.record().body);
+}

@@ -59,6 +59,8 @@ pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(license_check))
         .routes(routes!(get_license))
         .routes(routes!(attribute))
+        .routes(routes!(audit_receipt))
+        .routes(routes!(receipt_output))
         .routes(routes!(list_accounts))
         .routes(routes!(statement))
 }
@@ -1112,6 +1114,150 @@ async fn attribute(
     .await?;
     drop(cancel);
     answer
+}
+
+/// `POST /api/receipts/{index}/audit` body (optional: without one, the kept output is used).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRequest {
+    /// The output the receipt was issued for (UTF-8, at most 1 MiB); its sha256 must be the
+    /// receipt's `output_hash`.
+    pub output: String,
+}
+
+fn audit_error(e: crate::audit::AuditError) -> ApiError {
+    use crate::audit::AuditError as A;
+    let status = match e {
+        A::Index(e) => return ApiError::from(e),
+        A::Ledger(e) => return ApiError::from(e),
+        A::NotAReceipt(_) => StatusCode::NOT_FOUND,
+        A::NothingToAudit(_)
+        | A::NoIndexState(_)
+        | A::MixedDatasets(_)
+        | A::OutputMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        A::OutputTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        A::StateUnavailable { .. } => StatusCode::CONFLICT,
+        A::Scratch(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+/// Re-derive a receipt's attribution from its output and the contributions, and say whether
+/// it matches (as `shoulders audit receipt`). Only against the live index: a receipt
+/// attributed against another index state is `409 E_AUDIT_STATE_UNAVAILABLE` (a rebuild costs
+/// as much as `index build`; run `shoulders audit receipt` on a copy of the data directory).
+/// Costs one attribution: API key holders only, at the `POST /api/attribute` rate.
+#[utoipa::path(post, path = "/api/receipts/{index}/audit", tag = "attribution",
+    params(("index" = u64, Path, description = "log index of the usage.receipt")),
+    request_body(content = AuditRequest, description = "the output; omit the body when the gateway kept it (`--keep-outputs`)"),
+    responses((status = 200, description = "verdict: {matches, index, usage_id, dataset_id, receipt, derived, differences: [{dataset_id, contribution, receipt_ppm, derived_ppm}], evidence_hash_matches, excluded, index_source}", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "E_NOT_FOUND: no receipt at index; E_OUTPUT_NOT_KEPT: no body and no kept output", body = ErrorBody),
+        (status = 409, description = "E_AUDIT_STATE_UNAVAILABLE: the live index is not of the receipt's state", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "E_AUDIT_OUTPUT_MISMATCH, E_AUDIT_NO_INDEX_STATE, E_AUDIT_NOTHING", body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+async fn audit_receipt(
+    State(st): St,
+    headers: HeaderMap,
+    p: Result<Path<u64>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let index = path(p)?;
+    let actor = crate::gateway::api_key(&st, &headers).await?.actor;
+    crate::ratelimit::attribute_limit(&st, &actor)?;
+    let bytes = body_bytes(body)?;
+    let given = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let req: AuditRequest = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
+        Some(req.output)
+    };
+    let state = Arc::clone(&st);
+    tokio::task::spawn_blocking(move || {
+        let receipt =
+            crate::audit::receipt_at(index, state.view().record(index)?).map_err(audit_error)?;
+        let output = match given {
+            Some(o) => o,
+            None => kept_output(&state, &receipt)?,
+        };
+        crate::audit::check_output(&receipt, &output).map_err(audit_error)?;
+        let plan = state
+            .view()
+            .with_state(|s| crate::audit::plan(s, index, receipt))
+            .map_err(audit_error)?;
+        let live = state.dataset_index(&plan.dataset_id)?;
+        let ix = crate::audit::index_for_state(&plan, live, None).map_err(audit_error)?;
+        let searched = std::time::Instant::now();
+        let verdict = crate::audit::run(&plan, &ix, &output);
+        state
+            .metrics
+            .attribution(crate::metrics::AttributionSource::Api, searched.elapsed());
+        Ok(Json(json!(verdict.map_err(audit_error)?)))
+    })
+    .await?
+}
+
+/// The kept output of `receipt` (`404 E_OUTPUT_NOT_KEPT` when the gateway did not keep it).
+fn kept_output(st: &AppState, receipt: &shoulders_record::UsageReceipt) -> ApiResult<String> {
+    let not_kept = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "E_OUTPUT_NOT_KEPT",
+            format!(
+                "the output of {} was not kept (the operator keeps outputs only of models served with --keep-outputs); send it in the body",
+                receipt.usage_id
+            ),
+        )
+    };
+    let store = st.content();
+    if !store.contains(&receipt.output_hash) {
+        return Err(not_kept());
+    }
+    let bytes = store.get(&receipt.output_hash)?;
+    String::from_utf8(bytes).map_err(|_| not_kept())
+}
+
+/// The output a receipt was issued for, when the gateway kept it (`serve --keep-outputs`).
+/// Outputs may hold the payer's personal data, so only the receipt's parties may read it: an
+/// API key of the payer, the model's owner, the operator, or a contributor the receipt credits.
+#[utoipa::path(get, path = "/api/receipts/{index}/output", tag = "money",
+    params(("index" = u64, Path, description = "log index of the usage.receipt")),
+    responses((status = 200, description = "the output text, exactly as delivered", content_type = "text/plain", body = String),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "E_FORBIDDEN: the key's actor is not a party to the receipt", body = ErrorBody),
+        (status = 404, description = "E_NOT_FOUND: no receipt; E_OUTPUT_NOT_KEPT: its output was not kept", body = ErrorBody)))]
+async fn receipt_output(
+    State(st): St,
+    headers: HeaderMap,
+    p: Result<Path<u64>, PathRejection>,
+) -> ApiResult<Response> {
+    let index = path(p)?;
+    let actor = crate::gateway::api_key(&st, &headers).await?.actor;
+    let state = Arc::clone(&st);
+    let text = tokio::task::spawn_blocking(move || {
+        let receipt = crate::audit::receipt_at(index, state.view().record(index)?)
+            .map_err(audit_error)?;
+        let party = state.view().with_state(|s| {
+            actor == receipt.payer
+                || s.model(&receipt.model_id).is_some_and(|m| m.owner == actor)
+                || s.config().is_some_and(|c| c.operator == actor)
+                || receipt.attribution.iter().any(|a| {
+                    s.contribution(a.contribution)
+                        .is_some_and(|c| c.contributor == actor)
+                })
+        });
+        if !party {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "E_FORBIDDEN",
+                format!("{actor} is not a party to receipt {index} (its payer, the model's owner, the operator or a credited contributor)"),
+            ));
+        }
+        kept_output(&state, &receipt)
+    })
+    .await??;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 /// Every account's balance per currency, with the books' totals and conservation check (as

@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shoulders_attrib::dataset::{AttributeOptions, AttributionReport, DatasetIndex};
 use shoulders_attrib::generate::{generate, GenerateParams};
-use shoulders_record::{sign_record, AttributionShare, Body, UsageReceipt};
+use shoulders_record::{sign_record, AttributionShare, Body, IndexState, UsageReceipt};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -529,15 +529,17 @@ async fn handle(
         attribution: receipt_shares(attribution.as_ref()),
         evidence_hash: evidence_hash(attribution.as_ref()),
         max_royalty_bps: req.max_royalty_bps,
+        index_state: index_state(attribution.as_ref()),
     };
     let st3 = Arc::clone(&st);
+    let output = completion.text.clone();
     let used_tokens = completion.prompt_tokens + completion.completion_tokens;
     let preauthorised = hold.as_ref().map(preauth::Hold::amount_micros);
     let receipt_out = tokio::task::spawn_blocking(move || {
         // The hold is released only once the receipt is committed (or refused): the balance the
         // next reservation reads then already shows this charge. It moves into this task so a
         // handler cancelled meanwhile cannot release it before the append is over.
-        let out = submit_receipt(&st3, receipt, now);
+        let out = submit_receipt(&st3, receipt, &output, now);
         // API key settlement: the charge the ledger recorded joins the key's spend before its
         // budget hold is released.
         let settled = admission.settle(used_tokens);
@@ -662,6 +664,12 @@ pub(crate) fn output_hash(text: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
+/// The receipt's `index_state`: the index the report was attributed against.
+// LEAD: with index segments, take `DatasetIndex::state()` of the index used instead.
+pub(crate) fn index_state(attribution: Option<&(String, AttributionReport)>) -> Option<IndexState> {
+    attribution.map(|(_, r)| IndexState::single(r.index_ledger_size))
+}
+
 /// The receipt's `evidence_hash`: the attribution report it was split by.
 pub(crate) fn evidence_hash(attribution: Option<&(String, AttributionReport)>) -> Option<String> {
     attribution.map(|(_, r)| {
@@ -713,10 +721,13 @@ pub(crate) fn receipt_shares(
 /// Sign `receipt` with the operator key and append it; `None` when metering is off.
 ///
 /// This is the one place metering touches the ledger: until the fold accepts `usage.receipt`
-/// (issue 6), `--metering off` answers without a receipt.
+/// (issue 6), `--metering off` answers without a receipt. For a model whose outputs are kept
+/// (`--keep-outputs`), `output` is stored durably in the content store (under the receipt's
+/// `output_hash`) before the receipt is signed, so no acknowledged receipt lacks its output.
 pub(crate) fn submit_receipt(
     st: &AppState,
     receipt: UsageReceipt,
+    output: &str,
     now_ms: u64,
 ) -> ApiResult<Option<Value>> {
     if st.config.metering == Metering::Off {
@@ -726,6 +737,10 @@ pub(crate) fn submit_receipt(
         .operator_key
         .as_ref()
         .ok_or_else(|| ApiError::internal("metering is on but no operator key is loaded"))?;
+    let kept = st.config.keep_outputs.contains(&receipt.model_id);
+    if kept {
+        st.content().put(output.as_bytes())?;
+    }
     let id = receipt.usage_id.clone();
     let writer = st.writer()?;
     let record = sign_record(
@@ -753,6 +768,7 @@ pub(crate) fn submit_receipt(
         "currency": currency,
         "legs": legs,
         "record": format!("/records/{}", appended.index),
+        "output_kept": kept,
     })))
 }
 

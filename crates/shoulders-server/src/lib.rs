@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod api;
 pub mod apikeys;
+pub mod audit;
 pub mod conn;
 pub mod error;
 pub mod explorer;
@@ -140,6 +141,10 @@ pub struct ServerConfig {
     /// Witnesses to cosign the log's checkpoints and the quorum `GET /log/checkpoint` waits
     /// for (`--witness-policy`; see [`witness`]). Every witness needs a URL.
     pub witness_policy: Option<shoulders_log::WitnessPolicy>,
+    /// Models whose metered outputs the gateway keeps in the content store (`--keep-outputs`),
+    /// so receipts can be audited without the payer's copy. Opt-in: outputs may hold personal
+    /// data (see SECURITY.md).
+    pub keep_outputs: std::collections::BTreeSet<String>,
 }
 
 impl ServerConfig {
@@ -176,6 +181,7 @@ impl ServerConfig {
             max_page_bytes: api::MAX_PAGE_BYTES,
             preload_indexes: Vec::new(),
             witness_policy: None,
+            keep_outputs: std::collections::BTreeSet::new(),
         }
     }
 }

@@ -546,13 +546,15 @@ async fn settle(
         attribution: gateway::receipt_shares(attribution.as_ref()),
         evidence_hash: gateway::evidence_hash(attribution.as_ref()),
         max_royalty_bps: call.max_royalty_bps,
+        index_state: gateway::index_state(attribution.as_ref()),
     };
+    let output = text.to_string();
     let (st2, now_ms) = (Arc::clone(st), call.now_ms);
     let (input_tokens, output_tokens) = (receipt.input_tokens, receipt.output_tokens);
     let receipt = tokio::task::spawn_blocking(move || {
         // As in the non-streaming path: the hold goes only once the append is over, and the
         // API key's spend is settled from the recorded charge before its budget hold goes.
-        let out = gateway::submit_receipt(&st2, receipt, now_ms);
+        let out = gateway::submit_receipt(&st2, receipt, &output, now_ms);
         let settled = admission.map(|a| a.settle(input_tokens + output_tokens));
         drop(hold);
         let out = out?;

@@ -227,6 +227,46 @@ impl State {
         self.excluded.get(dataset_id).cloned().unwrap_or_default()
     }
 
+    /// The exclusions [`State::attribution_excluded`] gave when the log held `at` records: what
+    /// the gateway applied to a receipt appended at `at` (an audit re-derives it with these).
+    ///
+    /// Exact because each change of standing keeps the log index it took effect at: a review is
+    /// decided once (`reviewed_at`; pending before it), and an upheld ruling's dispute keeps
+    /// `ruled_at`. Contributions appended at or after `at` are not listed (no index built
+    /// before `at` holds them).
+    pub fn attribution_excluded_at(
+        &self,
+        dataset_id: &str,
+        at: u64,
+    ) -> std::collections::BTreeSet<u64> {
+        let Some(dataset) = self.datasets.get(dataset_id) else {
+            return Default::default();
+        };
+        dataset
+            .contributions
+            .iter()
+            .copied()
+            .filter(|&i| i < at)
+            .filter(|i| {
+                let c = &self.contributions[i];
+                let reviewed_out = c.review.as_ref().is_some_and(|r| match r.reviewed_at {
+                    Some(when) if when < at => r.state != ReviewState::Accepted,
+                    // Not yet decided at `at`: pending then.
+                    _ => true,
+                });
+                let taken_down = c.ruled_against.as_ref().is_some_and(|r| {
+                    r.redirect_to.is_none()
+                        && self
+                            .disputes
+                            .get(&r.dispute)
+                            .and_then(|d| d.ruled_at)
+                            .is_some_and(|when| when < at)
+                });
+                reviewed_out || taken_down
+            })
+            .collect()
+    }
+
     /// Which of `contributions` carry a text-and-data-mining reservation (sorted, each once):
     /// an attribution report lists them, so reserved content found in an output is visible.
     pub fn tdm_reserved_among(&self, contributions: impl IntoIterator<Item = u64>) -> Vec<u64> {

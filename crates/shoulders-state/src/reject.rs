@@ -75,6 +75,8 @@ pub enum Reject {
     ContributionUnknown(u64),
     #[error("attribution: {0}")]
     AttributionInvalid(String),
+    #[error("index_state.ledger_size {ledger_size} is beyond the receipt's own log index {index}: an index cannot hold records appended after the receipt")]
+    IndexStateFuture { ledger_size: u64, index: u64 },
     #[error(
         "actor {0:?} has no payout address: give one in the withdrawal or set it with actor.update"
     )]
@@ -149,6 +151,7 @@ impl Reject {
             Reject::InsufficientFunds { .. } => "E_INSUFFICIENT_FUNDS",
             Reject::ContributionUnknown(_) => "E_CONTRIBUTION_UNKNOWN",
             Reject::AttributionInvalid(_) => "E_ATTRIBUTION_INVALID",
+            Reject::IndexStateFuture { .. } => "E_INDEX_STATE_FUTURE",
             Reject::NoPayoutAddress(_) => "E_NO_PAYOUT_ADDRESS",
             Reject::DisputeInvalid(_) => "E_DISPUTE_INVALID",
             Reject::DisputeAlreadyOpen { .. } => "E_DISPUTE_ALREADY_OPEN",

@@ -405,6 +405,13 @@ impl State {
         history: &dyn crate::HistoryRead,
     ) -> Result<PendingReceipt, Reject> {
         let config = self.operator(signer)?;
+        // The index a receipt was attributed against was built from records before it.
+        if let Some(st) = b.index_state.as_ref().filter(|st| st.ledger_size > index) {
+            return Err(Reject::IndexStateFuture {
+                ledger_size: st.ledger_size,
+                index,
+            });
+        }
         if let Some(at) = history.usage(&b.usage_id) {
             return Err(Reject::UsageDuplicate {
                 usage_id: b.usage_id.clone(),

@@ -755,6 +755,9 @@ fn random_run(seed: u64, steps: usize) {
     }
     register_model(&mut b);
     let mut disputes: Vec<u64> = Vec::new();
+    // The exclusions after every step, by log size: `attribution_excluded_at` must give them
+    // back exactly at the end (what a receipt audit applies).
+    let mut excluded_by_size = vec![(b.state.size(), b.state.attribution_excluded("owner/d"))];
     for _ in 0..steps {
         let c = contributions[(next() % contributions.len() as u64) as usize];
         match next() % 5 {
@@ -825,6 +828,14 @@ fn random_run(seed: u64, steps: usize) {
         for t in b.state.totals() {
             assert!(t.conserved, "{t:?}");
         }
+        excluded_by_size.push((b.state.size(), b.state.attribution_excluded("owner/d")));
+    }
+    for (size, excluded) in excluded_by_size {
+        assert_eq!(
+            b.state.attribution_excluded_at("owner/d", size),
+            excluded,
+            "exclusions as of log size {size}"
+        );
     }
     assert!(b.state.balance(UNCLAIMED, "USD") >= 0);
     b.check();

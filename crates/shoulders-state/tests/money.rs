@@ -940,6 +940,34 @@ fn receipt(usage_id: &str, model: &str, payer: &str, attribution: Value) -> Valu
     json!({"usage_id": usage_id, "model_id": model, "payer": payer, "use_category": "chat", "input_tokens": 1, "output_tokens": 1, "output_hash": hash(9), "attribution": attribution})
 }
 
+/// A receipt's `index_state` may only cover records before the receipt itself: the fold
+/// refuses one whose index reaches beyond it (`E_INDEX_STATE_FUTURE`) and changes nothing.
+#[test]
+fn receipt_index_state_cannot_cover_the_future() {
+    let mut b = small_world();
+    b.ok(
+        "op",
+        Kind::FundsDeposit,
+        json!({"account": "pay", "currency": "USD", "amount_micros": "5000"}),
+    );
+    let at = b.state.size();
+    let with_state = |id: &str, ledger_size: u64| {
+        let mut r = receipt(id, "own/m", "pay", json!([]));
+        r["index_state"] = json!({"ledger_size": ledger_size, "segments": [ledger_size]});
+        r
+    };
+    let before = summary(&b.state);
+    let err = b
+        .submit("op", Kind::UsageReceipt, with_state("f1", at + 1))
+        .unwrap_err();
+    assert_eq!(err.code(), "E_INDEX_STATE_FUTURE", "{err}");
+    assert_eq!(summary(&b.state), before);
+    // Up to its own position is fine: an index built just before the receipt.
+    let index = b.ok("op", Kind::UsageReceipt, with_state("f2", at));
+    assert_eq!(index, at);
+    assert!(b.state.receipt(index).is_some());
+}
+
 #[test]
 fn refusals_have_codes_and_change_nothing() {
     let mut b = small_world();

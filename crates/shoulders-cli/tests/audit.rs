@@ -1,0 +1,488 @@
+//! Receipt audits end to end (issue 16): a metered gateway call on a model whose outputs are
+//! kept, its receipt's `index_state`, `POST /api/receipts/{index}/audit` and `shoulders audit
+//! receipt` matching; a tampered output refused; a receipt forged with the operator key shown
+//! with its differences; the index grown since and the old state rebuilt; outputs of other
+//! models not kept; the fold refusing an index state beyond the receipt.
+
+mod common;
+
+use common::{ok_json, shoulders, stderr};
+use serde_json::{json, Value};
+use shoulders_ledger::{init_with, ContentStore, DataDir, Ledger, OperatorInit};
+use shoulders_record::{sign_record, ActorKey, Body, Kind};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DOCS: [&str; 2] = [
+    "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n",
+    "The woods are lovely, dark and deep,\nBut I have promises to keep.\n",
+];
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn record(key: &ActorKey, id: &str, kind: Kind, body: Value) -> Vec<u8> {
+    sign_record(
+        key,
+        "test.shoulders.local/log",
+        id,
+        now_ms(),
+        Body::from_value(kind, body).unwrap(),
+    )
+    .unwrap()
+    .bytes()
+    .to_vec()
+}
+
+/// A `shoulders serve` process; killed when dropped.
+struct Served {
+    child: Child,
+    base: String,
+    stderr: PathBuf,
+}
+
+impl Served {
+    fn start(dir: &Path, name: &str, extra: &[&str]) -> Served {
+        let mut args = vec!["serve", "--data-dir", p(dir), "--listen", "127.0.0.1:0"];
+        args.extend(extra);
+        Served::launch(dir.parent().unwrap(), name, &args)
+    }
+
+    /// `shoulders ARGS`, its stderr kept in `logs`.
+    fn launch(logs: &Path, name: &str, args: &[&str]) -> Served {
+        let stderr = logs.join(format!("{name}-{}.stderr", now_ms()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoulders"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        // The first thing printed is one (pretty-printed) JSON object naming the address.
+        let mut out = serde_json::Deserializer::from_reader(child.stdout.take().unwrap())
+            .into_iter::<Value>();
+        let started = match out.next() {
+            Some(Ok(v)) => v,
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} did not start: {}",
+                    std::fs::read_to_string(&stderr).unwrap()
+                )
+            }
+        };
+        Served {
+            base: started["listening"].as_str().unwrap().to_string(),
+            child,
+            stderr,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        respond(ureq::get(&self.url(path)).call())
+    }
+
+    fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn post(&self, path: &str, body: &[u8], token: Option<&str>) -> (u16, Value) {
+        let mut req = ureq::post(&self.url(path)).set("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.set("authorization", &format!("Bearer {t}"));
+        }
+        let (status, bytes) = respond(req.send_bytes(body));
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("POST {path}: not JSON: {}", String::from_utf8_lossy(&bytes))
+        });
+        (status, v)
+    }
+
+    /// SIGTERM, then wait: a clean stop exits 0 and says so.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let err = std::fs::read_to_string(&self.stderr).unwrap();
+        assert!(status.success(), "serve exited with {status}: {err}");
+        assert!(err.contains("stopped cleanly"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn respond(r: Result<ureq::Response, ureq::Error>) -> (u16, Vec<u8>) {
+    let resp = match r {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => panic!("request failed: {e}"),
+    };
+    let status = resp.status();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
+    (status, body)
+}
+
+fn token_for(dir: &Path, actor: &str) -> String {
+    let out = ok_json(shoulders(&[
+        "apikey",
+        "new",
+        "--data-dir",
+        p(dir),
+        "--actor",
+        actor,
+    ]));
+    out["api_key"].as_str().unwrap().to_string()
+}
+
+fn audit(dir: &Path, receipt: &str, output: Option<&Path>) -> std::process::Output {
+    let mut args = vec!["audit", "receipt", receipt, "--data-dir", p(dir), "--json"];
+    if let Some(o) = output {
+        args.extend(["--output", p(o)]);
+    }
+    shoulders(&args)
+}
+
+#[test]
+fn receipts_are_audited_against_the_index_state_they_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("writer");
+    let data = DataDir::new(&dir);
+    let operator = OperatorInit {
+        handle: "op".into(),
+        name: "Operator".into(),
+        protocol_fee_bps: 0,
+        ts_ms: now_ms(),
+    };
+    init_with(
+        &data,
+        "test.shoulders.local/log",
+        Some(&operator),
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let op = ActorKey::from_file_text(&std::fs::read_to_string(dir.join("operator.key")).unwrap())
+        .unwrap();
+    let alice = ActorKey::generate(&mut rand_core::OsRng);
+    let bob = ActorKey::generate(&mut rand_core::OsRng);
+    let ledger = Ledger::open(&data).unwrap();
+    let submit = |ledger: &Ledger, key: &ActorKey, id: &str, kind: Kind, body: Value| {
+        ledger.submit(record(key, id, kind, body)).unwrap().index
+    };
+    submit(
+        &ledger,
+        &alice,
+        "a",
+        Kind::ActorRegister,
+        json!({"handle": "alice", "name": "Alice"}),
+    );
+    let carol = ActorKey::generate(&mut rand_core::OsRng);
+    submit(
+        &ledger,
+        &carol,
+        "c",
+        Kind::ActorRegister,
+        json!({"handle": "carol", "name": "Carol"}),
+    );
+    submit(
+        &ledger,
+        &bob,
+        "b",
+        Kind::ActorRegister,
+        json!({"handle": "bob", "name": "Bob"}),
+    );
+    submit(
+        &ledger,
+        &alice,
+        "ds",
+        Kind::DatasetCreate,
+        json!({"dataset_id": "alice/verse", "name": "Verse", "access": "open"}),
+    );
+    let content = ContentStore::new(&data);
+    let mut contributions = Vec::new();
+    for (i, doc) in DOCS.iter().enumerate() {
+        let hash = content.put(doc.as_bytes()).unwrap();
+        contributions.push(submit(
+            &ledger,
+            &alice,
+            &format!("c{i}"),
+            Kind::DataContribute,
+            json!({"dataset_id": "alice/verse", "content_hash": hash,
+                   "byte_size": doc.len(), "token_count": doc.len()}),
+        ));
+    }
+    let (name, spdx, terms) = shoulders_license::preset("apache-2.0").unwrap();
+    let mut terms = serde_json::to_value(terms).unwrap();
+    terms["price_per_call_micros"] = json!("1000");
+    submit(
+        &ledger,
+        &alice,
+        "lic",
+        Kind::LicenseDefine,
+        json!({"license_id": "alice/priced", "name": name, "spdx_id": spdx, "terms": terms}),
+    );
+    for m in ["alice/kept", "alice/private"] {
+        submit(
+            &ledger,
+            &alice,
+            m,
+            Kind::ModelRegister,
+            json!({"model_id": m, "name": "Verse", "datasets": ["alice/verse"], "license_id": "alice/priced"}),
+        );
+    }
+    submit(
+        &ledger,
+        &op,
+        "dep",
+        Kind::FundsDeposit,
+        json!({"account": "bob", "currency": "USD", "amount_micros": "100000"}),
+    );
+    drop(ledger);
+    ok_json(shoulders(&[
+        "index",
+        "build",
+        "--data-dir",
+        p(&dir),
+        "alice/verse",
+    ]));
+    let bob_token = token_for(&dir, "bob");
+    let (alice_token, carol_token) = (token_for(&dir, "alice"), token_for(&dir, "carol"));
+
+    // ---- A metered call on a model whose outputs are kept.
+    let served = Served::start(&dir, "writer", &["--keep-outputs", "alice/kept"]);
+    let call = |model: &str, prompt: &str| {
+        let body = json!({"model": model, "prompt": prompt, "max_tokens": 40}).to_string();
+        let (status, v) = served.post("/v1/completions", body.as_bytes(), Some(&bob_token));
+        assert_eq!(status, 200, "{v}");
+        (
+            v["shoulders"]["receipt"]["index"].as_u64().unwrap(),
+            v["choices"][0]["text"].as_str().unwrap().to_string(),
+        )
+    };
+    let (n, output) = call("alice/kept", "Shall I compare");
+    let rec = served.get_json(&format!("/api/records/{n}"));
+    let body = &rec["body"];
+    assert!(!body["attribution"].as_array().unwrap().is_empty(), "{rec}");
+    // The log size at `index build`: the last contribution, a licence, two models, a deposit.
+    let size_at_build = contributions.last().unwrap() + 5;
+    assert_eq!(
+        body["index_state"],
+        json!({"ledger_size": size_at_build, "segments": [size_at_build]}),
+        "{rec}"
+    );
+
+    // Through the API: with the output, and from the kept copy (no body).
+    let audit_path = format!("/api/receipts/{n}/audit");
+    let (status, v) = served.post(
+        &audit_path,
+        json!({"output": output}).to_string().as_bytes(),
+        Some(&bob_token),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["matches"].as_bool(), v["index_source"].as_str()),
+        (Some(true), Some("live")),
+        "{v}"
+    );
+    assert!(v["differences"].as_array().unwrap().is_empty());
+    let (status, v) = served.post(&audit_path, b"", Some(&bob_token));
+    assert_eq!((status, v["matches"].as_bool()), (200, Some(true)), "{v}");
+    // The kept output, to the payer; nobody without a key.
+    let get_output = |token: Option<&str>| {
+        let mut req = ureq::get(&served.url(&format!("/api/receipts/{n}/output")));
+        if let Some(t) = token {
+            req = req.set("authorization", &format!("Bearer {t}"));
+        }
+        respond(req.call())
+    };
+    assert_eq!(
+        get_output(Some(&bob_token)),
+        (200, output.clone().into_bytes())
+    );
+    assert_eq!(get_output(None).0, 401);
+    // ... to the credited contributor (and model owner), not to someone else.
+    assert_eq!(get_output(Some(&alice_token)).0, 200);
+    let (status, got) = get_output(Some(&carol_token));
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&got).contains("E_FORBIDDEN"));
+    // A tampered output is not the receipt's.
+    let (status, v) = served.post(
+        &audit_path,
+        json!({"output": format!("{output}!")})
+            .to_string()
+            .as_bytes(),
+        Some(&bob_token),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("E_AUDIT_OUTPUT_MISMATCH")),
+        "{v}"
+    );
+
+    // ---- Another model's outputs are not kept (another prompt: outputs are stored by hash).
+    let (m, _) = call("alice/private", "The woods are");
+    let (status, got) = respond(
+        ureq::get(&served.url(&format!("/api/receipts/{m}/output")))
+            .set("authorization", &format!("Bearer {bob_token}"))
+            .call(),
+    );
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&got).contains("E_OUTPUT_NOT_KEPT"));
+    let (status, v) = served.post(&format!("/api/receipts/{m}/audit"), b"", Some(&bob_token));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("E_OUTPUT_NOT_KEPT")),
+        "{v}"
+    );
+    served.stop();
+
+    // ---- The CLI: the output from a file, and the kept one.
+    let out_file = tmp.path().join("output.txt");
+    std::fs::write(&out_file, &output).unwrap();
+    let v = ok_json(audit(&dir, &n.to_string(), Some(&out_file)));
+    assert_eq!(v["matches"], true, "{v}");
+    let tampered = tmp.path().join("tampered.txt");
+    std::fs::write(&tampered, format!("{output}!")).unwrap();
+    let out = audit(&dir, &n.to_string(), Some(&tampered));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("E_AUDIT_OUTPUT_MISMATCH"),
+        "{}",
+        stderr(&out)
+    );
+
+    // ---- A receipt the operator forged: every ppm to a contribution the output is not from.
+    let real = &body["attribution"];
+    let credited: Vec<u64> = real
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["contribution"].as_u64().unwrap())
+        .collect();
+    let other = *contributions
+        .iter()
+        .find(|c| !credited.contains(c))
+        .expect("an uncredited contribution");
+    let mut forged = body.clone();
+    forged["usage_id"] = json!("forged-1");
+    forged["attribution"] =
+        json!([{"dataset_id": "alice/verse", "contribution": other, "ppm": 1_000_000}]);
+    let ledger = Ledger::open(&data).unwrap();
+    let forged_at = submit(&ledger, &op, "forged-1", Kind::UsageReceipt, forged.clone());
+    // The fold refuses an index state beyond the receipt's own position.
+    let mut future = body.clone();
+    future["usage_id"] = json!("future-1");
+    let beyond = ledger.size() + 1;
+    future["index_state"] = json!({"ledger_size": beyond, "segments": [beyond]});
+    let err = ledger
+        .submit(record(&op, "future-1", Kind::UsageReceipt, future))
+        .unwrap_err();
+    assert_eq!(err.code(), "E_INDEX_STATE_FUTURE", "{err}");
+    drop(ledger);
+    let out = audit(&dir, "forged-1", Some(&out_file));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("E_AUDIT_MISMATCH"),
+        "{}",
+        stderr(&out)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["index"], forged_at);
+    assert_eq!(v["matches"], false);
+    let diff = v["differences"].as_array().unwrap();
+    assert!(
+        diff.iter().any(|d| d["contribution"] == other
+            && d["receipt_ppm"] == 1_000_000
+            && d["derived_ppm"] == 0),
+        "{v}"
+    );
+    assert!(
+        diff.iter()
+            .any(|d| credited.contains(&d["contribution"].as_u64().unwrap())
+                && d["receipt_ppm"] == 0),
+        "{v}"
+    );
+
+    // ---- The index grows (a new contribution, rebuilt): the old state is rebuilt to audit.
+    let ledger = Ledger::open(&data).unwrap();
+    let extra = "Two roads diverged in a yellow wood,\nAnd sorry I could not travel both\n";
+    let hash = content.put(extra.as_bytes()).unwrap();
+    submit(
+        &ledger,
+        &alice,
+        "c-new",
+        Kind::DataContribute,
+        json!({"dataset_id": "alice/verse", "content_hash": hash, "byte_size": extra.len(), "token_count": extra.len()}),
+    );
+    drop(ledger);
+    ok_json(shoulders(&[
+        "index",
+        "build",
+        "--data-dir",
+        p(&dir),
+        "alice/verse",
+    ]));
+    let v = ok_json(audit(&dir, &n.to_string(), None));
+    assert_eq!(
+        (v["matches"].as_bool(), v["index_source"].as_str()),
+        (Some(true), Some("rebuilt")),
+        "{v}"
+    );
+    // Nothing of the rebuild is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".audit-"))
+        .collect();
+    assert!(leftovers.is_empty());
+    // The server will not rebuild for free: its live index is now of another state.
+    let served = Served::start(&dir, "writer2", &[]);
+    let (status, v) = served.post(
+        &audit_path,
+        json!({"output": output}).to_string().as_bytes(),
+        Some(&bob_token),
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("E_AUDIT_STATE_UNAVAILABLE")),
+        "{v}"
+    );
+}
