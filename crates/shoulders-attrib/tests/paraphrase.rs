@@ -988,6 +988,12 @@ fn appends_refuse_earlier_contributions_and_bad_input_and_change_nothing() {
             .code(),
         "E_INDEX_CORRUPT"
     );
+    // While another writer holds the index, an append is refused as busy (E_INDEX_IO).
+    let held = tantivy::Index::open_in_dir(&dir).expect("tantivy");
+    let writer: tantivy::IndexWriter = held.writer_with_num_threads(1, 15 << 20).expect("w");
+    let e = append(&dir, [Ok(ok.clone())].into_iter()).unwrap_err();
+    assert_eq!(e.code(), "E_INDEX_IO", "{e}");
+    drop(writer);
     // In order it is taken, once: the same contribution again is refused.
     let info = append(&dir, [Ok(ok.clone())].into_iter()).expect("append");
     assert_eq!((info.doc_count, info.max_contribution), (5, last + 1));

@@ -323,6 +323,11 @@ fn tantivy_err(path: &Path) -> impl FnOnce(tantivy::TantivyError) -> IndexError 
             path: path.to_path_buf(),
             source: std::io::Error::new(io.kind(), io.to_string()),
         },
+        // Another writer (an append) holds the index: busy, not broken.
+        e @ tantivy::TantivyError::LockFailure(..) => IndexError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::WouldBlock, e.to_string()),
+        },
         other => IndexError::Corrupt(format!("{}: {other}", path.display())),
     }
 }
