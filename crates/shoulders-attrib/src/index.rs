@@ -106,6 +106,10 @@ pub enum IndexError {
     /// A document is not valid UTF-8 (and so could contain the separator byte).
     #[error("document {doc} is not valid UTF-8 (byte offset {offset})")]
     InvalidDocument { doc: u64, offset: usize },
+    /// An incremental append got a document whose contribution is not later than every
+    /// document already indexed (appends must follow log order; earlier ones need a rebuild).
+    #[error("contribution {contribution} is not later than contribution {indexed}, already indexed; appends must follow log order (rebuild to insert earlier documents)")]
+    OutOfOrder { contribution: u64, indexed: u64 },
     /// A span search used up its step budget ([`crate::budget::Budget`]).
     #[error("attribution needs more than {limit} steps (the budget for this text); the text repeats the index too many ways to attribute it")]
     BudgetExceeded { limit: u64 },
@@ -124,6 +128,7 @@ impl IndexError {
             IndexError::QueryTooLarge { .. } => "E_QUERY_TOO_LARGE",
             IndexError::Empty => "E_INDEX_EMPTY",
             IndexError::InvalidDocument { .. } => "E_INDEX_INPUT",
+            IndexError::OutOfOrder { .. } => "E_INDEX_ORDER",
             IndexError::BudgetExceeded { .. } => "E_ATTRIBUTION_BUDGET",
             IndexError::Cancelled { .. } => "E_ATTRIBUTION_TIMEOUT",
         }

@@ -1,7 +1,8 @@
 //! Paraphrase layer tests: the evaluation set (recall and false credit at the default
 //! threshold), the adversary property (junk and bag-of-words copies earn nothing and take
-//! nothing), the duplicate rule, build/open/limits, and an ignored benchmark on a generated
-//! 100 MB corpus.
+//! nothing), the duplicate rule, build/open/limits, incremental appends (same answers as a
+//! rebuild, log order, a stale metadata file after a crash), and ignored benchmarks on a
+//! generated 100 MB corpus.
 //!
 //! The corpus (`tests/data/paraphrase/corpus/`, see its README) is real text nobody on this
 //! project wrote; each file is one contribution, numbered `100 + i` in file-name order.
@@ -17,8 +18,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use shoulders_attrib::index::{DocInput, IndexError};
 use shoulders_attrib::paraphrase::{
-    split_passages, ParaphraseIndex, ParaphraseMatch, ParaphraseOptions, DEFAULT_MAX_MATCHES,
-    DEFAULT_MIN_CONFIDENCE_PPM, MAX_QUERY_BYTES,
+    append, split_passages, ParaphraseIndex, ParaphraseMatch, ParaphraseOptions,
+    DEFAULT_MAX_MATCHES, DEFAULT_MIN_CONFIDENCE_PPM, MAX_QUERY_BYTES, MERGE_MIN_NUM_SEGMENTS,
 };
 
 /// Recall floor at the default threshold (measured: 53 of 54 = 98.1%).
@@ -816,5 +817,320 @@ fn benchmark_100_mb() {
         pct(50),
         pct(99),
         pct(100)
+    );
+}
+
+/// Every answer of `index` for the evaluation cases, exactly (BM25 scores included, as their
+/// shortest round-trip decimal): the credited passages at the default options and at no
+/// threshold, and every candidate with its evidence.
+fn answers(index: &ParaphraseIndex) -> Vec<String> {
+    let all = ParaphraseOptions {
+        min_confidence_ppm: 0,
+        max_matches: 20,
+    };
+    cases()
+        .positives
+        .iter()
+        .map(|p| p.text.as_str())
+        .chain(cases().negatives.iter().map(|n| n.text.as_str()))
+        .map(|text| {
+            format!(
+                "{:?}\n{:?}\n{:?}",
+                index.query(text, &ParaphraseOptions::default()).expect("q"),
+                index.query(text, &all).expect("q"),
+                index.candidates(text).expect("candidates")
+            )
+        })
+        .collect()
+}
+
+/// The corpus with its texts in an order drawn from `seed` (contributions `100 + i` in input
+/// order), then later copies: exact copies and upper-cased copies of some documents (every
+/// passage a term-set duplicate) and a junk document.
+fn append_corpus(seed: u64) -> Vec<DocInput> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut texts: Vec<Vec<u8>> = corpus().docs.iter().map(|d| d.bytes.clone()).collect();
+    if seed != 0 {
+        shuffle(&mut texts, &mut rng);
+    }
+    let n = texts.len();
+    for k in 0..3 {
+        let i = (rng.next_u64() % n as u64) as usize;
+        let t = texts[i].clone();
+        texts.push(if k == 1 { t.to_ascii_uppercase() } else { t });
+    }
+    texts.push(junk_text(&Junk::CommonWords { seed, words: 120 }, &[]).into_bytes());
+    texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| DocInput {
+            contribution: 100 + i as u64,
+            bytes,
+        })
+        .collect()
+}
+
+/// Building over documents `[0, k)` then appending the rest in batches answers every query
+/// exactly as a build over all of them, with the same metadata; so do the metadata files.
+#[test]
+fn appends_answer_exactly_as_a_rebuild() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // (seed, documents built, sizes of the appended batches; the last one takes the rest).
+    let plans: [(u64, usize, &[usize]); 4] = [
+        (0, 16, &[1, 0, 1, 1, 1]),
+        (1, 10, &[usize::MAX]),
+        (2, 1, &[2, 2, 2, 2, 2, 2, 2, 2, 2, 2]),
+        (3, 5, &[3, 7]),
+    ];
+    for (seed, k, batches) in plans {
+        let docs = append_corpus(seed);
+        let full_dir = tmp.path().join(format!("full-{seed}"));
+        let full_info =
+            ParaphraseIndex::build(&full_dir, docs.iter().cloned().map(Ok)).expect("build");
+        assert!(
+            full_info.duplicate_passages > 0,
+            "the copies are duplicates"
+        );
+        let dir = tmp.path().join(format!("inc-{seed}"));
+        ParaphraseIndex::build(&dir, docs[..k].iter().cloned().map(Ok)).expect("build");
+        let mut at = k;
+        let mut segments_max = 0;
+        for &b in batches {
+            let end = at.saturating_add(b).min(docs.len());
+            let info = append(&dir, docs[at..end].iter().cloned().map(Ok)).expect("append");
+            assert_eq!(info.doc_count, end as u64);
+            assert_eq!(&info, ParaphraseIndex::open(&dir).expect("open").info());
+            let segments = tantivy::Index::open_in_dir(&dir)
+                .expect("tantivy")
+                .searchable_segment_ids()
+                .expect("segments")
+                .len();
+            segments_max = segments_max.max(segments);
+            assert!(segments <= MERGE_MIN_NUM_SEGMENTS, "{segments} segments");
+            at = end;
+        }
+        let info = append(&dir, docs[at..].iter().cloned().map(Ok)).expect("append the rest");
+        assert_eq!(info, full_info, "seed {seed}");
+        let read = |d: &Path| std::fs::read(d.join("shoulders-paraphrase.json")).expect("meta");
+        assert_eq!(read(&dir), read(&full_dir), "seed {seed}");
+        let full = ParaphraseIndex::open(&full_dir).expect("open");
+        let inc = ParaphraseIndex::open(&dir).expect("open");
+        assert_eq!(inc.info(), full.info());
+        let (a, b) = (answers(&inc), answers(&full));
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(x, y, "seed {seed}, case {i}");
+        }
+        println!(
+            "seed {seed}: built {k}, appended {} documents in {} batches; {} passages, {} \
+             duplicates; at most {segments_max} segments; {} answers identical",
+            docs.len() - k,
+            batches.len() + 1,
+            info.passage_count,
+            info.duplicate_passages,
+            a.len()
+        );
+    }
+}
+
+#[test]
+fn appends_refuse_earlier_contributions_and_bad_input_and_change_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("p");
+    let docs = &corpus().docs;
+    ParaphraseIndex::build(&dir, docs[..4].iter().cloned().map(Ok)).expect("build");
+    let before = ParaphraseIndex::open(&dir).expect("open");
+    let answers_before = answers(&before);
+    let last = docs[3].contribution;
+    let doc = |contribution: u64, bytes: &[u8]| DocInput {
+        contribution,
+        bytes: bytes.to_vec(),
+    };
+    let ok = doc(
+        last + 1,
+        b"The heron waits in the reeds for the silver fish.",
+    );
+    // A later document, then one not later than the index: nothing is committed.
+    for bad in [last, last - 1, 0] {
+        let e = append(
+            &dir,
+            [Ok(ok.clone()), Ok(doc(bad, b"An earlier document."))].into_iter(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "E_INDEX_ORDER", "{e}");
+        assert!(
+            matches!(e, IndexError::OutOfOrder { contribution, indexed } if contribution == bad && indexed == last)
+        );
+    }
+    // Invalid UTF-8 (numbered among all documents), an error from the source.
+    let e = append(
+        &dir,
+        [Ok(ok.clone()), Ok(doc(last + 2, &[b'a', 0xFF]))].into_iter(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, IndexError::InvalidDocument { doc: 5, offset: 1 }),
+        "{e}"
+    );
+    let e = append(&dir, [Ok(ok.clone()), Err(IndexError::Empty)].into_iter()).unwrap_err();
+    assert_eq!(e.code(), "E_INDEX_EMPTY");
+    let after = ParaphraseIndex::open(&dir).expect("open");
+    assert_eq!(after.info(), before.info());
+    assert_eq!(answers(&after), answers_before);
+    // Nothing to add changes nothing; a missing index is corrupt.
+    assert_eq!(
+        &append(&dir, std::iter::empty()).expect("empty"),
+        before.info()
+    );
+    assert_eq!(
+        append(&tmp.path().join("none"), std::iter::empty())
+            .unwrap_err()
+            .code(),
+        "E_INDEX_CORRUPT"
+    );
+    // While another writer holds the index, an append is refused as busy (E_INDEX_IO).
+    let held = tantivy::Index::open_in_dir(&dir).expect("tantivy");
+    let writer: tantivy::IndexWriter = held.writer_with_num_threads(1, 15 << 20).expect("w");
+    let e = append(&dir, [Ok(ok.clone())].into_iter()).unwrap_err();
+    assert_eq!(e.code(), "E_INDEX_IO", "{e}");
+    drop(writer);
+    // In order it is taken, once: the same contribution again is refused.
+    let info = append(&dir, [Ok(ok.clone())].into_iter()).expect("append");
+    assert_eq!((info.doc_count, info.max_contribution), (5, last + 1));
+    let got = ParaphraseIndex::open(&dir)
+        .expect("open")
+        .query(
+            "a heron waiting among reeds for silver fish",
+            &ParaphraseOptions::default(),
+        )
+        .expect("q");
+    assert_eq!(got[0].contribution, last + 1);
+    let e = append(&dir, [Ok(ok)].into_iter()).unwrap_err();
+    assert_eq!(e.code(), "E_INDEX_ORDER");
+}
+
+/// A crash between the commit of an append and the rename of its metadata file leaves that
+/// file one commit behind: the index opens with the commit's metadata and answers as a
+/// rebuild; the next append rewrites the file. Any other disagreement is refused.
+#[test]
+fn a_stale_metadata_file_after_a_crash_is_repaired() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("p");
+    let meta = dir.join("shoulders-paraphrase.json");
+    let docs = &corpus().docs;
+    ParaphraseIndex::build(&dir, docs[..10].iter().cloned().map(Ok)).expect("build");
+    let stale = std::fs::read(&meta).expect("meta");
+    let info = append(&dir, docs[10..12].iter().cloned().map(Ok)).expect("append");
+    let current = std::fs::read(&meta).expect("meta");
+    assert_ne!(stale, current);
+    // The crash: the old file is still in place, a half-written temporary beside it.
+    std::fs::write(&meta, &stale).expect("write");
+    std::fs::write(dir.join("shoulders-paraphrase.json.tmp"), b"{\"form").expect("write");
+    let opened = ParaphraseIndex::open(&dir).expect("open");
+    assert_eq!(opened.info(), &info);
+    let full = build(&tmp.path().join("full"), &docs[..12]);
+    assert_eq!(answers(&opened), answers(&full));
+    assert_eq!(
+        std::fs::read(&meta).expect("meta"),
+        stale,
+        "open writes nothing"
+    );
+    // The next append (even of nothing) repairs the file.
+    assert_eq!(append(&dir, std::iter::empty()).expect("repair"), info);
+    assert_eq!(std::fs::read(&meta).expect("meta"), current);
+    assert!(!dir.join("shoulders-paraphrase.json.tmp").exists());
+    // A file ahead of the commit, or from another index, is refused by open and append.
+    let mut ahead: serde_json::Value = serde_json::from_slice(&current).expect("json");
+    ahead["doc_count"] = serde_json::json!(info.doc_count + 1);
+    let mut other: serde_json::Value = serde_json::from_slice(&stale).expect("json");
+    other["max_contribution"] = serde_json::json!(info.max_contribution + 5);
+    for bad in [ahead, other] {
+        std::fs::write(&meta, serde_json::to_vec(&bad).expect("json")).expect("write");
+        let e = ParaphraseIndex::open(&dir).unwrap_err();
+        assert_eq!(e.code(), "E_INDEX_CORRUPT");
+        assert!(
+            e.to_string().contains("disagrees with the last commit"),
+            "{e}"
+        );
+        let e = append(&dir, std::iter::empty()).unwrap_err();
+        assert_eq!(e.code(), "E_INDEX_CORRUPT");
+    }
+    // An index of the previous format is refused with a hint.
+    let mut v1: serde_json::Value = serde_json::from_slice(&current).expect("json");
+    v1["version"] = serde_json::json!(1);
+    std::fs::write(&meta, serde_json::to_vec(&v1).expect("json")).expect("write");
+    let e = ParaphraseIndex::open(&dir).unwrap_err();
+    assert!(e.to_string().contains("rebuild the index"), "{e}");
+}
+
+/// Time to append one 10 KB document to an index of a generated corpus (100 MB by default,
+/// `PARA_BENCH_BYTES`), against its full build:
+/// `cargo test -p shoulders-attrib --test paraphrase benchmark_append -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn benchmark_append_100_mb() {
+    let target: usize = std::env::var("PARA_BENCH_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100 << 20);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("p");
+    let started = Instant::now();
+    let info = ParaphraseIndex::build(&dir, generated_docs(target, 42)).expect("build");
+    let build_s = started.elapsed().as_secs_f64();
+    println!(
+        "full build: {} docs, {} bytes, {} passages in {build_s:.1} s",
+        info.doc_count, info.doc_bytes, info.passage_count
+    );
+    // 10 KB documents of the same generator (another seed), later contributions.
+    let mut extra: Vec<DocInput> = Vec::new();
+    let mut gen = generated_docs(usize::MAX, 7);
+    while extra.len() < 12 {
+        let mut bytes = Vec::new();
+        while bytes.len() < 10_000 {
+            bytes.extend(gen.next().expect("doc").expect("doc").bytes);
+        }
+        let mut text = String::from_utf8(bytes).expect("utf8");
+        let mut end = 10_240.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        extra.push(DocInput {
+            contribution: info.max_contribution + 1 + extra.len() as u64,
+            bytes: text.into_bytes(),
+        });
+    }
+    let mut millis = Vec::new();
+    for d in &extra {
+        let t = Instant::now();
+        append(&dir, [Ok(d.clone())].into_iter()).expect("append");
+        millis.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let t = Instant::now();
+    let index = ParaphraseIndex::open(&dir).expect("open");
+    let open_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let last = extra.last().expect("doc");
+    let text = std::str::from_utf8(&last.bytes).expect("utf8");
+    let r = split_passages(text)[0].clone();
+    let got = index
+        .query(&text[r], &ParaphraseOptions::default())
+        .expect("query");
+    assert_eq!(got.first().map(|m| m.contribution), Some(last.contribution));
+    let segments = tantivy::Index::open_in_dir(&dir)
+        .expect("tantivy")
+        .searchable_segment_ids()
+        .expect("segments")
+        .len();
+    let mut sorted = millis.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "append of one 10 KB document ({} appends): median {:.0} ms, max {:.0} ms (each: {:?}); \
+         reopen {open_ms:.0} ms; {segments} segments; full build {:.0} ms",
+        millis.len(),
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1],
+        millis.iter().map(|m| m.round() as u64).collect::<Vec<_>>(),
+        build_s * 1000.0
     );
 }

@@ -61,6 +61,17 @@
 //!   the original out), which is credited only if its OWN confidence reaches the threshold;
 //!   credited passages that are near duplicates of each other keep only the earliest.
 //!
+//! # Incremental append
+//!
+//! [`append`] adds the passages of later contributions as a new tantivy segment; queries then
+//! answer exactly as after a [`build`] over all documents (tantivy's BM25 statistics and the
+//! document frequencies of the idf are sums over segments; candidate ties go by contribution
+//! and start, not by segment). Each passage's term-set digest is an indexed field, so the
+//! duplicate rule looks old passages up in the term dictionary instead of re-reading the
+//! corpus, and the metadata ([`ParaphraseInfo`]) is the payload of the tantivy commit: both
+//! change atomically with the passages. [`append`] documents the order of writes and what a
+//! crash leaves.
+//!
 //! # Limits and memory
 //!
 //! Queries up to [`MAX_QUERY_BYTES`] (`E_QUERY_TOO_LARGE`), of which the first
@@ -80,12 +91,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, STORED,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
-use tantivy::{DocAddress, IndexReader, ReloadPolicy, Score, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, DocSet, IndexReader, ReloadPolicy, Score, TantivyDocument, Term, TERMINATED,
+};
 
 mod collector;
 mod passages;
@@ -149,19 +162,31 @@ pub const STOP_WORDS: [&str; 33] = [
 
 /// `format` of `shoulders-paraphrase.json`.
 pub const FORMAT: &str = "shoulders-paraphrase-index";
-/// Current `version` of `shoulders-paraphrase.json`.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current `version` of `shoulders-paraphrase.json` (2: term-set digests indexed, metadata in
+/// the tantivy commit, incremental [`append`]; version 1 indexes must be rebuilt).
+pub const FORMAT_VERSION: u32 = 2;
 /// Analyser name, registered with tantivy and recorded in the metadata.
 pub const ANALYZER: &str = "shoulders-en-stem-stop-v1";
 /// Our metadata file (next to tantivy's files).
 pub const META_FILE: &str = "shoulders-paraphrase.json";
+/// Temporary name of the metadata file while it is rewritten (then renamed over [`META_FILE`]).
+const META_TMP_FILE: &str = "shoulders-paraphrase.json.tmp";
 /// Largest accepted metadata file, in bytes.
 const MAX_META_BYTES: u64 = 1 << 20;
+/// Merge policy of [`append`] (tantivy's log merge policy): a level (segments of similar size;
+/// all under 10 000 passages form one) is merged into one segment once it holds this many, so
+/// small appends cascade 8 → 1 and an index keeps fewer than this many segments per level,
+/// O(log N) in all.
+pub const MERGE_MIN_NUM_SEGMENTS: usize = 8;
+/// Segments with more passages than this are never merged again by [`append`] (a merge rewrites
+/// its inputs: a cap keeps a small append from ever rewriting the whole index).
+pub const MERGE_MAX_DOCS_BEFORE_MERGE: usize = 10_000_000;
 
 const F_TEXT: &str = "text";
 const F_CONTRIBUTION: &str = "contribution";
 const F_START: &str = "start";
 const F_END: &str = "end";
+const F_DIGEST: &str = "digest";
 
 /// What `shoulders-paraphrase.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +210,8 @@ pub struct ParaphraseInfo {
     pub duplicate_passages: u64,
     /// Passages not indexed: no term at all (punctuation, stop words).
     pub empty_passages: u64,
+    /// Highest contribution taken in: [`append`] takes only later ones.
+    pub max_contribution: u64,
 }
 
 /// Options of [`ParaphraseIndex::query`].
@@ -296,6 +323,11 @@ fn tantivy_err(path: &Path) -> impl FnOnce(tantivy::TantivyError) -> IndexError 
             path: path.to_path_buf(),
             source: std::io::Error::new(io.kind(), io.to_string()),
         },
+        // Another writer (an append) holds the index: busy, not broken.
+        e @ tantivy::TantivyError::LockFailure(..) => IndexError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::WouldBlock, e.to_string()),
+        },
         other => IndexError::Corrupt(format!("{}: {other}", path.display())),
     }
 }
@@ -305,6 +337,9 @@ struct Fields {
     contribution: Field,
     start: Field,
     end: Field,
+    /// [`term_set_digest`] of the passage, indexed (not stored): the duplicate rule of
+    /// [`append`] looks old passages up by it instead of re-reading the corpus.
+    digest: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -320,6 +355,7 @@ fn schema() -> (Schema, Fields) {
     let contribution = b.add_u64_field(F_CONTRIBUTION, FAST | STORED);
     let start = b.add_u64_field(F_START, FAST | STORED);
     let end = b.add_u64_field(F_END, STORED);
+    let digest = b.add_bytes_field(F_DIGEST, INDEXED);
     (
         b.build(),
         Fields {
@@ -327,6 +363,7 @@ fn schema() -> (Schema, Fields) {
             contribution,
             start,
             end,
+            digest,
         },
     )
 }
@@ -342,6 +379,7 @@ fn fields_of(schema: &Schema) -> Result<Fields, IndexError> {
         contribution: get(F_CONTRIBUTION)?,
         start: get(F_START)?,
         end: get(F_END)?,
+        digest: get(F_DIGEST)?,
     })
 }
 
@@ -365,20 +403,80 @@ fn parent_and_name(dir: &Path) -> Result<(PathBuf, String), IndexError> {
     Ok((parent, name))
 }
 
+/// 16 bytes of SHA-256 over a passage's sorted distinct terms (each followed by a NUL byte):
+/// two passages with the same digest have the same term set (the duplicate rule).
+fn term_set_digest(set: &[String]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    for t in set {
+        h.update(t.as_bytes());
+        h.update([0u8]);
+    }
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&h.finalize()[..16]);
+    digest
+}
+
+/// The lowest contribution among the committed passages of `searcher` whose term-set digest
+/// is `digest`: one term-dictionary lookup per segment, not a scan.
+fn indexed_contribution(
+    searcher: &tantivy::Searcher,
+    f: &Fields,
+    digest: &[u8; 16],
+    dir: &Path,
+) -> Result<Option<u64>, IndexError> {
+    let term = Term::from_field_bytes(f.digest, digest);
+    let mut lowest: Option<u64> = None;
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(f.digest).map_err(tantivy_err(dir))?;
+        let Some(mut postings) = inverted
+            .read_postings(&term, IndexRecordOption::Basic)
+            .map_err(io_err(dir))?
+        else {
+            continue;
+        };
+        let contribution = segment
+            .fast_fields()
+            .u64(F_CONTRIBUTION)
+            .map_err(tantivy_err(dir))?
+            .first_or_default_col(0);
+        let alive = segment.alive_bitset();
+        let mut doc = postings.doc();
+        while doc != TERMINATED {
+            if !alive.is_some_and(|a| a.is_deleted(doc)) {
+                let c = contribution.get_val(doc);
+                lowest = Some(lowest.map_or(c, |l| l.min(c)));
+            }
+            doc = postings.advance();
+        }
+    }
+    Ok(lowest)
+}
+
 /// Takes in the documents: checks them as [`crate::index::build`] does, splits, analyses,
-/// drops term-set copies and adds the passages to `writer`.
+/// drops term-set copies and adds the passages to `writer`, continuing the counts of `info`.
+/// `committed` is the index an [`append`] adds to (its passages' digests are looked up there,
+/// and every document must be from a contribution above `info.max_contribution`); `None` for
+/// a build.
 fn add_documents(
     writer: &mut tantivy::IndexWriter,
     f: &Fields,
     docs: impl Iterator<Item = Result<DocInput, IndexError>>,
     info: &mut ParaphraseInfo,
+    committed: Option<(&tantivy::Searcher, &Path)>,
 ) -> Result<(), IndexError> {
     let mut analyzer = analyzer();
-    // Term-set digest -> lowest contribution indexed with that term set.
+    // Term-set digest -> lowest contribution indexed with that term set (by this call).
     let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
-    let mut total: u64 = 0;
+    let mut total: u64 = info.doc_count + info.doc_bytes;
+    let after = committed.map(|_| info.max_contribution);
     for doc in docs {
         let doc = doc?;
+        if let Some(indexed) = after.filter(|&a| doc.contribution <= a) {
+            return Err(IndexError::OutOfOrder {
+                contribution: doc.contribution,
+                indexed,
+            });
+        }
         let ordinal = info.doc_count;
         if doc.bytes.len() as u64 > MAX_DOC_BYTES {
             return Err(IndexError::TooLarge(format!(
@@ -404,6 +502,11 @@ fn add_documents(
         }
         info.doc_count += 1;
         info.doc_bytes += doc.bytes.len() as u64;
+        info.max_contribution = if ordinal == 0 {
+            doc.contribution
+        } else {
+            info.max_contribution.max(doc.contribution)
+        };
         for r in split_passages(text) {
             let passage = &text[r.clone()];
             let terms = term_set(&analyse(&mut analyzer, passage));
@@ -411,22 +514,18 @@ fn add_documents(
                 info.empty_passages += 1;
                 continue;
             }
-            let mut h = Sha256::new();
-            for t in &terms {
-                h.update(t.as_bytes());
-                h.update([0u8]);
-            }
-            let mut digest = [0u8; 16];
-            digest.copy_from_slice(&h.finalize()[..16]);
-            match seen.get(&digest) {
-                Some(&c) if c <= doc.contribution => {
-                    info.duplicate_passages += 1;
-                    continue;
-                }
-                _ => {
-                    seen.insert(digest, doc.contribution);
+            let digest = term_set_digest(&terms);
+            let mut earlier = seen.get(&digest).copied();
+            if let Some((searcher, dir)) = committed {
+                if let Some(c) = indexed_contribution(searcher, f, &digest, dir)? {
+                    earlier = Some(earlier.map_or(c, |e| e.min(c)));
                 }
             }
+            if earlier.is_some_and(|c| c <= doc.contribution) {
+                info.duplicate_passages += 1;
+                continue;
+            }
+            seen.insert(digest, doc.contribution);
             if info.passage_count >= MAX_PASSAGES {
                 return Err(IndexError::TooLarge(format!(
                     "more than {MAX_PASSAGES} passages"
@@ -437,16 +536,165 @@ fn add_documents(
             d.add_u64(f.contribution, doc.contribution);
             d.add_u64(f.start, r.start as u64);
             d.add_u64(f.end, r.end as u64);
+            d.add_bytes(f.digest, &digest[..]);
             writer
                 .add_document(d)
                 .map_err(|e| IndexError::Corrupt(format!("cannot add a passage: {e}")))?;
             info.passage_count += 1;
         }
     }
-    if info.doc_count == 0 {
-        return Err(IndexError::Empty);
-    }
     Ok(())
+}
+
+fn encode_info(info: &ParaphraseInfo) -> Result<Vec<u8>, IndexError> {
+    serde_json::to_vec(info)
+        .map_err(|e| IndexError::Corrupt(format!("cannot encode metadata: {e}")))
+}
+
+/// Commits `writer` with `info` as the commit's payload: the passages and the metadata that
+/// describes them become visible in one atomic step (tantivy renames its `meta.json` into
+/// place), and background merges keep the payload.
+fn commit_with_info(
+    writer: &mut tantivy::IndexWriter,
+    info: &ParaphraseInfo,
+    dir: &Path,
+) -> Result<(), IndexError> {
+    let json = String::from_utf8(encode_info(info)?)
+        .map_err(|e| IndexError::Corrupt(format!("cannot encode metadata: {e}")))?;
+    let mut prepared = writer.prepare_commit().map_err(tantivy_err(dir))?;
+    prepared.set_payload(&json);
+    prepared.commit().map_err(tantivy_err(dir))?;
+    Ok(())
+}
+
+/// Writes [`META_FILE`] in `dir`: a temporary file, fsynced, renamed over it, the directory
+/// fsynced. A crash leaves the old file or the new one (and maybe the temporary, overwritten
+/// next time).
+fn write_meta(dir: &Path, info: &ParaphraseInfo) -> Result<(), IndexError> {
+    let meta = encode_info(info)?;
+    let tmp = dir.join(META_TMP_FILE);
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    (&file).write_all(&meta).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    drop(file);
+    let path = dir.join(META_FILE);
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(dir)
+}
+
+/// Reads and checks [`META_FILE`] (format, version, analyser).
+fn read_meta(dir: &Path) -> Result<ParaphraseInfo, IndexError> {
+    let meta_path = dir.join(META_FILE);
+    let file = File::open(&meta_path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            IndexError::Corrupt(format!("missing {}", meta_path.display()))
+        } else {
+            io_err(&meta_path)(e)
+        }
+    })?;
+    let mut bytes = Vec::new();
+    (&file)
+        .take(MAX_META_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(&meta_path))?;
+    // Version 1 lacks fields of version 2: check the header first for a clear message.
+    #[derive(Deserialize)]
+    struct Header {
+        format: String,
+        version: u32,
+        analyzer: String,
+    }
+    let h: Header = serde_json::from_slice(&bytes)
+        .map_err(|e| IndexError::Corrupt(format!("{}: {e}", meta_path.display())))?;
+    if h.format != FORMAT || h.version != FORMAT_VERSION || h.analyzer != ANALYZER {
+        return Err(IndexError::Corrupt(format!(
+            "{}: unsupported format {:?} version {} analyzer {:?} (this code reads {FORMAT:?} \
+             version {FORMAT_VERSION}); rebuild the index",
+            meta_path.display(),
+            h.format,
+            h.version,
+            h.analyzer
+        )));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| IndexError::Corrupt(format!("{}: {e}", meta_path.display())))
+}
+
+/// Opens the tantivy index in `dir` and checks its schema against this code.
+fn open_tantivy(dir: &Path) -> Result<(tantivy::Index, Fields), IndexError> {
+    let index = tantivy::Index::open_in_dir(dir).map_err(|e| match e {
+        tantivy::TantivyError::IoError(_) => tantivy_err(dir)(e),
+        other => IndexError::Corrupt(format!("{}: {other}", dir.display())),
+    })?;
+    let (expected, _) = schema();
+    if index.schema() != expected {
+        return Err(IndexError::Corrupt(format!(
+            "{}: unexpected tantivy schema",
+            dir.display()
+        )));
+    }
+    let fields = fields_of(&index.schema())?;
+    index.tokenizers().register(ANALYZER, analyzer());
+    Ok((index, fields))
+}
+
+/// The metadata of the last commit of `index` (its payload), and whether [`META_FILE`]
+/// (`sidecar`) agrees with it. The sidecar may lag one commit behind (a crash between the
+/// commit and its rewrite, see [`append`]): then the commit is right and the sidecar is
+/// rewritten by the next [`append`]. Anything else is `E_INDEX_CORRUPT`.
+fn committed_info(
+    index: &tantivy::Index,
+    sidecar: &ParaphraseInfo,
+    dir: &Path,
+) -> Result<(ParaphraseInfo, bool), IndexError> {
+    let metas = index.load_metas().map_err(|e| match e {
+        tantivy::TantivyError::IoError(_) => tantivy_err(dir)(e),
+        other => IndexError::Corrupt(format!("{}: {other}", dir.display())),
+    })?;
+    let payload = metas.payload.ok_or_else(|| {
+        IndexError::Corrupt(format!(
+            "{}: the last tantivy commit carries no metadata; rebuild the index",
+            dir.display()
+        ))
+    })?;
+    let info: ParaphraseInfo = serde_json::from_str(&payload).map_err(|e| {
+        IndexError::Corrupt(format!(
+            "{}: metadata of the last commit: {e}",
+            dir.display()
+        ))
+    })?;
+    if info.format != FORMAT || info.version != FORMAT_VERSION || info.analyzer != ANALYZER {
+        return Err(IndexError::Corrupt(format!(
+            "{}: the last commit is of format {:?} version {}",
+            dir.display(),
+            info.format,
+            info.version
+        )));
+    }
+    if *sidecar == info {
+        return Ok((info, true));
+    }
+    // An earlier state of the same index: every count at most the commit's, fewer documents,
+    // an earlier last contribution.
+    let earlier = sidecar.max_passage_bytes == info.max_passage_bytes
+        && sidecar.doc_count < info.doc_count
+        && sidecar.doc_bytes <= info.doc_bytes
+        && sidecar.passage_count <= info.passage_count
+        && sidecar.duplicate_passages <= info.duplicate_passages
+        && sidecar.empty_passages <= info.empty_passages
+        && sidecar.max_contribution < info.max_contribution;
+    if !earlier {
+        return Err(IndexError::Corrupt(format!(
+            "{}: {META_FILE} ({} documents, {} passages) disagrees with the last commit \
+             ({} documents, {} passages); rebuild the index",
+            dir.display(),
+            sidecar.doc_count,
+            sidecar.passage_count,
+            info.doc_count,
+            info.passage_count
+        )));
+    }
+    Ok((info, false))
 }
 
 /// Builds the passage index of `docs` in `dir`, replacing any index there.
@@ -455,7 +703,8 @@ fn add_documents(
 /// `dir` (the old one renamed aside first, removed after), as [`crate::index::build`] does:
 /// readers see the old index or the new one, never a mix. The tantivy writer runs one thread
 /// with a heap of [`WRITER_HEAP_BYTES`]; its segments are merged into one at the end (a
-/// deterministic layout and one term dictionary per query term).
+/// deterministic layout and one term dictionary per query term). The metadata is the payload
+/// of the commit and [`META_FILE`].
 pub fn build(
     dir: &Path,
     docs: impl Iterator<Item = Result<DocInput, IndexError>>,
@@ -482,9 +731,13 @@ pub fn build(
         passage_count: 0,
         duplicate_passages: 0,
         empty_passages: 0,
+        max_contribution: 0,
     };
-    add_documents(&mut writer, &f, docs, &mut info)?;
-    writer.commit().map_err(tantivy_err(&tmp_path))?;
+    add_documents(&mut writer, &f, docs, &mut info, None)?;
+    if info.doc_count == 0 {
+        return Err(IndexError::Empty);
+    }
+    commit_with_info(&mut writer, &info, &tmp_path)?;
     let segments = index
         .searchable_segment_ids()
         .map_err(tantivy_err(&tmp_path))?;
@@ -497,14 +750,7 @@ pub fn build(
     writer
         .wait_merging_threads()
         .map_err(tantivy_err(&tmp_path))?;
-
-    let meta = serde_json::to_vec(&info)
-        .map_err(|e| IndexError::Corrupt(format!("cannot encode metadata: {e}")))?;
-    let meta_path = tmp_path.join(META_FILE);
-    let file = File::create(&meta_path).map_err(io_err(&meta_path))?;
-    (&file).write_all(&meta).map_err(io_err(&meta_path))?;
-    file.sync_all().map_err(io_err(&meta_path))?;
-    sync_dir(&tmp_path)?;
+    write_meta(&tmp_path, &info)?;
 
     // Swap into place.
     let mut old_guard = TempDir(None);
@@ -523,6 +769,78 @@ pub fn build(
     sync_dir(&parent)?;
     drop(old_guard);
     Ok(info)
+}
+
+/// Adds the passages of `docs` (contributions later than every document already indexed,
+/// else `E_INDEX_ORDER`) to the index in `dir`, without reading or re-indexing the old ones;
+/// every query then answers exactly as after a [`build`] over the old documents followed by
+/// `docs` (BM25 statistics and document frequencies are global across tantivy segments; the
+/// duplicate rule looks old passages up by their indexed term-set digest). Returns the new
+/// metadata. An empty `docs` changes nothing (but repairs a stale [`META_FILE`]).
+///
+/// Order of writes, and what a crash at each point leaves:
+/// 1. the tantivy writer lock is taken, the committed metadata read (the commit payload);
+/// 2. passages are added (segment files may be written): a crash or an error leaves the last
+///    commit as it was; the unreferenced files are deleted by tantivy's next commit;
+/// 3. commit with the new metadata as payload (atomic rename of `meta.json`): the documents
+///    are in or not, with their counts;
+/// 4. [`META_FILE`] rewritten (temporary file, fsync, rename, fsync of the directory): a crash
+///    before the rename leaves it one commit behind: [`ParaphraseIndex::open`] answers from
+///    the commit and the next `append` rewrites it; any other disagreement is
+///    `E_INDEX_CORRUPT`;
+/// 5. tantivy's background merges (log merge policy, [`MERGE_MIN_NUM_SEGMENTS`] segments per
+///    level, none above [`MERGE_MAX_DOCS_BEFORE_MERGE`] passages) are waited for; a merge
+///    commits atomically and keeps the payload, a crash during one leaves the commit before,
+///    and a failed one does not fail the append (it is considered again after the next).
+///
+/// One writer at a time: a concurrent `append` fails on tantivy's lock (`E_INDEX_IO`), and a
+/// [`build`] of the same `dir` must not run alongside (it replaces the directory). Opened
+/// [`ParaphraseIndex`]es keep answering from the commit they opened; reopen to see the new
+/// passages.
+pub fn append(
+    dir: &Path,
+    docs: impl Iterator<Item = Result<DocInput, IndexError>>,
+) -> Result<ParaphraseInfo, IndexError> {
+    let sidecar = read_meta(dir)?;
+    let (index, f) = open_tantivy(dir)?;
+    let mut writer: tantivy::IndexWriter = index
+        .writer_with_num_threads(1, WRITER_HEAP_BYTES)
+        .map_err(tantivy_err(dir))?;
+    let mut policy = tantivy::indexer::LogMergePolicy::default();
+    policy.set_min_num_segments(MERGE_MIN_NUM_SEGMENTS);
+    policy.set_max_docs_before_merge(MERGE_MAX_DOCS_BEFORE_MERGE);
+    writer.set_merge_policy(Box::new(policy));
+    // Under the writer lock: the last commit cannot change any more.
+    let (info, sidecar_current) = committed_info(&index, &sidecar, dir)?;
+    let reader: IndexReader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(tantivy_err(dir))?;
+    let searcher = reader.searcher();
+    if searcher.num_docs() != info.passage_count {
+        return Err(IndexError::Corrupt(format!(
+            "{}: {} passages, metadata says {}",
+            dir.display(),
+            searcher.num_docs(),
+            info.passage_count
+        )));
+    }
+    let mut next = info.clone();
+    add_documents(&mut writer, &f, docs, &mut next, Some((&searcher, dir)))?;
+    if next.doc_count == info.doc_count {
+        if !sidecar_current {
+            write_meta(dir, &info)?;
+        }
+        return Ok(info);
+    }
+    commit_with_info(&mut writer, &next, dir)?;
+    write_meta(dir, &next)?;
+    // The documents are in: a failed merge leaves the committed segments as they were and is
+    // considered again after the next commit, so it does not fail the append (whose retry
+    // would be refused with `E_INDEX_ORDER`).
+    let _ = writer.wait_merging_threads();
+    Ok(next)
 }
 
 /// An opened passage index.
@@ -577,62 +895,39 @@ impl ParaphraseIndex {
     }
 
     /// Opens the passage index in `dir`: our metadata (format, version, analyser) and tantivy's
-    /// schema are checked against this code; anything wrong or missing is `E_INDEX_CORRUPT`.
+    /// schema are checked against this code; the metadata is that of the last commit (see
+    /// [`append`] for a [`META_FILE`] one commit behind); anything wrong or missing is
+    /// `E_INDEX_CORRUPT`.
     pub fn open(dir: &Path) -> Result<ParaphraseIndex, IndexError> {
-        let meta_path = dir.join(META_FILE);
-        let file = File::open(&meta_path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                IndexError::Corrupt(format!("missing {}", meta_path.display()))
-            } else {
-                io_err(&meta_path)(e)
+        let sidecar = read_meta(dir)?;
+        let (index, fields) = open_tantivy(dir)?;
+        // An append may commit between reading the metadata and opening the reader: retry.
+        let mut attempts = 0;
+        loop {
+            let (info, _) = committed_info(&index, &sidecar, dir)?;
+            let reader: IndexReader = index
+                .reader_builder()
+                .reload_policy(ReloadPolicy::Manual)
+                .try_into()
+                .map_err(tantivy_err(dir))?;
+            let passages = reader.searcher().num_docs();
+            if passages == info.passage_count {
+                return Ok(ParaphraseIndex {
+                    info,
+                    reader,
+                    fields,
+                    dir: dir.to_path_buf(),
+                });
             }
-        })?;
-        let mut bytes = Vec::new();
-        (&file)
-            .take(MAX_META_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(io_err(&meta_path))?;
-        let info: ParaphraseInfo = serde_json::from_slice(&bytes)
-            .map_err(|e| IndexError::Corrupt(format!("{META_FILE}: {e}")))?;
-        if info.format != FORMAT || info.version != FORMAT_VERSION || info.analyzer != ANALYZER {
-            return Err(IndexError::Corrupt(format!(
-                "{META_FILE}: unsupported format {:?} version {} analyzer {:?}",
-                info.format, info.version, info.analyzer
-            )));
+            attempts += 1;
+            if attempts == 3 {
+                return Err(IndexError::Corrupt(format!(
+                    "{}: {passages} passages, metadata says {}",
+                    dir.display(),
+                    info.passage_count
+                )));
+            }
         }
-        let index = tantivy::Index::open_in_dir(dir).map_err(|e| match e {
-            tantivy::TantivyError::IoError(_) => tantivy_err(dir)(e),
-            other => IndexError::Corrupt(format!("{}: {other}", dir.display())),
-        })?;
-        let (expected, _) = schema();
-        if index.schema() != expected {
-            return Err(IndexError::Corrupt(format!(
-                "{}: unexpected tantivy schema",
-                dir.display()
-            )));
-        }
-        let fields = fields_of(&index.schema())?;
-        index.tokenizers().register(ANALYZER, analyzer());
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(tantivy_err(dir))?;
-        let searcher = reader.searcher();
-        if searcher.num_docs() != info.passage_count {
-            return Err(IndexError::Corrupt(format!(
-                "{}: {} passages, metadata says {}",
-                dir.display(),
-                searcher.num_docs(),
-                info.passage_count
-            )));
-        }
-        Ok(ParaphraseIndex {
-            info,
-            reader,
-            fields,
-            dir: dir.to_path_buf(),
-        })
     }
 
     /// The metadata.
