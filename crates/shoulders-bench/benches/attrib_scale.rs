@@ -396,7 +396,7 @@ fn load_ledger(dir: &DataDir, material: &Material, tokens: usize) -> Loaded {
     }
     // Sample every `stride`th document for queries (the mean document is ~18 KiB).
     let stride = (tokens / 18_000 / SAMPLE_DOCS).max(1);
-    let mut rng = Rng(0x5eed_0f_5ca1e);
+    let mut rng = Rng(0x05ee_d0f5_ca1e);
     let (mut made, mut documents) = (0, 0);
     let (mut generate, mut load) = (Duration::ZERO, Duration::ZERO);
     let mut samples = Vec::new();
