@@ -1,6 +1,6 @@
 //! Benchmarks for shoulders (`cargo bench -p shoulders-bench --bench
-//! ledger|hashing|lineage|attrib|settle|store|server`); this library only holds the helpers the
-//! benchmarks share.
+//! ledger|hashing|lineage|attrib|attrib_scale|settle|store|server|scale|tiles`); this library
+//! only holds the helpers the benchmarks share.
 //!
 //! `ledger`: durable signed appends, single and batched; inclusion proofs at one million leaves,
 //! in memory and from SQLite; in-memory tree build against `ct-merkle`. Set

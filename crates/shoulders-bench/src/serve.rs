@@ -35,6 +35,12 @@ impl Drop for Server {
 /// Start `bin serve` on `dir` (a free local port, no rate limit) and wait until it answers
 /// `/api/checkpoint`; returns the server and the seconds it took to get ready.
 pub fn serve(bin: &Path, dir: &DataDir) -> (Server, f64) {
+    serve_with(bin, dir, &[], "/api/checkpoint")
+}
+
+/// [`serve`] with `extra` flags, ready once `ready_path` answers 2xx (`/readyz` waits for
+/// `--preload-index`).
+pub fn serve_with(bin: &Path, dir: &DataDir, extra: &[&str], ready_path: &str) -> (Server, f64) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -51,6 +57,7 @@ pub fn serve(bin: &Path, dir: &DataDir) -> (Server, f64) {
             "--rate-limit-per-s",
             "0",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -61,12 +68,12 @@ pub fn serve(bin: &Path, dir: &DataDir) -> (Server, f64) {
     };
     let client = reqwest::blocking::Client::new();
     while !client
-        .get(format!("{}/api/checkpoint", server.url))
+        .get(format!("{}{ready_path}", server.url))
         .send()
         .is_ok_and(|r| r.status().is_success())
     {
         assert!(
-            started.elapsed() < Duration::from_secs(600),
+            started.elapsed() < Duration::from_secs(3600),
             "serve never got ready"
         );
         std::thread::sleep(Duration::from_millis(20));

@@ -611,6 +611,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         admission_window_ms: shoulders_server::DEFAULT_ADMISSION_WINDOW_MS,
         rate_limit_per_s: shoulders_server::DEFAULT_RATE_LIMIT_PER_S,
         rate_limit_loopback: false,
+        attribute_rate_per_s: shoulders_server::ratelimit::DEFAULT_ATTRIBUTE_RATE_PER_S,
         read_only: false,
         follow_interval_ms: shoulders_server::DEFAULT_FOLLOW_INTERVAL_MS,
         header_timeout_ms: shoulders_server::conn::DEFAULT_HEADER_TIMEOUT_MS,

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     pub rate_limit_per_s: u32,
     #[arg(long)]
     pub rate_limit_loopback: bool,
+    /// `POST /api/attribute` calls each API key may make per second (`E_RATE_LIMITED` beyond;
+    /// bursts of at least 5), loopback included; 0 turns the per-key limit off (benchmarks).
+    #[arg(long, default_value_t = shoulders_server::ratelimit::DEFAULT_ATTRIBUTE_RATE_PER_S)]
+    pub attribute_rate_per_s: u32,
     /// Serve reads only: open the log read-only (no writer lock, so any number of read nodes
     /// run next to the one writer), build the state from it, then follow the writer; writes
     /// and metered gateway calls are refused with `E_READ_ONLY` (403).
@@ -165,6 +169,14 @@ pub fn serve_unlogged(args: ServeArgs) -> Result<()> {
             per_second: args.rate_limit_per_s,
             burst: args.rate_limit_per_s.saturating_mul(2),
             limit_loopback: args.rate_limit_loopback,
+        });
+    config.attribute_rate_limit =
+        (args.attribute_rate_per_s > 0).then_some(shoulders_server::ratelimit::RateLimit {
+            per_second: args.attribute_rate_per_s,
+            burst: args
+                .attribute_rate_per_s
+                .max(shoulders_server::ratelimit::DEFAULT_ATTRIBUTE_BURST),
+            limit_loopback: true,
         });
     config.upstreams = args.upstreams.into_iter().collect();
     config.max_body_bytes = args.max_body_bytes;

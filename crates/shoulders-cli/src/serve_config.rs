@@ -140,6 +140,7 @@ serve_keys! {
     admission_window_ms: u64,
     rate_limit_per_s: u64,
     rate_limit_loopback: bool,
+    attribute_rate_per_s: u64,
     read_only: bool,
     follow_interval_ms: u64,
     header_timeout_ms: u64,
