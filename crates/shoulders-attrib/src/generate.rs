@@ -46,6 +46,8 @@ pub const MAX_GENERATE_TOKENS: usize = 1 << 16;
 pub const MAX_STOP_SEQUENCES: usize = 8;
 /// Longest stop sequence, in bytes.
 pub const MAX_STOP_BYTES: usize = 256;
+/// Most draws of an occurrence per suffix length in a step.
+const MAX_DRAWS: usize = 64;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,11 +297,15 @@ impl<'a> Generator<'a> {
             if valid == 0 {
                 continue;
             }
-            let pos = loop {
-                let pos = self.index.position(lo + uniform(&mut self.rng, hi - lo));
-                if pos + (len as u64) < n {
-                    break pos;
-                }
+            // Draw until an occurrence has a continuation: all but at most one have, so on a
+            // consistent index each draw fails with probability at most 1/2 and [`MAX_DRAWS`]
+            // all fail with probability at most 2^-64; a corrupt suffix array (pointers
+            // outside the token array) makes this suffix length be skipped, not loop forever.
+            let Some(pos) = (0..MAX_DRAWS)
+                .map(|_| self.index.position(lo + uniform(&mut self.rng, hi - lo)))
+                .find(|&pos| pos.saturating_add(len as u64) < n)
+            else {
+                continue;
             };
             chosen = Some((len, hi - lo, pos + len as u64));
             break;

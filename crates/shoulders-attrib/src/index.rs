@@ -31,9 +31,19 @@
 //!   ids and transient growth of the token buffer while documents stream in (`Vec` doubling can
 //!   briefly hold up to 2× the token array). The table is written in `w`-byte pointers straight
 //!   from the suffix array, with no second copy.
-//! * **Reading**: [`Index::open`] loads `tokenized.0`, `table.0` and `offset.0` into memory
-//!   (no `mmap`: the workspace forbids `unsafe`): **`1 + w` bytes per token** plus 16 bytes per
-//!   document (offsets and contribution ids). An index must therefore fit in RAM.
+//! * **Reading**: [`Index::open`] memory-maps every file read-only ([`shoulders_mmap`], the
+//!   one crate allowed `unsafe`; index files are immutable once renamed into place) and reads
+//!   only the metadata and the per-document offsets. What an opened index holds in anonymous
+//!   memory is **`O(documents)`**: the parsed `shoulders-index.json` (8 bytes per document of
+//!   contribution ids, 16 more for an attribution index's window counts). Everything else
+//!   (`1 + w` bytes per token, plus the originals and run files of an attribution index) is
+//!   page cache: shared between processes, evicted under memory pressure, and made resident
+//!   only where touched. A count touches `O(|query| · log N)` pages of `table.0` and
+//!   `tokenized.0`; the files are advised `MADV_RANDOM` so no read-ahead inflates that. An
+//!   index need not fit in RAM, only its hot pages.
+//! * **Checking**: [`Index::open`] is `O(documents + metadata)`; the `O(tokens)` checks are
+//!   [`Index::verify_full`] (`shoulders index verify`). Queries treat the mapped bytes as
+//!   untrusted: an out-of-range pointer, offset or run gives `E_INDEX_CORRUPT` or is skipped.
 //!
 //! # Query semantics
 //!
@@ -47,6 +57,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use shoulders_mmap::{Access, MapError, MappedFile};
 
 use crate::budget::{Budget, STEP_BYTES};
 use crate::copymap::{self, OwnerRun};
@@ -666,26 +677,39 @@ fn write_table<O: Copy + TryInto<u64>>(
     })
 }
 
-/// An opened index, held in memory (see the module docs for the cost).
+/// An opened index: its files memory-mapped ([`shoulders_mmap`]), its metadata in memory (see
+/// the module docs for the cost).
 #[derive(Debug)]
 pub struct Index {
     info: IndexInfo,
-    text: Vec<u8>,
-    table: Vec<u8>,
-    offsets: Vec<u64>,
+    /// `tokenized.0`.
+    text: MappedFile,
+    /// `table.0`: `n` pointers of `width` bytes.
+    table: MappedFile,
+    /// `offset.0`: `doc_count` `u64` LE, checked at open (increasing, first 0, all `< n`).
+    offsets: MappedFile,
     width: usize,
     content: Option<Content>,
 }
 
-/// The attribution parts of an index ([`ContentLayout`]), loaded.
+/// The attribution parts of an index ([`ContentLayout`]), mapped.
 #[derive(Debug)]
 struct Content {
     window: usize,
-    raw: Vec<u8>,
-    raw_starts: Vec<u64>,
-    map: Vec<MapRun>,
-    owners: Vec<OwnerRun>,
+    /// [`RAW_FILE`].
+    raw: MappedFile,
+    /// [`RAW_STARTS_FILE`]: `doc_count` `u64` LE, checked at open like the offsets.
+    raw_starts: MappedFile,
+    /// [`MAP_FILE`]: [`MAP_RUN_BYTES`]-byte runs, not checked at open.
+    map: MappedFile,
+    /// [`OWNERS_FILE`]: [`OWNER_RUN_BYTES`]-byte runs, not checked at open.
+    owners: MappedFile,
 }
+
+/// Bytes of one run of [`MAP_FILE`].
+const MAP_RUN_BYTES: usize = 16;
+/// Bytes of one run of [`OWNERS_FILE`].
+const OWNER_RUN_BYTES: usize = 12;
 
 fn le_u64(c: &[u8]) -> u64 {
     let mut b = [0u8; 8];
@@ -693,14 +717,111 @@ fn le_u64(c: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn read_u64s(path: &Path, count: u64) -> Result<Vec<u64>, IndexError> {
-    let bytes = read_all(path, count * 8)?;
-    Ok(bytes.chunks_exact(8).map(le_u64).collect())
+/// The `i`-th little-endian `u64` of `bytes` (`None` past the end).
+fn u64_at(bytes: &[u8], i: usize) -> Option<u64> {
+    let at = i.checked_mul(8)?;
+    bytes.get(at..at.checked_add(8)?).map(le_u64)
+}
+
+/// Fixed-width records in a mapped file, decoded on access; the binary searches over them
+/// touch `O(log runs)` pages. Nothing here assumes the records are sorted or in range: on a
+/// corrupt file a search returns some index in `0..=len`, never panics.
+#[derive(Clone, Copy)]
+struct Records<'a> {
+    bytes: &'a [u8],
+    width: usize,
+}
+
+impl<'a> Records<'a> {
+    fn len(&self) -> usize {
+        self.bytes.len() / self.width
+    }
+
+    fn get(&self, i: usize) -> Option<&'a [u8]> {
+        let at = i.checked_mul(self.width)?;
+        self.bytes.get(at..at.checked_add(self.width)?)
+    }
+
+    /// First `i` where `pred` fails on record `i` (records where it holds come first).
+    fn partition_point(&self, pred: impl Fn(&'a [u8]) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid) {
+                Some(r) if pred(r) => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
+    }
+}
+
+fn map_run(r: &[u8]) -> MapRun {
+    let orig = le_u64(&r[8..]);
+    MapRun {
+        norm: le_u64(r),
+        orig: orig & !CLAMP_BIT,
+        linear: orig & CLAMP_BIT == 0,
+    }
+}
+
+fn owner_run(r: &[u8]) -> OwnerRun {
+    OwnerRun {
+        pos: le_u64(r),
+        doc: u32::from_le_bytes([r[8], r[9], r[10], r[11]]),
+    }
 }
 
 impl Content {
-    /// Load and validate the attribution files against the index they extend.
-    fn open(dir: &Path, info: &IndexInfo, n: u64) -> Result<Option<Content>, IndexError> {
+    fn map_runs(&self) -> Records<'_> {
+        Records {
+            bytes: &self.map,
+            width: MAP_RUN_BYTES,
+        }
+    }
+
+    fn owner_runs(&self) -> Records<'_> {
+        Records {
+            bytes: &self.owners,
+            width: OWNER_RUN_BYTES,
+        }
+    }
+
+    /// The original offset of normalised offset `x` ([`crate::normalize::orig_in`] over the
+    /// mapped runs; saturating, so a corrupt run gives a wrong offset, not an overflow).
+    fn orig_in(&self, x: u64) -> u64 {
+        let runs = self.map_runs();
+        let i = runs.partition_point(|r| le_u64(r) <= x);
+        match i.checked_sub(1).and_then(|i| runs.get(i)).map(map_run) {
+            Some(r) if r.linear => r.orig.saturating_add(x.saturating_sub(r.norm)),
+            Some(r) => r.orig,
+            None => x,
+        }
+    }
+
+    /// [`crate::normalize::orig_range`] over the mapped runs.
+    fn orig_range(&self, start: u64, end: u64, norm_len: u64, orig_end: u64) -> (u64, u64) {
+        let s = self.orig_in(start);
+        let e = if end >= norm_len {
+            orig_end
+        } else {
+            self.orig_in(end)
+        };
+        (s, e.max(s))
+    }
+
+    /// The owner of the window starting at `pos` ([`copymap::owner_at`] over the mapped runs);
+    /// `None` also for a run naming a document the index does not have.
+    fn owner_at(&self, pos: u64, doc_count: u64) -> Option<u32> {
+        let runs = self.owner_runs();
+        let i = runs.partition_point(|r| le_u64(r) <= pos);
+        let doc = owner_run(runs.get(i.checked_sub(1)?)?).doc;
+        (u64::from(doc) < doc_count).then_some(doc)
+    }
+
+    /// Map and check the attribution files against the index they extend: sizes and the
+    /// per-document starts (`O(documents)`); the runs are checked by [`Index::verify_full`].
+    fn open(dir: &Path, info: &IndexInfo) -> Result<Option<Content>, IndexError> {
         let Some(layout) = &info.content else {
             return Ok(None);
         };
@@ -725,62 +846,38 @@ impl Content {
         {
             return bad(format!("{META_FILE}: per-document window counts"));
         }
-        if layout.raw_bytes > MAX_TOTAL_BYTES + info.doc_count * MAX_DOC_BYTES {
+        let raw_limit =
+            MAX_TOTAL_BYTES.saturating_add(info.doc_count.saturating_mul(MAX_DOC_BYTES));
+        if layout.raw_bytes > raw_limit || layout.raw_bytes < info.doc_count {
             return bad(format!("{META_FILE}: raw size {}", layout.raw_bytes));
         }
-        let raw = read_all(&dir.join(RAW_FILE), layout.raw_bytes)?;
-        let raw_starts = read_u64s(&dir.join(RAW_STARTS_FILE), info.doc_count)?;
-        let mut seps = raw
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == DOC_SEP)
-            .map(|(i, _)| i as u64);
-        for (d, &o) in raw_starts.iter().enumerate() {
-            if seps.next() != Some(o) || (d == 0 && o != 0) {
-                return bad(format!("{RAW_STARTS_FILE}: document {d} start {o}"));
+        let n = info.token_count;
+        let runs_limit = |what: &str, runs: u64| {
+            if runs > n {
+                Err(IndexError::Corrupt(format!(
+                    "{META_FILE}: {runs} {what} runs for {n} tokens"
+                )))
+            } else {
+                Ok(())
             }
-        }
-        if seps.next().is_some() {
-            return bad(format!("{RAW_FILE}: more separators than documents"));
-        }
-        let map_bytes = read_all(&dir.join(MAP_FILE), layout.map_runs * 16)?;
-        let mut map = Vec::with_capacity(layout.map_runs as usize);
-        for c in map_bytes.chunks_exact(16) {
-            let orig = le_u64(&c[8..]);
-            let run = MapRun {
-                norm: le_u64(c),
-                orig: orig & !CLAMP_BIT,
-                linear: orig & CLAMP_BIT == 0,
-            };
-            if run.norm >= n
-                || run.orig >= layout.raw_bytes
-                || map.last().is_some_and(|l: &MapRun| l.norm >= run.norm)
-            {
-                return bad(format!(
-                    "{MAP_FILE}: run {} out of order or range",
-                    map.len()
-                ));
-            }
-            map.push(run);
-        }
-        let owner_bytes = read_all(&dir.join(OWNERS_FILE), layout.owner_runs * 12)?;
-        let mut owners = Vec::with_capacity(layout.owner_runs as usize);
-        for c in owner_bytes.chunks_exact(12) {
-            let run = OwnerRun {
-                pos: le_u64(c),
-                doc: u32::from_le_bytes([c[8], c[9], c[10], c[11]]),
-            };
-            if run.pos >= n
-                || u64::from(run.doc) >= info.doc_count
-                || owners.last().is_some_and(|l: &OwnerRun| l.pos >= run.pos)
-            {
-                return bad(format!(
-                    "{OWNERS_FILE}: run {} out of order or range",
-                    owners.len()
-                ));
-            }
-            owners.push(run);
-        }
+        };
+        runs_limit("map", layout.map_runs)?;
+        runs_limit("owner", layout.owner_runs)?;
+        let raw = map_file(dir, RAW_FILE, layout.raw_bytes, Access::Random)?;
+        let raw_starts = map_file(dir, RAW_STARTS_FILE, info.doc_count * 8, Access::Normal)?;
+        check_starts(&raw_starts, layout.raw_bytes, RAW_STARTS_FILE)?;
+        let map = map_file(
+            dir,
+            MAP_FILE,
+            layout.map_runs * MAP_RUN_BYTES as u64,
+            Access::Random,
+        )?;
+        let owners = map_file(
+            dir,
+            OWNERS_FILE,
+            layout.owner_runs * OWNER_RUN_BYTES as u64,
+            Access::Random,
+        )?;
         Ok(Some(Content {
             window,
             raw,
@@ -789,51 +886,140 @@ impl Content {
             owners,
         }))
     }
+
+    /// The `O(raw bytes + runs)` checks [`Content::open`] leaves out: the raw starts are the
+    /// separators of the originals; map runs are sorted, in range, and map a position of a
+    /// document to a position of the same original document; owner runs are sorted, in
+    /// range, and name a document no later than the one they are in (the owner is the
+    /// earliest holder). `offsets` are the checked document offsets of the token array.
+    fn verify_full(&self, n: u64, offsets: &[u8]) -> Result<(), IndexError> {
+        let doc_count = (offsets.len() / 8) as u64;
+        let doc_of = |starts: &[u8], pos: u64| {
+            Records {
+                bytes: starts,
+                width: 8,
+            }
+            .partition_point(|o| le_u64(o) <= pos)
+            .checked_sub(1)
+        };
+        let bad = |what: String| Err(IndexError::Corrupt(what));
+        let _ = self.raw.advise(Access::Sequential);
+        check_separators(&self.raw, &self.raw_starts, RAW_FILE, RAW_STARTS_FILE)?;
+        let raw_bytes = self.raw.len() as u64;
+        let runs = self.map_runs();
+        let mut last: Option<u64> = None;
+        for i in 0..runs.len() {
+            let Some(run) = runs.get(i).map(map_run) else {
+                return bad(format!("{MAP_FILE}: run {i} unreadable"));
+            };
+            if run.norm >= n
+                || run.orig >= raw_bytes
+                || last.is_some_and(|l| l >= run.norm)
+                || doc_of(offsets, run.norm) != doc_of(&self.raw_starts, run.orig)
+            {
+                return bad(format!("{MAP_FILE}: run {i} out of order or range"));
+            }
+            last = Some(run.norm);
+        }
+        let runs = self.owner_runs();
+        let mut last: Option<u64> = None;
+        for i in 0..runs.len() {
+            let Some(run) = runs.get(i).map(owner_run) else {
+                return bad(format!("{OWNERS_FILE}: run {i} unreadable"));
+            };
+            if run.pos >= n
+                || u64::from(run.doc) >= doc_count
+                || last.is_some_and(|l| l >= run.pos)
+                || doc_of(offsets, run.pos).is_none_or(|d| run.doc as usize > d)
+            {
+                return bad(format!("{OWNERS_FILE}: run {i} out of order or range"));
+            }
+            last = Some(run.pos);
+        }
+        let _ = self.raw.advise(Access::Random);
+        Ok(())
+    }
 }
 
-fn read_all(path: &Path, expected: u64) -> Result<Vec<u8>, IndexError> {
-    let file = File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            IndexError::Corrupt(format!("missing {}", path.display()))
-        } else {
-            io_err(path)(e)
-        }
+/// Maps `dir/name`, which must be a regular file of `len` bytes (missing or wrongly sized:
+/// `E_INDEX_CORRUPT`).
+fn map_file(dir: &Path, name: &str, len: u64, access: Access) -> Result<MappedFile, IndexError> {
+    let path = dir.join(name);
+    let file = MappedFile::open(&path, len).map_err(|e| match e {
+        MapError::Io { path, source } => IndexError::Io { path, source },
+        MapError::TooLarge { .. } => IndexError::TooLarge(e.to_string()),
+        other => IndexError::Corrupt(other.to_string()),
     })?;
-    let meta = file.metadata().map_err(io_err(path))?;
-    if !meta.is_file() {
-        return Err(IndexError::Corrupt(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
-    let len = meta.len();
-    if len != expected {
-        return Err(IndexError::Corrupt(format!(
-            "{} has {len} bytes, expected {expected}",
-            path.display()
-        )));
-    }
-    let cap = usize::try_from(expected)
-        .map_err(|_| IndexError::TooLarge(format!("{} does not fit in memory", path.display())))?;
-    let mut buf = Vec::with_capacity(cap);
-    (&file)
-        .take(expected)
-        .read_to_end(&mut buf)
-        .map_err(io_err(path))?;
-    if buf.len() != cap {
-        return Err(IndexError::Corrupt(format!(
-            "{} changed size while reading",
-            path.display()
-        )));
-    }
-    Ok(buf)
+    // Advice only tunes read-ahead; a kernel that refuses it serves the same bytes.
+    let _ = file.advise(access);
+    Ok(file)
 }
+
+/// Checks per-document starts (`u64` LE each) without reading the file they point into:
+/// the first is 0, each is greater than the one before, all are `< len`. `O(documents)`.
+fn check_starts(starts: &[u8], len: u64, name: &str) -> Result<(), IndexError> {
+    let mut prev: Option<u64> = None;
+    for (d, c) in starts.chunks_exact(8).enumerate() {
+        let o = le_u64(c);
+        let ok = match prev {
+            None => o == 0,
+            Some(p) => o > p,
+        };
+        if !ok || o >= len {
+            return Err(IndexError::Corrupt(format!(
+                "{name}: document {d} start {o} out of order or range"
+            )));
+        }
+        prev = Some(o);
+    }
+    Ok(())
+}
+
+/// Checks that the separators of `text` are exactly at `starts` (`O(len(text))`).
+fn check_separators(
+    text: &[u8],
+    starts: &[u8],
+    text_name: &str,
+    starts_name: &str,
+) -> Result<(), IndexError> {
+    let mut seps = text
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == DOC_SEP)
+        .map(|(i, _)| i as u64);
+    for (d, c) in starts.chunks_exact(8).enumerate() {
+        let o = le_u64(c);
+        if seps.next() != Some(o) || (d == 0 && o != 0) {
+            return Err(IndexError::Corrupt(format!(
+                "{starts_name}: document {d} start {o} is not a separator position"
+            )));
+        }
+    }
+    if seps.next().is_some() {
+        return Err(IndexError::Corrupt(format!(
+            "{text_name}: more separators than documents"
+        )));
+    }
+    Ok(())
+}
+
+/// Suffix comparisons [`Index::verify_full`] makes per adjacent pair of ranks, in bytes: the
+/// order check is exact for suffixes that differ within this many bytes, and bounded on text
+/// that repeats itself at length.
+const VERIFY_ORDER_BYTES: usize = 64;
 
 impl Index {
-    /// Opens and validates the index in `dir`: file sizes against the metadata, the pointer
-    /// width, every document offset against the separators in `tokenized.0`, and every
-    /// suffix-array pointer against the token count (`O(tokens)`; the sort order itself is
-    /// not re-checked). Anything wrong or missing is `E_INDEX_CORRUPT`.
+    /// Opens the index in `dir` by mapping its files ([`shoulders_mmap`]): checks the
+    /// metadata, every file's size against it, the pointer width, and the document offsets
+    /// (increasing, the first 0, all inside the token array). `O(documents + metadata)`: no
+    /// per-token byte is read, so opening is fast whatever the index's size and makes none of
+    /// the token array or suffix array resident. Anything wrong or missing is
+    /// `E_INDEX_CORRUPT`.
+    ///
+    /// The per-token checks (offsets against the separators, every suffix-array pointer, the
+    /// run files) are [`Index::verify_full`]'s. Queries do not rely on them: a pointer, offset
+    /// or run out of range makes a query fail with `E_INDEX_CORRUPT` or skips that entry; it
+    /// never panics or reads outside a file.
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
         let meta_path = dir.join(META_FILE);
         let meta_bytes = {
@@ -853,6 +1039,7 @@ impl Index {
         };
         let info: IndexInfo = serde_json::from_slice(&meta_bytes)
             .map_err(|e| IndexError::Corrupt(format!("{META_FILE}: {e}")))?;
+        drop(meta_bytes);
         if info.format != FORMAT || info.version != FORMAT_VERSION || info.tokenizer != TOKENIZER {
             return Err(IndexError::Corrupt(format!(
                 "{META_FILE}: unsupported format {:?} version {} tokenizer {:?}",
@@ -886,52 +1073,61 @@ impl Index {
         let width = usize::from(info.pointer_width);
         let n = info.token_count;
 
-        let text = read_all(&dir.join(TOKENIZED_FILE), n)?;
-        let offset_bytes = read_all(&dir.join(OFFSET_FILE), info.doc_count * 8)?;
-        let offsets: Vec<u64> = offset_bytes
-            .chunks_exact(8)
-            .map(|c| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(c);
-                u64::from_le_bytes(b)
-            })
-            .collect();
-        drop(offset_bytes);
-        // Offsets must be exactly the separator positions, the first at 0.
-        let mut seps = text
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == DOC_SEP)
-            .map(|(i, _)| i as u64);
-        for (d, &o) in offsets.iter().enumerate() {
-            if seps.next() != Some(o) || (d == 0 && o != 0) {
-                return Err(IndexError::Corrupt(format!(
-                    "{OFFSET_FILE}: document {d} offset {o} is not a separator position"
-                )));
-            }
-        }
-        if seps.next().is_some() {
-            return Err(IndexError::Corrupt(format!(
-                "{TOKENIZED_FILE}: more separators than documents"
-            )));
-        }
-
-        let table = read_all(&dir.join(TABLE_FILE), n * width as u64)?;
-        let content = Content::open(dir, &info, n)?;
-        let index = Index {
+        let text = map_file(dir, TOKENIZED_FILE, n, Access::Random)?;
+        let offsets = map_file(dir, OFFSET_FILE, info.doc_count * 8, Access::Normal)?;
+        check_starts(&offsets, n, OFFSET_FILE)?;
+        let table = map_file(dir, TABLE_FILE, n * width as u64, Access::Random)?;
+        let content = Content::open(dir, &info)?;
+        Ok(Index {
             info,
             text,
             table,
             offsets,
             width,
             content,
-        };
-        if let Some(bad) = (0..n).find(|&r| index.sa(r) >= n) {
-            return Err(IndexError::Corrupt(format!(
-                "{TABLE_FILE}: pointer at rank {bad} is out of range"
-            )));
+        })
+    }
+
+    /// The `O(tokens)` checks [`Index::open`] leaves out: the document offsets are exactly
+    /// the separators of `tokenized.0`; every suffix-array pointer is in range, and each
+    /// occurs once (a bitmap of `tokens / 8` bytes); adjacent ranks are in suffix order on
+    /// their first [`VERIFY_ORDER_BYTES`] bytes; for an attribution index, the original
+    /// documents' starts are their separators and the offset-map and copy-map runs are sorted
+    /// and in range. Reads every byte of every file (sequentially where it can).
+    pub fn verify_full(&self) -> Result<(), IndexError> {
+        let n = self.n();
+        let _ = self.text.advise(Access::Sequential);
+        check_separators(&self.text, &self.offsets, TOKENIZED_FILE, OFFSET_FILE)?;
+        let _ = self.text.advise(Access::Random);
+        let _ = self.table.advise(Access::Sequential);
+        let mut seen = vec![0u64; usize::try_from(n.div_ceil(64)).unwrap_or(usize::MAX)];
+        let mut prev: Option<&[u8]> = None;
+        for r in 0..n {
+            let p = self.sa(r);
+            let (word, bit) = ((p / 64) as usize, 1u64 << (p % 64));
+            if p >= n || seen[word] & bit != 0 {
+                return Err(IndexError::Corrupt(format!(
+                    "{TABLE_FILE}: pointer {p} at rank {r} is out of range or repeated"
+                )));
+            }
+            seen[word] |= bit;
+            let end = (p as usize)
+                .saturating_add(VERIFY_ORDER_BYTES)
+                .min(n as usize);
+            let suffix = &self.text[p as usize..end];
+            if prev.is_some_and(|q| q > suffix) {
+                return Err(IndexError::Corrupt(format!(
+                    "{TABLE_FILE}: ranks {} and {r} are out of order",
+                    r - 1
+                )));
+            }
+            prev = Some(suffix);
         }
-        Ok(index)
+        let _ = self.table.advise(Access::Random);
+        if let Some(c) = &self.content {
+            c.verify_full(n, &self.offsets)?;
+        }
+        Ok(())
     }
 
     /// The metadata.
@@ -939,14 +1135,35 @@ impl Index {
         &self.info
     }
 
-    /// Pointer stored at suffix-array rank `r` (caller keeps `r < token_count`).
+    /// Pointer stored at suffix-array rank `r` (0 for `r` outside the table). Not checked
+    /// against the token count: callers that use it as a position check it (see
+    /// [`Index::checked_sa`]).
     fn sa(&self, r: u64) -> u64 {
-        let at = r as usize * self.width;
         let mut b = [0u8; 8];
-        if let Some(src) = self.table.get(at..at + self.width) {
+        let src = usize::try_from(r)
+            .ok()
+            .and_then(|r| r.checked_mul(self.width))
+            .and_then(|at| self.table.get(at..at + self.width));
+        if let Some(src) = src {
             b[..self.width].copy_from_slice(src);
         }
         u64::from_le_bytes(b)
+    }
+
+    /// [`Index::sa`], `E_INDEX_CORRUPT` when the pointer is outside the token array.
+    fn checked_sa(&self, r: u64) -> Result<u64, IndexError> {
+        let p = self.sa(r);
+        if p >= self.n() {
+            return Err(IndexError::Corrupt(format!(
+                "{TABLE_FILE}: pointer at rank {r} is out of range"
+            )));
+        }
+        Ok(p)
+    }
+
+    /// The document offset of `doc` (`None` past the last document).
+    fn offset(&self, doc: usize) -> Option<u64> {
+        u64_at(&self.offsets, doc)
     }
 
     fn n(&self) -> u64 {
@@ -986,7 +1203,7 @@ impl Index {
         let (mut llcp, mut rlcp) = (known, known);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let pos = self.sa(mid);
+            let pos = self.checked_sa(mid)?;
             let from = search.known_at(pos).max(llcp.min(rlcp));
             let (lcp, ord) = self.compare_from(pos, p, from);
             search
@@ -1023,12 +1240,11 @@ impl Index {
     }
 
     /// [`Index::range_in`] over the whole suffix array without a budget (one query: its cost
-    /// is bounded by `O(|p| · log N)`).
-    fn range_of(&self, p: &[u8]) -> (u64, u64) {
+    /// is bounded by `O(|p| · log N)`); `E_INDEX_CORRUPT` on a pointer out of range.
+    fn range_of(&self, p: &[u8]) -> Result<(u64, u64), IndexError> {
         let mut budget = Budget::unlimited();
         let mut search = Search::new(&mut budget);
         self.range_in(p, (0, self.n()), 0, &mut search)
-            .unwrap_or((0, 0))
     }
 
     fn check_query(query: &[u8], limit: usize) -> Result<bool, IndexError> {
@@ -1047,7 +1263,7 @@ impl Index {
         if !Self::check_query(query, MAX_QUERY_BYTES)? {
             return Ok(0);
         }
-        let (lo, hi) = self.range_of(query);
+        let (lo, hi) = self.range_of(query)?;
         Ok(hi - lo)
     }
 
@@ -1057,7 +1273,7 @@ impl Index {
         if !Self::check_query(query, MAX_QUERY_BYTES)? {
             return Ok(Vec::new());
         }
-        let (lo, hi) = self.range_of(query);
+        let (lo, hi) = self.range_of(query)?;
         let take = (hi - lo).min(limit as u64);
         let mut hits: Vec<Hit> = (lo..lo + take)
             .filter_map(|r| self.locate(self.sa(r)))
@@ -1067,15 +1283,17 @@ impl Index {
     }
 
     /// Suffix-array rank range of every suffix starting with `p` (empty `p`: everything).
-    /// Unlike [`Index::count`] this accepts any bytes; callers keep `p` short.
+    /// Unlike [`Index::count`] this accepts any bytes; callers keep `p` short. Empty on a
+    /// corrupt table.
     pub(crate) fn rank_range(&self, p: &[u8]) -> (u64, u64) {
         if p.is_empty() {
             return (0, self.n());
         }
-        self.range_of(p)
+        self.range_of(p).unwrap_or((0, 0))
     }
 
-    /// Token-array position stored at rank `r` (`r < token_count`).
+    /// Token-array position stored at rank `r` (`r < token_count`); not checked against the
+    /// token count (see [`Index::verify_full`]): callers check it before using it.
     pub(crate) fn position(&self, r: u64) -> u64 {
         self.sa(r)
     }
@@ -1093,10 +1311,20 @@ impl Index {
         self.locate(pos)
     }
 
-    /// Maps a token-array position inside a document to its hit.
+    /// Maps a token-array position inside a document to its hit (`None` outside the token
+    /// array: a corrupt pointer is skipped).
     fn locate(&self, pos: u64) -> Option<Hit> {
-        let doc = self.offsets.partition_point(|&o| o <= pos).checked_sub(1)?;
-        let start = self.offsets[doc] + 1;
+        if pos >= self.n() {
+            return None;
+        }
+        let offsets = Records {
+            bytes: &self.offsets,
+            width: 8,
+        };
+        let doc = offsets
+            .partition_point(|o| le_u64(o) <= pos)
+            .checked_sub(1)?;
+        let start = self.offset(doc)? + 1;
         Some(Hit {
             contribution: *self.info.contributions.get(doc)?,
             doc: u32::try_from(doc).ok()?,
@@ -1287,7 +1515,7 @@ impl Index {
     /// window's bytes (all of them then share one owner). `None` for a plain index.
     pub fn window_owner(&self, lo: u64) -> Option<u32> {
         let c = self.content.as_ref()?;
-        copymap::owner_at(&c.owners, self.sa(lo))
+        c.owner_at(self.sa(lo), self.info.doc_count)
     }
 
     /// Contribution id of document `doc`.
@@ -1297,27 +1525,24 @@ impl Index {
 
     /// Number of documents.
     pub fn doc_count(&self) -> u32 {
-        self.offsets.len() as u32
+        self.info.doc_count as u32
     }
 
     /// The original bytes of document `doc` (attribution indexes; `None` otherwise).
     pub fn original(&self, doc: u32) -> Option<&[u8]> {
         let c = self.content.as_ref()?;
-        let start = *c.raw_starts.get(doc as usize)? as usize + 1;
-        let end = c
-            .raw_starts
-            .get(doc as usize + 1)
-            .map_or(c.raw.len(), |&e| e as usize);
+        let start = usize::try_from(u64_at(&c.raw_starts, doc as usize)?.checked_add(1)?).ok()?;
+        let end = u64_at(&c.raw_starts, doc as usize + 1)
+            .map_or(Some(c.raw.len()), |e| usize::try_from(e).ok())?;
         c.raw.get(start..end)
     }
 
     /// The normalised bytes of document `doc`.
     pub fn normalised(&self, doc: u32) -> Option<&[u8]> {
-        let start = *self.offsets.get(doc as usize)? as usize + 1;
+        let start = usize::try_from(self.offset(doc as usize)?.checked_add(1)?).ok()?;
         let end = self
-            .offsets
-            .get(doc as usize + 1)
-            .map_or(self.text.len(), |&e| e as usize);
+            .offset(doc as usize + 1)
+            .map_or(Some(self.text.len()), |e| usize::try_from(e).ok())?;
         self.text.get(start..end)
     }
 
@@ -1329,11 +1554,11 @@ impl Index {
         let Some(c) = self.content.as_ref() else {
             return Some((hit, len));
         };
-        let (s, e) = self.original_global(c, hit.doc, pos, pos + len);
-        let doc_start = c.raw_starts[hit.doc as usize] + 1;
+        let (s, e) = self.original_global(c, hit.doc, pos, pos.saturating_add(len));
+        let doc_start = u64_at(&c.raw_starts, hit.doc as usize)? + 1;
         Some((
             Hit {
-                offset: s - doc_start,
+                offset: s.checked_sub(doc_start)?,
                 ..hit
             },
             e - s,
@@ -1342,17 +1567,9 @@ impl Index {
 
     /// Global original range of normalised `[pos, end)` inside document `doc`.
     fn original_global(&self, c: &Content, doc: u32, pos: u64, end: u64) -> (u64, u64) {
-        let doc_end = self
-            .offsets
-            .get(doc as usize + 1)
-            .copied()
-            .unwrap_or(self.n());
-        let raw_end = c
-            .raw_starts
-            .get(doc as usize + 1)
-            .copied()
-            .unwrap_or(c.raw.len() as u64);
-        crate::normalize::orig_range(&c.map, pos, end, doc_end, raw_end)
+        let doc_end = self.offset(doc as usize + 1).unwrap_or(self.n());
+        let raw_end = u64_at(&c.raw_starts, doc as usize + 1).unwrap_or(c.raw.len() as u64);
+        c.orig_range(pos, end, doc_end, raw_end)
     }
 
     /// Owners of the windows that start inside the original byte range `[start, end)` of
@@ -1366,16 +1583,20 @@ impl Index {
         ) else {
             return out;
         };
-        // Window starts in [a, last]: walk the owner runs overlapping that range.
-        let mut i = c.owners.partition_point(|r| r.pos <= a).saturating_sub(1);
-        while i < c.owners.len() && c.owners[i].pos <= last {
-            let from = c.owners[i].pos.max(a);
-            let to = c
-                .owners
+        // Window starts in [a, last]: walk the owner runs overlapping that range (on a
+        // corrupt file, a run naming no document is skipped).
+        let runs = c.owner_runs();
+        let mut i = runs.partition_point(|r| le_u64(r) <= a).saturating_sub(1);
+        while let Some(run) = runs.get(i).map(owner_run) {
+            if run.pos > last {
+                break;
+            }
+            let from = run.pos.max(a);
+            let to = runs
                 .get(i + 1)
-                .map_or(last + 1, |n| n.pos.min(last + 1));
-            if to > from {
-                *out.entry(c.owners[i].doc).or_insert(0) += to - from;
+                .map_or(last + 1, |n| le_u64(n).min(last + 1));
+            if to > from && u64::from(run.doc) < self.info.doc_count {
+                *out.entry(run.doc).or_insert(0) += to - from;
             }
             i += 1;
         }
@@ -1412,11 +1633,13 @@ impl Index {
         };
         let w = c.window as u64;
         for p in a..=last {
-            let owner = copymap::owner_at(&c.owners, p);
+            let owner = c.owner_at(p, self.info.doc_count);
             if !owner.is_some_and(|o| moved.contains(&o)) {
                 continue;
             }
-            let window = &self.text[p as usize..(p + w) as usize];
+            let Some(window) = self.text.get(p as usize..(p + w) as usize) else {
+                continue;
+            };
             if let Some(h) = self.earliest_holder_within(window, skip, budget)? {
                 *out.entry(h).or_insert(0) += 1;
             }
@@ -1428,29 +1651,37 @@ impl Index {
     /// the original byte range `[start, end)` of document `doc` (`None`: no window fits).
     fn window_starts_in(&self, doc: u32, start: u64, end: u64) -> Option<(u64, u64)> {
         let c = self.content.as_ref()?;
-        let (&raw_start, &norm_start) = (
-            c.raw_starts.get(doc as usize)?,
-            self.offsets.get(doc as usize)?,
+        let (raw_start, norm_start) = (
+            u64_at(&c.raw_starts, doc as usize)?,
+            self.offset(doc as usize)?,
         );
-        let norm_end = self
-            .offsets
-            .get(doc as usize + 1)
-            .copied()
-            .unwrap_or(self.n());
-        // Original → normalised: the map is monotone, so invert it run by run.
+        let norm_end = self.offset(doc as usize + 1).unwrap_or(self.n());
+        // Offsets are increasing (checked at open), so the clamp below has min <= max.
+        if norm_start >= norm_end {
+            return None;
+        }
+        // Original → normalised: the map is monotone, so invert it run by run (saturating:
+        // a corrupt run gives a wrong position inside the document, not an overflow).
+        let runs = c.map_runs();
         let to_norm = |o: u64| -> u64 {
-            let i = c.map.partition_point(|r| r.orig <= o);
-            let x = match i.checked_sub(1).map(|i| (i, c.map[i])) {
+            let i = runs.partition_point(|r| map_run(r).orig <= o);
+            let x = match i
+                .checked_sub(1)
+                .and_then(|i| Some((i, map_run(runs.get(i)?))))
+            {
                 Some((i, r)) if r.linear => {
-                    let next = c.map.get(i + 1).map_or(u64::MAX, |n| n.norm);
-                    (r.norm + (o - r.orig)).min(next)
+                    let next = runs.get(i + 1).map_or(u64::MAX, le_u64);
+                    r.norm.saturating_add(o.saturating_sub(r.orig)).min(next)
                 }
                 Some((_, r)) => r.norm,
                 None => 0,
             };
             x.clamp(norm_start + 1, norm_end)
         };
-        let (a, b) = (to_norm(raw_start + 1 + start), to_norm(raw_start + 1 + end));
+        let (a, b) = (
+            to_norm(raw_start.saturating_add(1).saturating_add(start)),
+            to_norm(raw_start.saturating_add(1).saturating_add(end)),
+        );
         let w = c.window as u64;
         if b < a + w {
             return None;
@@ -1494,13 +1725,16 @@ impl Index {
     /// text while it matches normalised context.
     pub(crate) fn original_bytes(&self, pos: u64, len: u64) -> &[u8] {
         let Some(c) = self.content.as_ref() else {
-            return &self.text[pos as usize..(pos + len) as usize];
+            return self
+                .text
+                .get(pos as usize..pos.saturating_add(len) as usize)
+                .unwrap_or_default();
         };
         let Some(hit) = self.locate_position(pos) else {
             return &[];
         };
-        let (s, e) = self.original_global(c, hit.doc, pos, pos + len);
-        &c.raw[s as usize..e as usize]
+        let (s, e) = self.original_global(c, hit.doc, pos, pos.saturating_add(len));
+        c.raw.get(s as usize..e as usize).unwrap_or_default()
     }
 }
 
@@ -1545,7 +1779,8 @@ impl<'b> Search<'b> {
         } else {
             (lo..lo + half).chain(hi - half..hi)
         };
-        self.anchors.extend(ranks.map(|r| index.sa(r) + 1));
+        self.anchors
+            .extend(ranks.map(|r| index.sa(r).saturating_add(1)));
         self.anchors.sort_unstable();
         self.anchor_len = len;
     }

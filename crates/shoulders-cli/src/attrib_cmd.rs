@@ -1,4 +1,4 @@
-//! `shoulders index build` and `shoulders attribute`.
+//! `shoulders index build`, `shoulders index verify` and `shoulders attribute`.
 
 use crate::{print_json, CliError};
 use anyhow::{Context, Result};
@@ -73,6 +73,29 @@ pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Valu
     let report = dataset::build(data_dir, dataset_id, reader.size(), docs, &mut |_| {})?;
     bar.finish_and_clear();
     Ok(serde_json::to_value(report)?)
+}
+
+/// `index verify`: open the dataset's index and run every per-token check on it
+/// ([`shoulders_attrib::index::Index::verify_full`]); prints what was checked and how long it
+/// took.
+pub fn verify(data_dir: &Path, dataset_id: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    let index = DatasetIndex::open(data_dir, dataset_id)?;
+    let open_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    index.index.verify_full()?;
+    let info = index.index.info();
+    print_json(&json!({
+        "dataset_id": dataset_id,
+        "index_dir": dataset::index_dir(data_dir, dataset_id),
+        "ok": true,
+        "documents": info.doc_count,
+        "tokens": info.token_count,
+        "pointer_bytes": info.pointer_width,
+        "window_bytes": index.index.window(),
+        "open_seconds": open_seconds,
+        "verify_seconds": started.elapsed().as_secs_f64(),
+    }))
 }
 
 /// Index a directory of UTF-8 files (one document each, in order of relative path, numbered

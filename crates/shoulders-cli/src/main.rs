@@ -401,6 +401,14 @@ enum IndexCommand {
         data_dir: PathBuf,
         dataset_id: String,
     },
+    /// Check every byte of DATASET_ID's index (document offsets, every suffix-array pointer,
+    /// the copy map and offset map): what opening an index no longer does. Prints a JSON
+    /// report; a damaged index fails with E_INDEX_CORRUPT (rebuild it with `index build`).
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+        dataset_id: String,
+    },
     /// Index a directory of UTF-8 files (one document each, ordered by path) without a ledger,
     /// for cross-checks against infini-gram and benchmarks.
     BuildFiles {
@@ -991,6 +999,13 @@ fn run(cli: Cli) -> Result<()> {
                     dataset_id,
                 },
         } => attrib_cmd::build(&data_dir, &dataset_id)?,
+        Command::Index {
+            command:
+                IndexCommand::Verify {
+                    data_dir,
+                    dataset_id,
+                },
+        } => attrib_cmd::verify(&data_dir, &dataset_id)?,
         Command::Index {
             command:
                 IndexCommand::BuildFiles {

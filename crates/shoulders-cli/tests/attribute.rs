@@ -240,6 +240,32 @@ fn copied_text_is_credited_once_to_its_author() {
         }
     }
 
+    // `index verify` checks every byte of the rebuilt index, and finds a damaged copy map
+    // (an owner run naming a document the index does not have).
+    let verified = ok_json(shoulders(&[
+        "index",
+        "verify",
+        "--data-dir",
+        &f.data(),
+        "alice/corpus",
+    ]));
+    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["documents"].as_u64(), Some(15));
+    assert_eq!(verified["tokens"], rebuilt["tokens"]);
+    let index_dir = Path::new(rebuilt["index_dir"].as_str().unwrap());
+    let owners = index_dir.join("shoulders-owners.bin");
+    let clean = std::fs::read(&owners).unwrap();
+    let mut damaged = clean.clone();
+    damaged[8..12].copy_from_slice(&999u32.to_le_bytes());
+    std::fs::write(&owners, &damaged).unwrap();
+    let out = shoulders(&["index", "verify", "--data-dir", &f.data(), "alice/corpus"]);
+    assert!(
+        stderr(&out).starts_with("error[E_INDEX_CORRUPT]"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&owners, &clean).unwrap();
+
     // Text with nothing in common credits nobody: no volume-based fallback.
     let none = f.attribute("zzzz qqqq xxxx — nothing here matches 0123456789");
     assert_eq!(none["shares"]["rule"], "no_evidence");
