@@ -613,6 +613,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         rate_limit_loopback: false,
         read_only: false,
         follow_interval_ms: shoulders_server::DEFAULT_FOLLOW_INTERVAL_MS,
+        index_follow: "on".into(),
         header_timeout_ms: shoulders_server::conn::DEFAULT_HEADER_TIMEOUT_MS,
         idle_timeout_ms: shoulders_server::conn::DEFAULT_IDLE_TIMEOUT_MS,
         max_connections: shoulders_server::conn::DEFAULT_MAX_CONNECTIONS as u64,

@@ -497,7 +497,7 @@ async fn handle(
             };
             let prompt2 = prompt.clone();
             tokio::task::spawn_blocking(move || {
-                generate(&ix.index, &prompt2, &params)
+                generate(ix.generation_index(), &prompt2, &params)
                     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
                     .map(|g| Completion {
                         completion_tokens: counted_tokens(&g.text, max_tokens),

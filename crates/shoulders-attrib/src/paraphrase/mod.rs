@@ -525,6 +525,24 @@ pub fn build(
     Ok(info)
 }
 
+/// Add `docs` (contributions after every one indexed) to the passage index in `dir`.
+///
+/// LEAD: replace with the incremental append from branch i16-paraphrase. This stub rebuilds
+/// the whole passage index from every document of the dataset's segmented index (`dir` is
+/// `D/indexes/<name>.paraphrase`, the segments are in `D/indexes/<name>/`), so it must be
+/// called after the manifest that lists `docs` is in place; `docs` is only drained.
+pub fn append(
+    dir: &Path,
+    docs: impl Iterator<Item = Result<DocInput, IndexError>>,
+) -> Result<ParaphraseInfo, IndexError> {
+    for d in docs {
+        d?;
+    }
+    let (parent, name) = parent_and_name(dir)?;
+    let segments = parent.join(name.trim_end_matches(".paraphrase"));
+    crate::dataset::rebuild_paraphrase(&segments, dir)
+}
+
 /// An opened passage index.
 pub struct ParaphraseIndex {
     info: ParaphraseInfo,
