@@ -70,7 +70,12 @@ fn contribution_meta(
             ))
             .into());
         }
-        meta.push((index, c.contributor.clone(), c.content_hash.clone(), c.byte_size));
+        meta.push((
+            index,
+            c.contributor.clone(),
+            c.content_hash.clone(),
+            c.byte_size,
+        ));
     }
     Ok(meta)
 }

@@ -426,13 +426,31 @@ mod tests {
     #[test]
     fn index_follow_key_and_flag() {
         let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(serve_args(&["serve", "--data-dir", "/d"]).unwrap().index_follow, "on");
-        let off = write(tmp.path(), "off.toml", "data_dir = \"/d\"\nindex_follow = \"off\"\n");
+        assert_eq!(
+            serve_args(&["serve", "--data-dir", "/d"])
+                .unwrap()
+                .index_follow,
+            "on"
+        );
+        let off = write(
+            tmp.path(),
+            "off.toml",
+            "data_dir = \"/d\"\nindex_follow = \"off\"\n",
+        );
         let off = off.to_str().unwrap();
-        assert_eq!(serve_args(&["serve", "--config", off]).unwrap().index_follow, "off");
+        assert_eq!(
+            serve_args(&["serve", "--config", off])
+                .unwrap()
+                .index_follow,
+            "off"
+        );
         let a = serve_args(&["serve", "--config", off, "--index-follow", "on"]).unwrap();
         assert_eq!(a.index_follow, "on");
-        let bad = write(tmp.path(), "bad.toml", "data_dir = \"/d\"\nindex_follow = \"sometimes\"\n");
+        let bad = write(
+            tmp.path(),
+            "bad.toml",
+            "data_dir = \"/d\"\nindex_follow = \"sometimes\"\n",
+        );
         assert!(serve_args(&["serve", "--config", bad.to_str().unwrap()]).is_err());
     }
 

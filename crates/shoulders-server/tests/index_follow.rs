@@ -13,7 +13,8 @@ use shoulders_record::Kind;
 use shoulders_server::Metering;
 
 const NEW_DOC: &str = "Two roads diverged in a yellow wood,\nAnd sorry I could not travel both\nAnd be one traveler, long I stood\n";
-const QUOTE: &str = "as the poem says: two roads diverged in a yellow wood, and sorry I could not travel both";
+const QUOTE: &str =
+    "as the poem says: two roads diverged in a yellow wood, and sorry I could not travel both";
 
 /// Contribute [`NEW_DOC`] over HTTP; returns its log index.
 async fn contribute(s: &Running, f: &Fixture) -> u64 {
