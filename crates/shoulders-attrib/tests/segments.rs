@@ -394,3 +394,84 @@ fn merge_policy_bounds_segment_count() {
     assert_eq!(merge_plan(&[seg(0, 1_000_000), seg(1, 10)]), None);
     assert_eq!(merge_plan(&[seg(0, 100), seg(1, 10)]), Some(0..2));
 }
+
+/// An index from before segments (its files directly in the index folder, no manifest) is
+/// read as one segment; `append` refuses it; a full build moves it to the new layout and the
+/// next update collects the old files.
+#[test]
+fn indexes_from_before_segments() {
+    let docs: Vec<(String, String)> = corpus()[..3].to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    let ix = segmented(dir.path(), &docs, &[3]);
+    let text = passage(&docs[2].1, 50, 400).to_string();
+    let opts = AttributeOptions::default();
+    let expected = comparable(&ix.attribute(&text, &opts).unwrap());
+    // Recreate the old layout from the one segment.
+    let idir = index_dir(dir.path(), DATASET);
+    let seg = idir.join(&ix.segments().next().unwrap().dir);
+    for f in std::fs::read_dir(&seg).unwrap() {
+        let f = f.unwrap();
+        std::fs::rename(f.path(), idir.join(f.file_name())).unwrap();
+    }
+    std::fs::remove_dir(&seg).unwrap();
+    std::fs::remove_file(idir.join(MANIFEST_FILE)).unwrap();
+    let old = DatasetIndex::open(dir.path(), DATASET).unwrap();
+    assert_eq!(old.state().segments, vec![3]);
+    assert_eq!(comparable(&old.attribute(&text, &opts).unwrap()), expected);
+    let e = append(dir.path(), DATASET, 4, |_| Vec::new().into_iter()).unwrap_err();
+    assert_eq!(e.code(), "E_INDEX_CORRUPT");
+    build(
+        dir.path(),
+        DATASET,
+        3,
+        build_docs(&docs, 0..3).into_iter(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        idir.join("table.0").exists(),
+        "collected on the next update, not now"
+    );
+    let more: Vec<(String, String)> = corpus()[..4].to_vec();
+    append(dir.path(), DATASET, 4, |_| {
+        build_docs(&more, 3..4).into_iter()
+    })
+    .unwrap()
+    .unwrap();
+    assert!(!idir.join("table.0").exists());
+    let after = comparable(
+        &DatasetIndex::open(dir.path(), DATASET)
+            .unwrap()
+            .attribute(&text, &opts)
+            .unwrap(),
+    );
+    assert_eq!(after["index_ledger_size"], 4);
+    assert_eq!(
+        (&after["shares"], &after["spans"]),
+        (&expected["shares"], &expected["spans"])
+    );
+}
+
+/// Writers exclude each other per dataset; readers need no lock.
+#[test]
+fn writers_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = segments::WriterLock::acquire(dir.path(), DATASET).unwrap();
+    assert!(segments::WriterLock::try_acquire(dir.path(), DATASET)
+        .unwrap()
+        .is_none());
+    assert!(segments::WriterLock::try_acquire(dir.path(), "test/other")
+        .unwrap()
+        .is_some());
+    drop(held);
+    assert!(segments::WriterLock::try_acquire(dir.path(), DATASET)
+        .unwrap()
+        .is_some());
+    let merging = segments::MergeLock::acquire(dir.path(), DATASET).unwrap();
+    assert!(segments::MergeLock::try_acquire(dir.path(), DATASET)
+        .unwrap()
+        .is_none());
+    // A merge already running: a merge that does not wait returns at once.
+    assert!(merge(dir.path(), DATASET, true, false).unwrap().is_none());
+    drop(merging);
+}
