@@ -6,14 +6,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
 use crate::index::{
-    build_with, BuildMode, DocInput, Index, IndexError, DEFAULT_WINDOW_BYTES, MAX_OUTPUT_BYTES,
+    build_with, BuildMode, DocInput, Index, IndexError, Match, DEFAULT_WINDOW_BYTES,
+    MAX_OUTPUT_BYTES,
 };
 use crate::normalize::{normalize, NORMALIZATION};
+use crate::segments::{
+    self, IndexState, LocalShard, Manifest, MergeLock, SegmentEntry, Shard, WriterLock,
+    MANIFEST_FILE, MANIFEST_FORMAT,
+};
 use crate::shares::{byte_credit, informative, Rule, Shares, WindowCredit};
 
 /// `attribution.json` file name inside an index directory.
@@ -64,6 +70,38 @@ pub fn index_name(dataset_id: &str) -> String {
     out
 }
 
+/// The dataset id of an index folder name ([`index_name`] reversed); `None` for any other
+/// name (the `.paraphrase` and `.lock` entries beside the folders, or a name [`index_name`]
+/// never writes).
+pub fn dataset_of_index_name(name: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(name.len());
+    let b = name.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = name.get(i + 1..i + 3)?;
+                let v = u8::from_str_radix(hex, 16).ok()?;
+                if v.is_ascii_lowercase()
+                    || v.is_ascii_digit()
+                    || v == b'-'
+                    || hex != format!("{v:02X}")
+                {
+                    return None;
+                }
+                out.push(v);
+                i += 3;
+            }
+            c if c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' => {
+                out.push(c);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The index directory of `dataset_id` under a data directory.
 pub fn index_dir(data_dir: &Path, dataset_id: &str) -> PathBuf {
     data_dir.join("indexes").join(index_name(dataset_id))
@@ -76,11 +114,22 @@ pub fn paraphrase_dir(data_dir: &Path, dataset_id: &str) -> PathBuf {
         .join(format!("{}.paraphrase", index_name(dataset_id)))
 }
 
-/// Whether `data_dir` holds a built index for `dataset_id`.
+/// Whether `data_dir` holds a built index for `dataset_id` (segmented, or from before
+/// segments).
 pub fn index_exists(data_dir: &Path, dataset_id: &str) -> bool {
-    index_dir(data_dir, dataset_id)
-        .join(ATTRIBUTION_FILE)
-        .exists()
+    index_version(data_dir, dataset_id).is_some()
+}
+
+/// When the index of `dataset_id` last changed (its manifest's, or for an index from before
+/// segments its `attribution.json`'s modification time); `None` when there is none. A cache
+/// reopens the index when this changes.
+pub fn index_version(data_dir: &Path, dataset_id: &str) -> Option<std::time::SystemTime> {
+    let dir = index_dir(data_dir, dataset_id);
+    [MANIFEST_FILE, ATTRIBUTION_FILE].iter().find_map(|f| {
+        std::fs::metadata(dir.join(f))
+            .and_then(|m| m.modified())
+            .ok()
+    })
 }
 
 /// One contribution as it goes into [`build`]: in log order.
@@ -90,11 +139,16 @@ pub struct BuildDoc {
     pub bytes: Vec<u8>,
 }
 
-/// What [`build`] reports.
+/// What [`build`] and [`append`] report.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
     pub dataset_id: String,
+    /// The segment written.
     pub index_dir: PathBuf,
+    /// Its ledger range `[from_ledger_size, ledger_size)` (0 for a full build).
+    pub from_ledger_size: u64,
+    /// Segments of the index after this build.
+    pub segments: usize,
     pub documents: u64,
     /// Original bytes indexed.
     pub bytes: u64,
@@ -104,7 +158,7 @@ pub struct BuildReport {
     pub ledger_size: u64,
     /// Windows of new content (owned by the contribution that holds them).
     pub own_windows: u64,
-    /// Windows that copy an earlier contribution.
+    /// Windows that copy an earlier contribution (in this segment or an earlier one).
     pub copied_windows: u64,
     /// Contributions whose windows mostly (over half) copy earlier ones.
     pub mostly_copied: Vec<CopiedContribution>,
@@ -124,17 +178,67 @@ pub struct CopiedContribution {
     pub copied_ppm: u64,
 }
 
-/// (Re)build the attribution index of `dataset_id` under `data_dir` from its contributions in
-/// log order (see [`crate::index::build_with`] for the files and the atomic swap; the
-/// `attribution.json` is written beside them afterwards). `progress` gets the bytes taken in.
-pub fn build(
-    data_dir: &Path,
+/// What [`merge`] reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeReport {
+    pub dataset_id: String,
+    /// The segments merged, and the one that replaced them.
+    pub merged: Vec<String>,
+    pub into: String,
+    pub from_ledger_size: u64,
+    pub to_ledger_size: u64,
+    pub documents: u64,
+    pub tokens: u64,
+    /// Segments of the index after the merge.
+    pub segments: usize,
+    pub seconds: f64,
+}
+
+/// Read and parse `dir/attribution.json`.
+pub(crate) fn read_attribution(dir: &Path) -> Result<Attribution, IndexError> {
+    let path = dir.join(ATTRIBUTION_FILE);
+    let len = std::fs::metadata(&path)
+        .map_err(|e| IndexError::Corrupt(format!("{}: {e}", path.display())))?
+        .len();
+    if len > MAX_ATTRIBUTION_FILE_BYTES {
+        return Err(IndexError::Corrupt(format!(
+            "{} is too large",
+            path.display()
+        )));
+    }
+    let bytes = std::fs::read(&path).map_err(|source| IndexError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        IndexError::Corrupt(format!(
+            "{} is not readable ({e}); rebuild the index with `shoulders index build`",
+            path.display()
+        ))
+    })
+}
+
+/// A segment just built: its directory, metadata and per-document window counts.
+struct BuiltSegment {
+    entry: SegmentEntry,
+    contributions: Vec<ContributionInfo>,
+    bytes: u64,
+    window_bytes: u32,
+    windows: Vec<u64>,
+    own_windows: Vec<u64>,
+    seconds: f64,
+}
+
+/// Build one segment over `docs` (ledger range `[from, to)`) in `index_dir/name`.
+fn build_segment(
+    index_dir: &Path,
+    name: &str,
     dataset_id: &str,
-    ledger_size: u64,
+    (from, to): (u64, u64),
     docs: impl Iterator<Item = Result<BuildDoc, IndexError>>,
     progress: &mut dyn FnMut(u64),
-) -> Result<BuildReport, IndexError> {
-    let target = index_dir(data_dir, dataset_id);
+) -> Result<BuiltSegment, IndexError> {
+    let target = index_dir.join(name);
     let mut contributions = Vec::new();
     let mut bytes = 0u64;
     let docs = docs.map(|d| {
@@ -159,38 +263,120 @@ pub fn build(
         },
         progress,
     )?;
-    let index_seconds = started.elapsed().as_secs_f64();
     let layout = info.content.as_ref().expect("attribution build");
     let attribution = Attribution {
         format: ATTRIBUTION_FORMAT.into(),
         dataset_id: dataset_id.to_string(),
-        ledger_size,
+        ledger_size: to,
         tokenizer: info.tokenizer.clone(),
         normalization: NORMALIZATION.into(),
         window_bytes: layout.window_bytes,
-        contributions,
+        contributions: contributions.clone(),
     };
-    let path = target.join(ATTRIBUTION_FILE);
     let json = serde_json::to_vec_pretty(&attribution)
         .map_err(|e| IndexError::Corrupt(format!("cannot encode {ATTRIBUTION_FILE}: {e}")))?;
-    write_synced(&path, &json)?;
-    // The paraphrase index, from the originals the suffix-array index now holds.
+    write_synced(&target.join(ATTRIBUTION_FILE), &json)?;
+    Ok(BuiltSegment {
+        entry: SegmentEntry {
+            dir: name.to_string(),
+            from,
+            to,
+            documents: info.doc_count,
+            tokens: info.token_count,
+        },
+        contributions,
+        bytes,
+        window_bytes: layout.window_bytes,
+        windows: layout.windows.clone(),
+        own_windows: layout.own_windows.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// GC of garbage left by earlier updates, unless a merge is building (its unlisted directory
+/// would look like garbage); then the garbage waits for the next update.
+fn collect_garbage_if_no_merge(
+    data_dir: &Path,
+    dataset_id: &str,
+    manifest: &Manifest,
+) -> Result<(), IndexError> {
+    if let Some(_merging) = MergeLock::try_acquire(data_dir, dataset_id)? {
+        segments::collect_garbage(&index_dir(data_dir, dataset_id), manifest, &[])?;
+    }
+    Ok(())
+}
+
+/// (Re)build the attribution index of `dataset_id` under `data_dir` from its contributions in
+/// log order, as one segment over `[0, ledger_size)` (see [`crate::segments`]; the manifest is
+/// swapped atomically, so readers see the old index or the new one). Takes the dataset's
+/// [`WriterLock`]. `progress` gets the bytes taken in.
+pub fn build(
+    data_dir: &Path,
+    dataset_id: &str,
+    ledger_size: u64,
+    docs: impl Iterator<Item = Result<BuildDoc, IndexError>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BuildReport, IndexError> {
+    let _lock = WriterLock::acquire(data_dir, dataset_id)?;
+    let dir = index_dir(data_dir, dataset_id);
+    let old = segments::read_manifest(&dir).ok().flatten();
+    if let Some(old) = &old {
+        collect_garbage_if_no_merge(data_dir, dataset_id, old)?;
+    }
+    let generation = old.as_ref().map_or(0, |m| m.generation) + 1;
+    let name = segments::segment_name(0, ledger_size, generation);
+    let seg = build_segment(&dir, &name, dataset_id, (0, ledger_size), docs, progress)?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        dataset_id: dataset_id.to_string(),
+        generation,
+        ledger_size,
+        segments: vec![seg.entry.clone()],
+    };
+    segments::write_manifest(&dir, &manifest)?;
+    // The paraphrase index, from the originals the segment now holds.
     let started = std::time::Instant::now();
-    let built = Index::open(&target)?;
+    let built = Index::open(&dir.join(&name))?;
     let paraphrase_info = crate::paraphrase::build(
         &paraphrase_dir(data_dir, dataset_id),
-        (0..built.doc_count()).map(|d| {
-            Ok(DocInput {
-                contribution: built.contribution(d).expect("document"),
-                bytes: built.original(d).expect("attribution index").to_vec(),
-            })
-        }),
+        (0..built.doc_count()).map(|d| Ok(original_doc(&built, d))),
     )?;
     drop(built);
     let paraphrase_seconds = started.elapsed().as_secs_f64();
+    Ok(report(
+        dataset_id,
+        &dir,
+        &seg,
+        1,
+        ledger_size,
+        &seg.own_windows,
+        paraphrase_info.passage_count,
+        paraphrase_seconds,
+    ))
+}
+
+/// Document `d` of an attribution index as it was contributed.
+fn original_doc(ix: &Index, d: u32) -> DocInput {
+    DocInput {
+        contribution: ix.contribution(d).unwrap_or_default(),
+        bytes: ix.original(d).unwrap_or_default().to_vec(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    dataset_id: &str,
+    dir: &Path,
+    seg: &BuiltSegment,
+    segments: usize,
+    ledger_size: u64,
+    own_windows: &[u64],
+    paraphrase_passages: u64,
+    paraphrase_seconds: f64,
+) -> BuildReport {
     let mut mostly_copied = Vec::new();
-    for (i, c) in attribution.contributions.iter().enumerate() {
-        let (w, own) = (layout.windows[i], layout.own_windows[i]);
+    for (i, c) in seg.contributions.iter().enumerate() {
+        let (w, own) = (seg.windows[i], own_windows[i]);
         if w > 0 && (w - own) * 2 > w {
             mostly_copied.push(CopiedContribution {
                 contribution: c.contribution,
@@ -199,23 +385,383 @@ pub fn build(
             });
         }
     }
-    let own: u64 = layout.own_windows.iter().sum();
-    let all: u64 = layout.windows.iter().sum();
-    Ok(BuildReport {
+    let own: u64 = own_windows.iter().sum();
+    let all: u64 = seg.windows.iter().sum();
+    BuildReport {
         dataset_id: dataset_id.to_string(),
-        index_dir: target,
-        documents: info.doc_count,
-        bytes,
-        tokens: info.token_count,
-        window_bytes: layout.window_bytes,
+        index_dir: dir.join(&seg.entry.dir),
+        from_ledger_size: seg.entry.from,
+        segments,
+        documents: seg.entry.documents,
+        bytes: seg.bytes,
+        tokens: seg.entry.tokens,
+        window_bytes: seg.window_bytes,
         ledger_size,
         own_windows: own,
         copied_windows: all - own,
         mostly_copied,
-        paraphrase_passages: paraphrase_info.passage_count,
-        index_seconds,
+        paraphrase_passages,
+        index_seconds: seg.seconds,
         paraphrase_seconds,
-    })
+    }
+}
+
+/// Make the contributions after the index attributable without a rebuild: under the
+/// dataset's [`WriterLock`], read the manifest's ledger size `from`, take `new_docs(from)` (the
+/// dataset's contributions with log index in `[from, ledger_size)`, in log order), build one
+/// segment over them alone and swap the manifest. `Ok(None)` when there is nothing to add
+/// (`ledger_size` not past the manifest's, or no documents). Needs a segmented index
+/// (`E_INDEX_CORRUPT` otherwise: run `index build`). See [`append_using`] for the build
+/// report's cost.
+pub fn append<I>(
+    data_dir: &Path,
+    dataset_id: &str,
+    ledger_size: u64,
+    new_docs: impl FnOnce(u64) -> I,
+) -> Result<Option<BuildReport>, IndexError>
+where
+    I: Iterator<Item = Result<BuildDoc, IndexError>>,
+{
+    append_using(data_dir, dataset_id, ledger_size, new_docs, None)
+}
+
+/// [`append`], measuring the new documents' copied windows against `current` (the index as
+/// it stands, e.g. a server's open one) instead of opening the earlier segments again. A
+/// window of a new document counts as copied when the new segment's copy map gives it to an
+/// earlier document, or when an earlier segment holds it: one matching-statistics pass of the
+/// document against each earlier segment (documents over [`MAX_OUTPUT_BYTES`] in pieces),
+/// within [`Budget::for_output`] of the document per segment; a pass over its budget leaves
+/// the rest of that document counted as its own (the report only; attribution is exact).
+pub fn append_using<I>(
+    data_dir: &Path,
+    dataset_id: &str,
+    ledger_size: u64,
+    new_docs: impl FnOnce(u64) -> I,
+    current: Option<&DatasetIndex>,
+) -> Result<Option<BuildReport>, IndexError>
+where
+    I: Iterator<Item = Result<BuildDoc, IndexError>>,
+{
+    let _lock = WriterLock::acquire(data_dir, dataset_id)?;
+    let dir = index_dir(data_dir, dataset_id);
+    let Some(old) = segments::read_manifest(&dir)? else {
+        return Err(IndexError::Corrupt(format!(
+            "the index of {dataset_id} has no {MANIFEST_FILE} (none built, or built before segments); build it with `shoulders index build`"
+        )));
+    };
+    if ledger_size <= old.ledger_size {
+        return Ok(None);
+    }
+    collect_garbage_if_no_merge(data_dir, dataset_id, &old)?;
+    if old.segments.len() >= segments::MAX_SEGMENTS {
+        return Err(IndexError::TooLarge(format!(
+            "{dataset_id} has {} segments (limit {}); run `shoulders index merge`",
+            old.segments.len(),
+            segments::MAX_SEGMENTS
+        )));
+    }
+    let mut docs = new_docs(old.ledger_size).peekable();
+    if docs.peek().is_none() {
+        return Ok(None);
+    }
+    let generation = old.generation + 1;
+    let name = segments::segment_name(old.ledger_size, ledger_size, generation);
+    let seg = match build_segment(
+        &dir,
+        &name,
+        dataset_id,
+        (old.ledger_size, ledger_size),
+        docs,
+        &mut |_| {},
+    ) {
+        Ok(s) => s,
+        Err(IndexError::Empty) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let new = LocalShard::open(&dir.join(&name), &name)?;
+    // Own windows, measured against the earlier segments too.
+    let opened;
+    let earlier: Vec<&LocalShard> = match current {
+        Some(ix) if ix.state() == old.state() => ix.segments.iter().map(|s| s.as_ref()).collect(),
+        _ => {
+            opened = open_segments(&dir, &old, &[])?;
+            opened.iter().map(|s| s.as_ref()).collect()
+        }
+    };
+    let own_windows = own_windows_against(&new, &earlier);
+    let mut manifest = old.clone();
+    manifest.generation = generation;
+    manifest.ledger_size = ledger_size;
+    manifest.segments.push(seg.entry.clone());
+    segments::write_manifest(&dir, &manifest)?;
+    let started = std::time::Instant::now();
+    let mut all = earlier.clone();
+    all.push(&new);
+    let paraphrase_info = paraphrase_catch_up(&paraphrase_dir(data_dir, dataset_id), &all)?;
+    let paraphrase_seconds = started.elapsed().as_secs_f64();
+    Ok(Some(report(
+        dataset_id,
+        &dir,
+        &seg,
+        manifest.segments.len(),
+        ledger_size,
+        &own_windows,
+        paraphrase_info.passage_count,
+        paraphrase_seconds,
+    )))
+}
+
+/// Per document of `new`: windows it owns in its segment that no earlier segment holds.
+fn own_windows_against(new: &LocalShard, earlier: &[&LocalShard]) -> Vec<u64> {
+    let w = new.window_bytes();
+    (0..new.index.doc_count())
+        .map(|d| {
+            let owners = new.index.doc_window_owners(d);
+            let norm = new.index.normalised(d).unwrap_or_default();
+            let mut held = vec![false; owners.len()];
+            for shard in earlier {
+                // Pieces of at most MAX_OUTPUT_BYTES overlapping by a window less one byte, so
+                // every window lies whole in one piece.
+                let mut at = 0usize;
+                while at < owners.len() {
+                    let end = (at + MAX_OUTPUT_BYTES).min(norm.len());
+                    let piece = &norm[at..end];
+                    let mut budget = Budget::for_output(piece.len());
+                    let Ok(matches) = shard.index.longest_matches_within(piece, &mut budget) else {
+                        break;
+                    };
+                    for (k, m) in matches.iter().enumerate() {
+                        if m.len >= w && at + k < held.len() {
+                            held[at + k] = true;
+                        }
+                    }
+                    at = end + 1 - w.min(end + 1);
+                    if end == norm.len() {
+                        break;
+                    }
+                }
+            }
+            owners
+                .iter()
+                .zip(&held)
+                .filter(|(o, h)| **o == Some(d) && !**h)
+                .count() as u64
+        })
+        .collect()
+}
+
+/// Open the segments `m` lists, reusing those of `reuse` with the same directory.
+fn open_segments(
+    dir: &Path,
+    m: &Manifest,
+    reuse: &[Arc<LocalShard>],
+) -> Result<Vec<Arc<LocalShard>>, IndexError> {
+    m.segments
+        .iter()
+        .map(|e| match reuse.iter().find(|s| s.dir == e.dir) {
+            Some(s) => Ok(Arc::clone(s)),
+            None => Ok(Arc::new(LocalShard::open(&dir.join(&e.dir), &e.dir)?)),
+        })
+        .collect()
+}
+
+/// Merge segments of `dataset_id` into one ([`crate::segments::merge_plan`]; with `force`,
+/// all of them): build one segment over their documents (read back from their originals), then
+/// swap the manifest. The build runs without the [`WriterLock`] (appends go on meanwhile); the
+/// swap takes it and is dropped when the segments merged are no longer all listed. Merges of
+/// one dataset run one at a time (a second lock file). `Ok(None)`: nothing to merge, or
+/// another merge is running and `wait` is false.
+pub fn merge(
+    data_dir: &Path,
+    dataset_id: &str,
+    force: bool,
+    wait: bool,
+) -> Result<Option<MergeReport>, IndexError> {
+    let _merging = if wait {
+        MergeLock::acquire(data_dir, dataset_id)?
+    } else {
+        match MergeLock::try_acquire(data_dir, dataset_id)? {
+            Some(l) => l,
+            None => return Ok(None),
+        }
+    };
+    let dir = index_dir(data_dir, dataset_id);
+    let Some(m) = segments::read_manifest(&dir)? else {
+        return Ok(None);
+    };
+    let range = if force {
+        (m.segments.len() >= 2).then_some(0..m.segments.len())
+    } else {
+        segments::merge_plan(&m.segments)
+    };
+    let Some(range) = range else {
+        return Ok(None);
+    };
+    let started = std::time::Instant::now();
+    let picked = m.segments[range.clone()].to_vec();
+    let (from, to) = (picked[0].from, picked[picked.len() - 1].to);
+    let name = format!(
+        "{}-m{}",
+        segments::segment_name(from, to, m.generation + 1),
+        crate::index::unique_suffix()
+    );
+    let shards = open_segments(
+        &dir,
+        &Manifest {
+            segments: picked.clone(),
+            ..m.clone()
+        },
+        &[],
+    );
+    let shards = shards?;
+    let docs = shards.iter().flat_map(|s| {
+        (0..s.index.doc_count()).map(move |d| {
+            Ok(BuildDoc {
+                contribution: s.index.contribution(d).unwrap_or_default(),
+                contributor: s.meta.contributions[d as usize].contributor.clone(),
+                bytes: s.index.original(d).unwrap_or_default().to_vec(),
+            })
+        })
+    });
+    let seg = build_segment(&dir, &name, dataset_id, (from, to), docs, &mut |_| {})?;
+    drop(shards);
+    let _lock = WriterLock::acquire(data_dir, dataset_id)?;
+    let Some(mut now) = segments::read_manifest(&dir)? else {
+        let _ = std::fs::remove_dir_all(dir.join(&name));
+        return Ok(None);
+    };
+    let Some(at) = now.segments.iter().position(|s| *s == picked[0]) else {
+        let _ = std::fs::remove_dir_all(dir.join(&name));
+        return Ok(None);
+    };
+    if now.segments.get(at..at + picked.len()) != Some(&picked[..]) {
+        let _ = std::fs::remove_dir_all(dir.join(&name));
+        return Ok(None);
+    }
+    segments::collect_garbage(&dir, &now, &[&name])?;
+    now.segments
+        .splice(at..at + picked.len(), [seg.entry.clone()]);
+    now.generation += 1;
+    segments::write_manifest(&dir, &now)?;
+    Ok(Some(MergeReport {
+        dataset_id: dataset_id.to_string(),
+        merged: picked.iter().map(|s| s.dir.clone()).collect(),
+        into: name,
+        from_ledger_size: from,
+        to_ledger_size: to,
+        documents: seg.entry.documents,
+        tokens: seg.entry.tokens,
+        segments: now.segments.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Open the index of `dataset_id` in `dir` as it stood at `state` (a receipt's), building it
+/// there when `dir` does not hold exactly that state: one segment per range of `state`, each
+/// from `docs_for_range(from, to)` (the dataset's contributions with log index in `[from, to)`,
+/// in log order, e.g. from a content store), and the paraphrase index over all of them.
+/// Segments are deterministic functions of their documents, so the index files of each
+/// segment are byte-identical to the original's and the reports equal. `dir` plays the role
+/// of a data directory (use a temporary one).
+pub fn build_state<I>(
+    dir: &Path,
+    dataset_id: &str,
+    state: &IndexState,
+    docs_for_range: impl Fn(u64, u64) -> I,
+) -> Result<DatasetIndex, IndexError>
+where
+    I: Iterator<Item = Result<BuildDoc, IndexError>>,
+{
+    if let Ok(ix) = DatasetIndex::open(dir, dataset_id) {
+        if ix.state() == *state {
+            return Ok(ix);
+        }
+    }
+    let bad = |why: &str| Err(IndexError::Corrupt(format!("index state: {why}")));
+    if state.segments.is_empty() || state.segments.last() != Some(&state.ledger_size) {
+        return bad("the last segment must end at the ledger size");
+    }
+    let _lock = WriterLock::acquire(dir, dataset_id)?;
+    let idir = index_dir(dir, dataset_id);
+    let generation = segments::read_manifest(&idir)
+        .ok()
+        .flatten()
+        .map_or(0, |m| m.generation)
+        + 1;
+    let mut entries = Vec::new();
+    let mut from = 0u64;
+    for &to in &state.segments {
+        if to <= from {
+            return bad("segment ends must ascend");
+        }
+        let name = segments::segment_name(from, to, generation);
+        let seg = build_segment(
+            &idir,
+            &name,
+            dataset_id,
+            (from, to),
+            docs_for_range(from, to),
+            &mut |_| {},
+        )?;
+        entries.push(seg.entry);
+        from = to;
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        dataset_id: dataset_id.to_string(),
+        generation,
+        ledger_size: state.ledger_size,
+        segments: entries,
+    };
+    segments::write_manifest(&idir, &manifest)?;
+    let shards = open_segments(&idir, &manifest, &[])?;
+    crate::paraphrase::build(
+        &paraphrase_dir(dir, dataset_id),
+        shards
+            .iter()
+            .flat_map(|s| (0..s.index.doc_count()).map(|d| Ok(original_doc(&s.index, d)))),
+    )?;
+    drop(shards);
+    DatasetIndex::open(dir, dataset_id)
+}
+
+/// Bring the passage index in `paraphrase` up to the segments `shards` (in manifest order):
+/// append every document above the highest contribution it holds. The manifest is swapped
+/// before the passages are appended, so a crash between the two leaves the passage index
+/// behind; this catches it up on the next append instead of losing those documents for good.
+/// A passage index that is missing or unreadable is rebuilt from the segments.
+fn paraphrase_catch_up(
+    paraphrase: &Path,
+    shards: &[&LocalShard],
+) -> Result<crate::paraphrase::ParaphraseInfo, IndexError> {
+    let after = match crate::paraphrase::ParaphraseIndex::open(paraphrase) {
+        Ok(p) if p.info().doc_count > 0 => Some(p.info().max_contribution),
+        Ok(_) => None,
+        Err(IndexError::Io { .. }) => {
+            return Err(IndexError::Corrupt(format!(
+                "{}: cannot be opened for an append; rebuild with `shoulders index build`",
+                paraphrase.display()
+            )))
+        }
+        Err(_) => {
+            return crate::paraphrase::build(
+                paraphrase,
+                shards.iter().flat_map(|s| {
+                    (0..s.index.doc_count()).map(|d| Ok(original_doc(&s.index, d)))
+                }),
+            )
+        }
+    };
+    crate::paraphrase::append(
+        paraphrase,
+        shards.iter().flat_map(|s| {
+            (0..s.index.doc_count())
+                .filter(move |&d| {
+                    after.is_none_or(|a| s.index.contribution(d).is_some_and(|c| c > a))
+                })
+                .map(|d| Ok(original_doc(&s.index, d)))
+        }),
+    )
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
@@ -338,44 +884,79 @@ pub struct SpanSource {
     pub excluded: bool,
 }
 
-/// An opened dataset index with its contributor metadata.
+/// An opened dataset index: its segments (see [`crate::segments`]) with their contributor
+/// metadata. Attribution fans out over the segments and merges their answers into the report
+/// one index over all documents would give.
 pub struct DatasetIndex {
-    pub index: Index,
+    /// All segments' metadata together: every contribution in log order, the ledger size
+    /// reached.
     pub meta: Attribution,
+    segments: Vec<Arc<LocalShard>>,
+    state: IndexState,
+    window: usize,
     contributor: BTreeMap<u64, String>,
-    /// Document ordinal of each contribution.
-    doc_of: BTreeMap<u64, u32>,
+    /// Segment of each contribution.
+    segment_of: BTreeMap<u64, usize>,
     /// The paraphrase index, when built (indexes from before it have none).
     paraphrase: Option<crate::paraphrase::ParaphraseIndex>,
 }
 
+/// How many times [`DatasetIndex::open`] re-reads the manifest when a segment it lists was
+/// replaced (and collected) while it was opening them.
+const OPEN_ATTEMPTS: usize = 3;
+
+/// Per output start: the longest match over all segments and its occurrences in all of them.
+#[derive(Clone, Copy)]
+struct Global {
+    len: usize,
+    occurrences: u64,
+}
+
 impl DatasetIndex {
-    /// Open `D/indexes/<dataset>/` (missing, unreadable or old-format files are
-    /// `E_INDEX_CORRUPT`: rebuild).
+    /// Open `D/indexes/<dataset>/`: the segments its manifest lists, or an index built before
+    /// segments (one directory, no manifest) as a single segment. Missing, unreadable or
+    /// old-format files are `E_INDEX_CORRUPT` (rebuild).
     pub fn open(data_dir: &Path, dataset_id: &str) -> Result<Self, IndexError> {
+        Self::open_reusing(data_dir, dataset_id, None)
+    }
+
+    /// [`DatasetIndex::open`], sharing the segments `previous` already holds open (segments
+    /// never change once written): what a server does when the manifest changes.
+    pub fn open_reusing(
+        data_dir: &Path,
+        dataset_id: &str,
+        previous: Option<&DatasetIndex>,
+    ) -> Result<Self, IndexError> {
         let dir = index_dir(data_dir, dataset_id);
-        let path = dir.join(ATTRIBUTION_FILE);
-        let len = std::fs::metadata(&path)
-            .map_err(|e| IndexError::Corrupt(format!("{}: {e}", path.display())))?
-            .len();
-        if len > MAX_ATTRIBUTION_FILE_BYTES {
-            return Err(IndexError::Corrupt(format!(
-                "{} is too large",
-                path.display()
-            )));
-        }
-        let bytes = std::fs::read(&path).map_err(|source| IndexError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let meta: Attribution = serde_json::from_slice(&bytes).map_err(|e| {
-            IndexError::Corrupt(format!(
-                "{} is not readable ({e}); rebuild the index with `shoulders index build`",
-                path.display()
-            ))
-        })?;
-        let index = Index::open(&dir)?;
-        let mut ix = Self::new(index, meta)?;
+        let reuse = previous.map_or(&[][..], |p| p.segments.as_slice());
+        let mut attempt = 0;
+        let (segments, state) = loop {
+            attempt += 1;
+            match segments::read_manifest(&dir)? {
+                None => {
+                    // Built before segments: the directory itself is the one segment.
+                    let meta = read_attribution(&dir)?;
+                    let index = Index::open(&dir)?;
+                    let state = IndexState {
+                        ledger_size: meta.ledger_size,
+                        segments: vec![meta.ledger_size],
+                    };
+                    break (
+                        vec![Arc::new(LocalShard::new(String::new(), index, meta)?)],
+                        state,
+                    );
+                }
+                Some(m) => match open_segments(&dir, &m, reuse) {
+                    Ok(s) => break (s, m.state()),
+                    Err(e) if attempt < OPEN_ATTEMPTS => {
+                        let _ = e;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+        };
+        let mut ix = Self::from_segments(segments, state)?;
         let para = paraphrase_dir(data_dir, dataset_id);
         if para.exists() {
             ix.paraphrase = Some(crate::paraphrase::ParaphraseIndex::open(&para)?);
@@ -383,43 +964,96 @@ impl DatasetIndex {
         Ok(ix)
     }
 
-    /// Wrap an index and its metadata (they must describe the same documents).
+    /// Wrap one index and its metadata (they must describe the same documents).
     pub fn new(index: Index, meta: Attribution) -> Result<Self, IndexError> {
-        if meta.format != ATTRIBUTION_FORMAT || index.window().is_none() {
-            return Err(IndexError::Corrupt(format!(
-                "index of {} is from an older version (no copy map); rebuild it with `shoulders index build`",
-                meta.dataset_id
-            )));
-        }
-        let ids: Vec<u64> = meta.contributions.iter().map(|c| c.contribution).collect();
-        if ids != index.info().contributions {
-            return Err(IndexError::Corrupt(format!(
-                "{ATTRIBUTION_FILE} of {} does not list the indexed documents; rebuild",
-                meta.dataset_id
-            )));
+        let state = IndexState {
+            ledger_size: meta.ledger_size,
+            segments: vec![meta.ledger_size],
+        };
+        Self::from_segments(
+            vec![Arc::new(LocalShard::new(String::new(), index, meta)?)],
+            state,
+        )
+    }
+
+    fn from_segments(
+        segments: Vec<Arc<LocalShard>>,
+        state: IndexState,
+    ) -> Result<Self, IndexError> {
+        let first = segments
+            .first()
+            .ok_or_else(|| IndexError::Corrupt("an index with no segment".into()))?;
+        let window = first.window_bytes();
+        let mut meta = Attribution {
+            contributions: Vec::new(),
+            ledger_size: state.ledger_size,
+            ..first.meta.clone()
+        };
+        let mut segment_of = BTreeMap::new();
+        let mut last: Option<u64> = None;
+        for (i, s) in segments.iter().enumerate() {
+            if s.window_bytes() != window || s.meta.dataset_id != meta.dataset_id {
+                return Err(IndexError::Corrupt(format!(
+                    "segment {} of {} does not match the others; rebuild",
+                    s.dir, meta.dataset_id
+                )));
+            }
+            for c in &s.meta.contributions {
+                if last.is_some_and(|l| l >= c.contribution) {
+                    return Err(IndexError::Corrupt(format!(
+                        "segments of {} are not in log order; rebuild",
+                        meta.dataset_id
+                    )));
+                }
+                last = Some(c.contribution);
+                segment_of.insert(c.contribution, i);
+                meta.contributions.push(c.clone());
+            }
         }
         let contributor = meta
             .contributions
             .iter()
             .map(|c| (c.contribution, c.contributor.clone()))
             .collect();
-        let doc_of = ids
-            .iter()
-            .enumerate()
-            .map(|(d, &c)| (c, d as u32))
-            .collect();
         Ok(DatasetIndex {
-            index,
             meta,
+            segments,
+            state,
+            window,
             contributor,
-            doc_of,
+            segment_of,
             paraphrase: None,
         })
+    }
+
+    /// Where the index stands (what a receipt records; see [`build_state`]).
+    pub fn state(&self) -> IndexState {
+        self.state.clone()
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> impl Iterator<Item = &LocalShard> {
+        self.segments.iter().map(|s| s.as_ref())
+    }
+
+    /// The largest segment's index: what ∞-gram generation ([`crate::generate`]) samples from
+    /// (after a full merge, the whole dataset).
+    pub fn generation_index(&self) -> &Index {
+        &self
+            .segments
+            .iter()
+            .max_by_key(|s| s.index.info().token_count)
+            .expect("at least one segment")
+            .index
     }
 
     /// The contributor of an indexed contribution.
     pub fn contributor(&self, contribution: u64) -> Option<&str> {
         self.contributor.get(&contribution).map(String::as_str)
+    }
+
+    fn shards(&self) -> Vec<&LocalShard> {
+        self.segments.iter().map(|s| s.as_ref()).collect()
     }
 
     /// Attribute `text`: credited windows, shares, and the spans to show (see
@@ -434,7 +1068,8 @@ impl DatasetIndex {
 
     /// [`DatasetIndex::attribute`] within `budget`: the span search stops with
     /// `E_ATTRIBUTION_BUDGET` when it has spent its steps and `E_ATTRIBUTION_TIMEOUT` at the
-    /// budget's deadline or cancellation (the server passes its request deadline).
+    /// budget's deadline or cancellation (the server passes its request deadline). Over
+    /// several segments each segment's search gets the whole budget (they run in parallel).
     pub fn attribute_within(
         &self,
         text: &str,
@@ -447,13 +1082,16 @@ impl DatasetIndex {
                 limit: MAX_OUTPUT_BYTES,
             });
         }
-        let window = self.index.window().expect("checked in new");
+        let window = self.window;
         let norm = normalize(text);
         let out = norm.bytes.as_slice();
-        let matches = self.index.longest_matches_within(out, budget)?;
-        let excluded = self.excluded_docs(&opts.excluded);
+        let per = self.matching(out, budget)?;
+        let global = Self::global(&per);
+        let excluded = self.excluded_held(&opts.excluded);
         let mut skipped = BTreeSet::new();
-        let windows = self.credit_windows(out, &matches, &excluded, &mut skipped, budget)?;
+        let owners = self.first_owners(&per, &global);
+        let windows =
+            self.credit_windows(out, &per, &global, &owners, &excluded, &mut skipped, budget)?;
         let mut owner_at: Vec<Option<u64>> = vec![None; out.len()];
         for w in &windows {
             owner_at[w.start] = Some(w.owner);
@@ -477,7 +1115,9 @@ impl DatasetIndex {
                 shares = Shares::from_weights(Rule::Paraphrase, 0, &weights, name);
             }
         }
-        let spans = self.spans(text, &norm, &matches, &owner_at, opts, &excluded, budget)?;
+        let spans = self.spans(
+            text, &norm, &per, &global, &owners, &owner_at, opts, &excluded, budget,
+        )?;
         Ok(AttributionReport {
             dataset_id: self.meta.dataset_id.clone(),
             tokenizer: self.meta.tokenizer.clone(),
@@ -488,10 +1128,7 @@ impl DatasetIndex {
             spans,
             paraphrases,
             shares,
-            excluded: skipped
-                .into_iter()
-                .filter_map(|d| self.index.contribution(d))
-                .collect(),
+            excluded: skipped.into_iter().collect(),
         })
     }
 
@@ -513,54 +1150,134 @@ impl DatasetIndex {
             });
         }
         let out = normalize(text).bytes;
-        let matches = self.index.longest_matches_within(&out, budget)?;
-        let excluded = self.excluded_docs(&opts.excluded);
-        self.credit_windows(&out, &matches, &excluded, &mut BTreeSet::new(), budget)
+        let per = self.matching(&out, budget)?;
+        let global = Self::global(&per);
+        let owners = self.first_owners(&per, &global);
+        let excluded = self.excluded_held(&opts.excluded);
+        self.credit_windows(
+            &out,
+            &per,
+            &global,
+            &owners,
+            &excluded,
+            &mut BTreeSet::new(),
+            budget,
+        )
     }
 
-    /// Document ordinals of the excluded contributions the index holds.
-    fn excluded_docs(&self, excluded: &BTreeSet<u64>) -> BTreeSet<u32> {
+    /// Matching statistics of `out` against every segment, in parallel.
+    fn matching(&self, out: &[u8], budget: &mut Budget) -> Result<Vec<Vec<Match>>, IndexError> {
+        segments::fan_out(&self.shards(), budget, |s, b| s.matching(out, b))
+    }
+
+    /// Per start: the longest match over the segments, and the occurrences of that match
+    /// (the sum over the segments whose own longest match has that length).
+    fn global(per: &[Vec<Match>]) -> Vec<Global> {
+        let n = per.first().map_or(0, Vec::len);
+        (0..n)
+            .map(|i| {
+                let len = per.iter().map(|m| m[i].len).max().unwrap_or(0);
+                let occurrences = if len == 0 {
+                    0
+                } else {
+                    per.iter()
+                        .filter(|m| m[i].len == len)
+                        .map(|m| m[i].hi - m[i].lo)
+                        .sum()
+                };
+                Global { len, occurrences }
+            })
+            .collect()
+    }
+
+    /// Per start whose match is at least a window long: the copy-map owner of its window,
+    /// i.e. the owner in the first segment that holds the window (earlier segments hold
+    /// earlier documents). One batched call per segment.
+    fn first_owners(&self, per: &[Vec<Match>], global: &[Global]) -> Vec<Option<u64>> {
+        let w = self.window;
+        let mut asks: Vec<Vec<usize>> = vec![Vec::new(); per.len()];
+        for (i, g) in global.iter().enumerate() {
+            if g.len < w {
+                continue;
+            }
+            if let Some(s) = per.iter().position(|m| m[i].len >= w) {
+                asks[s].push(i);
+            }
+        }
+        let mut owners = vec![None; global.len()];
+        for (s, starts) in asks.iter().enumerate() {
+            if starts.is_empty() {
+                continue;
+            }
+            let matches: Vec<Match> = starts.iter().map(|&i| per[s][i]).collect();
+            for (&i, o) in starts.iter().zip(self.segments[s].owners(&matches)) {
+                owners[i] = o;
+            }
+        }
+        owners
+    }
+
+    /// The earliest holder of the window at `i` that `excluded` does not name: the segments
+    /// holding it, in order, each asked for its earliest such holder.
+    fn earliest_not_excluded(
+        &self,
+        per: &[Vec<Match>],
+        i: usize,
+        window: &[u8],
+        excluded: &BTreeSet<u64>,
+        budget: &mut Budget,
+    ) -> Result<Option<u64>, IndexError> {
+        for (s, m) in per.iter().enumerate() {
+            if m[i].len < self.window {
+                continue;
+            }
+            if let Some(c) = self.segments[s].earliest_holders(&[window], excluded, budget)?[0] {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The excluded contributions this index holds.
+    fn excluded_held(&self, excluded: &BTreeSet<u64>) -> BTreeSet<u64> {
         excluded
             .iter()
-            .filter_map(|c| self.doc_of.get(c).copied())
+            .filter(|c| self.segment_of.contains_key(c))
+            .copied()
             .collect()
     }
 
     /// See [`DatasetIndex::credited_windows_within`]; excluded owners that lost a window are
-    /// added to `skipped`. Only windows whose owner is excluded search the index again (one
+    /// added to `skipped`. Only windows whose owner is excluded search the segments again (one
     /// binary search and one step per occurrence of the window), so with nothing excluded
-    /// this is the copy map alone.
+    /// this is the copy maps alone.
+    #[allow(clippy::too_many_arguments)]
     fn credit_windows(
         &self,
         out: &[u8],
-        matches: &[crate::index::Match],
-        excluded: &BTreeSet<u32>,
-        skipped: &mut BTreeSet<u32>,
+        per: &[Vec<Match>],
+        global: &[Global],
+        owners: &[Option<u64>],
+        excluded: &BTreeSet<u64>,
+        skipped: &mut BTreeSet<u64>,
         budget: &mut Budget,
     ) -> Result<Vec<WindowCredit>, IndexError> {
-        let window = self.index.window().expect("checked in new");
-        let skip = |d: u32| excluded.contains(&d);
+        let window = self.window;
         let mut windows = Vec::new();
-        for (i, m) in matches.iter().enumerate() {
-            if m.len < window || !informative(&out[i..i + window]) {
+        for (i, g) in global.iter().enumerate() {
+            if g.len < window || !informative(&out[i..i + window]) {
                 continue;
             }
-            let Some(mut doc) = self.index.window_owner(m.lo) else {
+            let Some(mut owner) = owners[i] else {
                 continue;
             };
-            if skip(doc) {
-                skipped.insert(doc);
-                match self
-                    .index
-                    .earliest_holder_within(&out[i..i + window], &skip, budget)?
-                {
-                    Some(d) => doc = d,
+            if excluded.contains(&owner) {
+                skipped.insert(owner);
+                match self.earliest_not_excluded(per, i, &out[i..i + window], excluded, budget)? {
+                    Some(c) => owner = c,
                     None => continue,
                 }
             }
-            let Some(owner) = self.index.contribution(doc) else {
-                continue;
-            };
             windows.push(WindowCredit { start: i, owner });
         }
         Ok(windows)
@@ -571,35 +1288,65 @@ impl DatasetIndex {
     /// proportion to the windows each owns; a passage too short for a window, to its own
     /// contribution. Excluded contributions earn nothing here either: their windows go to the
     /// earliest holder not excluded, and a passage nobody may be credited for is dropped.
+    /// A window's owner is its owner in the first segment holding it: the passage's own
+    /// segment answers for itself, the earlier ones are asked whether they hold the window.
     fn paraphrased(
         &self,
         p: &crate::paraphrase::ParaphraseIndex,
         text: &str,
-        excluded: &BTreeSet<u32>,
-        skipped: &mut BTreeSet<u32>,
+        excluded: &BTreeSet<u64>,
+        skipped: &mut BTreeSet<u64>,
         budget: &mut Budget,
     ) -> Result<Vec<ParaphraseCredit>, IndexError> {
-        let skip = |d: u32| excluded.contains(&d);
         let mut out = Vec::new();
         for m in p.query(text, &crate::paraphrase::ParaphraseOptions::default())? {
-            let Some(&doc) = self.doc_of.get(&m.contribution) else {
+            let Some(&seg) = self.segment_of.get(&m.contribution) else {
                 continue;
             };
-            let owners = self.index.window_owners_in(doc, m.start, m.end);
-            let has_window = !owners.is_empty();
-            let owners = if owners.keys().any(|&d| skip(d)) {
-                self.index
-                    .window_owners_in_excluding(doc, m.start, m.end, &skip, skipped, budget)?
-            } else {
-                owners
-            };
-            let mut weights: BTreeMap<u64, u128> = owners
-                .iter()
-                .filter_map(|(&d, &n)| Some((self.index.contribution(d)?, u128::from(n))))
-                .collect();
+            let wins = self.segments[seg].windows_in(m.contribution, m.start, m.end);
+            let has_window = !wins.is_empty();
+            let bytes: Vec<&[u8]> = wins.iter().map(|(w, _)| w.as_slice()).collect();
+            let mut owner: Vec<Option<u64>> = wins.iter().map(|(_, o)| *o).collect();
+            let mut unresolved: Vec<usize> = (0..wins.len()).collect();
+            for earlier in &self.segments[..seg] {
+                if unresolved.is_empty() {
+                    break;
+                }
+                let ask: Vec<&[u8]> = unresolved.iter().map(|&k| bytes[k]).collect();
+                let got = earlier.window_owners(&ask, budget)?;
+                let mut still = Vec::new();
+                for (&k, o) in unresolved.iter().zip(got) {
+                    match o {
+                        Some(c) => owner[k] = Some(c),
+                        None => still.push(k),
+                    }
+                }
+                unresolved = still;
+            }
+            let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+            for (k, o) in owner.iter().enumerate() {
+                let Some(mut c) = *o else { continue };
+                if excluded.contains(&c) {
+                    skipped.insert(c);
+                    let mut found = None;
+                    for s in &self.segments {
+                        if let Some(h) = s.earliest_holders(&[bytes[k]], excluded, budget)?[0] {
+                            found = Some(h);
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(h) => c = h,
+                        None => continue,
+                    }
+                }
+                *counts.entry(c).or_insert(0) += 1;
+            }
+            let mut weights: BTreeMap<u64, u128> =
+                counts.iter().map(|(&c, &n)| (c, u128::from(n))).collect();
             if !has_window {
-                if skip(doc) {
-                    skipped.insert(doc);
+                if excluded.contains(&m.contribution) {
+                    skipped.insert(m.contribution);
                 } else {
                     weights.insert(m.contribution, 1);
                 }
@@ -619,38 +1366,64 @@ impl DatasetIndex {
         Ok(out)
     }
 
-    /// The maximal spans at least a window long, mapped back to the text as given.
+    /// The maximal spans at least a window long, mapped back to the text as given. Sources:
+    /// each segment holding the whole span gives its first [`MAX_SOURCES_PER_SPAN`]
+    /// occurrences by rank; together they are sorted by (contribution, offset) and cut to
+    /// [`MAX_SOURCES_PER_SPAN`]. With at most that many occurrences in all, these are all of
+    /// them, as with one index; with more, only this display sample may differ from one
+    /// index's (a segment's rank order is not the merged rank order).
     #[allow(clippy::too_many_arguments)]
     fn spans(
         &self,
         text: &str,
         norm: &crate::normalize::Normalized,
-        matches: &[crate::index::Match],
+        per: &[Vec<Match>],
+        global: &[Global],
+        owners: &[Option<u64>],
         owner_at: &[Option<u64>],
         opts: &AttributeOptions,
-        excluded: &BTreeSet<u32>,
+        excluded: &BTreeSet<u64>,
         budget: &mut Budget,
     ) -> Result<Vec<ReportSpan>, IndexError> {
-        let window = self.index.window().expect("checked in new");
+        let window = self.window;
         let out = norm.bytes.as_slice();
         let mut found = Vec::new();
         let mut prev_end = 0usize;
-        for (i, m) in matches.iter().enumerate() {
-            let end = i + m.len;
-            if m.len >= window && end > prev_end {
-                found.push((i, *m));
+        for (i, g) in global.iter().enumerate() {
+            let end = i + g.len;
+            if g.len >= window && end > prev_end {
+                found.push((i, *g));
             }
             prev_end = prev_end.max(end);
         }
         // Most informative first: rarest, then longest, then earliest.
         found.sort_by(|a, b| {
-            (a.1.hi - a.1.lo)
-                .cmp(&(b.1.hi - b.1.lo))
+            a.1.occurrences
+                .cmp(&b.1.occurrences)
                 .then(b.1.len.cmp(&a.1.len))
                 .then(a.0.cmp(&b.0))
         });
         found.truncate(opts.max_spans);
         found.sort_by_key(|f| f.0);
+        // Source samples: one batched call per segment.
+        let mut samples: Vec<Vec<crate::segments::Occurrence>> = vec![Vec::new(); found.len()];
+        for (s, m) in per.iter().enumerate() {
+            let (idx, asks): (Vec<usize>, Vec<Match>) = found
+                .iter()
+                .enumerate()
+                .filter(|(_, (i, g))| m[*i].len == g.len)
+                .map(|(k, (i, _))| (k, m[*i]))
+                .unzip();
+            if asks.is_empty() {
+                continue;
+            }
+            for (k, occ) in idx
+                .into_iter()
+                .zip(self.segments[s].sources(&asks, MAX_SOURCES_PER_SPAN))
+            {
+                samples[k].extend(occ);
+            }
+        }
         let boundary = |mut x: usize, forward: bool| {
             while x > 0 && x < out.len() && (out[x] & 0xC0) == 0x80 {
                 if forward {
@@ -662,48 +1435,39 @@ impl DatasetIndex {
             x
         };
         let mut spans = Vec::with_capacity(found.len());
-        for (i, m) in found {
-            let (s, e) = (boundary(i, true), boundary(i + m.len, false));
+        for ((i, g), mut sample) in found.into_iter().zip(samples) {
+            let (s, e) = (boundary(i, true), boundary(i + g.len, false));
             let (os, oe) = norm.orig_range(s as u64, e.max(s) as u64);
-            let credited: BTreeSet<u64> = owner_at[i..=(i + m.len - window)]
+            let credited: BTreeSet<u64> = owner_at[i..=(i + g.len - window)]
                 .iter()
                 .flatten()
                 .copied()
                 .collect();
             // Every occurrence starts with the span's first window, so all share its owner; an
             // excluded owner's window was passed on already if it is a credited one.
-            let owner = match self.index.window_owner(m.lo) {
-                Some(d) if excluded.contains(&d) => {
+            let owner = match owners[i] {
+                Some(c) if excluded.contains(&c) => {
                     if informative(&out[i..i + window]) {
                         owner_at[i]
                     } else {
-                        self.index
-                            .earliest_holder_within(
-                                &out[i..i + window],
-                                &|d| excluded.contains(&d),
-                                budget,
-                            )?
-                            .and_then(|d| self.index.contribution(d))
+                        self.earliest_not_excluded(per, i, &out[i..i + window], excluded, budget)?
                     }
                 }
-                d => d.and_then(|d| self.index.contribution(d)),
+                c => c,
             };
-            let take = (m.hi - m.lo).min(MAX_SOURCES_PER_SPAN as u64);
-            let mut contributions: Vec<SpanSource> = (m.lo..m.lo + take)
-                .filter_map(|r| {
-                    let pos = self.index.position(r);
-                    let (hit, length) = self.index.locate_original(pos, m.len as u64)?;
-                    Some(SpanSource {
-                        contribution: hit.contribution,
-                        contributor: self.contributor(hit.contribution).map(str::to_string),
-                        offset: hit.offset,
-                        length,
-                        owner,
-                        excluded: excluded.contains(&hit.doc),
-                    })
+            sample.sort_by_key(|o| (o.contribution, o.offset));
+            sample.truncate(MAX_SOURCES_PER_SPAN);
+            let contributions = sample
+                .into_iter()
+                .map(|o| SpanSource {
+                    contribution: o.contribution,
+                    contributor: self.contributor(o.contribution).map(str::to_string),
+                    offset: o.offset,
+                    length: o.length,
+                    owner,
+                    excluded: excluded.contains(&o.contribution),
                 })
                 .collect();
-            contributions.sort_by_key(|c| (c.contribution, c.offset));
             spans.push(ReportSpan {
                 text: text
                     .get(os as usize..oe as usize)
@@ -711,7 +1475,7 @@ impl DatasetIndex {
                     .to_string(),
                 start: os as usize,
                 end: oe as usize,
-                occurrences: m.hi - m.lo,
+                occurrences: g.occurrences,
                 credited: credited.into_iter().collect(),
                 contributions,
             });

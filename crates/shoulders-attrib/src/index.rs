@@ -1795,6 +1795,59 @@ impl<'b> Search<'b> {
     }
 }
 
+/// Queries a segmented dataset ([`crate::segments`]) needs from each segment, beside the
+/// public API; they read nothing but what the public queries read.
+impl Index {
+    /// The copy-map owner (document ordinal) of each full window of document `doc`, by
+    /// normalised offset in the document (window `k` is `normalised(doc)[k..k + window]`).
+    pub(crate) fn doc_window_owners(&self, doc: u32) -> Vec<Option<u32>> {
+        let (Some(c), Some(norm)) = (self.content.as_ref(), self.normalised(doc)) else {
+            return Vec::new();
+        };
+        let Some(start) = self.offset(doc as usize).map(|o| o.saturating_add(1)) else {
+            return Vec::new();
+        };
+        let count = (norm.len() + 1).saturating_sub(c.window);
+        (0..count as u64)
+            .map(|k| c.owner_at(start.saturating_add(k), self.info.doc_count))
+            .collect()
+    }
+
+    /// The full windows starting inside the original byte range `[start, end)` of document
+    /// `doc`: each window's normalised bytes with its copy-map owner (empty when no window
+    /// fits, or for a plain index).
+    pub(crate) fn windows_in(&self, doc: u32, start: u64, end: u64) -> Vec<(&[u8], Option<u32>)> {
+        let (Some(c), Some((a, last))) = (
+            self.content.as_ref(),
+            self.window_starts_in(doc, start, end),
+        ) else {
+            return Vec::new();
+        };
+        let w = c.window as u64;
+        (a..=last)
+            .filter_map(|p| {
+                let bytes = self.text.get(p as usize..p.saturating_add(w) as usize)?;
+                Some((bytes, c.owner_at(p, self.info.doc_count)))
+            })
+            .collect()
+    }
+
+    /// The copy-map owner of the exact normalised `window` when this index holds it (`None`:
+    /// not held, or not a window of this index's length). One binary search, one step.
+    pub(crate) fn owner_of_window(
+        &self,
+        window: &[u8],
+        budget: &mut Budget,
+    ) -> Result<Option<u32>, IndexError> {
+        if Some(window.len()) != self.window() || window.contains(&DOC_SEP) {
+            return Ok(None);
+        }
+        budget.charge(1)?;
+        let (lo, hi) = self.range_of(window)?;
+        Ok(if lo < hi { self.window_owner(lo) } else { None })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

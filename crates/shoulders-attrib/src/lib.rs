@@ -15,4 +15,5 @@ pub mod generate;
 pub mod index;
 pub mod normalize;
 pub mod paraphrase;
+pub mod segments;
 pub mod shares;

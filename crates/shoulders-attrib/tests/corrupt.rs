@@ -83,6 +83,18 @@ fn build(data_dir: &Path, docs: &[String]) {
     .unwrap();
 }
 
+/// The one segment a full build writes (`seg-…` under the dataset's index directory).
+fn segment_dir(data_dir: &Path) -> std::path::PathBuf {
+    let dir = dataset::index_dir(data_dir, DATASET);
+    let segs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("seg-"))
+        .collect();
+    assert_eq!(segs.len(), 1, "one segment in {}", dir.display());
+    segs.into_iter().next().unwrap()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -100,11 +112,11 @@ fn copy_dir(from: &Path, to: &Path) {
 fn answers(ix: &DatasetIndex, queries: &[&[u8]], texts: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for q in queries {
-        out.push(format!("count {:?}", ok_or_corrupt(ix.index.count(q))));
-        out.push(format!("find {:?}", ok_or_corrupt(ix.index.find(q, 50))));
+        out.push(format!("count {:?}", ok_or_corrupt(ix.generation_index().count(q))));
+        out.push(format!("find {:?}", ok_or_corrupt(ix.generation_index().find(q, 50))));
         out.push(format!(
             "spans {:?}",
-            ok_or_corrupt(ix.index.maximal_spans(q, 1, u64::MAX))
+            ok_or_corrupt(ix.generation_index().maximal_spans(q, 1, u64::MAX))
         ));
     }
     for t in texts {
@@ -114,15 +126,15 @@ fn answers(ix: &DatasetIndex, queries: &[&[u8]], texts: &[String]) -> Vec<String
     }
     // Each document's originals and normalised text (through the offsets and raw starts) and
     // the owners of its windows (through the copy map and the offset map).
-    for d in 0..ix.index.doc_count() + 2 {
+    for d in 0..ix.generation_index().doc_count() + 2 {
         out.push(format!(
             "doc {d} {:?} {:?}",
-            ix.index.original(d).map(<[u8]>::len),
-            ix.index.normalised(d).map(<[u8]>::len)
+            ix.generation_index().original(d).map(<[u8]>::len),
+            ix.generation_index().normalised(d).map(<[u8]>::len)
         ));
         out.push(format!(
             "owners {d} {:?}",
-            ix.index.window_owners_in(d, 0, 10_000)
+            ix.generation_index().window_owners_in(d, 0, 10_000)
         ));
     }
     out
@@ -155,7 +167,7 @@ fn corrupt_files_never_panic_and_verify_finds_them() {
     let docs = corpus();
     build(&clean, &docs);
     let ix = DatasetIndex::open(&clean, DATASET).unwrap();
-    ix.index.verify_full().unwrap();
+    ix.generation_index().verify_full().unwrap();
     let queries: Vec<&[u8]> = vec![
         b"the",
         b"river of stone",
@@ -174,7 +186,7 @@ fn corrupt_files_never_panic_and_verify_finds_them() {
     );
     drop(ix);
 
-    let index_dir = dataset::index_dir(&clean, DATASET);
+    let index_dir = segment_dir(&clean);
     let files: [(&str, usize); 5] = [
         (
             TABLE_FILE,
@@ -192,7 +204,7 @@ fn corrupt_files_never_panic_and_verify_finds_them() {
             for case in 0..12 {
                 let data = tmp.path().join(format!("{file}-{damage:?}-{case}"));
                 copy_dir(&clean, &data);
-                let path = dataset::index_dir(&data, DATASET).join(file);
+                let path = segment_dir(&data).join(file);
                 let mut bytes = std::fs::read(&path).unwrap();
                 let original = bytes.clone();
                 let records = bytes.len() / record;
@@ -224,7 +236,7 @@ fn corrupt_files_never_panic_and_verify_finds_them() {
                 if got != baseline {
                     changed_answers += 1;
                 }
-                let verified = ix.index.verify_full();
+                let verified = ix.generation_index().verify_full();
                 if let Damage::Records = damage {
                     let e = verified.expect_err(&what);
                     assert_eq!(e.code(), "E_INDEX_CORRUPT", "{what}: {e}");

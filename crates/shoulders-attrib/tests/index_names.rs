@@ -58,3 +58,22 @@ proptest! {
         prop_assert!(!na.contains('/') && !na.contains('.') && na != "..");
     }
 }
+
+/// The server's index follow loop finds datasets by their folder names: the name reverses to
+/// the id, and the entries beside the folders are not taken for datasets.
+#[test]
+fn index_names_reverse_to_dataset_ids() {
+    use shoulders_attrib::dataset::dataset_of_index_name;
+    for id in ["alice/verse", "a/b__c", "a__b/c", "Ünï/côdé", "x-1/y.z"] {
+        assert_eq!(dataset_of_index_name(&index_name(id)).as_deref(), Some(id));
+    }
+    for other in [
+        "alice%2Fverse.paraphrase",
+        "alice%2Fverse.lock",
+        "%2f",
+        "%2",
+        "a%61",
+    ] {
+        assert_eq!(dataset_of_index_name(other), None, "{other}");
+    }
+}

@@ -16,7 +16,8 @@ pub fn build(data_dir: &Path, dataset_id: &str) -> Result<()> {
     print_json(&build_index(data_dir, dataset_id)?)
 }
 
-/// (Re)build the index of `dataset_id`; returns the report `index build` prints.
+/// (Re)build the index of `dataset_id` as one segment; returns the report `index build`
+/// prints.
 pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Value> {
     let dir = crate::data_dir(data_dir);
     let mut reader = Reader::open(&dir)?;
@@ -32,9 +33,32 @@ pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Valu
         .into());
     }
     let store = ContentStore::new(&dir);
-    let mut total = 0u64;
-    let mut meta = Vec::with_capacity(dataset.contributions.len());
-    for &index in &dataset.contributions {
+    let meta = contribution_meta(&state, &store, &dataset.contributions)?;
+    let total = meta.iter().map(|m| m.3).sum();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "indexing {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("static template"),
+    );
+    // Documents stream from the content store (each checked against its hash) into the index
+    // builder; only the token array, the suffix array and the PLCP array are held whole.
+    let docs = stream_docs(&store, &meta, Some(&bar));
+    let report = dataset::build(data_dir, dataset_id, reader.size(), docs, &mut |_| {})?;
+    bar.finish_and_clear();
+    Ok(serde_json::to_value(report)?)
+}
+
+/// (index, contributor, content hash, bytes) of each contribution, checking that the content
+/// store holds it.
+fn contribution_meta(
+    state: &shoulders_state::State,
+    store: &ContentStore,
+    contributions: &[u64],
+) -> Result<Vec<(u64, String, String, u64)>> {
+    let mut meta = Vec::with_capacity(contributions.len());
+    for &index in contributions {
         let c = state
             .contribution(index)
             .expect("dataset contributions exist");
@@ -46,36 +70,90 @@ pub fn build_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Valu
             ))
             .into());
         }
-        total += c.byte_size;
-        meta.push((index, c.contributor.clone(), c.content_hash.clone()));
+        meta.push((
+            index,
+            c.contributor.clone(),
+            c.content_hash.clone(),
+            c.byte_size,
+        ));
     }
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "indexing {bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .expect("static template"),
-    );
-    // Documents stream from the content store (each checked against its hash) into the index
-    // builder; only the token array, the suffix array and the PLCP array are held whole.
-    let docs = meta.iter().map(|(index, who, hash)| {
+    Ok(meta)
+}
+
+/// The documents of `meta`, read from the content store.
+fn stream_docs<'a>(
+    store: &'a ContentStore,
+    meta: &'a [(u64, String, String, u64)],
+    bar: Option<&'a indicatif::ProgressBar>,
+) -> impl Iterator<Item = Result<BuildDoc, IndexError>> + 'a {
+    meta.iter().map(move |(index, who, hash, _)| {
         let bytes = store.get(hash).map_err(|e| IndexError::Io {
             path: PathBuf::from(hash),
             source: std::io::Error::other(e.to_string()),
         })?;
-        bar.inc(bytes.len() as u64);
+        if let Some(bar) = bar {
+            bar.inc(bytes.len() as u64);
+        }
         Ok(BuildDoc {
             contribution: *index,
             contributor: who.clone(),
             bytes,
         })
-    });
-    let report = dataset::build(data_dir, dataset_id, reader.size(), docs, &mut |_| {})?;
-    bar.finish_and_clear();
-    Ok(serde_json::to_value(report)?)
+    })
 }
 
-/// `index verify`: open the dataset's index and run every per-token check on it
+/// `index update`: append a segment over the contributions since the index (a full build when
+/// the dataset has no segmented index yet), then merge segments as the policy says. Prints
+/// `{"appended": report or null, "merged": report or null}`.
+pub fn update(data_dir: &Path, dataset_id: &str) -> Result<()> {
+    print_json(&update_index(data_dir, dataset_id)?)
+}
+
+/// See [`update`].
+pub fn update_index(data_dir: &Path, dataset_id: &str) -> Result<serde_json::Value> {
+    let idir = dataset::index_dir(data_dir, dataset_id);
+    if shoulders_attrib::segments::read_manifest(&idir)?.is_none() {
+        let built = build_index(data_dir, dataset_id)?;
+        return Ok(json!({ "appended": built, "merged": null, "full_build": true }));
+    }
+    let dir = crate::data_dir(data_dir);
+    let mut reader = Reader::open(&dir)?;
+    let state = reader.state()?;
+    let dataset = state.dataset(dataset_id).ok_or_else(|| {
+        LedgerError::NotFound(format!("no dataset {dataset_id:?} in this ledger"))
+    })?;
+    let store = ContentStore::new(&dir);
+    let size = reader.size();
+    let mut meta = Vec::new();
+    let mut failed = None;
+    let appended = dataset::append(data_dir, dataset_id, size, |from| {
+        let new: Vec<u64> = dataset
+            .contributions
+            .iter()
+            .copied()
+            .filter(|&c| c >= from && c < size)
+            .collect();
+        match contribution_meta(&state, &store, &new) {
+            Ok(m) => meta = m,
+            Err(e) => failed = Some(e),
+        }
+        stream_docs(&store, &meta, None)
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let appended = appended?;
+    let merged = dataset::merge(data_dir, dataset_id, false, true)?;
+    Ok(json!({ "appended": appended, "merged": merged }))
+}
+
+/// `index merge`: merge every segment of the dataset into one.
+pub fn merge(data_dir: &Path, dataset_id: &str) -> Result<()> {
+    let merged = dataset::merge(data_dir, dataset_id, true, true)?;
+    print_json(&json!({ "merged": merged }))
+}
+
+/// `index verify`: open the dataset's index and run every per-token check on each segment
 /// ([`shoulders_attrib::index::Index::verify_full`]); prints what was checked and how long it
 /// took.
 pub fn verify(data_dir: &Path, dataset_id: &str) -> Result<()> {
@@ -83,16 +161,28 @@ pub fn verify(data_dir: &Path, dataset_id: &str) -> Result<()> {
     let index = DatasetIndex::open(data_dir, dataset_id)?;
     let open_seconds = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
-    index.index.verify_full()?;
-    let info = index.index.info();
+    let (mut documents, mut tokens) = (0u64, 0u64);
+    let mut segments = Vec::new();
+    for seg in index.segments() {
+        seg.index.verify_full()?;
+        let info = seg.index.info();
+        documents += info.doc_count;
+        tokens += info.token_count;
+        segments.push(json!({
+            "dir": seg.dir,
+            "documents": info.doc_count,
+            "tokens": info.token_count,
+            "pointer_bytes": info.pointer_width,
+        }));
+    }
     print_json(&json!({
         "dataset_id": dataset_id,
         "index_dir": dataset::index_dir(data_dir, dataset_id),
         "ok": true,
-        "documents": info.doc_count,
-        "tokens": info.token_count,
-        "pointer_bytes": info.pointer_width,
-        "window_bytes": index.index.window(),
+        "documents": documents,
+        "tokens": tokens,
+        "window_bytes": index.generation_index().window(),
+        "segments": segments,
         "open_seconds": open_seconds,
         "verify_seconds": started.elapsed().as_secs_f64(),
     }))

@@ -614,6 +614,7 @@ pub fn run(data_dir: Option<PathBuf>, listen: Option<String>) -> Result<()> {
         attribute_rate_per_s: shoulders_server::ratelimit::DEFAULT_ATTRIBUTE_RATE_PER_S,
         read_only: false,
         follow_interval_ms: shoulders_server::DEFAULT_FOLLOW_INTERVAL_MS,
+        index_follow: "on".into(),
         header_timeout_ms: shoulders_server::conn::DEFAULT_HEADER_TIMEOUT_MS,
         idle_timeout_ms: shoulders_server::conn::DEFAULT_IDLE_TIMEOUT_MS,
         max_connections: shoulders_server::conn::DEFAULT_MAX_CONNECTIONS as u64,

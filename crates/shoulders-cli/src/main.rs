@@ -394,8 +394,8 @@ enum KeyCommand {
 
 #[derive(Subcommand)]
 enum IndexCommand {
-    /// (Re)build the suffix-array index of DATASET_ID from its stored contributions; the new
-    /// index replaces the old one atomically.
+    /// (Re)build the suffix-array index of DATASET_ID from its stored contributions, as one
+    /// segment; the new index replaces the old one atomically.
     Build {
         #[arg(long)]
         data_dir: PathBuf,
@@ -405,6 +405,19 @@ enum IndexCommand {
     /// the copy map and offset map): what opening an index no longer does. Prints a JSON
     /// report; a damaged index fails with E_INDEX_CORRUPT (rebuild it with `index build`).
     Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+        dataset_id: String,
+    },
+    /// Make the contributions since the last build or update attributable: one new segment
+    /// over them alone (no rebuild), then merge segments as the merge policy says.
+    Update {
+        #[arg(long)]
+        data_dir: PathBuf,
+        dataset_id: String,
+    },
+    /// Merge every segment of DATASET_ID's index into one.
+    Merge {
         #[arg(long)]
         data_dir: PathBuf,
         dataset_id: String,
@@ -1006,6 +1019,20 @@ fn run(cli: Cli) -> Result<()> {
                     dataset_id,
                 },
         } => attrib_cmd::verify(&data_dir, &dataset_id)?,
+        Command::Index {
+            command:
+                IndexCommand::Update {
+                    data_dir,
+                    dataset_id,
+                },
+        } => attrib_cmd::update(&data_dir, &dataset_id)?,
+        Command::Index {
+            command:
+                IndexCommand::Merge {
+                    data_dir,
+                    dataset_id,
+                },
+        } => attrib_cmd::merge(&data_dir, &dataset_id)?,
         Command::Index {
             command:
                 IndexCommand::BuildFiles {

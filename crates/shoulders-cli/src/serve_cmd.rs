@@ -81,6 +81,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = shoulders_server::DEFAULT_FOLLOW_INTERVAL_MS,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000), requires = "read_only")]
     pub follow_interval_ms: u64,
+    /// `on`: a writer node appends a segment to every indexed dataset's attribution index as
+    /// new contributions commit (checked every 500 ms) and merges segments in the background,
+    /// so they are attributable within seconds without `index build`; `off`: indexes change
+    /// only with `shoulders index build|update|merge`.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub index_follow: String,
     /// Time a client has to send a request's complete headers, from when the server starts
     /// waiting for them (the connection's start, or the end of the previous response on a
     /// keep-alive connection); the connection is closed after it (slowloris).
@@ -186,6 +192,7 @@ pub fn serve_unlogged(args: ServeArgs) -> Result<()> {
     config.upstream_timeout_ms = args.upstream_timeout_ms;
     config.read_only = args.read_only;
     config.follow_interval_ms = args.follow_interval_ms;
+    config.index_follow = args.index_follow == "on";
     config.connections = shoulders_server::conn::ConnLimits {
         header_timeout_ms: args.header_timeout_ms,
         idle_timeout_ms: args.idle_timeout_ms,

@@ -143,6 +143,7 @@ serve_keys! {
     attribute_rate_per_s: u64,
     read_only: bool,
     follow_interval_ms: u64,
+    index_follow: String,
     header_timeout_ms: u64,
     idle_timeout_ms: u64,
     max_connections: u64,
@@ -419,6 +420,40 @@ mod tests {
             (10_000, 256 * 1024 * 1024, 3_600_000)
         );
         assert_eq!(a.max_page_bytes, 4 * 1024 * 1024);
+        assert_eq!(a.index_follow, "on");
+    }
+
+    /// `index_follow` in a file is `--index-follow`: on by default, off when set so, and only
+    /// `on` or `off`.
+    #[test]
+    fn index_follow_key_and_flag() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(
+            serve_args(&["serve", "--data-dir", "/d"])
+                .unwrap()
+                .index_follow,
+            "on"
+        );
+        let off = write(
+            tmp.path(),
+            "off.toml",
+            "data_dir = \"/d\"\nindex_follow = \"off\"\n",
+        );
+        let off = off.to_str().unwrap();
+        assert_eq!(
+            serve_args(&["serve", "--config", off])
+                .unwrap()
+                .index_follow,
+            "off"
+        );
+        let a = serve_args(&["serve", "--config", off, "--index-follow", "on"]).unwrap();
+        assert_eq!(a.index_follow, "on");
+        let bad = write(
+            tmp.path(),
+            "bad.toml",
+            "data_dir = \"/d\"\nindex_follow = \"sometimes\"\n",
+        );
+        assert!(serve_args(&["serve", "--config", bad.to_str().unwrap()]).is_err());
     }
 
     /// The writer example shows every key: set, or commented out where it does not apply.

@@ -327,3 +327,83 @@ fn copied_text_is_credited_once_to_its_author() {
         before
     );
 }
+
+/// `index update` appends a segment over the contributions since the last build (a copy of an
+/// older document is reported as mostly copied), does nothing when there is nothing new, and
+/// `index merge` merges the segments into one; the answers do not change.
+#[test]
+fn index_update_and_merge() {
+    let f = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    assert!(shoulders(&["init", "--data-dir", &f.data()])
+        .status
+        .success());
+    let alice = f.actor("alice");
+    let bob = f.actor("bob");
+    let ds = f.path("ds.json");
+    std::fs::write(
+        &ds,
+        r#"{"dataset_id":"alice/corpus","name":"Corpus","access":"open"}"#,
+    )
+    .unwrap();
+    ok_json(shoulders(&[
+        "submit",
+        "--data-dir",
+        &f.data(),
+        "--key",
+        &alice,
+        "--kind",
+        "dataset.create",
+        "--body",
+        &ds,
+    ]));
+    let index = |cmd: &str| {
+        ok_json(shoulders(&[
+            "index",
+            cmd,
+            "--data-dir",
+            &f.data(),
+            "alice/corpus",
+        ]))
+    };
+    let a_text = prose(11, 300);
+    let a = f.dir.path().join("a.txt");
+    std::fs::write(&a, &a_text).unwrap();
+    f.contribute(&alice, &a);
+    // A large first segment, so the merge policy leaves the small one appended next alone.
+    let filler = f.dir.path().join("filler.txt");
+    std::fs::write(&filler, prose(13, 12_000)).unwrap();
+    f.contribute(&alice, &filler);
+    // No index yet: `update` builds it whole.
+    let first = index("update");
+    assert_eq!(first["full_build"], true, "{first}");
+    assert_eq!(first["appended"]["documents"], 2);
+    // bob contributes a copy of alice's text and a text of his own.
+    let b_text = prose(12, 300);
+    let (copy, b) = (f.dir.path().join("copy.txt"), f.dir.path().join("b.txt"));
+    std::fs::write(&copy, a_text.to_uppercase()).unwrap();
+    std::fs::write(&b, &b_text).unwrap();
+    f.contribute(&bob, &copy);
+    f.contribute(&bob, &b);
+    let updated = index("update");
+    let appended = &updated["appended"];
+    assert_eq!(appended["documents"], 2, "{updated}");
+    assert_eq!(appended["segments"], 2, "{updated}");
+    assert_eq!(updated["merged"], Value::Null, "{updated}");
+    let copied = appended["mostly_copied"].as_array().unwrap();
+    assert_eq!(copied.len(), 1, "{updated}");
+    assert_eq!(copied[0]["contributor"], "bob");
+    let quote_b = format!("Quoting bob: {}", &b_text[100..700]);
+    let quote_a = format!("Quoting alice: {}", &a_text[100..700]);
+    assert!(ppm(&f.attribute(&quote_b), "bob") >= 900_000);
+    let before = f.attribute(&quote_a);
+    assert!(ppm(&before, "alice") >= 900_000, "{before}");
+    // Nothing new.
+    assert_eq!(index("update")["appended"], Value::Null);
+    // Merge: one segment, the same answer.
+    let merged = index("merge");
+    assert_eq!(merged["merged"]["segments"], 1, "{merged}");
+    assert_eq!(f.attribute(&quote_a)["shares"], before["shares"]);
+    assert_eq!(index("merge")["merged"], Value::Null);
+}

@@ -127,10 +127,13 @@ pub fn plan(state: &State, index: u64, receipt: UsageReceipt) -> Result<AuditPla
     })
 }
 
-/// The state of an opened index.
-// LEAD: when index segments land, this is `ix.state()` (converted to the record's type).
+/// The state of an opened index: its segments' end bounds, in the record's type.
 pub fn index_state_of(ix: &DatasetIndex) -> IndexState {
-    IndexState::single(ix.meta.ledger_size)
+    let s = ix.state();
+    IndexState {
+        ledger_size: s.ledger_size,
+        segments: s.segments,
+    }
 }
 
 /// An index of the wanted state, and whether it had to be rebuilt (its scratch directory is
@@ -142,10 +145,11 @@ pub struct AuditIndex {
 }
 
 /// An index of exactly `plan.want`: `live` when its state is that one; otherwise, with a
-/// `rebuild` (content store, scratch parent directory), one built from the plan's documents in
-/// a temporary directory under the scratch parent; without one, `E_AUDIT_STATE_UNAVAILABLE`.
-// LEAD: the multi-segment rebuild plugs in here: build each of `plan.want.segments` (the
-// documents with log index in `[segments[i-1], segments[i])`) and open them as one index.
+/// `rebuild` (content store, scratch parent directory), one rebuilt in a temporary directory
+/// under the scratch parent, segment by segment over the plan's documents with log index in
+/// `[segments[i-1], segments[i])` (segments are deterministic functions of their documents, so
+/// the rebuilt index answers as the one the gateway used); without one,
+/// `E_AUDIT_STATE_UNAVAILABLE`.
 pub fn index_for_state(
     plan: &AuditPlan,
     live: Option<Arc<DatasetIndex>>,
@@ -166,38 +170,38 @@ pub fn index_for_state(
             live: live_state,
         });
     };
-    if plan.want.segments.len() != 1 {
-        return Err(AuditError::StateUnavailable {
-            dataset_id: plan.dataset_id.clone(),
-            want: plan.want.clone(),
-            live: live_state,
-        });
-    }
     std::fs::create_dir_all(scratch_parent)
         .map_err(|e| AuditError::Scratch(format!("{}: {e}", scratch_parent.display())))?;
     let scratch = tempfile::Builder::new()
         .prefix(".audit-")
         .tempdir_in(scratch_parent)
         .map_err(|e| AuditError::Scratch(format!("{}: {e}", scratch_parent.display())))?;
-    let docs = plan.docs.iter().map(|(index, who, hash)| {
-        let bytes = store.get(hash).map_err(|e| IndexError::Io {
-            path: PathBuf::from(hash),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        Ok(BuildDoc {
-            contribution: *index,
-            contributor: who.clone(),
-            bytes,
-        })
-    });
-    dataset::build(
+    let want = shoulders_attrib::segments::IndexState {
+        ledger_size: plan.want.ledger_size,
+        segments: plan.want.segments.clone(),
+    };
+    let docs_for_range = |from: u64, to: u64| {
+        plan.docs
+            .iter()
+            .filter(move |(index, _, _)| (from..to).contains(index))
+            .map(|(index, who, hash)| {
+                let bytes = store.get(hash).map_err(|e| IndexError::Io {
+                    path: PathBuf::from(hash),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                Ok(BuildDoc {
+                    contribution: *index,
+                    contributor: who.clone(),
+                    bytes,
+                })
+            })
+    };
+    let index = Arc::new(dataset::build_state(
         scratch.path(),
         &plan.dataset_id,
-        plan.want.ledger_size,
-        docs,
-        &mut |_| {},
-    )?;
-    let index = Arc::new(DatasetIndex::open(scratch.path(), &plan.dataset_id)?);
+        &want,
+        docs_for_range,
+    )?);
     Ok(AuditIndex {
         index,
         rebuilt: true,

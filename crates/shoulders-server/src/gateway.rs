@@ -497,7 +497,7 @@ async fn handle(
             };
             let prompt2 = prompt.clone();
             tokio::task::spawn_blocking(move || {
-                generate(&ix.index, &prompt2, &params)
+                generate(ix.generation_index(), &prompt2, &params)
                     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
                     .map(|g| Completion {
                         completion_tokens: counted_tokens(&g.text, max_tokens),
@@ -529,7 +529,7 @@ async fn handle(
         attribution: receipt_shares(attribution.as_ref()),
         evidence_hash: evidence_hash(attribution.as_ref()),
         max_royalty_bps: req.max_royalty_bps,
-        index_state: index_state(attribution.as_ref()),
+        index_state: index_state(dataset.as_ref(), attribution.as_ref()),
     };
     let st3 = Arc::clone(&st);
     let output = completion.text.clone();
@@ -664,10 +664,15 @@ pub(crate) fn output_hash(text: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
-/// The receipt's `index_state`: the index the report was attributed against.
-// LEAD: with index segments, take `DatasetIndex::state()` of the index used instead.
-pub(crate) fn index_state(attribution: Option<&(String, AttributionReport)>) -> Option<IndexState> {
-    attribution.map(|(_, r)| IndexState::single(r.index_ledger_size))
+/// The receipt's `index_state`: the segments of the index the report was attributed against
+/// (an opened `DatasetIndex` never changes, so its state is the report's).
+pub(crate) fn index_state(
+    dataset: Option<&(String, Arc<DatasetIndex>)>,
+    attribution: Option<&(String, AttributionReport)>,
+) -> Option<IndexState> {
+    attribution
+        .and(dataset)
+        .map(|(_, ix)| crate::audit::index_state_of(ix))
 }
 
 /// The receipt's `evidence_hash`: the attribution report it was split by.

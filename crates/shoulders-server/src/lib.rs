@@ -44,7 +44,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Router;
 use shoulders_attrib::budget::Budget;
-use shoulders_attrib::dataset::{index_dir, DatasetIndex, ATTRIBUTION_FILE};
+use shoulders_attrib::dataset::{index_version, DatasetIndex};
 use shoulders_ledger::{DataDir, Follower, Ledger, View};
 use shoulders_record::ActorKey;
 use tower::ServiceBuilder;
@@ -127,6 +127,9 @@ pub struct ServerConfig {
     /// How often a read-only node polls the log for new records. A record the writer commits
     /// is served by a read node after at most this plus the time to read, check and fold it.
     pub follow_interval_ms: u64,
+    /// Writer nodes: index new contributions of every indexed dataset as they commit
+    /// (`--index-follow on|off`; see [`index_follow`]).
+    pub index_follow: bool,
     /// Connection bounds: header-read and idle timeouts, most connections at once
     /// (`--header-timeout-ms`, `--idle-timeout-ms`, `--max-connections`; see [`conn`]).
     pub connections: conn::ConnLimits,
@@ -176,6 +179,7 @@ impl ServerConfig {
             attribute_timeout_ms: DEFAULT_ATTRIBUTE_TIMEOUT_MS,
             read_only: false,
             follow_interval_ms: DEFAULT_FOLLOW_INTERVAL_MS,
+            index_follow: true,
             connections: conn::ConnLimits::default(),
             write_quota: Some(quota::WriteQuota::default()),
             max_page_bytes: api::MAX_PAGE_BYTES,
@@ -215,6 +219,8 @@ pub struct AppState {
     pub operator_key: Option<ActorKey>,
     pub http: reqwest::Client,
     indexes: Mutex<HashMap<String, (SystemTime, Arc<DatasetIndex>)>>,
+    /// A background merge started by [`index_follow`] is running.
+    merging: AtomicBool,
     rate_buckets: ratelimit::Buckets,
     /// Money held for metered calls in flight (see [`preauth`]).
     reservations: Arc<preauth::Reservations>,
@@ -354,6 +360,7 @@ impl AppState {
             operator_key,
             http,
             indexes: Mutex::new(HashMap::new()),
+            merging: AtomicBool::new(false),
             rate_buckets: ratelimit::Buckets::default(),
             reservations: Arc::default(),
             quotas: quota::Quotas::default(),
@@ -469,20 +476,28 @@ impl AppState {
         shoulders_ledger::ContentStore::new(&DataDir::new(&self.config.data_dir))
     }
 
-    /// The dataset's attribution index, loaded once and reloaded when `index build` replaces it.
-    /// `None` when no index was built. Blocking (reads files).
+    /// The dataset's attribution index, loaded once and reloaded when its manifest changes
+    /// (`index build`, `index update`, a merge, or this server's index follow loop); segments
+    /// already open are shared with the new one. `None` when no index was built. Blocking
+    /// (reads files).
     pub fn dataset_index(&self, dataset_id: &str) -> ApiResult<Option<Arc<DatasetIndex>>> {
-        let meta = index_dir(self.data_dir(), dataset_id).join(ATTRIBUTION_FILE);
-        let Ok(modified) = std::fs::metadata(&meta).and_then(|m| m.modified()) else {
+        let Some(modified) = index_version(self.data_dir(), dataset_id) else {
             return Ok(None);
         };
-        let mut cache = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, ix)) = cache.get(dataset_id) {
-            if *at == modified {
-                return Ok(Some(Arc::clone(ix)));
+        let previous = {
+            let cache = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(dataset_id) {
+                Some((at, ix)) if *at == modified => return Ok(Some(Arc::clone(ix))),
+                Some((_, ix)) => Some(Arc::clone(ix)),
+                None => None,
             }
-        }
-        let ix = Arc::new(DatasetIndex::open(self.data_dir(), dataset_id)?);
+        };
+        let ix = Arc::new(DatasetIndex::open_reusing(
+            self.data_dir(),
+            dataset_id,
+            previous.as_deref(),
+        )?);
+        let mut cache = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= MAX_OPEN_INDEXES && !cache.contains_key(dataset_id) {
             // Bounded: drop the entry whose index was built longest ago (requests still using
             // it keep their Arc; it is reopened when asked for again).
@@ -496,6 +511,92 @@ impl AppState {
         }
         cache.insert(dataset_id.to_string(), (modified, Arc::clone(&ix)));
         Ok(Some(ix))
+    }
+
+    /// One pass of the index follow loop ([`index_follow`]): for every dataset with a
+    /// segmented index under `D/indexes/`, append a segment over the contributions the ledger
+    /// committed since (their documents from the content store), then start a background
+    /// merge when the merge policy asks for one. Returns the segments appended. Blocking.
+    pub fn index_follow_once(self: &Arc<Self>) -> Result<usize, String> {
+        let root = self.data_dir().join("indexes");
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return Ok(0);
+        };
+        let mut appended = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(dataset_id) = shoulders_attrib::dataset::dataset_of_index_name(&name) else {
+                continue;
+            };
+            let Ok(Some(manifest)) = shoulders_attrib::segments::read_manifest(&e.path()) else {
+                continue;
+            };
+            let size = self.view().size();
+            if size > manifest.ledger_size {
+                let docs: Vec<(u64, String, String)> = self.view().with_state(|s| {
+                    s.dataset(&dataset_id)
+                        .map(|d| {
+                            d.contributions
+                                .iter()
+                                .filter(|&&c| c >= manifest.ledger_size && c < size)
+                                .filter_map(|&c| {
+                                    let k = s.contribution(c)?;
+                                    Some((c, k.contributor.clone(), k.content_hash.clone()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                });
+                if !docs.is_empty() {
+                    let current = self.dataset_index(&dataset_id).ok().flatten();
+                    let store = self.content();
+                    let report = shoulders_attrib::dataset::append_using(
+                        self.data_dir(),
+                        &dataset_id,
+                        size,
+                        |from| {
+                            docs.into_iter().filter(move |d| d.0 >= from).map(
+                                move |(c, who, hash)| {
+                                    let bytes = store.get(&hash).map_err(|e| {
+                                        shoulders_attrib::index::IndexError::Io {
+                                            path: std::path::PathBuf::from(&hash),
+                                            source: std::io::Error::other(e.to_string()),
+                                        }
+                                    })?;
+                                    Ok(shoulders_attrib::dataset::BuildDoc {
+                                        contribution: c,
+                                        contributor: who,
+                                        bytes,
+                                    })
+                                },
+                            )
+                        },
+                        current.as_deref(),
+                    )
+                    .map_err(|e| format!("{dataset_id}: error[{}]: {e}", e.code()))?;
+                    appended += usize::from(report.is_some());
+                }
+            }
+            let plan = shoulders_attrib::segments::read_manifest(&e.path())
+                .ok()
+                .flatten()
+                .and_then(|m| shoulders_attrib::segments::merge_plan(&m.segments));
+            if plan.is_some() && !self.merging.swap(true, Ordering::AcqRel) {
+                let st = Arc::clone(self);
+                std::thread::spawn(move || {
+                    if let Err(e) =
+                        shoulders_attrib::dataset::merge(st.data_dir(), &dataset_id, false, false)
+                    {
+                        eprintln!(
+                            "shoulders serve: merging the index of {dataset_id}: error[{}]: {e}",
+                            e.code()
+                        );
+                    }
+                    st.merging.store(false, Ordering::Release);
+                });
+            }
+        }
+        Ok(appended)
     }
 }
 
@@ -648,6 +749,8 @@ pub async fn serve(
         .witnessing
         .is_some()
         .then(|| tokio::spawn(witness::run(Arc::clone(&state))));
+    let indexing = (!state.is_read_only() && state.config.index_follow)
+        .then(|| tokio::spawn(index_follow(Arc::clone(&state))));
     if !state.config.preload_indexes.is_empty() {
         let st = Arc::clone(&state);
         // In the background: the server answers (and `/readyz` says not ready) meanwhile.
@@ -656,7 +759,7 @@ pub async fn serve(
     let limits = state.config.connections;
     let app = router(state);
     let served = conn::serve_connections(listener, app, limits, shutdown).await;
-    for task in [follower, witnessing].into_iter().flatten() {
+    for task in [follower, witnessing, indexing].into_iter().flatten() {
         task.abort();
         let _ = task.await;
     }
@@ -711,6 +814,43 @@ pub async fn follow(state: Arc<AppState>) {
             }
             Err(e) => {
                 eprintln!("shoulders serve: the follow loop failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// How often a writer node's index follow loop looks for new contributions.
+pub const INDEX_FOLLOW_INTERVAL_MS: u64 = 500;
+
+/// A writer node's index follow loop ([`ServerConfig::index_follow`]): every
+/// [`INDEX_FOLLOW_INTERVAL_MS`] after the previous pass ended, append a segment for every
+/// indexed dataset whose ledger has new contributions and merge in the background
+/// ([`AppState::index_follow_once`]). A contribution is attributable one interval plus one
+/// small segment build after it commits. Failures are reported once and retried.
+pub async fn index_follow(state: Arc<AppState>) {
+    let interval = Duration::from_millis(INDEX_FOLLOW_INTERVAL_MS);
+    let mut failing: Option<String> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let st = Arc::clone(&state);
+        match tokio::task::spawn_blocking(move || st.index_follow_once()).await {
+            Ok(Ok(_)) => {
+                if failing.take().is_some() {
+                    eprintln!("shoulders serve: indexing new contributions again");
+                }
+            }
+            Ok(Err(message)) => {
+                if failing.as_deref() != Some(message.as_str()) {
+                    eprintln!(
+                        "shoulders serve: cannot index new contributions ({message}); retrying every {} ms",
+                        interval.as_millis()
+                    );
+                    failing = Some(message);
+                }
+            }
+            Err(e) => {
+                eprintln!("shoulders serve: the index follow loop failed: {e}");
                 return;
             }
         }

@@ -546,7 +546,7 @@ async fn settle(
         attribution: gateway::receipt_shares(attribution.as_ref()),
         evidence_hash: gateway::evidence_hash(attribution.as_ref()),
         max_royalty_bps: call.max_royalty_bps,
-        index_state: gateway::index_state(attribution.as_ref()),
+        index_state: gateway::index_state(call.dataset.as_ref(), attribution.as_ref()),
     };
     let output = text.to_string();
     let (st2, now_ms) = (Arc::clone(st), call.now_ms);
