@@ -746,9 +746,9 @@ fn paraphrase_catch_up(
         Err(_) => {
             return crate::paraphrase::build(
                 paraphrase,
-                shards.iter().flat_map(|s| {
-                    (0..s.index.doc_count()).map(|d| Ok(original_doc(&s.index, d)))
-                }),
+                shards
+                    .iter()
+                    .flat_map(|s| (0..s.index.doc_count()).map(|d| Ok(original_doc(&s.index, d)))),
             )
         }
     };

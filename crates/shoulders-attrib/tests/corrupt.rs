@@ -112,8 +112,14 @@ fn copy_dir(from: &Path, to: &Path) {
 fn answers(ix: &DatasetIndex, queries: &[&[u8]], texts: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for q in queries {
-        out.push(format!("count {:?}", ok_or_corrupt(ix.generation_index().count(q))));
-        out.push(format!("find {:?}", ok_or_corrupt(ix.generation_index().find(q, 50))));
+        out.push(format!(
+            "count {:?}",
+            ok_or_corrupt(ix.generation_index().count(q))
+        ));
+        out.push(format!(
+            "find {:?}",
+            ok_or_corrupt(ix.generation_index().find(q, 50))
+        ));
         out.push(format!(
             "spans {:?}",
             ok_or_corrupt(ix.generation_index().maximal_spans(q, 1, u64::MAX))

@@ -482,6 +482,21 @@ fn drop_caches() -> String {
     }
 }
 
+/// The one segment directory under a dataset's index directory after a full build.
+fn only_segment(index_dir: &Path) -> PathBuf {
+    let segs: Vec<PathBuf> = std::fs::read_dir(index_dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("seg-"))
+        })
+        .collect();
+    assert_eq!(segs.len(), 1, "one segment after a full build: {segs:?}");
+    segs.into_iter().next().unwrap()
+}
+
 fn dir_bytes(path: &Path) -> u64 {
     let mut files = Vec::new();
     walk(path, 16, &mut files);
@@ -752,10 +767,12 @@ fn main() {
     let own = report["own_windows"].as_u64().unwrap_or(0);
     let copy_pct = 100.0 * copied as f64 / (copied + own).max(1) as f64;
     let index_dir = shoulders_attrib::dataset::index_dir(dir.root(), DATASET);
+    // A full build writes one segment (`seg-…`): infini-gram's engine reads its files.
+    let segment_dir = only_segment(&index_dir);
     let file_bytes = |names: &[&str]| -> u64 {
         names
             .iter()
-            .filter_map(|n| std::fs::metadata(index_dir.join(n)).ok())
+            .filter_map(|n| std::fs::metadata(segment_dir.join(n)).ok())
             .map(|m| m.len())
             .sum()
     };
@@ -772,8 +789,8 @@ fn main() {
 
     // 5. Counts, in-process, ours then infini-gram's (one engine in memory at a time).
     let q = queries(&material, &loaded.samples);
-    let ours = our_counts(&index_dir, &q.counts);
-    let ig = infini_gram(&index_dir, &q);
+    let ours = our_counts(&segment_dir, &q.counts);
+    let ig = infini_gram(&segment_dir, &q);
     let agree = match &ig {
         Ok(v) => {
             let theirs: Vec<u64> = v["counts"]

@@ -485,4 +485,69 @@ fn receipts_are_audited_against_the_index_state_they_record() {
         (409, Some("E_AUDIT_STATE_UNAVAILABLE")),
         "{v}"
     );
+
+    // ---- Segments: a contribution over HTTP is appended as a second segment by the server's
+    // follow loop; a receipt then records both, and after a merge the CLI rebuilds both.
+    let more = "Whose woods these are I think I know.\nHis house is in the village though;\n";
+    let rec = record(
+        &alice,
+        "c-more",
+        Kind::DataContribute,
+        json!({"dataset_id": "alice/verse", "content_hash": shoulders_ledger::content_ref(more.as_bytes()),
+               "byte_size": more.len(), "token_count": more.len()}),
+    );
+    let (status, v) = served.post(
+        "/api/contributions",
+        json!({"record": String::from_utf8(rec).unwrap(), "content": more})
+            .to_string()
+            .as_bytes(),
+        None,
+    );
+    assert!(status < 300, "{status} {v}");
+    let manifest = dir.join("indexes/alice%2Fverse/segments.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let segments = loop {
+        let m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        let n = m["segments"].as_array().unwrap().len();
+        if n == 2 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(segments, 2, "the follow loop appended a segment");
+    let body =
+        json!({"model": "alice/kept", "prompt": "Whose woods", "max_tokens": 40}).to_string();
+    let (status, v) = served.post("/v1/completions", body.as_bytes(), Some(&bob_token));
+    assert_eq!(status, 200, "{v}");
+    let k = v["shoulders"]["receipt"]["index"].as_u64().unwrap();
+    let output_k = v["choices"][0]["text"].as_str().unwrap().to_string();
+    let rec = served.get_json(&format!("/api/records/{k}"));
+    let state = &rec["body"]["index_state"];
+    assert_eq!(state["segments"].as_array().map(Vec::len), Some(2), "{rec}");
+    let (status, v) = served.post(
+        &format!("/api/receipts/{k}/audit"),
+        json!({"output": output_k}).to_string().as_bytes(),
+        Some(&bob_token),
+    );
+    assert_eq!(
+        (status, v["matches"].as_bool(), v["index_source"].as_str()),
+        (200, Some(true), Some("live")),
+        "{v}"
+    );
+    served.stop();
+    ok_json(shoulders(&[
+        "index",
+        "merge",
+        "--data-dir",
+        p(&dir),
+        "alice/verse",
+    ]));
+    let out_k = tmp.path().join("output-k.txt");
+    std::fs::write(&out_k, &output_k).unwrap();
+    let v = ok_json(audit(&dir, &k.to_string(), Some(&out_k)));
+    assert_eq!(
+        (v["matches"].as_bool(), v["index_source"].as_str()),
+        (Some(true), Some("rebuilt")),
+        "two segments rebuilt after the merge: {v}"
+    );
 }
