@@ -536,9 +536,13 @@ impl AppState {
                 let docs: Vec<(u64, String, String)> = self.view().with_state(|s| {
                     s.dataset(&dataset_id)
                         .map(|d| {
-                            d.contributions
+                            // In log order: only the new tail is read, not every contribution.
+                            let from = d
+                                .contributions
+                                .partition_point(|&c| c < manifest.ledger_size);
+                            d.contributions[from..]
                                 .iter()
-                                .filter(|&&c| c >= manifest.ledger_size && c < size)
+                                .filter(|&&c| c < size)
                                 .filter_map(|&c| {
                                     let k = s.contribution(c)?;
                                     Some((c, k.contributor.clone(), k.content_hash.clone()))
