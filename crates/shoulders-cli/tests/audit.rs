@@ -6,160 +6,16 @@
 
 mod common;
 
-use common::{ok_json, shoulders, stderr};
+use common::{now_ms, ok_json, p, record, respond, shoulders, stderr, Served};
 use serde_json::{json, Value};
 use shoulders_ledger::{init_with, ContentStore, DataDir, Ledger, OperatorInit};
-use shoulders_record::{sign_record, ActorKey, Body, Kind};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use shoulders_record::{ActorKey, Kind};
+use std::path::Path;
 
 const DOCS: [&str; 2] = [
     "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n",
     "The woods are lovely, dark and deep,\nBut I have promises to keep.\n",
 ];
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-fn record(key: &ActorKey, id: &str, kind: Kind, body: Value) -> Vec<u8> {
-    sign_record(
-        key,
-        "test.shoulders.local/log",
-        id,
-        now_ms(),
-        Body::from_value(kind, body).unwrap(),
-    )
-    .unwrap()
-    .bytes()
-    .to_vec()
-}
-
-/// A `shoulders serve` process; killed when dropped.
-struct Served {
-    child: Child,
-    base: String,
-    stderr: PathBuf,
-}
-
-impl Served {
-    fn start(dir: &Path, name: &str, extra: &[&str]) -> Served {
-        let mut args = vec!["serve", "--data-dir", p(dir), "--listen", "127.0.0.1:0"];
-        args.extend(extra);
-        Served::launch(dir.parent().unwrap(), name, &args)
-    }
-
-    /// `shoulders ARGS`, its stderr kept in `logs`.
-    fn launch(logs: &Path, name: &str, args: &[&str]) -> Served {
-        let stderr = logs.join(format!("{name}-{}.stderr", now_ms()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shoulders"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        // The first thing printed is one (pretty-printed) JSON object naming the address.
-        let mut out = serde_json::Deserializer::from_reader(child.stdout.take().unwrap())
-            .into_iter::<Value>();
-        let started = match out.next() {
-            Some(Ok(v)) => v,
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{name} did not start: {}",
-                    std::fs::read_to_string(&stderr).unwrap()
-                )
-            }
-        };
-        Served {
-            base: started["listening"].as_str().unwrap().to_string(),
-            child,
-            stderr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        respond(ureq::get(&self.url(path)).call())
-    }
-
-    fn get_json(&self, path: &str) -> Value {
-        let (status, body) = self.get(path);
-        assert_eq!(
-            status,
-            200,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        serde_json::from_slice(&body).unwrap()
-    }
-
-    fn post(&self, path: &str, body: &[u8], token: Option<&str>) -> (u16, Value) {
-        let mut req = ureq::post(&self.url(path)).set("content-type", "application/json");
-        if let Some(t) = token {
-            req = req.set("authorization", &format!("Bearer {t}"));
-        }
-        let (status, bytes) = respond(req.send_bytes(body));
-        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!("POST {path}: not JSON: {}", String::from_utf8_lossy(&bytes))
-        });
-        (status, v)
-    }
-
-    /// SIGTERM, then wait: a clean stop exits 0 and says so.
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let err = std::fs::read_to_string(&self.stderr).unwrap();
-        assert!(status.success(), "serve exited with {status}: {err}");
-        assert!(err.contains("stopped cleanly"), "{err}");
-        assert!(!err.contains("panicked"), "{err}");
-        err
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn respond(r: Result<ureq::Response, ureq::Error>) -> (u16, Vec<u8>) {
-    let resp = match r {
-        Ok(resp) => resp,
-        Err(ureq::Error::Status(_, resp)) => resp,
-        Err(e) => panic!("request failed: {e}"),
-    };
-    let status = resp.status();
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
-    (status, body)
-}
 
 fn token_for(dir: &Path, actor: &str) -> String {
     let out = ok_json(shoulders(&[
