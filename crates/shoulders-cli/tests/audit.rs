@@ -299,7 +299,13 @@ fn receipts_are_audited_against_the_index_state_they_record() {
 
     // ---- The index grows (a new contribution, rebuilt): the old state is rebuilt to audit.
     let ledger = Ledger::open(&data).unwrap();
-    let extra = "Two roads diverged in a yellow wood,\nAnd sorry I could not travel both\n";
+    // Long enough that the small segment appended below is not merged into it at once (the
+    // merge policy joins an older segment holding at most 10x the tokens of the newer ones).
+    let extra = "Two roads diverged in a yellow wood,\nAnd sorry I could not travel both\n\
+        And be one traveler, long I stood\nAnd looked down one as far as I could\n\
+        To where it bent in the undergrowth;\nThen took the other, as just as fair,\n\
+        And having perhaps the better claim,\nBecause it was grassy and wanted wear;\n\
+        Though as for that the passing there\nHad worn them really about the same,\n";
     let hash = content.put(extra.as_bytes()).unwrap();
     submit(
         &ledger,
@@ -344,7 +350,7 @@ fn receipts_are_audited_against_the_index_state_they_record() {
 
     // ---- Segments: a contribution over HTTP is appended as a second segment by the server's
     // follow loop; a receipt then records both, and after a merge the CLI rebuilds both.
-    let more = "Whose woods these are I think I know.\nHis house is in the village though;\n";
+    let more = "Whose woods these are I think I know.\n";
     let rec = record(
         &alice,
         "c-more",

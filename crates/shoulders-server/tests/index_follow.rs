@@ -71,9 +71,13 @@ async fn a_contribution_is_attributable_within_seconds() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // One new segment beside the one `index build` wrote.
+    // The index now reaches past the contribution: one new segment beside the one `index
+    // build` wrote, or already the two merged into one (the merge policy merges a small
+    // fixture's segments at once, in the background, so either may be seen here).
     let ix = shoulders_attrib::dataset::DatasetIndex::open(&f.data_dir(), "alice/verse").unwrap();
-    assert_eq!(ix.state().segments.len(), 2);
+    let state = ix.state();
+    assert!(state.ledger_size > index, "{state:?}");
+    assert!((1..=2).contains(&state.segments.len()), "{state:?}");
     s.stop().await;
 }
 
