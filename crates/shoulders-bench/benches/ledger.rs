@@ -6,7 +6,8 @@
 //! - `SHOULDERS_BENCH_DIR` (default: the system temp dir): where the temporary ledgers live.
 //!   Durable figures are only meaningful on a real disk (not tmpfs, where fsync is free).
 //! - `SHOULDERS_BENCH_ONLY` (default: all): comma-separated parts to run, of `disk`, `appends`,
-//!   `build` and `proofs` (`proofs` builds the in-memory tree too), e.g. for profiling one part.
+//!   `batched` (only the CPU sample and the `submit_batch` figures of `appends`), `build` and
+//!   `proofs` (`proofs` builds the in-memory tree too), e.g. for profiling one part.
 
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use rand::{Rng, SeedableRng};
@@ -392,17 +393,23 @@ fn bench_fsync(table: &mut Table, base: &Path, count: usize) {
     let _ = std::fs::remove_file(path);
 }
 
-fn bench_appends(table: &mut Table, base: &Path, sizes: &Sizes) {
+/// `with_single`: also the one-record-per-submit figures (`false` profiles the batched path alone).
+fn bench_appends(table: &mut Table, base: &Path, sizes: &Sizes, with_single: bool) {
     let key = ActorKey::generate(&mut OsRng);
-    let total = sizes.single + sizes.concurrent + 2 * sizes.batched;
+    let (single_count, concurrent_count) = if with_single {
+        (sizes.single, sizes.concurrent)
+    } else {
+        (0, 0)
+    };
+    let total = single_count + concurrent_count + 2 * sizes.batched;
     eprintln!(
         "signing {} data.contribute records on {} threads ...",
         group(total as u64),
         threads()
     );
     let start = Instant::now();
-    let single = sign_contributions(&key, "single", sizes.single);
-    let concurrent = sign_contributions(&key, "concurrent", sizes.concurrent);
+    let single = sign_contributions(&key, "single", single_count);
+    let concurrent = sign_contributions(&key, "concurrent", concurrent_count);
     let batched = sign_contributions(&key, "batched", sizes.batched);
     let batched2 = sign_contributions(&key, "batched2", sizes.batched);
     let elapsed = start.elapsed();
@@ -490,11 +497,28 @@ fn bench_appends(table: &mut Table, base: &Path, sizes: &Sizes) {
     );
     drop((decoded, singles, batched_sigs, payloads, signatures));
 
+    if with_single {
+        bench_singles(table, base, &key, single, concurrent);
+    }
+    // 2a. submit_batch of SUBMIT_BATCH pre-signed records, one caller.
+    bench_batched(table, base, &key, "batched", batched, 1);
+    // 2b. The same with two callers, so the signature checks of one batch also overlap the
+    // commit of the other.
+    bench_batched(table, base, &key, "batched2", batched2, 2);
+}
+
+fn bench_singles(
+    table: &mut Table,
+    base: &Path,
+    key: &ActorKey,
+    single: Vec<Vec<u8>>,
+    concurrent: Vec<Vec<u8>>,
+) {
     // 1a. One submitter, one record per submit: every record waits for its own commit.
     bench_submits(
         table,
         base,
-        &key,
+        key,
         "single",
         single,
         1,
@@ -504,18 +528,12 @@ fn bench_appends(table: &mut Table, base: &Path, sizes: &Sizes) {
     bench_submits(
         table,
         base,
-        &key,
+        key,
         "concurrent",
         concurrent,
         CONCURRENT_THREADS,
         "group commit",
     );
-
-    // 2a. submit_batch of SUBMIT_BATCH pre-signed records, one caller.
-    bench_batched(table, base, &key, "batched", batched, 1);
-    // 2b. The same with two callers, so the signature checks of one batch also overlap the
-    // commit of the other.
-    bench_batched(table, base, &key, "batched2", batched2, 2);
 }
 
 /// Durable single-record `submit` throughput: `records` split into `threads` contiguous parts,
@@ -858,8 +876,8 @@ fn main() {
     if wanted("disk") {
         bench_fsync(&mut table, base.path(), sizes.fsyncs);
     }
-    if wanted("appends") {
-        bench_appends(&mut table, base.path(), &sizes);
+    if wanted("appends") || wanted("batched") {
+        bench_appends(&mut table, base.path(), &sizes, wanted("appends"));
     }
     if wanted("build") || wanted("proofs") {
         let mem = bench_build(&mut table, sizes.leaves);
