@@ -52,8 +52,73 @@ impl Record {
     ///
     /// The envelope's keys in canonical (byte) order are `body, id, kind, log, sig, signer,
     /// ts_ms, v`, so both encodings are the same text with the `sig` member present or absent; the
-    /// body is canonical on its own because maps serialise sorted.
+    /// body is canonical on its own because its members are written in key order.
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut payload = Vec::with_capacity(512);
+        let split = self.write_payload(&mut payload);
+        let mut full = Vec::with_capacity(payload.len() + 100);
+        full.extend_from_slice(&payload[SIGNING_DOMAIN.len()..split]);
+        self.write_sig_member(&mut full);
+        full.extend_from_slice(&payload[split..]);
+        (payload, full)
+    }
+
+    /// Append [`SIGNING_DOMAIN`] and the canonical envelope without `sig` to `payload`; returns
+    /// where the `sig` member goes in it (before `,"signer":`). The body is written straight
+    /// from the typed struct ([`crate::fast::write_body`]), through `Value` only if that gives
+    /// up (it never does for the bodies of this crate).
+    fn write_payload(&self, payload: &mut Vec<u8>) -> usize {
+        let json_str = |out: &mut Vec<u8>, s: &str| {
+            serde_json::to_writer(out, s).expect("strings always serialise")
+        };
+        payload.extend_from_slice(SIGNING_DOMAIN);
+        payload.extend_from_slice(b"{\"body\":");
+        let mark = payload.len();
+        if crate::fast::write_body(&self.body, payload).is_err() {
+            payload.truncate(mark);
+            payload.extend_from_slice(&canonical_bytes(&self.body.to_value()));
+        }
+        payload.extend_from_slice(b",\"id\":");
+        json_str(payload, &self.client_id);
+        payload.extend_from_slice(b",\"kind\":");
+        json_str(payload, self.kind.as_str());
+        payload.extend_from_slice(b",\"log\":");
+        json_str(payload, &self.log);
+        let split = payload.len();
+        payload.extend_from_slice(b",\"signer\":");
+        json_str(payload, &self.signer.to_base64());
+        payload.extend_from_slice(b",\"ts_ms\":");
+        serde_json::to_writer(&mut *payload, &self.ts_ms).expect("integers always serialise");
+        payload.extend_from_slice(b",\"v\":");
+        serde_json::to_writer(&mut *payload, &FORMAT_VERSION).expect("integers always serialise");
+        payload.push(b'}');
+        split
+    }
+
+    /// The `,"sig":"<base64>"` member.
+    fn write_sig_member(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b",\"sig\":\"");
+        out.extend_from_slice(B64.encode(self.signature).as_bytes());
+        out.push(b'"');
+    }
+
+    /// The signing payload, if `bytes` are exactly the canonical record bytes of `self`: one
+    /// encode and a compare, without building the full record bytes.
+    fn payload_if_canonical(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut payload = Vec::with_capacity(bytes.len());
+        let split = self.write_payload(&mut payload);
+        let head = &payload[SIGNING_DOMAIN.len()..split];
+        let tail = &payload[split..];
+        let rest = bytes.strip_prefix(head)?;
+        let mut sig = Vec::with_capacity(96);
+        self.write_sig_member(&mut sig);
+        let rest = rest.strip_prefix(sig.as_slice())?;
+        (rest == tail).then_some(payload)
+    }
+
+    /// The encoding the reference decoder checks against: the body through `serde_json::Value`
+    /// (kept to prove the fast encoder writes the same bytes).
+    pub(crate) fn encode_reference(&self) -> (Vec<u8>, Vec<u8>) {
         let json_str = |s: &str| serde_json::to_vec(s).expect("strings always serialise");
         let body = canonical_bytes(&self.body.to_value());
         let mut head = Vec::with_capacity(body.len() + 256);
@@ -129,7 +194,68 @@ impl SignedRecord {
     /// Decode and check everything but the signature: size, UTF-8, JSON, schema, field rules,
     /// canonical encoding. Split from [`SignedRecord::verify_signature`] so callers can verify
     /// signatures in parallel.
+    ///
+    /// Canonical records take the fast path ([`crate::fast`]: parsed straight into the typed
+    /// structs, encoded once and compared); anything else goes to the reference decoder, which
+    /// decides the verdict and the error. Both accept exactly the same bytes.
     pub fn decode(bytes: Vec<u8>) -> Result<SignedRecord, RecordError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(RecordError::TooLarge {
+                size_bytes: bytes.len(),
+                limit_bytes: MAX_RECORD_BYTES,
+            });
+        }
+        if let Some((record, payload, key)) = Self::decode_fast(&bytes) {
+            return Ok(SignedRecord {
+                record,
+                bytes,
+                payload,
+                key,
+                verified: false,
+            });
+        }
+        Self::decode_reference(bytes)
+    }
+
+    /// Accept canonical record bytes without a `Value` tree: every check of
+    /// [`SignedRecord::decode_reference`] holds when this returns `Some` (sizes aside, checked
+    /// before): the bytes are the canonical encoding of the typed record (so they are UTF-8,
+    /// JSON without repeated keys, and read back to that record), every number in them is a
+    /// safe integer, the version, kind, key, id, origin, signature encoding and body rules hold.
+    /// `None` says nothing: the reference decoder decides.
+    pub(crate) fn decode_fast(
+        bytes: &[u8],
+    ) -> Option<(Record, Vec<u8>, ed25519_zebra::VerificationKey)> {
+        let env = crate::fast::parse_envelope(bytes)?;
+        if env.v != FORMAT_VERSION {
+            return None;
+        }
+        let signer = PublicKey::from_base64(env.signer)?;
+        let key = signer.verifying_key()?;
+        validate::client_id("id", &env.id).ok()?;
+        validate::log_origin("log", &env.log).ok()?;
+        let signature: [u8; 64] = B64.decode(env.sig).ok()?.try_into().ok()?;
+        env.body.validate().ok()?;
+        let record = Record {
+            kind: env.body.kind(),
+            signer,
+            log: env.log,
+            client_id: env.id,
+            ts_ms: env.ts_ms,
+            body: env.body,
+            signature,
+        };
+        let payload = record.payload_if_canonical(bytes)?;
+        if !crate::fast::numbers_are_safe(bytes) {
+            return None;
+        }
+        Some((record, payload, key))
+    }
+
+    /// The reference decoder: bytes → `serde_json::Value` (refusing repeated keys and unsafe
+    /// numbers) → typed record → canonical re-encode through `Value` → compare. Decides every
+    /// refusal and its error code; [`SignedRecord::decode`] is proven against it.
+    pub(crate) fn decode_reference(bytes: Vec<u8>) -> Result<SignedRecord, RecordError> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(RecordError::TooLarge {
                 size_bytes: bytes.len(),
@@ -171,7 +297,7 @@ impl SignedRecord {
             body,
             signature,
         };
-        let (payload, canonical) = record.encode();
+        let (payload, canonical) = record.encode_reference();
         if canonical != bytes {
             return Err(RecordError::NotCanonical);
         }
@@ -266,6 +392,12 @@ impl SignedRecord {
 
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The signing payload kept from decoding.
+    #[cfg(test)]
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.payload
     }
 
     pub fn into_parts(self) -> (Record, Vec<u8>) {
