@@ -157,15 +157,24 @@ impl Record {
 }
 
 /// A record together with the exact bytes that were signed and will be logged.
+///
+/// Small to move (about 64 bytes): the decoded record and key sit behind one box, because
+/// submit paths move records through several vectors and channels on their way to the writer,
+/// and moving the inline record (hundreds of bytes) dominated the submitting thread.
 #[derive(Clone, Debug)]
 pub struct SignedRecord {
-    record: Record,
+    parsed: Box<Parsed>,
     bytes: Vec<u8>,
     /// Kept from decoding so signature checks neither re-encode nor re-decompress the key.
     payload: Vec<u8>,
-    key: ed25519_zebra::VerificationKey,
     /// The signature was checked (or made here): submitting it again need not re-verify.
     verified: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Parsed {
+    record: Record,
+    key: ed25519_zebra::VerificationKey,
 }
 
 /// Two records are equal when their bytes are: the bytes determine everything else.
@@ -207,10 +216,9 @@ impl SignedRecord {
         }
         if let Some((record, payload, key)) = Self::decode_fast(&bytes) {
             return Ok(SignedRecord {
-                record,
+                parsed: Box::new(Parsed { record, key }),
                 bytes,
                 payload,
-                key,
                 verified: false,
             });
         }
@@ -302,10 +310,9 @@ impl SignedRecord {
             return Err(RecordError::NotCanonical);
         }
         Ok(SignedRecord {
-            record,
+            parsed: Box::new(Parsed { record, key }),
             bytes,
             payload,
-            key,
             verified: false,
         })
     }
@@ -314,7 +321,8 @@ impl SignedRecord {
     /// mutated into a second valid one, and a batch accepts exactly the same signatures).
     pub fn verify_signature(&mut self) -> Result<(), RecordError> {
         if !self.verified {
-            if !crate::sig::verify(&self.key, &self.payload, &self.record.signature) {
+            let parsed = &self.parsed;
+            if !crate::sig::verify(&parsed.key, &self.payload, &parsed.record.signature) {
                 return Err(RecordError::BadSignature);
             }
             self.verified = true;
@@ -332,9 +340,9 @@ impl SignedRecord {
         let items: Vec<crate::sig::BatchItem<'_>> = pending
             .iter()
             .map(|&i| crate::sig::BatchItem {
-                key: &records[i].key,
+                key: &records[i].parsed.key,
                 message: &records[i].payload,
-                signature: &records[i].record.signature,
+                signature: &records[i].parsed.record.signature,
             })
             .collect();
         let verdicts = crate::sig::verify_batch(&items);
@@ -387,7 +395,7 @@ impl SignedRecord {
     }
 
     pub fn record(&self) -> &Record {
-        &self.record
+        &self.parsed.record
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -401,7 +409,7 @@ impl SignedRecord {
     }
 
     pub fn into_parts(self) -> (Record, Vec<u8>) {
-        (self.record, self.bytes)
+        (self.parsed.record, self.bytes)
     }
 }
 
@@ -438,10 +446,12 @@ pub fn sign_record(
     }
     let verifying = record.signer.verifying_key().expect("our own key is valid");
     Ok(SignedRecord {
-        record,
+        parsed: Box::new(Parsed {
+            record,
+            key: verifying,
+        }),
         bytes,
         payload,
-        key: verifying,
         verified: true,
     })
 }

@@ -400,6 +400,10 @@ fn canonical_records_take_the_fast_path() {
             String::from_utf8_lossy(&bytes)
         );
         assert!(agree(&bytes));
+        let rec = SignedRecord::decode(bytes).unwrap();
+        let mut body = Vec::new();
+        assert!(crate::fast::write_body(&rec.record().body, &mut body).is_ok());
+        assert_eq!(body, canonical_bytes(&rec.record().body.to_value()));
     }
 }
 
@@ -471,4 +475,10 @@ fn number_scan_accepts_only_safe_integers() {
     ] {
         assert!(!numbers_are_safe(bad), "{}", String::from_utf8_lossy(bad));
     }
+}
+
+#[test]
+fn signed_records_are_cheap_to_move() {
+    // Submit paths move records through vectors and channels; the record and key are boxed.
+    assert!(std::mem::size_of::<SignedRecord>() <= 64);
 }
