@@ -68,6 +68,13 @@ impl Record {
     /// from the typed struct ([`crate::fast::write_body`]), through `Value` only if that gives
     /// up (it never does for the bodies of this crate).
     fn write_payload(&self, payload: &mut Vec<u8>) -> usize {
+        self.try_write_payload(payload, true)
+            .expect("with the Value fallback the body always encodes")
+    }
+
+    /// [`Record::write_payload`]; without `fallback`, `None` where the fast body writer gives
+    /// up (an integer above 2^53 − 1: bytes the reference decoder refuses).
+    fn try_write_payload(&self, payload: &mut Vec<u8>, fallback: bool) -> Option<usize> {
         let json_str = |out: &mut Vec<u8>, s: &str| {
             serde_json::to_writer(out, s).expect("strings always serialise")
         };
@@ -75,6 +82,9 @@ impl Record {
         payload.extend_from_slice(b"{\"body\":");
         let mark = payload.len();
         if crate::fast::write_body(&self.body, payload).is_err() {
+            if !fallback {
+                return None;
+            }
             payload.truncate(mark);
             payload.extend_from_slice(&canonical_bytes(&self.body.to_value()));
         }
@@ -92,7 +102,7 @@ impl Record {
         payload.extend_from_slice(b",\"v\":");
         serde_json::to_writer(&mut *payload, &FORMAT_VERSION).expect("integers always serialise");
         payload.push(b'}');
-        split
+        Some(split)
     }
 
     /// The `,"sig":"<base64>"` member.
@@ -106,7 +116,7 @@ impl Record {
     /// encode and a compare, without building the full record bytes.
     fn payload_if_canonical(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let mut payload = Vec::with_capacity(bytes.len());
-        let split = self.write_payload(&mut payload);
+        let split = self.try_write_payload(&mut payload, false)?;
         let head = &payload[SIGNING_DOMAIN.len()..split];
         let tail = &payload[split..];
         let rest = bytes.strip_prefix(head)?;
@@ -228,14 +238,17 @@ impl SignedRecord {
     /// Accept canonical record bytes without a `Value` tree: every check of
     /// [`SignedRecord::decode_reference`] holds when this returns `Some` (sizes aside, checked
     /// before): the bytes are the canonical encoding of the typed record (so they are UTF-8,
-    /// JSON without repeated keys, and read back to that record), every number in them is a
-    /// safe integer, the version, kind, key, id, origin, signature encoding and body rules hold.
+    /// JSON without repeated keys, and read back to that record) written by the body writer
+    /// (which writes only safe integers), `ts_ms` is a safe integer, and the version, kind, key,
+    /// id, origin, signature encoding and body rules hold.
     /// `None` says nothing: the reference decoder decides.
     pub(crate) fn decode_fast(
         bytes: &[u8],
     ) -> Option<(Record, Vec<u8>, ed25519_zebra::VerificationKey)> {
         let env = crate::fast::parse_envelope(bytes)?;
-        if env.v != FORMAT_VERSION {
+        // Every other number of the record is a body field, which the body writer only writes
+        // when it is a safe integer.
+        if env.v != FORMAT_VERSION || env.ts_ms > crate::MAX_SAFE_INTEGER {
             return None;
         }
         let signer = PublicKey::from_base64(env.signer)?;
@@ -254,9 +267,6 @@ impl SignedRecord {
             signature,
         };
         let payload = record.payload_if_canonical(bytes)?;
-        if !crate::fast::numbers_are_safe(bytes) {
-            return None;
-        }
         Some((record, payload, key))
     }
 

@@ -39,8 +39,9 @@ const MAX_STRUCT_FIELDS: usize = 32;
 
 /// Append the canonical JSON of `value` (keys sorted by their bytes, no whitespace, strings
 /// escaped by `serde_json`) to `out`: the same bytes as `canonical_bytes(&to_value(value))`
-/// without building a `Value` tree. Gives up (leaving `out` in an unspecified state) on floats,
-/// maps, bytes and enum variants with data, which no body holds.
+/// without building a `Value` tree. Gives up (leaving `out` in an unspecified state) on
+/// integers that are negative or above 2^53 − 1, floats, maps, bytes and enum variants with
+/// data, which no valid body holds.
 pub(crate) fn write_canonical<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
@@ -105,17 +106,17 @@ impl<'a> ser::Serializer for Canon<'a> {
             .extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), GiveUp> {
-        json_int(self.out, v)
+    fn serialize_i8(self, _: i8) -> Result<(), GiveUp> {
+        Err(GiveUp)
     }
-    fn serialize_i16(self, v: i16) -> Result<(), GiveUp> {
-        json_int(self.out, v)
+    fn serialize_i16(self, _: i16) -> Result<(), GiveUp> {
+        Err(GiveUp)
     }
-    fn serialize_i32(self, v: i32) -> Result<(), GiveUp> {
-        json_int(self.out, v)
+    fn serialize_i32(self, _: i32) -> Result<(), GiveUp> {
+        Err(GiveUp)
     }
-    fn serialize_i64(self, v: i64) -> Result<(), GiveUp> {
-        json_int(self.out, v)
+    fn serialize_i64(self, _: i64) -> Result<(), GiveUp> {
+        Err(GiveUp)
     }
     fn serialize_u8(self, v: u8) -> Result<(), GiveUp> {
         json_int(self.out, v)
@@ -126,7 +127,13 @@ impl<'a> ser::Serializer for Canon<'a> {
     fn serialize_u32(self, v: u32) -> Result<(), GiveUp> {
         json_int(self.out, v)
     }
+    /// Above 2^53 − 1 gives up, so canonical bytes written here hold only safe integers
+    /// (what the reference decoder's number check accepts); `Record::encode` then goes through
+    /// `Value` and writes the number, and decoding leaves the refusal to the reference decoder.
     fn serialize_u64(self, v: u64) -> Result<(), GiveUp> {
+        if v > MAX_SAFE_INTEGER {
+            return Err(GiveUp);
+        }
         json_int(self.out, v)
     }
     fn serialize_f32(self, _: f32) -> Result<(), GiveUp> {
@@ -442,47 +449,4 @@ impl<'de> DeserializeSeed<'de> for BodySeed {
             Kind::ContributionReview => Body::ContributionReview(De::deserialize(d)?),
         })
     }
-}
-
-/// Whether every number outside strings in canonical JSON `bytes` is a non-negative integer
-/// of at most 2^53 − 1 (what the reference decoder's number check accepts). `false` for
-/// anything else, including a `-`, `.` or exponent outside a string.
-pub(crate) fn numbers_are_safe(bytes: &[u8]) -> bool {
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut number: Option<u64> = None;
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'0'..=b'9' => {
-                let n = number
-                    .unwrap_or(0)
-                    .checked_mul(10)
-                    .and_then(|n| n.checked_add(u64::from(b - b'0')));
-                match n {
-                    Some(n) if n <= MAX_SAFE_INTEGER => number = Some(n),
-                    _ => return false,
-                }
-            }
-            b'-' | b'.' | b'+' => return false,
-            // An exponent; outside numbers `e` only occurs in `true` and `false`.
-            b'e' | b'E' if number.is_some() => return false,
-            _ => {
-                number = None;
-                if b == b'"' {
-                    in_string = true;
-                }
-            }
-        }
-    }
-    true
 }
