@@ -6,8 +6,8 @@
 //! (any error, any difference, any escape it does not borrow) goes to the reference decoder
 //! ([`crate::SignedRecord::decode`]'s slow path), which decides the verdict and the error: the
 //! fast path can only say "accepted, and here is the value", never refuse. Accepting needs
-//! everything the reference decoder checks to hold (see [`decode`]), so both accept exactly the
-//! same byte strings with the same values.
+//! everything the reference decoder checks to hold (see `SignedRecord::decode_fast`), so both
+//! accept exactly the same byte strings, with the same values.
 
 use crate::body::*;
 use crate::{Kind, MAX_SAFE_INTEGER};
