@@ -19,7 +19,8 @@ use shoulders_log::{
     MemoryHashes,
 };
 use shoulders_record::{
-    sign_record, Access, ActorKey, ActorRegister, Body, DataContribute, DatasetCreate, SignedRecord,
+    sign_record, Access, ActorKey, ActorRegister, AttributionShare, Body, DataContribute,
+    DatasetCreate, IndexState, SignedRecord, UsageReceipt,
 };
 use shoulders_store::{AppendBatch, SqliteStore, Store, StoreHashes};
 use std::fmt::Write as _;
@@ -273,6 +274,45 @@ fn threads() -> usize {
 
 /// Sign `count` distinct `data.contribute` records (ids `<prefix>-<i>`) of [`DOCUMENT`], on
 /// every core.
+/// `count` signed `usage.receipt` records with four attribution entries each.
+fn sign_receipts(key: &ActorKey, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let i = i as u64;
+            let attribution = (0..4)
+                .map(|k| AttributionShare {
+                    dataset_id: DATASET.into(),
+                    contribution: 1000 + i * 7 + k * 5,
+                    ppm: [400_000, 300_000, 200_000, 100_000][k as usize],
+                })
+                .collect();
+            let body = Body::UsageReceipt(UsageReceipt {
+                usage_id: format!("u{i}"),
+                model_id: "tuner/chat".into(),
+                payer: "payer".into(),
+                use_category: "chat".into(),
+                input_tokens: 50,
+                output_tokens: 100 + i % 900,
+                output_hash: format!("sha256:{i:064x}"),
+                attribution,
+                evidence_hash: None,
+                max_royalty_bps: None,
+                index_state: Some(IndexState::single(100_000)),
+            });
+            sign_record(
+                key,
+                shoulders_bench::BENCH_LOG,
+                &format!("r-{i}"),
+                1_700_000_000_000 + i,
+                body,
+            )
+            .expect("benchmark records are valid")
+            .into_parts()
+            .1
+        })
+        .collect()
+}
+
 fn sign_contributions(key: &ActorKey, prefix: &str, count: usize) -> Vec<Vec<u8>> {
     let hash = sha2_011::Sha256::digest(DOCUMENT.as_bytes());
     let content_hash = format!("sha256:{}", hex(&hash));
@@ -438,6 +478,21 @@ fn bench_appends(table: &mut Table, base: &Path, sizes: &Sizes, with_single: boo
         n,
         decode,
         "",
+    );
+    // The settle path's record: a receipt with four attribution entries (as the settle
+    // bench's), whose decode runs on the submitting side too.
+    let receipts = sign_receipts(&key, sizes.cpu_sample);
+    let receipt_len = receipts.iter().map(Vec::len).sum::<usize>() / receipts.len().max(1);
+    let start = Instant::now();
+    for bytes in receipts {
+        black_box(SignedRecord::decode(bytes).expect("decodes"));
+    }
+    table.timed(
+        "2 batched",
+        "cpu: SignedRecord::decode of a usage.receipt (4 attribution entries), 1 thread",
+        n,
+        start.elapsed(),
+        format!("~{receipt_len} bytes each"),
     );
     let mut singles = decoded.clone();
     let start = Instant::now();

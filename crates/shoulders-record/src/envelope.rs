@@ -52,8 +52,83 @@ impl Record {
     ///
     /// The envelope's keys in canonical (byte) order are `body, id, kind, log, sig, signer,
     /// ts_ms, v`, so both encodings are the same text with the `sig` member present or absent; the
-    /// body is canonical on its own because maps serialise sorted.
+    /// body is canonical on its own because its members are written in key order.
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut payload = Vec::with_capacity(512);
+        let split = self.write_payload(&mut payload);
+        let mut full = Vec::with_capacity(payload.len() + 100);
+        full.extend_from_slice(&payload[SIGNING_DOMAIN.len()..split]);
+        self.write_sig_member(&mut full);
+        full.extend_from_slice(&payload[split..]);
+        (payload, full)
+    }
+
+    /// Append [`SIGNING_DOMAIN`] and the canonical envelope without `sig` to `payload`; returns
+    /// where the `sig` member goes in it (before `,"signer":`). The body is written straight
+    /// from the typed struct ([`crate::fast::write_body`]), through `Value` only if that gives
+    /// up (it never does for the bodies of this crate).
+    fn write_payload(&self, payload: &mut Vec<u8>) -> usize {
+        self.try_write_payload(payload, true)
+            .expect("with the Value fallback the body always encodes")
+    }
+
+    /// [`Record::write_payload`]; without `fallback`, `None` where the fast body writer gives
+    /// up (an integer above 2^53 − 1: bytes the reference decoder refuses).
+    fn try_write_payload(&self, payload: &mut Vec<u8>, fallback: bool) -> Option<usize> {
+        let json_str = |out: &mut Vec<u8>, s: &str| {
+            serde_json::to_writer(out, s).expect("strings always serialise")
+        };
+        payload.extend_from_slice(SIGNING_DOMAIN);
+        payload.extend_from_slice(b"{\"body\":");
+        let mark = payload.len();
+        if crate::fast::write_body(&self.body, payload).is_err() {
+            if !fallback {
+                return None;
+            }
+            payload.truncate(mark);
+            payload.extend_from_slice(&canonical_bytes(&self.body.to_value()));
+        }
+        payload.extend_from_slice(b",\"id\":");
+        json_str(payload, &self.client_id);
+        payload.extend_from_slice(b",\"kind\":");
+        json_str(payload, self.kind.as_str());
+        payload.extend_from_slice(b",\"log\":");
+        json_str(payload, &self.log);
+        let split = payload.len();
+        payload.extend_from_slice(b",\"signer\":");
+        json_str(payload, &self.signer.to_base64());
+        payload.extend_from_slice(b",\"ts_ms\":");
+        serde_json::to_writer(&mut *payload, &self.ts_ms).expect("integers always serialise");
+        payload.extend_from_slice(b",\"v\":");
+        serde_json::to_writer(&mut *payload, &FORMAT_VERSION).expect("integers always serialise");
+        payload.push(b'}');
+        Some(split)
+    }
+
+    /// The `,"sig":"<base64>"` member.
+    fn write_sig_member(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b",\"sig\":\"");
+        out.extend_from_slice(B64.encode(self.signature).as_bytes());
+        out.push(b'"');
+    }
+
+    /// The signing payload, if `bytes` are exactly the canonical record bytes of `self`: one
+    /// encode and a compare, without building the full record bytes.
+    fn payload_if_canonical(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut payload = Vec::with_capacity(bytes.len());
+        let split = self.try_write_payload(&mut payload, false)?;
+        let head = &payload[SIGNING_DOMAIN.len()..split];
+        let tail = &payload[split..];
+        let rest = bytes.strip_prefix(head)?;
+        let mut sig = Vec::with_capacity(96);
+        self.write_sig_member(&mut sig);
+        let rest = rest.strip_prefix(sig.as_slice())?;
+        (rest == tail).then_some(payload)
+    }
+
+    /// The encoding the reference decoder checks against: the body through `serde_json::Value`
+    /// (kept to prove the fast encoder writes the same bytes).
+    pub(crate) fn encode_reference(&self) -> (Vec<u8>, Vec<u8>) {
         let json_str = |s: &str| serde_json::to_vec(s).expect("strings always serialise");
         let body = canonical_bytes(&self.body.to_value());
         let mut head = Vec::with_capacity(body.len() + 256);
@@ -92,15 +167,24 @@ impl Record {
 }
 
 /// A record together with the exact bytes that were signed and will be logged.
+///
+/// Small to move (about 64 bytes): the decoded record and key sit behind one box, because
+/// submit paths move records through several vectors and channels on their way to the writer,
+/// and moving the inline record (hundreds of bytes) dominated the submitting thread.
 #[derive(Clone, Debug)]
 pub struct SignedRecord {
-    record: Record,
+    parsed: Box<Parsed>,
     bytes: Vec<u8>,
     /// Kept from decoding so signature checks neither re-encode nor re-decompress the key.
     payload: Vec<u8>,
-    key: ed25519_zebra::VerificationKey,
     /// The signature was checked (or made here): submitting it again need not re-verify.
     verified: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Parsed {
+    record: Record,
+    key: ed25519_zebra::VerificationKey,
 }
 
 /// Two records are equal when their bytes are: the bytes determine everything else.
@@ -129,7 +213,67 @@ impl SignedRecord {
     /// Decode and check everything but the signature: size, UTF-8, JSON, schema, field rules,
     /// canonical encoding. Split from [`SignedRecord::verify_signature`] so callers can verify
     /// signatures in parallel.
+    ///
+    /// Canonical records take the fast path ([`crate::fast`]: parsed straight into the typed
+    /// structs, encoded once and compared); anything else goes to the reference decoder, which
+    /// decides the verdict and the error. Both accept exactly the same bytes.
     pub fn decode(bytes: Vec<u8>) -> Result<SignedRecord, RecordError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(RecordError::TooLarge {
+                size_bytes: bytes.len(),
+                limit_bytes: MAX_RECORD_BYTES,
+            });
+        }
+        if let Some((record, payload, key)) = Self::decode_fast(&bytes) {
+            return Ok(SignedRecord {
+                parsed: Box::new(Parsed { record, key }),
+                bytes,
+                payload,
+                verified: false,
+            });
+        }
+        Self::decode_reference(bytes)
+    }
+
+    /// Accept canonical record bytes without a `Value` tree: every check of
+    /// [`SignedRecord::decode_reference`] holds when this returns `Some` (sizes aside, checked
+    /// before): the bytes are the canonical encoding of the typed record (so they are UTF-8,
+    /// JSON without repeated keys, and read back to that record) written by the body writer
+    /// (which writes only safe integers), `ts_ms` is a safe integer, and the version, kind, key,
+    /// id, origin, signature encoding and body rules hold.
+    /// `None` says nothing: the reference decoder decides.
+    pub(crate) fn decode_fast(
+        bytes: &[u8],
+    ) -> Option<(Record, Vec<u8>, ed25519_zebra::VerificationKey)> {
+        let env = crate::fast::parse_envelope(bytes)?;
+        // Every other number of the record is a body field, which the body writer only writes
+        // when it is a safe integer.
+        if env.v != FORMAT_VERSION || env.ts_ms > crate::MAX_SAFE_INTEGER {
+            return None;
+        }
+        let signer = PublicKey::from_base64(env.signer)?;
+        let key = signer.verifying_key()?;
+        validate::client_id("id", &env.id).ok()?;
+        validate::log_origin("log", &env.log).ok()?;
+        let signature: [u8; 64] = B64.decode(env.sig).ok()?.try_into().ok()?;
+        env.body.validate().ok()?;
+        let record = Record {
+            kind: env.body.kind(),
+            signer,
+            log: env.log,
+            client_id: env.id,
+            ts_ms: env.ts_ms,
+            body: env.body,
+            signature,
+        };
+        let payload = record.payload_if_canonical(bytes)?;
+        Some((record, payload, key))
+    }
+
+    /// The reference decoder: bytes → `serde_json::Value` (refusing repeated keys and unsafe
+    /// numbers) → typed record → canonical re-encode through `Value` → compare. Decides every
+    /// refusal and its error code; [`SignedRecord::decode`] is proven against it.
+    pub(crate) fn decode_reference(bytes: Vec<u8>) -> Result<SignedRecord, RecordError> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(RecordError::TooLarge {
                 size_bytes: bytes.len(),
@@ -171,15 +315,14 @@ impl SignedRecord {
             body,
             signature,
         };
-        let (payload, canonical) = record.encode();
+        let (payload, canonical) = record.encode_reference();
         if canonical != bytes {
             return Err(RecordError::NotCanonical);
         }
         Ok(SignedRecord {
-            record,
+            parsed: Box::new(Parsed { record, key }),
             bytes,
             payload,
-            key,
             verified: false,
         })
     }
@@ -188,7 +331,8 @@ impl SignedRecord {
     /// mutated into a second valid one, and a batch accepts exactly the same signatures).
     pub fn verify_signature(&mut self) -> Result<(), RecordError> {
         if !self.verified {
-            if !crate::sig::verify(&self.key, &self.payload, &self.record.signature) {
+            let parsed = &self.parsed;
+            if !crate::sig::verify(&parsed.key, &self.payload, &parsed.record.signature) {
                 return Err(RecordError::BadSignature);
             }
             self.verified = true;
@@ -206,9 +350,9 @@ impl SignedRecord {
         let items: Vec<crate::sig::BatchItem<'_>> = pending
             .iter()
             .map(|&i| crate::sig::BatchItem {
-                key: &records[i].key,
+                key: &records[i].parsed.key,
                 message: &records[i].payload,
-                signature: &records[i].record.signature,
+                signature: &records[i].parsed.record.signature,
             })
             .collect();
         let verdicts = crate::sig::verify_batch(&items);
@@ -261,15 +405,21 @@ impl SignedRecord {
     }
 
     pub fn record(&self) -> &Record {
-        &self.record
+        &self.parsed.record
     }
 
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
+    /// The signing payload kept from decoding.
+    #[cfg(test)]
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
     pub fn into_parts(self) -> (Record, Vec<u8>) {
-        (self.record, self.bytes)
+        (self.parsed.record, self.bytes)
     }
 }
 
@@ -306,10 +456,12 @@ pub fn sign_record(
     }
     let verifying = record.signer.verifying_key().expect("our own key is valid");
     Ok(SignedRecord {
-        record,
+        parsed: Box::new(Parsed {
+            record,
+            key: verifying,
+        }),
         bytes,
         payload,
-        key: verifying,
         verified: true,
     })
 }

@@ -11,7 +11,10 @@
 mod body;
 mod canonical;
 mod envelope;
+#[cfg(test)]
+mod equiv_tests;
 mod error;
+mod fast;
 mod keys;
 pub mod sig;
 pub mod validate;
