@@ -6,8 +6,8 @@
 //! same functions against a real server.
 
 use crate::{
-    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenRow, StateRow, StateWrites,
-    Store, StoreError,
+    AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenAt, SeenRow, StateRow,
+    StateWrites, Store, StoreError,
 };
 use shoulders_log::{stored_hash_count, Frontier, MemoryHashes};
 
@@ -376,6 +376,122 @@ pub fn state_with_the_records(store: &mut dyn Store, reopen: &dyn Fn() -> Box<dy
     assert_eq!(store.state_size().unwrap(), Some(5));
 }
 
+/// A batch larger than a backend's statement chunks (multi-row inserts, batched look-ups):
+/// every row reads back as written, and batched look-ups answer each key in its place,
+/// repeats and misses included, across several signers.
+pub fn many_rows_and_look_ups(store: &mut dyn Store) {
+    const N: u64 = 301;
+    let mut frontier = Frontier::new();
+    let records: Vec<Vec<u8>> = (0..N).map(leaf).collect();
+    let mut hashes = Vec::new();
+    for r in &records {
+        hashes.extend(frontier.append(shoulders_log::leaf_hash(r)));
+    }
+    let signer = |i: u64| [(i % 3) as u8 + 1; 32];
+    let holders = ["ann", "bob", "cy"];
+    let writes = StateWrites {
+        size: N,
+        rows: Vec::new(),
+        seen: (0..N)
+            .map(|i| SeenRow {
+                signer: signer(i),
+                client_id: format!("id-{i}"),
+                index: i,
+                leaf_hash: [(i % 251) as u8; 32],
+            })
+            .collect(),
+        receipts: (0..N)
+            .map(|i| receipt(i, &format!("u-{i}"), "m/x", holders[(i % 3) as usize]))
+            .collect(),
+        legs: (0..N)
+            .flat_map(|i| {
+                (0..3u32).map(move |seq| {
+                    let mut l = leg(
+                        i,
+                        seq,
+                        holders[seq as usize],
+                        &format!("{seq}{i}"),
+                        "charge",
+                    );
+                    l.dataset_id = (seq == 1).then(|| format!("d/{i}"));
+                    l.beneficiary = (seq == 2).then(|| "zed".to_string());
+                    l
+                })
+            })
+            .collect(),
+    };
+    store
+        .append(&AppendBatch {
+            state: Some(&writes),
+            first_index: 0,
+            records: records.iter().map(Vec::as_slice).collect(),
+            hashes,
+        })
+        .unwrap();
+    assert_eq!(store.size().unwrap(), N);
+    for i in [0, 1, 31, 32, 33, 150, N - 1] {
+        assert_eq!(store.record(i).unwrap(), Some(leaf(i)));
+        let legs: Vec<LegRow> = writes
+            .legs
+            .iter()
+            .filter(|l| l.index == i)
+            .cloned()
+            .collect();
+        assert_eq!(store.legs_of_record(i).unwrap(), legs);
+        assert_eq!(
+            store.receipt(i).unwrap().as_ref(),
+            writes.receipts.get(i as usize)
+        );
+    }
+    let page = store
+        .legs_of_holder(&LegQuery {
+            holder: "bob".into(),
+            from_ms: None,
+            to_ms: None,
+            role: None,
+            after: None,
+            limit: 1_000,
+            newest_first: false,
+        })
+        .unwrap();
+    let bob: Vec<LegRow> = writes
+        .legs
+        .iter()
+        .filter(|l| l.holder == "bob")
+        .cloned()
+        .collect();
+    assert_eq!(page, bob);
+    // Keys in a scrambled order, with repeats, misses and a known id under another signer.
+    let mut keys: Vec<([u8; 32], String)> = (0..N)
+        .map(|i| (i * 7) % N)
+        .map(|k| (signer(k), format!("id-{k}")))
+        .collect();
+    keys.push((signer(5), "id-5".into()));
+    keys.push((signer(6), "id-5".into()));
+    keys.push(([9; 32], "id-0".into()));
+    keys.push((signer(1), "nope".into()));
+    let expected: Vec<Option<SeenAt>> = keys
+        .iter()
+        .map(|(s, id)| {
+            writes
+                .seen
+                .iter()
+                .find(|r| &r.signer == s && &r.client_id == id)
+                .map(|r| (r.index, r.leaf_hash))
+        })
+        .collect();
+    assert_eq!(store.seen_many(&keys).unwrap(), expected);
+    assert_eq!(store.seen_many(&[]).unwrap(), Vec::new());
+    let mut usage: Vec<String> = (0..N).rev().map(|i| format!("u-{i}")).collect();
+    usage.extend(["u-7".to_string(), "u-none".to_string(), "u-7".to_string()]);
+    let expected: Vec<Option<u64>> = usage
+        .iter()
+        .map(|u| u.strip_prefix("u-").and_then(|n| n.parse().ok()))
+        .collect();
+    assert_eq!(store.usage_many(&usage).unwrap(), expected);
+    assert_eq!(store.usage_many(&[]).unwrap(), Vec::new());
+}
+
 /// Run every check, each on a fresh store from `fresh`; `reopen_last` reopens the store most
 /// recently returned by `fresh`.
 pub fn run_all(
@@ -390,6 +506,7 @@ pub fn run_all(
     durable_across_handles(&mut *store, reopen_last);
     let mut store = fresh();
     state_with_the_records(&mut *store, reopen_last);
+    many_rows_and_look_ups(&mut *fresh());
 }
 
 fn key_row(id: &str, actor: &str) -> crate::KeyRow {

@@ -8,6 +8,7 @@ use crate::{
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use shoulders_log::{stored_hash_count, stored_hash_index};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// The log (records, hashes, metadata) and, since schema 2, the fold's results: the bounded
@@ -58,12 +59,21 @@ struct Checkpointer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A connection is used by one thread at a time (`rusqlite::Connection` is `Send`, not
+/// `Sync`), so SQLite's per-call mutex (taken by `open_with_flags` without this flag; every
+/// bind, step and reset locked and unlocked it) protects nothing.
+const NO_MUTEX: OpenFlags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+
+/// Prepared statements a connection keeps.
+const STATEMENT_CACHE: usize = 64;
+
 /// How often the background checkpointer runs.
 pub const CHECKPOINT_EVERY_MS: u64 = 200;
 
 impl Checkpointer {
     fn start(path: &Path) -> Option<Self> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE).ok()?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | NO_MUTEX).ok()?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("shoulders-checkpoint".into())
@@ -114,7 +124,7 @@ impl SqliteStore {
         if !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | NO_MUTEX)?;
         Self::configure(&conn)?;
         // Schema 2's tables, and the API keys', for a database made before them.
         conn.execute_batch(SCHEMA)?;
@@ -129,7 +139,7 @@ impl SqliteStore {
         if !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | NO_MUTEX)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Self::set_mmap(&conn);
         Self::finish_open(conn)
@@ -175,6 +185,9 @@ impl SqliteStore {
     /// and the highest stored-hash id must match it (a gap would show up as a missing record or
     /// hash on the first read that needs it, reported as `E_STORE_CORRUPT`).
     fn finish_open(conn: Connection) -> Result<Self, StoreError> {
+        // Room for every statement the writer and the history queries prepare (rusqlite's
+        // default is 16), so a batch never re-prepares one.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut store = SqliteStore {
             conn,
             size: 0,
@@ -243,14 +256,24 @@ impl Store for SqliteStore {
                     got: batch.first_index,
                 });
             }
-            let mut ins = tx.prepare_cached("INSERT INTO records (idx, bytes) VALUES (?1, ?2)")?;
-            for (i, bytes) in batch.records.iter().enumerate() {
-                ins.execute(params![to_i64(batch.first_index + i as u64), bytes])?;
-            }
-            let mut insh = tx.prepare_cached("INSERT INTO hashes (id, hash) VALUES (?1, ?2)")?;
-            for (i, h) in batch.hashes.iter().enumerate() {
-                insh.execute(params![to_i64(first_hash + i as u64), &h.0[..]])?;
-            }
+            let records: Vec<(u64, &[u8])> = (batch.first_index..)
+                .zip(batch.records.iter().copied())
+                .collect();
+            insert_rows(
+                &tx,
+                "records (idx, bytes)",
+                2,
+                &records,
+                |st, o, (i, bytes)| {
+                    st.raw_bind_parameter(o + 1, to_i64(*i))?;
+                    st.raw_bind_parameter(o + 2, *bytes)
+                },
+            )?;
+            let hashes: Vec<(u64, &Hash)> = (first_hash..).zip(&batch.hashes).collect();
+            insert_rows(&tx, "hashes (id, hash)", 2, &hashes, |st, o, (i, h)| {
+                st.raw_bind_parameter(o + 1, to_i64(*i))?;
+                st.raw_bind_parameter(o + 2, &h.0[..])
+            })?;
             if let Some(state) = batch.state {
                 assert_eq!(
                     state.size, end,
@@ -349,38 +372,80 @@ impl Store for SqliteStore {
     }
 
     fn seen_many(&self, keys: &[([u8; 32], String)]) -> Result<Vec<Option<SeenAt>>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT idx, leaf FROM seen WHERE signer = ?1 AND client_id = ?2")?;
-        keys.iter()
-            .map(|(signer, id)| {
-                let row: Option<(i64, Vec<u8>)> = stmt
-                    .query_row(params![&signer[..], id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                row.map(|(idx, leaf)| {
-                    let leaf: [u8; 32] = leaf.try_into().map_err(|_| {
-                        StoreError::Corrupt("a stored leaf hash is not 32 bytes".into())
-                    })?;
-                    Ok((idx as u64, leaf))
-                })
-                .transpose()
-            })
-            .collect()
+        // One statement per signer and chunk of ids instead of one per key: a batch's records
+        // come from few signers, and a point SELECT costs more in statement overhead (reset,
+        // bind, step, row copy) than in its b-tree seek.
+        let mut out: Vec<Option<SeenAt>> = vec![None; keys.len()];
+        let mut by_signer: HashMap<&[u8; 32], Vec<usize>> = HashMap::new();
+        for (i, (signer, _)) in keys.iter().enumerate() {
+            by_signer.entry(signer).or_default().push(i);
+        }
+        for (signer, positions) in by_signer {
+            for chunk in positions.chunks(LOOKUP_CHUNK) {
+                let mut wanted: HashMap<&str, Vec<usize>> = HashMap::with_capacity(chunk.len());
+                for &i in chunk {
+                    wanted.entry(keys[i].1.as_str()).or_default().push(i);
+                }
+                let width = lookup_width(chunk.len());
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "SELECT client_id, idx, leaf FROM seen WHERE signer = ?1 AND client_id IN ({})",
+                    placeholders(2, width)
+                ))?;
+                stmt.raw_bind_parameter(1, &signer[..])?;
+                // Unused places repeat the chunk's last id (an `IN` list ignores repeats).
+                for n in 0..width {
+                    let id = &keys[chunk[n.min(chunk.len() - 1)]].1;
+                    stmt.raw_bind_parameter(n + 2, id.as_str())?;
+                }
+                let mut rows = stmt.raw_query();
+                while let Some(row) = rows.next()? {
+                    let id = row.get_ref(0)?.as_str().map_err(corrupt)?;
+                    let idx: i64 = row.get(1)?;
+                    let leaf: [u8; 32] = row
+                        .get_ref(2)?
+                        .as_blob()
+                        .map_err(corrupt)?
+                        .try_into()
+                        .map_err(|_| {
+                            StoreError::Corrupt("a stored leaf hash is not 32 bytes".into())
+                        })?;
+                    for &i in wanted.get(id).into_iter().flatten() {
+                        out[i] = Some((idx as u64, leaf));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn usage_many(&self, usage_ids: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT idx FROM receipts WHERE usage_id = ?1")?;
-        usage_ids
-            .iter()
-            .map(|u| {
-                Ok(stmt
-                    .query_row([u], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .map(|i| i as u64))
-            })
-            .collect()
+        // As `seen_many`: one statement per chunk of ids.
+        let mut out: Vec<Option<u64>> = vec![None; usage_ids.len()];
+        let positions: Vec<usize> = (0..usage_ids.len()).collect();
+        for chunk in positions.chunks(LOOKUP_CHUNK) {
+            let mut wanted: HashMap<&str, Vec<usize>> = HashMap::with_capacity(chunk.len());
+            for &i in chunk {
+                wanted.entry(usage_ids[i].as_str()).or_default().push(i);
+            }
+            let width = lookup_width(chunk.len());
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT usage_id, idx FROM receipts WHERE usage_id IN ({})",
+                placeholders(1, width)
+            ))?;
+            for n in 0..width {
+                let id = &usage_ids[chunk[n.min(chunk.len() - 1)]];
+                stmt.raw_bind_parameter(n + 1, id.as_str())?;
+            }
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next()? {
+                let id = row.get_ref(0)?.as_str().map_err(corrupt)?;
+                let idx: i64 = row.get(1)?;
+                for &i in wanted.get(id).into_iter().flatten() {
+                    out[i] = Some(idx as u64);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn legs_of_holder(&self, q: &LegQuery) -> Result<Vec<LegRow>, StoreError> {
@@ -458,6 +523,32 @@ impl Store for SqliteStore {
     }
 }
 
+/// Keys per batched look-up statement (`seen_many`, `usage_many`): far below SQLite's limit
+/// on bound parameters (32,766), large enough that statement overhead is spread thin.
+const LOOKUP_CHUNK: usize = 128;
+
+/// The `IN` list length for `n` keys: one of a few widths (so a handful of cached statements
+/// serve every batch), the smallest that holds them, so that a signer with one record in the
+/// batch binds one id, not 128.
+fn lookup_width(n: usize) -> usize {
+    [1, 8, 32, LOOKUP_CHUNK]
+        .into_iter()
+        .find(|&w| w >= n)
+        .unwrap_or(LOOKUP_CHUNK)
+}
+
+/// `?first, ?first+1, …` (`count` of them).
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("?{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn corrupt(e: rusqlite::types::FromSqlError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 const RECEIPT_COLUMNS: &str = "idx, ts_ms, usage_id, model_id, payer, use_category, currency, \
     charge, input_tokens, output_tokens, unattributed";
 
@@ -494,6 +585,55 @@ fn leg_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LegRow> {
     })
 }
 
+/// Rows per multi-row `INSERT` of the append path (at most 12 parameters a row here, far
+/// below SQLite's limit of 32,766 per statement).
+const ROWS_PER_INSERT: usize = 32;
+
+/// Insert `rows` into `into` (`"table (col, …)"`, `columns` of them), [`ROWS_PER_INSERT`] to
+/// a statement: a receipt adds about 11 rows, and one statement per row paid its fixed cost
+/// (reset, program start, cursor opens) each time. `bind` binds one row's columns at parameters
+/// `offset + 1 ..= offset + columns`.
+///
+/// `OR ROLLBACK`: a constraint failure ends the whole transaction (as the caller would anyway:
+/// nothing of a failed batch is kept). A plain multi-row `INSERT` must be able to undo just
+/// itself, so SQLite wrote a statement journal of every page it touched, which cost more than
+/// the statements it saved.
+fn insert_rows<T>(
+    tx: &rusqlite::Transaction<'_>,
+    into: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl Fn(&mut rusqlite::CachedStatement<'_>, usize, &T) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let sql = |n: usize| {
+        let values: Vec<String> = (0..n)
+            .map(|r| format!("({})", placeholders(r * columns + 1, columns)))
+            .collect();
+        format!(
+            "INSERT OR ROLLBACK INTO {into} VALUES {}",
+            values.join(", ")
+        )
+    };
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if rows.len() >= ROWS_PER_INSERT {
+        let mut many = tx.prepare_cached(&sql(ROWS_PER_INSERT))?;
+        for chunk in chunks.by_ref() {
+            for (i, row) in chunk.iter().enumerate() {
+                bind(&mut many, i * columns, row)?;
+            }
+            many.raw_execute()?;
+        }
+    }
+    if !chunks.remainder().is_empty() {
+        let mut one = tx.prepare_cached(&sql(1))?;
+        for row in chunks.remainder() {
+            bind(&mut one, 0, row)?;
+            one.raw_execute()?;
+        }
+    }
+    Ok(())
+}
+
 /// Write one batch's state inside an open transaction.
 fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), StoreError> {
     let mut rows = tx.prepare_cached(
@@ -503,57 +643,58 @@ fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), St
     for r in &w.rows {
         rows.execute(params![r.kind, r.key, r.value])?;
     }
-    let mut seen = tx.prepare_cached(
-        "INSERT INTO seen (signer, client_id, idx, leaf) VALUES (?1, ?2, ?3, ?4)",
+    insert_rows(
+        tx,
+        "seen (signer, client_id, idx, leaf)",
+        4,
+        &w.seen,
+        |st, o, s| {
+            st.raw_bind_parameter(o + 1, &s.signer[..])?;
+            st.raw_bind_parameter(o + 2, s.client_id.as_str())?;
+            st.raw_bind_parameter(o + 3, to_i64(s.index))?;
+            st.raw_bind_parameter(o + 4, &s.leaf_hash[..])
+        },
     )?;
-    for s in &w.seen {
-        seen.execute(params![
-            &s.signer[..],
-            s.client_id,
-            to_i64(s.index),
-            &s.leaf_hash[..]
-        ])?;
-    }
-    let mut receipts = tx.prepare_cached(&format!(
-        "INSERT INTO receipts ({RECEIPT_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-    ))?;
-    for r in &w.receipts {
-        receipts.execute(params![
-            to_i64(r.index),
-            to_i64(r.ts_ms),
-            r.usage_id,
-            r.model_id,
-            r.payer,
-            r.use_category,
-            r.currency,
-            r.charge_micros,
-            to_i64(r.input_tokens),
-            to_i64(r.output_tokens),
-            i64::from(r.unattributed)
-        ])?;
-    }
-    let mut legs = tx.prepare_cached(
-        "INSERT INTO legs (idx, seq, ts_ms, holder, account, currency, amount, role, model_id,
-                           dataset_id, contribution, beneficiary)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    insert_rows(
+        tx,
+        &format!("receipts ({RECEIPT_COLUMNS})"),
+        11,
+        &w.receipts,
+        |st, o, r| {
+            st.raw_bind_parameter(o + 1, to_i64(r.index))?;
+            st.raw_bind_parameter(o + 2, to_i64(r.ts_ms))?;
+            st.raw_bind_parameter(o + 3, r.usage_id.as_str())?;
+            st.raw_bind_parameter(o + 4, r.model_id.as_str())?;
+            st.raw_bind_parameter(o + 5, r.payer.as_str())?;
+            st.raw_bind_parameter(o + 6, r.use_category.as_str())?;
+            st.raw_bind_parameter(o + 7, r.currency.as_str())?;
+            st.raw_bind_parameter(o + 8, r.charge_micros.as_str())?;
+            st.raw_bind_parameter(o + 9, to_i64(r.input_tokens))?;
+            st.raw_bind_parameter(o + 10, to_i64(r.output_tokens))?;
+            st.raw_bind_parameter(o + 11, i64::from(r.unattributed))
+        },
     )?;
-    for l in &w.legs {
-        legs.execute(params![
-            to_i64(l.index),
-            i64::from(l.seq),
-            to_i64(l.ts_ms),
-            l.holder,
-            l.account,
-            l.currency,
-            l.amount_micros,
-            l.role,
-            l.model_id,
-            l.dataset_id,
-            l.contribution.map(to_i64),
-            l.beneficiary
-        ])?;
-    }
+    insert_rows(
+        tx,
+        "legs (idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
+               contribution, beneficiary)",
+        12,
+        &w.legs,
+        |st, o, l| {
+            st.raw_bind_parameter(o + 1, to_i64(l.index))?;
+            st.raw_bind_parameter(o + 2, i64::from(l.seq))?;
+            st.raw_bind_parameter(o + 3, to_i64(l.ts_ms))?;
+            st.raw_bind_parameter(o + 4, l.holder.as_str())?;
+            st.raw_bind_parameter(o + 5, l.account.as_str())?;
+            st.raw_bind_parameter(o + 6, l.currency.as_str())?;
+            st.raw_bind_parameter(o + 7, l.amount_micros.as_str())?;
+            st.raw_bind_parameter(o + 8, l.role.as_str())?;
+            st.raw_bind_parameter(o + 9, l.model_id.as_deref())?;
+            st.raw_bind_parameter(o + 10, l.dataset_id.as_deref())?;
+            st.raw_bind_parameter(o + 11, l.contribution.map(to_i64))?;
+            st.raw_bind_parameter(o + 12, l.beneficiary.as_deref())
+        },
+    )?;
     tx.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         params![STATE_SIZE_KEY, w.size.to_string()],
