@@ -33,8 +33,9 @@ pub const MAX_CONTENT_BYTES: u64 = 1 << 30;
 /// Largest training configuration (hyperparameters), in bytes: a configuration, not data.
 pub const MAX_TRAINING_CONFIG_BYTES: u64 = 1 << 20;
 
-/// Bytes read at a time while measuring a stored document (memory stays flat for any size).
-const READ_BUFFER_BYTES: usize = 1 << 20;
+/// Bytes read at a time while measuring a stored document (memory stays flat for any size; each
+/// thread that measures keeps one such buffer).
+const READ_BUFFER_BYTES: usize = 64 << 10;
 
 /// The `sha256:<hex>` reference of `bytes`.
 pub fn content_ref(bytes: &[u8]) -> String {
@@ -133,7 +134,11 @@ impl ContentStore {
         }
         let reference = content_ref(bytes);
         let path = self.path(&reference)?;
-        if path.exists() && self.scan(&reference)?.is_some_and(|s| s.hash == reference) {
+        if path.exists()
+            && self
+                .scan(&reference)?
+                .is_some_and(|s| s.matches(&reference))
+        {
             return Ok(reference);
         }
         std::fs::create_dir_all(&self.root).map_err(|e| LedgerError::io(&self.root, e))?;
@@ -229,7 +234,7 @@ impl ContentStore {
         let scan = self
             .scan(content_ref)?
             .ok_or_else(|| LedgerError::ContentMissing(content_ref.to_string()))?;
-        if scan.hash != content_ref {
+        if !scan.matches(content_ref) {
             return Err(LedgerError::ContentCorrupt(content_ref.to_string()));
         }
         if scan.byte_size > MAX_CONTENT_BYTES {
@@ -261,8 +266,11 @@ impl ContentStore {
         Ok(measured)
     }
 
-    /// Hash, length and UTF-8 validity of a stored blob, read in [`READ_BUFFER_BYTES`] pieces;
-    /// `None` when it is not stored.
+    /// Hash, length and UTF-8 validity of a stored blob, read in [`READ_BUFFER_BYTES`] pieces
+    /// into this thread's reused buffer; `None` when it is not stored. Read until end of file,
+    /// never sized first: admitting a small contribution costs one open, two reads and a close
+    /// (no `statx`, no fresh zeroed buffer), and a file that grows while it is read is still
+    /// hashed whole.
     fn scan(&self, content_ref: &str) -> Result<Option<Scan>, LedgerError> {
         let path = self.path(content_ref)?;
         let mut file = match File::open(&path) {
@@ -270,57 +278,81 @@ impl ContentStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(LedgerError::io(&path, e)),
         };
-        let mut hasher = Sha256::new();
-        // Sized to the blob (a zeroed 1 MiB buffer for a 500-byte document cost more than the
-        // rest of the record's admission), plus room for a character cut at the end of the
-        // previous read (at most 3 bytes) and one byte to see the end at once.
-        let stored_bytes = file
-            .metadata()
-            .map_or(READ_BUFFER_BYTES as u64, |m| m.len());
-        let buf_bytes = (stored_bytes as usize)
-            .saturating_add(1)
-            .min(READ_BUFFER_BYTES);
-        let mut buf = vec![0u8; buf_bytes + 3];
-        let (mut carry, mut byte_size, mut utf8) = (0usize, 0u64, true);
-        loop {
-            let n = match file.read(&mut buf[carry..]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(LedgerError::io(&path, e)),
-            };
-            hasher.update(&buf[carry..carry + n]);
-            byte_size += n as u64;
-            if !utf8 {
-                continue;
-            }
-            let end = carry + n;
-            carry = match std::str::from_utf8(&buf[..end]) {
-                Ok(_) => 0,
-                // An incomplete character at the end: keep it for the next read.
-                Err(e) if e.error_len().is_none() => {
-                    buf.copy_within(e.valid_up_to()..end, 0);
-                    end - e.valid_up_to()
-                }
-                Err(_) => {
-                    utf8 = false;
-                    0
-                }
-            };
-        }
-        Ok(Some(Scan {
-            hash: format!("sha256:{}", hex::encode(hasher.finalize())),
-            byte_size,
-            utf8: utf8 && carry == 0,
-        }))
+        SCAN_BUFFER
+            .with(|cell| match cell.try_borrow_mut() {
+                Ok(mut buf) => scan_file(&mut file, &mut buf, &path),
+                // Only if a scan ever ran inside another on this thread: it gets its own buffer.
+                Err(_) => scan_file(&mut file, &mut Vec::new(), &path),
+            })
+            .map(Some)
     }
+}
+
+thread_local! {
+    /// Each thread's read buffer for [`ContentStore::scan`], allocated on its first scan.
+    static SCAN_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Hash, length and UTF-8 validity of everything `file` yields until end of file, read into
+/// `buf` (grown to [`READ_BUFFER_BYTES`] plus room for a character cut at the end of the
+/// previous read, at most 3 bytes).
+fn scan_file(file: &mut File, buf: &mut Vec<u8>, path: &Path) -> Result<Scan, LedgerError> {
+    if buf.len() < READ_BUFFER_BYTES + 3 {
+        buf.resize(READ_BUFFER_BYTES + 3, 0);
+    }
+    let mut hasher = Sha256::new();
+    let (mut carry, mut byte_size, mut utf8) = (0usize, 0u64, true);
+    loop {
+        let n = match file.read(&mut buf[carry..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(LedgerError::io(path, e)),
+        };
+        hasher.update(&buf[carry..carry + n]);
+        byte_size += n as u64;
+        if !utf8 {
+            continue;
+        }
+        let end = carry + n;
+        carry = match std::str::from_utf8(&buf[..end]) {
+            Ok(_) => 0,
+            // An incomplete character at the end: keep it for the next read.
+            Err(e) if e.error_len().is_none() => {
+                buf.copy_within(e.valid_up_to()..end, 0);
+                end - e.valid_up_to()
+            }
+            Err(_) => {
+                utf8 = false;
+                0
+            }
+        };
+    }
+    Ok(Scan {
+        hash: hasher.finalize().into(),
+        byte_size,
+        utf8: utf8 && carry == 0,
+    })
 }
 
 /// A blob as read from disk.
 struct Scan {
-    hash: String,
+    /// Its SHA-256.
+    hash: [u8; 32],
     byte_size: u64,
     utf8: bool,
+}
+
+impl Scan {
+    /// Whether the blob hashes to `content_ref` (a `sha256:<hex>` reference), compared without
+    /// formatting the digest.
+    fn matches(&self, content_ref: &str) -> bool {
+        let mut want = [0u8; 32];
+        content_ref
+            .strip_prefix("sha256:")
+            .is_some_and(|h| hex::decode_to_slice(h, &mut want).is_ok())
+            && want == self.hash
+    }
 }
 
 /// A record's declared sizes must be the measured ones.

@@ -6,14 +6,19 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
-/// Worker threads for bulk verification: the machine's cores, at most 8.
+/// Worker threads for bulk verification: the machine's cores, at most 8. Asked once per
+/// process: `available_parallelism` reads the cgroup files on every call, which cost a quarter
+/// of a batch submitter's own time.
 pub(crate) fn worker_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8)
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+    })
 }
 
 /// Apply `work` to each item of `inputs` on `threads` workers and hand the results to `sink`
