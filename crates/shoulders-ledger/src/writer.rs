@@ -1,31 +1,26 @@
-//! The single writer, its group commit and its commit pipeline.
+//! The single writer and its group commit.
 //!
 //! Submitters decode and verify signatures on their own threads, and check a new contribution's
 //! content against the content store there too (hashing a large document never stalls the
 //! writer), then hand records to one writer thread. The writer drains everything queued (up to
-//! `max_batch_records`), folds each record into its own copy of the state, and hands the batch
-//! (records, Merkle hashes, state rows) to the committer thread, which writes it in one store
-//! transaction (SQLite or PostgreSQL) and only after that commit publishes it and answers the
-//! submitters. One fsync thus acknowledges many records, no record is acknowledged before it is
-//! durable, and the writer folds the next batch while the previous one's fsync runs.
+//! `max_batch_records`), folds each record into the state, writes all accepted records and their
+//! Merkle hashes in one store transaction (SQLite or PostgreSQL), and only after that commit
+//! answers the submitters. One fsync thus acknowledges many records, and no record is
+//! acknowledged before it is durable.
 //!
-//! Readers see the ledger through its [`View`], which only the committer extends: it holds the
-//! view's lock from the start of a batch's transaction until, after the commit, it has folded
-//! the same records into the view's state (the fold is deterministic, so this is the writer's
-//! result), so nobody ever observes a record that is not yet durable, and the store never holds
-//! more than the view shows. The writer's copy runs at most one batch ahead; when a commit fails,
-//! every batch folded on top of it fails too and the writer restarts from the view.
+//! Readers see the ledger through its [`View`]; the writer holds the view exclusively from the
+//! first fold of a batch until its commit, so nobody ever observes a record that is not yet
+//! durable.
 
 use crate::reader::{ConsistencyProof, InclusionProof, Reader};
 use crate::stored::{self, BatchHistory, BatchWrites};
-use crate::view::Committed;
 use crate::{load_signer, ContentStore, DataDir, LedgerError, View};
 use serde::Serialize;
-use shoulders_log::{leaf_hash, Frontier, Hash};
+use shoulders_log::{leaf_hash, Hash};
 use shoulders_record::{sign_record, ActorKey, Body, SignedRecord};
-use shoulders_state::{HistoryRead, Seen, State};
-use shoulders_store::{AppendBatch, StateWrites, Store, StoreError};
-use std::collections::VecDeque;
+use shoulders_state::HistoryRead;
+use shoulders_state::State;
+use shoulders_store::{AppendBatch, Store, StoreError};
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -148,33 +143,11 @@ impl Ledger {
             queued_records: AtomicUsize::new(0),
             commit_observer: OnceLock::new(),
         });
-        // The writer's own connection for the history look-ups of the batch it folds while
-        // the committer's connection runs the previous batch's transaction.
-        let read = location.open_read_only()?;
         let (tx, rx) = mpsc::sync_channel(config.queue_depth);
-        // A rendezvous: the writer folds at most one batch ahead of the one committing.
-        let (commit_tx, commit_rx) = mpsc::sync_channel(0);
-        let (ack_tx, ack_rx) = mpsc::channel();
-        let committer_shared = Arc::clone(&shared);
-        let committer = std::thread::Builder::new()
-            .name("shoulders-commit".into())
-            .spawn(move || run_committer(committer_shared, store, commit_rx, ack_tx))
-            .map_err(|e| LedgerError::io(dir.root(), e))?;
         let writer_shared = Arc::clone(&shared);
-        let max_batch = config.max_batch_records;
         let writer = std::thread::Builder::new()
             .name("shoulders-writer".into())
-            .spawn(move || {
-                run_writer(
-                    writer_shared,
-                    read,
-                    rx,
-                    commit_tx,
-                    ack_rx,
-                    committer,
-                    max_batch,
-                )
-            })
+            .spawn(move || run_writer(writer_shared, store, rx, config.max_batch_records))
             .map_err(|e| LedgerError::io(dir.root(), e))?;
         Ok(Ledger {
             shared,
@@ -476,74 +449,7 @@ impl Drop for Ledger {
     }
 }
 
-/// A batch folded by the writer, on its way to the committer.
-struct Prepared {
-    jobs: Vec<Job>,
-    outcomes: Vec<Vec<Result<Appended, LedgerError>>>,
-    /// The `ledger.clock` record the writer admitted before the batch, if any.
-    clock: Option<SignedRecord>,
-    /// The accepted records in log order, from `first_index` on: `None` is the clock,
-    /// `Some((job, record))` a submitted record.
-    accepted: Vec<(Option<(usize, usize)>, Hash)>,
-    first_index: u64,
-    hashes: Vec<Hash>,
-    /// The stored state's rows for this batch (`None`: nothing accepted, nothing to write).
-    writes: Option<StateWrites>,
-    /// The history the fold read: what the store and the batches still committing answered,
-    /// plus this batch's own records (read back as of each record when the batch is published).
-    history: Arc<BatchHistory>,
-    earlier: Vec<Arc<BatchHistory>>,
-    /// The tree's right edge after this batch: published as it is at commit.
-    frontier: Frontier,
-    /// The writer's generation this batch was folded in (see [`run_committer`]).
-    generation: u64,
-    started: Instant,
-    count: usize,
-}
-
-/// History as the fold of one record sees it: the batch's own history and that of the
-/// batches still committing before it, limited to records before `before`. A record's fold
-/// and its replay at publication read exactly the same answers through it.
-struct Layered<'a> {
-    own: &'a BatchHistory,
-    earlier: &'a [Arc<BatchHistory>],
-    before: u64,
-}
-
-impl HistoryRead for Layered<'_> {
-    fn seen(&self, signer: &shoulders_record::PublicKey, client_id: &str) -> Option<Seen> {
-        std::iter::once(self.own)
-            .chain(self.earlier.iter().map(|h| &**h))
-            .find_map(|h| h.seen(signer, client_id))
-            .filter(|s| s.index < self.before)
-    }
-    fn usage(&self, usage_id: &str) -> Option<u64> {
-        std::iter::once(self.own)
-            .chain(self.earlier.iter().map(|h| &**h))
-            .find_map(|h| h.usage(usage_id))
-            .filter(|index| *index < self.before)
-    }
-}
-
-/// The writer thread: takes queued jobs, folds them into its own (speculative) copy of the
-/// state and hands each folded batch to the committer, then folds the next batch while that
-/// one's transaction and fsync run. A batch is folded on the state after every batch before
-/// it; if one of those fails to commit, the committer fails the later ones too and the writer
-/// starts again from the published state (see [`run_committer`]).
-fn run_writer(
-    shared: Arc<Shared>,
-    read: Box<dyn Store>,
-    rx: Receiver<Job>,
-    commit_tx: SyncSender<Prepared>,
-    acks: Receiver<u64>,
-    committer: JoinHandle<()>,
-    max_batch: usize,
-) {
-    let mut spec = published(&shared);
-    let mut generation = 0u64;
-    let mut acked_generation = 0u64;
-    // The histories of batches handed to the committer and not yet answered, oldest first.
-    let mut in_flight: VecDeque<Arc<BatchHistory>> = VecDeque::new();
+fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>, max_batch: usize) {
     while let Ok(first) = rx.recv() {
         let mut count = first.records.len();
         let mut jobs = vec![first];
@@ -556,185 +462,30 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        while let Ok(g) = acks.try_recv() {
-            in_flight.pop_front();
-            acked_generation = g;
-        }
-        if acked_generation != generation {
-            // A commit failed: wait until every batch folded on top of it is answered (failed),
-            // then fold on from what is published, i.e. durable.
-            while !in_flight.is_empty() {
-                match acks.recv() {
-                    Ok(g) => {
-                        in_flight.pop_front();
-                        acked_generation = g;
-                    }
-                    Err(_) => break,
-                }
-            }
-            in_flight.clear();
-            spec = published(&shared);
-            generation = acked_generation;
-        }
-        if shared.stopped.load(Ordering::SeqCst) {
-            answer_all(&shared, jobs, || LedgerError::WriterStopped);
-            continue;
-        }
-        let started = Instant::now();
-        let earlier: Vec<Arc<BatchHistory>> = in_flight.iter().cloned().collect();
-        let Some(prepared) = fold_batch(&shared, &*read, &mut spec, earlier, jobs, count) else {
-            continue;
-        };
-        let prepared = Prepared {
-            generation,
-            started,
-            ..prepared
-        };
-        in_flight.push_back(Arc::clone(&prepared.history));
-        if let Err(mpsc::SendError(prepared)) = commit_tx.send(prepared) {
-            // The committer is gone (it panicked): nothing more can become durable.
-            shared.stopped.store(true, Ordering::SeqCst);
-            answer_all(&shared, prepared.jobs, || LedgerError::WriterStopped);
-        }
-    }
-    drop(commit_tx);
-    let _ = committer.join();
-}
-
-/// A copy of the published (committed) state and tree edge, for the writer to fold on. Taken
-/// only when no batch is committing, so the two belong together.
-fn published(shared: &Shared) -> Committed {
-    Committed {
-        state: shared.view.with_state(State::clone),
-        frontier: shared.view.frontier(),
-    }
-}
-
-/// Answer every record of `jobs` with `err()`.
-fn answer_all(shared: &Shared, jobs: Vec<Job>, err: impl Fn() -> LedgerError) {
-    for job in jobs {
-        let count = job.records.len();
-        shared.queued_records.fetch_sub(count, Ordering::Relaxed);
-        let _ = job.reply.send((0..count).map(|_| Err(err())).collect());
-    }
-}
-
-/// The committer thread: owns the store. For each folded batch, in order: runs its transaction
-/// (records, hashes, state rows; one fsync), publishes it to readers by folding the same
-/// records into the view's state (the fold is deterministic, so the result is the writer's),
-/// and only then answers its submitters. Answers the writer with its generation after each.
-///
-/// When a commit fails, nothing of that batch is acknowledged; the generation advances, so
-/// every batch the writer already folded on top of it is failed without being written, and
-/// the writer restarts from the published state. The store is re-synchronised as before; if
-/// that fails too, the ledger stops (`E_WRITER_STOPPED`).
-fn run_committer(
-    shared: Arc<Shared>,
-    mut store: Box<dyn Store>,
-    rx: Receiver<Prepared>,
-    acks: mpsc::Sender<u64>,
-) {
-    let mut generation = 0u64;
-    let mut failure = String::new();
-    while let Ok(mut p) = rx.recv() {
-        if p.generation != generation {
-            let message = format!("not committed: an earlier batch's commit failed: {failure}");
-            for outcome in p.outcomes.iter_mut().flatten() {
-                *outcome = Err(LedgerError::Store(StoreError::Database(message.clone())));
-            }
-        } else if let Err(message) = commit_prepared(&shared, &mut *store, &mut p) {
-            generation += 1;
-            failure = message;
-        }
-        if p.generation == generation {
+        let outcomes = if shared.stopped.load(Ordering::SeqCst) {
+            jobs.iter()
+                .map(|j| {
+                    j.records
+                        .iter()
+                        .map(|_| Err(LedgerError::WriterStopped))
+                        .collect()
+                })
+                .collect()
+        } else {
+            let started = Instant::now();
+            let outcomes = commit_batch(&shared, &mut *store, &mut jobs);
             if let Some(observe) = shared.commit_observer.get() {
-                observe(p.started.elapsed(), p.count);
+                observe(started.elapsed(), count);
             }
-        }
-        for (job, outcome) in p.jobs.into_iter().zip(p.outcomes) {
+            outcomes
+        };
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
             // A submitter that gave up waiting is not an error for the others.
             shared
                 .queued_records
                 .fetch_sub(job.records.len(), Ordering::Relaxed);
             let _ = job.reply.send(outcome);
         }
-        let _ = acks.send(generation);
-    }
-}
-
-/// Write and publish one batch. `Err` (with the reason) when the writer must restart from the
-/// published state: the commit failed (the batch's accepted records are then failed too), or
-/// (never expected) the publication's fold disagreed and the state was reloaded.
-fn commit_prepared(shared: &Shared, store: &mut dyn Store, p: &mut Prepared) -> Result<(), String> {
-    let Some(writes) = &p.writes else {
-        return Ok(());
-    };
-    let record = |a: &Option<(usize, usize)>| -> &SignedRecord {
-        match a {
-            None => p.clock.as_ref().expect("the clock was accepted"),
-            Some((job, i)) => &p.jobs[*job].records[*i].record,
-        }
-    };
-    let batch = AppendBatch {
-        first_index: p.first_index,
-        records: p.accepted.iter().map(|(a, _)| record(a).bytes()).collect(),
-        hashes: std::mem::take(&mut p.hashes),
-        state: Some(writes),
-    };
-    // Readers wait from here until the batch is published (as before the pipeline): the store
-    // they read history from never holds more than the view shows.
-    let mut committed = shared.view.extend();
-    let appended = store.append(&batch);
-    drop(batch);
-    if let Err(err) = appended {
-        // Nothing of this batch may be acknowledged. The view never saw it; re-read what is
-        // actually on disk, as the store may have moved.
-        let message = err.to_string();
-        for outcome in p.outcomes.iter_mut().flatten() {
-            if outcome.is_ok() {
-                *outcome = Err(LedgerError::Store(StoreError::Database(message.clone())));
-            }
-        }
-        reload(shared, store, &mut committed);
-        return Err(message);
-    }
-    // Durable: publish it. The writer folded these records on this very state.
-    let mut replayed = committed.frontier.size() == p.first_index;
-    for (offset, (a, leaf)) in p.accepted.iter().enumerate() {
-        if !replayed {
-            break;
-        }
-        let index = p.first_index + offset as u64;
-        let history = Layered {
-            own: &p.history,
-            earlier: &p.earlier,
-            before: index,
-        };
-        replayed = committed
-            .state
-            .apply_with(index, leaf.0, record(a), &history)
-            .is_ok();
-    }
-    if replayed {
-        committed.frontier = p.frontier.clone();
-        return Ok(());
-    }
-    reload(shared, store, &mut committed);
-    Err("the published state disagreed with the writer's; reloaded from the store".into())
-}
-
-/// Replace the view with the store's state; stop the ledger if even that fails.
-fn reload(shared: &Shared, store: &mut dyn Store, committed: &mut Committed) {
-    let recovered = store
-        .refresh()
-        .map_err(LedgerError::from)
-        .and_then(|_| stored::load_state(store));
-    match recovered {
-        Ok((state, frontier)) => {
-            committed.state = state;
-            committed.frontier = frontier;
-        }
-        Err(_) => shared.stopped.store(true, Ordering::SeqCst),
     }
 }
 
@@ -807,23 +558,17 @@ fn clock_record(shared: &Shared, state: &State, jobs: &[Job]) -> Option<SignedRe
     .ok()
 }
 
-/// Fold `jobs` into the writer's state `spec`, on top of the batches still committing
-/// (`earlier`, oldest first). Returns the batch for the committer, or `None` when the history
-/// look-ups failed (every record is then answered with the store's error here).
-fn fold_batch(
+fn commit_batch(
     shared: &Shared,
-    read: &dyn Store,
-    spec: &mut Committed,
-    earlier: Vec<Arc<BatchHistory>>,
-    mut jobs: Vec<Job>,
-    count: usize,
-) -> Option<Prepared> {
-    let first_index = spec.frontier.size();
-    let clock = clock_record(shared, &spec.state, &jobs);
-    // The history the fold needs for this batch, in one query per table. The store may or may
-    // not show the batches still committing yet; `earlier` holds theirs either way.
+    store: &mut dyn Store,
+    jobs: &mut [Job],
+) -> Vec<Vec<Result<Appended, LedgerError>>> {
+    let mut committed = shared.view.extend();
+    let first_index = committed.frontier.size();
+    let clock = clock_record(shared, &committed.state, jobs);
+    // The history the fold needs for this batch, in one query per table.
     let mut history = match BatchHistory::prefetch(
-        read,
+        &*store,
         clock.iter().chain(
             jobs.iter()
                 .flat_map(|j| j.records.iter().map(|c| &c.record)),
@@ -832,38 +577,36 @@ fn fold_batch(
         Ok(h) => h,
         Err(err) => {
             let message = err.to_string();
-            answer_all(shared, jobs, || {
-                LedgerError::Store(StoreError::Database(message.clone()))
-            });
-            return None;
+            return jobs
+                .iter()
+                .map(|j| {
+                    j.records
+                        .iter()
+                        .map(|_| Err(LedgerError::Store(StoreError::Database(message.clone()))))
+                        .collect()
+                })
+                .collect();
         }
     };
     let mut state_writes = BatchWrites::default();
-    let mut accepted: Vec<(Option<(usize, usize)>, Hash)> = Vec::new();
+    let mut to_write: Vec<&[u8]> = Vec::new();
     let mut hashes: Vec<Hash> = Vec::new();
-    let mut clock_kept = None;
-    if let Some(clock) = clock {
+    if let Some(clock) = &clock {
         // The log's time first, so the batch's records are judged by it. If the fold refuses
         // it (the key in operator.key is no longer the operator's), the batch goes on without.
         let leaf = leaf_hash(clock.bytes());
-        let index = spec.frontier.size();
-        let layered = Layered {
-            own: &history,
-            earlier: &earlier,
-            before: index,
-        };
-        if let Ok((_, effects)) = spec.state.apply_with(index, leaf.0, &clock, &layered) {
+        let index = committed.frontier.size();
+        if let Ok((_, effects)) = committed.state.apply_with(index, leaf.0, clock, &history) {
             history.record(&effects);
             state_writes.add(effects);
-            hashes.extend(spec.frontier.append(leaf));
-            accepted.push((None, leaf));
-            clock_kept = Some(clock);
+            hashes.extend(committed.frontier.append(leaf));
+            to_write.push(clock.bytes());
         }
     }
     let mut outcomes: Vec<Vec<Result<Appended, LedgerError>>> = Vec::with_capacity(jobs.len());
-    for (job_at, job) in jobs.iter_mut().enumerate() {
+    for job in jobs.iter_mut() {
         let mut job_out = Vec::with_capacity(job.records.len());
-        for (at, checked) in job.records.iter_mut().enumerate() {
+        for checked in job.records.iter_mut() {
             let Checked {
                 record: rec,
                 leaf,
@@ -871,15 +614,9 @@ fn fold_batch(
             } = checked;
             let rec: &SignedRecord = rec;
             let r = rec.record();
-            let index = spec.frontier.size();
-            let layered = Layered {
-                own: &history,
-                earlier: &earlier,
-                before: index,
-            };
             let outcome = if let Some(err) = wrong_ledger(shared.view.origin(), r) {
                 Err(err)
-            } else if let Some(seen) = layered.seen(&r.signer, &r.client_id) {
+            } else if let Some(seen) = history.seen(&r.signer, &r.client_id) {
                 if seen.leaf_hash == leaf.0 {
                     Ok(Appended {
                         index: seen.index,
@@ -897,17 +634,18 @@ fn fold_batch(
             } else if let Some(err) = refusal.take() {
                 // When the fold would refuse the record anyway, its reason is the better
                 // answer: no upload can make that record acceptable.
-                Err(match spec.state.check_with(rec, &layered) {
+                Err(match committed.state.check_with(rec, &history) {
                     Err(reject) => LedgerError::Rejected(reject),
                     Ok(()) => err,
                 })
             } else {
-                match spec.state.apply_with(index, leaf.0, rec, &layered) {
+                let index = committed.frontier.size();
+                match committed.state.apply_with(index, leaf.0, rec, &history) {
                     Ok((_, effects)) => {
                         history.record(&effects);
                         state_writes.add(effects);
-                        hashes.extend(spec.frontier.append(*leaf));
-                        accepted.push((Some((job_at, at)), *leaf));
+                        hashes.extend(committed.frontier.append(*leaf));
+                        to_write.push(rec.bytes());
                         Ok(Appended {
                             index,
                             leaf_hash: *leaf,
@@ -921,20 +659,36 @@ fn fold_batch(
         }
         outcomes.push(job_out);
     }
-    let writes = (!accepted.is_empty()).then(|| state_writes.finish(&spec.state));
-    Some(Prepared {
-        jobs,
-        outcomes,
-        clock: clock_kept,
-        accepted,
+    if to_write.is_empty() {
+        return outcomes;
+    }
+    let writes = state_writes.finish(&committed.state);
+    let batch = AppendBatch {
         first_index,
+        records: to_write,
         hashes,
-        writes,
-        history: Arc::new(history),
-        earlier,
-        frontier: spec.frontier.clone(),
-        generation: 0,
-        started: Instant::now(),
-        count,
-    })
+        state: Some(&writes),
+    };
+    if let Err(err) = store.append(&batch) {
+        // Nothing of this batch may be acknowledged; roll the in-memory state back to what is
+        // actually on disk.
+        let message = err.to_string();
+        for outcome in outcomes.iter_mut().flatten() {
+            if outcome.is_ok() {
+                *outcome = Err(LedgerError::Store(StoreError::Database(message.clone())));
+            }
+        }
+        let recovered = store
+            .refresh()
+            .map_err(LedgerError::from)
+            .and_then(|_| stored::load_state(store));
+        match recovered {
+            Ok((state, frontier)) => {
+                committed.state = state;
+                committed.frontier = frontier;
+            }
+            Err(_) => shared.stopped.store(true, Ordering::SeqCst),
+        }
+    }
+    outcomes
 }

@@ -1,5 +1,6 @@
-//! The writer folds the next batch while the previous one commits. A failed commit must
-//! leave nothing of its batch, or of any batch folded on top of it, acknowledged or visible.
+//! Group commit under concurrent submitters: a failed commit must leave nothing of its batch,
+//! or of any later batch that would sit on top of it, acknowledged or visible, and batches
+//! decided concurrently must publish exactly the replayed state.
 mod common;
 
 use common::*;
@@ -17,7 +18,7 @@ fn durable_records(path: &std::path::Path) -> u64 {
 }
 
 #[test]
-fn a_failed_commit_acknowledges_nothing_of_it_or_of_the_batches_folded_after_it() {
+fn a_failed_commit_acknowledges_nothing_of_it_or_of_the_batches_after_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, ledger, vkey) = new_ledger(tmp.path());
     let alice = key(1);
@@ -59,7 +60,7 @@ fn a_failed_commit_acknowledges_nothing_of_it_or_of_the_batches_folded_after_it(
     };
     // Four submitters, batches of 40 (with a resubmission of the previous batch's first
     // record, answered as a duplicate only once that record is durable): many small batches,
-    // so the writer folds ahead of commits that fail.
+    // so many commits fail while later batches queue behind them.
     let submitters: Vec<_> = (0..4)
         .map(|t| {
             let ledger = Arc::clone(&ledger);
@@ -149,7 +150,7 @@ fn a_failed_commit_acknowledges_nothing_of_it_or_of_the_batches_folded_after_it(
 }
 
 #[test]
-fn pipelined_batches_publish_exactly_the_replayed_state() {
+fn concurrent_batches_publish_exactly_the_replayed_state() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, ledger, vkey) = new_ledger(tmp.path());
     populate(&ledger);
