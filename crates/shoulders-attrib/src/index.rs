@@ -1188,19 +1188,18 @@ impl Index {
     }
 
     /// First rank in `[lo, hi)` whose suffix (cut to `p.len()`) is `>= p` (`upper == false`) or
-    /// `> p` (`upper == true`); all suffixes in the range share `known` bytes with `p`.
-    /// Binary search keeping the common prefix with both ends (Manber–Myers), so a step
-    /// compares only from `min(lcp_lo, lcp_hi)` on.
+    /// `> p` (`upper == true`); the suffixes just outside the range (or all of it) share
+    /// `llcp` and `rlcp` bytes with `p`. Binary search keeping the common prefix with both
+    /// ends (Manber–Myers), so a step compares only from `min(llcp, rlcp)` on.
     fn bound(
         &self,
         p: &[u8],
         (mut lo, mut hi): (u64, u64),
         upper: bool,
-        known: usize,
+        (mut llcp, mut rlcp): (usize, usize),
         search: &mut Search<'_>,
     ) -> Result<u64, IndexError> {
         use std::cmp::Ordering;
-        let (mut llcp, mut rlcp) = (known, known);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let pos = self.checked_sa(mid)?;
@@ -1227,15 +1226,52 @@ impl Index {
 
     /// Suffix-array rank range of suffixes starting with `p` within `[lo, hi)`, whose suffixes
     /// all share `known` bytes with `p`.
+    ///
+    /// One search for both ends: until a probe lands inside the range, the lower and the upper
+    /// bound take the same path (for a pattern with few occurrences, nearly all of it), so it
+    /// is walked once; then each end is searched in its half. Same result as two searches.
     fn range_in(
+        &self,
+        p: &[u8],
+        (mut lo, mut hi): (u64, u64),
+        known: usize,
+        search: &mut Search<'_>,
+    ) -> Result<(u64, u64), IndexError> {
+        use std::cmp::Ordering;
+        let (mut llcp, mut rlcp) = (known, known);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let pos = self.checked_sa(mid)?;
+            let from = search.known_at(pos).max(llcp.min(rlcp));
+            let (lcp, ord) = self.compare_from(pos, p, from);
+            search
+                .budget
+                .charge(1 + (lcp.saturating_sub(from) / STEP_BYTES) as u64)?;
+            match ord {
+                Ordering::Less => (lo, llcp) = (mid + 1, lcp),
+                Ordering::Greater => (hi, rlcp) = (mid, lcp),
+                Ordering::Equal => {
+                    let start = self.bound(p, (lo, mid), false, (llcp, p.len()), search)?;
+                    let end = self.bound(p, (mid + 1, hi), true, (p.len(), rlcp), search)?;
+                    return Ok((start, end));
+                }
+            }
+        }
+        Ok((lo, lo))
+    }
+
+    /// [`Index::range_in`] as two separate binary searches (before issue 21): the reference
+    /// the property tests compare it with.
+    #[cfg(test)]
+    fn range_in_reference(
         &self,
         p: &[u8],
         (lo, hi): (u64, u64),
         known: usize,
         search: &mut Search<'_>,
     ) -> Result<(u64, u64), IndexError> {
-        let start = self.bound(p, (lo, hi), false, known, search)?;
-        let end = self.bound(p, (start, hi), true, known, search)?;
+        let start = self.bound(p, (lo, hi), false, (known, known), search)?;
+        let end = self.bound(p, (start, hi), true, (known, known), search)?;
         Ok((start, end))
     }
 
@@ -1343,9 +1379,12 @@ impl Index {
     /// [`Index::longest_matches`] within `budget` (steps, deadline, cancellation).
     ///
     /// Matching statistics: the match at `i` is at least the match at `i - 1` minus its first
-    /// byte, so the search at `i` starts from that carried match and extends it byte by byte
-    /// (each byte one binary search inside the current range, comparing from the known
-    /// length: extensions total `O(|output| · log N)`).
+    /// byte, so the search at `i` starts from that carried match and extends it in one go
+    /// (issue 21): one binary search inside the current range for the rest of the output,
+    /// whose neighbours there give the longest extension, then one range search for it. The
+    /// comparisons start from the carried length, and the extensions sum to at most
+    /// `|output|` bytes, so extending is `O(|output| · log N)` in all (byte by byte, it was two
+    /// binary searches per extended byte).
     ///
     /// Re-finding the carried match is one binary search over the whole suffix array, and a
     /// plain one would compare the whole carried match (up to `|output|` bytes) at every
@@ -1374,6 +1413,11 @@ impl Index {
         let mut search = Search::new(budget);
         let mut out: Vec<Match> = Vec::with_capacity(output.len());
         let mut prev_end = 0usize;
+        // The first separator at or after `i + len` (or the end).
+        let mut stop = output
+            .iter()
+            .position(|&b| b == DOC_SEP)
+            .unwrap_or(output.len());
         for i in 0..output.len() {
             let carried = prev_end.saturating_sub(i);
             search.anchors.clear();
@@ -1397,14 +1441,40 @@ impl Index {
                 // Only possible on an inconsistent table: start over from nothing.
                 (lo, hi, len) = (0, n, 0);
             }
-            while i + len < output.len() && output[i + len] != DOC_SEP {
-                let p = &output[i..i + len + 1];
-                let (l2, h2) = self.range_in(p, (lo, hi), len, &mut search)?;
-                if l2 >= h2 {
-                    break;
+            // Extend the carried match as far as it goes in one search rather than one range
+            // search per byte: the longest prefix of `output[i..stop]` (no separator) that a
+            // suffix in `[lo, hi)` starts with is shared with a neighbour of its insertion
+            // point, and the occurrences of that prefix are then one range search.
+            // `i + len` never decreases, so the next separator is looked for again only past
+            // one, not at every start (a 1 MiB output without one would be quadratic).
+            if stop < i + len {
+                stop = output[i + len..]
+                    .iter()
+                    .position(|&b| b == DOC_SEP)
+                    .map_or(output.len(), |k| i + len + k);
+            }
+            if i + len < stop {
+                let p = &output[i..stop];
+                let at = self.bound(p, (lo, hi), false, (len, len), &mut search)?;
+                let mut longest = len;
+                for r in [
+                    at.checked_sub(1).filter(|&r| r >= lo),
+                    Some(at).filter(|&r| r < hi),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    let (lcp, _) = self.compare_from(self.checked_sa(r)?, p, len);
+                    search
+                        .budget
+                        .charge(1 + ((lcp.saturating_sub(len)) / STEP_BYTES) as u64)?;
+                    longest = longest.max(lcp);
                 }
-                (lo, hi) = (l2, h2);
-                len += 1;
+                if longest > len {
+                    (lo, hi) =
+                        self.range_in(&output[i..i + longest], (lo, hi), len, &mut search)?;
+                    len = longest;
+                }
             }
             if len == 0 {
                 (lo, hi) = (0, 0);
@@ -1429,7 +1499,7 @@ impl Index {
         for i in 0..output.len() {
             let carried = prev_end.saturating_sub(i);
             let (mut lo, mut hi) = if carried > 0 {
-                self.range_in(&output[i..i + carried], (0, n), 0, &mut search)
+                self.range_in_reference(&output[i..i + carried], (0, n), 0, &mut search)
                     .unwrap()
             } else {
                 (0, n)
@@ -1440,7 +1510,9 @@ impl Index {
             }
             while i + len < output.len() && output[i + len] != DOC_SEP {
                 let p = &output[i..i + len + 1];
-                let (l2, h2) = self.range_in(p, (lo, hi), len, &mut search).unwrap();
+                let (l2, h2) = self
+                    .range_in_reference(p, (lo, hi), len, &mut search)
+                    .unwrap();
                 if l2 >= h2 {
                     break;
                 }
@@ -1921,6 +1993,56 @@ mod tests {
                 let got = index.longest_matches(out).unwrap();
                 prop_assert_eq!(got, index.longest_matches_reference(out), "output {:?}", out);
             }
+        }
+    }
+
+    proptest! {
+        /// Issue 21: the one-pass range search finds exactly the ranks two separate binary
+        /// searches did, for patterns that occur many times, once, or not at all.
+        #[test]
+        fn range_in_equals_two_searches(
+            docs in prop::collection::vec(
+                prop::collection::vec((0u8..3).prop_map(|b| b'a' + b), 0..80), 1..6),
+            patterns in prop::collection::vec(
+                prop::collection::vec(prop_oneof![
+                    20 => (0u8..3).prop_map(|b| b'a' + b),
+                    1 => Just(b'y'),
+                ], 1..12),
+                1..20),
+        ) {
+            let (_tmp, index) = open_docs(&docs);
+            for p in &patterns {
+                let mut budget = Budget::unlimited();
+                let mut search = Search::new(&mut budget);
+                let whole = (0, index.n());
+                let got = index.range_in(p, whole, 0, &mut search).unwrap();
+                let want = index.range_in_reference(p, whole, 0, &mut search).unwrap();
+                prop_assert_eq!(got, want, "pattern {:?}", p);
+            }
+        }
+
+        /// Issue 21: on prose-like text (long unique matches, as in the server benchmark) the
+        /// one-search extension gives what the byte-by-byte one did, for outputs pieced
+        /// together from the documents, with noise and separators between the pieces.
+        #[test]
+        fn longest_matches_on_prose_equal_reference(
+            seeds in prop::collection::vec(1u64..1_000_000, 1..5),
+            pieces in prop::collection::vec((0usize..5, 0usize..2000, 0usize..120, prop_oneof![
+                Just(Vec::new()),
+                prop::collection::vec(any::<u8>(), 1..4),
+            ]), 1..8),
+        ) {
+            let docs: Vec<Vec<u8>> = seeds.iter().map(|&s| prose(2000, s)).collect();
+            let (_tmp, index) = open_docs(&docs);
+            let mut out = Vec::new();
+            for (d, at, len, noise) in &pieces {
+                let doc = &docs[d % docs.len()];
+                let at = (*at).min(doc.len());
+                out.extend_from_slice(&doc[at..(at + len).min(doc.len())]);
+                out.extend_from_slice(noise);
+            }
+            let got = index.longest_matches(&out).unwrap();
+            prop_assert_eq!(got, index.longest_matches_reference(&out));
         }
     }
 

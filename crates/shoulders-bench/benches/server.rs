@@ -281,6 +281,42 @@ fn row(name: &str, conc: usize, s: &Stats) {
     );
 }
 
+/// The attribution the gateway runs for each call, in process and without HTTP (less noisy
+/// than the overhead rows below): median time per call of the upstream's 256-byte answer on the
+/// synthetic corpus, and the search steps it spends (deterministic: compare before and after a
+/// change of the search without timing noise).
+fn attribution_in_process(setup: &Setup) {
+    use shoulders_attrib::budget::Budget;
+    use shoulders_attrib::dataset::{AttributeOptions, DatasetIndex};
+    let ix = DatasetIndex::open(&setup.data_dir, "alice/verse").unwrap();
+    let opts = AttributeOptions::default();
+    let mut budget = Budget::unlimited();
+    let report = ix
+        .attribute_within(&setup.upstream_text, &opts, &mut budget)
+        .unwrap();
+    let steps = budget.used();
+    let mut times: Vec<f64> = (0..300)
+        .map(|_| {
+            let t = Instant::now();
+            let mut budget = Budget::unlimited();
+            std::hint::black_box(
+                ix.attribute_within(&setup.upstream_text, &opts, &mut budget)
+                    .unwrap(),
+            );
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "attribution of the gateway's {}-byte answer, in process: p50 {:.0} µs, p10 {:.0} µs, {} search steps, {} spans",
+        setup.upstream_text.len(),
+        times[times.len() / 2],
+        times[times.len() / 10],
+        steps,
+        report.spans.len()
+    );
+}
+
 fn main() {
     let seconds: f64 = std::env::var("SHOULDERS_BENCH_SECONDS")
         .ok()
@@ -291,6 +327,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
     let setup = setup();
+    attribution_in_process(&setup);
     let mut keys = apikeys::open_store(&setup.data_dir, None, false).unwrap();
     let token = apikeys::issue(&mut *keys, "bob", &Default::default(), 1, &mut OsRng)
         .unwrap()
