@@ -1170,6 +1170,22 @@ impl Index {
         self.text.len() as u64
     }
 
+    /// One search step: [`Index::compare_from`], charged to the search's budget (one step plus
+    /// one per [`STEP_BYTES`] compared), so every search pays for its comparisons alike.
+    fn probe(
+        &self,
+        pos: u64,
+        p: &[u8],
+        known: usize,
+        search: &mut Search<'_>,
+    ) -> Result<(usize, std::cmp::Ordering), IndexError> {
+        let (lcp, ord) = self.compare_from(pos, p, known);
+        search
+            .budget
+            .charge(1 + (lcp.saturating_sub(known) / STEP_BYTES) as u64)?;
+        Ok((lcp, ord))
+    }
+
     /// Compares the suffix at `pos`, cut to `p.len()` bytes, with `p`, knowing the first
     /// `known` bytes are equal. Returns the common prefix length and the ordering.
     fn compare_from(&self, pos: u64, p: &[u8], known: usize) -> (usize, std::cmp::Ordering) {
@@ -1204,10 +1220,7 @@ impl Index {
             let mid = lo + (hi - lo) / 2;
             let pos = self.checked_sa(mid)?;
             let from = search.known_at(pos).max(llcp.min(rlcp));
-            let (lcp, ord) = self.compare_from(pos, p, from);
-            search
-                .budget
-                .charge(1 + (lcp.saturating_sub(from) / STEP_BYTES) as u64)?;
+            let (lcp, ord) = self.probe(pos, p, from, search)?;
             let right = if upper {
                 ord != Ordering::Greater
             } else {
@@ -1243,10 +1256,7 @@ impl Index {
             let mid = lo + (hi - lo) / 2;
             let pos = self.checked_sa(mid)?;
             let from = search.known_at(pos).max(llcp.min(rlcp));
-            let (lcp, ord) = self.compare_from(pos, p, from);
-            search
-                .budget
-                .charge(1 + (lcp.saturating_sub(from) / STEP_BYTES) as u64)?;
+            let (lcp, ord) = self.probe(pos, p, from, search)?;
             match ord {
                 Ordering::Less => (lo, llcp) = (mid + 1, lcp),
                 Ordering::Greater => (hi, rlcp) = (mid, lcp),
@@ -1464,10 +1474,7 @@ impl Index {
                 .into_iter()
                 .flatten()
                 {
-                    let (lcp, _) = self.compare_from(self.checked_sa(r)?, p, len);
-                    search
-                        .budget
-                        .charge(1 + ((lcp.saturating_sub(len)) / STEP_BYTES) as u64)?;
+                    let (lcp, _) = self.probe(self.checked_sa(r)?, p, len, &mut search)?;
                     longest = longest.max(lcp);
                 }
                 if longest > len {
