@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
 use crate::index::{
-    build_with, BuildMode, DocInput, Index, IndexError, Match, DEFAULT_WINDOW_BYTES,
+    build_with, BuildMode, DocInput, Holder, Index, IndexError, Match, DEFAULT_WINDOW_BYTES,
     MAX_OUTPUT_BYTES,
 };
 use crate::normalize::{normalize, NORMALIZATION};
@@ -30,6 +30,10 @@ pub const ATTRIBUTION_FORMAT: &str = "shoulders-attribution/v2";
 const MAX_ATTRIBUTION_FILE_BYTES: u64 = 1 << 32;
 /// Occurrences listed per span (the count is always exact).
 pub const MAX_SOURCES_PER_SPAN: usize = 8;
+/// Occurrences scanned, per segment, for the first holder of a paraphrased passage too short
+/// for a window ([`DatasetIndex::attribute`]); content more common than that is credited to
+/// nobody.
+pub const MAX_PASSAGE_HOLDERS: u64 = 4096;
 
 /// What `index build` records beside the index: who contributed each document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1285,8 +1289,8 @@ impl DatasetIndex {
 
     /// Passages `text` paraphrases, each credited to the first contributors of its content:
     /// a passage of a chunked, edited or padded copy is credited to the original, in
-    /// proportion to the windows each owns; a passage too short for a window, to its own
-    /// contribution. Excluded contributions earn nothing here either: their windows go to the
+    /// proportion to the windows each owns; a passage too short for a window, to the earliest
+    /// holder of its normalised bytes ([`DatasetIndex::passage_holder`]). Excluded contributions earn nothing here either: their windows go to the
     /// earliest holder not excluded, and a passage nobody may be credited for is dropped.
     /// A window's owner is its owner in the first segment holding it: the passage's own
     /// segment answers for itself, the earlier ones are asked whether they hold the window.
@@ -1345,10 +1349,8 @@ impl DatasetIndex {
             let mut weights: BTreeMap<u64, u128> =
                 counts.iter().map(|(&c, &n)| (c, u128::from(n))).collect();
             if !has_window {
-                if excluded.contains(&m.contribution) {
-                    skipped.insert(m.contribution);
-                } else {
-                    weights.insert(m.contribution, 1);
+                if let Some(c) = self.passage_holder(seg, &m, excluded, skipped, budget)? {
+                    weights.insert(c, 1);
                 }
             }
             if weights.is_empty() {
@@ -1364,6 +1366,45 @@ impl DatasetIndex {
             });
         }
         Ok(out)
+    }
+
+    /// Who is credited for passage `m` (of a contribution in segment `seg`) that is too short
+    /// for a window: the earliest contribution holding its exact normalised content, so the
+    /// short tail of a chunked or edited copy goes to the original, not to the copier. When
+    /// that holder is excluded, the earliest holder not excluded. Nobody, when the content
+    /// occurs more than [`MAX_PASSAGE_HOLDERS`] times in a segment (common text: bounded work,
+    /// and repeating a passage can only take its credit away, never earn it).
+    fn passage_holder(
+        &self,
+        seg: usize,
+        m: &crate::paraphrase::ParaphraseMatch,
+        excluded: &BTreeSet<u64>,
+        skipped: &mut BTreeSet<u64>,
+        budget: &mut Budget,
+    ) -> Result<Option<u64>, IndexError> {
+        let Some(bytes) = self.segments[seg].normalised_in(m.contribution, m.start, m.end) else {
+            return Ok(None);
+        };
+        // Segments are in log order: the first segment with a holder has the earliest one.
+        // Content too common in a segment is credited to nobody, not to a later segment.
+        let earliest = |excluded: &BTreeSet<u64>, budget: &mut Budget| {
+            for s in &self.segments {
+                match s.earliest_holder_of(&bytes, excluded, MAX_PASSAGE_HOLDERS, budget)? {
+                    Holder::Earliest(c) => return Ok(Some(c)),
+                    Holder::TooCommon => return Ok(None),
+                    Holder::None => {}
+                }
+            }
+            Ok::<_, IndexError>(None)
+        };
+        let first = earliest(&BTreeSet::new(), budget)?;
+        match first {
+            Some(c) if excluded.contains(&c) => {
+                skipped.insert(c);
+                earliest(excluded, budget)
+            }
+            other => Ok(other),
+        }
     }
 
     /// The maximal spans at least a window long, mapped back to the text as given. Sources:

@@ -1729,6 +1729,24 @@ impl Index {
     /// The first and last normalised token-array positions where a full window starts inside
     /// the original byte range `[start, end)` of document `doc` (`None`: no window fits).
     fn window_starts_in(&self, doc: u32, start: u64, end: u64) -> Option<(u64, u64)> {
+        let (a, b) = self.normalised_range(doc, start, end)?;
+        let w = self.content.as_ref()?.window as u64;
+        if b < a + w {
+            return None;
+        }
+        Some((a, b - w))
+    }
+
+    /// The normalised bytes of the original byte range `[start, end)` of document `doc`
+    /// (attribution indexes; `None` for a plain index or an empty document).
+    pub(crate) fn normalised_in(&self, doc: u32, start: u64, end: u64) -> Option<&[u8]> {
+        let (a, b) = self.normalised_range(doc, start, end)?;
+        self.text
+            .get(usize::try_from(a).ok()?..usize::try_from(b).ok()?)
+    }
+
+    /// Token-array positions `[a, b)` of the original byte range `[start, end)` of `doc`.
+    fn normalised_range(&self, doc: u32, start: u64, end: u64) -> Option<(u64, u64)> {
         let c = self.content.as_ref()?;
         let (raw_start, norm_start) = (
             u64_at(&c.raw_starts, doc as usize)?,
@@ -1761,11 +1779,7 @@ impl Index {
             to_norm(raw_start.saturating_add(1).saturating_add(start)),
             to_norm(raw_start.saturating_add(1).saturating_add(end)),
         );
-        let w = c.window as u64;
-        if b < a + w {
-            return None;
-        }
-        Some((a, b - w))
+        Some((a, b.max(a)))
     }
 
     /// The earliest document (lowest ordinal, so lowest contribution id) holding the exact
@@ -1781,11 +1795,30 @@ impl Index {
         skip: &dyn Fn(u32) -> bool,
         budget: &mut Budget,
     ) -> Result<Option<u32>, IndexError> {
+        match self.earliest_holder_of(window, skip, u64::MAX, budget)? {
+            Holder::Earliest(d) => Ok(Some(d)),
+            Holder::None | Holder::TooCommon => Ok(None),
+        }
+    }
+
+    /// [`Index::earliest_holder_within`] for bytes of any length, scanning at most
+    /// `max_occurrences` ([`Holder::TooCommon`] when they occur more often: common text, and
+    /// no scan an adversary can make as long as it likes).
+    pub fn earliest_holder_of(
+        &self,
+        window: &[u8],
+        skip: &dyn Fn(u32) -> bool,
+        max_occurrences: u64,
+        budget: &mut Budget,
+    ) -> Result<Holder<u32>, IndexError> {
         if window.is_empty() || window.contains(&DOC_SEP) {
-            return Ok(None);
+            return Ok(Holder::None);
         }
         let mut search = Search::new(budget);
         let (lo, hi) = self.range_in(window, (0, self.n()), 0, &mut search)?;
+        if hi - lo > max_occurrences {
+            return Ok(Holder::TooCommon);
+        }
         let mut best: Option<u32> = None;
         for r in lo..hi {
             search.budget.charge(1)?;
@@ -1796,7 +1829,7 @@ impl Index {
                 best = Some(hit.doc);
             }
         }
-        Ok(best)
+        Ok(best.map_or(Holder::None, Holder::Earliest))
     }
 
     /// The original bytes that produced the normalised bytes `[pos, pos + len)` of the token
@@ -1815,6 +1848,17 @@ impl Index {
         let (s, e) = self.original_global(c, hit.doc, pos, pos.saturating_add(len));
         c.raw.get(s as usize..e as usize).unwrap_or_default()
     }
+}
+
+/// The earliest holder of some bytes ([`Index::earliest_holder_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder<T> {
+    /// No document holds them (or every holder is skipped).
+    None,
+    /// They occur more often than the scan allows.
+    TooCommon,
+    /// The earliest holder not skipped (a document ordinal, or a contribution id).
+    Earliest(T),
 }
 
 /// The longest match at one start of an output ([`Index::longest_matches`]).
@@ -2072,6 +2116,28 @@ mod tests {
             "{per_byte} steps per byte (budget {})",
             crate::budget::STEPS_PER_OUTPUT_BYTE
         );
+    }
+
+    /// The first holder of bytes of any length: the lowest document not skipped, nobody when
+    /// absent or all skipped, and `TooCommon` (no scan) past the occurrence limit.
+    #[test]
+    fn earliest_holder_of_any_length_with_a_limit() {
+        let docs = [&b"xx abc yy"[..], b"abc", b"zz abc", b"q"].map(<[u8]>::to_vec);
+        let (_tmp, index) = open_docs(&docs);
+        let mut budget = Budget::for_output(1024);
+        let mut holder = |bytes: &[u8], skip: &dyn Fn(u32) -> bool, max: u64| {
+            index
+                .earliest_holder_of(bytes, skip, max, &mut budget)
+                .unwrap()
+        };
+        let none = |_: u32| false;
+        assert_eq!(holder(b"abc", &none, 3), Holder::Earliest(0));
+        assert_eq!(holder(b"abc", &|d| d == 0, 3), Holder::Earliest(1));
+        assert_eq!(holder(b"abc", &|d| d < 3, 3), Holder::None);
+        assert_eq!(holder(b"abc", &none, 2), Holder::TooCommon);
+        assert_eq!(holder(b"c y", &none, 1), Holder::Earliest(0));
+        assert_eq!(holder(b"abd", &none, 3), Holder::None);
+        assert_eq!(holder(b"", &none, 3), Holder::None);
     }
 
     /// Text that repeats the index every way (a long run of one byte against a long run of

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
 use crate::dataset::{Attribution, ContributionInfo};
-use crate::index::{io_err, Index, IndexError, Match};
+use crate::index::{io_err, Holder, Index, IndexError, Match};
 
 /// The manifest's file name inside `D/indexes/<name>/`.
 pub const MANIFEST_FILE: &str = "segments.json";
@@ -394,6 +394,18 @@ pub trait Shard: Send + Sync {
     /// The windows inside the original byte range `[start, end)` of `contribution` (held by
     /// this shard), each with its owner here.
     fn windows_in(&self, contribution: u64, start: u64, end: u64) -> Vec<(Vec<u8>, Option<u64>)>;
+    /// The normalised bytes of the original byte range `[start, end)` of `contribution` (held
+    /// by this shard; `None` when it is not).
+    fn normalised_in(&self, contribution: u64, start: u64, end: u64) -> Option<Vec<u8>>;
+    /// The earliest contribution of this shard holding the normalised `bytes` (any length)
+    /// that `excluded` does not name, scanning at most `max_occurrences`.
+    fn earliest_holder_of(
+        &self,
+        bytes: &[u8],
+        excluded: &BTreeSet<u64>,
+        max_occurrences: u64,
+        budget: &mut Budget,
+    ) -> Result<Holder<u64>, IndexError>;
 }
 
 /// A segment on this machine: its index and `attribution.json`.
@@ -530,6 +542,38 @@ impl Shard for LocalShard {
             .into_iter()
             .map(|(w, d)| (w.to_vec(), self.contribution(d)))
             .collect()
+    }
+
+    fn normalised_in(&self, contribution: u64, start: u64, end: u64) -> Option<Vec<u8>> {
+        let doc = *self.doc_of.get(&contribution)?;
+        Some(self.index.normalised_in(doc, start, end)?.to_vec())
+    }
+
+    fn earliest_holder_of(
+        &self,
+        bytes: &[u8],
+        excluded: &BTreeSet<u64>,
+        max_occurrences: u64,
+        budget: &mut Budget,
+    ) -> Result<Holder<u64>, IndexError> {
+        let skip = |d: u32| {
+            self.index
+                .contribution(d)
+                .is_some_and(|c| excluded.contains(&c))
+        };
+        Ok(
+            match self
+                .index
+                .earliest_holder_of(bytes, &skip, max_occurrences, budget)?
+            {
+                Holder::Earliest(d) => self
+                    .index
+                    .contribution(d)
+                    .map_or(Holder::None, Holder::Earliest),
+                Holder::None => Holder::None,
+                Holder::TooCommon => Holder::TooCommon,
+            },
+        )
     }
 }
 

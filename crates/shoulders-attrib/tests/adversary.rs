@@ -292,37 +292,7 @@ proptest! {
         seed in any::<u64>(),
         quotes in proptest::collection::vec((0usize..100_000, 120usize..600, 0u8..4), 3),
     ) {
-        let docs = corpus();
-        let src = src_pick % docs.len();
-        let (author, text) = &docs[src];
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let attack = attack_docs(text, mix, &mut rng);
-        let mut attacked = docs.clone();
-        attacked.extend(attack.iter().map(|d| (ADVERSARY.to_string(), d.clone())));
-        let attacked_ix = index_of(&attacked);
-        for (at, len, form) in quotes {
-            let quote = passage(text, at % text.len().max(1), len);
-            let output = match form {
-                0 => quote.to_string(),
-                1 => rewrap(quote, 60),
-                2 => edit(quote, &mut rng),
-                _ => format!("In short: {quote} That is all."),
-            };
-            let (rule, before) = shares_by_rule(&base().index, &output);
-            let after = shares(&attacked_ix.index, &output);
-            prop_assert_eq!(after.get(ADVERSARY), None, "mix {} output {:?}", mix, output);
-            if rule == Rule::Spans {
-                // Span evidence is decided by log order alone: nothing added later moves it.
-                prop_assert_eq!(&before, &after, "the attack changed the attribution of {:?}", output);
-                let kept = after.get(author).copied().unwrap_or(0);
-                prop_assert_eq!(kept, before.get(author).copied().unwrap_or(0));
-            }
-            // Too short for a window (a quote cut at the end of its document): the paraphrase
-            // fallback weighs candidates with corpus statistics (idf, BM25), which any later
-            // document moves, so honest sources' shares may shift among themselves; the
-            // adversary still earns nothing (asserted above). SECURITY.md, *A malicious
-            // contributor*, states this limit.
-        }
+        attack_earns_nothing(src_pick, mix, seed, &quotes)?;
     }
 
     /// Junk and volume capture nothing: an output with no authored evidence has no shares at
@@ -361,6 +331,73 @@ proptest! {
         }
         shares(&base().index, &output);
     }
+}
+
+/// The property of `copies_and_junk_earn_the_adversary_nothing` for one case: source document
+/// `src_pick`, attack mix `mix`, edits drawn from `seed`, quotes `(at, len, form)`.
+fn attack_earns_nothing(
+    src_pick: usize,
+    mix: u8,
+    seed: u64,
+    quotes: &[(usize, usize, u8)],
+) -> Result<(), TestCaseError> {
+    let docs = corpus();
+    let src = src_pick % docs.len();
+    let (author, text) = &docs[src];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let attack = attack_docs(text, mix, &mut rng);
+    let mut attacked = docs.clone();
+    attacked.extend(attack.iter().map(|d| (ADVERSARY.to_string(), d.clone())));
+    let attacked_ix = index_of(&attacked);
+    for &(at, len, form) in quotes {
+        let quote = passage(text, at % text.len().max(1), len);
+        let output = match form {
+            0 => quote.to_string(),
+            1 => rewrap(quote, 60),
+            2 => edit(quote, &mut rng),
+            _ => format!("In short: {quote} That is all."),
+        };
+        let (rule, before) = shares_by_rule(&base().index, &output);
+        let after = shares(&attacked_ix.index, &output);
+        prop_assert_eq!(
+            after.get(ADVERSARY),
+            None,
+            "mix {} output {:?}",
+            mix,
+            output
+        );
+        if rule == Rule::Spans {
+            // Span evidence is decided by log order alone: nothing added later moves it.
+            prop_assert_eq!(
+                &before,
+                &after,
+                "the attack changed the attribution of {:?}",
+                output
+            );
+            let kept = after.get(author).copied().unwrap_or(0);
+            prop_assert_eq!(kept, before.get(author).copied().unwrap_or(0));
+        }
+        // Too short for a window (a quote cut at the end of its document): the paraphrase
+        // fallback weighs candidates with corpus statistics (idf, BM25), which any later
+        // document moves, so honest sources' shares may shift among themselves; the
+        // adversary still earns nothing (asserted above). SECURITY.md, *A malicious
+        // contributor*, states this limit.
+    }
+    Ok(())
+}
+
+/// A case the property found: the tail of a chunked copy ("e in /usr/share/...GPL-3."), too
+/// short for a window, was credited to the adversary by the paraphrase fallback (a passage
+/// without windows went to its own contribution, not to the first holder of its content).
+#[test]
+fn a_short_tail_chunk_of_a_copy_earns_its_copier_nothing() {
+    attack_earns_nothing(
+        78,
+        4,
+        12929671207581337222,
+        &[(0, 139, 2), (20726, 184, 0), (48749, 558, 3)],
+    )
+    .unwrap();
 }
 
 /// The author whose windows make up most of a passage in the base corpus.
@@ -661,6 +698,57 @@ fn a_takedown_passes_credit_to_the_next_holder() {
     assert_eq!(later.shares, before.shares);
     assert!(later.excluded.is_empty());
     assert!(later.spans[0].contributions.iter().any(|c| c.excluded));
+}
+
+/// A passage too short for a window is credited to the first holder of its exact normalised
+/// content: a copier's short chunk (even re-cased, with CRLF) earns nothing, a contributor's
+/// own short document stays theirs, and a takedown passes it to the next holder.
+#[test]
+fn a_short_passage_goes_to_the_first_holder_of_its_content() {
+    let (_, text) = &corpus()[7];
+    // The last words of the author's document, about 25 bytes: too short for a window.
+    let tail = text.trim_end();
+    let tail = &tail[char_floor(tail, tail.len() - 25)..];
+    let own = "Zebras juggle kumquats.";
+    let docs = vec![
+        ("author".to_string(), text.clone()),
+        ("carol".to_string(), own.to_string()),
+        (ADVERSARY.to_string(), crlf(&tail.to_uppercase())),
+        (ADVERSARY.to_string(), own.to_lowercase()),
+    ];
+    let ix = index_of(&docs);
+    let attribute =
+        |output: &str, ids: &[u64]| ix.index.attribute(output, &excluding(ids)).unwrap();
+
+    let copied = format!("In short: {tail} That is all.");
+    let r = attribute(&copied, &[]);
+    assert_eq!(r.shares.rule, Rule::Paraphrase, "{:?}", r.shares);
+    assert_eq!(
+        r.shares.contributors_ppm,
+        BTreeMap::from([("author".to_string(), PPM)])
+    );
+    assert!(
+        r.paraphrases
+            .iter()
+            .all(|p| p.credited.keys().all(|&c| c == 0)),
+        "{:?}",
+        r.paraphrases
+    );
+
+    let theirs = format!("In short: {own} That is all.");
+    let r = attribute(&theirs, &[]);
+    assert_eq!(
+        r.shares.contributors_ppm,
+        BTreeMap::from([("carol".to_string(), PPM)])
+    );
+    // Carol's document taken down: the next holder of the content (here, the copy) has it,
+    // as a window's credit passes on; the report names the takedown.
+    let r = attribute(&theirs, &[1]);
+    assert_eq!(r.excluded, vec![1]);
+    assert_eq!(r.shares.contributions_ppm, BTreeMap::from([(3, PPM)]));
+    // Both gone: nobody.
+    let r = attribute(&theirs, &[1, 3]);
+    assert_eq!(r.shares.rule, Rule::NoEvidence, "{:?}", r.shares);
 }
 
 /// Excluding contributions that hold none of the text (or that the index does not hold)
