@@ -23,6 +23,15 @@ use shoulders_attrib::shares::{informative, Rule, PPM};
 
 const ADVERSARY: &str = "mallory";
 
+/// Cases per property: `default`, or `SHOULDERS_ADVERSARY_CASES` for a longer hunt (e.g.
+/// `SHOULDERS_ADVERSARY_CASES=2000 cargo test --release -p shoulders-attrib --test adversary`).
+fn cases(default: u32) -> u32 {
+    std::env::var("SHOULDERS_ADVERSARY_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The honest corpus: (author, text), in path order.
 fn corpus() -> &'static Vec<(String, String)> {
     static CORPUS: OnceLock<Vec<(String, String)>> = OnceLock::new();
@@ -280,7 +289,7 @@ fn attack_docs(src: &str, mix: u8, rng: &mut ChaCha8Rng) -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(24), .. ProptestConfig::default() })]
 
     /// Copies, edited copies, chunks and junk, alone or mixed, take nothing from the author of a
     /// quoted passage and earn the adversary nothing, whether the output quotes the original
@@ -895,7 +904,7 @@ fn phrases(picks: &[usize]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), .. ProptestConfig::default() })]
 
     /// Against brute force: for any exclusion set, every window of the output that is
     /// informative is credited exactly to the earliest non-excluded document holding it (both

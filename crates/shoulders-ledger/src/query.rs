@@ -12,7 +12,6 @@ use shoulders_state::{
     Actor, Contribution, Dataset, Model, SourceTotal, State, Statement, StatementTotal,
 };
 use shoulders_store::{LegQuery, LegRow, ReceiptQuery, ReceiptRow, Store};
-use std::sync::Arc;
 
 /// Largest page any list returns.
 pub const MAX_PAGE: usize = 1_000;
@@ -116,14 +115,14 @@ pub fn leg(r: &LegRow) -> Result<Leg, LedgerError> {
     Ok(Leg {
         index: r.index,
         ts_ms: r.ts_ms,
-        account: Arc::from(r.account.as_str()),
-        currency: Arc::from(r.currency.as_str()),
+        account: r.account.clone(),
+        currency: r.currency.clone(),
         amount_micros: amount,
         role: role(&r.role),
-        model_id: r.model_id.as_deref().map(Arc::from),
-        dataset_id: r.dataset_id.as_deref().map(Arc::from),
+        model_id: r.model_id.clone(),
+        dataset_id: r.dataset_id.clone(),
         contribution: r.contribution,
-        beneficiary: r.beneficiary.as_deref().map(Arc::from),
+        beneficiary: r.beneficiary.clone(),
     })
 }
 

@@ -18,6 +18,7 @@ use shoulders_state::{Effects, EntityKey, HistoryRead, Leg, Receipt, Seen, State
 use shoulders_store::{
     LegRow, ReceiptRow, SeenRow, StateRow, StateWrites, Store, StoreError, StoreHashes,
 };
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 /// The state and append frontier of a store, without replaying it (see the module docs).
@@ -146,15 +147,15 @@ fn leg_row(l: &Leg, seq: u32) -> LegRow {
         index: l.index,
         seq,
         ts_ms: l.ts_ms,
-        holder: l.holder().to_string(),
-        account: l.account.to_string(),
-        currency: l.currency.to_string(),
+        holder: l.beneficiary.clone().unwrap_or_else(|| l.account.clone()),
+        account: l.account.clone(),
+        currency: l.currency.clone(),
         amount_micros: l.amount_micros.to_string(),
-        role: l.role.as_str().to_string(),
-        model_id: l.model_id.as_deref().map(str::to_string),
-        dataset_id: l.dataset_id.as_deref().map(str::to_string),
+        role: Cow::Borrowed(l.role.as_str()),
+        model_id: l.model_id.clone(),
+        dataset_id: l.dataset_id.clone(),
         contribution: l.contribution,
-        beneficiary: l.beneficiary.as_deref().map(str::to_string),
+        beneficiary: l.beneficiary.clone(),
     }
 }
 

@@ -132,7 +132,7 @@ fn leg(index: u64, seq: u32, holder: &str, amount: &str, role: &str) -> LegRow {
         account: holder.into(),
         currency: "USD".into(),
         amount_micros: amount.into(),
-        role: role.into(),
+        role: role.to_string().into(),
         model_id: Some("m/x".into()),
         dataset_id: None,
         contribution: (role == "data_share").then_some(7),
@@ -413,8 +413,8 @@ pub fn many_rows_and_look_ups(store: &mut dyn Store) {
                         &format!("{seq}{i}"),
                         "charge",
                     );
-                    l.dataset_id = (seq == 1).then(|| format!("d/{i}"));
-                    l.beneficiary = (seq == 2).then(|| "zed".to_string());
+                    l.dataset_id = (seq == 1).then(|| format!("d/{i}").into());
+                    l.beneficiary = (seq == 2).then(|| "zed".into());
                     l
                 })
             })
@@ -457,7 +457,7 @@ pub fn many_rows_and_look_ups(store: &mut dyn Store) {
     let bob: Vec<LegRow> = writes
         .legs
         .iter()
-        .filter(|l| l.holder == "bob")
+        .filter(|l| &*l.holder == "bob")
         .cloned()
         .collect();
     assert_eq!(page, bob);

@@ -17,8 +17,10 @@ use crate::{
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 use shoulders_log::{stored_hash_count, stored_hash_index};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Advisory lock key held by the writer's session ("shoulder" in ASCII).
@@ -730,15 +732,15 @@ fn leg_row(r: &postgres::Row) -> LegRow {
         index: r.get::<_, i64>(0) as u64,
         seq: r.get::<_, i32>(1) as u32,
         ts_ms: r.get::<_, i64>(2) as u64,
-        holder: r.get(3),
-        account: r.get(4),
-        currency: r.get(5),
+        holder: r.get::<_, &str>(3).into(),
+        account: r.get::<_, &str>(4).into(),
+        currency: r.get::<_, &str>(5).into(),
         amount_micros: r.get(6),
-        role: r.get(7),
-        model_id: r.get(8),
-        dataset_id: r.get(9),
+        role: Cow::Owned(r.get(7)),
+        model_id: r.get::<_, Option<&str>>(8).map(Arc::from),
+        dataset_id: r.get::<_, Option<&str>>(9).map(Arc::from),
         contribution: r.get::<_, Option<i64>>(10).map(|c| c as u64),
-        beneficiary: r.get(11),
+        beneficiary: r.get::<_, Option<&str>>(11).map(Arc::from),
     }
 }
 
@@ -810,11 +812,11 @@ fn write_state(tx: &mut postgres::Transaction<'_>, w: &StateWrites) -> Result<()
         let idx: Vec<i64> = l.iter().map(|x| to_i64(x.index)).collect();
         let seq: Vec<i32> = l.iter().map(|x| x.seq as i32).collect();
         let ts: Vec<i64> = l.iter().map(|x| to_i64(x.ts_ms)).collect();
-        let holder: Vec<&str> = l.iter().map(|x| x.holder.as_str()).collect();
-        let account: Vec<&str> = l.iter().map(|x| x.account.as_str()).collect();
-        let currency: Vec<&str> = l.iter().map(|x| x.currency.as_str()).collect();
+        let holder: Vec<&str> = l.iter().map(|x| &*x.holder).collect();
+        let account: Vec<&str> = l.iter().map(|x| &*x.account).collect();
+        let currency: Vec<&str> = l.iter().map(|x| &*x.currency).collect();
         let amount: Vec<&str> = l.iter().map(|x| x.amount_micros.as_str()).collect();
-        let role: Vec<&str> = l.iter().map(|x| x.role.as_str()).collect();
+        let role: Vec<&str> = l.iter().map(|x| &*x.role).collect();
         let model: Vec<Option<&str>> = l.iter().map(|x| x.model_id.as_deref()).collect();
         let dataset: Vec<Option<&str>> = l.iter().map(|x| x.dataset_id.as_deref()).collect();
         let contribution: Vec<Option<i64>> = l.iter().map(|x| x.contribution.map(to_i64)).collect();

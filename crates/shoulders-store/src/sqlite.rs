@@ -8,6 +8,7 @@ use crate::{
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use shoulders_log::{stored_hash_count, stored_hash_index};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -577,7 +578,7 @@ fn leg_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LegRow> {
         account: r.get(4)?,
         currency: r.get(5)?,
         amount_micros: r.get(6)?,
-        role: r.get(7)?,
+        role: Cow::Owned(r.get(7)?),
         model_id: r.get(8)?,
         dataset_id: r.get(9)?,
         contribution: r.get::<_, Option<i64>>(10)?.map(|c| c as u64),
@@ -684,11 +685,11 @@ fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), St
             st.raw_bind_parameter(o + 1, to_i64(l.index))?;
             st.raw_bind_parameter(o + 2, i64::from(l.seq))?;
             st.raw_bind_parameter(o + 3, to_i64(l.ts_ms))?;
-            st.raw_bind_parameter(o + 4, l.holder.as_str())?;
-            st.raw_bind_parameter(o + 5, l.account.as_str())?;
-            st.raw_bind_parameter(o + 6, l.currency.as_str())?;
+            st.raw_bind_parameter(o + 4, &*l.holder)?;
+            st.raw_bind_parameter(o + 5, &*l.account)?;
+            st.raw_bind_parameter(o + 6, &*l.currency)?;
             st.raw_bind_parameter(o + 7, l.amount_micros.as_str())?;
-            st.raw_bind_parameter(o + 8, l.role.as_str())?;
+            st.raw_bind_parameter(o + 8, &*l.role)?;
             st.raw_bind_parameter(o + 9, l.model_id.as_deref())?;
             st.raw_bind_parameter(o + 10, l.dataset_id.as_deref())?;
             st.raw_bind_parameter(o + 11, l.contribution.map(to_i64))?;
