@@ -1290,8 +1290,9 @@ impl DatasetIndex {
     /// Passages `text` paraphrases, each credited to the first contributors of its content:
     /// a passage of a chunked, edited or padded copy is credited to the original, in
     /// proportion to the windows each owns; a passage too short for a window, to the earliest
-    /// holder of its normalised bytes ([`DatasetIndex::passage_holder`]). Excluded contributions earn nothing here either: their windows go to the
-    /// earliest holder not excluded, and a passage nobody may be credited for is dropped.
+    /// holder of its normalised bytes ([`DatasetIndex::passage_holder`]). Excluded
+    /// contributions earn nothing here either: their windows go to the earliest holder not
+    /// excluded, and a passage nobody may be credited for is dropped.
     /// A window's owner is its owner in the first segment holding it: the passage's own
     /// segment answers for itself, the earlier ones are asked whether they hold the window.
     fn paraphrased(
