@@ -896,14 +896,24 @@ pub(crate) fn submit_receipt(
     )?;
     // Signed here, so the ledger does not verify it again.
     let appended = writer.submit_record(record)?;
-    let (receipt_row, legs) = st.view().with_history(|_, store| {
-        Ok((
-            store.receipt(appended.index)?,
-            store.legs_of_record(appended.index)?.len(),
-        ))
-    })?;
-    let charge = receipt_row.as_ref().map(|r| r.charge_micros.clone());
-    let currency = receipt_row.as_ref().map(|r| r.currency.clone());
+    // What the fold charged comes back with the append; reading it from the store instead
+    // cost a reader refresh and two queries (~0.1 ms) after every commit. A duplicate (not
+    // expected: the usage id is fresh) is read back.
+    let (charge, currency, legs) = match &appended.charged {
+        Some(c) => (
+            Some(c.charge_micros.to_string()),
+            Some(c.currency.to_string()),
+            c.legs,
+        ),
+        None => st.view().with_history(|_, store| {
+            let row = store.receipt(appended.index)?;
+            Ok((
+                row.as_ref().map(|r| r.charge_micros.clone()),
+                row.map(|r| r.currency),
+                store.legs_of_record(appended.index)?.len(),
+            ))
+        })?,
+    };
     Ok(Some(json!({
         "index": appended.index,
         "leaf_hash": appended.leaf_hash.to_string(),
