@@ -585,7 +585,7 @@ async fn handle(
     let settle = Settle {
         st: Arc::clone(&st),
         cancel: Arc::clone(&cancel.0),
-        dataset: dataset.clone(),
+        dataset,
         text: completion.text.clone(),
         receipt: UsageReceipt {
             usage_id: id.clone(),
