@@ -217,6 +217,7 @@ struct Stats {
     errors: usize,
     seconds: f64,
     p50_ms: f64,
+    p90_ms: f64,
     p99_ms: f64,
 }
 
@@ -267,6 +268,7 @@ where
         errors,
         seconds: elapsed,
         p50_ms: pct(0.5),
+        p90_ms: pct(0.9),
         p99_ms: pct(0.99),
     }
 }
@@ -315,6 +317,30 @@ fn attribution_in_process(setup: &Setup) {
         steps,
         report.spans.len()
     );
+    // The loop above runs with the index hot in the CPU caches. In the server each search
+    // follows ~1 ms of other work (HTTP, SQLite, the fsync) that evicts it, and its probes of
+    // the suffix array and the text then miss: the same search with 32 MiB written between
+    // calls is what the server's attribution costs.
+    let mut junk = vec![0u8; 32 << 20];
+    let mut cold: Vec<f64> = (0..300u32)
+        .map(|i| {
+            for b in junk.iter_mut().step_by(64) {
+                *b = b.wrapping_add(i as u8);
+            }
+            let t = Instant::now();
+            let mut budget = Budget::unlimited();
+            std::hint::black_box(
+                ix.attribute_within(&setup.upstream_text, &opts, &mut budget)
+                    .unwrap(),
+            );
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    cold.sort_by(f64::total_cmp);
+    println!(
+        "the same with the CPU caches cold (32 MiB written between calls, as the server's other work does): p50 {:.0} µs",
+        cold[cold.len() / 2]
+    );
 }
 
 fn main() {
@@ -360,48 +386,52 @@ fn main() {
         let size: u64 = client.get(format!("{base}/api/checkpoint")).send().await.unwrap()
             .text().await.unwrap().lines().nth(1).unwrap().parse().unwrap();
 
-        let (c, b) = (client.clone(), base.clone());
-        let s = run(conc, seconds, move |n| {
-            let (c, url) = (c.clone(), format!("{b}/api/records/{}", n % size));
-            async move { c.get(url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
-        }).await;
-        row("read: GET /api/records/{i}", conc, &s);
-
-        let (c, b) = (client.clone(), base.clone());
-        let s = run(conc, seconds, move |_| {
-            let (c, url) = (c.clone(), format!("{b}/api/checkpoint"));
-            async move { c.get(url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
-        }).await;
-        row("read: GET /api/checkpoint (signed)", conc, &s);
-
-        let writer = Arc::new(setup.writer);
-        let (c, b, w) = (client.clone(), base.clone(), Arc::clone(&writer));
-        let s = run(conc, seconds, move |n| {
-            let body = record_now(&w, &format!("w{n}"), Kind::DatasetCreate,
-                json!({"dataset_id": format!("bob/d{n}"), "name": "D", "access": "open"}));
-            let (c, url) = (c.clone(), format!("{b}/api/records"));
-            async move { c.post(url).body(body).send().await.map(|r| r.status().as_u16() == 201).unwrap_or(false) }
-        }).await;
-        row("signed write: POST /api/records (durable)", conc, &s);
-
         let chat = |model: &str| json!({"model": model, "max_tokens": 256, "seed": 1,
             "messages": [{"role": "user", "content": "the quiet morning"}]});
-        for (name, url, model, auth) in [
-            ("gateway: embedded ∞-gram + attribution", format!("{base}/v1/chat/completions"), "alice/embedded", true),
-            ("upstream stub, direct", format!("{upstream}/chat/completions"), "stub", false),
-            ("gateway → upstream, no attribution", format!("{base}/v1/chat/completions"), "alice/upstream-plain", true),
-            ("gateway → upstream + attribution", format!("{base}/v1/chat/completions"), "alice/upstream", true),
-        ] {
-            let body = Arc::new(chat(model));
-            let (c, t) = (client.clone(), token.clone());
-            let s = run(conc, seconds, move |_| {
-                let mut req = c.post(url.clone()).json(body.as_ref());
-                if auth {
-                    req = req.bearer_auth(&t);
-                }
-                async move { req.send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+        // `SHOULDERS_BENCH_ONLY=overhead`: only the one-at-a-time overhead rows below.
+        let throughput = std::env::var("SHOULDERS_BENCH_ONLY").map_or(true, |o| o != "overhead");
+        if throughput {
+            let (c, b) = (client.clone(), base.clone());
+            let s = run(conc, seconds, move |n| {
+                let (c, url) = (c.clone(), format!("{b}/api/records/{}", n % size));
+                async move { c.get(url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
             }).await;
-            row(name, conc, &s);
+            row("read: GET /api/records/{i}", conc, &s);
+
+            let (c, b) = (client.clone(), base.clone());
+            let s = run(conc, seconds, move |_| {
+                let (c, url) = (c.clone(), format!("{b}/api/checkpoint"));
+                async move { c.get(url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+            }).await;
+            row("read: GET /api/checkpoint (signed)", conc, &s);
+
+            let writer = Arc::new(setup.writer);
+            let (c, b, w) = (client.clone(), base.clone(), Arc::clone(&writer));
+            let s = run(conc, seconds, move |n| {
+                let body = record_now(&w, &format!("w{n}"), Kind::DatasetCreate,
+                    json!({"dataset_id": format!("bob/d{n}"), "name": "D", "access": "open"}));
+                let (c, url) = (c.clone(), format!("{b}/api/records"));
+                async move { c.post(url).body(body).send().await.map(|r| r.status().as_u16() == 201).unwrap_or(false) }
+            }).await;
+            row("signed write: POST /api/records (durable)", conc, &s);
+
+            for (name, url, model, auth) in [
+                ("gateway: embedded ∞-gram + attribution", format!("{base}/v1/chat/completions"), "alice/embedded", true),
+                ("upstream stub, direct", format!("{upstream}/chat/completions"), "stub", false),
+                ("gateway → upstream, no attribution", format!("{base}/v1/chat/completions"), "alice/upstream-plain", true),
+                ("gateway → upstream + attribution", format!("{base}/v1/chat/completions"), "alice/upstream", true),
+            ] {
+                let body = Arc::new(chat(model));
+                let (c, t) = (client.clone(), token.clone());
+                let s = run(conc, seconds, move |_| {
+                    let mut req = c.post(url.clone()).json(body.as_ref());
+                    if auth {
+                        req = req.bearer_auth(&t);
+                    }
+                    async move { req.send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+                }).await;
+                row(name, conc, &s);
+            }
         }
 
         for model in ["alice/upstream-plain", "alice/upstream"] {
@@ -415,9 +445,9 @@ fn main() {
                 v["shoulders"]["timing_ms"], v["shoulders"]["receipt"]["legs"]);
         }
         println!("\ngateway overhead over a direct upstream call (one request at a time, same run):");
-        println!("| path                                         | p50 ms   | p99 ms   | p50 overhead ms |");
-        println!("|----------------------------------------------|----------|----------|-----------------|");
-        let mut direct_p50 = 0.0;
+        println!("| path                                         | p50 ms   | p90 ms   | p99 ms   | p50 overhead ms | p90 overhead ms |");
+        println!("|----------------------------------------------|----------|----------|----------|-----------------|-----------------|");
+        let (mut direct_p50, mut direct_p90) = (0.0, 0.0);
         for (name, url, model, auth) in [
             ("direct to upstream stub", format!("{upstream}/chat/completions"), "stub", false),
             ("through gateway, attribution excluded", format!("{base}/v1/chat/completions"), "alice/upstream-plain", true),
@@ -433,9 +463,12 @@ fn main() {
                 async move { req.send().await.map(|r| r.status().is_success()).unwrap_or(false) }
             }).await;
             if !auth {
-                direct_p50 = s.p50_ms;
+                (direct_p50, direct_p90) = (s.p50_ms, s.p90_ms);
             }
-            println!("| {name:<44} | {:>8.3} | {:>8.3} | {:>15.3} |", s.p50_ms, s.p99_ms, s.p50_ms - direct_p50);
+            println!(
+                "| {name:<44} | {:>8.3} | {:>8.3} | {:>8.3} | {:>15.3} | {:>15.3} |",
+                s.p50_ms, s.p90_ms, s.p99_ms, s.p50_ms - direct_p50, s.p90_ms - direct_p90
+            );
             assert_eq!(s.errors, 0, "{name} had errors");
         }
         let _ = stop_tx.send(());

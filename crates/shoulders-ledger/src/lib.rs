@@ -36,7 +36,7 @@ pub use reader::{ConsistencyProof, InclusionProof, Reader};
 pub use replay::replay;
 pub use shoulders_store::StoreLocation;
 pub use view::View;
-pub use writer::{Appended, CommitObserver, Ledger, LedgerConfig, MAX_SUBMIT_BATCH};
+pub use writer::{Appended, Charged, CommitObserver, Ledger, LedgerConfig, MAX_SUBMIT_BATCH};
 
 use rand_core::CryptoRngCore;
 use shoulders_log::{generate_log_key, LogSigner};

@@ -60,13 +60,27 @@ impl Default for LedgerConfig {
 }
 
 /// The outcome of a successful submit.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Appended {
     pub index: u64,
     #[serde(serialize_with = "ser_hash")]
     pub leaf_hash: Hash,
     /// True when the same record was already in the log (idempotent resubmission).
     pub duplicate: bool,
+    /// For a `usage.receipt` appended by this submit: what the fold charged, as its receipt
+    /// row and legs in the store say, so a caller (the gateway) need not read them back.
+    /// `None` for other records and for a duplicate.
+    #[serde(skip)]
+    pub charged: Option<Charged>,
+}
+
+/// What the fold charged for a receipt ([`Appended::charged`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Charged {
+    pub charge_micros: u128,
+    pub currency: Arc<str>,
+    /// The legs the receipt posted (its split): the store's legs of its record.
+    pub legs: usize,
 }
 
 fn ser_hash<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
@@ -622,6 +636,7 @@ fn commit_batch(
                         index: seen.index,
                         leaf_hash: *leaf,
                         duplicate: true,
+                        charged: None,
                     })
                 } else {
                     Err(LedgerError::IdConflict {
@@ -642,6 +657,11 @@ fn commit_batch(
                 let index = committed.frontier.size();
                 match committed.state.apply_with(index, leaf.0, rec, &history) {
                     Ok((_, effects)) => {
+                        let charged = effects.receipt.as_ref().map(|r| Charged {
+                            charge_micros: r.charge_micros,
+                            currency: Arc::clone(&r.currency),
+                            legs: effects.legs.len(),
+                        });
                         history.record(&effects);
                         state_writes.add(effects);
                         hashes.extend(committed.frontier.append(*leaf));
@@ -650,6 +670,7 @@ fn commit_batch(
                             index,
                             leaf_hash: *leaf,
                             duplicate: false,
+                            charged,
                         })
                     }
                     Err(reject) => Err(LedgerError::Rejected(reject)),

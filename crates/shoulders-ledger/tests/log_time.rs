@@ -116,9 +116,30 @@ fn a_back_dated_record_cannot_dodge_an_expiry_the_log_has_passed() {
         "output_hash": format!("sha256:{:064x}", 9), "attribution": []})
     };
     // Before the expiry, a use is charged (and the log's clock is set on the way).
-    submit(&op_key, "u1", now_ms(), Kind::UsageReceipt, receipt("u1")).unwrap();
+    let u1 = sign(&op_key, "u1", now_ms(), Kind::UsageReceipt, receipt("u1"));
+    let appended = ledger.submit(u1.clone()).unwrap();
     let charged = ledger.with_state(|s| s.balance("pay", "USD"));
     assert_eq!(charged, 99_000);
+    // The append reports what the fold charged, exactly as the store holds it.
+    let c = appended
+        .charged
+        .clone()
+        .expect("a receipt reports its charge");
+    let (row, legs) = ledger
+        .with_history(|_, store| {
+            Ok((
+                store.receipt(appended.index)?.unwrap(),
+                store.legs_of_record(appended.index)?.len(),
+            ))
+        })
+        .unwrap();
+    assert_eq!(c.charge_micros.to_string(), row.charge_micros);
+    assert_eq!(c.charge_micros, 1_000);
+    assert_eq!(&*c.currency, row.currency);
+    assert_eq!(c.legs, legs);
+    assert!(legs > 0);
+    let again = ledger.submit(u1).unwrap();
+    assert!(again.duplicate && again.charged.is_none());
 
     // Wait until the expiry is more than a clock tick behind.
     while now_ms() < expires_at_ms + 1000 {

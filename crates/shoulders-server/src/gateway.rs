@@ -21,6 +21,7 @@
 //! anything is reserved or run, and the receipt carries the bound.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -202,7 +203,14 @@ async fn completions(
 /// revoked by any process is refused from its next request on); `401 E_UNAUTHORIZED` without
 /// one. The key's actor pays.
 pub(crate) async fn api_key(st: &Arc<AppState>, headers: &HeaderMap) -> ApiResult<KeyRow> {
-    let token = headers
+    let token = bearer_token(headers)?;
+    let st2 = Arc::clone(st);
+    tokio::task::spawn_blocking(move || authenticate(&st2, &token)).await?
+}
+
+/// The token of `Authorization: Bearer <token>`; `401 E_UNAUTHORIZED` without one.
+fn bearer_token(headers: &HeaderMap) -> ApiResult<String> {
+    Ok(headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -214,17 +222,19 @@ pub(crate) async fn api_key(st: &Arc<AppState>, headers: &HeaderMap) -> ApiResul
                 "missing `Authorization: Bearer <api key>`; an admin issues keys with `shoulders apikey new`",
             )
         })?
-        .to_string();
-    let st2 = Arc::clone(st);
-    tokio::task::spawn_blocking(move || st2.api_keys.authenticate(&token))
-        .await??
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "E_UNAUTHORIZED",
-                "unknown or revoked API key; an admin issues keys with `shoulders apikey new`",
-            )
-        })
+        .to_string())
+}
+
+/// The active API key `token` names, read from the store now; `401 E_UNAUTHORIZED` when it
+/// is unknown or revoked. Blocking.
+fn authenticate(st: &AppState, token: &str) -> ApiResult<KeyRow> {
+    st.api_keys.authenticate(token)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "E_UNAUTHORIZED",
+            "unknown or revoked API key; an admin issues keys with `shoulders apikey new`",
+        )
+    })
 }
 
 fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
@@ -363,18 +373,43 @@ fn preauthorise(
         })
 }
 
-async fn handle(
-    st: Arc<AppState>,
-    headers: HeaderMap,
+/// A call that passed every check made before any model runs ([`admit_call`]).
+struct Admitted {
+    req: GatewayRequest,
+    /// The client's request as received (forwarded upstream).
+    raw: Value,
+    payer: String,
+    prompt: String,
+    max_tokens: usize,
+    use_tag: String,
+    now_ms: u64,
+    decision: shoulders_state::Decision,
+    counted: CallCounted,
+    /// The hold of the call's maximum charge against the payer's balance (metering on).
+    hold: Option<preauth::Hold>,
+    usage_id: String,
+    admission: keygate::Admission,
+    /// The dataset the embedded model and the attribution use.
+    dataset: Option<(String, Arc<DatasetIndex>)>,
+}
+
+/// Every check of a call before any model runs, in this order: the API key (401), the request
+/// (400, 413), the model (404) and the payer's use under its licence (403), the hold of the
+/// call's maximum charge against the payer's balance (402), the API key's rate limits and
+/// budget (429, 402); then the dataset the model answers from. Blocking (the key store, the
+/// state, the index directory): the handler makes one hop to the blocking pool for all of it
+/// rather than one per step (each hop is two thread wake-ups).
+fn admit_call(
+    st: &Arc<AppState>,
+    token: &str,
     body: Result<Bytes, BytesRejection>,
     api: Api,
-) -> ApiResult<Response> {
-    let started = Instant::now();
-    let key = api_key(&st, &headers).await?;
+) -> ApiResult<Admitted> {
+    let key = authenticate(st, token)?;
     let payer = key.actor.clone();
     let bytes = body_bytes(body)?;
     let raw: Value = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
-    let req: GatewayRequest = serde_json::from_value(raw.clone()).map_err(ApiError::bad_json)?;
+    let req = GatewayRequest::deserialize(&raw).map_err(ApiError::bad_json)?;
     let prompt = prompt_text(&req, api)?;
     let max_tokens = req
         .max_completion_tokens
@@ -398,14 +433,14 @@ async fn handle(
         ));
     }
     let use_tag = req.use_tag.clone().unwrap_or_else(|| "commercial".into());
-    let now = crate::now_ms();
+    let now_ms = crate::now_ms();
     let decision = st
         .view()
-        .with_state(|s| s.check_use(&req.model, &use_tag, None, now, req.max_royalty_bps))
+        .with_state(|s| s.check_use(&req.model, &use_tag, None, now_ms, req.max_royalty_bps))
         .ok_or_else(|| ApiError::not_found(format!("no model {:?} on this ledger", req.model)))?;
     // From here on the model is one the ledger knows, so it may be a metrics label.
-    let mut counted = CallCounted {
-        st: Arc::clone(&st),
+    let counted = CallCounted {
+        st: Arc::clone(st),
         operation: api.operation(),
         model: req.model.clone(),
         answered: false,
@@ -425,37 +460,66 @@ async fn handle(
     // Pre-authorisation: hold the most this call can cost before any model runs; released
     // when its receipt is committed, or on any failure or cancellation (the hold's `Drop`).
     let hold = match st.config.metering {
-        Metering::On => {
-            let (st2, payer2, model2) = (Arc::clone(&st), payer.clone(), req.model.clone());
-            let max_tokens = max_tokens as u64;
-            Some(
-                tokio::task::spawn_blocking(move || {
-                    preauthorise(&st2, &payer2, &model2, max_tokens)
-                })
-                .await??,
-            )
-        }
+        Metering::On => Some(preauthorise(st, &payer, &req.model, max_tokens as u64)?),
         Metering::Off => None,
     };
 
-    // ---- API key admission (see `keygate`): the key's rate limits and budget, before any
-    // model runs. Settled after the receipt append below.
-    let id = format!("shoulders-{}", random_hex());
-    let admission = {
-        let (st2, key2, model2, id2) =
-            (Arc::clone(&st), key.clone(), req.model.clone(), id.clone());
-        let (prompt_tokens, max_tokens) = (prompt.len() as u64, max_tokens as u64);
-        tokio::task::spawn_blocking(move || {
-            keygate::admit(&st2, &key2, &model2, prompt_tokens, max_tokens, &id2)
-        })
-        .await??
-    };
-    // ---- end of API key admission.
+    // API key admission (see `keygate`): the key's rate limits and budget, before any model
+    // runs. Settled after the receipt append.
+    let usage_id = format!("shoulders-{}", random_hex());
+    let admission = keygate::admit(
+        st,
+        &key,
+        &req.model,
+        prompt.len() as u64,
+        max_tokens as u64,
+        &usage_id,
+    )?;
+
+    let dataset = model_dataset(st, &req.model)?;
+    Ok(Admitted {
+        req,
+        raw,
+        payer,
+        prompt,
+        max_tokens,
+        use_tag,
+        now_ms,
+        decision,
+        counted,
+        hold,
+        usage_id,
+        admission,
+        dataset,
+    })
+}
+
+async fn handle(
+    st: Arc<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    api: Api,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let token = bearer_token(&headers)?;
+    let st2 = Arc::clone(&st);
+    let Admitted {
+        req,
+        raw,
+        payer,
+        prompt,
+        max_tokens,
+        use_tag,
+        now_ms: now,
+        decision,
+        mut counted,
+        hold,
+        usage_id: id,
+        admission,
+        dataset,
+    } = tokio::task::spawn_blocking(move || admit_call(&st2, &token, body, api)).await??;
 
     let upstream = st.config.upstreams.get(&req.model).cloned();
-    let st2 = Arc::clone(&st);
-    let model_id = req.model.clone();
-    let dataset = tokio::task::spawn_blocking(move || model_dataset(&st2, &model_id)).await??;
     // With `stream: true` an upstream's answer is relayed as it arrives ([`crate::streaming`]):
     // everything above (licence, payer, hold) has already run.
     if let (true, Some(base)) = (req.stream, &upstream) {
@@ -514,40 +578,38 @@ async fn handle(
     let generated_ms = started.elapsed().as_secs_f64() * 1e3;
 
     // Attribute the output against the dataset (an upstream model without an index is metered
-    // without attribution).
-    let attribution = attribute_output(&st, dataset.clone(), &completion.text).await?;
-    let attributed_ms = started.elapsed().as_secs_f64() * 1e3;
-
-    let receipt = UsageReceipt {
-        usage_id: id.clone(),
-        model_id: req.model.clone(),
-        payer: payer.clone(),
-        use_category: use_tag.clone(),
-        input_tokens: completion.prompt_tokens,
-        output_tokens: completion.completion_tokens,
-        output_hash: output_hash(&completion.text),
-        attribution: receipt_shares(attribution.as_ref()),
-        evidence_hash: evidence_hash(attribution.as_ref()),
-        max_royalty_bps: req.max_royalty_bps,
-        index_state: index_state(dataset.as_ref(), attribution.as_ref()),
+    // without attribution), then sign and append the receipt and settle the API key: one hop
+    // to the blocking pool. The search stops when the request is dropped (`cancel`), and then
+    // no receipt is appended.
+    let cancel = crate::CancelOnDrop(Arc::default());
+    let settle = Settle {
+        st: Arc::clone(&st),
+        cancel: Arc::clone(&cancel.0),
+        dataset,
+        text: completion.text.clone(),
+        receipt: UsageReceipt {
+            usage_id: id.clone(),
+            model_id: req.model.clone(),
+            payer: payer.clone(),
+            use_category: use_tag.clone(),
+            input_tokens: completion.prompt_tokens,
+            output_tokens: completion.completion_tokens,
+            output_hash: output_hash(&completion.text),
+            attribution: Vec::new(),
+            evidence_hash: None,
+            max_royalty_bps: req.max_royalty_bps,
+            index_state: None,
+        },
+        now_ms: now,
+        used_tokens: completion.prompt_tokens + completion.completion_tokens,
+        hold,
+        admission,
+        started,
     };
-    let st3 = Arc::clone(&st);
-    let output = completion.text.clone();
-    let used_tokens = completion.prompt_tokens + completion.completion_tokens;
-    let preauthorised = hold.as_ref().map(preauth::Hold::amount_micros);
-    let receipt_out = tokio::task::spawn_blocking(move || {
-        // The hold is released only once the receipt is committed (or refused): the balance the
-        // next reservation reads then already shows this charge. It moves into this task so a
-        // handler cancelled meanwhile cannot release it before the append is over.
-        let out = submit_receipt(&st3, receipt, &output, now);
-        // API key settlement: the charge the ledger recorded joins the key's spend before its
-        // budget hold is released.
-        let settled = admission.settle(used_tokens);
-        drop(hold);
-        let out = out?;
-        settled.map(|()| out)
-    })
-    .await??;
+    let preauthorised = settle.hold.as_ref().map(preauth::Hold::amount_micros);
+    let (attribution, attributed_ms, receipt_out) =
+        tokio::task::spawn_blocking(move || settle.run()).await??;
+    drop(cancel);
 
     let charge_micros = receipt_out
         .as_ref()
@@ -634,12 +696,28 @@ pub(crate) async fn attribute_output(
     dataset: Option<(String, Arc<DatasetIndex>)>,
     text: &str,
 ) -> ApiResult<Option<(String, AttributionReport)>> {
+    if dataset.is_none() || text.is_empty() {
+        return Ok(None);
+    }
+    let cancel = crate::CancelOnDrop(Arc::default());
+    let (st2, flag, text) = (Arc::clone(st), Arc::clone(&cancel.0), text.to_string());
+    let report =
+        tokio::task::spawn_blocking(move || attribute_blocking(&st2, dataset, &text, flag)).await;
+    drop(cancel);
+    report?
+}
+
+/// [`attribute_output`] on the calling thread, stopped when `cancel` is set. Blocking.
+fn attribute_blocking(
+    st: &AppState,
+    dataset: Option<(String, Arc<DatasetIndex>)>,
+    text: &str,
+    cancel: Arc<AtomicBool>,
+) -> ApiResult<Option<(String, AttributionReport)>> {
     let Some((dataset_id, ix)) = dataset.filter(|_| !text.is_empty()) else {
         return Ok(None);
     };
-    let text = text.to_string();
-    let cancel = crate::CancelOnDrop(Arc::default());
-    let mut budget = st.attribution_budget(text.len(), Arc::clone(&cancel.0));
+    let mut budget = st.attribution_budget(text.len(), cancel);
     // Takedowns and pending reviews apply at once (the fold drops them too).
     let opts = AttributeOptions {
         excluded: st
@@ -648,15 +726,76 @@ pub(crate) async fn attribute_output(
         ..Default::default()
     };
     let searched = Instant::now();
-    let report =
-        tokio::task::spawn_blocking(move || ix.attribute_within(&text, &opts, &mut budget)).await;
+    let report = ix.attribute_within(text, &opts, &mut budget);
     st.metrics.attribution(
         crate::metrics::AttributionSource::Gateway,
         searched.elapsed(),
     );
-    let report = report??;
-    drop(cancel);
-    Ok(Some((dataset_id, report)))
+    Ok(Some((dataset_id, report?)))
+}
+
+/// The end of a non-streaming call, after its completion: attribute the output, sign and
+/// append the receipt, settle the API key's spend, release the holds. Run on the blocking pool
+/// as one task ([`Settle::run`]).
+struct Settle {
+    st: Arc<AppState>,
+    /// Set when the request is dropped: the search stops and no receipt is appended.
+    cancel: Arc<AtomicBool>,
+    dataset: Option<(String, Arc<DatasetIndex>)>,
+    /// The delivered text.
+    text: String,
+    /// The receipt, but for what the attribution fills in.
+    receipt: UsageReceipt,
+    now_ms: u64,
+    /// Prompt plus output tokens, counted against the key's token limit.
+    used_tokens: u64,
+    hold: Option<preauth::Hold>,
+    admission: keygate::Admission,
+    started: Instant,
+}
+
+/// What [`Settle::run`] gives back: the attribution, the time it was done (ms from the call's
+/// start) and the appended receipt (`None` without metering).
+type Settled = (Option<(String, AttributionReport)>, f64, Option<Value>);
+
+impl Settle {
+    /// Blocking.
+    fn run(self) -> ApiResult<Settled> {
+        let Settle {
+            st,
+            cancel,
+            dataset,
+            text,
+            mut receipt,
+            now_ms,
+            used_tokens,
+            hold,
+            admission,
+            started,
+        } = self;
+        // On any error below the hold and the admission are dropped: the hold released and
+        // the key's pending spend settled from the ledger (nothing was appended).
+        let attribution = attribute_blocking(&st, dataset.clone(), &text, Arc::clone(&cancel))?;
+        let attributed_ms = started.elapsed().as_secs_f64() * 1e3;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ApiError::internal(
+                "the call was cancelled before its receipt was appended",
+            ));
+        }
+        receipt.attribution = receipt_shares(attribution.as_ref());
+        receipt.evidence_hash = evidence_hash(attribution.as_ref());
+        receipt.index_state = index_state(dataset.as_ref(), attribution.as_ref());
+        // The hold is released only once the receipt is committed (or refused): the balance
+        // the next reservation reads then already shows this charge. It is owned by this task,
+        // so a handler cancelled meanwhile cannot release it before the append is over.
+        let out = submit_receipt(&st, receipt, &text, now_ms);
+        // API key settlement: the charge the ledger recorded joins the key's spend before its
+        // budget hold is released.
+        let settled = admission.settle(used_tokens);
+        drop(hold);
+        let out = out?;
+        settled.map(|()| (attribution, attributed_ms, out))
+    }
 }
 
 /// The receipt's `output_hash`: what exactly was delivered.
@@ -757,14 +896,24 @@ pub(crate) fn submit_receipt(
     )?;
     // Signed here, so the ledger does not verify it again.
     let appended = writer.submit_record(record)?;
-    let (receipt_row, legs) = st.view().with_history(|_, store| {
-        Ok((
-            store.receipt(appended.index)?,
-            store.legs_of_record(appended.index)?.len(),
-        ))
-    })?;
-    let charge = receipt_row.as_ref().map(|r| r.charge_micros.clone());
-    let currency = receipt_row.as_ref().map(|r| r.currency.clone());
+    // What the fold charged comes back with the append; reading it from the store instead
+    // cost a reader refresh and two queries (~0.1 ms) after every commit. A duplicate (not
+    // expected: the usage id is fresh) is read back.
+    let (charge, currency, legs) = match &appended.charged {
+        Some(c) => (
+            Some(c.charge_micros.to_string()),
+            Some(c.currency.to_string()),
+            c.legs,
+        ),
+        None => st.view().with_history(|_, store| {
+            let row = store.receipt(appended.index)?;
+            Ok((
+                row.as_ref().map(|r| r.charge_micros.clone()),
+                row.map(|r| r.currency),
+                store.legs_of_record(appended.index)?.len(),
+            ))
+        })?,
+    };
     Ok(Some(json!({
         "index": appended.index,
         "leaf_hash": appended.leaf_hash.to_string(),

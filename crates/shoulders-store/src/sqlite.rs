@@ -210,8 +210,12 @@ impl SqliteStore {
     }
 
     /// Size from the highest index: O(log n), unlike `COUNT(*)`. Gaps are ruled out at open.
+    /// Cached: it runs at every append and every refresh, and parsing it each time cost the
+    /// writer more than executing it.
     fn read_size_fast(conn: &Connection) -> Result<u64, StoreError> {
-        let max: Option<i64> = conn.query_row("SELECT MAX(idx) FROM records", [], |r| r.get(0))?;
+        let max: Option<i64> = conn
+            .prepare_cached("SELECT MAX(idx) FROM records")?
+            .query_row([], |r| r.get(0))?;
         Ok(max.map(|m| m as u64 + 1).unwrap_or(0))
     }
 }
@@ -696,10 +700,10 @@ fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), St
             st.raw_bind_parameter(o + 12, l.beneficiary.as_deref())
         },
     )?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![STATE_SIZE_KEY, w.size.to_string()],
-    )?;
+    )?
+    .execute(params![STATE_SIZE_KEY, w.size.to_string()])?;
     Ok(())
 }
 
