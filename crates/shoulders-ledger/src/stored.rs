@@ -20,6 +20,7 @@ use shoulders_store::{
 };
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// The state and append frontier of a store, without replaying it (see the module docs).
 /// A writer (`writable`) migrates a store that has no state yet; a reader refuses it.
@@ -147,7 +148,7 @@ fn leg_row(l: &Leg, seq: u32) -> LegRow {
         index: l.index,
         seq,
         ts_ms: l.ts_ms,
-        holder: l.beneficiary.clone().unwrap_or_else(|| l.account.clone()),
+        holder: Arc::clone(l.holder_shared()),
         account: l.account.clone(),
         currency: l.currency.clone(),
         amount_micros: l.amount_micros.to_string(),

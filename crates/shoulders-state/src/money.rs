@@ -100,7 +100,12 @@ pub struct Leg {
 impl Leg {
     /// The actor (or system account) this leg belongs to: the beneficiary for unclaimed legs.
     pub fn holder(&self) -> &str {
-        self.beneficiary.as_deref().unwrap_or(&self.account)
+        self.holder_shared()
+    }
+
+    /// [`Leg::holder`], shared (a stored leg row keeps it without copying).
+    pub fn holder_shared(&self) -> &Arc<str> {
+        self.beneficiary.as_ref().unwrap_or(&self.account)
     }
 }
 
