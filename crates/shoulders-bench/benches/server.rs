@@ -297,17 +297,17 @@ fn attribution_in_process(setup: &Setup) {
         .attribute_within(&setup.upstream_text, &opts, &mut budget)
         .unwrap();
     let steps = budget.used();
-    let mut times: Vec<f64> = (0..300)
-        .map(|_| {
-            let t = Instant::now();
-            let mut budget = Budget::unlimited();
-            std::hint::black_box(
-                ix.attribute_within(&setup.upstream_text, &opts, &mut budget)
-                    .unwrap(),
-            );
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
+    // One search, timed in µs.
+    let attribute_once = || {
+        let t = Instant::now();
+        let mut budget = Budget::unlimited();
+        std::hint::black_box(
+            ix.attribute_within(&setup.upstream_text, &opts, &mut budget)
+                .unwrap(),
+        );
+        t.elapsed().as_secs_f64() * 1e6
+    };
+    let mut times: Vec<f64> = (0..300).map(|_| attribute_once()).collect();
     times.sort_by(f64::total_cmp);
     println!(
         "attribution of the gateway's {}-byte answer, in process: p50 {:.0} µs, p10 {:.0} µs, {} search steps, {} spans",
@@ -327,13 +327,7 @@ fn attribution_in_process(setup: &Setup) {
             for b in junk.iter_mut().step_by(64) {
                 *b = b.wrapping_add(i as u8);
             }
-            let t = Instant::now();
-            let mut budget = Budget::unlimited();
-            std::hint::black_box(
-                ix.attribute_within(&setup.upstream_text, &opts, &mut budget)
-                    .unwrap(),
-            );
-            t.elapsed().as_secs_f64() * 1e6
+            attribute_once()
         })
         .collect();
     cold.sort_by(f64::total_cmp);
