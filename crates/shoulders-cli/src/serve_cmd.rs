@@ -233,6 +233,8 @@ pub fn serve_unlogged(args: ServeArgs) -> Result<()> {
     let served = runtime.block_on({
         let state = Arc::clone(&state);
         async move {
+            // Before the node can answer anyone: a SIGTERM from then on is a clean stop.
+            let stop = shoulders_server::shutdown_signal();
             let listener = tokio::net::TcpListener::bind(&args.listen)
                 .await
                 .with_context(|| format!("listen on {}", args.listen))?;
@@ -244,7 +246,7 @@ pub fn serve_unlogged(args: ServeArgs) -> Result<()> {
                 "read_only": state.is_read_only(),
                 "openapi": format!("http://{addr}/openapi.json"),
             }))?;
-            shoulders_server::serve(listener, state, shoulders_server::shutdown_signal()).await?;
+            shoulders_server::serve(listener, state, stop).await?;
             anyhow::Ok(())
         }
     });

@@ -67,6 +67,8 @@ fn serve(dir: &Path, listen: &str, logs: &[String]) -> Result<()> {
         .build()
         .context("start the async runtime")?;
     runtime.block_on(async move {
+        // Before the witness can answer anyone: a SIGTERM from then on is a clean stop.
+        let stop = shoulders_server::shutdown_signal();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listen on {listen}"))?;
@@ -77,7 +79,7 @@ fn serve(dir: &Path, listen: &str, logs: &[String]) -> Result<()> {
             "logs": vkeys.len(),
         }))?;
         axum::serve(listener, shoulders_witness::router(witness))
-            .with_graceful_shutdown(shoulders_server::shutdown_signal())
+            .with_graceful_shutdown(stop)
             .await?;
         anyhow::Ok(())
     })?;
