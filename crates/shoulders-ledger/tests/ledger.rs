@@ -454,7 +454,8 @@ fn a_ledger_without_stored_state_is_migrated_by_its_writer() {
     // What an older shoulders left: the log, no state.
     let conn = rusqlite::Connection::open(data.database()).unwrap();
     conn.execute_batch(
-        "DELETE FROM state_rows; DELETE FROM seen; DELETE FROM receipts; DELETE FROM legs;
+        "DELETE FROM state_rows; DELETE FROM seen; DELETE FROM receipts; DELETE FROM leg_sets;
+         DELETE FROM leg_runs;
          DELETE FROM meta WHERE key = 'state_size';",
     )
     .unwrap();

@@ -9,6 +9,7 @@
 
 pub mod conformance;
 mod keys;
+mod leg_set;
 mod location;
 mod pg;
 mod sqlite;

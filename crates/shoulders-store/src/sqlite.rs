@@ -1,6 +1,7 @@
 //! SQLite store: one database file in WAL mode with `synchronous=FULL`, so a committed
 //! transaction is on disk (WAL fsynced) before `append` returns.
 
+use crate::leg_set::LegAt;
 use crate::STATE_SIZE_KEY;
 use crate::{
     AppendBatch, Hash, LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenAt, StateVisit, StateWrites,
@@ -29,12 +30,22 @@ CREATE TABLE IF NOT EXISTS receipts (idx INTEGER PRIMARY KEY, ts_ms INTEGER NOT 
     input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, unattributed INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS receipts_by_model ON receipts (model_id, idx);
 CREATE INDEX IF NOT EXISTS receipts_by_payer ON receipts (payer, idx);
-CREATE TABLE IF NOT EXISTS legs (idx INTEGER NOT NULL, seq INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
-    holder TEXT NOT NULL, account TEXT NOT NULL, currency TEXT NOT NULL, amount TEXT NOT NULL,
-    role TEXT NOT NULL, model_id TEXT, dataset_id TEXT, contribution INTEGER, beneficiary TEXT,
-    PRIMARY KEY (idx, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS legs_by_holder ON legs (holder, idx, seq);
+CREATE TABLE IF NOT EXISTS leg_sets (idx INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL,
+    legs BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS leg_runs (holder TEXT NOT NULL, last_idx INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL, positions BLOB NOT NULL,
+    PRIMARY KEY (holder, last_idx, last_seq)) WITHOUT ROWID;
 ";
+
+/// Schema 2 kept one wide row per leg in `legs`, each with an entry in a holder index: a
+/// receipt's ~8 legs were ~16 b-tree inserts, most at scattered places in the holder index,
+/// and a third of the settlement writer's time. Schema 3 keeps a record's legs as one value in
+/// `leg_sets` and each holder's positions of one batch as runs in `leg_runs`, keyed by the
+/// holder and the run's last position (see [`crate::leg_set`]): one append per record plus
+/// one index entry per holder and batch. A database written before keeps its `legs` rows and
+/// is read across both layouts (every legacy leg precedes every new one in log order), so
+/// upgrading copies nothing; rebuilding the state drops the old table.
+const LEGACY_LEGS: &str = "legs";
 
 /// Page cache of a read-write connection (see `configure`).
 pub const WRITER_CACHE_BYTES: usize = 64 << 20;
@@ -44,6 +55,7 @@ pub const WAL_CHECKPOINT_BYTES: usize = 64 << 20;
 pub struct SqliteStore {
     conn: Connection,
     size: u64,
+    legs: LegLayout,
     /// Read-write stores copy the WAL back into the database on this thread, so the writer's
     /// commits do not wait for checkpoints (see [`Checkpointer`]).
     _checkpointer: Option<Checkpointer>,
@@ -192,9 +204,11 @@ impl SqliteStore {
         let mut store = SqliteStore {
             conn,
             size: 0,
+            legs: LegLayout::default(),
             _checkpointer: None,
         };
         store.size = Self::read_size_fast(&store.conn)?;
+        store.legs = LegLayout::read(&store.conn)?;
         let hashes: Option<i64> = store
             .conn
             .query_row("SELECT MAX(id) FROM hashes", [], |r| r.get(0))?;
@@ -227,6 +241,10 @@ impl Store for SqliteStore {
 
     fn refresh(&mut self) -> Result<u64, StoreError> {
         self.size = Self::read_size_fast(&self.conn)?;
+        if !self.legs.sets {
+            // A read-only store opened before a newer writer added the schema 3 tables.
+            self.legs = LegLayout::read(&self.conn)?;
+        }
         Ok(self.size)
     }
 
@@ -368,11 +386,13 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(
-            "DELETE FROM state_rows; DELETE FROM seen; DELETE FROM receipts; DELETE FROM legs;",
-        )?;
+        tx.execute_batch(&format!(
+            "DELETE FROM state_rows; DELETE FROM seen; DELETE FROM receipts;
+             DELETE FROM leg_sets; DELETE FROM leg_runs; DROP TABLE IF EXISTS {LEGACY_LEGS};"
+        ))?;
         write_state(&tx, writes)?;
         tx.commit()?;
+        self.legs.legacy = false;
         Ok(())
     }
 
@@ -454,42 +474,38 @@ impl Store for SqliteStore {
     }
 
     fn legs_of_holder(&self, q: &LegQuery) -> Result<Vec<LegRow>, StoreError> {
-        let (cmp, order, none) = if q.newest_first {
-            ("<", "DESC", (i64::MAX, i64::MAX))
-        } else {
-            (">", "ASC", (-1i64, -1i64))
-        };
-        let (at_idx, at_seq) = q.after.map_or(none, |(i, s)| (to_i64(i), i64::from(s)));
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
-                    contribution, beneficiary
-             FROM legs
-             WHERE holder = ?1 AND (idx, seq) {cmp} (?2, ?3)
-               AND (?4 IS NULL OR ts_ms >= ?4) AND (?5 IS NULL OR ts_ms < ?5)
-               AND (?6 IS NULL OR role = ?6)
-             ORDER BY idx {order}, seq {order} LIMIT ?7"
-        ))?;
-        let rows = stmt.query_map(
-            params![
-                q.holder,
-                at_idx,
-                at_seq,
-                q.from_ms.map(to_i64),
-                q.to_ms.map(to_i64),
-                q.role,
-                q.limit.min(MAX_PAGE_ROWS) as i64
-            ],
-            leg_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let limit = q.limit.min(MAX_PAGE_ROWS);
+        // Every legacy leg precedes every schema 3 leg in log order, so a page is the legacy
+        // part and then the new part (oldest first), or the reverse (newest first).
+        let mut legs = Vec::new();
+        if self.legs.legacy && !q.newest_first {
+            legs = self.legacy_legs_of_holder(q, limit)?;
+        }
+        if self.legs.sets && legs.len() < limit {
+            let rest = self.set_legs_of_holder(q, limit - legs.len())?;
+            legs.extend(rest);
+        }
+        if self.legs.legacy && q.newest_first && legs.len() < limit {
+            let rest = self.legacy_legs_of_holder(q, limit - legs.len())?;
+            legs.extend(rest);
+        }
+        Ok(legs)
     }
 
     fn legs_of_record(&self, index: u64) -> Result<Vec<LegRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        if self.legs.sets {
+            if let Some(legs) = self.leg_set(index)? {
+                return Ok(legs);
+            }
+        }
+        if !self.legs.legacy {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
                     contribution, beneficiary
-             FROM legs WHERE idx = ?1 ORDER BY seq",
-        )?;
+             FROM {LEGACY_LEGS} WHERE idx = ?1 ORDER BY seq"
+        ))?;
         let rows = stmt.query_map([to_i64(index)], leg_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -571,6 +587,15 @@ fn receipt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
         output_tokens: r.get::<_, i64>(9)? as u64,
         unattributed: r.get::<_, i64>(10)? != 0,
     })
+}
+
+/// The comparison, sort order and open cursor of a leg page.
+fn leg_page_order(q: &LegQuery) -> (&'static str, &'static str, (i64, i64)) {
+    if q.newest_first {
+        ("<", "DESC", (i64::MAX, i64::MAX))
+    } else {
+        (">", "ASC", (-1, -1))
+    }
 }
 
 fn leg_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LegRow> {
@@ -679,25 +704,59 @@ fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), St
             st.raw_bind_parameter(o + 11, i64::from(r.unattributed))
         },
     )?;
+    // One leg-set row per record (legs arrive grouped by record, in log order) and one narrow
+    // index row per leg.
+    let mut sets: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+    for group in w.legs.chunk_by(|a, b| a.index == b.index) {
+        assert!(
+            sets.last().is_none_or(|(i, _, _)| *i < group[0].index),
+            "legs must come grouped by record, in log order"
+        );
+        let mut bytes = Vec::with_capacity(64 * group.len());
+        crate::leg_set::encode(group, &mut bytes);
+        sets.push((group[0].index, group[0].ts_ms, bytes));
+    }
     insert_rows(
         tx,
-        "legs (idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
-               contribution, beneficiary)",
-        12,
-        &w.legs,
-        |st, o, l| {
-            st.raw_bind_parameter(o + 1, to_i64(l.index))?;
-            st.raw_bind_parameter(o + 2, i64::from(l.seq))?;
-            st.raw_bind_parameter(o + 3, to_i64(l.ts_ms))?;
-            st.raw_bind_parameter(o + 4, &*l.holder)?;
-            st.raw_bind_parameter(o + 5, &*l.account)?;
-            st.raw_bind_parameter(o + 6, &*l.currency)?;
-            st.raw_bind_parameter(o + 7, l.amount_micros.as_str())?;
-            st.raw_bind_parameter(o + 8, &*l.role)?;
-            st.raw_bind_parameter(o + 9, l.model_id.as_deref())?;
-            st.raw_bind_parameter(o + 10, l.dataset_id.as_deref())?;
-            st.raw_bind_parameter(o + 11, l.contribution.map(to_i64))?;
-            st.raw_bind_parameter(o + 12, l.beneficiary.as_deref())
+        "leg_sets (idx, ts_ms, legs)",
+        3,
+        &sets,
+        |st, o, (index, ts_ms, bytes)| {
+            st.raw_bind_parameter(o + 1, to_i64(*index))?;
+            st.raw_bind_parameter(o + 2, to_i64(*ts_ms))?;
+            st.raw_bind_parameter(o + 3, &bytes[..])
+        },
+    )?;
+    // Each holder's legs of the batch, in log order, as runs.
+    let mut by_holder: HashMap<&str, Vec<&LegRow>> = HashMap::new();
+    let mut holders: Vec<&str> = Vec::new();
+    for leg in &w.legs {
+        by_holder
+            .entry(&leg.holder)
+            .or_insert_with(|| {
+                holders.push(&leg.holder);
+                Vec::new()
+            })
+            .push(leg);
+    }
+    let mut runs: Vec<(&str, &LegRow, Vec<u8>)> = Vec::new();
+    for holder in holders {
+        for run in by_holder[holder].chunks(crate::leg_set::MAX_RUN_LEGS) {
+            let mut bytes = Vec::with_capacity(8 * run.len());
+            crate::leg_set::encode_run(run, &mut bytes);
+            runs.push((holder, run[run.len() - 1], bytes));
+        }
+    }
+    insert_rows(
+        tx,
+        "leg_runs (holder, last_idx, last_seq, positions)",
+        4,
+        &runs,
+        |st, o, (holder, last, bytes)| {
+            st.raw_bind_parameter(o + 1, *holder)?;
+            st.raw_bind_parameter(o + 2, to_i64(last.index))?;
+            st.raw_bind_parameter(o + 3, i64::from(last.seq))?;
+            st.raw_bind_parameter(o + 4, &bytes[..])
         },
     )?;
     tx.prepare_cached(
@@ -707,7 +766,172 @@ fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), St
     Ok(())
 }
 
+/// Which leg tables a database has (see [`LEGACY_LEGS`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct LegLayout {
+    /// `leg_sets` and `leg_runs` exist (always, once a schema 3 writer has opened it).
+    sets: bool,
+    /// A schema 2 `legs` table with rows in it.
+    legacy: bool,
+}
+
+impl LegLayout {
+    /// Two catalogue look-ups and at most one row read: `O(1)` in the history's size.
+    fn read(conn: &Connection) -> Result<Self, StoreError> {
+        let exists = |name: &str| -> Result<bool, StoreError> {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+                .query_row([name], |_| Ok(()))
+                .optional()?
+                .is_some())
+        };
+        let legacy = exists(LEGACY_LEGS)?
+            && conn
+                .query_row(&format!("SELECT 1 FROM {LEGACY_LEGS} LIMIT 1"), [], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some();
+        Ok(LegLayout {
+            sets: exists("leg_sets")?,
+            legacy,
+        })
+    }
+}
+
 impl SqliteStore {
+    /// The legs of record `index` in the schema 3 layout, if it has any there.
+    fn leg_set(&self, index: u64) -> Result<Option<Vec<LegRow>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT ts_ms, legs FROM leg_sets WHERE idx = ?1")?;
+        let mut rows = stmt.query([to_i64(index)])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let ts_ms: i64 = row.get(0)?;
+        let bytes = row.get_ref(1)?.as_blob().map_err(corrupt)?;
+        crate::leg_set::decode(index, ts_ms as u64, bytes).map(Some)
+    }
+
+    /// A page of `q.holder`'s legs from the schema 3 layout: the holder's runs from the one
+    /// holding the cursor on, each position filtered, then each record's leg set read once.
+    fn set_legs_of_holder(&self, q: &LegQuery, limit: usize) -> Result<Vec<LegRow>, StoreError> {
+        let mut at: Vec<LegAt> = Vec::new();
+        let mut take = |bytes: &[u8]| -> Result<bool, StoreError> {
+            let mut run = crate::leg_set::decode_run(&q.holder, bytes)?;
+            if q.newest_first {
+                run.reverse();
+            }
+            for p in run {
+                let pos = (p.index, p.seq);
+                let past_cursor =
+                    q.after
+                        .is_none_or(|c| if q.newest_first { pos < c } else { pos > c });
+                if past_cursor
+                    && q.from_ms.is_none_or(|f| p.ts_ms >= f)
+                    && q.to_ms.is_none_or(|t| p.ts_ms < t)
+                    && q.role.as_deref().is_none_or(|r| *p.role == *r)
+                {
+                    at.push(p);
+                    if at.len() == limit {
+                        return Ok(true);
+                    }
+                }
+            }
+            Ok(false)
+        };
+        let (c_idx, c_seq) = q.after.map_or((-1, -1), |(i, s)| (to_i64(i), i64::from(s)));
+        if q.newest_first {
+            // The run holding the cursor (its last position is at or past it), then every run
+            // before it, newest first.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT positions FROM leg_runs WHERE holder = ?1 AND (last_idx, last_seq) >= (?2, ?3)
+                 ORDER BY last_idx, last_seq LIMIT 1",
+            )?;
+            let (c_idx, c_seq) = q.after.map_or((i64::MAX, i64::MAX), |_| (c_idx, c_seq));
+            let mut rows = stmt.query(params![q.holder, c_idx, c_seq])?;
+            let mut full = false;
+            if let Some(row) = rows.next()? {
+                full = take(row.get_ref(0)?.as_blob().map_err(corrupt)?)?;
+            }
+            if !full {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT positions FROM leg_runs WHERE holder = ?1 AND (last_idx, last_seq) < (?2, ?3)
+                     ORDER BY last_idx DESC, last_seq DESC",
+                )?;
+                let mut rows = stmt.query(params![q.holder, c_idx, c_seq])?;
+                while let Some(row) = rows.next()? {
+                    if take(row.get_ref(0)?.as_blob().map_err(corrupt)?)? {
+                        break;
+                    }
+                }
+            }
+        } else {
+            // Runs from the one holding the cursor on: SQLite steps lazily, so only the runs
+            // the page needs are read.
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT positions FROM leg_runs WHERE holder = ?1 AND (last_idx, last_seq) > (?2, ?3)
+                 ORDER BY last_idx, last_seq",
+            )?;
+            let mut rows = stmt.query(params![q.holder, c_idx, c_seq])?;
+            while let Some(row) = rows.next()? {
+                if take(row.get_ref(0)?.as_blob().map_err(corrupt)?)? {
+                    break;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(at.len());
+        let mut set: Option<(u64, Vec<LegRow>)> = None;
+        for LegAt { index, seq, .. } in at {
+            if set.as_ref().is_none_or(|(i, _)| *i != index) {
+                let legs = self.leg_set(index)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("legs of record {index} are indexed but missing"))
+                })?;
+                set = Some((index, legs));
+            }
+            let legs = &set.as_ref().expect("just read").1;
+            let leg = legs
+                .iter()
+                .find(|l| l.seq == seq && *l.holder == *q.holder)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "leg {seq} of record {index} is indexed but missing"
+                    ))
+                })?;
+            out.push(leg.clone());
+        }
+        Ok(out)
+    }
+
+    /// A page of `q.holder`'s legs from a schema 2 `legs` table.
+    fn legacy_legs_of_holder(&self, q: &LegQuery, limit: usize) -> Result<Vec<LegRow>, StoreError> {
+        let (cmp, order, none) = leg_page_order(q);
+        let (at_idx, at_seq) = q.after.map_or(none, |(i, s)| (to_i64(i), i64::from(s)));
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT idx, seq, ts_ms, holder, account, currency, amount, role, model_id, dataset_id,
+                    contribution, beneficiary
+             FROM {LEGACY_LEGS}
+             WHERE holder = ?1 AND (idx, seq) {cmp} (?2, ?3)
+               AND (?4 IS NULL OR ts_ms >= ?4) AND (?5 IS NULL OR ts_ms < ?5)
+               AND (?6 IS NULL OR role = ?6)
+             ORDER BY idx {order}, seq {order} LIMIT ?7"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                q.holder,
+                at_idx,
+                at_seq,
+                q.from_ms.map(to_i64),
+                q.to_ms.map(to_i64),
+                q.role,
+                limit as i64
+            ],
+            leg_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn read_hashes_in_tx(&self, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         let mut stmt = self
             .conn
