@@ -68,6 +68,28 @@ pub fn encode(legs: &[LegRow], out: &mut Vec<u8>) {
 /// The legs of record `index` (signed at `ts_ms`) from their encoding. A value that does not
 /// decode is `E_STORE_CORRUPT`, never a panic.
 pub fn decode(index: u64, ts_ms: u64, bytes: &[u8]) -> Result<Vec<LegRow>, StoreError> {
+    decode_where(index, ts_ms, bytes, |_| true)
+}
+
+/// Leg `seq` of record `index`, if the value holds it: the whole value is checked, but only
+/// that leg is built (a holder's page reads one leg from each of up to 1,000 records).
+pub fn decode_one(
+    index: u64,
+    ts_ms: u64,
+    bytes: &[u8],
+    seq: u32,
+) -> Result<Option<LegRow>, StoreError> {
+    Ok(decode_where(index, ts_ms, bytes, |s| s == seq)?.pop())
+}
+
+/// The legs whose seq `keep` accepts. Strings are read as slices of `bytes`; a kept leg's
+/// names become `Arc<str>`s shared by every kept leg that repeats them.
+fn decode_where<'a>(
+    index: u64,
+    ts_ms: u64,
+    bytes: &'a [u8],
+    keep: impl Fn(u32) -> bool,
+) -> Result<Vec<LegRow>, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("legs of record {index}: {what}"));
     let mut r = Cursor { bytes, at: 0 };
     if r.byte().ok_or_else(|| corrupt("empty"))? != VERSION {
@@ -77,8 +99,9 @@ pub fn decode(index: u64, ts_ms: u64, bytes: &[u8]) -> Result<Vec<LegRow>, Store
     if count > MAX_LEGS as u64 {
         return Err(corrupt("too many legs"));
     }
-    let mut strings: Vec<Arc<str>> = Vec::new();
-    let mut legs = Vec::with_capacity(count as usize);
+    let mut strings: Vec<&'a str> = Vec::new();
+    let mut shared = Shared::default();
+    let mut legs = Vec::new();
     for _ in 0..count {
         let seq = r.varint().ok_or_else(|| corrupt("truncated seq"))?;
         let seq = u32::try_from(seq).map_err(|_| corrupt("seq out of range"))?;
@@ -88,7 +111,7 @@ pub fn decode(index: u64, ts_ms: u64, bytes: &[u8]) -> Result<Vec<LegRow>, Store
         if flags & !(HAS_MODEL | HAS_DATASET | HAS_CONTRIBUTION | HAS_BENEFICIARY) != 0 {
             return Err(corrupt("unknown flags"));
         }
-        let mut opt = |r: &mut Cursor<'_>, bit: u8| -> Result<Option<Arc<str>>, StoreError> {
+        let mut opt = |r: &mut Cursor<'a>, bit: u8| -> Result<Option<&'a str>, StoreError> {
             if flags & bit == 0 {
                 return Ok(None);
             }
@@ -107,25 +130,48 @@ pub fn decode(index: u64, ts_ms: u64, bytes: &[u8]) -> Result<Vec<LegRow>, Store
             None
         };
         let beneficiary = opt(&mut r, HAS_BENEFICIARY)?;
+        if !keep(seq) {
+            continue;
+        }
         legs.push(LegRow {
             index,
             seq,
             ts_ms,
-            holder,
-            account,
-            currency,
+            holder: shared.get(holder),
+            account: shared.get(account),
+            currency: shared.get(currency),
             amount_micros: amount.to_string(),
             role: Cow::Owned(role.to_string()),
-            model_id,
-            dataset_id,
+            model_id: model_id.map(|m| shared.get(m)),
+            dataset_id: dataset_id.map(|d| shared.get(d)),
             contribution,
-            beneficiary,
+            beneficiary: beneficiary.map(|b| shared.get(b)),
         });
     }
     if r.at != bytes.len() {
         return Err(corrupt("trailing bytes"));
     }
     Ok(legs)
+}
+
+/// One `Arc<str>` per distinct string slice of a value (a repeated string is the same slice of
+/// the value, so a pointer comparison finds it).
+#[derive(Default)]
+struct Shared<'a>(Vec<(&'a str, Arc<str>)>);
+
+impl<'a> Shared<'a> {
+    fn get(&mut self, s: &'a str) -> Arc<str> {
+        if let Some((_, a)) = self
+            .0
+            .iter()
+            .find(|(t, _)| std::ptr::eq(t.as_ptr(), s.as_ptr()) && t.len() == s.len())
+        {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = s.into();
+        self.0.push((s, Arc::clone(&a)));
+        a
+    }
 }
 
 /// Where one of a holder's legs is, with what a page filters on (time, role): a holder's
@@ -180,7 +226,8 @@ pub fn decode_run(holder: &str, bytes: &[u8]) -> Result<Vec<LegAt>, StoreError> 
     if count == 0 || count > MAX_RUN_LEGS as u64 {
         return Err(corrupt("bad count"));
     }
-    let mut strings: Vec<Arc<str>> = Vec::new();
+    let mut strings: Vec<&str> = Vec::new();
+    let mut shared = Shared::default();
     let mut out: Vec<LegAt> = Vec::with_capacity(count as usize);
     let (mut index, mut ts_ms) = (0u64, 0u64);
     for _ in 0..count {
@@ -192,7 +239,7 @@ pub fn decode_run(holder: &str, bytes: &[u8]) -> Result<Vec<LegAt>, StoreError> 
         let seq = u32::try_from(seq).map_err(|_| corrupt("seq out of range"))?;
         let dt = unzigzag(r.varint().ok_or_else(|| corrupt("truncated time"))?);
         ts_ms = ts_ms.wrapping_add(dt as u64);
-        let role = r.string(&mut strings).ok_or_else(|| corrupt("bad role"))?;
+        let role = shared.get(r.string(&mut strings).ok_or_else(|| corrupt("bad role"))?);
         if out.last().is_some_and(|p| (p.index, p.seq) >= (index, seq)) {
             return Err(corrupt("positions out of order"));
         }
@@ -243,7 +290,7 @@ struct Cursor<'a> {
     at: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn byte(&mut self) -> Option<u8> {
         let b = *self.bytes.get(self.at)?;
         self.at += 1;
@@ -262,21 +309,19 @@ impl Cursor<'_> {
         None
     }
 
-    fn string(&mut self, strings: &mut Vec<Arc<str>>) -> Option<Arc<str>> {
+    fn string(&mut self, strings: &mut Vec<&'a str>) -> Option<&'a str> {
         let tag = self.varint()?;
         if tag > 0 {
-            return strings.get(usize::try_from(tag - 1).ok()?).cloned();
+            return strings.get(usize::try_from(tag - 1).ok()?).copied();
         }
         let len = usize::try_from(self.varint()?).ok()?;
         if len > MAX_STRING_BYTES {
             return None;
         }
         let end = self.at.checked_add(len)?;
-        let s: Arc<str> = std::str::from_utf8(self.bytes.get(self.at..end)?)
-            .ok()?
-            .into();
+        let s = std::str::from_utf8(self.bytes.get(self.at..end)?).ok()?;
         self.at = end;
-        strings.push(Arc::clone(&s));
+        strings.push(s);
         Some(s)
     }
 }
@@ -313,6 +358,11 @@ mod tests {
         let mut out = Vec::new();
         encode(&legs, &mut out);
         assert_eq!(decode(7, 1_800_000_000_000, &out).unwrap(), legs);
+        for leg in &legs {
+            let one = decode_one(7, 1_800_000_000_000, &out, leg.seq).unwrap();
+            assert_eq!(one.as_ref(), Some(leg));
+        }
+        assert_eq!(decode_one(7, 0, &out, 3).unwrap(), None);
         // "USD", "data_share" and "m/base" are written once.
         assert_eq!(out.windows(3).filter(|w| w == b"USD").count(), 1);
         assert_eq!(out.windows(6).filter(|w| w == b"m/base").count(), 1);
@@ -325,6 +375,8 @@ mod tests {
         for cut in 0..out.len() {
             let err = decode(7, 0, &out[..cut]).unwrap_err();
             assert_eq!(err.code(), "E_STORE_CORRUPT", "cut at {cut}");
+            // Picking one leg still checks the whole value.
+            assert!(decode_one(7, 0, &out[..cut], 0).is_err(), "cut at {cut}");
         }
         let mut extra = out.clone();
         extra.push(0);

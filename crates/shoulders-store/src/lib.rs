@@ -21,7 +21,7 @@ pub use keys::{KeyRow, KeyStore, PendingSpend, MAX_KEY_PAGE_ROWS};
 pub use location::StoreLocation;
 pub use pg::{redact_url, PostgresStore, SCHEMA_VERSION, WRITER_LOCK_KEY};
 pub use shoulders_log::Hash;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SQLITE_SCHEMA};
 pub use state::{
     LegQuery, LegRow, ReceiptQuery, ReceiptRow, SeenRow, StateRow, StateWrites, MAX_PAGE_ROWS,
 };

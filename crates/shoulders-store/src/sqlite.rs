@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS leg_runs (holder TEXT NOT NULL, last_idx INTEGER NOT 
 /// upgrading copies nothing; rebuilding the state drops the old table.
 const LEGACY_LEGS: &str = "legs";
 
+/// The SQLite layout this version writes, kept in `meta.schema`. A database marked with a newer
+/// one is refused (`E_STORE_SCHEMA`) rather than written in a layout it does not know; one
+/// marked with an older one (or none: schema 2 had no mark) is upgraded in place by a writer.
+pub const SQLITE_SCHEMA: u32 = 3;
+const SCHEMA_KEY: &str = "schema";
+
 /// Page cache of a read-write connection (see `configure`).
 pub const WRITER_CACHE_BYTES: usize = 64 << 20;
 /// WAL size at which a read-write connection checkpoints (see `configure`).
@@ -125,8 +131,10 @@ impl SqliteStore {
     pub fn create(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         Self::configure(&conn)?;
+        Self::check_schema(&conn, false)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::keys::SQLITE_KEY_SCHEMA)?;
+        Self::check_schema(&conn, true)?;
         let mut store = Self::finish_open(conn)?;
         store._checkpointer = Checkpointer::start(path);
         Ok(store)
@@ -140,8 +148,10 @@ impl SqliteStore {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | NO_MUTEX)?;
         Self::configure(&conn)?;
         // Schema 2's tables, and the API keys', for a database made before them.
+        Self::check_schema(&conn, false)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::keys::SQLITE_KEY_SCHEMA)?;
+        Self::check_schema(&conn, true)?;
         let mut store = Self::finish_open(conn)?;
         store._checkpointer = Checkpointer::start(path);
         Ok(store)
@@ -155,6 +165,7 @@ impl SqliteStore {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | NO_MUTEX)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Self::set_mmap(&conn);
+        Self::check_schema(&conn, false)?;
         Self::finish_open(conn)
     }
 
@@ -197,6 +208,47 @@ impl SqliteStore {
     /// Open checks that cost `O(log n)`, not `O(n)`: the highest record index gives the size,
     /// and the highest stored-hash id must match it (a gap would show up as a missing record or
     /// hash on the first read that needs it, reported as `E_STORE_CORRUPT`).
+    /// Refuse a database written in a newer layout; on a writable connection, mark it with
+    /// this version's (after `SCHEMA` ran, so the mark never names tables that are missing).
+    fn check_schema(conn: &Connection, writable: bool) -> Result<(), StoreError> {
+        let has_meta = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        let found: Option<String> = if has_meta {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [SCHEMA_KEY], |r| {
+                r.get(0)
+            })
+            .optional()?
+        } else {
+            None
+        };
+        let found: u32 = match found {
+            None => 2,
+            Some(v) => v
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("meta.schema is {v:?}")))?,
+        };
+        if found > SQLITE_SCHEMA {
+            return Err(StoreError::Schema(format!(
+                "the database has SQLite schema {found}, newer than this shoulders knows \
+                 ({SQLITE_SCHEMA}); run a newer shoulders"
+            )));
+        }
+        if writable && found < SQLITE_SCHEMA {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![SCHEMA_KEY, SQLITE_SCHEMA.to_string()],
+            )?;
+        }
+        Ok(())
+    }
+
     fn finish_open(conn: Connection) -> Result<Self, StoreError> {
         // Room for every statement the writer and the history queries prepare (rusqlite's
         // default is 16), so a batch never re-prepares one.
@@ -241,8 +293,9 @@ impl Store for SqliteStore {
 
     fn refresh(&mut self) -> Result<u64, StoreError> {
         self.size = Self::read_size_fast(&self.conn)?;
-        if !self.legs.sets {
-            // A read-only store opened before a newer writer added the schema 3 tables.
+        if !self.legs.sets || self.legs.legacy {
+            // A read-only store opened before a newer writer added the schema 3 tables, or
+            // before a writer's state rebuild dropped the old one.
             self.legs = LegLayout::read(&self.conn)?;
         }
         Ok(self.size)
@@ -881,27 +934,47 @@ impl SqliteStore {
                 }
             }
         }
-        let mut out = Vec::with_capacity(at.len());
-        let mut set: Option<(u64, Vec<LegRow>)> = None;
-        for LegAt { index, seq, .. } in at {
-            if set.as_ref().is_none_or(|(i, _)| *i != index) {
-                let legs = self.leg_set(index)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("legs of record {index} are indexed but missing"))
-                })?;
-                set = Some((index, legs));
+        // A holder's legs are in different records (a page of 1,000 reads 1,000 sets): the
+        // sets are read a chunk of indexes per statement (as `usage_many` reads ids), and only
+        // the wanted leg of each is built.
+        let mut out: Vec<Option<LegRow>> = vec![None; at.len()];
+        let positions: Vec<usize> = (0..at.len()).collect();
+        for chunk in positions.chunks(LOOKUP_CHUNK) {
+            let mut wanted: HashMap<u64, Vec<usize>> = HashMap::with_capacity(chunk.len());
+            for &i in chunk {
+                wanted.entry(at[i].index).or_default().push(i);
             }
-            let legs = &set.as_ref().expect("just read").1;
-            let leg = legs
-                .iter()
-                .find(|l| l.seq == seq && *l.holder == *q.holder)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "leg {seq} of record {index} is indexed but missing"
-                    ))
-                })?;
-            out.push(leg.clone());
+            let width = lookup_width(chunk.len());
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT idx, ts_ms, legs FROM leg_sets WHERE idx IN ({})",
+                placeholders(1, width)
+            ))?;
+            for n in 0..width {
+                let index = at[chunk[n.min(chunk.len() - 1)]].index;
+                stmt.raw_bind_parameter(n + 1, to_i64(index))?;
+            }
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next()? {
+                let index = row.get::<_, i64>(0)? as u64;
+                let ts_ms = row.get::<_, i64>(1)? as u64;
+                let bytes = row.get_ref(2)?.as_blob().map_err(corrupt)?;
+                for &i in wanted.get(&index).into_iter().flatten() {
+                    out[i] = crate::leg_set::decode_one(index, ts_ms, bytes, at[i].seq)?
+                        .filter(|l| *l.holder == *q.holder);
+                }
+            }
         }
-        Ok(out)
+        out.into_iter()
+            .zip(&at)
+            .map(|(leg, p)| {
+                leg.ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "leg {} of record {} is indexed but missing",
+                        p.seq, p.index
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// A page of `q.holder`'s legs from a schema 2 `legs` table.

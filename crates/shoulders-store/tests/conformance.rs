@@ -125,7 +125,7 @@ fn a_schema_2_database_reads_across_both_leg_layouts() {
                 amount TEXT NOT NULL, role TEXT NOT NULL, model_id TEXT, dataset_id TEXT,
                 contribution INTEGER, beneficiary TEXT, PRIMARY KEY (idx, seq)) WITHOUT ROWID;
              CREATE INDEX legs_by_holder ON legs (holder, idx, seq);
-             DROP TABLE leg_sets; DROP TABLE leg_runs;",
+             DROP TABLE leg_sets; DROP TABLE leg_runs; DELETE FROM meta WHERE key = 'schema';",
         )
         .unwrap();
         for l in &all {
@@ -216,6 +216,18 @@ fn a_schema_2_database_reads_across_both_leg_layouts() {
         })
         .unwrap();
     assert_eq!(store.legs_of_record(5).unwrap(), legs_of(5));
+    // A reader opened before the rebuild finds the legs in the new layout after a refresh.
+    early_reader.refresh().unwrap();
+    let everything = LegQuery {
+        holder: "ann".into(),
+        from_ms: None,
+        to_ms: None,
+        role: None,
+        after: None,
+        limit: 1000,
+        newest_first: false,
+    };
+    assert_eq!(early_reader.legs_of_holder(&everything).unwrap().len(), 700);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let legacy: i64 = conn
         .query_row(
@@ -225,4 +237,35 @@ fn a_schema_2_database_reads_across_both_leg_layouts() {
         )
         .unwrap();
     assert_eq!(legacy, 0);
+}
+
+/// A database marked with a newer SQLite layout than this version knows is refused by every
+/// kind of open (`E_STORE_SCHEMA`), instead of being written in a layout it does not know; a
+/// database this version opens for writing is marked with its own.
+#[test]
+fn a_newer_sqlite_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.sqlite");
+    drop(SqliteStore::create(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mark: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(mark, shoulders_store::SQLITE_SCHEMA.to_string());
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema'",
+        [(shoulders_store::SQLITE_SCHEMA + 1).to_string()],
+    )
+    .unwrap();
+    drop(conn);
+    for err in [
+        SqliteStore::open(&path).err().unwrap(),
+        SqliteStore::open_read_only(&path).err().unwrap(),
+        SqliteStore::create(&path).err().unwrap(),
+    ] {
+        assert_eq!(err.code(), "E_STORE_SCHEMA", "{err}");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
 }
