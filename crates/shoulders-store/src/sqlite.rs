@@ -185,7 +185,7 @@ impl SqliteStore {
         }
         // FULL: the WAL is fsynced at every commit, so a committed batch survives power loss.
         conn.execute_batch("PRAGMA synchronous=FULL;")?;
-        // The writer's page cache: 64 MiB keeps the index pages its inserts touch (legs by
+        // The writer's page cache: 64 MiB keeps the index pages its inserts touch (leg runs by
         // holder, receipts, seen ids) in memory as the history grows, instead of SQLite's
         // default 2 MiB. A stated cap: the cache never grows past it.
         conn.execute_batch(&format!(
