@@ -205,9 +205,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Open checks that cost `O(log n)`, not `O(n)`: the highest record index gives the size,
-    /// and the highest stored-hash id must match it (a gap would show up as a missing record or
-    /// hash on the first read that needs it, reported as `E_STORE_CORRUPT`).
     /// Refuse a database written in a newer layout; on a writable connection, mark it with
     /// this version's (after `SCHEMA` ran, so the mark never names tables that are missing).
     fn check_schema(conn: &Connection, writable: bool) -> Result<(), StoreError> {
@@ -249,6 +246,9 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Open checks that cost `O(log n)`, not `O(n)`: the highest record index gives the size,
+    /// and the highest stored-hash id must match it (a gap would show up as a missing record or
+    /// hash on the first read that needs it, reported as `E_STORE_CORRUPT`).
     fn finish_open(conn: Connection) -> Result<Self, StoreError> {
         // Room for every statement the writer and the history queries prepare (rusqlite's
         // default is 16), so a batch never re-prepares one.
@@ -757,8 +757,7 @@ fn write_state(tx: &rusqlite::Transaction<'_>, w: &StateWrites) -> Result<(), St
             st.raw_bind_parameter(o + 11, i64::from(r.unattributed))
         },
     )?;
-    // One leg-set row per record (legs arrive grouped by record, in log order) and one narrow
-    // index row per leg.
+    // One leg-set row per record (legs arrive grouped by record, in log order).
     let mut sets: Vec<(u64, u64, Vec<u8>)> = Vec::new();
     for group in w.legs.chunk_by(|a, b| a.index == b.index) {
         assert!(
@@ -868,7 +867,7 @@ impl SqliteStore {
     }
 
     /// A page of `q.holder`'s legs from the schema 3 layout: the holder's runs from the one
-    /// holding the cursor on, each position filtered, then each record's leg set read once.
+    /// holding the cursor on, each position filtered, then the wanted leg of each record's set.
     fn set_legs_of_holder(&self, q: &LegQuery, limit: usize) -> Result<Vec<LegRow>, StoreError> {
         let mut at: Vec<LegAt> = Vec::new();
         let mut take = |bytes: &[u8]| -> Result<bool, StoreError> {
