@@ -1,6 +1,7 @@
-//! The legs of one record as one compact value, so a backend stores a receipt's ~8 legs as a
-//! single row (plus a narrow per-holder index) instead of ~8 wide rows each with its own index
-//! entry: the wide rows were a third of the settlement writer's time.
+//! The legs of one record as one compact value, and one holder's leg positions of a batch as
+//! one run, so a backend stores a receipt's ~8 legs as a single row (plus one run entry per
+//! holder and batch) instead of ~8 wide rows each with its own holder-index entry: those were a
+//! third of the settlement writer's time.
 //!
 //! Format (version 1): the version byte, the leg count, then per leg its `seq`, the strings
 //! holder, account, currency, amount and role, a presence byte, and the present optional
