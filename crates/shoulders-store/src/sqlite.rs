@@ -497,32 +497,20 @@ impl Store for SqliteStore {
     }
 
     fn usage_many(&self, usage_ids: &[String]) -> Result<Vec<Option<u64>>, StoreError> {
-        // As `seen_many`: one statement per chunk of ids.
         let mut out: Vec<Option<u64>> = vec![None; usage_ids.len()];
-        let positions: Vec<usize> = (0..usage_ids.len()).collect();
-        for chunk in positions.chunks(LOOKUP_CHUNK) {
-            let mut wanted: HashMap<&str, Vec<usize>> = HashMap::with_capacity(chunk.len());
-            for &i in chunk {
-                wanted.entry(usage_ids[i].as_str()).or_default().push(i);
-            }
-            let width = lookup_width(chunk.len());
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT usage_id, idx FROM receipts WHERE usage_id IN ({})",
-                placeholders(1, width)
-            ))?;
-            for n in 0..width {
-                let id = &usage_ids[chunk[n.min(chunk.len() - 1)]];
-                stmt.raw_bind_parameter(n + 1, id.as_str())?;
-            }
-            let mut rows = stmt.raw_query();
-            while let Some(row) = rows.next()? {
-                let id = row.get_ref(0)?.as_str().map_err(corrupt)?;
+        lookup_many(
+            &self.conn,
+            "SELECT usage_id, idx FROM receipts WHERE usage_id IN",
+            usage_ids,
+            |row| Ok(row.get(0)?),
+            |row, at| {
                 let idx: i64 = row.get(1)?;
-                for &i in wanted.get(id).into_iter().flatten() {
+                for &i in at {
                     out[i] = Some(idx as u64);
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -612,6 +600,38 @@ fn lookup_width(n: usize) -> usize {
 }
 
 /// `?first, ?first+1, …` (`count` of them).
+/// Look `keys` up [`LOOKUP_CHUNK`] to a statement: `select_in` is a query ending in `IN`, whose
+/// list of [`lookup_width`] places this fills (unused places repeat a key, so a few cached
+/// statements serve every size). `key_of` reads a returned row's key; `each` gets the row and
+/// the positions in `keys` it answers (a key may repeat).
+fn lookup_many<K: std::hash::Hash + Eq + rusqlite::ToSql>(
+    conn: &Connection,
+    select_in: &str,
+    keys: &[K],
+    key_of: impl Fn(&rusqlite::Row<'_>) -> Result<K, StoreError>,
+    mut each: impl FnMut(&rusqlite::Row<'_>, &[usize]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let positions: Vec<usize> = (0..keys.len()).collect();
+    for chunk in positions.chunks(LOOKUP_CHUNK) {
+        let mut wanted: HashMap<&K, Vec<usize>> = HashMap::with_capacity(chunk.len());
+        for &i in chunk {
+            wanted.entry(&keys[i]).or_default().push(i);
+        }
+        let width = lookup_width(chunk.len());
+        let mut stmt = conn.prepare_cached(&format!("{select_in} ({})", placeholders(1, width)))?;
+        for n in 0..width {
+            stmt.raw_bind_parameter(n + 1, &keys[chunk[n.min(chunk.len() - 1)]])?;
+        }
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next()? {
+            if let Some(at) = wanted.get(&key_of(row)?) {
+                each(row, at)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|n| format!("?{n}"))
@@ -934,35 +954,26 @@ impl SqliteStore {
             }
         }
         // A holder's legs are in different records (a page of 1,000 reads 1,000 sets): the
-        // sets are read a chunk of indexes per statement (as `usage_many` reads ids), and only
-        // the wanted leg of each is built.
+        // sets are read a chunk of indexes per statement, and only the wanted leg of each is
+        // built.
         let mut out: Vec<Option<LegRow>> = vec![None; at.len()];
-        let positions: Vec<usize> = (0..at.len()).collect();
-        for chunk in positions.chunks(LOOKUP_CHUNK) {
-            let mut wanted: HashMap<u64, Vec<usize>> = HashMap::with_capacity(chunk.len());
-            for &i in chunk {
-                wanted.entry(at[i].index).or_default().push(i);
-            }
-            let width = lookup_width(chunk.len());
-            let mut stmt = self.conn.prepare_cached(&format!(
-                "SELECT idx, ts_ms, legs FROM leg_sets WHERE idx IN ({})",
-                placeholders(1, width)
-            ))?;
-            for n in 0..width {
-                let index = at[chunk[n.min(chunk.len() - 1)]].index;
-                stmt.raw_bind_parameter(n + 1, to_i64(index))?;
-            }
-            let mut rows = stmt.raw_query();
-            while let Some(row) = rows.next()? {
+        let indexes: Vec<i64> = at.iter().map(|p| to_i64(p.index)).collect();
+        lookup_many(
+            &self.conn,
+            "SELECT idx, ts_ms, legs FROM leg_sets WHERE idx IN",
+            &indexes,
+            |row| Ok(row.get(0)?),
+            |row, wanted| {
                 let index = row.get::<_, i64>(0)? as u64;
                 let ts_ms = row.get::<_, i64>(1)? as u64;
                 let bytes = row.get_ref(2)?.as_blob().map_err(corrupt)?;
-                for &i in wanted.get(&index).into_iter().flatten() {
+                for &i in wanted {
                     out[i] = crate::leg_set::decode_one(index, ts_ms, bytes, at[i].seq)?
                         .filter(|l| *l.holder == *q.holder);
                 }
-            }
-        }
+                Ok(())
+            },
+        )?;
         out.into_iter()
             .zip(&at)
             .map(|(leg, p)| {
