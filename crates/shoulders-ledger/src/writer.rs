@@ -11,6 +11,13 @@
 //! Readers see the ledger through its [`View`]; the writer holds the view exclusively from the
 //! first fold of a batch until its commit, so nobody ever observes a record that is not yet
 //! durable.
+//!
+//! **An uncontended submit commits on its own thread** (SQLite). When nothing is queued and no
+//! batch is being committed, [`Ledger::submit_record`] folds and commits its record itself,
+//! under the same store lock the writer thread takes for each batch, instead of handing it over
+//! and waiting to be woken: the two thread wake-ups cost more than the fold on a small machine,
+//! and one record at a time is the latency path (a gateway call's receipt). As soon as anything
+//! is queued, records go to the writer and share its group commit.
 
 use crate::reader::{ConsistencyProof, InclusionProof, Reader};
 use crate::stored::{self, BatchHistory, BatchWrites};
@@ -24,7 +31,7 @@ use shoulders_store::{AppendBatch, Store, StoreError};
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -124,6 +131,14 @@ struct Job {
 /// on PostgreSQL, one per database (the store's advisory lock: `E_WRITER_LOCKED`).
 pub struct Ledger {
     shared: Arc<Shared>,
+    /// The writable store: the writer thread holds it for each batch, and an uncontended
+    /// submitter for its own commit (see the module doc).
+    store: Arc<Mutex<Box<dyn Store>>>,
+    /// Whether an uncontended submit may commit on its own thread: SQLite only. PostgreSQL's
+    /// blocking client runs a runtime of its own, which cannot start on a thread of the
+    /// caller's async runtime, so its commits stay on the writer thread (and a network round
+    /// trip dwarfs the hand-off there anyway).
+    commit_on_caller: bool,
     content: ContentStore,
     tx: Option<SyncSender<Job>>,
     writer: Option<JoinHandle<()>>,
@@ -158,13 +173,16 @@ impl Ledger {
             commit_observer: OnceLock::new(),
         });
         let (tx, rx) = mpsc::sync_channel(config.queue_depth);
-        let writer_shared = Arc::clone(&shared);
+        let store = Arc::new(Mutex::new(store));
+        let (writer_shared, writer_store) = (Arc::clone(&shared), Arc::clone(&store));
         let writer = std::thread::Builder::new()
             .name("shoulders-writer".into())
-            .spawn(move || run_writer(writer_shared, store, rx, config.max_batch_records))
+            .spawn(move || run_writer(writer_shared, writer_store, rx, config.max_batch_records))
             .map_err(|e| LedgerError::io(dir.root(), e))?;
         Ok(Ledger {
             shared,
+            store,
+            commit_on_caller: matches!(location, crate::StoreLocation::Sqlite(_)),
             content: ContentStore::new(dir),
             tx: Some(tx),
             writer: Some(writer),
@@ -303,11 +321,37 @@ impl Ledger {
         self.submit_checked(self.check_record(record))
     }
 
-    /// Hand one checked record to the writer and wait for its outcome.
+    /// Commit one checked record: on this thread when the writer is idle (see the module
+    /// doc), else handed to the writer. Returns its outcome once it is durable (or refused).
     pub(crate) fn submit_checked(&self, checked: Checked) -> Result<Appended, LedgerError> {
-        self.send(vec![checked])
-            .pop()
-            .expect("the writer answers every record")
+        let outcome = match self.claim_idle_store() {
+            Some(mut claim) => commit_jobs(&self.shared, &mut **claim.store, vec![vec![checked]])
+                .pop()
+                .expect("one outcome per job"),
+            None => self.send(vec![checked]),
+        };
+        outcome.into_iter().next().expect("one outcome per record")
+    }
+
+    /// The store, if nothing is queued for the writer and no batch is being committed. Only
+    /// one record at a time comes this way, so a burst still reaches the writer and its group
+    /// commit: the first submitter to find the queue empty claims it (`queued_records` 0 to
+    /// 1), and everyone after it queues.
+    fn claim_idle_store(&self) -> Option<IdleClaim<'_>> {
+        if !self.commit_on_caller {
+            return None;
+        }
+        let queued = &self.shared.queued_records;
+        queued
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        match self.store.try_lock() {
+            Ok(store) => Some(IdleClaim { store, queued }),
+            Err(_) => {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                None
+            }
+        }
     }
 
     /// The checks that run on the submitter's thread before the writer sees a verified record:
@@ -450,6 +494,19 @@ impl Ledger {
     }
 }
 
+/// The writable store, claimed by a submitter that found the writer idle
+/// ([`Ledger::claim_idle_store`]); dropping it gives the queue back.
+struct IdleClaim<'a> {
+    store: MutexGuard<'a, Box<dyn Store>>,
+    queued: &'a AtomicUsize,
+}
+
+impl Drop for IdleClaim<'_> {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Where a job's outcomes arrive once its batch is committed.
 type Replies = Receiver<Vec<Result<Appended, LedgerError>>>;
 
@@ -463,8 +520,15 @@ impl Drop for Ledger {
     }
 }
 
-fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>, max_batch: usize) {
+fn run_writer(
+    shared: Arc<Shared>,
+    store: Arc<Mutex<Box<dyn Store>>>,
+    rx: Receiver<Job>,
+    max_batch: usize,
+) {
     while let Ok(first) = rx.recv() {
+        // Waits for a submitter committing on its own thread, if one is.
+        let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
         let mut count = first.records.len();
         let mut jobs = vec![first];
         while count < max_batch {
@@ -476,31 +540,49 @@ fn run_writer(shared: Arc<Shared>, mut store: Box<dyn Store>, rx: Receiver<Job>,
                 Err(_) => break,
             }
         }
-        let outcomes = if shared.stopped.load(Ordering::SeqCst) {
-            jobs.iter()
-                .map(|j| {
-                    j.records
-                        .iter()
-                        .map(|_| Err(LedgerError::WriterStopped))
-                        .collect()
-                })
-                .collect()
-        } else {
-            let started = Instant::now();
-            let outcomes = commit_batch(&shared, &mut *store, &mut jobs);
-            if let Some(observe) = shared.commit_observer.get() {
-                observe(started.elapsed(), count);
-            }
-            outcomes
-        };
-        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        let (batches, replies): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.records, j.reply)).unzip();
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        let outcomes = commit_jobs(&shared, &mut **store, batches);
+        drop(store);
+        for ((reply, size), outcome) in replies.into_iter().zip(sizes).zip(outcomes) {
             // A submitter that gave up waiting is not an error for the others.
-            shared
-                .queued_records
-                .fetch_sub(job.records.len(), Ordering::Relaxed);
-            let _ = job.reply.send(outcome);
+            shared.queued_records.fetch_sub(size, Ordering::Relaxed);
+            let _ = reply.send(outcome);
         }
     }
+}
+
+/// Fold and commit `batches` as one store transaction (unless the writer has stopped), telling
+/// the commit observer; one outcome per record, per batch. The caller holds the store lock.
+fn commit_jobs(
+    shared: &Shared,
+    store: &mut dyn Store,
+    mut batches: Vec<Vec<Checked>>,
+) -> Vec<Vec<Result<Appended, LedgerError>>> {
+    if shared.stopped.load(Ordering::SeqCst) {
+        return batches
+            .iter()
+            .map(|b| b.iter().map(|_| Err(LedgerError::WriterStopped)).collect())
+            .collect();
+    }
+    // A panic in the fold or the store (a bug) stops the writer: the view may be half-folded.
+    struct StopOnPanic<'a>(&'a AtomicBool);
+    impl Drop for StopOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+    let _stop_on_panic = StopOnPanic(&shared.stopped);
+    let started = Instant::now();
+    let count = batches.iter().map(Vec::len).sum();
+    let outcomes = commit_batch(shared, store, &mut batches);
+    if let Some(observe) = shared.commit_observer.get() {
+        observe(started.elapsed(), count);
+    }
+    outcomes
 }
 
 /// The refusal of a record signed for another ledger (its `log` is not this ledger's origin):
@@ -546,7 +628,7 @@ fn load_operator_key(dir: &DataDir) -> Result<Option<ActorKey>, LedgerError> {
 /// licence time rule (see `State::needs_log_time`) and the log's clock is more than
 /// [`CLOCK_TICK_MS`] behind the writer's. Without an operator key there is no clock, and time
 /// rules fall back to the signer's timestamp (bounded by the admission window).
-fn clock_record(shared: &Shared, state: &State, jobs: &[Job]) -> Option<SignedRecord> {
+fn clock_record(shared: &Shared, state: &State, batches: &[Vec<Checked>]) -> Option<SignedRecord> {
     let key = shared.operator_key.as_ref()?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -554,9 +636,9 @@ fn clock_record(shared: &Shared, state: &State, jobs: &[Job]) -> Option<SignedRe
     if now_ms <= state.log_time_ms().saturating_add(CLOCK_TICK_MS) {
         return None;
     }
-    let needed = jobs
+    let needed = batches
         .iter()
-        .flat_map(|j| &j.records)
+        .flatten()
         .any(|c| state.needs_log_time(c.record.record()));
     if !needed {
         return None;
@@ -575,7 +657,7 @@ fn clock_record(shared: &Shared, state: &State, jobs: &[Job]) -> Option<SignedRe
 fn commit_batch(
     shared: &Shared,
     store: &mut dyn Store,
-    jobs: &mut [Job],
+    jobs: &mut [Vec<Checked>],
 ) -> Vec<Vec<Result<Appended, LedgerError>>> {
     let mut committed = shared.view.extend();
     let first_index = committed.frontier.size();
@@ -583,10 +665,7 @@ fn commit_batch(
     // The history the fold needs for this batch, in one query per table.
     let mut history = match BatchHistory::prefetch(
         &*store,
-        clock.iter().chain(
-            jobs.iter()
-                .flat_map(|j| j.records.iter().map(|c| &c.record)),
-        ),
+        clock.iter().chain(jobs.iter().flatten().map(|c| &c.record)),
     ) {
         Ok(h) => h,
         Err(err) => {
@@ -594,8 +673,7 @@ fn commit_batch(
             return jobs
                 .iter()
                 .map(|j| {
-                    j.records
-                        .iter()
+                    j.iter()
                         .map(|_| Err(LedgerError::Store(StoreError::Database(message.clone()))))
                         .collect()
                 })
@@ -619,8 +697,8 @@ fn commit_batch(
     }
     let mut outcomes: Vec<Vec<Result<Appended, LedgerError>>> = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
-        let mut job_out = Vec::with_capacity(job.records.len());
-        for checked in job.records.iter_mut() {
+        let mut job_out = Vec::with_capacity(job.len());
+        for checked in job.iter_mut() {
             let Checked {
                 record: rec,
                 leaf,

@@ -588,3 +588,83 @@ fn the_writer_reports_its_commits_and_queue() {
     assert_eq!(ledger.queued_records(), 0);
     assert!(ledger.is_running());
 }
+
+/// One record at a time with nothing queued is committed on the submitter's own thread (no
+/// hand-off to the writer and back); a burst of concurrent submitters still reaches the
+/// writer thread and shares its group commits, and the log stays dense and verifiable.
+#[test]
+fn an_uncontended_submit_commits_on_its_own_thread_and_a_burst_still_groups() {
+    use std::sync::{Arc, Mutex};
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, ledger, vkey) = new_ledger(tmp.path());
+    let commits: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+    let seen = Arc::clone(&commits);
+    assert!(ledger.observe_commits(Box::new(move |_, n| {
+        let thread = std::thread::current().name().unwrap_or("").to_string();
+        seen.lock().unwrap().push((thread, n));
+    })));
+    let alice = key(1);
+    for (kind, body) in [
+        ("actor.register", json!({"handle": "alice", "name": "A"})),
+        (
+            "dataset.create",
+            json!({"dataset_id": "alice/d", "name": "D", "access": "open"}),
+        ),
+    ] {
+        ledger.submit(rec(&alice, kind, body)).unwrap();
+    }
+    let me = std::thread::current().name().unwrap_or("").to_string();
+    assert_ne!(me, "shoulders-writer");
+    assert_eq!(
+        *commits.lock().unwrap(),
+        vec![(me.clone(), 1), (me, 1)],
+        "committed here, one record each"
+    );
+    commits.lock().unwrap().clear();
+
+    let (threads, per_thread) = (8, 40);
+    let indexes: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (ledger, alice) = (&ledger, alice.clone());
+                s.spawn(move || {
+                    (0..per_thread)
+                        .map(|i| {
+                            let body = stored(ledger, "alice/d", &format!("doc {t} {i}"));
+                            ledger
+                                .submit(rec(&alice, "data.contribute", body))
+                                .unwrap()
+                                .index
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut sorted = indexes;
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (2..2 + (threads * per_thread) as u64).collect::<Vec<_>>()
+    );
+    let commits = commits.lock().unwrap();
+    assert_eq!(
+        commits.iter().map(|(_, n)| n).sum::<usize>(),
+        threads * per_thread
+    );
+    assert!(
+        commits
+            .iter()
+            .any(|(t, n)| t == "shoulders-writer" && *n > 1),
+        "the writer group-committed part of the burst: {commits:?}"
+    );
+    let mut export = Vec::new();
+    ledger.export(&mut export).unwrap();
+    let (report, _) = verify_export(&export, &vkey).unwrap();
+    assert_eq!(report.tree_size, ledger.size());
+    assert_eq!(report.contributions, threads * per_thread);
+}

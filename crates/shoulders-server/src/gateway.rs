@@ -43,6 +43,7 @@ use utoipa_axum::routes;
 
 use crate::api::body_bytes;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::metrics::AdmittedOn;
 use crate::{keygate, preauth, AppState, Metering, WriterNode};
 use shoulders_store::KeyRow;
 
@@ -228,13 +229,34 @@ fn bearer_token(headers: &HeaderMap) -> ApiResult<String> {
 /// The active API key `token` names, read from the store now; `401 E_UNAUTHORIZED` when it
 /// is unknown or revoked. Blocking.
 fn authenticate(st: &AppState, token: &str) -> ApiResult<KeyRow> {
-    st.api_keys.authenticate(token)?.ok_or_else(|| {
+    active_key(st.api_keys.authenticate(token))
+}
+
+/// The key a look-up found, or `401 E_UNAUTHORIZED`.
+fn active_key(found: Result<Option<KeyRow>, crate::apikeys::ApiKeyError>) -> ApiResult<KeyRow> {
+    found?.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "E_UNAUTHORIZED",
             "unknown or revoked API key; an admin issues keys with `shoulders apikey new`",
         )
     })
+}
+
+/// Whether the admission of a call by `key` may run on the async worker that received it
+/// instead of the blocking pool. Admission is a key look-up plus in-memory checks (~50 µs);
+/// the hop to the pool and back costs two thread wake-ups (~150 µs on a small VM), the largest
+/// share of an uncontended call's overhead. So it runs on the worker when nothing in it can
+/// wait: the key was read without waiting ([`crate::keygate::KeyGate::try_authenticate`]), the
+/// key has no budget whose pending spend is a durable write, and the ledger's writer has
+/// nothing queued, so no commit holds the state the checks read. An index is never opened there
+/// either (the handler opens it on the pool afterwards: the first call after a build).
+/// Otherwise, and on a read node, admission goes to the pool as before.
+fn admits_on_worker(st: &AppState, key: &KeyRow) -> bool {
+    let budget_write =
+        st.config.metering == Metering::On && crate::apikeys::limits_of(key).budget.is_some();
+    let writer_idle = st.writer().is_ok_and(|w| w.queued_records() == 0);
+    !budget_write && writer_idle
 }
 
 fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
@@ -286,9 +308,34 @@ fn prompt_text(req: &GatewayRequest, api: Api) -> ApiResult<String> {
 }
 
 /// The dataset the embedded model and the attribution use: the model's own datasets first, then
-/// its ancestors' by depth; the first with a built index.
+/// its ancestors' by depth; the first with a built index. Blocking: opens that index if it is
+/// not open yet.
 fn model_dataset(st: &AppState, model_id: &str) -> ApiResult<Option<(String, Arc<DatasetIndex>)>> {
-    let candidates: Vec<String> = st.view().with_state(|s| {
+    for d in dataset_candidates(st, model_id) {
+        if let Some(ix) = st.dataset_index(&d)? {
+            return Ok(Some((d, ix)));
+        }
+    }
+    Ok(None)
+}
+
+/// [`model_dataset`] without opening an index (safe on an async worker): `None` when the
+/// index it would use must be opened or reopened first.
+fn model_dataset_if_open(
+    st: &AppState,
+    model_id: &str,
+) -> Option<Option<(String, Arc<DatasetIndex>)>> {
+    for d in dataset_candidates(st, model_id) {
+        if let Some(ix) = st.dataset_index_if_open(&d)? {
+            return Some(Some((d, ix)));
+        }
+    }
+    Some(None)
+}
+
+/// The datasets [`model_dataset`] looks at, in order.
+fn dataset_candidates(st: &AppState, model_id: &str) -> Vec<String> {
+    st.view().with_state(|s| {
         let mut out: Vec<String> = s
             .model(model_id)
             .map(|m| m.datasets.clone())
@@ -303,13 +350,7 @@ fn model_dataset(st: &AppState, model_id: &str) -> ApiResult<Option<(String, Arc
             }
         }
         out
-    });
-    for d in candidates {
-        if let Some(ix) = st.dataset_index(&d)? {
-            return Ok(Some((d, ix)));
-        }
-    }
-    Ok(None)
+    })
 }
 
 struct Completion {
@@ -389,23 +430,24 @@ struct Admitted {
     hold: Option<preauth::Hold>,
     usage_id: String,
     admission: keygate::Admission,
-    /// The dataset the embedded model and the attribution use.
-    dataset: Option<(String, Arc<DatasetIndex>)>,
+    /// The dataset the embedded model and the attribution use; `None` when its index is still
+    /// to be opened (admitted on the async worker, which never opens one).
+    dataset: Option<Option<(String, Arc<DatasetIndex>)>>,
 }
 
-/// Every check of a call before any model runs, in this order: the API key (401), the request
-/// (400, 413), the model (404) and the payer's use under its licence (403), the hold of the
-/// call's maximum charge against the payer's balance (402), the API key's rate limits and
-/// budget (429, 402); then the dataset the model answers from. Blocking (the key store, the
-/// state, the index directory): the handler makes one hop to the blocking pool for all of it
-/// rather than one per step (each hop is two thread wake-ups).
+/// Every check of a call by `key` (found first: 401) before any model runs, in this order: the
+/// request (400, 413), the model (404) and the payer's use under its licence (403), the hold
+/// of the call's maximum charge against the payer's balance (402), the API key's rate limits
+/// and budget (429, 402); then the dataset the model answers from. May block (the key store,
+/// the state, the index directory): the handler runs it on the blocking pool, in one hop rather
+/// than one per step, unless [`admits_on_worker`].
 fn admit_call(
     st: &Arc<AppState>,
-    token: &str,
+    key: KeyRow,
     body: Result<Bytes, BytesRejection>,
     api: Api,
+    on_worker: bool,
 ) -> ApiResult<Admitted> {
-    let key = authenticate(st, token)?;
     let payer = key.actor.clone();
     let bytes = body_bytes(body)?;
     let raw: Value = serde_json::from_slice(&bytes).map_err(ApiError::bad_json)?;
@@ -476,7 +518,12 @@ fn admit_call(
         &usage_id,
     )?;
 
-    let dataset = model_dataset(st, &req.model)?;
+    // On the worker an index is never opened: the handler opens it on the pool afterwards.
+    let dataset = if on_worker {
+        model_dataset_if_open(st, &req.model)
+    } else {
+        Some(model_dataset(st, &req.model)?)
+    };
     Ok(Admitted {
         req,
         raw,
@@ -502,7 +549,29 @@ async fn handle(
 ) -> ApiResult<Response> {
     let started = Instant::now();
     let token = bearer_token(&headers)?;
-    let st2 = Arc::clone(&st);
+    let key = st
+        .api_keys
+        .try_authenticate(&token)
+        .map(active_key)
+        .transpose()?;
+    let admitted = match key {
+        Some(key) if admits_on_worker(&st, &key) => {
+            st.metrics.gateway_admitted(AdmittedOn::Worker);
+            admit_call(&st, key, body, api, true)?
+        }
+        key => {
+            st.metrics.gateway_admitted(AdmittedOn::Pool);
+            let st2 = Arc::clone(&st);
+            tokio::task::spawn_blocking(move || {
+                let key = match key {
+                    Some(key) => key,
+                    None => authenticate(&st2, &token)?,
+                };
+                admit_call(&st2, key, body, api, false)
+            })
+            .await??
+        }
+    };
     let Admitted {
         req,
         raw,
@@ -517,7 +586,14 @@ async fn handle(
         usage_id: id,
         admission,
         dataset,
-    } = tokio::task::spawn_blocking(move || admit_call(&st2, &token, body, api)).await??;
+    } = admitted;
+    let dataset = match dataset {
+        Some(dataset) => dataset,
+        None => {
+            let (st2, model) = (Arc::clone(&st), req.model.clone());
+            tokio::task::spawn_blocking(move || model_dataset(&st2, &model)).await??
+        }
+    };
 
     let upstream = st.config.upstreams.get(&req.model).cloned();
     // With `stream: true` an upstream's answer is relayed as it arrives ([`crate::streaming`]):

@@ -45,6 +45,9 @@ struct Buckets {
 /// The server's view of the key store, and the per-key rate buckets.
 pub struct KeyGate {
     store: Arc<Mutex<Box<dyn KeyStore>>>,
+    /// Whether the keys are in a local SQLite file (a look-up is a few µs of page-cache
+    /// reads), not on a PostgreSQL server (a network round trip).
+    local: bool,
     buckets: Mutex<HashMap<String, Buckets>>,
     /// When non-zero, the time budgets and rate limits read instead of the system clock (tests
     /// move it across a period boundary or a minute without sleeping).
@@ -52,9 +55,10 @@ pub struct KeyGate {
 }
 
 impl KeyGate {
-    pub fn new(store: Box<dyn KeyStore>) -> Self {
+    pub fn new(store: Box<dyn KeyStore>, local: bool) -> Self {
         KeyGate {
             store: Arc::new(Mutex::new(store)),
+            local,
             buckets: Mutex::new(HashMap::new()),
             pinned_now_ms: AtomicU64::new(0),
         }
@@ -83,6 +87,17 @@ impl KeyGate {
     /// The active key `token` names, read from the store now (blocking).
     pub fn authenticate(&self, token: &str) -> Result<Option<KeyRow>, ApiKeyError> {
         self.with_store(|s| apikeys::lookup(s, token))
+    }
+
+    /// [`KeyGate::authenticate`], but only if it cannot wait: the store is local and no other
+    /// thread is using it (one may be writing a spend, fsync included). `None` otherwise, and
+    /// the caller goes to the blocking pool. Safe on an async worker.
+    pub fn try_authenticate(&self, token: &str) -> Option<Result<Option<KeyRow>, ApiKeyError>> {
+        if !self.local {
+            return None;
+        }
+        let store = self.store.try_lock().ok()?;
+        Some(apikeys::lookup(&**store, token))
     }
 
     /// Take one request and `call_tokens` tokens from `key`'s buckets, or neither:

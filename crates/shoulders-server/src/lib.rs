@@ -316,11 +316,19 @@ impl AppState {
             ledger.observe_commits(metrics.commit_observer());
         }
         // The writer imports an old `api-keys.json` once; read nodes only read the keys.
-        let api_keys = keygate::KeyGate::new(apikeys::open_store(
-            &config.data_dir,
-            config.database.as_ref(),
-            !config.read_only,
-        )?);
+        let api_keys = keygate::KeyGate::new(
+            apikeys::open_store(
+                &config.data_dir,
+                config.database.as_ref(),
+                !config.read_only,
+            )?,
+            // Where the ledger (and so the keys) lives: named by `--database` or the data
+            // directory's own setting.
+            matches!(
+                dir.store_location()?,
+                shoulders_ledger::StoreLocation::Sqlite(_)
+            ),
+        );
         let key_path = config.data_dir.join(OPERATOR_KEY_FILE);
         // A read node signs nothing but checkpoints: it needs no operator key.
         let operator_key = match std::fs::read_to_string(&key_path) {
@@ -511,6 +519,20 @@ impl AppState {
         }
         cache.insert(dataset_id.to_string(), (modified, Arc::clone(&ix)));
         Ok(Some(ix))
+    }
+
+    /// [`AppState::dataset_index`] without opening anything: `Some` when the manifest's time
+    /// (one `stat`) and the cache answer it (no index, or the open one is current), `None`
+    /// when the index must be opened or reopened first.
+    pub fn dataset_index_if_open(&self, dataset_id: &str) -> Option<Option<Arc<DatasetIndex>>> {
+        let Some(modified) = index_version(self.data_dir(), dataset_id) else {
+            return Some(None);
+        };
+        let cache = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.get(dataset_id) {
+            Some((at, ix)) if *at == modified => Some(Some(Arc::clone(ix))),
+            _ => None,
+        }
     }
 
     /// One pass of the index follow loop ([`index_follow`]): for every dataset with a

@@ -196,6 +196,20 @@ struct AttributionLabels {
     source: AttributionSource,
 }
 
+label_enum! {
+    /// Where a gateway call's admission (key, licence, holds) ran: on the async worker that
+    /// received it, or on the blocking pool because something in it could have waited.
+    pub enum AdmittedOn {
+        Worker => "worker",
+        Pool => "pool",
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdmissionLabels {
+    on: AdmittedOn,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn http_histogram() -> Histogram {
@@ -225,6 +239,7 @@ pub struct Metrics {
     token_usage: HistogramFamily<TokenLabels>,
     operation_duration: HistogramFamily<OperationLabels>,
     gateway_calls: Family<CallLabels, Counter>,
+    gateway_admissions: Family<AdmissionLabels, Counter>,
     charge_micros: Family<ChargeLabels, Counter>,
     receipts_appended: Counter,
     attribution_duration: HistogramFamily<AttributionLabels>,
@@ -275,6 +290,12 @@ impl Metrics {
             "Gateway calls to models on the ledger, by outcome",
             gateway_calls.clone(),
         );
+        let gateway_admissions = Family::<AdmissionLabels, Counter>::default();
+        registry.register(
+            "shoulders_gateway_admissions",
+            "Gateway call admissions, by where they ran (worker: nothing in them could wait)",
+            gateway_admissions.clone(),
+        );
         let charge_micros = Family::<ChargeLabels, Counter>::default();
         registry.register(
             "shoulders_gateway_charge_micros",
@@ -321,12 +342,20 @@ impl Metrics {
             token_usage,
             operation_duration,
             gateway_calls,
+            gateway_admissions,
             charge_micros,
             receipts_appended,
             attribution_duration,
             writer_queue_depth,
             writer_commit_duration,
         }
+    }
+
+    /// Count one gateway admission and where it ran.
+    pub fn gateway_admitted(&self, on: AdmittedOn) {
+        self.gateway_admissions
+            .get_or_create(&AdmissionLabels { on })
+            .inc();
     }
 
     /// Count one `add-checkpoint` request to `witness` (a name from the policy).

@@ -285,6 +285,13 @@ async fn budget_refuses_before_the_upstream_and_resets_next_period() {
         charged,
         "spend = receipts"
     );
+    // A budgeted key's admission writes its pending spend durably: never on an async worker.
+    let exposition = state.metrics.encode(0);
+    assert!(
+        exposition.contains("shoulders_gateway_admissions_total{on=\"pool\"} 3\n")
+            && !exposition.contains("on=\"worker\""),
+        "{exposition}"
+    );
     let size = s.size().await;
     let (status, v) = call(&s, &token).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{v}");

@@ -328,6 +328,10 @@ async fn gateway_metrics_move_by_exactly_what_the_receipts_say() {
         charged
     );
     assert_eq!(delta("shoulders_receipts_appended_total", &[]), 4.0);
+    // One call at a time, a key without a budget, nothing queued for the writer: every
+    // admission (the four calls and the unknown model's) ran on the worker that received it.
+    let admitted = |on| delta("shoulders_gateway_admissions_total", &[("on", on)]);
+    assert_eq!((admitted("worker"), admitted("pool")), (5.0, 0.0));
     assert_eq!(
         delta(
             "shoulders_gateway_calls_total",
