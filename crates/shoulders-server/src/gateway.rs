@@ -250,8 +250,8 @@ fn active_key(found: Result<Option<KeyRow>, crate::apikeys::ApiKeyError>) -> Api
 /// wait: the key was read without waiting ([`crate::keygate::KeyGate::try_authenticate`]), the
 /// key has no budget whose pending spend is a durable write, and the ledger's writer has
 /// nothing queued, so no commit holds the state the checks read (one that starts right after
-/// this look makes them wait for it: at most one commit, and rare). An index is never opened there
-/// either (the handler opens it on the pool afterwards: the first call after a build).
+/// this look makes them wait for it: at most one commit, and rare). An index is never opened
+/// there either (the handler opens it on the pool afterwards: the first call after a build).
 /// Otherwise, and on a read node, admission goes to the pool as before.
 fn admits_on_worker(st: &AppState, key: &KeyRow) -> bool {
     let budget_write =
