@@ -338,35 +338,45 @@ fn only_one_writer_per_data_dir() {
 fn concurrent_submitters_are_group_committed_densely() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, ledger, vkey) = new_ledger(tmp.path());
+    let alice = alice_with_dataset(&ledger);
+    contribute_concurrently(&ledger, &vkey, &alice, 8, 60);
+}
+
+/// Alice, registered, with her open dataset `alice/d`: the log's first two records.
+fn alice_with_dataset(ledger: &Ledger) -> shoulders_record::ActorKey {
     let alice = key(1);
-    ledger
-        .submit(rec(
-            &alice,
-            "actor.register",
-            json!({"handle": "alice", "name": "A"}),
-        ))
-        .unwrap();
-    ledger
-        .submit(rec(
-            &alice,
+    for (kind, body) in [
+        ("actor.register", json!({"handle": "alice", "name": "A"})),
+        (
             "dataset.create",
             json!({"dataset_id": "alice/d", "name": "D", "access": "open"}),
-        ))
-        .unwrap();
-    let threads = 8;
-    let per_thread = 60;
+        ),
+    ] {
+        ledger.submit(rec(&alice, kind, body)).unwrap();
+    }
+    alice
+}
+
+/// `threads` submitters at once, each contributing `per_thread` documents to `alice/d` (after
+/// [`alice_with_dataset`]): every one is appended, the log stays dense, and its export verifies.
+fn contribute_concurrently(
+    ledger: &Ledger,
+    vkey: &str,
+    alice: &shoulders_record::ActorKey,
+    threads: usize,
+    per_thread: usize,
+) {
     let indexes: Vec<u64> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let ledger = &ledger;
-                let alice = alice.clone();
                 s.spawn(move || {
                     (0..per_thread)
                         .map(|i| {
-                            let text = format!("doc {t} {i}");
-                            let r =
-                                rec(&alice, "data.contribute", stored(ledger, "alice/d", &text));
-                            ledger.submit(r).unwrap().index
+                            let body = stored(ledger, "alice/d", &format!("doc {t} {i}"));
+                            ledger
+                                .submit(rec(alice, "data.contribute", body))
+                                .unwrap()
+                                .index
                         })
                         .collect::<Vec<_>>()
                 })
@@ -377,7 +387,7 @@ fn concurrent_submitters_are_group_committed_densely() {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    let mut sorted = indexes.clone();
+    let mut sorted = indexes;
     sorted.sort();
     assert_eq!(
         sorted,
@@ -385,7 +395,7 @@ fn concurrent_submitters_are_group_committed_densely() {
     );
     let mut export = Vec::new();
     ledger.export(&mut export).unwrap();
-    let (report, _) = verify_export(&export, &vkey).unwrap();
+    let (report, _) = verify_export(&export, vkey).unwrap();
     assert_eq!(report.tree_size, ledger.size());
     assert_eq!(report.contributions, threads * per_thread);
 }
@@ -603,16 +613,7 @@ fn an_uncontended_submit_commits_on_its_own_thread_and_a_burst_still_groups() {
         let thread = std::thread::current().name().unwrap_or("").to_string();
         seen.lock().unwrap().push((thread, n));
     })));
-    let alice = key(1);
-    for (kind, body) in [
-        ("actor.register", json!({"handle": "alice", "name": "A"})),
-        (
-            "dataset.create",
-            json!({"dataset_id": "alice/d", "name": "D", "access": "open"}),
-        ),
-    ] {
-        ledger.submit(rec(&alice, kind, body)).unwrap();
-    }
+    let alice = alice_with_dataset(&ledger);
     let me = std::thread::current().name().unwrap_or("").to_string();
     assert_ne!(me, "shoulders-writer");
     assert_eq!(
@@ -623,34 +624,7 @@ fn an_uncontended_submit_commits_on_its_own_thread_and_a_burst_still_groups() {
     commits.lock().unwrap().clear();
 
     let (threads, per_thread) = (8, 40);
-    let indexes: Vec<u64> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (ledger, alice) = (&ledger, alice.clone());
-                s.spawn(move || {
-                    (0..per_thread)
-                        .map(|i| {
-                            let body = stored(ledger, "alice/d", &format!("doc {t} {i}"));
-                            ledger
-                                .submit(rec(&alice, "data.contribute", body))
-                                .unwrap()
-                                .index
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
-    let mut sorted = indexes;
-    sorted.sort();
-    assert_eq!(
-        sorted,
-        (2..2 + (threads * per_thread) as u64).collect::<Vec<_>>()
-    );
+    contribute_concurrently(&ledger, &vkey, &alice, threads, per_thread);
     let commits = commits.lock().unwrap();
     assert_eq!(
         commits.iter().map(|(_, n)| n).sum::<usize>(),
@@ -662,9 +636,4 @@ fn an_uncontended_submit_commits_on_its_own_thread_and_a_burst_still_groups() {
             .any(|(t, n)| t == "shoulders-writer" && *n > 1),
         "the writer group-committed part of the burst: {commits:?}"
     );
-    let mut export = Vec::new();
-    ledger.export(&mut export).unwrap();
-    let (report, _) = verify_export(&export, &vkey).unwrap();
-    assert_eq!(report.tree_size, ledger.size());
-    assert_eq!(report.contributions, threads * per_thread);
 }
