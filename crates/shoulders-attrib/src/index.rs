@@ -269,18 +269,51 @@ pub fn pointer_width(token_count: u64) -> u8 {
     bits.div_ceil(8).max(1) as u8
 }
 
-/// Length of the common prefix of two equally long slices; compares 64-byte blocks with
-/// slice equality (`memcmp`) first, so long matches are cheap to verify.
+/// Length of the common prefix of two slices (up to the shorter one's length).
+///
+/// Most comparisons of a suffix-array search stop within a few bytes, so the first 64 bytes
+/// are compared 8 at a time as `u64` words (the first differing byte is the lowest set byte of
+/// their XOR, little-endian), without a call; a longer common prefix (a copied passage) goes
+/// on in 64-byte blocks with slice equality (`memcmp`), then words again for the rest.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const WORD: usize = 8;
     const BLOCK: usize = 64;
     let len = a.len().min(b.len());
-    let mut k = 0;
+    let (a, b) = (&a[..len], &b[..len]);
+    // The common prefix within `a[from..]` and `b[from..]` in words, then bytes; `Err` with
+    // the position of the first difference, `Ok` with how far the words went when they ran out
+    // or after `max_words` equal words.
+    let words = |from: usize, max_words: usize| -> Result<usize, usize> {
+        let mut k = from;
+        for (x, y) in a[from..]
+            .chunks_exact(WORD)
+            .zip(b[from..].chunks_exact(WORD))
+            .take(max_words)
+        {
+            let x = u64::from_le_bytes(x.try_into().expect("chunks are 8 bytes"));
+            let y = u64::from_le_bytes(y.try_into().expect("chunks are 8 bytes"));
+            let diff = x ^ y;
+            if diff != 0 {
+                return Err(k + (diff.trailing_zeros() / 8) as usize);
+            }
+            k += WORD;
+        }
+        Ok(k)
+    };
+    let mut k = match words(0, BLOCK / WORD) {
+        Err(at) => return at,
+        Ok(k) => k,
+    };
     while k + BLOCK <= len && a[k..k + BLOCK] == b[k..k + BLOCK] {
         k += BLOCK;
     }
-    k + a[k..len]
+    let k = match words(k, usize::MAX) {
+        Err(at) => return at,
+        Ok(k) => k,
+    };
+    k + a[k..]
         .iter()
-        .zip(&b[k..len])
+        .zip(&b[k..])
         .take_while(|(x, y)| x == y)
         .count()
 }
@@ -2044,6 +2077,27 @@ mod tests {
                 let got = index.longest_matches(out).unwrap();
                 prop_assert_eq!(got, index.longest_matches_reference(out), "output {:?}", out);
             }
+        }
+    }
+
+    proptest! {
+        /// The word-at-a-time common prefix is the byte-by-byte one, for prefixes that end
+        /// inside the first word, at and around word and 64-byte block boundaries, past
+        /// several blocks, and at the end of either slice.
+        #[test]
+        fn common_prefix_equals_bytewise(
+            shared in 0usize..300,
+            tail_a in prop::collection::vec(any::<u8>(), 0..20),
+            tail_b in prop::collection::vec(any::<u8>(), 0..20),
+            seed in any::<u8>(),
+        ) {
+            let prefix: Vec<u8> = (0..shared).map(|i| seed.wrapping_add(i as u8)).collect();
+            let a = [&prefix[..], &tail_a[..]].concat();
+            let b = [&prefix[..], &tail_b[..]].concat();
+            let want = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_prefix(&a, &b), want);
+            prop_assert_eq!(common_prefix(&b, &a), want);
+            prop_assert_eq!(common_prefix(&a, &a), a.len());
         }
     }
 
