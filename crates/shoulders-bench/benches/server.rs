@@ -8,7 +8,8 @@
 //! `cargo bench -p shoulders-bench --bench server` (or `bench/load.sh`). Each scenario runs for
 //! `SHOULDERS_BENCH_SECONDS` (default 3) seconds. Throughput scenarios use
 //! `SHOULDERS_BENCH_CONCURRENCY` (default 16) connections; the overhead comparison runs one
-//! request at a time so that queueing does not hide the per-call cost.
+//! request at a time so that queueing does not hide the per-call cost, then times a whole
+//! call to the embedded model (generation, attribution and receipt) the same way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -465,6 +466,19 @@ fn main() {
             );
             assert_eq!(s.errors, 0, "{name} had errors");
         }
+        // The embedded model has no upstream to compare with: its whole call (generation,
+        // attribution, durable receipt), one at a time.
+        let body = Arc::new(chat("alice/embedded"));
+        let (c, t, url) = (client.clone(), token.clone(), format!("{base}/v1/chat/completions"));
+        let s = run(1, seconds, move |_| {
+            let req = c.post(url.clone()).json(body.as_ref()).bearer_auth(&t);
+            async move { req.send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+        }).await;
+        println!(
+            "| {:<44} | {:>8.3} | {:>8.3} | {:>8.3} | {:>15} | {:>15} |",
+            "embedded ∞-gram + attribution (whole call)", s.p50_ms, s.p90_ms, s.p99_ms, "—", "—"
+        );
+        assert_eq!(s.errors, 0, "the embedded model's calls had errors");
         let _ = stop_tx.send(());
         server.await.unwrap().unwrap();
     });
