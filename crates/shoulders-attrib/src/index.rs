@@ -269,6 +269,26 @@ pub fn pointer_width(token_count: u64) -> u8 {
     bits.div_ceil(8).max(1) as u8
 }
 
+/// The `width`-byte little-endian pointer at rank `r` of a suffix-array table (0 for `r`
+/// outside it). Every search step reads one: an unaligned 8-byte load masked to the width (no
+/// copy of a variable length, which cost a `memcpy` call per step), but for the last entries
+/// of the table, which are copied byte by byte.
+fn pointer_at(table: &[u8], width: usize, r: u64) -> u64 {
+    debug_assert!((1..=8).contains(&width), "pointer width checked at open");
+    let Some(at) = usize::try_from(r).ok().and_then(|r| r.checked_mul(width)) else {
+        return 0;
+    };
+    if let Some(word) = at.checked_add(8).and_then(|end| table.get(at..end)) {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        return word & (u64::MAX >> (64 - 8 * width));
+    }
+    let mut b = [0u8; 8];
+    if let Some(src) = at.checked_add(width).and_then(|end| table.get(at..end)) {
+        b[..width].copy_from_slice(src);
+    }
+    u64::from_le_bytes(b)
+}
+
 /// Length of the common prefix of two slices (up to the shorter one's length).
 ///
 /// Most comparisons of a suffix-array search stop within a few bytes, so the first 64 bytes
@@ -1172,15 +1192,7 @@ impl Index {
     /// against the token count: callers that use it as a position check it (see
     /// [`Index::checked_sa`]).
     fn sa(&self, r: u64) -> u64 {
-        let mut b = [0u8; 8];
-        let src = usize::try_from(r)
-            .ok()
-            .and_then(|r| r.checked_mul(self.width))
-            .and_then(|at| self.table.get(at..at + self.width));
-        if let Some(src) = src {
-            b[..self.width].copy_from_slice(src);
-        }
-        u64::from_le_bytes(b)
+        pointer_at(&self.table, self.width, r)
     }
 
     /// [`Index::sa`], `E_INDEX_CORRUPT` when the pointer is outside the token array.
@@ -2077,6 +2089,26 @@ mod tests {
                 let got = index.longest_matches(out).unwrap();
                 prop_assert_eq!(got, index.longest_matches_reference(out), "output {:?}", out);
             }
+        }
+    }
+
+    proptest! {
+        /// A pointer read with one masked 8-byte load is the byte-wise little-endian value, for
+        /// every width, at every rank (the table's last entries too) and past the table's end.
+        #[test]
+        fn pointer_at_equals_bytewise(
+            width in 1usize..=8,
+            table in prop::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let entries = (table.len() / width) as u64;
+            for r in 0..entries + 3 {
+                let at = r as usize * width;
+                let want = table.get(at..at + width).map_or(0, |b| {
+                    b.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x))
+                });
+                prop_assert_eq!(pointer_at(&table, width, r), want, "width {} rank {}", width, r);
+            }
+            prop_assert_eq!(pointer_at(&table, width, u64::MAX), 0);
         }
     }
 
